@@ -1,0 +1,44 @@
+// ---- logsumexp family: T * ln sum_j exp(x_j / T) per row -----------------------------------
+//
+// One segment per row (S = 1): `stats` writes the result directly.
+// Several (S > 1, long rows and few of them): `stats` writes per-segment partials and
+// `lse_merge` folds each row's S partials (also the first pass of the split softmax).
+
+// lse: (rows,) output
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+
+// lse = T * (m + ln s); NaN wins over +inf wins over "no finite value" (-inf).
+fn lse_of(st: Stats) -> f32 {
+    if (st.flags & FLAG_NAN) != 0u {
+        return params.nan;
+    }
+    if (st.flags & FLAG_POS_INF) != 0u {
+        return params.pos_inf;
+    }
+    if st.s <= 0.0 {
+        return params.neg_inf;
+    }
+    return params.temperature * (st.m + log(st.s));
+}
+
+@compute @workgroup_size(256)
+fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let it = work_item(wid, lid);
+    let st = item_stats(it, lid);
+    if it.valid && it.lane == 0u {
+        if params.segs == 1u {
+            lse[it.row] = lse_of(st);
+        } else {
+            store_partial(it.row, it.seg, st);
+        }
+    }
+}
+
+// One invocation per row.
+@compute @workgroup_size(256)
+fn lse_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * params.groups_x + wid.x) * WG + lid;
+    if row < params.rows {
+        lse[row] = lse_of(row_from_partials(row));
+    }
+}

@@ -1,0 +1,51 @@
+// ---- softmax family: softmax(x / T) or log_softmax(x / T) per row --------------------------
+//
+// `fused` (S = 1): stats in one read, then the output written by the same workgroup while the
+// row is still in cache. `write` (S > 1): the logsumexp family's `stats` pass wrote partials;
+// each segment's workgroup merges its row's S partials and writes its segment.
+//
+// softmax_j     = exp(x_j - m) / s
+// log_softmax_j = (x_j - m) - ln s     (not x_j - lse: exact under a +1e7 shift)
+// -inf inputs give exactly 0 / -inf; a row with NaN, +inf or no finite value gives NaN.
+
+fn write_item(it: Item, st: Stats) {
+    let begin = seg_begin(it);
+    let end = seg_end(it);
+    if !stats_finite(st) {
+        for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
+            store4(it.row, j, vec4<f32>(params.nan));
+        }
+        return;
+    }
+    let m = vec4<f32>(st.m);
+    if LOG_OUTPUT {
+        let ln_s = vec4<f32>(log(st.s));
+        for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
+            let v = load4(it.row, j) / params.temperature;
+            store4(it.row, j, select(vec4<f32>(params.neg_inf), (v - m) - ln_s, finite4(v)));
+        }
+    } else {
+        let inv_s = 1.0 / st.s;
+        for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
+            let v = load4(it.row, j) / params.temperature;
+            store4(it.row, j, select(vec4<f32>(0.0), exp(v - m) * inv_s, finite4(v)));
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let it = work_item(wid, lid);
+    let st = item_stats(it, lid);
+    if it.valid {
+        write_item(it, st);
+    }
+}
+
+@compute @workgroup_size(256)
+fn write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let it = work_item(wid, lid);
+    if it.valid {
+        write_item(it, row_from_partials(it.row));
+    }
+}

@@ -1,0 +1,211 @@
+//! Adapter selection and the device: one `Context` owns device, queue, pipeline cache and
+//! buffer pool.
+
+use super::pipelines::PipelineCache;
+use super::pool::BufferPool;
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// What smoothmax knows about an adapter: for `smoothmax info` and for reports.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// Backend: Vulkan, Metal, Dx12, Gl.
+    pub backend: String,
+    /// Discrete, integrated, virtual, CPU.
+    pub device_type: String,
+    /// Driver name and version string.
+    pub driver: String,
+    /// The limits smoothmax depends on, as `(name, value)` pairs.
+    pub limits: Vec<(&'static str, u64)>,
+    /// Optional features the adapter has, in wgpu's notation.
+    pub features: String,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let l = adapter.limits();
+        AdapterSummary {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            limits: vec![
+                (
+                    "max_storage_buffer_binding_size",
+                    l.max_storage_buffer_binding_size,
+                ),
+                ("max_buffer_size", l.max_buffer_size),
+                (
+                    "max_compute_workgroups_per_dimension",
+                    l.max_compute_workgroups_per_dimension as u64,
+                ),
+                (
+                    "max_compute_invocations_per_workgroup",
+                    l.max_compute_invocations_per_workgroup as u64,
+                ),
+                (
+                    "max_compute_workgroup_storage_size",
+                    l.max_compute_workgroup_storage_size as u64,
+                ),
+                (
+                    "max_storage_buffers_per_shader_stage",
+                    l.max_storage_buffers_per_shader_stage as u64,
+                ),
+            ],
+            features: format!("{:?}", adapter.features()),
+        }
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    // Honors WGPU_BACKEND (and the other WGPU_* instance variables).
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu finds (after `WGPU_BACKEND` filtering).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
+}
+
+/// Picks an adapter: the first whose name contains `WGPU_ADAPTER_NAME` (case-insensitive)
+/// when that is set, else wgpu's choice for high performance.
+async fn select_adapter(inst: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let adapters = inst.enumerate_adapters(wgpu::Backends::all()).await;
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        let lower = wanted.to_lowercase();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&lower))
+            .ok_or_else(|| Error::NoAdapter {
+                detail: format!(" matching WGPU_ADAPTER_NAME={wanted:?} (found: {names:?})"),
+            });
+    }
+    let power_preference =
+        wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
+    inst.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference,
+        force_fallback_adapter: false,
+        compatible_surface: None,
+        // Bucketing would round limits down to common tiers; smoothmax wants the real ones.
+        apply_limit_buckets: false,
+    })
+    .await
+    .map_err(|e| Error::NoAdapter {
+        detail: format!(" ({e})"),
+    })
+}
+
+/// Device, queue and the caches that belong to them.
+pub(crate) struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub pipelines: PipelineCache,
+    pub pool: Arc<BufferPool>,
+    /// Set by the device-lost callback; checked before every call.
+    pub lost: Arc<Mutex<Option<String>>>,
+    /// Errors raised outside any error scope (there should be none: every call scopes its
+    /// work). Recorded instead of wgpu's default handler, which panics.
+    pub uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Tiny storage buffer bound where a kernel declares a binding it does not use.
+    pub dummy: wgpu::Buffer,
+}
+
+impl Context {
+    /// Opens the adapter chosen by [`select_adapter`] with its own (not WebGPU-default) limits.
+    pub async fn new() -> Result<Self> {
+        let inst = instance();
+        let adapter = select_adapter(&inst).await?;
+        let summary = AdapterSummary::of(&adapter);
+        let wanted = wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("smoothmax"),
+                required_features: adapter.features() & wanted,
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        Ok(Self::from_parts(device, queue, summary))
+    }
+
+    fn from_parts(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Self {
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut l) = lost_cb.lock() {
+                *l = Some(format!("{reason:?}: {msg}"));
+            }
+        });
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let unc = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut u) = unc.lock() {
+                u.push(e.to_string());
+            }
+        }));
+        let limits = device.limits();
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("smoothmax/dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let pipelines = PipelineCache::new(&device);
+        Context {
+            device,
+            queue,
+            adapter,
+            limits,
+            pipelines,
+            pool: Arc::new(BufferPool::from_env()),
+            lost,
+            uncaptured,
+            dummy,
+        }
+    }
+
+    /// Fails with [`Error::DeviceLost`] once the device-lost callback has fired.
+    pub fn check_alive(&self) -> Result<()> {
+        match self.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(msg) => Err(Error::DeviceLost(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails with [`Error::Validation`] if wgpu reported an error outside any scope since the
+    /// last check (and clears the record).
+    pub fn check_uncaptured(&self) -> Result<()> {
+        let errs: Vec<String> = self
+            .uncaptured
+            .lock()
+            .map(|mut u| u.drain(..).collect())
+            .unwrap_or_default();
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(errs.join("; ")))
+        }
+    }
+
+    /// Largest byte size one storage binding may cover on this device.
+    pub fn max_binding(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+}

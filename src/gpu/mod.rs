@@ -1,0 +1,94 @@
+//! The GPU backend (wgpu): context, shader registry, pipeline cache, buffer pool, dispatcher.
+//!
+//! Any shape works: rows are chunked so each chunk fits one storage binding (lavapipe allows
+//! 128 MiB), long rows with few of them are split over several workgroups and merged, short
+//! rows share a workgroup, and grids larger than 65535 workgroups are folded into 2-D.
+
+mod context;
+mod pipelines;
+mod plan;
+mod pool;
+mod readback;
+mod rows;
+mod shaders;
+
+pub use context::{list_adapters, AdapterSummary};
+
+use crate::error::Result;
+use crate::ops::{Backend, RowOp, RowOutput};
+use context::Context;
+use ndarray::ArrayView2;
+use std::sync::Arc;
+
+/// The GPU backend. Cheap to clone (the device and caches are shared); `Send + Sync`.
+///
+/// Adapter choice honors `WGPU_BACKEND` (e.g. `vulkan`) and `WGPU_ADAPTER_NAME` (a
+/// case-insensitive substring of the adapter name). The device is opened with the adapter's
+/// own limits, not WebGPU's defaults.
+///
+/// ```no_run
+/// use smoothmax::{Backend, Gpu};
+/// let gpu = Gpu::new()?; // Err(Error::NoAdapter { .. }) on a machine without one
+/// let x = ndarray::Array2::<f32>::zeros((4096, 32000));
+/// let p = gpu.softmax(x.view(), 1.0)?;
+/// assert_eq!(p.dim(), (4096, 32000));
+/// # Ok::<(), smoothmax::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Gpu {
+    ctx: Arc<Context>,
+}
+
+/// Counters of wgpu objects the engine has created, to check that repeated calls reuse them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct GpuCounters {
+    /// Buffers created by the pool.
+    pub buffers_created: u64,
+    /// Compute pipelines compiled.
+    pub pipelines_created: u64,
+}
+
+impl Gpu {
+    /// Opens the default adapter (see the type docs), blocking.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// Opens the default adapter (see the type docs).
+    pub async fn new_async() -> Result<Self> {
+        Ok(Gpu {
+            ctx: Arc::new(Context::new().await?),
+        })
+    }
+
+    /// The adapter this engine runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.ctx.adapter
+    }
+
+    /// How many buffers and pipelines the engine has created so far.
+    pub fn counters(&self) -> GpuCounters {
+        GpuCounters {
+            buffers_created: self.ctx.pool.created(),
+            pipelines_created: self.ctx.pipelines.created(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.ctx.adapter.name)
+            .finish()
+    }
+}
+
+impl Backend for Gpu {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
+        rows::row_op(&self.ctx, op, x, temperature)
+    }
+}

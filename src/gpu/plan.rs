@@ -1,0 +1,131 @@
+//! How a `[B, C]` row op is cut up: rows into chunks that fit one storage binding, each row
+//! into segments when rows are long and few, and work items into a folded 2-D grid.
+//! Pure arithmetic, unit-tested without a GPU.
+
+use crate::error::{Error, Result};
+
+/// Below this many (row, segment) items a dispatch leaves a large GPU idle: long rows are then
+/// split into segments, one workgroup each, merged afterwards.
+const TARGET_ITEMS: usize = 512;
+/// Shortest segment worth a workgroup, in vec4 units (8192 floats).
+const MIN_SEG_V: usize = 2048;
+/// Vec4 steps each invocation should get before more invocations are added to a row.
+const STEPS_PER_THREAD: usize = 8;
+/// Invocations per workgroup (must match `WG` in shaders/prelude.wgsl).
+pub(crate) const WG: usize = 256;
+
+/// The split of one chunk's rows.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RowSplit {
+    /// Invocations per (row, segment) item: power of two in 1..=256.
+    pub row_threads: u32,
+    /// Segments per row.
+    pub segs: u32,
+    /// Vec4 units per segment.
+    pub seg_len: u32,
+}
+
+impl RowSplit {
+    /// Splits `rows` rows of `cols_v` vec4 units.
+    pub fn new(rows: usize, cols_v: usize) -> Self {
+        let want_segs = if rows >= TARGET_ITEMS {
+            1
+        } else {
+            TARGET_ITEMS.div_ceil(rows.max(1))
+        };
+        let segs = want_segs.min(cols_v.div_ceil(MIN_SEG_V)).max(1);
+        let seg_len = cols_v.div_ceil(segs).max(1);
+        let segs = cols_v.div_ceil(seg_len).max(1); // no empty trailing segment
+        let row_threads = seg_len
+            .div_ceil(STEPS_PER_THREAD)
+            .next_power_of_two()
+            .clamp(1, WG);
+        RowSplit {
+            row_threads: row_threads as u32,
+            segs: segs as u32,
+            seg_len: seg_len as u32,
+        }
+    }
+
+    /// Workgroups needed for `rows` rows.
+    pub fn workgroups(&self, rows: usize) -> usize {
+        let per_wg = WG / self.row_threads as usize;
+        (rows * self.segs as usize).div_ceil(per_wg)
+    }
+}
+
+/// A grid of `n` workgroups folded into `(x, y)` with `x, y ≤ max_dim`.
+pub(crate) fn fold_grid(n: usize, max_dim: u32) -> Option<(u32, u32)> {
+    if n == 0 {
+        return Some((0, 0));
+    }
+    let gx = n.min(max_dim as usize);
+    let gy = n.div_ceil(gx);
+    (gy <= max_dim as usize).then_some((gx as u32, gy as u32))
+}
+
+/// Rows per chunk so that one chunk of input (or output) fits a storage binding of
+/// `max_binding` bytes and its grid fits `max_dim²` workgroups.
+pub(crate) fn chunk_rows(
+    rows: usize,
+    cols: usize,
+    max_binding: u64,
+    max_dim: u32,
+) -> Result<usize> {
+    let row_bytes = (cols as u64) * 4;
+    if row_bytes > max_binding {
+        return Err(Error::ShapeTooLarge {
+            rows,
+            cols,
+            what: "one row is larger than the device's largest storage binding",
+            limit: max_binding,
+        });
+    }
+    let by_bytes = (max_binding / row_bytes.max(4)) as usize;
+    // 256 rows per workgroup at most, max_dim² workgroups: far above any real shape, but
+    // checked so the fold below can never fail.
+    let by_grid = (max_dim as usize)
+        .saturating_mul(max_dim as usize)
+        .saturating_mul(WG / 2);
+    Ok(rows.min(by_bytes).min(by_grid).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_rows_share_a_workgroup() {
+        let s = RowSplit::new(70_000, 1);
+        assert_eq!((s.row_threads, s.segs), (1, 1));
+        assert_eq!(s.workgroups(70_000), 70_000usize.div_ceil(256));
+        let s = RowSplit::new(4096, 16); // C = 64
+        assert_eq!((s.row_threads, s.segs), (2, 1));
+    }
+
+    #[test]
+    fn long_rows_use_whole_workgroups_and_few_rows_split() {
+        let s = RowSplit::new(4096, 8000); // [4096, 32000]
+        assert_eq!((s.row_threads, s.segs), (256, 1));
+        let s = RowSplit::new(8, 64_000); // [8, 256000]
+        assert_eq!(s.row_threads, 256);
+        assert_eq!(s.segs, 32);
+        assert!(s.segs * s.seg_len >= 64_000 && (s.segs - 1) * s.seg_len < 64_000);
+    }
+
+    #[test]
+    fn grids_fold_past_65535() {
+        assert_eq!(fold_grid(70_000, 65_535), Some((65_535, 2)));
+        assert_eq!(fold_grid(5, 65_535), Some((5, 1)));
+        assert_eq!(fold_grid(0, 65_535), Some((0, 0)));
+        assert_eq!(fold_grid(10, 3), None);
+    }
+
+    #[test]
+    fn chunks_fit_the_binding() {
+        let lim = 128 << 20;
+        assert_eq!(chunk_rows(4096, 32_000, lim, 65_535).unwrap(), 1048);
+        assert_eq!(chunk_rows(3, 7, lim, 65_535).unwrap(), 3);
+        assert!(chunk_rows(1, 40 << 20, lim, 65_535).is_err());
+    }
+}

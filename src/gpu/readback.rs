@@ -1,0 +1,43 @@
+//! Reading a buffer back to the host, in the one order that works everywhere:
+//! copy to a MAP_READ staging buffer (done by the caller's encoder), `map_async` with a
+//! channel, poll the device until the callback ran, copy out of the mapped view, drop the
+//! view, unmap. `map_async` only completes while the device is polled, hence the poll.
+
+use super::context::Context;
+use crate::error::{Error, Result};
+
+/// Copies the first `dst.len()` floats of `staging` (already filled by a submitted copy) into
+/// `dst`. The buffer is unmapped again on every path that mapped it.
+pub(crate) fn read_f32(ctx: &Context, staging: &wgpu::Buffer, dst: &mut [f32]) -> Result<()> {
+    if dst.is_empty() {
+        return Ok(());
+    }
+    let bytes = (dst.len() * 4) as u64;
+    let slice = staging.slice(0..bytes);
+    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        // The receiver lives until this function returns; a send error cannot be acted on.
+        let _ = tx.send(r);
+    });
+    if let Err(e) = ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
+        ctx.check_alive()?;
+        return Err(Error::Readback(format!("waiting for the device: {e}")));
+    }
+    match pollster::block_on(rx.receive()) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            ctx.check_alive()?;
+            return Err(Error::Readback(format!("map_async: {e}")));
+        }
+        None => return Err(Error::Readback("map_async callback never ran".into())),
+    }
+    let copied = match slice.get_mapped_range() {
+        Ok(view) => {
+            bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(&view);
+            Ok(())
+        }
+        Err(e) => Err(Error::Readback(format!("get_mapped_range: {e}"))),
+    };
+    staging.unmap();
+    copied
+}

@@ -1,0 +1,135 @@
+//! The shader registry: every WGSL source, and how a specialization is put together.
+//!
+//! A module is `header + prelude + load/store variant + family`. The header fixes the
+//! specialization constants, so each variant is plain WGSL that naga can validate on its own
+//! (see the test at the bottom, which needs no GPU).
+
+const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+const VEC4: &str = include_str!("../../shaders/vec4.wgsl");
+const SCALAR: &str = include_str!("../../shaders/scalar.wgsl");
+const LOGSUMEXP: &str = include_str!("../../shaders/logsumexp.wgsl");
+const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
+
+/// A kernel family: one `.wgsl` file under `shaders/`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Family {
+    /// `stats` and `lse_merge`.
+    LogSumExp,
+    /// `fused` and `write`.
+    Softmax,
+}
+
+impl Family {
+    fn source(self) -> &'static str {
+        match self {
+            Family::LogSumExp => LOGSUMEXP,
+            Family::Softmax => SOFTMAX,
+        }
+    }
+
+    /// Entry points of the family, for validation.
+    #[cfg(test)]
+    pub(crate) fn entry_points(self) -> &'static [&'static str] {
+        match self {
+            Family::LogSumExp => &["stats", "lse_merge"],
+            Family::Softmax => &["fused", "write"],
+        }
+    }
+
+    /// Bindings past the prelude's (0 params, 1 x, 2 y, 3 partials).
+    pub(crate) fn extra_bindings(self) -> u32 {
+        match self {
+            Family::LogSumExp => 1, // 4: lse
+            Family::Softmax => 0,
+        }
+    }
+}
+
+/// Everything that changes the text of a shader module. Part of the pipeline-cache key.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ShaderKey {
+    pub family: Family,
+    /// vec4 loads and stores (needs `C % 4 == 0`), else scalar.
+    pub vec4: bool,
+    /// Invocations per (row, segment) item: a power of two in 1..=256.
+    pub row_threads: u32,
+    /// Softmax family: write log-softmax.
+    pub log_output: bool,
+}
+
+/// The values `row_threads` can take.
+#[cfg(test)]
+pub(crate) const ROW_THREADS: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+impl ShaderKey {
+    /// The complete WGSL text of this variant.
+    pub fn source(&self) -> String {
+        let header = format!(
+            "// specialization: {self:?}\nconst ROW_THREADS: u32 = {}u;\nconst LOG_OUTPUT: bool = {};\n\n",
+            self.row_threads, self.log_output
+        );
+        let variant = if self.vec4 { VEC4 } else { SCALAR };
+        [header.as_str(), PRELUDE, variant, self.family.source()].join("\n")
+    }
+
+    /// A label for wgpu objects and error messages.
+    pub fn label(&self) -> String {
+        format!(
+            "smoothmax/{:?}/{}/rt{}{}",
+            self.family,
+            if self.vec4 { "vec4" } else { "scalar" },
+            self.row_threads,
+            if self.log_output { "/log" } else { "" }
+        )
+    }
+
+    /// Every variant the engine can ask for.
+    #[cfg(test)]
+    pub fn all() -> Vec<ShaderKey> {
+        let mut keys = Vec::new();
+        for family in [Family::LogSumExp, Family::Softmax] {
+            for vec4 in [false, true] {
+                for row_threads in ROW_THREADS {
+                    for log_output in [false, true] {
+                        keys.push(ShaderKey {
+                            family,
+                            vec4,
+                            row_threads,
+                            log_output,
+                        });
+                    }
+                }
+            }
+        }
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses and validates every variant with naga: no GPU needed, so shader bugs fail in
+    /// plain `cargo test` on any machine.
+    #[test]
+    fn every_variant_validates_with_naga() {
+        for key in ShaderKey::all() {
+            let src = key.source();
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)));
+            for ep in key.family.entry_points() {
+                assert!(
+                    module.entry_points.iter().any(|e| e.name == *ep),
+                    "{} lacks entry point {ep}",
+                    key.label()
+                );
+            }
+        }
+    }
+}

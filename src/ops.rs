@@ -1,0 +1,94 @@
+//! The operations every backend implements, and the interface they share.
+
+use crate::error::{Error, Result};
+use ndarray::{Array1, Array2, ArrayView2};
+
+/// The row-wise reductions of the smooth-max family.
+///
+/// Each is applied to every row of a `[B, C]` matrix, at temperature `T > 0`:
+/// - `LogSumExp`: `T · ln Σ_j exp(x_j / T)`, the smooth maximum (→ `max x` as `T → 0`,
+///   and never more than `T · ln C` above it);
+/// - `Softmax`: `exp(x_j / T) / Σ_k exp(x_k / T)`, the gradient of `LogSumExp`;
+/// - `LogSoftmax`: `x_j / T − ln Σ_k exp(x_k / T)`, computed as `(x_j/T − m) − ln s` with
+///   `m` the row max and `s = Σ exp(x_k/T − m)`, so a large common shift loses nothing.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RowOp {
+    /// Per-row `T·logsumexp(x/T)`; output shape `[B]`.
+    LogSumExp,
+    /// Per-row softmax of `x/T`; output shape `[B, C]`.
+    Softmax,
+    /// Per-row log-softmax of `x/T`; output shape `[B, C]`.
+    LogSoftmax,
+}
+
+impl RowOp {
+    /// The op's name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RowOp::LogSumExp => "logsumexp",
+            RowOp::Softmax => "softmax",
+            RowOp::LogSoftmax => "log-softmax",
+        }
+    }
+}
+
+/// The output of a row op: a vector for `LogSumExp`, a matrix otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowOutput {
+    /// One value per row.
+    PerRow(Array1<f32>),
+    /// One value per element.
+    Matrix(Array2<f32>),
+}
+
+/// Checks that a temperature is usable: finite and strictly positive.
+pub fn check_temperature(t: f32) -> Result<()> {
+    if t.is_finite() && t > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::BadTemperature(t))
+    }
+}
+
+/// One interface, three implementations ([`crate::Gpu`], [`crate::Cpu`],
+/// [`crate::Reference`]), so any op can run on any backend and results can be compared.
+///
+/// ```
+/// use smoothmax::{Backend, Cpu, Reference};
+/// let x = ndarray::array![[1.0f32, 2.0, 3.0], [0.0, 0.0, f32::NEG_INFINITY]];
+/// let fast = Cpu::new().softmax(x.view(), 1.0).unwrap();
+/// let exact = Reference.softmax(x.view(), 1.0).unwrap();
+/// assert!((fast[[0, 2]] - exact[[0, 2]]).abs() < 1e-6);
+/// assert_eq!(fast[[1, 2]], 0.0); // exp(−inf) is exactly 0
+/// ```
+pub trait Backend {
+    /// A short name for messages and reports (`gpu`, `cpu`, `reference`).
+    fn name(&self) -> &'static str;
+
+    /// Runs one row op. The three named methods below are thin wrappers over this.
+    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput>;
+
+    /// `T · ln Σ_j exp(x_j / T)` per row; `[B, C] → [B]`.
+    fn logsumexp(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array1<f32>> {
+        match self.row_op(RowOp::LogSumExp, x, temperature)? {
+            RowOutput::PerRow(v) => Ok(v),
+            RowOutput::Matrix(_) => unreachable!("logsumexp returns one value per row"),
+        }
+    }
+
+    /// Softmax of `x / T` per row; `[B, C] → [B, C]`.
+    fn softmax(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array2<f32>> {
+        match self.row_op(RowOp::Softmax, x, temperature)? {
+            RowOutput::Matrix(m) => Ok(m),
+            RowOutput::PerRow(_) => unreachable!("softmax returns a matrix"),
+        }
+    }
+
+    /// Log-softmax of `x / T` per row; `[B, C] → [B, C]`.
+    fn log_softmax(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array2<f32>> {
+        match self.row_op(RowOp::LogSoftmax, x, temperature)? {
+            RowOutput::Matrix(m) => Ok(m),
+            RowOutput::PerRow(_) => unreachable!("log_softmax returns a matrix"),
+        }
+    }
+}

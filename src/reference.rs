@@ -1,0 +1,111 @@
+//! The f64 oracle: every op written for obviousness, accumulating in f64.
+//!
+//! The fast backends use the same formulas (max-shifted exponentials) but accumulate in f32, so
+//! a disagreement beyond f32 rounding points at a bug, not at a different algorithm. The
+//! non-finite cases are spelled out one by one, in the order of the table in the crate docs.
+
+use crate::error::Result;
+use crate::ops::{check_temperature, Backend, RowOp, RowOutput};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+
+/// The f64 reference backend. Slow and obvious; use it to check the others.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Reference;
+
+/// What a row's values say about its normalizer, decided before any arithmetic.
+enum RowKind {
+    /// Some NaN: every output is NaN.
+    HasNan,
+    /// Some +inf and no NaN: logsumexp is +inf, (log-)softmax NaN.
+    HasPosInf,
+    /// Empty, or every value −inf: logsumexp is −inf, (log-)softmax NaN.
+    NoFinite,
+    /// At least one finite value, the rest finite or −inf: `m` is the finite max, `s` the sum
+    /// of `exp(x − m)` (−inf terms contribute exactly 0), so `lse = m + ln s`.
+    Finite { m: f64, s: f64 },
+}
+
+fn classify(xs: &[f64]) -> RowKind {
+    if xs.iter().any(|x| x.is_nan()) {
+        return RowKind::HasNan;
+    }
+    if xs.iter().any(|&x| x == f64::INFINITY) {
+        return RowKind::HasPosInf;
+    }
+    let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return RowKind::NoFinite;
+    }
+    let s = xs.iter().map(|&x| (x - m).exp()).sum();
+    RowKind::Finite { m, s }
+}
+
+/// A row divided by the temperature, in f64 (`x / T` is exact-then-rounded to f64).
+fn scaled(row: ArrayView1<f32>, t: f64) -> Vec<f64> {
+    row.iter().map(|&x| x as f64 / t).collect()
+}
+
+impl Reference {
+    /// `T · logsumexp(x / T)` per row, in f64.
+    pub fn logsumexp_f64(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array1<f64>> {
+        check_temperature(temperature)?;
+        let t = temperature as f64;
+        Ok(x.axis_iter(Axis(0))
+            .map(|row| match classify(&scaled(row, t)) {
+                RowKind::HasNan => f64::NAN,
+                RowKind::HasPosInf => f64::INFINITY,
+                RowKind::NoFinite => f64::NEG_INFINITY,
+                RowKind::Finite { m, s } => t * (m + s.ln()),
+            })
+            .collect())
+    }
+
+    /// Softmax (or, with `log = true`, log-softmax) of `x / T` per row, in f64.
+    pub fn softmax_f64(
+        &self,
+        x: ArrayView2<f32>,
+        temperature: f32,
+        log: bool,
+    ) -> Result<Array2<f64>> {
+        check_temperature(temperature)?;
+        let t = temperature as f64;
+        let mut out = Array2::<f64>::zeros(x.raw_dim());
+        for (row, mut dst) in x.axis_iter(Axis(0)).zip(out.axis_iter_mut(Axis(0))) {
+            let xs = scaled(row, t);
+            match classify(&xs) {
+                RowKind::HasNan | RowKind::HasPosInf | RowKind::NoFinite => dst.fill(f64::NAN),
+                RowKind::Finite { m, s } => {
+                    for (d, &v) in dst.iter_mut().zip(&xs) {
+                        // (x − m) − ln s, not x − lse: keeps full precision under a large shift.
+                        *d = if log {
+                            (v - m) - s.ln()
+                        } else {
+                            (v - m).exp() / s
+                        };
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for Reference {
+    fn name(&self) -> &'static str {
+        "reference"
+    }
+
+    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
+        Ok(match op {
+            RowOp::LogSumExp => {
+                RowOutput::PerRow(self.logsumexp_f64(x, temperature)?.mapv(|v| v as f32))
+            }
+            RowOp::Softmax => {
+                RowOutput::Matrix(self.softmax_f64(x, temperature, false)?.mapv(|v| v as f32))
+            }
+            RowOp::LogSoftmax => {
+                RowOutput::Matrix(self.softmax_f64(x, temperature, true)?.mapv(|v| v as f32))
+            }
+        })
+    }
+}
