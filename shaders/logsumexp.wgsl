@@ -7,7 +7,7 @@
 // lse: (rows,) output
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 
-// lse = T * (m + ln s); NaN wins over +inf wins over "no finite value" (-inf).
+// lse_T = m + T * ln s; NaN wins over +inf wins over "no finite value" (-inf).
 fn lse_of(st: Stats) -> f32 {
     if (st.flags & FLAG_NAN) != 0u {
         return params.nan;
@@ -18,7 +18,7 @@ fn lse_of(st: Stats) -> f32 {
     if st.s <= 0.0 {
         return params.neg_inf;
     }
-    return params.temperature * (st.m + log(st.s));
+    return st.m + params.temperature * log(st.s);
 }
 
 @compute @workgroup_size(256)

@@ -26,11 +26,11 @@ struct Params {
     seg_len: u32,     // vec4 units per segment
     groups_x: u32,    // workgroups along x of the folded 2-D grid
     temperature: f32, // T > 0: every op sees x / T
+    inv_temperature: f32, // 1 / T
     neg_inf: f32,     // -inf, +inf, NaN: WGSL has no literal for them
     pos_inf: f32,
     nan: f32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -38,9 +38,12 @@ struct Params {
 // Stored as u32 so the flag word and the float bits cross memory untouched.
 @group(0) @binding(3) var<storage, read_write> partials: array<u32>;
 
-// The online softmax normalizer (Milakov & Gimelshein 2018, arXiv 1805.02867):
-// m = running max of the finite values (LOWEST when none), s = sum of exp(x - m),
+// The online softmax normalizer (Milakov & Gimelshein 2018, arXiv 1805.02867), at temperature T:
+// m = running max of the finite raw values x (LOWEST when none), s = sum of exp((x - m) / T),
 // flags = NaN / +inf seen. Invariant: m and s are finite, s >= 0.
+// Since max(x / T) = max(x) / T, the exponent is formed as (x - m) * (1/T): x - m is exact
+// for nearby values, whereas x / T in f32 would lose eps*|x/T| before the max is taken off.
+// Then lse_T = T * ln sum exp(x/T) = m + T * ln s.
 struct Stats {
     m: f32,
     s: f32,
@@ -49,6 +52,16 @@ struct Stats {
 
 fn stats_empty() -> Stats {
     return Stats(LOWEST, 0.0, 0u);
+}
+
+// exp((d) / T) for d <= 0. The argument is clamped at -126 (e^-126 is far below the smallest
+// f32) so no kernel ever evaluates exp(-inf), which the finite-math assumption leaves undefined.
+fn exp_t(d: f32) -> f32 {
+    return exp(max(d * params.inv_temperature, -126.0));
+}
+
+fn exp_t4(d: vec4<f32>) -> vec4<f32> {
+    return exp(max(d * params.inv_temperature, vec4<f32>(-126.0)));
 }
 
 fn finite4(v: vec4<f32>) -> vec4<bool> {
@@ -68,15 +81,15 @@ fn absorb(st: Stats, v: vec4<f32>) -> Stats {
     let fin = finite4(v);
     let xs = select(vec4<f32>(LOWEST), v, fin);
     let m = max(st.m, max(max(xs.x, xs.y), max(xs.z, xs.w)));
-    let e = select(vec4<f32>(0.0), exp(xs - vec4<f32>(m)), fin);
-    return Stats(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)), st.flags | flags4(v));
+    let e = select(vec4<f32>(0.0), exp_t4(xs - vec4<f32>(m)), fin);
+    return Stats(m, st.s * exp_t(st.m - m) + ((e.x + e.y) + (e.z + e.w)), st.flags | flags4(v));
 }
 
-// (m_a, s_a) + (m_b, s_b) = (m, s_a e^{m_a - m} + s_b e^{m_b - m}), m = max(m_a, m_b).
-// Both exponents are <= 0 and finite, so the merge never makes a NaN.
+// (m_a, s_a) + (m_b, s_b) = (m, s_a e^{(m_a - m)/T} + s_b e^{(m_b - m)/T}), m = max(m_a, m_b).
+// Both exponents are <= 0 (and clamped), so the merge never makes a NaN.
 fn merge(a: Stats, b: Stats) -> Stats {
     let m = max(a.m, b.m);
-    return Stats(m, a.s * exp(a.m - m) + b.s * exp(b.m - m), a.flags | b.flags);
+    return Stats(m, a.s * exp_t(a.m - m) + b.s * exp_t(b.m - m), a.flags | b.flags);
 }
 
 // A row's normalizer is usable when it saw no NaN, no +inf and at least one finite value.
@@ -139,7 +152,7 @@ fn item_stats(it: Item, lid: u32) -> Stats {
     if it.valid {
         let end = seg_end(it);
         for (var j = seg_begin(it) + it.lane; j < end; j += ROW_THREADS) {
-            st = absorb(st, load4(it.row, j) / params.temperature);
+            st = absorb(st, load4(it.row, j));
         }
     }
     if ROW_THREADS == 1u {

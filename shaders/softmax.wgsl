@@ -4,8 +4,8 @@
 // row is still in cache. `write` (S > 1): the logsumexp family's `stats` pass wrote partials;
 // each segment's workgroup merges its row's S partials and writes its segment.
 //
-// softmax_j     = exp(x_j - m) / s
-// log_softmax_j = (x_j - m) - ln s     (not x_j - lse: exact under a +1e7 shift)
+// softmax_j     = exp((x_j - m) / T) / s
+// log_softmax_j = (x_j - m) / T - ln s     (not x_j/T - lse: exact under a +1e7 shift)
 // -inf inputs give exactly 0 / -inf; a row with NaN, +inf or no finite value gives NaN.
 
 fn write_item(it: Item, st: Stats) {
@@ -21,14 +21,14 @@ fn write_item(it: Item, st: Stats) {
     if LOG_OUTPUT {
         let ln_s = vec4<f32>(log(st.s));
         for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
-            let v = load4(it.row, j) / params.temperature;
-            store4(it.row, j, select(vec4<f32>(params.neg_inf), (v - m) - ln_s, finite4(v)));
+            let v = load4(it.row, j);
+            store4(it.row, j, select(vec4<f32>(params.neg_inf), (v - m) * params.inv_temperature - ln_s, finite4(v)));
         }
     } else {
         let inv_s = 1.0 / st.s;
         for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
-            let v = load4(it.row, j) / params.temperature;
-            store4(it.row, j, select(vec4<f32>(0.0), exp(v - m) * inv_s, finite4(v)));
+            let v = load4(it.row, j);
+            store4(it.row, j, select(vec4<f32>(0.0), exp_t4(v - m) * inv_s, finite4(v)));
         }
     }
 }

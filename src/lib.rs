@@ -25,8 +25,11 @@
 //! `log_softmax_T(x) = log_softmax(x/T)`.
 //!
 //! The GPU and CPU accumulate in f32 with the online (max, sum) merge (Milakov & Gimelshein
-//! 2018); the reference in f64. log-softmax is `(x − m) − ln s` (row max `m`,
-//! `s = Σ exp(x − m)`), never `x − lse`, so a common shift of `+1e7` loses nothing.
+//! 2018); the reference in f64. With `m` the row max of the raw `x` (`max(x/T) = max(x)/T`)
+//! and `s = Σ exp((x − m)/T)`: `logsumexp_T = m + T·ln s`, `softmax = exp((x − m)/T) / s`,
+//! `log_softmax = (x − m)/T − ln s`. Forming `x − m` before dividing by `T` keeps it exact for
+//! nearby values (`x/T` in f32 would lose `ε·|x/T|` first), and log-softmax never goes through
+//! `x/T − lse`, so a common shift of `+1e7` loses nothing.
 //!
 //! Non-finite inputs give PyTorch's results on every backend:
 //!
@@ -38,9 +41,6 @@
 //! | any +inf, no NaN             | +inf      | NaN everywhere   | NaN everywhere     |
 //! | any NaN                      | NaN       | NaN everywhere   | NaN everywhere     |
 //! | huge finite `(1e30, 0)`      | 1e30      | `[1, 0]`         | `[0, −1e30]`       |
-//!
-//! `x / T` is formed in f32 on the fast backends: a finite `x` that overflows to ±inf when
-//! divided by a small `T` is treated as that infinity (as PyTorch's `softmax(x / T)` would).
 //!
 //! ## Accuracy
 //!

@@ -61,7 +61,7 @@ macro_rules! multiversion {
 multiversion! {
     fn lse_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32) {
         for (row, o) in x.chunks_exact(cols).zip(out.iter_mut()) {
-            *o = row_stats(row, t).logsumexp(t);
+            *o = row_stats(row, 1.0 / t).logsumexp(t);
         }
     }
 }
@@ -69,8 +69,8 @@ multiversion! {
 multiversion! {
     fn softmax_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32, log: bool) {
         for (row, o) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
-            let st = row_stats(row, t);
-            write_softmax(row, o, t, &st, log);
+            let st = row_stats(row, 1.0 / t);
+            write_softmax(row, o, 1.0 / t, &st, log);
         }
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Statistics are accumulated in `L` independent lanes (so the loop vectorizes): per block of
 //! `L` values, take the block max, rescale the lane sums if the running max grew
-//! (`s ← s·e^{m_old − m_new}`, Milakov & Gimelshein 2018), then add `e^{x − m}` per lane.
-//! Non-finite values are found by bit tests, the way the GPU kernels do it.
+//! (`s ← s·e^{(m_old − m_new)/T}`, Milakov & Gimelshein 2018), then add `e^{(x − m)/T}` per
+//! lane. The max is taken over raw `x` (`max(x/T) = max(x)/T`), so the exponent is
+//! `(x − m)·(1/T)`: `x − m` is exact for nearby values, where `x/T` in f32 would lose
+//! `ε·|x/T|`. Then `T·lse(x/T) = m + T·ln s`. Non-finite values are found by bit tests, the way
+//! the GPU kernels do it.
 
 use super::exp::exp;
 
@@ -30,7 +33,7 @@ impl RowStats {
         !self.nan && !self.pos_inf && self.s > 0.0
     }
 
-    /// `T · (m + ln s)`, or the table's answer for a non-finite row.
+    /// `m + T · ln s`, or the table's answer for a non-finite row.
     #[inline(always)]
     pub fn logsumexp(&self, t: f32) -> f32 {
         if self.nan {
@@ -40,14 +43,21 @@ impl RowStats {
         } else if self.s == 0.0 {
             f32::NEG_INFINITY
         } else {
-            t * (self.m + self.s.ln())
+            self.m + t * self.s.ln()
         }
     }
 }
 
 /// Folds one block of already-scaled values into the lane sums.
 #[inline(always)]
-fn absorb(v: &[f32; L], m: &mut f32, acc: &mut [f32; L], nan: &mut bool, pos_inf: &mut bool) {
+fn absorb(
+    v: &[f32; L],
+    inv_t: f32,
+    m: &mut f32,
+    acc: &mut [f32; L],
+    nan: &mut bool,
+    pos_inf: &mut bool,
+) {
     let mut any_nonfinite = false;
     for &x in v {
         any_nonfinite |= (x.to_bits() & ABS_MASK) >= INF_BITS;
@@ -74,7 +84,7 @@ fn absorb(v: &[f32; L], m: &mut f32, acc: &mut [f32; L], nan: &mut bool, pos_inf
         bm = if x > bm { x } else { bm };
     }
     if bm > *m {
-        let r = exp(*m - bm);
+        let r = exp((*m - bm) * inv_t);
         for a in acc.iter_mut() {
             *a *= r;
         }
@@ -82,32 +92,27 @@ fn absorb(v: &[f32; L], m: &mut f32, acc: &mut [f32; L], nan: &mut bool, pos_inf
     }
     let mm = *m;
     for (a, &x) in acc.iter_mut().zip(&w) {
-        *a += exp(x - mm);
+        *a += exp((x - mm) * inv_t);
     }
 }
 
-/// The statistics of one row of `x / t`, in one read.
+/// The statistics of one row at temperature `1 / inv_t`, in one read.
 #[inline(always)]
-pub(crate) fn row_stats(x: &[f32], t: f32) -> RowStats {
+pub(crate) fn row_stats(x: &[f32], inv_t: f32) -> RowStats {
     let mut m = f32::MIN;
     let mut acc = [0.0f32; L];
     let (mut nan, mut pos_inf) = (false, false);
     let mut blocks = x.chunks_exact(L);
     for b in &mut blocks {
-        let mut v = [0.0f32; L];
-        for (d, &s) in v.iter_mut().zip(b) {
-            *d = s / t;
-        }
-        absorb(&v, &mut m, &mut acc, &mut nan, &mut pos_inf);
+        let v: &[f32; L] = b.try_into().expect("chunks_exact yields L values");
+        absorb(v, inv_t, &mut m, &mut acc, &mut nan, &mut pos_inf);
     }
     let tail = blocks.remainder();
     if !tail.is_empty() {
         // Pad with −inf: it contributes exactly nothing.
         let mut v = [f32::NEG_INFINITY; L];
-        for (d, &s) in v.iter_mut().zip(tail) {
-            *d = s / t;
-        }
-        absorb(&v, &mut m, &mut acc, &mut nan, &mut pos_inf);
+        v[..tail.len()].copy_from_slice(tail);
+        absorb(&v, inv_t, &mut m, &mut acc, &mut nan, &mut pos_inf);
     }
     // Pairwise sum of the lanes.
     let mut width = L;
@@ -125,9 +130,10 @@ pub(crate) fn row_stats(x: &[f32], t: f32) -> RowStats {
     }
 }
 
-/// Writes softmax (or log-softmax) of `x / t` into `out`, given the row's statistics.
+/// Writes softmax (or log-softmax) at temperature `1 / inv_t` into `out`, given the row's
+/// statistics.
 #[inline(always)]
-pub(crate) fn write_softmax(x: &[f32], out: &mut [f32], t: f32, st: &RowStats, log: bool) {
+pub(crate) fn write_softmax(x: &[f32], out: &mut [f32], inv_t: f32, st: &RowStats, log: bool) {
     if !st.finite() {
         out.fill(f32::NAN);
         return;
@@ -136,13 +142,13 @@ pub(crate) fn write_softmax(x: &[f32], out: &mut [f32], t: f32, st: &RowStats, l
     if log {
         let ln_s = st.s.ln();
         for (o, &v) in out.iter_mut().zip(x) {
-            // (x − m) − ln s: exact under a large common shift, −inf stays −inf.
-            *o = (v / t - m) - ln_s;
+            // (x − m)/T − ln s: exact under a large common shift, −inf stays −inf.
+            *o = (v - m) * inv_t - ln_s;
         }
     } else {
         let inv_s = 1.0 / st.s;
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = exp(v / t - m) * inv_s;
+            *o = exp((v - m) * inv_t) * inv_s;
         }
     }
 }

@@ -63,8 +63,14 @@ impl AdapterSummary {
 }
 
 fn instance() -> wgpu::Instance {
-    // Honors WGPU_BACKEND (and the other WGPU_* instance variables).
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    // Honors WGPU_BACKEND (and the other WGPU_* instance variables). Without it, only the
+    // primary backends (Vulkan, Metal, DX12): the GL backend offers nothing extra for compute,
+    // and probing EGL prints driver noise on headless machines.
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        desc.backends = wgpu::Backends::PRIMARY;
+    }
+    wgpu::Instance::new(desc)
 }
 
 /// Every adapter wgpu finds (after `WGPU_BACKEND` filtering).

@@ -24,10 +24,11 @@ struct Params {
     seg_len: u32,
     groups_x: u32,
     temperature: f32,
+    inv_temperature: f32,
     neg_inf: f32,
     pos_inf: f32,
     nan: f32,
-    _pad: [u32; 2],
+    _pad: u32,
 }
 
 /// What the outputs of an empty matrix are, with no device work: `C = 0` rows have
@@ -185,10 +186,11 @@ fn run_chunk(
             seg_len: split.seg_len,
             groups_x: gx,
             temperature: t,
+            inv_temperature: 1.0 / t,
             neg_inf: f32::NEG_INFINITY,
             pos_inf: f32::INFINITY,
             nan: f32::NAN,
-            _pad: [0; 2],
+            _pad: 0,
         };
         let pbuf = ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 48, cap);
         ctx.queue

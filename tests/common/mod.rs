@@ -1,0 +1,128 @@
+//! Shared test support: the GPU (or a loud skip), the one tolerance, the comparator, data.
+#![allow(dead_code)]
+
+use ndarray::{Array2, ArrayView1, ArrayView2};
+use smoothmax::{Backend, Cpu, Gpu};
+use std::sync::OnceLock;
+
+/// The GPU, opened once per test binary. With no adapter: `None` and a loud line on stderr,
+/// or a panic when `SMOOTHMAX_REQUIRE_GPU=1` (CI sets it, so GPU tests cannot silently skip).
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var("SMOOTHMAX_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("SMOOTHMAX_REQUIRE_GPU=1 but no GPU: {e}");
+            }
+            eprintln!("\n*** SKIPPING GPU TESTS: {e} ***\n");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// The fast backends under test: always the CPU, plus the GPU when there is one.
+pub fn fast_backends() -> Vec<&'static dyn Backend> {
+    static CPU: OnceLock<Cpu> = OnceLock::new();
+    let mut v: Vec<&'static dyn Backend> = vec![CPU.get_or_init(Cpu::new)];
+    if let Some(g) = gpu() {
+        v.push(g);
+    }
+    v
+}
+
+/// The tolerance, stated once (derivation in the crate docs, "Accuracy"): for a row of
+/// length `C`, `|a − r| ≤ tol · (1 + |r|)` with `tol = ε·(32 + 4·√C)`.
+pub fn tol(cols: usize) -> f64 {
+    f32::EPSILON as f64 * (32.0 + 4.0 * (cols as f64).sqrt())
+}
+
+/// Compares an f32 result with the f64 reference element by element: NaN must meet NaN,
+/// ±inf the same infinity, and finite values agree within [`tol`]. Reports the worst element.
+pub fn assert_close_1d(got: ArrayView1<f32>, want: ArrayView1<f64>, cols: usize, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let t = tol(cols);
+    let mut worst: Option<(usize, f64, f32, f64)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+        let g64 = g as f64;
+        if w.is_nan() || g.is_nan() || w.is_infinite() || g.is_infinite() {
+            let same = (w.is_nan() && g.is_nan()) || (w.is_infinite() && g64 == w);
+            // An f64 value beyond f32 range legitimately rounds to an f32 infinity.
+            let overflow = w.is_finite() && (w as f32).is_infinite() && g64 == (w as f32) as f64;
+            assert!(same || overflow, "{what}: element {i}: got {g}, want {w}");
+            continue;
+        }
+        let err = (g64 - w).abs() / (1.0 + w.abs());
+        if worst.is_none_or(|(_, e, _, _)| err > e) {
+            worst = Some((i, err, g, w));
+        }
+    }
+    if let Some((i, err, g, w)) = worst {
+        assert!(
+            err <= t,
+            "{what}: element {i}: got {g}, want {w}: scaled error {err:e} > tol {t:e}"
+        );
+    }
+}
+
+/// [`assert_close_1d`] over a matrix.
+pub fn assert_close_2d(got: ArrayView2<f32>, want: ArrayView2<f64>, what: &str) {
+    assert_eq!(got.dim(), want.dim(), "{what}: shape");
+    let cols = got.ncols();
+    let g = got.as_standard_layout();
+    let w = want.as_standard_layout();
+    assert_close_1d(
+        ArrayView1::from(g.as_slice().unwrap()),
+        ArrayView1::from(w.as_slice().unwrap()),
+        cols,
+        what,
+    );
+}
+
+/// SplitMix64: a tiny deterministic generator for large test inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Roughly normal (sum of four uniforms, centred and scaled to unit variance).
+    pub fn normal(&mut self) -> f64 {
+        ((0..4).map(|_| self.unit()).sum::<f64>() - 2.0) * 3f64.sqrt()
+    }
+}
+
+/// A `[rows, cols]` matrix of logits: normal values times `scale` plus `shift`, and, when
+/// `spiky`, one large spike per row and a sprinkle of −inf (never a whole row).
+pub fn logits(
+    rows: usize,
+    cols: usize,
+    scale: f64,
+    shift: f64,
+    spiky: bool,
+    seed: u64,
+) -> Array2<f32> {
+    let mut rng = Rng(seed);
+    let mut a = Array2::from_shape_fn((rows, cols), |_| (rng.normal() * scale + shift) as f32);
+    if spiky && cols > 1 {
+        for mut row in a.rows_mut() {
+            let spike = (rng.next_u64() % cols as u64) as usize;
+            row[spike] += (20.0 * scale.max(1.0)) as f32;
+            for (j, v) in row.iter_mut().enumerate() {
+                if j != spike && rng.unit() < 0.05 {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    a
+}
