@@ -29,7 +29,7 @@ fn classify(xs: &[f64]) -> RowKind {
     if xs.iter().any(|x| x.is_nan()) {
         return RowKind::HasNan;
     }
-    if xs.iter().any(|&x| x == f64::INFINITY) {
+    if xs.contains(&f64::INFINITY) {
         return RowKind::HasPosInf;
     }
     let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -97,7 +97,7 @@ fn smooth_max_bounds_and_the_zero_temperature_limit() {
             .axis_iter(Axis(0))
             .map(|r| r.iter().fold(f64::MIN, |a, &v| a.max(v as f64)))
             .collect();
-        let mut prev_gap = vec![f64::INFINITY; 8];
+        let mut prev_gap = [f64::INFINITY; 8];
         for t in [10.0f32, 1.0, 0.1, 0.01, 0.001] {
             let lse = b.logsumexp(x.view(), t).unwrap();
             for i in 0..8 {

@@ -9,8 +9,8 @@
 //! unspecified value: callers flag NaN rows before they get here.
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
-/// `ln 2` split: `C1` has few mantissa bits so `n·C1` is exact for |n| < 2^9.
-const C1: f32 = 0.693_359_375;
+/// `ln 2` split: `C1` = 355/512 has few mantissa bits so `n·C1` is exact for |n| < 2^9.
+const C1: f32 = 355.0 / 512.0;
 const C2: f32 = -2.121_944_4e-4;
 /// Below this, `2^n` would be subnormal: flush to 0.
 const LO: f32 = -87.336_55;
@@ -23,20 +23,14 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// `e^x` to about 1 ulp, vectorizable; see the module docs for the domain.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let xc = if x < LO {
-        LO
-    } else if x > HI {
-        HI
-    } else {
-        x
-    };
+    let xc = x.clamp(LO, HI);
     let n = (xc * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
     let r = xc - n * C1 - n * C2;
     let r2 = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
     let e_r = p * r2 + r + 1.0;
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     let y = e_r * scale;

@@ -19,7 +19,7 @@ pub struct AdapterSummary {
     pub driver: String,
     /// The limits smoothmax depends on, as `(name, value)` pairs.
     pub limits: Vec<(&'static str, u64)>,
-    /// Optional features the adapter has, in wgpu's notation.
+    /// Optional features the adapter has, space-separated wgpu flag names.
     pub features: String,
 }
 
@@ -57,7 +57,16 @@ impl AdapterSummary {
                     l.max_storage_buffers_per_shader_stage as u64,
                 ),
             ],
-            features: format!("{:?}", adapter.features()),
+            features: {
+                let f = adapter.features();
+                let names: Vec<&str> = f
+                    .features_webgpu
+                    .iter_names()
+                    .map(|(n, _)| n)
+                    .chain(f.features_wgpu.iter_names().map(|(n, _)| n))
+                    .collect();
+                names.join(" ")
+            },
         }
     }
 }

@@ -1,0 +1,110 @@
+//! Reading `.npy` inputs with messages that name the file and the problem, and writing outputs
+//! so that a failed run leaves nothing behind.
+
+use ndarray::Array2;
+use ndarray_npy::npy::header::Header;
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Seek};
+use std::path::{Path, PathBuf};
+
+/// Element types smoothmax reads.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F64,
+    I32,
+    I64,
+}
+
+/// What a .npy header says.
+struct NpyInfo {
+    dtype: Dtype,
+    shape: Vec<usize>,
+}
+
+/// Opens `path` and parses its header, with a one-line error naming the file.
+fn open(path: &Path) -> Result<(BufReader<File>, NpyInfo), String> {
+    let p = path.display();
+    let file = File::open(path).map_err(|e| format!("cannot open {p}: {e}"))?;
+    let mut r = BufReader::new(file);
+    let header =
+        Header::from_reader(&mut r).map_err(|e| format!("{p} is not a valid .npy file: {e}"))?;
+    let descr = header.type_descriptor.to_string();
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let dtype = match descr {
+        "<f4" | ">f4" | "=f4" => Dtype::F32,
+        "<f8" | ">f8" | "=f8" => Dtype::F64,
+        "<i4" | ">i4" | "=i4" => Dtype::I32,
+        "<i8" | ">i8" | "=i8" => Dtype::I64,
+        other => {
+            return Err(format!(
+                "{p} has unsupported dtype {other}: expected float32 or float64"
+            ))
+        }
+    };
+    r.rewind().map_err(|e| format!("cannot read {p}: {e}"))?;
+    Ok((
+        r,
+        NpyInfo {
+            dtype,
+            shape: header.shape,
+        },
+    ))
+}
+
+/// Reads a 2-D float32 or float64 array as f32 (float64 values are rounded to f32).
+pub fn read_matrix(path: &Path) -> Result<Array2<f32>, String> {
+    let (r, info) = open(path)?;
+    let p = path.display();
+    if info.shape.len() != 2 {
+        return Err(format!(
+            "{p} has shape {:?}: expected a 2-D [B, C] array",
+            info.shape
+        ));
+    }
+    let bad = |e: ndarray_npy::ReadNpyError| format!("cannot read {p}: {e}");
+    match info.dtype {
+        Dtype::F32 => Array2::<f32>::read_npy(r).map_err(bad),
+        Dtype::F64 => Ok(Array2::<f64>::read_npy(r).map_err(bad)?.mapv(|v| v as f32)),
+        Dtype::I32 | Dtype::I64 => Err(format!(
+            "{p} has an integer dtype: expected float32 or float64"
+        )),
+    }
+}
+
+/// Writes every `(name, array)` into `dir`, creating it. Each file is written under a
+/// temporary name first and renamed when complete, so a failure leaves no partial output.
+pub fn write_outputs(dir: &Path, outputs: &[(&str, &dyn WriteNpy)]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut done: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (name, arr) in outputs {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let res = File::create(&tmp)
+            .map_err(|e| e.to_string())
+            .and_then(|f| arr.write_to(BufWriter::new(f)));
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&tmp);
+            for (t, _) in &done {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(format!("cannot write {}: {e}", dir.join(name).display()));
+        }
+        done.push((tmp, dir.join(name)));
+    }
+    for (tmp, dst) in done {
+        std::fs::rename(&tmp, &dst).map_err(|e| format!("cannot write {}: {e}", dst.display()))?;
+    }
+    Ok(())
+}
+
+/// An array that can be written as .npy (object-safe wrapper over `WriteNpyExt`).
+pub trait WriteNpy {
+    fn write_to(&self, w: BufWriter<File>) -> Result<(), String>;
+}
+
+impl<T: WriteNpyExt> WriteNpy for T {
+    fn write_to(&self, w: BufWriter<File>) -> Result<(), String> {
+        self.write_npy(w).map_err(|e| e.to_string())
+    }
+}
