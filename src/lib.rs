@@ -62,12 +62,17 @@
 #![warn(missing_docs)]
 
 pub mod cpu;
+pub mod cross_entropy;
 mod error;
 pub mod gpu;
 mod ops;
 mod reference;
 
 pub use cpu::Cpu;
+pub use cross_entropy::reference::ReferenceCrossEntropy;
+pub use cross_entropy::{
+    CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets, Upstream,
+};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuCounters};
 pub use ops::{check_temperature, Backend, RowOp, RowOutput};

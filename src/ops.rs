@@ -1,5 +1,6 @@
 //! The operations every backend implements, and the interface they share.
 
+use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
 use ndarray::{Array1, Array2, ArrayView2};
 
@@ -83,6 +84,30 @@ pub trait Backend {
             RowOutput::PerRow(_) => unreachable!("softmax returns a matrix"),
         }
     }
+
+    /// Softmax cross-entropy of `logits` `[B, C]` against `targets`, with PyTorch's options
+    /// plus z-loss and softcap (see [`crate::cross_entropy`]): the loss, the gradient with
+    /// respect to the logits when `options.gradient` is set, and the per-row logsumexp.
+    ///
+    /// ```
+    /// use smoothmax::{Backend, Cpu, CrossEntropyOptions, Targets};
+    /// let logits = ndarray::array![[2.0f32, 0.5, -1.0], [0.0, 0.0, 0.0]];
+    /// let y = ndarray::array![0i64, 2];
+    /// let o = CrossEntropyOptions { gradient: true, ..Default::default() };
+    /// let out = Cpu::new().cross_entropy(logits.view(), Targets::Classes(y.view()), &o)?;
+    /// let loss = out.loss.scalar().unwrap();            // mean over the 2 rows
+    /// // (lse([2, 0.5, −1]) − 2 + ln 3) / 2 = (0.241317 + 1.098612) / 2
+    /// assert!((loss - 0.669_965).abs() < 1e-5);
+    /// let g = out.grad.unwrap();                        // (softmax − onehot) / 2
+    /// assert!((g[[1, 2]] - (1.0 / 3.0 - 1.0) / 2.0).abs() < 1e-6);
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    fn cross_entropy(
+        &self,
+        logits: ArrayView2<f32>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<CrossEntropyOutput>;
 
     /// Log-softmax of `x / T` per row; `[B, C] → [B, C]`.
     fn log_softmax(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array2<f32>> {

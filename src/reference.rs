@@ -4,6 +4,8 @@
 //! a disagreement beyond f32 rounding points at a bug, not at a different algorithm. The
 //! non-finite cases are spelled out one by one, in the order of the table in the crate docs.
 
+use crate::cross_entropy::reference::{cross_entropy_f64, ReferenceCrossEntropy};
+use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets};
 use crate::error::Result;
 use crate::ops::{check_temperature, Backend, RowOp, RowOutput};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
@@ -90,7 +92,37 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// Cross-entropy in f64: PyTorch's formulas applied literally (see
+    /// [`crate::cross_entropy`]), with the analytic gradient.
+    pub fn cross_entropy_f64(
+        &self,
+        logits: ArrayView2<f32>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<ReferenceCrossEntropy> {
+        cross_entropy_f64(logits, &targets, options)
+    }
+}
+
 impl Backend for Reference {
+    fn cross_entropy(
+        &self,
+        logits: ArrayView2<f32>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<CrossEntropyOutput> {
+        let r = cross_entropy_f64(logits, &targets, options)?;
+        Ok(CrossEntropyOutput {
+            loss: match options.reduction {
+                Reduction::None => Loss::PerRow(r.per_row.mapv(|v| v as f32)),
+                _ => Loss::Scalar(r.reduced as f32),
+            },
+            grad: r.grad.map(|g| g.mapv(|v| v as f32)),
+            lse: r.lse.mapv(|v| v as f32),
+        })
+    }
+
     fn name(&self) -> &'static str {
         "reference"
     }

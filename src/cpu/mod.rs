@@ -2,11 +2,13 @@
 //! read, then the output written while the row is still in cache), a vectorizable `exp`, and
 //! an AVX2 build of the same loops chosen at run time where the processor has it.
 
+mod ce;
 mod exp;
 mod rows;
 
 pub use exp::exp as fast_exp;
 
+use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, Backend, RowOp, RowOutput};
 use ndarray::{Array1, Array2, ArrayView2};
@@ -78,6 +80,15 @@ multiversion! {
 impl Backend for Cpu {
     fn name(&self) -> &'static str {
         "cpu"
+    }
+
+    fn cross_entropy(
+        &self,
+        logits: ArrayView2<f32>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<CrossEntropyOutput> {
+        ce::cross_entropy(logits, &targets, options)
     }
 
     fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {

@@ -4,7 +4,9 @@
 //! 128 MiB), long rows with few of them are split over several workgroups and merged, short
 //! rows share a workgroup, and grids larger than 65535 workgroups are folded into 2-D.
 
+mod ce;
 mod context;
+mod encode;
 mod pipelines;
 mod plan;
 mod pool;
@@ -14,6 +16,7 @@ mod shaders;
 
 pub use context::{list_adapters, AdapterSummary};
 
+use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::Result;
 use crate::ops::{Backend, RowOp, RowOutput};
 use context::Context;
@@ -90,5 +93,14 @@ impl Backend for Gpu {
 
     fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
         rows::row_op(&self.ctx, op, x, temperature)
+    }
+
+    fn cross_entropy(
+        &self,
+        logits: ArrayView2<f32>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<CrossEntropyOutput> {
+        ce::cross_entropy(&self.ctx, logits, &targets, options)
     }
 }

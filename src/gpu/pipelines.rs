@@ -1,7 +1,7 @@
 //! Pipeline cache: a compute pipeline is compiled once per (shader variant, entry point) and
 //! kept for the life of the engine. Each kernel family has one explicit bind-group layout.
 
-use super::shaders::{Family, ShaderKey};
+use super::shaders::{BindingKind, Family, ShaderKey};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,12 +20,17 @@ pub(crate) struct PipelineCache {
     created: AtomicU64,
 }
 
-fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+fn entry(binding: u32, kind: BindingKind) -> wgpu::BindGroupLayoutEntry {
+    let ty = match kind {
+        BindingKind::Storage => wgpu::BufferBindingType::Storage { read_only: false },
+        BindingKind::ReadOnly => wgpu::BufferBindingType::Storage { read_only: true },
+        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
+    };
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
+            ty,
             has_dynamic_offset: false,
             min_binding_size: None,
         },
@@ -35,30 +40,19 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
 
 fn layout_entries(family: Family) -> Vec<wgpu::BindGroupLayoutEntry> {
     let mut e = vec![
-        wgpu::BindGroupLayoutEntry {
-            binding: 0,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        },
-        storage(1, true),  // x
-        storage(2, false), // y
-        storage(3, false), // partials
+        entry(0, BindingKind::Uniform),  // params
+        entry(1, BindingKind::ReadOnly), // x
+        entry(2, BindingKind::Storage),  // y
+        entry(3, BindingKind::Storage),  // partials
     ];
-    for i in 0..family.extra_bindings() {
-        e.push(storage(4 + i, false));
-    }
+    e.extend(family.extra_bindings().iter().map(|&(b, k)| entry(b, k)));
     e
 }
 
 impl PipelineCache {
     pub fn new(device: &wgpu::Device) -> Self {
         let mut layouts = HashMap::new();
-        for family in [Family::LogSumExp, Family::Softmax] {
+        for family in [Family::LogSumExp, Family::Softmax, Family::CrossEntropy] {
             let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("smoothmax/bgl"),
                 entries: &layout_entries(family),

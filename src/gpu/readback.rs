@@ -9,10 +9,21 @@ use crate::error::{Error, Result};
 /// Copies the first `dst.len()` floats of `staging` (already filled by a submitted copy) into
 /// `dst`. The buffer is unmapped again on every path that mapped it.
 pub(crate) fn read_f32(ctx: &Context, staging: &wgpu::Buffer, dst: &mut [f32]) -> Result<()> {
-    if dst.is_empty() {
+    read_f32_parts(ctx, staging, &mut [dst])
+}
+
+/// Like [`read_f32`], with the staging buffer's leading floats split over several destinations
+/// in order (one map for several outputs).
+pub(crate) fn read_f32_parts(
+    ctx: &Context,
+    staging: &wgpu::Buffer,
+    parts: &mut [&mut [f32]],
+) -> Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total == 0 {
         return Ok(());
     }
-    let bytes = (dst.len() * 4) as u64;
+    let bytes = (total * 4) as u64;
     let slice = staging.slice(0..bytes);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -33,7 +44,12 @@ pub(crate) fn read_f32(ctx: &Context, staging: &wgpu::Buffer, dst: &mut [f32]) -
     }
     let copied = match slice.get_mapped_range() {
         Ok(view) => {
-            bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(&view);
+            let mut at = 0;
+            for p in parts.iter_mut() {
+                let n = p.len() * 4;
+                bytemuck::cast_slice_mut::<f32, u8>(p).copy_from_slice(&view[at..at + n]);
+                at += n;
+            }
             Ok(())
         }
         Err(e) => Err(Error::Readback(format!("get_mapped_range: {e}"))),

@@ -2,34 +2,15 @@
 //! binding limit, picks the split and the shader variants, records the passes, reads back.
 
 use super::context::Context;
-use super::pipelines::PipelineKey;
-use super::plan::{chunk_rows, fold_grid, RowSplit, WG};
+use super::encode::{binding, record_pass, Params, Scopes};
+use super::plan::{chunk_rows, RowSplit, WG};
 use super::pool::PooledBuffer;
 use super::readback::read_f32;
 use super::shaders::{Family, ShaderKey};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, RowOp, RowOutput};
 use ndarray::{Array1, Array2, ArrayView2};
-use std::num::NonZeroU64;
 use wgpu::BufferUsages as U;
-
-/// Mirrors `struct Params` in shaders/prelude.wgsl (48 bytes, all 4-byte fields).
-#[repr(C)]
-#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    cols_v: u32,
-    segs: u32,
-    seg_len: u32,
-    groups_x: u32,
-    temperature: f32,
-    inv_temperature: f32,
-    neg_inf: f32,
-    pos_inf: f32,
-    nan: f32,
-    _pad: u32,
-}
 
 /// What the outputs of an empty matrix are, with no device work: `C = 0` rows have
 /// logsumexp −inf (the empty sum is 0) and empty (log-)softmax rows.
@@ -38,14 +19,6 @@ fn empty_output(op: RowOp, rows: usize, cols: usize) -> RowOutput {
         RowOp::LogSumExp => RowOutput::PerRow(Array1::from_elem(rows, f32::NEG_INFINITY)),
         _ => RowOutput::Matrix(Array2::zeros((rows, cols))),
     }
-}
-
-fn binding(buf: &wgpu::Buffer, bytes: u64) -> wgpu::BindingResource<'_> {
-    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer: buf,
-        offset: 0,
-        size: NonZeroU64::new(bytes.max(4)),
-    })
 }
 
 /// Runs one row op on the GPU and reads the result back.
@@ -131,140 +104,76 @@ fn run_chunk(
 ) -> Result<()> {
     let (xbuf, ybuf, staging) = (loans[0].buffer(), loans[1].buffer(), loans[2].buffer());
     let dev = &ctx.device;
-    let cap = ctx.max_binding();
-    let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
     let vec4 = cols % 4 == 0;
-    let cols_v = cols.div_ceil(4);
-    let split = RowSplit::new(rows, cols_v);
+    let split = RowSplit::new(rows, cols.div_ceil(4));
     let in_bytes = (rows * cols * 4) as u64;
     let out_bytes = (out.len() * 4) as u64;
 
-    let oom = dev.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-    let validation = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-
+    let scopes = Scopes::push(dev);
     let part_bytes = (rows * split.segs as usize * 16) as u64;
-    let partials = (split.segs > 1).then(|| ctx.pool.acquire(dev, U::STORAGE, part_bytes, cap));
-    let part_buf = partials.as_ref().map(|p| p.buffer()).unwrap_or(&ctx.dummy);
-
+    let partials = (split.segs > 1).then(|| {
+        ctx.pool
+            .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
+    });
     ctx.queue.write_buffer(xbuf, 0, bytemuck::cast_slice(x));
 
-    // Passes: (family, entry, row_threads, log_output, workgroups). The first pass of a split
-    // row is always the logsumexp family's `stats`.
-    let log = op == RowOp::LogSoftmax;
+    // Passes: (family, entry, row_threads, workgroups). A split row's first pass is always
+    // the logsumexp family's `stats`, writing partials.
     let rt = split.row_threads;
     let main_wgs = split.workgroups(rows);
     let merge_wgs = rows.div_ceil(WG);
     let passes: Vec<(Family, &'static str, u32, usize)> = match (op, split.segs) {
         (RowOp::LogSumExp, 1) => vec![(Family::LogSumExp, "stats", rt, main_wgs)],
-        (RowOp::LogSumExp, _) => vec![
-            (Family::LogSumExp, "stats", rt, main_wgs),
-            (Family::LogSumExp, "lse_merge", 1, merge_wgs),
-        ],
+        (RowOp::LogSumExp, _) => {
+            vec![
+                (Family::LogSumExp, "stats", rt, main_wgs),
+                (Family::LogSumExp, "lse_merge", 1, merge_wgs),
+            ]
+        }
         (_, 1) => vec![(Family::Softmax, "fused", rt, main_wgs)],
         (_, _) => vec![
             (Family::LogSumExp, "stats", rt, main_wgs),
             (Family::Softmax, "write", rt, main_wgs),
         ],
     };
-
+    let lse_out = op == RowOp::LogSumExp;
+    let part_binding = || match &partials {
+        Some(p) => binding(p.buffer(), part_bytes),
+        None => ctx.dummy.as_entire_binding(),
+    };
     let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("smoothmax/rows"),
     });
     let mut param_loans = Vec::new();
     for &(family, entry, row_threads, wgs) in &passes {
-        let (gx, gy) = fold_grid(wgs, max_dim).ok_or(Error::ShapeTooLarge {
-            rows,
-            cols,
-            what: "workgroup grid",
-            limit: (max_dim as u64) * (max_dim as u64),
-        })?;
-        let params = Params {
-            rows: rows as u32,
-            cols: cols as u32,
-            cols_v: cols_v as u32,
-            segs: split.segs,
-            seg_len: split.seg_len,
-            groups_x: gx,
-            temperature: t,
-            inv_temperature: 1.0 / t,
-            neg_inf: f32::NEG_INFINITY,
-            pos_inf: f32::INFINITY,
-            nan: f32::NAN,
-            _pad: 0,
-        };
-        let pbuf = ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 48, cap);
-        ctx.queue
-            .write_buffer(pbuf.buffer(), 0, bytemuck::bytes_of(&params));
         let key = ShaderKey {
             family,
             vec4,
             row_threads,
-            log_output: log,
+            log_output: op == RowOp::LogSoftmax,
+            prob_targets: false,
         };
-        let pipeline = ctx.pipelines.get(dev, PipelineKey { shader: key, entry })?;
-        let lse_out = op == RowOp::LogSumExp;
-        let mut entries = vec![
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: binding(pbuf.buffer(), 48),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: binding(xbuf, in_bytes),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: if lse_out {
-                    ctx.dummy.as_entire_binding()
-                } else {
-                    binding(ybuf, out_bytes)
-                },
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: if split.segs > 1 {
-                    binding(part_buf, part_bytes)
-                } else {
-                    ctx.dummy.as_entire_binding()
-                },
-            },
-        ];
+        let y = if lse_out {
+            ctx.dummy.as_entire_binding()
+        } else {
+            binding(ybuf, out_bytes)
+        };
+        let mut b = vec![(1, binding(xbuf, in_bytes)), (2, y), (3, part_binding())];
         if family == Family::LogSumExp {
-            entries.push(wgpu::BindGroupEntry {
-                binding: 4,
-                resource: if lse_out {
+            b.push((
+                4,
+                if lse_out {
                     binding(ybuf, out_bytes)
                 } else {
                     ctx.dummy.as_entire_binding()
                 },
-            });
+            ));
         }
-        let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("smoothmax/rows"),
-            layout: ctx.pipelines.bind_group_layout(family),
-            entries: &entries,
-        });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(entry),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
-        }
-        param_loans.push(pbuf);
+        let params = Params::new(rows, cols, split.segs, split.seg_len, t);
+        param_loans.push(record_pass(ctx, &mut encoder, key, entry, wgs, params, b)?);
     }
     encoder.copy_buffer_to_buffer(ybuf, 0, staging, 0, out_bytes);
     ctx.queue.submit([encoder.finish()]);
-
-    let v = pollster::block_on(validation.pop());
-    let o = pollster::block_on(oom.pop());
-    if let Some(e) = v {
-        return Err(Error::Validation(e.to_string()));
-    }
-    if let Some(e) = o {
-        return Err(Error::OutOfMemory(e.to_string()));
-    }
+    scopes.pop()?;
     read_f32(ctx, staging, out)
 }

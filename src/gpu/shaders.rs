@@ -9,6 +9,7 @@ const VEC4: &str = include_str!("../../shaders/vec4.wgsl");
 const SCALAR: &str = include_str!("../../shaders/scalar.wgsl");
 const LOGSUMEXP: &str = include_str!("../../shaders/logsumexp.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
+const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
 
 /// A kernel family: one `.wgsl` file under `shaders/`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -17,6 +18,8 @@ pub(crate) enum Family {
     LogSumExp,
     /// `fused` and `write`.
     Softmax,
+    /// `ce_fused`, `ce_stats`, `ce_rows`, `ce_grad`.
+    CrossEntropy,
 }
 
 impl Family {
@@ -24,6 +27,7 @@ impl Family {
         match self {
             Family::LogSumExp => LOGSUMEXP,
             Family::Softmax => SOFTMAX,
+            Family::CrossEntropy => CROSS_ENTROPY,
         }
     }
 
@@ -33,16 +37,35 @@ impl Family {
         match self {
             Family::LogSumExp => &["stats", "lse_merge"],
             Family::Softmax => &["fused", "write"],
+            Family::CrossEntropy => &["ce_fused", "ce_stats", "ce_rows", "ce_grad"],
         }
     }
 
-    /// Bindings past the prelude's (0 params, 1 x, 2 y, 3 partials).
-    pub(crate) fn extra_bindings(self) -> u32 {
+    /// Bindings past the prelude's (0 params, 1 x, 2 y, 3 partials): `(binding, kind)`.
+    pub(crate) fn extra_bindings(self) -> &'static [(u32, BindingKind)] {
         match self {
-            Family::LogSumExp => 1, // 4: lse
-            Family::Softmax => 0,
+            Family::LogSumExp => &[(4, BindingKind::Storage)], // lse
+            Family::Softmax => &[],
+            Family::CrossEntropy => &[
+                (4, BindingKind::Storage),  // row_out
+                (5, BindingKind::ReadOnly), // row_in
+                (6, BindingKind::ReadOnly), // weight
+                (7, BindingKind::ReadOnly), // q
+                (8, BindingKind::Uniform),  // ce params
+            ],
         }
     }
+}
+
+/// How a binding is declared.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BindingKind {
+    /// `var<storage, read_write>`
+    Storage,
+    /// `var<storage, read>`
+    ReadOnly,
+    /// `var<uniform>`
+    Uniform,
 }
 
 /// Everything that changes the text of a shader module. Part of the pipeline-cache key.
@@ -55,6 +78,8 @@ pub(crate) struct ShaderKey {
     pub row_threads: u32,
     /// Softmax family: write log-softmax.
     pub log_output: bool,
+    /// Cross-entropy family: probability targets instead of class indices.
+    pub prob_targets: bool,
 }
 
 /// The values `row_threads` can take.
@@ -65,8 +90,8 @@ impl ShaderKey {
     /// The complete WGSL text of this variant.
     pub fn source(&self) -> String {
         let header = format!(
-            "// specialization: {self:?}\nconst ROW_THREADS: u32 = {}u;\nconst LOG_OUTPUT: bool = {};\n\n",
-            self.row_threads, self.log_output
+            "// specialization: {self:?}\nconst ROW_THREADS: u32 = {}u;\nconst LOG_OUTPUT: bool = {};\nconst PROB_TARGETS: bool = {};\n\n",
+            self.row_threads, self.log_output, self.prob_targets
         );
         let variant = if self.vec4 { VEC4 } else { SCALAR };
         [header.as_str(), PRELUDE, variant, self.family.source()].join("\n")
@@ -75,11 +100,12 @@ impl ShaderKey {
     /// A label for wgpu objects and error messages.
     pub fn label(&self) -> String {
         format!(
-            "smoothmax/{:?}/{}/rt{}{}",
+            "smoothmax/{:?}/{}/rt{}{}{}",
             self.family,
             if self.vec4 { "vec4" } else { "scalar" },
             self.row_threads,
-            if self.log_output { "/log" } else { "" }
+            if self.log_output { "/log" } else { "" },
+            if self.prob_targets { "/prob" } else { "" }
         )
     }
 
@@ -87,15 +113,20 @@ impl ShaderKey {
     #[cfg(test)]
     pub fn all() -> Vec<ShaderKey> {
         let mut keys = Vec::new();
-        for family in [Family::LogSumExp, Family::Softmax] {
+        for family in [Family::LogSumExp, Family::Softmax, Family::CrossEntropy] {
             for vec4 in [false, true] {
                 for row_threads in ROW_THREADS {
-                    for log_output in [false, true] {
+                    for flag in [false, true] {
+                        let (log_output, prob_targets) = match family {
+                            Family::CrossEntropy => (false, flag),
+                            _ => (flag, false),
+                        };
                         keys.push(ShaderKey {
                             family,
                             vec4,
                             row_threads,
                             log_output,
+                            prob_targets,
                         });
                     }
                 }

@@ -1,0 +1,361 @@
+// ---- cross-entropy family: fused softmax cross-entropy, loss and gradient -------------------
+//
+// Semantics: torch.nn.functional.cross_entropy (aten/src/ATen/native/LossNLL.cpp) plus z-loss
+// and softcap; see src/cross_entropy/mod.rs. T = 1 here (params.temperature = 1).
+//
+// Per row, one read of the logits for the statistics, then the loss and, when asked, the
+// gradient written while the row is hot; no softmax matrix is materialized. Long rows with
+// few of them: `ce_stats` per segment -> partials, `ce_rows` merges per row (loss, lse),
+// `ce_grad` per segment merges again and writes its share of the gradient.
+//
+// Statistics beyond the normalizer (when smoothing or probability targets need them), with
+// k_j = w_j (smoothing) or w_j * q'_j (probabilities, q' = q (1 - ls) + ls / C):
+//   a = sum_finite k_j (x'_j - m)   kept relative to the running max: a += b * (m_old - m_new)
+//   b = sum_finite k_j,   k_all = sum_all k_j
+// so sum_j k_j (lse - x'_j) = k_all * ln s - a, two non-negative terms (no cancellation).
+//
+// Gradient (Liger-Kernel's fused form; the target's term is formed with (p_y - 1) directly):
+//   g_j = p_j * A - coef * k_j - [j = y] * ty,
+//   class: ty = s_ce (1 - ls) w_y, A = ty + s_ce (ls / C) W + s_z 2 z lse, coef = s_ce ls / C
+//   probs: A = s_ce k_all + s_z 2 z lse, coef = s_ce
+// times (1 - tanh^2(x / c)) under softcap.
+
+const FLAG_NEG_POS: u32 = 4u;   // a -inf logit with k > 0: PyTorch's -k * logp is +inf there
+const FLAG_NEG_ZERO: u32 = 8u;  // ... with k == 0: 0 * inf = NaN
+const FLAG_NEG_NEG: u32 = 16u;  // ... with k < 0: -inf
+
+const CE_SOFTCAP: u32 = 1u;
+const CE_WEIGHT: u32 = 2u;
+const CE_SMOOTHING: u32 = 4u;
+const CE_GRAD: u32 = 8u;
+
+struct CeParams {
+    one_minus_ls: f32,
+    ls_over_c: f32,
+    w_total: f32,   // W = sum of class weights (C when unweighted)
+    z: f32,         // z-loss coefficient
+    softcap: f32,
+    scale_ce: f32,  // 1 / D for mean (D = sum of w[y] over non-ignored rows, or B), else 1
+    scale_z: f32,   // 1 / N for mean (N = non-ignored rows), else 1
+    flags: u32,     // CE_* bits
+}
+
+// row_out: (rows, 2) = (CE loss without z-loss, lse)
+@group(0) @binding(4) var<storage, read_write> row_out: array<f32>;
+// row_in: (rows, 2) = (class as i32 bits, -1 = ignored; bits of the row's upstream gradient)
+@group(0) @binding(5) var<storage, read> row_in: array<u32>;
+@group(0) @binding(8) var<uniform> ce: CeParams;
+
+fn ce_has(bit: u32) -> bool {
+    return (ce.flags & bit) != 0u;
+}
+
+fn ce_linear() -> bool {
+    return PROB_TARGETS || ce_has(CE_SMOOTHING);
+}
+
+// x' = c * tanh(x / c). |x / c| >= 9 gives +-1 in f32, so the argument is clamped there (tanh
+// of +-inf is undefined under the finite-math assumption); NaN lanes are kept as NaN.
+fn cap4(v: vec4<f32>) -> vec4<f32> {
+    if !ce_has(CE_SOFTCAP) {
+        return v;
+    }
+    let c = ce.softcap;
+    let t = tanh(clamp(v / c, vec4<f32>(-9.0), vec4<f32>(9.0)));
+    let not_nan = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) <= vec4<u32>(0x7f800000u);
+    return select(v, c * t, not_nan);
+}
+
+fn cap1(v: f32) -> f32 {
+    return cap4(vec4<f32>(v)).x;
+}
+
+fn k4(row: u32, j: u32) -> vec4<f32> {
+    var k = vec4<f32>(1.0);
+    if ce_has(CE_WEIGHT) {
+        k = loadw4(j);
+    }
+    if PROB_TARGETS {
+        k = k * (loadq4(row, j) * ce.one_minus_ls + vec4<f32>(ce.ls_over_c));
+    }
+    return select(vec4<f32>(0.0), k, lane_valid4(j));
+}
+
+struct CeStats {
+    m: f32,
+    s: f32,
+    flags: u32,
+    a: f32,
+    b: f32,
+    k: f32,
+}
+
+fn ce_empty() -> CeStats {
+    return CeStats(LOWEST, 0.0, 0u, 0.0, 0.0, 0.0);
+}
+
+// b * (m_old - m_new), or 0 before the first finite value (then b = 0 and m_old - m_new may
+// overflow to -inf).
+fn shift(b: f32, m_old: f32, m_new: f32) -> f32 {
+    return select(0.0, b * (m_old - m_new), m_old > LOWEST);
+}
+
+fn ce_absorb(st: CeStats, xv: vec4<f32>, row: u32, j: u32) -> CeStats {
+    let fin = finite4(xv);
+    let xs = select(vec4<f32>(LOWEST), xv, fin);
+    let m = max(st.m, max(max(xs.x, xs.y), max(xs.z, xs.w)));
+    let e = select(vec4<f32>(0.0), exp_t4(xs - vec4<f32>(m)), fin);
+    var r = st;
+    r.m = m;
+    r.s = st.s * exp_t(st.m - m) + ((e.x + e.y) + (e.z + e.w));
+    r.flags = st.flags | flags4(xv);
+    if ce_linear() {
+        let kv = k4(row, j);
+        let neg = (bitcast<vec4<u32>>(xv) == vec4<u32>(0xff800000u)) & lane_valid4(j);
+        r.flags |= select(0u, FLAG_NEG_POS, any(neg & (kv > vec4<f32>(0.0))))
+                 | select(0u, FLAG_NEG_ZERO, any(neg & (kv == vec4<f32>(0.0))))
+                 | select(0u, FLAG_NEG_NEG, any(neg & (kv < vec4<f32>(0.0))));
+        let kd = select(vec4<f32>(0.0), kv * (xs - vec4<f32>(m)), fin);
+        let kf = select(vec4<f32>(0.0), kv, fin);
+        r.a = st.a + shift(st.b, st.m, m) + ((kd.x + kd.y) + (kd.z + kd.w));
+        r.b = st.b + ((kf.x + kf.y) + (kf.z + kf.w));
+        r.k = st.k + ((kv.x + kv.y) + (kv.z + kv.w));
+    }
+    return r;
+}
+
+fn ce_merge(p: CeStats, o: CeStats) -> CeStats {
+    let m = max(p.m, o.m);
+    return CeStats(
+        m,
+        p.s * exp_t(p.m - m) + o.s * exp_t(o.m - m),
+        p.flags | o.flags,
+        p.a + shift(p.b, p.m, m) + o.a + shift(o.b, o.m, m),
+        p.b + o.b,
+        p.k + o.k,
+    );
+}
+
+var<workgroup> sh_a: array<f32, WG>;
+var<workgroup> sh_b: array<f32, WG>;
+var<workgroup> sh_k: array<f32, WG>;
+
+fn sh_put(i: u32, st: CeStats) {
+    sh_m[i] = st.m;
+    sh_s[i] = st.s;
+    sh_f[i] = st.flags;
+    sh_a[i] = st.a;
+    sh_b[i] = st.b;
+    sh_k[i] = st.k;
+}
+
+fn sh_get(i: u32) -> CeStats {
+    return CeStats(sh_m[i], sh_s[i], sh_f[i], sh_a[i], sh_b[i], sh_k[i]);
+}
+
+// Statistics of a (row, segment) item: strided reads, then a shared-memory tree merge.
+// Every invocation of the workgroup must call this (it holds barriers).
+fn ce_item_stats(it: Item, lid: u32) -> CeStats {
+    var st = ce_empty();
+    if it.valid {
+        let end = seg_end(it);
+        for (var j = seg_begin(it) + it.lane; j < end; j += ROW_THREADS) {
+            st = ce_absorb(st, cap4(load4(it.row, j)), it.row, j);
+        }
+    }
+    if ROW_THREADS == 1u {
+        return st;
+    }
+    sh_put(lid, st);
+    for (var off = ROW_THREADS / 2u; off > 0u; off >>= 1u) {
+        workgroupBarrier();
+        if it.lane < off {
+            sh_put(lid, ce_merge(sh_get(lid), sh_get(lid + off)));
+        }
+    }
+    workgroupBarrier();
+    return sh_get(it.slot * ROW_THREADS);
+}
+
+fn store_ce_partial(row: u32, seg: u32, st: CeStats) {
+    let i = 8u * (row * params.segs + seg);
+    partials[i] = bitcast<u32>(st.m);
+    partials[i + 1u] = bitcast<u32>(st.s);
+    partials[i + 2u] = st.flags;
+    partials[i + 3u] = bitcast<u32>(st.a);
+    partials[i + 4u] = bitcast<u32>(st.b);
+    partials[i + 5u] = bitcast<u32>(st.k);
+}
+
+fn ce_row_from_partials(row: u32) -> CeStats {
+    var st = ce_empty();
+    for (var seg = 0u; seg < params.segs; seg++) {
+        let i = 8u * (row * params.segs + seg);
+        st = ce_merge(st, CeStats(
+            bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u],
+            bitcast<f32>(partials[i + 3u]), bitcast<f32>(partials[i + 4u]), bitcast<f32>(partials[i + 5u])));
+    }
+    return st;
+}
+
+// PyTorch's value of sum(-k * logp) given which -inf logits were met.
+fn with_neg_inf(v: f32, flags: u32) -> f32 {
+    if (flags & FLAG_NEG_ZERO) != 0u || ((flags & FLAG_NEG_POS) != 0u && (flags & FLAG_NEG_NEG) != 0u) {
+        return params.nan;
+    }
+    if (flags & FLAG_NEG_POS) != 0u {
+        return params.pos_inf;
+    }
+    if (flags & FLAG_NEG_NEG) != 0u {
+        return params.neg_inf;
+    }
+    return v;
+}
+
+// Everything a row's loss and gradient need, from its statistics.
+struct Fin {
+    state: u32,  // 0 ignored, 1 non-finite row (NaN loss and gradient), 2 ok
+    loss: f32,
+    lse: f32,
+    m: f32,
+    inv_s: f32,
+    a_coef: f32,
+    coef: f32,
+    ty: f32,
+    y: i32,      // target class, -1 for probability targets
+}
+
+fn ce_finalize(row: u32, st: CeStats) -> Fin {
+    let base = Stats(st.m, st.s, st.flags & (FLAG_NAN | FLAG_POS_INF));
+    var f = Fin(0u, 0.0, lse_of_stats(base), st.m, 0.0, 0.0, 0.0, 0.0, -1);
+    let y = bitcast<i32>(row_in[2u * row]);
+    // Any class outside [0, C) counts as ignored: the host validated targets, and this keeps
+    // the kernel in bounds even if it had not.
+    if !PROB_TARGETS && (y < 0 || u32(y) >= params.cols) {
+        return f;
+    }
+    if !stats_finite(base) {
+        f.state = 1u;
+        f.loss = params.nan;
+        return f;
+    }
+    f.state = 2u;
+    let ln_s = log(st.s);
+    f.inv_s = 1.0 / st.s;
+    let u = bitcast<f32>(row_in[2u * row + 1u]);
+    let s_ce = u * ce.scale_ce;
+    let zt = u * ce.scale_z * 2.0 * ce.z * (st.m + ln_s);
+    if PROB_TARGETS {
+        f.loss = with_neg_inf(st.k * ln_s - st.a, st.flags);
+        f.a_coef = s_ce * st.k + zt;
+        f.coef = s_ce;
+    } else {
+        let yu = u32(y);
+        let xy = cap1(load1(row, yu));
+        var wy = 1.0;
+        if ce_has(CE_WEIGHT) {
+            wy = weight1(yu);
+        }
+        var nll = wy * ((st.m - xy) + ln_s);
+        if bitcast<u32>(xy) == 0xff800000u {
+            nll = select(params.nan, params.pos_inf, wy > 0.0);
+        }
+        f.loss = nll;
+        if ce_has(CE_SMOOTHING) {
+            let smoothed = with_neg_inf(ce.w_total * ln_s - st.a, st.flags);
+            f.loss = ce.one_minus_ls * nll + ce.ls_over_c * smoothed;
+        }
+        f.ty = s_ce * ce.one_minus_ls * wy;
+        f.a_coef = f.ty + s_ce * ce.ls_over_c * ce.w_total + zt;
+        f.coef = s_ce * ce.ls_over_c;
+        f.y = y;
+    }
+    return f;
+}
+
+fn lse_of_stats(st: Stats) -> f32 {
+    if (st.flags & FLAG_NAN) != 0u {
+        return params.nan;
+    }
+    if (st.flags & FLAG_POS_INF) != 0u {
+        return params.pos_inf;
+    }
+    if st.s <= 0.0 {
+        return params.neg_inf;
+    }
+    return st.m + log(st.s);
+}
+
+fn ce_write_grad(it: Item, f: Fin) {
+    let begin = seg_begin(it);
+    let end = seg_end(it);
+    for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
+        var g = vec4<f32>(0.0);
+        if f.state == 1u {
+            g = vec4<f32>(params.nan);
+        } else if f.state == 2u {
+            let xv = cap4(load4(it.row, j));
+            let p = select(vec4<f32>(0.0), exp_t4(xv - vec4<f32>(f.m)) * f.inv_s, finite4(xv));
+            var kv = vec4<f32>(0.0);
+            if f.coef != 0.0 {
+                kv = k4(it.row, j);
+            }
+            g = p * f.a_coef - f.coef * kv;
+            if f.y >= 0 && u32(f.y) / 4u == j {
+                let l = u32(f.y) % 4u;
+                g[l] = f.ty * (p[l] - 1.0) + p[l] * (f.a_coef - f.ty) - f.coef * kv[l];
+            }
+            if ce_has(CE_SOFTCAP) {
+                let t = xv / ce.softcap;
+                g = g * (vec4<f32>(1.0) - t * t);
+            }
+        }
+        store4(it.row, j, g);
+    }
+}
+
+fn write_row_out(row: u32, f: Fin) {
+    row_out[2u * row] = f.loss;
+    row_out[2u * row + 1u] = f.lse;
+}
+
+@compute @workgroup_size(256)
+fn ce_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let it = work_item(wid, lid);
+    let st = ce_item_stats(it, lid);
+    if it.valid {
+        let f = ce_finalize(it.row, st);
+        if it.lane == 0u {
+            write_row_out(it.row, f);
+        }
+        if ce_has(CE_GRAD) {
+            ce_write_grad(it, f);
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn ce_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let it = work_item(wid, lid);
+    let st = ce_item_stats(it, lid);
+    if it.valid && it.lane == 0u {
+        store_ce_partial(it.row, it.seg, st);
+    }
+}
+
+// One invocation per row.
+@compute @workgroup_size(256)
+fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * params.groups_x + wid.x) * WG + lid;
+    if row < params.rows {
+        write_row_out(row, ce_finalize(row, ce_row_from_partials(row)));
+    }
+}
+
+@compute @workgroup_size(256)
+fn ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let it = work_item(wid, lid);
+    if it.valid {
+        ce_write_grad(it, ce_finalize(it.row, ce_row_from_partials(it.row)));
+    }
+}

@@ -1,0 +1,334 @@
+//! The dispatcher for cross-entropy: checks and resolves inputs on the host (shared with the
+//! CPU path), uploads logits / targets / weights per chunk of rows, records the fused kernel
+//! (or stats → rows → grad for long rows with few of them), reads back loss, lse and gradient.
+
+use super::context::Context;
+use super::encode::{binding, record_pass, Params, Scopes};
+use super::plan::{chunk_rows, RowSplit, WG};
+use super::pool::PooledBuffer;
+use super::readback::read_f32_parts;
+use super::shaders::{Family, ShaderKey};
+use crate::cross_entropy::{
+    prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
+};
+use crate::error::{Error, Result};
+use ndarray::{Array1, Array2, ArrayView2};
+use wgpu::BufferUsages as U;
+
+/// Mirrors `struct CeParams` in shaders/cross_entropy.wgsl.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct CeParams {
+    one_minus_ls: f32,
+    ls_over_c: f32,
+    w_total: f32,
+    z: f32,
+    softcap: f32,
+    scale_ce: f32,
+    scale_z: f32,
+    flags: u32,
+}
+
+const CE_SOFTCAP: u32 = 1;
+const CE_WEIGHT: u32 = 2;
+const CE_SMOOTHING: u32 = 4;
+const CE_GRAD: u32 = 8;
+
+pub(crate) fn cross_entropy(
+    ctx: &Context,
+    logits: ArrayView2<f32>,
+    targets: &Targets,
+    o: &CrossEntropyOptions,
+) -> Result<CrossEntropyOutput> {
+    let p = prepare(logits, targets, o)?;
+    ctx.check_alive()?;
+    let (rows, cols) = (p.rows, p.cols);
+    let mut ce = vec![0.0f32; rows];
+    let mut lse = vec![f32::NEG_INFINITY; rows];
+    let mut grad = if o.gradient {
+        vec![0.0f32; rows * cols]
+    } else {
+        Vec::new()
+    };
+    if rows > 0 && cols > 0 {
+        run(ctx, logits, &p, o, &mut ce, &mut lse, &mut grad)?;
+    }
+    let loss = reduce(&p, o, &ce, &lse);
+    let grad = if o.gradient {
+        Some(
+            Array2::from_shape_vec((rows, cols), grad)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    Ok(CrossEntropyOutput {
+        loss,
+        grad,
+        lse: Array1::from_vec(lse),
+    })
+}
+
+fn run(
+    ctx: &Context,
+    logits: ArrayView2<f32>,
+    p: &Prepared,
+    o: &CrossEntropyOptions,
+    ce: &mut [f32],
+    lse: &mut [f32],
+    grad: &mut [f32],
+) -> Result<()> {
+    let (rows, cols) = (p.rows, p.cols);
+    let x = logits.as_standard_layout();
+    let xs = x
+        .as_slice()
+        .ok_or_else(|| Error::InvalidInput("logits could not be made contiguous".into()))?;
+    let qs = p.probs.as_ref().and_then(|q| q.as_slice());
+    let cap = ctx.max_binding();
+    let chunk = chunk_rows(
+        rows,
+        cols,
+        cap,
+        ctx.limits.max_compute_workgroups_per_dimension,
+    )?;
+    let dev = &ctx.device;
+    let (scale_ce, scale_z) = p.scales(o.reduction);
+    let mut flags = 0;
+    if o.softcap.is_some() {
+        flags |= CE_SOFTCAP;
+    }
+    if o.weight.is_some() {
+        flags |= CE_WEIGHT;
+    }
+    if o.label_smoothing > 0.0 {
+        flags |= CE_SMOOTHING;
+    }
+    if o.gradient {
+        flags |= CE_GRAD;
+    }
+    let ce_params = CeParams {
+        one_minus_ls: 1.0 - o.label_smoothing,
+        ls_over_c: o.label_smoothing / cols as f32,
+        w_total: p.w_total as f32,
+        z: o.z_loss,
+        softcap: o.softcap.unwrap_or(1.0),
+        scale_ce: scale_ce as f32,
+        scale_z: scale_z as f32,
+        flags,
+    };
+    // Per-row inputs: (class or −1, upstream gradient bits).
+    let row_in: Vec<u32> = (0..rows)
+        .flat_map(|i| {
+            let class = p.class.as_ref().map_or(0, |c| c[i]);
+            [class as u32, p.upstream[i].to_bits()]
+        })
+        .collect();
+
+    let scopes = Scopes::push(dev);
+    let block = (chunk * cols * 4) as u64;
+    let mut loans = vec![
+        ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap), // x
+        ctx.pool
+            .acquire(dev, U::STORAGE | U::COPY_SRC, (chunk * 8) as u64, cap), // row_out
+        ctx.pool
+            .acquire(dev, U::STORAGE | U::COPY_DST, (chunk * 8) as u64, cap), // row_in
+        ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap),    // ce params
+        ctx.pool.acquire(
+            dev,
+            U::MAP_READ | U::COPY_DST,
+            block * o.gradient as u64 + (chunk * 8) as u64,
+            cap,
+        ),
+    ];
+    if o.gradient {
+        loans.push(ctx.pool.acquire(dev, U::STORAGE | U::COPY_SRC, block, cap));
+        // grad
+    }
+    let weight = match &o.weight {
+        Some(w) => {
+            let b = ctx
+                .pool
+                .acquire(dev, U::STORAGE | U::COPY_DST, (cols * 4) as u64, cap);
+            let w: Vec<f32> = w.to_vec();
+            ctx.queue
+                .write_buffer(b.buffer(), 0, bytemuck::cast_slice(&w));
+            Some(b)
+        }
+        None => None,
+    };
+    let probs = qs.map(|_| ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap));
+    ctx.queue
+        .write_buffer(loans[3].buffer(), 0, bytemuck::bytes_of(&ce_params));
+    scopes.pop()?;
+
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = chunk.min(rows - r0);
+        let res = run_chunk(
+            ctx,
+            p,
+            o,
+            r0,
+            n,
+            xs,
+            qs,
+            &row_in,
+            &loans,
+            weight.as_ref(),
+            probs.as_ref(),
+            ce,
+            lse,
+            grad,
+        );
+        if let Err(e) = res {
+            loans.iter_mut().for_each(PooledBuffer::discard);
+            return Err(e);
+        }
+        r0 += n;
+    }
+    ctx.check_uncaptured()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_chunk(
+    ctx: &Context,
+    p: &Prepared,
+    o: &CrossEntropyOptions,
+    r0: usize,
+    n: usize,
+    xs: &[f32],
+    qs: Option<&[f32]>,
+    row_in: &[u32],
+    loans: &[PooledBuffer],
+    weight: Option<&PooledBuffer>,
+    probs: Option<&PooledBuffer>,
+    ce: &mut [f32],
+    lse: &mut [f32],
+    grad: &mut [f32],
+) -> Result<()> {
+    let cols = p.cols;
+    let dev = &ctx.device;
+    let (xbuf, outbuf, inbuf, cebuf, staging) = (
+        loans[0].buffer(),
+        loans[1].buffer(),
+        loans[2].buffer(),
+        loans[3].buffer(),
+        loans[4].buffer(),
+    );
+    let gbuf = loans.get(5).map(|b| b.buffer());
+    let elems = n * cols;
+    let bytes = (elems * 4) as u64;
+    let split = RowSplit::new(n, cols.div_ceil(4));
+
+    let scopes = Scopes::push(dev);
+    ctx.queue.write_buffer(
+        xbuf,
+        0,
+        bytemuck::cast_slice(&xs[r0 * cols..r0 * cols + elems]),
+    );
+    ctx.queue.write_buffer(
+        inbuf,
+        0,
+        bytemuck::cast_slice(&row_in[2 * r0..2 * (r0 + n)]),
+    );
+    if let (Some(q), Some(qb)) = (qs, probs) {
+        ctx.queue.write_buffer(
+            qb.buffer(),
+            0,
+            bytemuck::cast_slice(&q[r0 * cols..r0 * cols + elems]),
+        );
+    }
+    let part_bytes = (n * split.segs as usize * 32) as u64;
+    let partials = (split.segs > 1).then(|| {
+        ctx.pool
+            .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
+    });
+
+    let key = |row_threads| ShaderKey {
+        family: Family::CrossEntropy,
+        vec4: cols % 4 == 0,
+        row_threads,
+        log_output: false,
+        prob_targets: p.probs.is_some(),
+    };
+    let bindings = || {
+        vec![
+            (1, binding(xbuf, bytes)),
+            (
+                2,
+                gbuf.map_or(ctx.dummy.as_entire_binding(), |g| binding(g, bytes)),
+            ),
+            (
+                3,
+                partials
+                    .as_ref()
+                    .map_or(ctx.dummy.as_entire_binding(), |b| {
+                        binding(b.buffer(), part_bytes)
+                    }),
+            ),
+            (4, binding(outbuf, (n * 8) as u64)),
+            (5, binding(inbuf, (n * 8) as u64)),
+            (
+                6,
+                weight.map_or(ctx.dummy.as_entire_binding(), |w| {
+                    binding(w.buffer(), (cols * 4) as u64)
+                }),
+            ),
+            (
+                7,
+                probs.map_or(ctx.dummy.as_entire_binding(), |q| {
+                    binding(q.buffer(), bytes)
+                }),
+            ),
+            (8, binding(cebuf, 32)),
+        ]
+    };
+    let rt = split.row_threads;
+    let main_wgs = split.workgroups(n);
+    let mut passes = vec![];
+    if split.segs == 1 {
+        passes.push(("ce_fused", rt, main_wgs));
+    } else {
+        passes.push(("ce_stats", rt, main_wgs));
+        passes.push(("ce_rows", 1, n.div_ceil(WG)));
+        if o.gradient {
+            passes.push(("ce_grad", rt, main_wgs));
+        }
+    }
+    let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("smoothmax/ce"),
+    });
+    let mut param_loans = Vec::new();
+    for (entry, row_threads, wgs) in passes {
+        let params = Params::new(n, cols, split.segs, split.seg_len, 1.0);
+        param_loans.push(record_pass(
+            ctx,
+            &mut encoder,
+            key(row_threads),
+            entry,
+            wgs,
+            params,
+            bindings(),
+        )?);
+    }
+    let grad_bytes = if o.gradient { bytes } else { 0 };
+    if let Some(g) = gbuf {
+        encoder.copy_buffer_to_buffer(g, 0, staging, 0, bytes);
+    }
+    encoder.copy_buffer_to_buffer(outbuf, 0, staging, grad_bytes, (n * 8) as u64);
+    ctx.queue.submit([encoder.finish()]);
+    scopes.pop()?;
+
+    let mut row_out = vec![0.0f32; 2 * n];
+    let gdst: &mut [f32] = if o.gradient {
+        &mut grad[r0 * cols..r0 * cols + elems]
+    } else {
+        &mut []
+    };
+    read_f32_parts(ctx, staging, &mut [gdst, &mut row_out])?;
+    for i in 0..n {
+        ce[r0 + i] = row_out[2 * i];
+        lse[r0 + i] = row_out[2 * i + 1];
+    }
+    Ok(())
+}
