@@ -54,14 +54,27 @@ fn ce_linear() -> bool {
     return PROB_TARGETS || ce_has(CE_SMOOTHING);
 }
 
-// x' = c * tanh(x / c). |x / c| >= 9 gives +-1 in f32, so the argument is clamped there (tanh
-// of +-inf is undefined under the finite-math assumption); NaN lanes are kept as NaN.
+// tanh after Cephes' tanhf (S. Moshier): an odd polynomial for |u| < 0.625, else
+// sign(u) (1 - 2 / (e^{2|u|} + 1)); about 2 ulp. Not the builtin: Vulkan only asks tanh to be as
+// accurate as (e^u - e^-u) / (e^u + e^-u), which loses relative accuracy near 0.
+fn tanh4(u: vec4<f32>) -> vec4<f32> {
+    let a = abs(u);
+    let z = u * u;
+    let poly = ((((-5.70498872745e-3 * z + 2.06390887954e-2) * z - 5.37397155531e-2) * z
+        + 1.33314422036e-1) * z - 3.33332819422e-1) * z * u + u;
+    let big = sign(u) * (vec4<f32>(1.0) - 2.0 / (exp(2.0 * a) + vec4<f32>(1.0)));
+    return select(big, poly, a < vec4<f32>(0.625));
+}
+
+// x' = c * tanh(x / c). |x / c| >= 9 gives +-1 in f32, so the argument is clamped there (so
+// +-inf never reaches exp under the finite-math assumption); NaN lanes are kept as NaN.
+// Callers keep lanes past the row end at -inf (capping would make them -c, a real value).
 fn cap4(v: vec4<f32>) -> vec4<f32> {
     if !ce_has(CE_SOFTCAP) {
         return v;
     }
     let c = ce.softcap;
-    let t = tanh(clamp(v / c, vec4<f32>(-9.0), vec4<f32>(9.0)));
+    let t = tanh4(clamp(v / c, vec4<f32>(-9.0), vec4<f32>(9.0)));
     let not_nan = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) <= vec4<u32>(0x7f800000u);
     return select(v, c * t, not_nan);
 }
@@ -160,7 +173,8 @@ fn ce_item_stats(it: Item, lid: u32) -> CeStats {
     if it.valid {
         let end = seg_end(it);
         for (var j = seg_begin(it) + it.lane; j < end; j += ROW_THREADS) {
-            st = ce_absorb(st, cap4(load4(it.row, j)), it.row, j);
+            let xv = select(vec4<f32>(params.neg_inf), cap4(load4(it.row, j)), lane_valid4(j));
+            st = ce_absorb(st, xv, it.row, j);
         }
     }
     if ROW_THREADS == 1u {

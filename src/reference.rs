@@ -4,7 +4,9 @@
 //! a disagreement beyond f32 rounding points at a bug, not at a different algorithm. The
 //! non-finite cases are spelled out one by one, in the order of the table in the crate docs.
 
-use crate::cross_entropy::reference::{cross_entropy_f64, ReferenceCrossEntropy};
+use crate::cross_entropy::reference::{
+    cross_entropy_f64, cross_entropy_f64_logits, ReferenceCrossEntropy,
+};
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets};
 use crate::error::Result;
 use crate::ops::{check_temperature, Backend, RowOp, RowOutput};
@@ -102,6 +104,16 @@ impl Reference {
         options: &CrossEntropyOptions,
     ) -> Result<ReferenceCrossEntropy> {
         cross_entropy_f64(logits, &targets, options)
+    }
+
+    /// [`Reference::cross_entropy_f64`] on f64 logits, e.g. for finite-difference checks.
+    pub fn cross_entropy_f64_logits(
+        &self,
+        logits: ArrayView2<f64>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<ReferenceCrossEntropy> {
+        cross_entropy_f64_logits(logits, &targets, options)
     }
 }
 

@@ -311,7 +311,7 @@ pub(crate) fn cross_entropy(
     targets: &Targets,
     o: &CrossEntropyOptions,
 ) -> Result<CrossEntropyOutput> {
-    let p = prepare(logits, targets, o)?;
+    let p = prepare(logits.dim(), targets, o)?;
     let (rows, cols) = (p.rows, p.cols);
     let x = logits.as_standard_layout();
     let xs = x

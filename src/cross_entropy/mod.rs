@@ -155,11 +155,11 @@ impl Prepared {
 
 /// Checks every input and resolves targets; the error names the row, value or limit.
 pub(crate) fn prepare(
-    logits: ArrayView2<f32>,
+    shape: (usize, usize),
     targets: &Targets,
     o: &CrossEntropyOptions,
 ) -> Result<Prepared> {
-    let (rows, cols) = logits.dim();
+    let (rows, cols) = shape;
     let bad = |m: String| Err(Error::InvalidInput(m));
     if !(0.0..=1.0).contains(&o.label_smoothing) {
         return bad(format!(

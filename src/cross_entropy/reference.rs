@@ -44,13 +44,22 @@ fn row_log_softmax(x: &[f64]) -> (f64, Vec<f64>) {
     (m + ln_s, x.iter().map(|&v| (v - m) - ln_s).collect())
 }
 
-/// Cross-entropy in f64; see the module docs.
+/// Cross-entropy in f64 of f32 logits; see the module docs.
 pub fn cross_entropy_f64(
     logits: ArrayView2<f32>,
     targets: &Targets,
     o: &CrossEntropyOptions,
 ) -> Result<ReferenceCrossEntropy> {
-    let p: Prepared = prepare(logits, targets, o)?;
+    cross_entropy_f64_logits(logits.mapv(|v| v as f64).view(), targets, o)
+}
+
+/// Cross-entropy of f64 logits (for finite-difference checks of the gradient).
+pub fn cross_entropy_f64_logits(
+    logits: ArrayView2<f64>,
+    targets: &Targets,
+    o: &CrossEntropyOptions,
+) -> Result<ReferenceCrossEntropy> {
+    let p: Prepared = prepare(logits.dim(), targets, o)?;
     let (rows, cols) = (p.rows, p.cols);
     let ls = o.label_smoothing as f64;
     let z = o.z_loss as f64;
@@ -64,7 +73,7 @@ pub fn cross_entropy_f64(
 
     for (i, xrow) in logits.axis_iter(Axis(0)).enumerate() {
         // Soft-capping first: x' = c·tanh(x/c) (tanh(±inf) = ±1, so ±inf become ±c).
-        let raw: Vec<f64> = xrow.iter().map(|&v| v as f64).collect();
+        let raw: Vec<f64> = xrow.to_vec();
         let x: Vec<f64> = match o.softcap {
             Some(cap) => raw
                 .iter()

@@ -40,7 +40,7 @@ pub(crate) fn cross_entropy(
     targets: &Targets,
     o: &CrossEntropyOptions,
 ) -> Result<CrossEntropyOutput> {
-    let p = prepare(logits, targets, o)?;
+    let p = prepare(logits.dim(), targets, o)?;
     ctx.check_alive()?;
     let (rows, cols) = (p.rows, p.cols);
     let mut ce = vec![0.0f32; rows];
@@ -270,13 +270,13 @@ fn run_chunk(
             (5, binding(inbuf, (n * 8) as u64)),
             (
                 6,
-                weight.map_or(ctx.dummy.as_entire_binding(), |w| {
+                weight.map_or(ctx.dummy_ro.as_entire_binding(), |w| {
                     binding(w.buffer(), (cols * 4) as u64)
                 }),
             ),
             (
                 7,
-                probs.map_or(ctx.dummy.as_entire_binding(), |q| {
+                probs.map_or(ctx.dummy_ro.as_entire_binding(), |q| {
                     binding(q.buffer(), bytes)
                 }),
             ),

@@ -133,8 +133,10 @@ pub(crate) struct Context {
     /// Errors raised outside any error scope (there should be none: every call scopes its
     /// work). Recorded instead of wgpu's default handler, which panics.
     pub uncaptured: Arc<Mutex<Vec<String>>>,
-    /// Tiny storage buffer bound where a kernel declares a binding it does not use.
+    /// Tiny storage buffers bound where a kernel declares a binding it does not use: one for
+    /// read-write slots, one for read-only slots (one buffer cannot be both in a dispatch).
     pub dummy: wgpu::Buffer,
+    pub dummy_ro: wgpu::Buffer,
 }
 
 impl Context {
@@ -174,12 +176,16 @@ impl Context {
             }
         }));
         let limits = device.limits();
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("smoothmax/dummy"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let make_dummy = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let dummy = make_dummy("smoothmax/dummy");
+        let dummy_ro = make_dummy("smoothmax/dummy-read-only");
         let pipelines = PipelineCache::new(&device);
         Context {
             device,
@@ -191,6 +197,7 @@ impl Context {
             lost,
             uncaptured,
             dummy,
+            dummy_ro,
         }
     }
 

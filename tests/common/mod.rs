@@ -126,3 +126,44 @@ pub fn logits(
     }
     a
 }
+
+use smoothmax::{CrossEntropyOutput, Loss, ReferenceCrossEntropy};
+
+/// Compares a cross-entropy result with the f64 reference: loss (per row or reduced), lse, and
+/// the gradient divided by `grad_unit` (the mean's 1/D, so the comparison is at unit scale).
+pub fn assert_ce_close(
+    got: &CrossEntropyOutput,
+    want: &ReferenceCrossEntropy,
+    cols: usize,
+    grad_unit: f64,
+    what: &str,
+) {
+    match &got.loss {
+        Loss::PerRow(v) => assert_close_1d(
+            v.view(),
+            want.per_row.view(),
+            cols,
+            &format!("{what}: loss"),
+        ),
+        Loss::Scalar(v) => {
+            let a = ndarray::arr1(&[*v]);
+            let b = ndarray::arr1(&[want.reduced]);
+            assert_close_1d(a.view(), b.view(), cols, &format!("{what}: reduced loss"));
+        }
+    }
+    assert_close_1d(
+        got.lse.view(),
+        want.lse.view(),
+        cols,
+        &format!("{what}: lse"),
+    );
+    match (&got.grad, &want.grad) {
+        (Some(g), Some(w)) => {
+            let g = g.mapv(|v| (v as f64 / grad_unit) as f32);
+            let w = w.mapv(|v| v / grad_unit);
+            assert_close_2d(g.view(), w.view(), &format!("{what}: grad"));
+        }
+        (None, None) => {}
+        _ => panic!("{what}: gradient presence differs"),
+    }
+}
