@@ -248,3 +248,213 @@ fn bad_inputs_exit_non_zero_with_one_line_and_write_nothing() {
         assert_rejected(&args, &env, needle, &out);
     }
 }
+
+#[test]
+fn cross_entropy_round_trips_on_every_device() {
+    use smoothmax::{CrossEntropyOptions, Reduction, Targets};
+    let dir = scratch("ce");
+    let (rows, cols) = (23, 70);
+    let x = logits(rows, cols, 3.0, 0.0, true, 12);
+    let y: Array1<i64> = (0..rows)
+        .map(|i| {
+            if i % 5 == 0 {
+                -1
+            } else {
+                (i * 7 % cols) as i64
+            }
+        })
+        .collect();
+    // Probability targets: rows of a softmax (a distribution per row, as the contract says).
+    let mut q = x.mapv(|v| if v.is_finite() { (v * 0.1).exp() } else { 0.0 });
+    for mut r in q.rows_mut() {
+        let s = r.sum();
+        r.mapv_inplace(|v| v / s);
+    }
+    let w: Array1<f32> = (0..cols).map(|j| 0.5 + (j % 3) as f32).collect();
+    let (xp, yp, qp, wp) = (
+        dir.join("x.npy"),
+        dir.join("y.npy"),
+        dir.join("q.npy"),
+        dir.join("w.npy"),
+    );
+    write_npy(&xp, &x).unwrap();
+    write_npy(&yp, &y.mapv(|v| v as i32)).unwrap();
+    write_npy(&qp, &q.mapv(|v| v as f64)).unwrap();
+    write_npy(&wp, &w).unwrap();
+    for dev in devices() {
+        for (tp, probs) in [(&yp, false), (&qp, true)] {
+            for red in ["none", "mean", "sum"] {
+                let out = dir.join(format!("{dev}-{probs}-{red}"));
+                let mut args = vec![
+                    "--device",
+                    dev,
+                    "--target",
+                    tp.to_str().unwrap(),
+                    "--weight",
+                    wp.to_str().unwrap(),
+                ];
+                args.extend([
+                    "--reduction",
+                    red,
+                    "--label-smoothing",
+                    "0.1",
+                    "--z-loss",
+                    "0.01",
+                    "--softcap",
+                    "20",
+                ]);
+                if !probs {
+                    args.extend(["--ignore-index", "-1"]);
+                }
+                let o = eval("cross-entropy", &xp, &args, &out);
+                assert!(
+                    o.status.success(),
+                    "{dev} {red}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                let reduction = match red {
+                    "none" => Reduction::None,
+                    "mean" => Reduction::Mean,
+                    _ => Reduction::Sum,
+                };
+                let opts = CrossEntropyOptions {
+                    weight: Some(w.view()),
+                    ignore_index: (!probs).then_some(-1),
+                    label_smoothing: 0.1,
+                    reduction,
+                    z_loss: 0.01,
+                    softcap: Some(20.0),
+                    gradient: true,
+                    ..Default::default()
+                };
+                let t = if probs {
+                    Targets::Probabilities(q.view())
+                } else {
+                    Targets::Classes(y.view())
+                };
+                let want = Reference.cross_entropy_f64(x.view(), t, &opts).unwrap();
+                let what = format!("cli ce {dev} probs={probs} {red}");
+                let loss: ArrayD<f32> = read_npy(out.join("loss.npy")).unwrap();
+                if red == "none" {
+                    assert_eq!(loss.shape(), &[rows]);
+                    let l = loss.into_dimensionality::<ndarray::Ix1>().unwrap();
+                    assert_close_1d(l.view(), want.per_row.view(), cols, &what);
+                } else {
+                    assert_eq!(loss.ndim(), 0, "{what}: mean/sum loss is a 0-d array");
+                    let l = ndarray::arr1(&[loss[[]]]);
+                    assert_close_1d(l.view(), ndarray::arr1(&[want.reduced]).view(), cols, &what);
+                }
+                let lse: Array1<f32> = read_npy(out.join("lse.npy")).unwrap();
+                assert_close_1d(lse.view(), want.lse.view(), cols, &format!("{what} lse"));
+                let grad: Array2<f32> = read_npy(out.join("grad.npy")).unwrap();
+                let unit = if red == "mean" {
+                    if probs {
+                        rows as f64
+                    } else {
+                        y.iter()
+                            .filter(|&&v| v >= 0)
+                            .map(|&v| w[v as usize] as f64)
+                            .sum()
+                    }
+                } else {
+                    1.0
+                };
+                let g = grad.mapv(|v| (v as f64 * unit) as f32);
+                assert_close_2d(
+                    g.view(),
+                    want.grad.unwrap().mapv(|v| v * unit).view(),
+                    &format!("{what} grad"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_bad_inputs_exit_non_zero_and_write_nothing() {
+    let dir = scratch("ce-bad");
+    let out = dir.join("out");
+    let x = dir.join("x.npy");
+    write_npy(&x, &logits(3, 4, 1.0, 0.0, false, 1)).unwrap();
+    let file = |name: &str, f: &dyn Fn(&Path)| {
+        let p = dir.join(name);
+        f(&p);
+        p.to_str().unwrap().to_string()
+    };
+    let y = file("y.npy", &|p| {
+        write_npy(p, &ndarray::array![0i64, 3, 1]).unwrap()
+    });
+    let y_oob = file("y_oob.npy", &|p| {
+        write_npy(p, &ndarray::array![0i64, 4, 1]).unwrap()
+    });
+    let y_2d = file("y2d.npy", &|p| {
+        write_npy(p, &Array2::<i64>::zeros((3, 4))).unwrap()
+    });
+    let y_len = file("ylen.npy", &|p| {
+        write_npy(p, &ndarray::array![0i32, 1]).unwrap()
+    });
+    let y_u8 = file("yu8.npy", &|p| raw_npy(p, "|u1", "(3,)", &[0, 1, 2]));
+    let q_bad = file("qbad.npy", &|p| {
+        write_npy(p, &Array2::<f32>::zeros((3, 5))).unwrap()
+    });
+    let q = file("q.npy", &|p| {
+        write_npy(p, &Array2::<f32>::from_elem((3, 4), 0.25)).unwrap()
+    });
+    let w_len = file("wlen.npy", &|p| {
+        write_npy(p, &Array1::<f32>::ones(3)).unwrap()
+    });
+    let w_neg = file("wneg.npy", &|p| {
+        write_npy(p, &ndarray::array![1.0f32, -2.0, 1.0, 1.0]).unwrap()
+    });
+    let x_s = x.to_str().unwrap();
+    let base = |t: &str| {
+        vec![
+            "eval".to_string(),
+            "cross-entropy".into(),
+            "--input".into(),
+            x_s.into(),
+            "--target".into(),
+            t.into(),
+        ]
+    };
+    let with = |t: &str, extra: &[&str]| {
+        let mut v = base(t);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "eval".into(),
+                "cross-entropy".into(),
+                "--input".into(),
+                x_s.into(),
+            ],
+            "needs --target",
+        ),
+        (base(&y_oob), "target[1] = 4"),
+        (base(&y_2d), "1-D"),
+        (base(&y_len), "length 2"),
+        (base(&y_u8), "unsupported dtype"),
+        (base(&q_bad), "shape [3, 5]"),
+        (base("/no/such/targets.npy"), "cannot open"),
+        (with(&y, &["--weight", &w_len]), "weight has length 3"),
+        (with(&y, &["--weight", &w_neg]), "weight[1] = -2"),
+        (with(&y, &["--label-smoothing", "1.5"]), "label_smoothing"),
+        (with(&y, &["--z-loss", "inf"]), "z_loss"),
+        (with(&y, &["--softcap", "0"]), "softcap"),
+        (with(&y, &["--softcap", "-3"]), "softcap"),
+        (with(&q, &["--ignore-index", "-100"]), "ignore_index"),
+        (with(&y, &["--reduction", "avg"]), "invalid value"),
+        (with(&y, &["--device", "gpu"]), "no GPU adapter"),
+    ];
+    for (args, needle) in cases {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let env: Vec<(&str, &str)> = if needle == "no GPU adapter" {
+            vec![("WGPU_ADAPTER_NAME", "no-such-adapter")]
+        } else {
+            vec![]
+        };
+        assert_rejected(&a, &env, needle, &out);
+    }
+}

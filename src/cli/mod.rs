@@ -3,7 +3,9 @@
 mod npy;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use smoothmax::{Backend, Cpu, Gpu, Reference, RowOp, RowOutput};
+use smoothmax::{
+    Backend, Cpu, CrossEntropyOptions, Gpu, Loss, Reduction, Reference, RowOp, RowOutput, Targets,
+};
 use std::path::PathBuf;
 
 /// Batched logsumexp / softmax / log-softmax on any GPU wgpu reaches, with a CPU path and an
@@ -31,6 +33,18 @@ enum OpName {
     Softmax,
     /// log_softmax(x/T) per row: output.npy has shape [B, C].
     LogSoftmax,
+    /// Softmax cross-entropy against --target: loss.npy, grad.npy, lse.npy.
+    CrossEntropy,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum ReductionName {
+    /// Per-row losses, shape [B].
+    None,
+    /// Weighted mean (0-d array).
+    Mean,
+    /// Sum (0-d array).
+    Sum,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -59,6 +73,28 @@ struct EvalArgs {
     /// Output directory (created); nothing is written there if the run fails.
     #[arg(long)]
     out: PathBuf,
+
+    /// cross-entropy: targets, int32/int64 [B] class indices or float [B, C] probabilities.
+    #[arg(long)]
+    target: Option<PathBuf>,
+    /// cross-entropy: class weights, a float [C] array.
+    #[arg(long)]
+    weight: Option<PathBuf>,
+    /// cross-entropy: target value of ignored rows (default -100; class targets only).
+    #[arg(long, allow_negative_numbers = true)]
+    ignore_index: Option<i64>,
+    /// cross-entropy: label smoothing in [0, 1].
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    label_smoothing: f32,
+    /// cross-entropy: reduction.
+    #[arg(long, value_enum, default_value = "mean")]
+    reduction: ReductionName,
+    /// cross-entropy: z-loss coefficient (adds z·lse² per non-ignored row).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    z_loss: f32,
+    /// cross-entropy: logit soft-capping c > 0 (logits become c·tanh(x/c)).
+    #[arg(long, allow_negative_numbers = true)]
+    softcap: Option<f32>,
 }
 
 /// Parses the command line and runs it; the error is a one-line message.
@@ -141,13 +177,17 @@ fn backend(device: Option<DeviceName>) -> Result<Box<dyn Backend>, String> {
 
 fn eval(args: EvalArgs) -> Result<(), String> {
     // Everything that can be checked before work is checked before work.
-    smoothmax::check_temperature(args.temperature).map_err(|e| e.to_string())?;
-    let x = npy::read_matrix(&args.input)?;
     let op = match args.op {
         OpName::Logsumexp => RowOp::LogSumExp,
         OpName::Softmax => RowOp::Softmax,
         OpName::LogSoftmax => RowOp::LogSoftmax,
+        OpName::CrossEntropy => return cross_entropy(args),
     };
+    if args.target.is_some() || args.weight.is_some() {
+        return Err("--target and --weight belong to cross-entropy".into());
+    }
+    smoothmax::check_temperature(args.temperature).map_err(|e| e.to_string())?;
+    let x = npy::read_matrix(&args.input)?;
     let b = backend(args.device)?;
     let out = b
         .row_op(op, x.view(), args.temperature)
@@ -155,5 +195,59 @@ fn eval(args: EvalArgs) -> Result<(), String> {
     match out {
         RowOutput::PerRow(v) => npy::write_outputs(&args.out, &[("output.npy", &v)]),
         RowOutput::Matrix(m) => npy::write_outputs(&args.out, &[("output.npy", &m)]),
+    }
+}
+
+fn cross_entropy(args: EvalArgs) -> Result<(), String> {
+    let target_path = args
+        .target
+        .as_ref()
+        .ok_or("cross-entropy needs --target T.npy")?;
+    let x = npy::read_matrix(&args.input)?;
+    let targets = npy::read_targets(target_path)?;
+    let weight = args
+        .weight
+        .as_ref()
+        .map(|p| npy::read_vector(p))
+        .transpose()?;
+    let reduction = match args.reduction {
+        ReductionName::None => Reduction::None,
+        ReductionName::Mean => Reduction::Mean,
+        ReductionName::Sum => Reduction::Sum,
+    };
+    let o = CrossEntropyOptions {
+        weight: weight.as_ref().map(|w| w.view()),
+        ignore_index: args.ignore_index,
+        label_smoothing: args.label_smoothing,
+        reduction,
+        z_loss: args.z_loss,
+        softcap: args.softcap,
+        gradient: true,
+        ..Default::default()
+    };
+    let t = match &targets {
+        npy::TargetArray::Classes(c) => Targets::Classes(c.view()),
+        npy::TargetArray::Probabilities(q) => Targets::Probabilities(q.view()),
+    };
+    // Validate on the host before choosing (and opening) a device.
+    smoothmax::cross_entropy::validate(x.dim(), t, &o).map_err(|e| e.to_string())?;
+    let b = backend(args.device)?;
+    let out = b
+        .cross_entropy(x.view(), t, &o)
+        .map_err(|e| e.to_string())?;
+    let grad = out.grad.ok_or("internal: no gradient returned")?;
+    match out.loss {
+        Loss::PerRow(v) => npy::write_outputs(
+            &args.out,
+            &[("loss.npy", &v), ("grad.npy", &grad), ("lse.npy", &out.lse)],
+        ),
+        Loss::Scalar(v) => npy::write_outputs(
+            &args.out,
+            &[
+                ("loss.npy", &ndarray::arr0(v)),
+                ("grad.npy", &grad),
+                ("lse.npy", &out.lse),
+            ],
+        ),
     }
 }

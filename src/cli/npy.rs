@@ -1,7 +1,7 @@
 //! Reading `.npy` inputs with messages that name the file and the problem, and writing outputs
 //! so that a failed run leaves nothing behind.
 
-use ndarray::Array2;
+use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2};
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use std::fs::File;
@@ -71,6 +71,74 @@ pub fn read_matrix(path: &Path) -> Result<Array2<f32>, String> {
             "{p} has an integer dtype: expected float32 or float64"
         )),
     }
+}
+
+/// Targets as read from a .npy: integer class indices, or float probabilities.
+pub enum TargetArray {
+    Classes(Array1<i64>),
+    Probabilities(Array2<f32>),
+}
+
+fn read_dyn_f32(r: BufReader<File>, info: &NpyInfo, path: &Path) -> Result<ArrayD<f32>, String> {
+    let bad = |e: ndarray_npy::ReadNpyError| format!("cannot read {}: {e}", path.display());
+    match info.dtype {
+        Dtype::F32 => ArrayD::<f32>::read_npy(r).map_err(bad),
+        Dtype::F64 => Ok(ArrayD::<f64>::read_npy(r).map_err(bad)?.mapv(|v| v as f32)),
+        Dtype::I32 | Dtype::I64 => Err(format!(
+            "{} has an integer dtype: expected float32 or float64",
+            path.display()
+        )),
+    }
+}
+
+/// Reads targets: an integer 1-D array of class indices (length B), or a float 2-D array of
+/// probabilities ([B, C]).
+pub fn read_targets(path: &Path) -> Result<TargetArray, String> {
+    let (r, info) = open(path)?;
+    let p = path.display();
+    let bad = |e: ndarray_npy::ReadNpyError| format!("cannot read {p}: {e}");
+    match info.dtype {
+        Dtype::I32 | Dtype::I64 => {
+            if info.shape.len() != 1 {
+                return Err(format!(
+                    "{p} has shape {:?}: integer targets must be 1-D [B] class indices",
+                    info.shape
+                ));
+            }
+            Ok(TargetArray::Classes(match info.dtype {
+                Dtype::I32 => Array1::<i32>::read_npy(r).map_err(bad)?.mapv(|v| v as i64),
+                _ => Array1::<i64>::read_npy(r).map_err(bad)?,
+            }))
+        }
+        Dtype::F32 | Dtype::F64 => {
+            if info.shape.len() != 2 {
+                return Err(format!(
+                    "{p} has shape {:?}: float targets must be 2-D [B, C] probabilities",
+                    info.shape
+                ));
+            }
+            let a = read_dyn_f32(r, &info, path)?;
+            Ok(TargetArray::Probabilities(
+                a.into_dimensionality::<Ix2>()
+                    .map_err(|e| format!("{p}: {e}"))?,
+            ))
+        }
+    }
+}
+
+/// Reads a 1-D float32/float64 vector (e.g. class weights).
+pub fn read_vector(path: &Path) -> Result<Array1<f32>, String> {
+    let (r, info) = open(path)?;
+    let p = path.display();
+    if info.shape.len() != 1 {
+        return Err(format!(
+            "{p} has shape {:?}: expected a 1-D array",
+            info.shape
+        ));
+    }
+    let a = read_dyn_f32(r, &info, path)?;
+    a.into_dimensionality::<Ix1>()
+        .map_err(|e| format!("{p}: {e}"))
 }
 
 /// Writes every `(name, array)` into `dir`, creating it. Each file is written under a

@@ -28,7 +28,9 @@ pub enum Targets<'a> {
     Classes(ArrayView1<'a, i64>),
     /// Class indices as i32.
     ClassesI32(ArrayView1<'a, i32>),
-    /// Probabilities, shape `[B, C]` (each row a distribution over classes).
+    /// Probabilities, shape `[B, C]` (each row a distribution over classes). Rows need not be
+    /// normalized (as in PyTorch), but the f32 gradient `p_j·Σ_c w_c q_c − w_j q_j` then has an
+    /// error proportional to `Σ_c w_c q_c`, which is `≤ max w` for distributions.
     Probabilities(ArrayView2<'a, f32>),
 }
 
@@ -151,6 +153,23 @@ impl Prepared {
             _ => (1.0, 1.0),
         }
     }
+}
+
+/// Checks a cross-entropy call's inputs without running it: what every backend checks first
+/// (the error names the row, value or limit). `O(B + C)` for class targets.
+///
+/// ```
+/// use smoothmax::cross_entropy::{validate, CrossEntropyOptions, Targets};
+/// let y = ndarray::array![0i64, 7];
+/// let err = validate((2, 5), Targets::Classes(y.view()), &CrossEntropyOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("target[1] = 7"));
+/// ```
+pub fn validate(
+    shape: (usize, usize),
+    targets: Targets,
+    options: &CrossEntropyOptions,
+) -> Result<()> {
+    prepare(shape, &targets, options).map(|_| ())
 }
 
 /// Checks every input and resolves targets; the error names the row, value or limit.
