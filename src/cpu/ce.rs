@@ -110,14 +110,14 @@ fn stats<const LIN: bool>(cfg: &Cfg, x: &[f32], q: Option<&[f32]>) -> Stats {
         }
         if bm > st.m {
             let r = exp(st.m - bm);
-            for l in 0..L {
-                acc[l] *= r;
+            for v in acc.iter_mut() {
+                *v *= r;
             }
             // Before the first finite value a = b = 0: skip (m − bm may be −inf there).
             if LIN && st.m > f32::MIN {
                 let d = st.m - bm;
-                for l in 0..L {
-                    a[l] += b[l] * d;
+                for (av, bv) in a.iter_mut().zip(&b) {
+                    *av += bv * d;
                 }
             }
             st.m = bm;
@@ -339,8 +339,8 @@ pub(crate) fn cross_entropy(
     } else {
         Vec::new()
     };
-    if cols > 0 {
-        let per = (super::ELEMS_PER_TASK / cols).max(1);
+    if let Some(per) = super::ELEMS_PER_TASK.checked_div(cols) {
+        let per = per.max(1);
         let qs = p.probs.as_ref().and_then(|q| q.as_slice());
         let class = p.class.as_deref();
         let gchunk = if o.gradient { per * cols } else { 0 };
