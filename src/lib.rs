@@ -61,6 +61,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cpu;
 pub mod cross_entropy;
 mod error;

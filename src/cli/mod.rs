@@ -23,6 +23,71 @@ enum Command {
     Info,
     /// Evaluate an op on a .npy input and write the result as .npy files into --out.
     Eval(EvalArgs),
+    /// Benchmark every op on the GPU (kernel and end to end) and the CPU, beside copy / exp-map
+    /// / memcpy yardsticks measured in the same run.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A subset that runs in well under a minute on lavapipe.
+    #[arg(long)]
+    quick: bool,
+    /// Shape BxC (repeatable); default: 4096x32000 512x128256 8x256000 65536x1000 32x1000.
+    #[arg(long = "shape", value_parser = parse_shape)]
+    shapes: Vec<(usize, usize)>,
+    /// Op (repeatable): logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd; default: all.
+    #[arg(long = "op", value_parser = parse_op)]
+    ops: Vec<smoothmax::bench::BenchOp>,
+    /// Devices to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    device: BenchDevice,
+    /// Timed runs per measurement (median and spread reported).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Untimed warm-up runs per measurement.
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Write the records as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a throughput plot (SVG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
+enum BenchDevice {
+    /// GPU and CPU.
+    All,
+    /// GPU only.
+    Gpu,
+    /// CPU only.
+    Cpu,
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+    let (b, c) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("shape {s:?} is not BxC"))?;
+    let b: usize = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("shape {s:?}: bad B"))?;
+    let c: usize = c
+        .trim()
+        .parse()
+        .map_err(|_| format!("shape {s:?}: bad C"))?;
+    if b == 0 || c == 0 {
+        return Err(format!("shape {s:?}: B and C must be > 0"));
+    }
+    Ok((b, c))
+}
+
+fn parse_op(s: &str) -> Result<smoothmax::bench::BenchOp, String> {
+    smoothmax::bench::BenchOp::parse(s).ok_or_else(|| {
+        format!("unknown op {s:?}: logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd")
+    })
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -119,6 +184,7 @@ pub fn run() -> Result<(), String> {
     match cli.command {
         Command::Info => info(),
         Command::Eval(args) => eval(args),
+        Command::Bench(args) => bench(args),
     }
 }
 
@@ -250,4 +316,74 @@ fn cross_entropy(args: EvalArgs) -> Result<(), String> {
             ],
         ),
     }
+}
+
+fn bench(args: BenchArgs) -> Result<(), String> {
+    use smoothmax::bench::{self, BenchConfig};
+    use std::io::{IsTerminal, Write};
+    let mut cfg = if args.quick {
+        BenchConfig::quick()
+    } else {
+        BenchConfig::default()
+    };
+    if !args.shapes.is_empty() {
+        cfg.shapes = args.shapes.clone();
+    }
+    if !args.ops.is_empty() {
+        cfg.ops = args.ops.clone();
+    }
+    cfg.runs = args.runs.unwrap_or(cfg.runs).max(1);
+    cfg.warmup = args.warmup.unwrap_or(cfg.warmup);
+    cfg.cpu = args.device != BenchDevice::Gpu;
+    let gpu = if args.device == BenchDevice::Cpu {
+        None
+    } else {
+        match Gpu::new() {
+            Ok(g) => Some(g),
+            Err(e) if args.device == BenchDevice::All => {
+                eprintln!(
+                    "smoothmax: no GPU adapter ({e}); benchmarking the CPU only. For a software GPU: \
+                     apt-get install -y mesa-vulkan-drivers"
+                );
+                None
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
+    println!(
+        "adapter: {}",
+        adapter.as_deref().unwrap_or("none (CPU only)")
+    );
+    println!("cpu threads: {}", rayon::current_num_threads());
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut progress = |done: usize, total: usize, what: &str| {
+        // A bar on stderr for interactive runs longer than a moment.
+        if tty && started.elapsed().as_secs_f64() > 1.0 {
+            let width = 30;
+            let filled = width * done / total.max(1);
+            let bar = "#".repeat(filled) + &"-".repeat(width - filled);
+            let mut e = std::io::stderr();
+            let _ = write!(e, "\r[{bar}] {done}/{total} {what:<48}");
+            if done == total {
+                let _ = writeln!(e);
+            }
+            let _ = e.flush();
+        }
+    };
+    let records = bench::run(&cfg, gpu.as_ref(), &mut progress).map_err(|e| e.to_string())?;
+    print!("{}", bench::table(&records));
+    println!(
+        "GB/s counts bytes read + written; /copy and /exp-map: fraction of the yardstick kernels' \
+         GB/s on this adapter (cpu: of the multi-threaded memcpy); vs cpu: CPU median / this median."
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, bench::to_json(adapter.as_deref(), &records))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        bench::write_svg(path, adapter.as_deref(), &records)?;
+    }
+    Ok(())
 }

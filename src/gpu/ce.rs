@@ -18,7 +18,7 @@ use wgpu::BufferUsages as U;
 /// Mirrors `struct CeParams` in shaders/cross_entropy.wgsl.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct CeParams {
+pub(crate) struct CeParams {
     one_minus_ls: f32,
     ls_over_c: f32,
     w_total: f32,
@@ -92,37 +92,8 @@ fn run(
         ctx.limits.max_compute_workgroups_per_dimension,
     )?;
     let dev = &ctx.device;
-    let (scale_ce, scale_z) = p.scales(o.reduction);
-    let mut flags = 0;
-    if o.softcap.is_some() {
-        flags |= CE_SOFTCAP;
-    }
-    if o.weight.is_some() {
-        flags |= CE_WEIGHT;
-    }
-    if o.label_smoothing > 0.0 {
-        flags |= CE_SMOOTHING;
-    }
-    if o.gradient {
-        flags |= CE_GRAD;
-    }
-    let ce_params = CeParams {
-        one_minus_ls: 1.0 - o.label_smoothing,
-        ls_over_c: o.label_smoothing / cols as f32,
-        w_total: p.w_total as f32,
-        z: o.z_loss,
-        softcap: o.softcap.unwrap_or(1.0),
-        scale_ce: scale_ce as f32,
-        scale_z: scale_z as f32,
-        flags,
-    };
-    // Per-row inputs: (class or −1, upstream gradient bits).
-    let row_in: Vec<u32> = (0..rows)
-        .flat_map(|i| {
-            let class = p.class.as_ref().map_or(0, |c| c[i]);
-            [class as u32, p.upstream[i].to_bits()]
-        })
-        .collect();
+    let ce_params = ce_params(p, o);
+    let row_in = row_inputs(p);
 
     let scopes = Scopes::push(dev);
     let block = (chunk * cols * 4) as u64;
@@ -189,6 +160,148 @@ fn run(
     ctx.check_uncaptured()
 }
 
+/// The device buffers one chunk of a cross-entropy call reads and writes.
+pub(crate) struct CeBufs<'a> {
+    /// Logits, `rows × cols` floats.
+    pub x: &'a wgpu::Buffer,
+    /// Gradient output, `rows × cols` floats, when asked for.
+    pub grad: Option<&'a wgpu::Buffer>,
+    /// `(CE loss, lse)` per row.
+    pub row_out: &'a wgpu::Buffer,
+    /// `(class or −1, upstream bits)` per row.
+    pub row_in: &'a wgpu::Buffer,
+    /// The `CeParams` uniform.
+    pub ce_params: &'a wgpu::Buffer,
+    /// Class weights, `cols` floats.
+    pub weight: Option<&'a wgpu::Buffer>,
+    /// Probability targets, `rows × cols` floats.
+    pub probs: Option<&'a wgpu::Buffer>,
+}
+
+/// Records the passes of cross-entropy over one chunk of `rows` rows. Returns the buffers the
+/// passes use, which must live until the submission completes.
+pub(crate) fn record_ce(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    b: &CeBufs,
+    rows: usize,
+    cols: usize,
+    gradient: bool,
+) -> Result<Vec<PooledBuffer>> {
+    let dev = &ctx.device;
+    let bytes = (rows * cols * 4) as u64;
+    let split = RowSplit::new(rows, cols.div_ceil(4));
+    let part_bytes = (rows * split.segs as usize * 32) as u64;
+    let partials = (split.segs > 1).then(|| {
+        ctx.pool
+            .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
+    });
+    let key = |row_threads| ShaderKey {
+        family: Family::CrossEntropy,
+        vec4: cols % 4 == 0,
+        row_threads,
+        log_output: false,
+        prob_targets: b.probs.is_some(),
+    };
+    let bindings = || {
+        vec![
+            (1, binding(b.x, bytes)),
+            (
+                2,
+                b.grad
+                    .map_or(ctx.dummy.as_entire_binding(), |g| binding(g, bytes)),
+            ),
+            (
+                3,
+                partials
+                    .as_ref()
+                    .map_or(ctx.dummy.as_entire_binding(), |p| {
+                        binding(p.buffer(), part_bytes)
+                    }),
+            ),
+            (4, binding(b.row_out, (rows * 8) as u64)),
+            (5, binding(b.row_in, (rows * 8) as u64)),
+            (
+                6,
+                b.weight.map_or(ctx.dummy_ro.as_entire_binding(), |w| {
+                    binding(w, (cols * 4) as u64)
+                }),
+            ),
+            (
+                7,
+                b.probs
+                    .map_or(ctx.dummy_ro.as_entire_binding(), |q| binding(q, bytes)),
+            ),
+            (8, binding(b.ce_params, 32)),
+        ]
+    };
+    let rt = split.row_threads;
+    let main_wgs = split.workgroups(rows);
+    let mut passes = vec![];
+    if split.segs == 1 {
+        passes.push(("ce_fused", rt, main_wgs));
+    } else {
+        passes.push(("ce_stats", rt, main_wgs));
+        passes.push(("ce_rows", 1, rows.div_ceil(WG)));
+        if gradient {
+            passes.push(("ce_grad", rt, main_wgs));
+        }
+    }
+    let mut keep = Vec::new();
+    for (entry, row_threads, wgs) in passes {
+        let params = Params::new(rows, cols, split.segs, split.seg_len, 1.0);
+        keep.push(record_pass(
+            ctx,
+            encoder,
+            key(row_threads),
+            entry,
+            wgs,
+            params,
+            bindings(),
+        )?);
+    }
+    keep.extend(partials);
+    Ok(keep)
+}
+
+/// The `CeParams` uniform for a prepared call.
+pub(crate) fn ce_params(p: &Prepared, o: &CrossEntropyOptions) -> CeParams {
+    let (scale_ce, scale_z) = p.scales(o.reduction);
+    let mut flags = 0;
+    if o.softcap.is_some() {
+        flags |= CE_SOFTCAP;
+    }
+    if o.weight.is_some() {
+        flags |= CE_WEIGHT;
+    }
+    if o.label_smoothing > 0.0 {
+        flags |= CE_SMOOTHING;
+    }
+    if o.gradient {
+        flags |= CE_GRAD;
+    }
+    CeParams {
+        one_minus_ls: 1.0 - o.label_smoothing,
+        ls_over_c: o.label_smoothing / p.cols.max(1) as f32,
+        w_total: p.w_total as f32,
+        z: o.z_loss,
+        softcap: o.softcap.unwrap_or(1.0),
+        scale_ce: scale_ce as f32,
+        scale_z: scale_z as f32,
+        flags,
+    }
+}
+
+/// Per-row inputs: (class or −1, upstream gradient bits).
+pub(crate) fn row_inputs(p: &Prepared) -> Vec<u32> {
+    (0..p.rows)
+        .flat_map(|i| {
+            let class = p.class.as_ref().map_or(0, |c| c[i]);
+            [class as u32, p.upstream[i].to_bits()]
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_chunk(
     ctx: &Context,
@@ -218,7 +331,6 @@ fn run_chunk(
     let gbuf = loans.get(5).map(|b| b.buffer());
     let elems = n * cols;
     let bytes = (elems * 4) as u64;
-    let split = RowSplit::new(n, cols.div_ceil(4));
 
     let scopes = Scopes::push(dev);
     ctx.queue.write_buffer(
@@ -238,79 +350,19 @@ fn run_chunk(
             bytemuck::cast_slice(&q[r0 * cols..r0 * cols + elems]),
         );
     }
-    let part_bytes = (n * split.segs as usize * 32) as u64;
-    let partials = (split.segs > 1).then(|| {
-        ctx.pool
-            .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
-    });
-
-    let key = |row_threads| ShaderKey {
-        family: Family::CrossEntropy,
-        vec4: cols % 4 == 0,
-        row_threads,
-        log_output: false,
-        prob_targets: p.probs.is_some(),
+    let bufs = CeBufs {
+        x: xbuf,
+        grad: gbuf,
+        row_out: outbuf,
+        row_in: inbuf,
+        ce_params: cebuf,
+        weight: weight.map(|w| w.buffer()),
+        probs: probs.map(|q| q.buffer()),
     };
-    let bindings = || {
-        vec![
-            (1, binding(xbuf, bytes)),
-            (
-                2,
-                gbuf.map_or(ctx.dummy.as_entire_binding(), |g| binding(g, bytes)),
-            ),
-            (
-                3,
-                partials
-                    .as_ref()
-                    .map_or(ctx.dummy.as_entire_binding(), |b| {
-                        binding(b.buffer(), part_bytes)
-                    }),
-            ),
-            (4, binding(outbuf, (n * 8) as u64)),
-            (5, binding(inbuf, (n * 8) as u64)),
-            (
-                6,
-                weight.map_or(ctx.dummy_ro.as_entire_binding(), |w| {
-                    binding(w.buffer(), (cols * 4) as u64)
-                }),
-            ),
-            (
-                7,
-                probs.map_or(ctx.dummy_ro.as_entire_binding(), |q| {
-                    binding(q.buffer(), bytes)
-                }),
-            ),
-            (8, binding(cebuf, 32)),
-        ]
-    };
-    let rt = split.row_threads;
-    let main_wgs = split.workgroups(n);
-    let mut passes = vec![];
-    if split.segs == 1 {
-        passes.push(("ce_fused", rt, main_wgs));
-    } else {
-        passes.push(("ce_stats", rt, main_wgs));
-        passes.push(("ce_rows", 1, n.div_ceil(WG)));
-        if o.gradient {
-            passes.push(("ce_grad", rt, main_wgs));
-        }
-    }
     let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("smoothmax/ce"),
     });
-    let mut param_loans = Vec::new();
-    for (entry, row_threads, wgs) in passes {
-        let params = Params::new(n, cols, split.segs, split.seg_len, 1.0);
-        param_loans.push(record_pass(
-            ctx,
-            &mut encoder,
-            key(row_threads),
-            entry,
-            wgs,
-            params,
-            bindings(),
-        )?);
-    }
+    let _keep = record_ce(ctx, &mut encoder, &bufs, n, cols, o.gradient)?;
     let grad_bytes = if o.gradient { bytes } else { 0 };
     if let Some(g) = gbuf {
         encoder.copy_buffer_to_buffer(g, 0, staging, 0, bytes);

@@ -126,6 +126,7 @@ pub(crate) struct Context {
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
     pub pipelines: PipelineCache,
     pub pool: Arc<BufferPool>,
     /// Set by the device-lost callback; checked before every call.
@@ -145,7 +146,9 @@ impl Context {
         let inst = instance();
         let adapter = select_adapter(&inst).await?;
         let summary = AdapterSummary::of(&adapter);
-        let wanted = wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps (for kernel-time benchmarks) where the adapter has them; nothing else needed.
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("smoothmax"),
@@ -176,6 +179,7 @@ impl Context {
             }
         }));
         let limits = device.limits();
+        let features = device.features();
         let make_dummy = |label| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -192,6 +196,7 @@ impl Context {
             queue,
             adapter,
             limits,
+            features,
             pipelines,
             pool: Arc::new(BufferPool::from_env()),
             lost,

@@ -13,8 +13,10 @@ mod pool;
 mod readback;
 mod rows;
 mod shaders;
+mod timing;
 
 pub use context::{list_adapters, AdapterSummary};
+pub use timing::{KernelJob, KernelTimes};
 
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::Result;
@@ -67,6 +69,40 @@ impl Gpu {
     /// The adapter this engine runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.ctx.adapter
+    }
+
+    /// Times `job` on device-resident data: uploads `x` once, runs `warmup` untimed and `runs`
+    /// timed repetitions, each measured with timestamp queries where the adapter has them
+    /// (else the wall clock around submit + wait). For benchmarks; results are discarded.
+    pub fn kernel_times(
+        &self,
+        job: &KernelJob,
+        x: ArrayView2<f32>,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<KernelTimes> {
+        timing::kernel_times(&self.ctx, job, x, warmup, runs)
+    }
+
+    /// The device's submit-and-wait round trip with no work, in seconds (median of `runs`):
+    /// the floor under any end-to-end call.
+    pub fn round_trip_seconds(&self, runs: usize) -> Result<f64> {
+        let mut t = Vec::with_capacity(runs);
+        for _ in 0..runs.max(1) {
+            let enc = self
+                .ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            let t0 = std::time::Instant::now();
+            self.ctx.queue.submit([enc.finish()]);
+            self.ctx
+                .device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| crate::Error::Readback(e.to_string()))?;
+            t.push(t0.elapsed().as_secs_f64());
+        }
+        t.sort_by(f64::total_cmp);
+        Ok(t[t.len() / 2])
     }
 
     /// How many buffers and pipelines the engine has created so far.

@@ -52,7 +52,12 @@ fn layout_entries(family: Family) -> Vec<wgpu::BindGroupLayoutEntry> {
 impl PipelineCache {
     pub fn new(device: &wgpu::Device) -> Self {
         let mut layouts = HashMap::new();
-        for family in [Family::LogSumExp, Family::Softmax, Family::CrossEntropy] {
+        for family in [
+            Family::LogSumExp,
+            Family::Softmax,
+            Family::CrossEntropy,
+            Family::Yardstick,
+        ] {
             let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("smoothmax/bgl"),
                 entries: &layout_entries(family),

@@ -104,18 +104,46 @@ fn run_chunk(
 ) -> Result<()> {
     let (xbuf, ybuf, staging) = (loans[0].buffer(), loans[1].buffer(), loans[2].buffer());
     let dev = &ctx.device;
+    let scopes = Scopes::push(dev);
+    ctx.queue.write_buffer(xbuf, 0, bytemuck::cast_slice(x));
+    let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("smoothmax/rows"),
+    });
+    let _keep = record_rows(ctx, &mut encoder, op, t, xbuf, ybuf, rows, cols)?;
+    encoder.copy_buffer_to_buffer(ybuf, 0, staging, 0, (out.len() * 4) as u64);
+    ctx.queue.submit([encoder.finish()]);
+    scopes.pop()?;
+    read_f32(ctx, staging, out)
+}
+
+/// Records the passes of a row op over one chunk: `x` holds `rows × cols` floats (at most one
+/// storage binding), the result goes to `y` (`rows` floats for logsumexp, else `rows × cols`).
+/// Returns the buffers the passes use, which must live until the submission completes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_rows(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: RowOp,
+    t: f32,
+    xbuf: &wgpu::Buffer,
+    ybuf: &wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<PooledBuffer>> {
+    let dev = &ctx.device;
     let vec4 = cols % 4 == 0;
     let split = RowSplit::new(rows, cols.div_ceil(4));
     let in_bytes = (rows * cols * 4) as u64;
-    let out_bytes = (out.len() * 4) as u64;
-
-    let scopes = Scopes::push(dev);
+    let out_bytes = (if op == RowOp::LogSumExp {
+        rows
+    } else {
+        rows * cols
+    } * 4) as u64;
     let part_bytes = (rows * split.segs as usize * 16) as u64;
     let partials = (split.segs > 1).then(|| {
         ctx.pool
             .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
     });
-    ctx.queue.write_buffer(xbuf, 0, bytemuck::cast_slice(x));
 
     // Passes: (family, entry, row_threads, workgroups). A split row's first pass is always
     // the logsumexp family's `stats`, writing partials.
@@ -141,10 +169,7 @@ fn run_chunk(
         Some(p) => binding(p.buffer(), part_bytes),
         None => ctx.dummy.as_entire_binding(),
     };
-    let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("smoothmax/rows"),
-    });
-    let mut param_loans = Vec::new();
+    let mut keep = Vec::new();
     for &(family, entry, row_threads, wgs) in &passes {
         let key = ShaderKey {
             family,
@@ -170,10 +195,8 @@ fn run_chunk(
             ));
         }
         let params = Params::new(rows, cols, split.segs, split.seg_len, t);
-        param_loans.push(record_pass(ctx, &mut encoder, key, entry, wgs, params, b)?);
+        keep.push(record_pass(ctx, encoder, key, entry, wgs, params, b)?);
     }
-    encoder.copy_buffer_to_buffer(ybuf, 0, staging, 0, out_bytes);
-    ctx.queue.submit([encoder.finish()]);
-    scopes.pop()?;
-    read_f32(ctx, staging, out)
+    keep.extend(partials);
+    Ok(keep)
 }

@@ -10,6 +10,7 @@ const SCALAR: &str = include_str!("../../shaders/scalar.wgsl");
 const LOGSUMEXP: &str = include_str!("../../shaders/logsumexp.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
+const YARDSTICK: &str = include_str!("../../shaders/yardstick.wgsl");
 
 /// A kernel family: one `.wgsl` file under `shaders/`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +21,8 @@ pub(crate) enum Family {
     Softmax,
     /// `ce_fused`, `ce_stats`, `ce_rows`, `ce_grad`.
     CrossEntropy,
+    /// `copy` and `exp_map`: the benchmarks' bandwidth yardsticks.
+    Yardstick,
 }
 
 impl Family {
@@ -28,6 +31,7 @@ impl Family {
             Family::LogSumExp => LOGSUMEXP,
             Family::Softmax => SOFTMAX,
             Family::CrossEntropy => CROSS_ENTROPY,
+            Family::Yardstick => YARDSTICK,
         }
     }
 
@@ -38,6 +42,7 @@ impl Family {
             Family::LogSumExp => &["stats", "lse_merge"],
             Family::Softmax => &["fused", "write"],
             Family::CrossEntropy => &["ce_fused", "ce_stats", "ce_rows", "ce_grad"],
+            Family::Yardstick => &["copy", "exp_map"],
         }
     }
 
@@ -45,7 +50,7 @@ impl Family {
     pub(crate) fn extra_bindings(self) -> &'static [(u32, BindingKind)] {
         match self {
             Family::LogSumExp => &[(4, BindingKind::Storage)], // lse
-            Family::Softmax => &[],
+            Family::Softmax | Family::Yardstick => &[],
             Family::CrossEntropy => &[
                 (4, BindingKind::Storage),  // row_out
                 (5, BindingKind::ReadOnly), // row_in
@@ -113,7 +118,12 @@ impl ShaderKey {
     #[cfg(test)]
     pub fn all() -> Vec<ShaderKey> {
         let mut keys = Vec::new();
-        for family in [Family::LogSumExp, Family::Softmax, Family::CrossEntropy] {
+        for family in [
+            Family::LogSumExp,
+            Family::Softmax,
+            Family::CrossEntropy,
+            Family::Yardstick,
+        ] {
             for vec4 in [false, true] {
                 for row_threads in ROW_THREADS {
                     for flag in [false, true] {

@@ -1,0 +1,363 @@
+//! Benchmarks: every op on the GPU (kernel time on device-resident data, and end to end) and on
+//! the CPU, beside yardsticks measured in the same run on the same bytes: on the GPU a copy
+//! kernel and an exp-map kernel, on the CPU a multi-threaded memcpy. Throughput counts bytes
+//! read plus bytes written (compulsory traffic: each input once, each output once).
+
+mod plot;
+mod report;
+
+pub use plot::write_svg;
+pub use report::{table, to_json};
+
+use crate::cross_entropy::{CrossEntropyOptions, Reduction, Targets};
+use crate::error::Result;
+use crate::gpu::KernelJob;
+use crate::ops::{Backend, RowOp};
+use crate::{Cpu, Gpu};
+use ndarray::{Array1, Array2};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// An op the bench measures.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum BenchOp {
+    /// Per-row logsumexp.
+    LogSumExp,
+    /// Softmax.
+    Softmax,
+    /// Log-softmax.
+    LogSoftmax,
+    /// Cross-entropy, loss only (mean, ignore_index, label smoothing 0.1).
+    CeForward,
+    /// Cross-entropy, loss and gradient (same options).
+    CeForwardBackward,
+}
+
+impl BenchOp {
+    /// Every op, in report order.
+    pub const ALL: [BenchOp; 5] = [
+        BenchOp::LogSumExp,
+        BenchOp::Softmax,
+        BenchOp::LogSoftmax,
+        BenchOp::CeForward,
+        BenchOp::CeForwardBackward,
+    ];
+
+    /// The op's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchOp::LogSumExp => "logsumexp",
+            BenchOp::Softmax => "softmax",
+            BenchOp::LogSoftmax => "log-softmax",
+            BenchOp::CeForward => "ce-fwd",
+            BenchOp::CeForwardBackward => "ce-fwd-bwd",
+        }
+    }
+
+    /// Parses a name as printed by [`BenchOp::name`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == s)
+    }
+
+    /// Compulsory bytes (read, written) for a `[rows, cols]` input. Class targets are counted
+    /// as 8-byte integers; cross-entropy writes a loss and an lse per row.
+    pub fn bytes(self, rows: usize, cols: usize) -> (u64, u64) {
+        let (b, n) = (rows as u64, (rows * cols) as u64);
+        match self {
+            BenchOp::LogSumExp => (4 * n, 4 * b),
+            BenchOp::Softmax | BenchOp::LogSoftmax => (4 * n, 4 * n),
+            BenchOp::CeForward => (4 * n + 8 * b, 8 * b),
+            BenchOp::CeForwardBackward => (4 * n + 8 * b, 4 * n + 8 * b),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// `[B, C]` shapes.
+    pub shapes: Vec<(usize, usize)>,
+    /// Ops.
+    pub ops: Vec<BenchOp>,
+    /// Untimed runs before timing.
+    pub warmup: usize,
+    /// Timed runs (the median and the spread are reported).
+    pub runs: usize,
+    /// Measure the CPU path.
+    pub cpu: bool,
+    /// Measure the GPU (needs an adapter).
+    pub gpu: bool,
+}
+
+impl BenchConfig {
+    /// The default shapes: LLM vocabularies and a short-row case.
+    pub fn default_shapes() -> Vec<(usize, usize)> {
+        vec![
+            (4096, 32_000),
+            (512, 128_256),
+            (8, 256_000),
+            (65_536, 1000),
+            (32, 1000),
+        ]
+    }
+
+    /// `--quick`: a subset that runs in well under a minute on lavapipe.
+    pub fn quick() -> Self {
+        BenchConfig {
+            shapes: vec![(1024, 32_000), (8, 256_000), (32, 1000)],
+            ops: BenchOp::ALL.to_vec(),
+            warmup: 1,
+            runs: 3,
+            cpu: true,
+            gpu: true,
+        }
+    }
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            shapes: Self::default_shapes(),
+            ops: BenchOp::ALL.to_vec(),
+            warmup: 1,
+            runs: 5,
+            cpu: true,
+            gpu: true,
+        }
+    }
+}
+
+/// One measured line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Op name, or the yardstick's (`copy`, `exp-map`, `memcpy`).
+    pub op: String,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// `gpu-kernel`, `gpu-e2e` or `cpu`.
+    pub device: String,
+    /// Median of the timed runs, milliseconds.
+    pub median_ms: f64,
+    /// Fastest run, milliseconds.
+    pub min_ms: f64,
+    /// Slowest run, milliseconds.
+    pub max_ms: f64,
+    /// Bytes read plus written.
+    pub bytes: u64,
+    /// `bytes / median`, GB/s (1e9 bytes).
+    pub gbps: f64,
+    /// Throughput as a fraction of the copy (GPU) or memcpy (CPU) yardstick's.
+    pub frac_copy: Option<f64>,
+    /// Throughput as a fraction of the exp-map yardstick's (GPU kernel only).
+    pub frac_exp_map: Option<f64>,
+    /// CPU median / this median (GPU lines).
+    pub speedup_vs_cpu: Option<f64>,
+    /// `timestamps` or `wall`.
+    pub clock: String,
+}
+
+fn summarize(seconds: &[f64]) -> (f64, f64, f64) {
+    let mut s = seconds.to_vec();
+    s.sort_by(f64::total_cmp);
+    (s[s.len() / 2] * 1e3, s[0] * 1e3, s[s.len() - 1] * 1e3)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    op: &str,
+    rows: usize,
+    cols: usize,
+    device: &str,
+    seconds: &[f64],
+    bytes: u64,
+    clock: &str,
+) -> Record {
+    let (median_ms, min_ms, max_ms) = summarize(seconds);
+    Record {
+        op: op.into(),
+        rows,
+        cols,
+        device: device.into(),
+        median_ms,
+        min_ms,
+        max_ms,
+        bytes,
+        gbps: bytes as f64 / (median_ms * 1e-3) / 1e9,
+        frac_copy: None,
+        frac_exp_map: None,
+        speedup_vs_cpu: None,
+        clock: clock.into(),
+    }
+}
+
+/// Deterministic bench inputs: logits ~ N(0, 2²) and class targets, 10% ignored (−100).
+pub fn bench_inputs(rows: usize, cols: usize) -> (Array2<f32>, Array1<i64>) {
+    let mut state = 0x5eed_u64 ^ (rows as u64) << 32 ^ cols as u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f32) / (1u64 << 24) as f32
+    };
+    let x = Array2::from_shape_simple_fn((rows, cols), || {
+        (next() + next() + next() + next() - 2.0) * 3.46
+    });
+    let y = Array1::from_shape_simple_fn(rows, || {
+        let u = next();
+        if u < 0.1 {
+            -100
+        } else {
+            ((next() * cols as f32) as i64).min(cols as i64 - 1)
+        }
+    });
+    (x, y)
+}
+
+/// The cross-entropy options the bench uses: mean, ignore_index −100, label smoothing 0.1.
+pub fn bench_ce_options<'a>(gradient: bool) -> CrossEntropyOptions<'a> {
+    CrossEntropyOptions {
+        label_smoothing: 0.1,
+        reduction: Reduction::Mean,
+        gradient,
+        ..Default::default()
+    }
+}
+
+fn timed(warmup: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    (0..runs)
+        .map(|_| {
+            let t0 = Instant::now();
+            f()?;
+            Ok(t0.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
+/// Multi-threaded memcpy of `src` into `dst` (the CPU yardstick).
+pub fn parallel_copy(src: &[f32], dst: &mut [f32]) {
+    dst.par_chunks_mut(1 << 16)
+        .zip(src.par_chunks(1 << 16))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+/// Runs the configured measurements; `progress(done, total, what)` is called before each one.
+pub fn run(
+    cfg: &BenchConfig,
+    gpu: Option<&Gpu>,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Vec<Record>> {
+    let cpu = Cpu::new();
+    let per_shape = cfg.ops.len() * (cfg.cpu as usize + 2 * gpu.is_some() as usize)
+        + cfg.cpu as usize
+        + 2 * gpu.is_some() as usize;
+    let total = per_shape * cfg.shapes.len();
+    let mut done = 0;
+    let mut out = Vec::new();
+    for &(rows, cols) in &cfg.shapes {
+        let (x, y) = bench_inputs(rows, cols);
+        let n = rows * cols;
+        let mut tick = |what: &str| {
+            progress(done, total, &format!("{what} [{rows}, {cols}]"));
+            done += 1;
+        };
+        // Yardsticks first, same bytes as a read-B·C-write-B·C op.
+        let (mut copy, mut expmap, mut memcpy) = (None, None, None);
+        if let Some(g) = gpu {
+            for (job, name) in [(KernelJob::Copy, "copy"), (KernelJob::ExpMap, "exp-map")] {
+                tick(&format!("gpu {name}"));
+                let t = g.kernel_times(&job, x.view(), cfg.warmup, cfg.runs)?;
+                let clock = if t.timestamps { "timestamps" } else { "wall" };
+                let r = record(
+                    name,
+                    rows,
+                    cols,
+                    "gpu-kernel",
+                    &t.seconds,
+                    8 * n as u64,
+                    clock,
+                );
+                if name == "copy" {
+                    copy = Some(r.gbps)
+                } else {
+                    expmap = Some(r.gbps)
+                }
+                out.push(r);
+            }
+        }
+        if cfg.cpu {
+            tick("cpu memcpy");
+            let src = x.as_slice().expect("bench inputs are contiguous");
+            let mut dst = vec![0.0f32; n];
+            let t = timed(cfg.warmup, cfg.runs, || {
+                parallel_copy(src, &mut dst);
+                Ok(())
+            })?;
+            let r = record("memcpy", rows, cols, "cpu", &t, 8 * n as u64, "wall");
+            memcpy = Some(r.gbps);
+            out.push(r);
+        }
+        for &op in &cfg.ops {
+            let (rd, wr) = op.bytes(rows, cols);
+            let bytes = rd + wr;
+            let run_cpu = |b: &dyn Backend| -> Result<()> {
+                match op {
+                    BenchOp::LogSumExp => b.logsumexp(x.view(), 1.0).map(drop),
+                    BenchOp::Softmax => b.softmax(x.view(), 1.0).map(drop),
+                    BenchOp::LogSoftmax => b.log_softmax(x.view(), 1.0).map(drop),
+                    BenchOp::CeForward | BenchOp::CeForwardBackward => {
+                        let o = bench_ce_options(op == BenchOp::CeForwardBackward);
+                        b.cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+                            .map(drop)
+                    }
+                }
+            };
+            let mut cpu_ms = None;
+            if cfg.cpu {
+                tick(&format!("cpu {}", op.name()));
+                let t = timed(cfg.warmup, cfg.runs, || run_cpu(&cpu))?;
+                let mut r = record(op.name(), rows, cols, "cpu", &t, bytes, "wall");
+                r.frac_copy = memcpy.map(|m| r.gbps / m);
+                cpu_ms = Some(r.median_ms);
+                out.push(r);
+            }
+            if let Some(g) = gpu {
+                tick(&format!("gpu {} kernel", op.name()));
+                let job = match op {
+                    BenchOp::LogSumExp => KernelJob::Row(RowOp::LogSumExp, 1.0),
+                    BenchOp::Softmax => KernelJob::Row(RowOp::Softmax, 1.0),
+                    BenchOp::LogSoftmax => KernelJob::Row(RowOp::LogSoftmax, 1.0),
+                    BenchOp::CeForward | BenchOp::CeForwardBackward => KernelJob::CrossEntropy(
+                        y.view(),
+                        bench_ce_options(op == BenchOp::CeForwardBackward),
+                    ),
+                };
+                let t = g.kernel_times(&job, x.view(), cfg.warmup, cfg.runs)?;
+                let mut r = record(
+                    op.name(),
+                    rows,
+                    cols,
+                    "gpu-kernel",
+                    &t.seconds,
+                    bytes,
+                    if t.timestamps { "timestamps" } else { "wall" },
+                );
+                r.frac_copy = copy.map(|c| r.gbps / c);
+                r.frac_exp_map = expmap.map(|e| r.gbps / e);
+                r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
+                out.push(r);
+                tick(&format!("gpu {} end to end", op.name()));
+                let t = timed(cfg.warmup, cfg.runs, || run_cpu(g))?;
+                let mut r = record(op.name(), rows, cols, "gpu-e2e", &t, bytes, "wall");
+                r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
+                out.push(r);
+            }
+        }
+    }
+    progress(total, total, "done");
+    Ok(out)
+}
