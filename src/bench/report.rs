@@ -70,7 +70,7 @@ pub fn to_json(adapter: Option<&str>, records: &[Record]) -> String {
             s,
             "    {{\"op\": {}, \"rows\": {}, \"cols\": {}, \"device\": {}, \"median_ms\": {}, \"min_ms\": {}, \
              \"max_ms\": {}, \"bytes\": {}, \"gbps\": {}, \"frac_copy\": {}, \"frac_exp_map\": {}, \
-             \"speedup_vs_cpu\": {}, \"clock\": {}}}{}\n",
+             \"speedup_vs_cpu\": {}, \"clock\": {}}}{}",
             json_str(&r.op),
             r.rows,
             r.cols,
@@ -86,6 +86,7 @@ pub fn to_json(adapter: Option<&str>, records: &[Record]) -> String {
             json_str(&r.clock),
             if i + 1 < records.len() { "," } else { "" }
         );
+        s.push('\n');
     }
     s.push_str("  ]\n}\n");
     s

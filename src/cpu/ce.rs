@@ -1,22 +1,22 @@
-//! Cross-entropy on the CPU: per row, one read for the statistics, then loss and gradient
-//! while the row is hot. The same algorithm as shaders/cross_entropy.wgsl:
+//! Cross-entropy on the CPU, per row in passes over a row that stays in cache (the same
+//! quantities as shaders/cross_entropy.wgsl, which computes them in one online pass):
 //!
-//! - online `(m, s)` over the (soft-capped) logits `x'`;
-//! - when smoothing or probability targets need them, the linear sums kept relative to the
-//!   running max, `a = Σ k_j (x'_j − m)`, `b = Σ k_j` (finite `x'` only) and `Σ_all k_j`, with
-//!   `k_j = w_j` (smoothing) or `w_j q'_j` (probabilities). When `m` grows,
-//!   `a ← a + b·(m_old − m_new)`. Then `Σ k (lse − x') = (Σk)·ln s − a` is a sum of two
-//!   non-negative terms: no cancellation, even under a +1e4 shift;
-//! - the target's gradient is formed as `ty·(p_y − 1) + …`, never as `p_y·A − B`, so it keeps
-//!   full precision when `p_y → 1` (Liger-Kernel's note on cancellation).
+//! 1. the max `m` of the (soft-capped) logits `x'` and the NaN / +inf flags;
+//! 2. `s = Σ e^{x' − m}`, storing each `e` into the gradient row when the gradient is wanted,
+//!    and, when smoothing or probability targets need them, the linear sums relative to `m`:
+//!    `a = Σ k_j (x'_j − m)` (finite `x'` only) and `Σ_all k_j`, with `k_j = w_j` (smoothing) or
+//!    `w_j q'_j` (probabilities). Then `Σ k (lse − x') = (Σk)·ln s − a` is a sum of two
+//!    non-negative terms: no cancellation, even under a +1e4 shift;
+//! 3. the gradient from the stored `e` (one exp per element in all), the target's entry formed
+//!    as `ty·(p_y − 1) + …`, never as `p_y·A − B`, so it keeps full precision when `p_y → 1`
+//!    (Liger-Kernel's note on cancellation).
 
-use super::exp::exp;
+use super::exp::{Arith, Fused, Separate};
+use super::rows::{exp_sum, lanes_sum, row_max, L};
 use crate::cross_entropy::{prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
-
-const L: usize = 16;
 
 /// Per-call constants.
 pub(crate) struct Cfg<'a> {
@@ -54,7 +54,6 @@ struct Stats {
     m: f32,
     s: f32,
     a: f32,
-    b: f32,
     k_all: f32,
     nan: bool,
     pos_inf: bool,
@@ -64,94 +63,81 @@ struct Stats {
     neg_neg: bool,
 }
 
+/// Passes 1 and 2. With `LIN`, the linear sums and the −inf kinds; with `store`, each
+/// `e^{x' − m}` is written there.
 #[inline(always)]
-fn stats<const LIN: bool>(cfg: &Cfg, x: &[f32], q: Option<&[f32]>) -> Stats {
+fn stats<A: Arith, const LIN: bool>(
+    cfg: &Cfg,
+    x: &[f32],
+    q: Option<&[f32]>,
+    store: Option<&mut [f32]>,
+    next: &[f32],
+) -> Stats {
+    let (m, nan, pos_inf) = row_max::<A>(x);
     let mut st = Stats {
-        m: f32::MIN,
+        m,
+        nan,
+        pos_inf,
         ..Stats::default()
     };
-    let (mut acc, mut a, mut b, mut ka) = ([0.0f32; L], [0.0f32; L], [0.0f32; L], [0.0f32; L]);
-    let n = x.len();
-    let mut j0 = 0;
-    while j0 < n {
-        let len = L.min(n - j0);
-        let mut v = [f32::NEG_INFINITY; L];
-        v[..len].copy_from_slice(&x[j0..j0 + len]);
-        let mut kv = [0.0f32; L];
-        if LIN {
-            for (l, k) in kv.iter_mut().enumerate().take(len) {
-                *k = cfg.k(j0 + l, q);
-            }
-        }
-        let mut nonfinite = false;
-        for &e in &v {
-            nonfinite |= (e.to_bits() & 0x7fff_ffff) >= 0x7f80_0000;
-        }
-        if nonfinite {
-            for l in 0..len {
-                let e = v[l];
-                if e.is_nan() {
-                    st.nan = true;
-                } else if e == f32::INFINITY {
-                    st.pos_inf = true;
-                } else if e == f32::NEG_INFINITY && LIN {
-                    st.neg_pos |= kv[l] > 0.0;
-                    st.neg_zero |= kv[l] == 0.0;
-                    st.neg_neg |= kv[l] < 0.0;
-                }
-                if !e.is_finite() {
-                    v[l] = f32::NEG_INFINITY;
-                }
-            }
-        }
-        let mut bm = f32::MIN;
-        for &e in &v {
-            bm = if e > bm { e } else { bm };
-        }
-        if bm > st.m {
-            let r = exp(st.m - bm);
-            for v in acc.iter_mut() {
-                *v *= r;
-            }
-            // Before the first finite value a = b = 0: skip (m − bm may be −inf there).
-            if LIN && st.m > f32::MIN {
-                let d = st.m - bm;
-                for (av, bv) in a.iter_mut().zip(&b) {
-                    *av += bv * d;
-                }
-            }
-            st.m = bm;
-        }
-        let m = st.m;
-        for l in 0..L {
-            let d = v[l] - m;
-            acc[l] += exp(d);
-            if LIN {
-                let fin = d > f32::NEG_INFINITY;
-                a[l] += if fin { kv[l] * d } else { 0.0 };
-                b[l] += if fin { kv[l] } else { 0.0 };
-                ka[l] += kv[l];
-            }
-        }
-        j0 += L;
+    if nan || pos_inf {
+        return st;
     }
-    let sum = |mut v: [f32; L]| {
-        let mut w = L;
-        while w > 1 {
-            w /= 2;
-            for i in 0..w {
-                v[i] += v[i + w];
+    st.s = exp_sum::<A>(x, m, 1.0, store, next);
+    if LIN && A::SIMD {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (oml, lsc) = if q.is_some() {
+                (cfg.one_minus_ls, cfg.ls_over_c)
+            } else {
+                (1.0, 0.0)
+            };
+            // SAFETY: SIMD is true only for `Fused`, used only where AVX2 + FMA were detected;
+            // weight and q rows are as long as x.
+            let (a, k_all, neg) =
+                unsafe { super::avx2::linear_sums(x, m, cfg.weight, q, oml, lsc, |j| cfg.k(j, q)) };
+            st.a = a;
+            st.k_all = k_all;
+            if neg {
+                classify_neg_inf(cfg, x, q, &mut st);
             }
         }
-        v[0]
-    };
-    st.s = sum(acc);
+        return st;
+    }
     if LIN {
-        st.a = sum(a);
-        st.b = sum(b);
-        st.k_all = sum(ka);
+        let (mut a, mut ka) = ([0.0f32; L], [0.0f32; L]);
+        let mut j0 = 0;
+        let n = x.len();
+        while j0 < n {
+            let len = L.min(n - j0);
+            for l in 0..len {
+                let k = cfg.k(j0 + l, q);
+                let d = x[j0 + l] - m;
+                // d is −inf exactly at the −inf logits (m is finite here).
+                a[l] += if d > f32::NEG_INFINITY { k * d } else { 0.0 };
+                ka[l] += k;
+            }
+            j0 += L;
+        }
+        st.a = lanes_sum(a);
+        st.k_all = lanes_sum(ka);
+        if x.contains(&f32::NEG_INFINITY) {
+            classify_neg_inf(cfg, x, q, &mut st);
+        }
     }
     st
+}
+
+/// Which kinds of −inf logits a row holds (rare; decides NaN / ±inf losses as PyTorch does).
+fn classify_neg_inf(cfg: &Cfg, x: &[f32], q: Option<&[f32]>, st: &mut Stats) {
+    for (j, &v) in x.iter().enumerate() {
+        if v == f32::NEG_INFINITY {
+            let k = cfg.k(j, q);
+            st.neg_pos |= k > 0.0;
+            st.neg_zero |= k == 0.0;
+            st.neg_neg |= k < 0.0;
+        }
+    }
 }
 
 /// PyTorch's value of `Σ −k·logp` given the −inf positions met: NaN beats ±inf, +inf and −inf
@@ -171,12 +157,22 @@ fn with_neg_inf(v: f32, st: &Stats) -> f32 {
 
 /// One row: returns (CE loss without z-loss, lse) and writes the gradient row if asked.
 #[inline(always)]
-fn row(cfg: &Cfg, x: &[f32], q: Option<&[f32]>, y: i32, u: f32, g: &mut [f32]) -> (f32, f32) {
+#[allow(clippy::too_many_arguments)]
+fn row<A: Arith>(
+    cfg: &Cfg,
+    x: &[f32],
+    next: &[f32],
+    q: Option<&[f32]>,
+    y: i32,
+    u: f32,
+    g: &mut [f32],
+) -> (f32, f32) {
     let lin = q.is_some() || cfg.smoothing;
+    let store = if cfg.grad { Some(&mut *g) } else { None };
     let st = if lin {
-        stats::<true>(cfg, x, q)
+        stats::<A, true>(cfg, x, q, store, next)
     } else {
-        stats::<false>(cfg, x, q)
+        stats::<A, false>(cfg, x, q, store, next)
     };
     let finite = !st.nan && !st.pos_inf && st.s > 0.0;
     let lse = if st.nan {
@@ -231,17 +227,48 @@ fn row(cfg: &Cfg, x: &[f32], q: Option<&[f32]>, y: i32, u: f32, g: &mut [f32]) -
         )
     };
     if cfg.grad {
+        // g holds e_j = e^{x'_j − m} from pass 2; p_j = e_j / s.
         let inv_s = 1.0 / st.s;
-        let m = st.m;
-        for (j, (gj, &xj)) in g.iter_mut().zip(x).enumerate() {
-            let p = exp(xj - m) * inv_s;
-            let k = if coef != 0.0 { cfg.k(j, q) } else { 0.0 };
-            *gj = p * a_coef - coef * k;
+        let p_y = if yk != usize::MAX { g[yk] * inv_s } else { 0.0 };
+        #[cfg(target_arch = "x86_64")]
+        let simd = A::SIMD;
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd = false;
+        if simd {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let (oml, lsc) = if q.is_some() {
+                    (cfg.one_minus_ls, cfg.ls_over_c)
+                } else {
+                    (1.0, 0.0)
+                };
+                // SAFETY: as in `stats`.
+                unsafe {
+                    super::avx2::grad_update(
+                        g,
+                        inv_s * a_coef,
+                        coef,
+                        cfg.weight,
+                        q,
+                        oml,
+                        lsc,
+                        |j| cfg.k(j, q),
+                    )
+                };
+            }
+        } else if coef != 0.0 {
+            for (j, gj) in g.iter_mut().enumerate() {
+                *gj = *gj * inv_s * a_coef - coef * cfg.k(j, q);
+            }
+        } else {
+            let scale = inv_s * a_coef;
+            for gj in g.iter_mut() {
+                *gj *= scale;
+            }
         }
         if yk != usize::MAX {
-            let p = exp(x[yk] - m) * inv_s;
             let k = if coef != 0.0 { cfg.k(yk, q) } else { 0.0 };
-            g[yk] = ty * (p - 1.0) + p * (a_coef - ty) - coef * k;
+            g[yk] = ty * (p_y - 1.0) + p_y * (a_coef - ty) - coef * k;
         }
         if let Some(c) = cfg.softcap {
             // d(c·tanh(x/c))/dx = 1 − tanh², with tanh = x'/c.
@@ -265,7 +292,7 @@ struct Block<'a> {
 }
 
 macro_rules! ce_block_body {
-    ($cfg:ident, $b:ident) => {{
+    ($A:ty, $cfg:ident, $b:ident) => {{
         let c = $cfg.cols;
         let mut capped = Vec::new();
         for i in 0..$b.ce.len() {
@@ -283,7 +310,9 @@ macro_rules! ce_block_body {
             } else {
                 &mut [][..]
             };
-            let (l, s) = row($cfg, xr, qr, y, $b.up[i], g);
+            // Next row of raw logits, for prefetching (soft-capped rows are computed anyway).
+            let next = $b.x.get((i + 1) * c..(i + 2) * c).unwrap_or(&[]);
+            let (l, s) = row::<$A>($cfg, xr, next, qr, y, $b.up[i], g);
             $b.ce[i] = l;
             $b.lse[i] = s;
         }
@@ -293,16 +322,22 @@ macro_rules! ce_block_body {
 fn ce_block(cfg: &Cfg, b: Block) {
     #[cfg(target_arch = "x86_64")]
     {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn wide512(cfg: &Cfg, b: Block) {
+            ce_block_body!(Fused, cfg, b)
+        }
         #[target_feature(enable = "avx2,fma")]
         unsafe fn wide(cfg: &Cfg, b: Block) {
-            ce_block_body!(cfg, b)
+            ce_block_body!(Fused, cfg, b)
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the features `wide` was compiled for were just detected.
-            return unsafe { wide(cfg, b) };
+        match super::Isa::detect() {
+            // SAFETY: the features each variant was compiled for were just detected.
+            super::Isa::Avx512 => return unsafe { wide512(cfg, b) },
+            super::Isa::Avx2 => return unsafe { wide(cfg, b) },
+            super::Isa::Baseline => {}
         }
     }
-    ce_block_body!(cfg, b)
+    ce_block_body!(Separate, cfg, b)
 }
 
 /// The CPU cross-entropy.
@@ -335,7 +370,7 @@ pub(crate) fn cross_entropy(
     let mut ce = vec![0.0f32; rows];
     let mut lse = vec![f32::NEG_INFINITY; rows];
     let mut grad = if o.gradient {
-        vec![0.0f32; rows * cols]
+        super::alloc::output_vec(rows * cols)
     } else {
         Vec::new()
     };

@@ -8,31 +8,116 @@
 //! (so `exp(−inf) = 0`, as the masked softmax needs); above `HI` it is `+inf`. NaN in gives an
 //! unspecified value: callers flag NaN rows before they get here.
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split: `C1` = 355/512 has few mantissa bits so `n·C1` is exact for |n| < 2^9.
-const C1: f32 = 355.0 / 512.0;
-const C2: f32 = -2.121_944_4e-4;
+pub(crate) const C1: f32 = 355.0 / 512.0;
+pub(crate) const C2: f32 = -2.121_944_4e-4;
 /// Below this, `2^n` would be subnormal: flush to 0.
-const LO: f32 = -87.336_55;
+pub(crate) const LO: f32 = -87.336_55;
 /// Above this, `2^(n+1)` overflows the exponent field.
-const HI: f32 = 88.376_26;
+pub(crate) const HI: f32 = 88.376_26;
 /// `1.5 · 2^23`: adding and subtracting it rounds to the nearest integer (ties to even) with
 /// two plain adds, which vectorize on SSE2 where `round` does not.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// Bits of `ROUND_MAGIC`: after `t = x·log2 e + ROUND_MAGIC`, `t.to_bits() − MAGIC_BITS` is
+/// `n` itself (|n| < 2^22), so `2^n` is built with integer ops on the bits. A float→int `as`
+/// conversion would not do: Rust's saturating `as i32` compiles to scalar `cvttss2si` and stops
+/// the loop from vectorizing.
+pub(crate) const MAGIC_BITS: u32 = 0x4b40_0000;
+
+/// How `a·b + c` is formed: one fused instruction where the processor has FMA, else a multiply
+/// and an add. Kernels are generic over it so the FMA build gets vfmadd without the baseline
+/// build calling the (slow, software) `fmaf`.
+pub(crate) trait Arith: Copy {
+    /// Whether the AVX2 + FMA intrinsic loops may be used.
+    const SIMD: bool;
+
+    fn fma(a: f32, b: f32, c: f32) -> f32;
+
+    /// The row kernels' two hot loops; see cpu/rows.rs.
+    fn max_and_abs_bits(x: &[f32]) -> (f32, u32);
+    fn exp_sum(x: &[f32], m: f32, inv_t: f32, store: Option<&mut [f32]>, next: &[f32]) -> f32;
+}
+
+/// `a.mul_add(b, c)`: only for code compiled with the `fma` target feature.
+#[derive(Copy, Clone)]
+pub(crate) struct Fused;
+
+/// `a * b + c`.
+#[derive(Copy, Clone)]
+pub(crate) struct Separate;
+
+impl Arith for Fused {
+    const SIMD: bool = cfg!(target_arch = "x86_64");
+
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+
+    #[inline(always)]
+    fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Fused` is only used inside functions compiled for (and called after
+        // detecting) AVX2 + FMA.
+        return unsafe { super::avx2::max_and_abs_bits(x) };
+        #[cfg(not(target_arch = "x86_64"))]
+        super::rows::max_and_abs_bits(x)
+    }
+
+    #[inline(always)]
+    fn exp_sum(x: &[f32], m: f32, inv_t: f32, store: Option<&mut [f32]>, next: &[f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        return unsafe { super::avx2::exp_sum(x, m, inv_t, store, next) };
+        #[cfg(not(target_arch = "x86_64"))]
+        super::rows::exp_sum_portable::<Self>(x, m, inv_t, store)
+    }
+}
+
+impl Arith for Separate {
+    const SIMD: bool = false;
+
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+
+    #[inline(always)]
+    fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
+        super::rows::max_and_abs_bits(x)
+    }
+
+    #[inline(always)]
+    fn exp_sum(x: &[f32], m: f32, inv_t: f32, store: Option<&mut [f32]>, _next: &[f32]) -> f32 {
+        super::rows::exp_sum_portable::<Self>(x, m, inv_t, store)
+    }
+}
 
 /// `e^x` to about 1 ulp, vectorizable; see the module docs for the domain.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let xc = x.clamp(LO, HI);
-    let n = (xc * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
-    let r = xc - n * C1 - n * C2;
+    exp_with::<Separate>(x)
+}
+
+/// [`exp`] with the multiply-adds formed by `A`.
+#[inline(always)]
+pub(crate) fn exp_with<A: Arith>(x: f32) -> f32 {
+    // `if` selects (not f32::max/min, whose NaN rules add work) compile to maxps/minps.
+    let lo = if x < LO { LO } else { x };
+    let xc = if lo > HI { HI } else { lo };
+    let t = A::fma(xc, LOG2E, ROUND_MAGIC);
+    let n = t - ROUND_MAGIC;
+    let r = A::fma(n, -C2, A::fma(n, -C1, xc));
     let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
-    let e_r = p * r2 + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let mut p = A::fma(1.987_569_1e-4, r, 1.398_199_9e-3);
+    p = A::fma(p, r, 8.333_452e-3);
+    p = A::fma(p, r, 4.166_579_6e-2);
+    p = A::fma(p, r, 1.666_666_5e-1);
+    p = A::fma(p, r, 0.5); // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
+    let e_r = A::fma(p, r2, r) + 1.0;
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127u32.wrapping_sub(MAGIC_BITS)) << 23);
     let y = e_r * scale;
     if x < LO {
         0.0

@@ -2,6 +2,9 @@
 //! read, then the output written while the row is still in cache), a vectorizable `exp`, and
 //! an AVX2 build of the same loops chosen at run time where the processor has it.
 
+mod alloc;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod ce;
 mod exp;
 mod rows;
@@ -13,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::ops::{check_temperature, Backend, RowOp, RowOutput};
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
-use rows::{row_stats, write_softmax};
+use rows::{row_stats, softmax_row};
 
 /// Target number of elements per rayon task: large enough to amortize scheduling, small
 /// enough to balance short matrices over the cores.
@@ -39,22 +42,69 @@ impl Cpu {
     }
 }
 
-/// Runs `$body` (an expression using only `#[inline(always)]` helpers) compiled twice: once
-/// for the baseline target and once with AVX2 + FMA enabled, picking at run time. The
-/// arithmetic is identical (Rust never contracts `a*b+c` into an FMA on its own), so both
-/// give the same bits; AVX2 only makes the vector loops twice as wide.
+/// The widest instruction set the row kernels have a build for, detected once.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// AVX-512F (+ AVX2, FMA): 16 lanes.
+    Avx512,
+    /// AVX2 + FMA: 8 lanes.
+    Avx2,
+    /// Whatever the build target has (SSE2 on x86-64).
+    Baseline,
+}
+
+impl Isa {
+    pub(crate) fn detect() -> Isa {
+        use std::sync::OnceLock;
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let fma =
+                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+                if fma
+                    && std::is_x86_feature_detected!("avx512f")
+                    && std::env::var_os("SMOOTHMAX_NO_AVX512").is_none()
+                {
+                    return Isa::Avx512;
+                }
+                if fma {
+                    return Isa::Avx2;
+                }
+            }
+            Isa::Baseline
+        })
+    }
+}
+
+/// Compiles `$body` (which may only call `#[inline(always)]` helpers, generic over the
+/// multiply-add `A`) three times: AVX-512 and AVX2 builds with fused multiply-adds, and the
+/// baseline build with separate ones, picking the widest the processor has at run time.
+/// Results can differ in the last bits between builds (FMA rounds once), always within the
+/// stated tolerance.
 macro_rules! multiversion {
     (fn $name:ident($($arg:ident : $ty:ty),*) $body:block) => {
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn wide512($($arg: $ty),*) {
+                    type A = exp::Fused;
+                    $body
+                }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) $body
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the features `wide` was compiled for were just detected.
-                    return unsafe { wide($($arg),*) };
+                unsafe fn wide($($arg: $ty),*) {
+                    type A = exp::Fused;
+                    $body
+                }
+                match Isa::detect() {
+                    // SAFETY: the features each variant was compiled for were just detected.
+                    Isa::Avx512 => return unsafe { wide512($($arg),*) },
+                    Isa::Avx2 => return unsafe { wide($($arg),*) },
+                    Isa::Baseline => {}
                 }
             }
+            type A = exp::Separate;
             $body
         }
     };
@@ -62,17 +112,20 @@ macro_rules! multiversion {
 
 multiversion! {
     fn lse_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32) {
-        for (row, o) in x.chunks_exact(cols).zip(out.iter_mut()) {
-            *o = row_stats(row, 1.0 / t).logsumexp(t);
+        for (i, o) in out.iter_mut().enumerate() {
+            let row = &x[i * cols..(i + 1) * cols];
+            let next = x.get((i + 1) * cols..(i + 2) * cols).unwrap_or(&[]);
+            *o = row_stats::<A>(row, next, 1.0 / t).logsumexp(t);
         }
     }
 }
 
 multiversion! {
     fn softmax_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32, log: bool) {
-        for (row, o) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
-            let st = row_stats(row, 1.0 / t);
-            write_softmax(row, o, 1.0 / t, &st, log);
+        for (i, o) in out.chunks_exact_mut(cols).enumerate() {
+            let row = &x[i * cols..(i + 1) * cols];
+            let next = x.get((i + 1) * cols..(i + 2) * cols).unwrap_or(&[]);
+            softmax_row::<A>(row, next, o, 1.0 / t, log);
         }
     }
 }
@@ -112,15 +165,17 @@ impl Backend for Cpu {
                 RowOutput::PerRow(out)
             }
             RowOp::Softmax | RowOp::LogSoftmax => {
-                let mut out = Array2::<f32>::zeros((rows, cols));
+                let mut out = alloc::output_vec(rows * cols);
                 if cols > 0 {
                     let log = op == RowOp::LogSoftmax;
-                    let o = out.as_slice_mut().expect("a fresh Array2 is contiguous");
-                    o.par_chunks_mut(rows_per_task * cols)
+                    out.par_chunks_mut(rows_per_task * cols)
                         .zip(xs.par_chunks(rows_per_task * cols))
                         .for_each(|(o, x)| softmax_rows(x, o, cols, t, log));
                 }
-                RowOutput::Matrix(out)
+                RowOutput::Matrix(
+                    Array2::from_shape_vec((rows, cols), out)
+                        .map_err(|e| Error::InvalidInput(e.to_string()))?,
+                )
             }
         })
     }

@@ -1,38 +1,36 @@
-//! One row at a time: the online (max, sum) statistics and the fused softmax write.
+//! One row at a time, in passes over a row that stays in cache (a 32000-float row is 128 KB):
 //!
-//! Statistics are accumulated in `L` independent lanes (so the loop vectorizes): per block of
-//! `L` values, take the block max, rescale the lane sums if the running max grew
-//! (`s ← s·e^{(m_old − m_new)/T}`, Milakov & Gimelshein 2018), then add `e^{(x − m)/T}` per
-//! lane. The max is taken over raw `x` (`max(x/T) = max(x)/T`), so the exponent is
-//! `(x − m)·(1/T)`: `x − m` is exact for nearby values, where `x/T` in f32 would lose
-//! `ε·|x/T|`. Then `T·lse(x/T) = m + T·ln s`. Non-finite values are found by bit tests, the way
-//! the GPU kernels do it.
+//! 1. the max `m` of the raw values, and whether anything non-finite is present (bit tests,
+//!    the way the GPU kernels classify); since `max(x/T) = max(x)/T` the exponent is
+//!    `(x − m)·(1/T)`, and `x − m` is exact for nearby values where `x/T` in f32 would lose
+//!    `ε·|x/T|`;
+//! 2. `s = Σ e^{(x − m)/T}` in `L` independent lanes (so it vectorizes), storing each `e` into
+//!    the output when softmax is wanted;
+//! 3. softmax: `out ← out · (1/s)`; log-softmax: `out = (x − m)/T − ln s` (no exp).
+//!
+//! One exp per element (the online single-pass merge of Milakov & Gimelshein needs a second
+//! one for the output). Then `T·lse(x/T) = m + T·ln s`.
 
-use super::exp::exp;
+use super::exp::{exp_with, Arith};
 
-/// Lanes per block: two AVX registers, four SSE registers.
-const L: usize = 16;
+/// Lanes per block of the portable code (the AVX2 build uses intrinsics, see avx2.rs).
+pub(crate) const L: usize = 16;
 
 const ABS_MASK: u32 = 0x7fff_ffff;
 const INF_BITS: u32 = 0x7f80_0000;
 
-/// The normalizer of one row: running max `m` of the finite values, `s = Σ e^{x − m}`, and
-/// whether a NaN or a +inf was seen (those decide the result on their own).
-#[derive(Copy, Clone, Debug)]
+/// What decides a row's normalizer.
+#[derive(Copy, Clone, Debug, PartialEq)]
 pub(crate) struct RowStats {
+    /// Max of the finite values (`f32::MIN` when there is none).
     pub m: f32,
+    /// `Σ e^{(x − m)/T}` (0 when no finite value).
     pub s: f32,
     pub nan: bool,
     pub pos_inf: bool,
 }
 
 impl RowStats {
-    /// True when the row has a finite normalizer: no NaN, no +inf, at least one finite value.
-    #[inline(always)]
-    pub fn finite(&self) -> bool {
-        !self.nan && !self.pos_inf && self.s > 0.0
-    }
-
     /// `m + T · ln s`, or the table's answer for a non-finite row.
     #[inline(always)]
     pub fn logsumexp(&self, t: f32) -> f32 {
@@ -48,107 +46,165 @@ impl RowStats {
     }
 }
 
-/// Folds one block of already-scaled values into the lane sums.
+/// Pass 1: the max of the values (NaN and −inf never win a `>`), plus NaN / +inf flags.
 #[inline(always)]
-fn absorb(
-    v: &[f32; L],
-    inv_t: f32,
-    m: &mut f32,
-    acc: &mut [f32; L],
-    nan: &mut bool,
-    pos_inf: &mut bool,
-) {
-    let mut any_nonfinite = false;
-    for &x in v {
-        any_nonfinite |= (x.to_bits() & ABS_MASK) >= INF_BITS;
+pub(crate) fn row_max<A: Arith>(x: &[f32]) -> (f32, bool, bool) {
+    let (mut m, abits) = A::max_and_abs_bits(x);
+    let (mut nan, mut pos_inf) = (false, false);
+    if abits >= INF_BITS {
+        // Rare: classify. −inf is harmless (e^{−inf} = 0); NaN and +inf decide the row.
+        nan = x.iter().any(|v| v.is_nan());
+        pos_inf = x.contains(&f32::INFINITY);
     }
-    let mut w = *v;
-    if any_nonfinite {
-        // Rare path. NaN and +inf only set flags; −inf contributes e^{−inf} = 0.
-        for x in w.iter_mut() {
-            let bits = x.to_bits();
-            if (bits & ABS_MASK) > INF_BITS {
-                *nan = true;
-            } else if bits == INF_BITS {
-                *pos_inf = true;
-            }
-            if (bits & ABS_MASK) >= INF_BITS {
-                *x = f32::NEG_INFINITY;
-            }
-        }
+    if m == f32::INFINITY {
+        m = f32::MIN; // only reachable with pos_inf set; keep m finite
     }
-    // `if a > b` rather than f32::max: maxnum's NaN rules block vectorization, and NaN is
-    // already out of the block.
-    let mut bm = f32::MIN;
-    for &x in &w {
-        bm = if x > bm { x } else { bm };
-    }
-    if bm > *m {
-        let r = exp((*m - bm) * inv_t);
-        for a in acc.iter_mut() {
-            *a *= r;
-        }
-        *m = bm;
-    }
-    let mm = *m;
-    for (a, &x) in acc.iter_mut().zip(&w) {
-        *a += exp((x - mm) * inv_t);
-    }
+    (m, nan, pos_inf)
 }
 
-/// The statistics of one row at temperature `1 / inv_t`, in one read.
+/// Portable pass 1: the max of the values and the max of their `|bits|` (a row holds a
+/// non-finite value iff that reaches the infinity pattern).
 #[inline(always)]
-pub(crate) fn row_stats(x: &[f32], inv_t: f32) -> RowStats {
-    let mut m = f32::MIN;
-    let mut acc = [0.0f32; L];
-    let (mut nan, mut pos_inf) = (false, false);
+pub(crate) fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
+    // Lane-wise max of the values and of |bits| (an unsigned max: vpmaxud); a row holds a
+    // non-finite value iff the largest |bits| reaches the infinity pattern.
+    let mut mx = [f32::MIN; L];
+    let mut mb = [0u32; L];
     let mut blocks = x.chunks_exact(L);
     for b in &mut blocks {
-        let v: &[f32; L] = b.try_into().expect("chunks_exact yields L values");
-        absorb(v, inv_t, &mut m, &mut acc, &mut nan, &mut pos_inf);
-    }
-    let tail = blocks.remainder();
-    if !tail.is_empty() {
-        // Pad with −inf: it contributes exactly nothing.
-        let mut v = [f32::NEG_INFINITY; L];
-        v[..tail.len()].copy_from_slice(tail);
-        absorb(&v, inv_t, &mut m, &mut acc, &mut nan, &mut pos_inf);
-    }
-    // Pairwise sum of the lanes.
-    let mut width = L;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
+        for l in 0..L {
+            let v = b[l];
+            let a = v.to_bits() & ABS_MASK;
+            mb[l] = if a > mb[l] { a } else { mb[l] };
+            mx[l] = if v > mx[l] { v } else { mx[l] };
         }
     }
-    RowStats {
-        m,
-        s: acc[0],
-        nan,
-        pos_inf,
+    let mut m = f32::MIN;
+    let mut abits = 0u32;
+    for &v in blocks.remainder() {
+        abits = abits.max(v.to_bits() & ABS_MASK);
+        m = if v > m { v } else { m };
     }
+    for l in 0..L {
+        m = if mx[l] > m { mx[l] } else { m };
+        abits = abits.max(mb[l]);
+    }
+    (m, abits)
 }
 
-/// Writes softmax (or log-softmax) at temperature `1 / inv_t` into `out`, given the row's
-/// statistics.
+/// Pairwise sum of the lanes.
 #[inline(always)]
-pub(crate) fn write_softmax(x: &[f32], out: &mut [f32], inv_t: f32, st: &RowStats, log: bool) {
-    if !st.finite() {
+pub(crate) fn lanes_sum(mut v: [f32; L]) -> f32 {
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            v[i] += v[i + w];
+        }
+    }
+    v[0]
+}
+
+/// Pass 2: `Σ e^{(x − m)·inv_t}`, also storing each term into `store` when given; `next` is
+/// the following row (prefetched, where the build can), or empty.
+#[inline(always)]
+pub(crate) fn exp_sum<A: Arith>(
+    x: &[f32],
+    m: f32,
+    inv_t: f32,
+    store: Option<&mut [f32]>,
+    next: &[f32],
+) -> f32 {
+    A::exp_sum(x, m, inv_t, store, next)
+}
+
+/// Portable pass 2.
+#[inline(always)]
+pub(crate) fn exp_sum_portable<A: Arith>(
+    x: &[f32],
+    m: f32,
+    inv_t: f32,
+    store: Option<&mut [f32]>,
+) -> f32 {
+    let mut acc = [0.0f32; L];
+    match store {
+        Some(out) => {
+            let mut ob = out.chunks_exact_mut(L);
+            let mut xb = x.chunks_exact(L);
+            for (o, b) in (&mut ob).zip(&mut xb) {
+                for l in 0..L {
+                    let e = exp_with::<A>((b[l] - m) * inv_t);
+                    o[l] = e;
+                    acc[l] += e;
+                }
+            }
+            for (o, &v) in ob.into_remainder().iter_mut().zip(xb.remainder()) {
+                let e = exp_with::<A>((v - m) * inv_t);
+                *o = e;
+                acc[0] += e;
+            }
+        }
+        None => {
+            let mut xb = x.chunks_exact(L);
+            for b in &mut xb {
+                for l in 0..L {
+                    acc[l] += exp_with::<A>((b[l] - m) * inv_t);
+                }
+            }
+            for &v in xb.remainder() {
+                acc[0] += exp_with::<A>((v - m) * inv_t);
+            }
+        }
+    }
+    lanes_sum(acc)
+}
+
+/// Passes 1 and 2 (stats only).
+#[inline(always)]
+pub(crate) fn row_stats<A: Arith>(x: &[f32], next: &[f32], inv_t: f32) -> RowStats {
+    let (m, nan, pos_inf) = row_max::<A>(x);
+    let s = if nan || pos_inf {
+        0.0
+    } else {
+        exp_sum::<A>(x, m, inv_t, None, next)
+    };
+    RowStats { m, s, nan, pos_inf }
+}
+
+/// Softmax (or log-softmax) of one row at temperature `1 / inv_t` into `out`.
+#[inline(always)]
+pub(crate) fn softmax_row<A: Arith>(
+    x: &[f32],
+    next: &[f32],
+    out: &mut [f32],
+    inv_t: f32,
+    log: bool,
+) {
+    let (m, nan, pos_inf) = row_max::<A>(x);
+    if nan || pos_inf {
         out.fill(f32::NAN);
         return;
     }
-    let m = st.m;
     if log {
-        let ln_s = st.s.ln();
+        let s = exp_sum::<A>(x, m, inv_t, None, next);
+        if s == 0.0 {
+            out.fill(f32::NAN); // no finite value
+            return;
+        }
+        let ln_s = s.ln();
         for (o, &v) in out.iter_mut().zip(x) {
             // (x − m)/T − ln s: exact under a large common shift, −inf stays −inf.
             *o = (v - m) * inv_t - ln_s;
         }
     } else {
-        let inv_s = 1.0 / st.s;
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = exp((v - m) * inv_t) * inv_s;
+        let s = exp_sum::<A>(x, m, inv_t, Some(out), next);
+        if s == 0.0 {
+            out.fill(f32::NAN);
+            return;
+        }
+        let inv_s = 1.0 / s;
+        for o in out.iter_mut() {
+            *o *= inv_s;
         }
     }
 }
