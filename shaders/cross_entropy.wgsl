@@ -26,8 +26,11 @@ const FLAG_NEG_NEG: u32 = 16u;  // ... with k < 0: -inf
 
 const CE_SOFTCAP: u32 = 1u;
 const CE_WEIGHT: u32 = 2u;
-const CE_SMOOTHING: u32 = 4u;
+const CE_LINEAR: u32 = 4u;  // smoothing or probability targets: the linear sums are needed
 const CE_GRAD: u32 = 8u;
+// Bits that are compile-time (CE_STATIC, from the header) rather than uniform: see
+// ShaderKey::ce_bits in src/gpu/shaders.rs for why.
+const CE_STATIC_MASK: u32 = CE_SOFTCAP | CE_LINEAR | CE_GRAD;
 
 struct CeParams {
     one_minus_ls: f32,
@@ -47,11 +50,14 @@ struct CeParams {
 @group(0) @binding(8) var<uniform> ce: CeParams;
 
 fn ce_has(bit: u32) -> bool {
+    if (bit & CE_STATIC_MASK) != 0u {
+        return (CE_STATIC & bit) != 0u;
+    }
     return (ce.flags & bit) != 0u;
 }
 
 fn ce_linear() -> bool {
-    return PROB_TARGETS || ce_has(CE_SMOOTHING);
+    return ce_has(CE_LINEAR);
 }
 
 // tanh after Cephes' tanhf (S. Moshier): an odd polynomial for |u| < 0.625, else
@@ -95,16 +101,15 @@ fn k4(row: u32, j: u32) -> vec4<f32> {
 }
 
 struct CeStats {
-    m: f32,
-    s: f32,
-    flags: u32,
+    st: Stats,   // m, s, abits, ibits (see the prelude)
     a: f32,
     b: f32,
     k: f32,
+    neg: u32,    // FLAG_NEG_* kinds of -inf logits met (smoothing / probability targets)
 }
 
 fn ce_empty() -> CeStats {
-    return CeStats(LOWEST, 0.0, 0u, 0.0, 0.0, 0.0);
+    return CeStats(stats_empty(), 0.0, 0.0, 0.0, 0u);
 }
 
 // b * (m_old - m_new), or 0 before the first finite value (then b = 0 and m_old - m_new may
@@ -113,74 +118,109 @@ fn shift(b: f32, m_old: f32, m_new: f32) -> f32 {
     return select(0.0, b * (m_old - m_new), m_old > LOWEST);
 }
 
-fn ce_absorb(st: CeStats, xv: vec4<f32>, row: u32, j: u32) -> CeStats {
+// The linear sums of four classes, relative to the new max m.
+fn ce_linear4(r: CeStats, m_old: f32, m: f32, xv: vec4<f32>, row: u32, j: u32) -> CeStats {
+    var o = r;
+    let kv = k4(row, j);
     let fin = finite4(xv);
-    let xs = select(vec4<f32>(LOWEST), xv, fin);
-    let m = max(st.m, max(max(xs.x, xs.y), max(xs.z, xs.w)));
-    let e = select(vec4<f32>(0.0), exp_t4(xs - vec4<f32>(m)), fin);
-    var r = st;
-    r.m = m;
-    r.s = st.s * exp_t(st.m - m) + ((e.x + e.y) + (e.z + e.w));
-    r.flags = st.flags | flags4(xv);
-    if ce_linear() {
-        let kv = k4(row, j);
-        let neg = (bitcast<vec4<u32>>(xv) == vec4<u32>(0xff800000u)) & lane_valid4(j);
-        r.flags |= select(0u, FLAG_NEG_POS, any(neg & (kv > vec4<f32>(0.0))))
-                 | select(0u, FLAG_NEG_ZERO, any(neg & (kv == vec4<f32>(0.0))))
-                 | select(0u, FLAG_NEG_NEG, any(neg & (kv < vec4<f32>(0.0))));
-        let kd = select(vec4<f32>(0.0), kv * (xs - vec4<f32>(m)), fin);
-        let kf = select(vec4<f32>(0.0), kv, fin);
-        r.a = st.a + shift(st.b, st.m, m) + ((kd.x + kd.y) + (kd.z + kd.w));
-        r.b = st.b + ((kf.x + kf.y) + (kf.z + kf.w));
-        r.k = st.k + ((kv.x + kv.y) + (kv.z + kv.w));
+    let kd = select(vec4<f32>(0.0), kv * (xv - vec4<f32>(m)), fin);
+    let kf = select(vec4<f32>(0.0), kv, fin);
+    o.a = r.a + shift(r.b, m_old, m) + hsum4(kd);
+    o.b = r.b + hsum4(kf);
+    o.k = r.k + hsum4(kv);
+    let neg = (bitcast<vec4<u32>>(xv) == vec4<u32>(0xff800000u)) & lane_valid4(j);
+    if any(neg) {
+        o.neg |= select(0u, FLAG_NEG_POS, any(neg & (kv > vec4<f32>(0.0))))
+               | select(0u, FLAG_NEG_ZERO, any(neg & (kv == vec4<f32>(0.0))))
+               | select(0u, FLAG_NEG_NEG, any(neg & (kv < vec4<f32>(0.0))));
     }
-    return r;
+    return o;
 }
 
-fn ce_merge(p: CeStats, o: CeStats) -> CeStats {
-    let m = max(p.m, o.m);
+fn ce_absorb(r: CeStats, xv: vec4<f32>, row: u32, j: u32) -> CeStats {
+    var o = r;
+    o.st = absorb(r.st, xv);
+    if ce_linear() {
+        o = ce_linear4(o, r.st.m, o.st.m, xv, row, j);
+    }
+    return o;
+}
+
+fn ce_merge(p: CeStats, q: CeStats) -> CeStats {
+    let st = merge(p.st, q.st);
+    let m = st.m;
     return CeStats(
-        m,
-        p.s * exp_t(p.m - m) + o.s * exp_t(o.m - m),
-        p.flags | o.flags,
-        p.a + shift(p.b, p.m, m) + o.a + shift(o.b, o.m, m),
-        p.b + o.b,
-        p.k + o.k,
+        st,
+        p.a + shift(p.b, p.st.m, m) + q.a + shift(q.b, q.st.m, m),
+        p.b + q.b,
+        p.k + q.k,
+        p.neg | q.neg,
     );
 }
 
-var<workgroup> sh_a: array<f32, WG>;
-var<workgroup> sh_b: array<f32, WG>;
-var<workgroup> sh_k: array<f32, WG>;
+var<workgroup> sh_la: array<f32, WG>;
+var<workgroup> sh_lb: array<f32, WG>;
+var<workgroup> sh_lk: array<f32, WG>;
+var<workgroup> sh_ln: array<u32, WG>;
 
-fn sh_put(i: u32, st: CeStats) {
-    sh_m[i] = st.m;
-    sh_s[i] = st.s;
-    sh_f[i] = st.flags;
-    sh_a[i] = st.a;
-    sh_b[i] = st.b;
-    sh_k[i] = st.k;
+fn sh_put(i: u32, c: CeStats) {
+    sh_put_stats(i, c.st);
+    sh_la[i] = c.a;
+    sh_lb[i] = c.b;
+    sh_lk[i] = c.k;
+    sh_ln[i] = c.neg;
 }
 
 fn sh_get(i: u32) -> CeStats {
-    return CeStats(sh_m[i], sh_s[i], sh_f[i], sh_a[i], sh_b[i], sh_k[i]);
+    return CeStats(sh_get_stats(i), sh_la[i], sh_lb[i], sh_lk[i], sh_ln[i]);
+}
+
+// One (soft-capped) vec4 of logits; lanes past the row end stay -inf (capping would make
+// them -c, a real value).
+fn ce_load(row: u32, j: u32) -> vec4<f32> {
+    let v = load4(row, j);
+    if ce_has(CE_SOFTCAP) {
+        return select(vec4<f32>(params.neg_inf), cap4(v), lane_valid4(j));
+    }
+    return v;
 }
 
 // Statistics of a (row, segment) item: strided reads, then a shared-memory tree merge.
 // Every invocation of the workgroup must call this (it holds barriers).
 fn ce_item_stats(it: Item, lid: u32) -> CeStats {
-    var st = ce_empty();
+    var c = ce_empty();
     if it.valid {
         let end = seg_end(it);
-        for (var j = seg_begin(it) + it.lane; j < end; j += ROW_THREADS) {
-            let xv = select(vec4<f32>(params.neg_inf), cap4(load4(it.row, j)), lane_valid4(j));
-            st = ce_absorb(st, xv, it.row, j);
+        var j = seg_begin(it) + it.lane;
+        // Four vec4 per step, one rescale per sixteen values.
+        let lin = ce_linear();
+        for (; j + 3u * ROW_THREADS < end; j += 4u * ROW_THREADS) {
+            let j1 = j + ROW_THREADS;
+            let j2 = j + 2u * ROW_THREADS;
+            let j3 = j + 3u * ROW_THREADS;
+            let v0 = ce_load(it.row, j);
+            let v1 = ce_load(it.row, j1);
+            let v2 = ce_load(it.row, j2);
+            let v3 = ce_load(it.row, j3);
+            let m_old = c.st.m;
+            c.st = absorb16(c.st, v0, v1, v2, v3);
+            if lin {
+                let m = c.st.m;
+                c.a += shift(c.b, m_old, m);
+                c = ce_linear4(c, m, m, v0, it.row, j);
+                c = ce_linear4(c, m, m, v1, it.row, j1);
+                c = ce_linear4(c, m, m, v2, it.row, j2);
+                c = ce_linear4(c, m, m, v3, it.row, j3);
+            }
+        }
+        for (; j < end; j += ROW_THREADS) {
+            c = ce_absorb(c, ce_load(it.row, j), it.row, j);
         }
     }
     if ROW_THREADS == 1u {
-        return st;
+        return c;
     }
-    sh_put(lid, st);
+    sh_put(lid, c);
     for (var off = ROW_THREADS / 2u; off > 0u; off >>= 1u) {
         workgroupBarrier();
         if it.lane < off {
@@ -191,25 +231,27 @@ fn ce_item_stats(it: Item, lid: u32) -> CeStats {
     return sh_get(it.slot * ROW_THREADS);
 }
 
-fn store_ce_partial(row: u32, seg: u32, st: CeStats) {
+fn store_ce_partial(row: u32, seg: u32, c: CeStats) {
     let i = 8u * (row * params.segs + seg);
-    partials[i] = bitcast<u32>(st.m);
-    partials[i + 1u] = bitcast<u32>(st.s);
-    partials[i + 2u] = st.flags;
-    partials[i + 3u] = bitcast<u32>(st.a);
-    partials[i + 4u] = bitcast<u32>(st.b);
-    partials[i + 5u] = bitcast<u32>(st.k);
+    partials[i] = bitcast<u32>(c.st.m);
+    partials[i + 1u] = bitcast<u32>(c.st.s);
+    partials[i + 2u] = c.st.abits;
+    partials[i + 3u] = bitcast<u32>(c.st.ibits);
+    partials[i + 4u] = bitcast<u32>(c.a);
+    partials[i + 5u] = bitcast<u32>(c.b);
+    partials[i + 6u] = bitcast<u32>(c.k);
+    partials[i + 7u] = c.neg;
 }
 
 fn ce_row_from_partials(row: u32) -> CeStats {
-    var st = ce_empty();
+    var c = ce_empty();
     for (var seg = 0u; seg < params.segs; seg++) {
         let i = 8u * (row * params.segs + seg);
-        st = ce_merge(st, CeStats(
-            bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u],
-            bitcast<f32>(partials[i + 3u]), bitcast<f32>(partials[i + 4u]), bitcast<f32>(partials[i + 5u])));
+        let st = Stats(bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u], bitcast<i32>(partials[i + 3u]));
+        c = ce_merge(c, CeStats(st, bitcast<f32>(partials[i + 4u]), bitcast<f32>(partials[i + 5u]),
+                                bitcast<f32>(partials[i + 6u]), partials[i + 7u]));
     }
-    return st;
+    return c;
 }
 
 // PyTorch's value of sum(-k * logp) given which -inf logits were met.
@@ -239,9 +281,9 @@ struct Fin {
     y: i32,      // target class, -1 for probability targets
 }
 
-fn ce_finalize(row: u32, st: CeStats) -> Fin {
-    let base = Stats(st.m, st.s, st.flags & (FLAG_NAN | FLAG_POS_INF));
-    var f = Fin(0u, 0.0, lse_of_stats(base), st.m, 0.0, 0.0, 0.0, 0.0, -1);
+fn ce_finalize(row: u32, c: CeStats) -> Fin {
+    let base = c.st;
+    var f = Fin(0u, 0.0, lse_of_stats(base), base.m, 0.0, 0.0, 0.0, 0.0, -1);
     let y = bitcast<i32>(row_in[2u * row]);
     // Any class outside [0, C) counts as ignored: the host validated targets, and this keeps
     // the kernel in bounds even if it had not.
@@ -254,14 +296,14 @@ fn ce_finalize(row: u32, st: CeStats) -> Fin {
         return f;
     }
     f.state = 2u;
-    let ln_s = log(st.s);
-    f.inv_s = 1.0 / st.s;
+    let ln_s = log(base.s);
+    f.inv_s = 1.0 / base.s;
     let u = bitcast<f32>(row_in[2u * row + 1u]);
     let s_ce = u * ce.scale_ce;
-    let zt = u * ce.scale_z * 2.0 * ce.z * (st.m + ln_s);
+    let zt = u * ce.scale_z * 2.0 * ce.z * (base.m + ln_s);
     if PROB_TARGETS {
-        f.loss = with_neg_inf(st.k * ln_s - st.a, st.flags);
-        f.a_coef = s_ce * st.k + zt;
+        f.loss = with_neg_inf(c.k * ln_s - c.a, c.neg);
+        f.a_coef = s_ce * c.k + zt;
         f.coef = s_ce;
     } else {
         let yu = u32(y);
@@ -270,13 +312,13 @@ fn ce_finalize(row: u32, st: CeStats) -> Fin {
         if ce_has(CE_WEIGHT) {
             wy = weight1(yu);
         }
-        var nll = wy * ((st.m - xy) + ln_s);
+        var nll = wy * ((base.m - xy) + ln_s);
         if bitcast<u32>(xy) == 0xff800000u {
             nll = select(params.nan, params.pos_inf, wy > 0.0);
         }
         f.loss = nll;
-        if ce_has(CE_SMOOTHING) {
-            let smoothed = with_neg_inf(ce.w_total * ln_s - st.a, st.flags);
+        if ce_has(CE_LINEAR) {
+            let smoothed = with_neg_inf(ce.w_total * ln_s - c.a, c.neg);
             f.loss = ce.one_minus_ls * nll + ce.ls_over_c * smoothed;
         }
         f.ty = s_ce * ce.one_minus_ls * wy;
@@ -288,10 +330,10 @@ fn ce_finalize(row: u32, st: CeStats) -> Fin {
 }
 
 fn lse_of_stats(st: Stats) -> f32 {
-    if (st.flags & FLAG_NAN) != 0u {
+    if has_nan(st) {
         return params.nan;
     }
-    if (st.flags & FLAG_POS_INF) != 0u {
+    if has_pos_inf(st) {
         return params.pos_inf;
     }
     if st.s <= 0.0 {
@@ -309,7 +351,8 @@ fn ce_write_grad(it: Item, f: Fin) {
             g = vec4<f32>(params.nan);
         } else if f.state == 2u {
             let xv = cap4(load4(it.row, j));
-            let p = select(vec4<f32>(0.0), exp_t4(xv - vec4<f32>(f.m)) * f.inv_s, finite4(xv));
+            // -inf logits: exp of the clamped -126 underflows to exactly 0.
+            let p = exp_t4(xv - vec4<f32>(f.m)) * f.inv_s;
             var kv = vec4<f32>(0.0);
             if f.coef != 0.0 {
                 kv = k4(it.row, j);

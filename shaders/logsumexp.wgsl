@@ -9,10 +9,10 @@
 
 // lse_T = m + T * ln s; NaN wins over +inf wins over "no finite value" (-inf).
 fn lse_of(st: Stats) -> f32 {
-    if (st.flags & FLAG_NAN) != 0u {
+    if has_nan(st) {
         return params.nan;
     }
-    if (st.flags & FLAG_POS_INF) != 0u {
+    if has_pos_inf(st) {
         return params.pos_inf;
     }
     if st.s <= 0.0 {

@@ -15,8 +15,6 @@
 const WG: u32 = 256u;
 const ROWS_PER_WG: u32 = WG / ROW_THREADS;
 const LOWEST: f32 = -3.40282347e38;
-const FLAG_NAN: u32 = 1u;
-const FLAG_POS_INF: u32 = 2u;
 
 struct Params {
     rows: u32,        // rows in this chunk
@@ -34,27 +32,34 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// partials: (rows, S, 4) u32 = (bits(m), bits(s), flags, unused) of each row segment.
-// Stored as u32 so the flag word and the float bits cross memory untouched.
+// partials: (rows, S, 4) u32 = (bits(m), bits(s), abits, ibits) of each row segment
+// (the cross-entropy family uses a stride of 8). Stored as u32 so bits cross memory untouched.
 @group(0) @binding(3) var<storage, read_write> partials: array<u32>;
 
 // The online softmax normalizer (Milakov & Gimelshein 2018, arXiv 1805.02867), at temperature T:
-// m = running max of the finite raw values x (LOWEST when none), s = sum of exp((x - m) / T),
-// flags = NaN / +inf seen. Invariant: m and s are finite, s >= 0.
+// m = running max of the raw values x (LOWEST when none), s = sum of exp((x - m) / T).
 // Since max(x / T) = max(x) / T, the exponent is formed as (x - m) * (1/T): x - m is exact
 // for nearby values, whereas x / T in f32 would lose eps*|x/T| before the max is taken off.
 // Then lse_T = T * ln sum exp(x/T) = m + T * ln s.
+//
+// Non-finite values are not masked out of the sums: a -inf adds exp(max(-inf, -126)) = 0,
+// and NaN / +inf decide the row on their own, through two integer maxima of the bit patterns
+// (cheaper per element than compares and selects, which matters on lavapipe):
+//   abits = max |bits|            NaN present  <=> abits >  0x7f800000
+//   ibits = max bits (as i32)     +inf present <=> ibits >= 0x7f800000 (when no NaN)
+// The bits, not the values: the compiler may assume no NaN / inf in float compares.
 struct Stats {
     m: f32,
     s: f32,
-    flags: u32,
+    abits: u32,
+    ibits: i32,
 }
 
 fn stats_empty() -> Stats {
-    return Stats(LOWEST, 0.0, 0u);
+    return Stats(LOWEST, 0.0, 0u, i32(-2147483647 - 1));
 }
 
-// exp((d) / T) for d <= 0. The argument is clamped at -126 (e^-126 is far below the smallest
+// exp(d / T) for d <= 0. The argument is clamped at -126 (e^-126 is far below the smallest
 // f32) so no kernel ever evaluates exp(-inf), which the finite-math assumption leaves undefined.
 fn exp_t(d: f32) -> f32 {
     return exp(max(d * params.inv_temperature, -126.0));
@@ -64,51 +69,79 @@ fn exp_t4(d: vec4<f32>) -> vec4<f32> {
     return exp(max(d * params.inv_temperature, vec4<f32>(-126.0)));
 }
 
+fn hmax4(v: vec4<f32>) -> f32 {
+    return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+fn hsum4(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+fn abits4(v: vec4<f32>) -> u32 {
+    let a = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
+    return max(max(a.x, a.y), max(a.z, a.w));
+}
+
+fn ibits4(v: vec4<f32>) -> i32 {
+    let b = bitcast<vec4<i32>>(v);
+    return max(max(b.x, b.y), max(b.z, b.w));
+}
+
 fn finite4(v: vec4<f32>) -> vec4<bool> {
     return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) < vec4<u32>(0x7f800000u);
 }
 
-fn flags4(v: vec4<f32>) -> u32 {
-    let b = bitcast<vec4<u32>>(v);
-    let a = b & vec4<u32>(0x7fffffffu);
-    return select(0u, FLAG_NAN, any(a > vec4<u32>(0x7f800000u)))
-         | select(0u, FLAG_POS_INF, any(b == vec4<u32>(0x7f800000u)));
+fn has_nan(st: Stats) -> bool {
+    return st.abits > 0x7f800000u;
 }
 
-// Folds four values into the running stats: one rescale per vec4, not per element.
-// Non-finite lanes are masked out of both max and sum (-inf contributes exactly 0).
+fn has_pos_inf(st: Stats) -> bool {
+    return st.ibits >= 0x7f800000;
+}
+
+// Folds sixteen values into the running stats with one rescale.
+fn absorb16(st: Stats, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) -> Stats {
+    let m = max(st.m, max(max(hmax4(v0), hmax4(v1)), max(hmax4(v2), hmax4(v3))));
+    let mv = vec4<f32>(m);
+    let e = (exp_t4(v0 - mv) + exp_t4(v1 - mv)) + (exp_t4(v2 - mv) + exp_t4(v3 - mv));
+    return Stats(
+        m,
+        st.s * exp_t(st.m - m) + hsum4(e),
+        max(st.abits, max(max(abits4(v0), abits4(v1)), max(abits4(v2), abits4(v3)))),
+        max(st.ibits, max(max(ibits4(v0), ibits4(v1)), max(ibits4(v2), ibits4(v3)))),
+    );
+}
+
+// Folds four values.
 fn absorb(st: Stats, v: vec4<f32>) -> Stats {
-    let fin = finite4(v);
-    let xs = select(vec4<f32>(LOWEST), v, fin);
-    let m = max(st.m, max(max(xs.x, xs.y), max(xs.z, xs.w)));
-    let e = select(vec4<f32>(0.0), exp_t4(xs - vec4<f32>(m)), fin);
-    return Stats(m, st.s * exp_t(st.m - m) + ((e.x + e.y) + (e.z + e.w)), st.flags | flags4(v));
+    let m = max(st.m, hmax4(v));
+    return Stats(m, st.s * exp_t(st.m - m) + hsum4(exp_t4(v - vec4<f32>(m))), max(st.abits, abits4(v)), max(st.ibits, ibits4(v)));
 }
 
 // (m_a, s_a) + (m_b, s_b) = (m, s_a e^{(m_a - m)/T} + s_b e^{(m_b - m)/T}), m = max(m_a, m_b).
-// Both exponents are <= 0 (and clamped), so the merge never makes a NaN.
 fn merge(a: Stats, b: Stats) -> Stats {
     let m = max(a.m, b.m);
-    return Stats(m, a.s * exp_t(a.m - m) + b.s * exp_t(b.m - m), a.flags | b.flags);
+    return Stats(m, a.s * exp_t(a.m - m) + b.s * exp_t(b.m - m), max(a.abits, b.abits), max(a.ibits, b.ibits));
 }
 
 // A row's normalizer is usable when it saw no NaN, no +inf and at least one finite value.
 fn stats_finite(st: Stats) -> bool {
-    return (st.flags == 0u) && (st.s > 0.0);
+    return !has_nan(st) && !has_pos_inf(st) && (st.s > 0.0);
 }
 
 fn store_partial(row: u32, seg: u32, st: Stats) {
     let i = 4u * (row * params.segs + seg);
     partials[i] = bitcast<u32>(st.m);
     partials[i + 1u] = bitcast<u32>(st.s);
-    partials[i + 2u] = st.flags;
+    partials[i + 2u] = st.abits;
+    partials[i + 3u] = bitcast<u32>(st.ibits);
 }
 
 fn row_from_partials(row: u32) -> Stats {
     var st = stats_empty();
     for (var seg = 0u; seg < params.segs; seg++) {
         let i = 4u * (row * params.segs + seg);
-        st = merge(st, Stats(bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u]));
+        st = merge(st, Stats(bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u], bitcast<i32>(partials[i + 3u])));
     }
     return st;
 }
@@ -142,7 +175,19 @@ fn seg_end(it: Item) -> u32 {
 
 var<workgroup> sh_m: array<f32, WG>;
 var<workgroup> sh_s: array<f32, WG>;
-var<workgroup> sh_f: array<u32, WG>;
+var<workgroup> sh_a: array<u32, WG>;
+var<workgroup> sh_i: array<i32, WG>;
+
+fn sh_put_stats(i: u32, st: Stats) {
+    sh_m[i] = st.m;
+    sh_s[i] = st.s;
+    sh_a[i] = st.abits;
+    sh_i[i] = st.ibits;
+}
+
+fn sh_get_stats(i: u32) -> Stats {
+    return Stats(sh_m[i], sh_s[i], sh_a[i], sh_i[i]);
+}
 
 // Stats of an item: each invocation reads a strided share of the segment (consecutive lanes
 // read consecutive vec4s), then a shared-memory tree merges the ROW_THREADS partial stats.
@@ -151,28 +196,26 @@ fn item_stats(it: Item, lid: u32) -> Stats {
     var st = stats_empty();
     if it.valid {
         let end = seg_end(it);
-        for (var j = seg_begin(it) + it.lane; j < end; j += ROW_THREADS) {
+        var j = seg_begin(it) + it.lane;
+        // Four vec4 per step (one rescale per sixteen values), then the rest one by one.
+        for (; j + 3u * ROW_THREADS < end; j += 4u * ROW_THREADS) {
+            st = absorb16(st, load4(it.row, j), load4(it.row, j + ROW_THREADS),
+                          load4(it.row, j + 2u * ROW_THREADS), load4(it.row, j + 3u * ROW_THREADS));
+        }
+        for (; j < end; j += ROW_THREADS) {
             st = absorb(st, load4(it.row, j));
         }
     }
     if ROW_THREADS == 1u {
         return st;
     }
-    sh_m[lid] = st.m;
-    sh_s[lid] = st.s;
-    sh_f[lid] = st.flags;
+    sh_put_stats(lid, st);
     for (var off = ROW_THREADS / 2u; off > 0u; off >>= 1u) {
         workgroupBarrier();
         if it.lane < off {
-            let a = Stats(sh_m[lid], sh_s[lid], sh_f[lid]);
-            let b = Stats(sh_m[lid + off], sh_s[lid + off], sh_f[lid + off]);
-            let c = merge(a, b);
-            sh_m[lid] = c.m;
-            sh_s[lid] = c.s;
-            sh_f[lid] = c.flags;
+            sh_put_stats(lid, merge(sh_get_stats(lid), sh_get_stats(lid + off)));
         }
     }
     workgroupBarrier();
-    let head = it.slot * ROW_THREADS;
-    return Stats(sh_m[head], sh_s[head], sh_f[head]);
+    return sh_get_stats(it.slot * ROW_THREADS);
 }

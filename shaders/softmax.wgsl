@@ -6,29 +6,27 @@
 //
 // softmax_j     = exp((x_j - m) / T) / s
 // log_softmax_j = (x_j - m) / T - ln s     (not x_j/T - lse: exact under a +1e7 shift)
-// -inf inputs give exactly 0 / -inf; a row with NaN, +inf or no finite value gives NaN.
+// -inf inputs give exactly 0 (exp of the clamped -126 underflows) / -inf (by IEEE arithmetic);
+// a row with NaN, +inf or no finite value gives NaN.
 
+// One loop whatever the row's case (lavapipe would run a second, NaN-filling loop under a
+// mask on every row): non-finite rows get NaN through the final select.
 fn write_item(it: Item, st: Stats) {
     let begin = seg_begin(it);
     let end = seg_end(it);
-    if !stats_finite(st) {
-        for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
-            store4(it.row, j, vec4<f32>(params.nan));
-        }
-        return;
-    }
+    let ok = stats_finite(st);
     let m = vec4<f32>(st.m);
+    let fill = vec4<f32>(params.nan);
     if LOG_OUTPUT {
         let ln_s = vec4<f32>(log(st.s));
         for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
-            let v = load4(it.row, j);
-            store4(it.row, j, select(vec4<f32>(params.neg_inf), (v - m) * params.inv_temperature - ln_s, finite4(v)));
+            let v = (load4(it.row, j) - m) * params.inv_temperature - ln_s;
+            store4(it.row, j, select(fill, v, ok));
         }
     } else {
         let inv_s = 1.0 / st.s;
         for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
-            let v = load4(it.row, j);
-            store4(it.row, j, select(vec4<f32>(0.0), exp_t4(v - m) * inv_s, finite4(v)));
+            store4(it.row, j, select(fill, exp_t4(load4(it.row, j) - m) * inv_s, ok));
         }
     }
 }

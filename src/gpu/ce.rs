@@ -31,8 +31,10 @@ pub(crate) struct CeParams {
 
 const CE_SOFTCAP: u32 = 1;
 const CE_WEIGHT: u32 = 2;
-const CE_SMOOTHING: u32 = 4;
+const CE_LINEAR: u32 = 4;
 const CE_GRAD: u32 = 8;
+/// The bits compiled into the shader (see `ShaderKey::ce_bits`); the rest are uniform.
+const CE_STATIC_MASK: u32 = CE_SOFTCAP | CE_LINEAR | CE_GRAD;
 
 pub(crate) fn cross_entropy(
     ctx: &Context,
@@ -186,8 +188,9 @@ pub(crate) fn record_ce(
     b: &CeBufs,
     rows: usize,
     cols: usize,
-    gradient: bool,
+    flags: u32,
 ) -> Result<Vec<PooledBuffer>> {
+    let gradient = flags & CE_GRAD != 0;
     let dev = &ctx.device;
     let bytes = (rows * cols * 4) as u64;
     let split = RowSplit::new(rows, cols.div_ceil(4));
@@ -202,6 +205,7 @@ pub(crate) fn record_ce(
         row_threads,
         log_output: false,
         prob_targets: b.probs.is_some(),
+        ce_bits: flags & CE_STATIC_MASK,
     };
     let bindings = || {
         vec![
@@ -274,8 +278,8 @@ pub(crate) fn ce_params(p: &Prepared, o: &CrossEntropyOptions) -> CeParams {
     if o.weight.is_some() {
         flags |= CE_WEIGHT;
     }
-    if o.label_smoothing > 0.0 {
-        flags |= CE_SMOOTHING;
+    if o.label_smoothing > 0.0 || p.probs.is_some() {
+        flags |= CE_LINEAR;
     }
     if o.gradient {
         flags |= CE_GRAD;
@@ -362,7 +366,7 @@ fn run_chunk(
     let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("smoothmax/ce"),
     });
-    let _keep = record_ce(ctx, &mut encoder, &bufs, n, cols, o.gradient)?;
+    let _keep = record_ce(ctx, &mut encoder, &bufs, n, cols, ce_params(p, o).flags)?;
     let grad_bytes = if o.gradient { bytes } else { 0 };
     if let Some(g) = gbuf {
         encoder.copy_buffer_to_buffer(g, 0, staging, 0, bytes);

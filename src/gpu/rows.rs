@@ -177,6 +177,7 @@ pub(crate) fn record_rows(
             row_threads,
             log_output: op == RowOp::LogSoftmax,
             prob_targets: false,
+            ce_bits: 0,
         };
         let y = if lse_out {
             ctx.dummy.as_entire_binding()

@@ -85,6 +85,10 @@ pub(crate) struct ShaderKey {
     pub log_output: bool,
     /// Cross-entropy family: probability targets instead of class indices.
     pub prob_targets: bool,
+    /// Cross-entropy family: `CE_*` bits fixed at compile time (gradient, linear sums,
+    /// softcap). Compile-time, not uniform branches: lavapipe runs both sides of a uniform
+    /// branch under a mask, so a forward-only call paid for the gradient loop (measured 2×).
+    pub ce_bits: u32,
 }
 
 /// The values `row_threads` can take.
@@ -95,8 +99,9 @@ impl ShaderKey {
     /// The complete WGSL text of this variant.
     pub fn source(&self) -> String {
         let header = format!(
-            "// specialization: {self:?}\nconst ROW_THREADS: u32 = {}u;\nconst LOG_OUTPUT: bool = {};\nconst PROB_TARGETS: bool = {};\n\n",
-            self.row_threads, self.log_output, self.prob_targets
+            "// specialization: {self:?}\nconst ROW_THREADS: u32 = {}u;\nconst LOG_OUTPUT: bool = {};\n\
+             const PROB_TARGETS: bool = {};\nconst CE_STATIC: u32 = {}u;\n\n",
+            self.row_threads, self.log_output, self.prob_targets, self.ce_bits
         );
         let variant = if self.vec4 { VEC4 } else { SCALAR };
         [header.as_str(), PRELUDE, variant, self.family.source()].join("\n")
@@ -105,12 +110,13 @@ impl ShaderKey {
     /// A label for wgpu objects and error messages.
     pub fn label(&self) -> String {
         format!(
-            "smoothmax/{:?}/{}/rt{}{}{}",
+            "smoothmax/{:?}/{}/rt{}{}{}/ce{}",
             self.family,
             if self.vec4 { "vec4" } else { "scalar" },
             self.row_threads,
             if self.log_output { "/log" } else { "" },
-            if self.prob_targets { "/prob" } else { "" }
+            if self.prob_targets { "/prob" } else { "" },
+            self.ce_bits
         )
     }
 
@@ -131,13 +137,23 @@ impl ShaderKey {
                             Family::CrossEntropy => (false, flag),
                             _ => (flag, false),
                         };
-                        keys.push(ShaderKey {
-                            family,
-                            vec4,
-                            row_threads,
-                            log_output,
-                            prob_targets,
-                        });
+                        // CE: the compile-time bits (softcap 1, linear 4, gradient 8) in every
+                        // combination.
+                        let ce_sets: &[u32] = if family == Family::CrossEntropy {
+                            &[0, 1, 4, 5, 8, 9, 12, 13]
+                        } else {
+                            &[0]
+                        };
+                        for &ce_bits in ce_sets {
+                            keys.push(ShaderKey {
+                                family,
+                                vec4,
+                                row_threads,
+                                log_output,
+                                prob_targets,
+                                ce_bits,
+                            });
+                        }
                     }
                 }
             }

@@ -67,8 +67,10 @@ pub(crate) fn kernel_times(
     // Upload once, chunk by chunk. Yardsticks see the input as one flat vector of vec4s.
     let mut chunks = Vec::new();
     let mut shared = Vec::new();
+    let ce_flags;
     match job {
         KernelJob::Copy | KernelJob::ExpMap => {
+            ce_flags = 0;
             let n = rows * cols;
             let per = (cap / 16) as usize * 4; // floats per chunk, a whole number of vec4s
             let mut at = 0;
@@ -87,6 +89,7 @@ pub(crate) fn kernel_times(
             }
         }
         KernelJob::Row(op, _) => {
+            ce_flags = 0;
             let chunk = chunk_rows(
                 rows,
                 cols,
@@ -160,7 +163,7 @@ pub(crate) fn kernel_times(
                 KernelJob::Row(op, t) => {
                     keep.extend(record_rows(ctx, enc, *op, *t, xb, yb, c.rows, cols)?)
                 }
-                KernelJob::CrossEntropy(_, o) => {
+                KernelJob::CrossEntropy(..) => {
                     let b = CeBufs {
                         x: xb,
                         row_in: yb,
@@ -170,7 +173,7 @@ pub(crate) fn kernel_times(
                         weight: None,
                         probs: None,
                     };
-                    keep.extend(record_ce(ctx, enc, &b, c.rows, cols, o.gradient)?);
+                    keep.extend(record_ce(ctx, enc, &b, c.rows, cols, ce_flags)?);
                 }
                 KernelJob::Copy | KernelJob::ExpMap => {
                     let entry = if matches!(job, KernelJob::Copy) {
@@ -184,6 +187,7 @@ pub(crate) fn kernel_times(
                         row_threads: 1,
                         log_output: false,
                         prob_targets: false,
+                        ce_bits: 0,
                     };
                     let bytes = (c.rows * 16) as u64;
                     let params = Params::new(c.rows, 4, 1, 1, 1.0);
