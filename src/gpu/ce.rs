@@ -26,7 +26,7 @@ pub(crate) struct CeParams {
     softcap: f32,
     scale_ce: f32,
     scale_z: f32,
-    flags: u32,
+    pub(crate) flags: u32,
 }
 
 const CE_SOFTCAP: u32 = 1;

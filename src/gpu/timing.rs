@@ -117,8 +117,10 @@ pub(crate) fn kernel_times(
         KernelJob::CrossEntropy(y, o) => {
             let p = prepare((rows, cols), &Targets::Classes(*y), o)?;
             let cp = ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap);
+            let params = ce_params(&p, o);
+            ce_flags = params.flags;
             ctx.queue
-                .write_buffer(cp.buffer(), 0, bytemuck::bytes_of(&ce_params(&p, o)));
+                .write_buffer(cp.buffer(), 0, bytemuck::bytes_of(&params));
             shared.push(cp);
             let row_in = row_inputs(&p);
             let chunk = chunk_rows(
