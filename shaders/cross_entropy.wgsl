@@ -243,13 +243,17 @@ fn store_ce_partial(row: u32, seg: u32, c: CeStats) {
     partials[i + 7u] = c.neg;
 }
 
+fn load_ce_partial(row: u32, seg: u32) -> CeStats {
+    let i = 8u * (row * params.segs + seg);
+    let st = Stats(bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u], bitcast<i32>(partials[i + 3u]));
+    return CeStats(st, bitcast<f32>(partials[i + 4u]), bitcast<f32>(partials[i + 5u]),
+                   bitcast<f32>(partials[i + 6u]), partials[i + 7u]);
+}
+
 fn ce_row_from_partials(row: u32) -> CeStats {
     var c = ce_empty();
     for (var seg = 0u; seg < params.segs; seg++) {
-        let i = 8u * (row * params.segs + seg);
-        let st = Stats(bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u], bitcast<i32>(partials[i + 3u]));
-        c = ce_merge(c, CeStats(st, bitcast<f32>(partials[i + 4u]), bitcast<f32>(partials[i + 5u]),
-                                bitcast<f32>(partials[i + 6u]), partials[i + 7u]));
+        c = ce_merge(c, load_ce_partial(row, seg));
     }
     return c;
 }
@@ -400,12 +404,15 @@ fn ce_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
-// One invocation per row.
+// One invocation per row: merges the row's S partials once, writes its loss and lse, and
+// leaves the merged stats in the segment-0 slot for `ce_grad`.
 @compute @workgroup_size(256)
 fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = (wid.y * params.groups_x + wid.x) * WG + lid;
     if row < params.rows {
-        write_row_out(row, ce_finalize(row, ce_row_from_partials(row)));
+        let c = ce_row_from_partials(row);
+        store_ce_partial(row, 0u, c);
+        write_row_out(row, ce_finalize(row, c));
     }
 }
 
@@ -413,6 +420,6 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 fn ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let it = work_item(wid, lid);
     if it.valid {
-        ce_write_grad(it, ce_finalize(it.row, ce_row_from_partials(it.row)));
+        ce_write_grad(it, ce_finalize(it.row, load_ce_partial(it.row, 0u)));
     }
 }

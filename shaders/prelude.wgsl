@@ -137,6 +137,12 @@ fn store_partial(row: u32, seg: u32, st: Stats) {
     partials[i + 3u] = bitcast<u32>(st.ibits);
 }
 
+// After a merge pass stored a row's merged stats in its segment-0 slot.
+fn row_merged(row: u32) -> Stats {
+    let i = 4u * (row * params.segs);
+    return Stats(bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u], bitcast<i32>(partials[i + 3u]));
+}
+
 fn row_from_partials(row: u32) -> Stats {
     var st = stats_empty();
     for (var seg = 0u; seg < params.segs; seg++) {

@@ -1,8 +1,9 @@
 // ---- softmax family: softmax(x / T) or log_softmax(x / T) per row --------------------------
 //
 // `fused` (S = 1): stats in one read, then the output written by the same workgroup while the
-// row is still in cache. `write` (S > 1): the logsumexp family's `stats` pass wrote partials;
-// each segment's workgroup merges its row's S partials and writes its segment.
+// row is still in cache. `write` (S > 1): the logsumexp family's `stats` and `merge_rows`
+// passes left each row's merged stats in its first partial slot; each segment's workgroup
+// reads them and writes its segment.
 //
 // softmax_j     = exp((x_j - m) / T) / s
 // log_softmax_j = (x_j - m) / T - ln s     (not x_j/T - lse: exact under a +1e7 shift)
@@ -44,6 +45,6 @@ fn fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
 fn write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let it = work_item(wid, lid);
     if it.valid {
-        write_item(it, row_from_partials(it.row));
+        write_item(it, row_merged(it.row));
     }
 }

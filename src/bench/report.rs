@@ -59,11 +59,13 @@ fn json_num(v: Option<f64>) -> String {
     }
 }
 
-/// The records as a JSON document: `{"adapter": ..., "records": [{...}, ...]}`.
-pub fn to_json(adapter: Option<&str>, records: &[Record]) -> String {
+/// The records as a JSON document:
+/// `{"adapter": ..., "round_trip_ms": ..., "records": [{...}, ...]}`.
+pub fn to_json(adapter: Option<&str>, round_trip_ms: Option<f64>, records: &[Record]) -> String {
     let mut s = format!(
-        "{{\n  \"adapter\": {},\n  \"records\": [\n",
-        adapter.map_or("null".into(), json_str)
+        "{{\n  \"adapter\": {},\n  \"round_trip_ms\": {},\n  \"records\": [\n",
+        adapter.map_or("null".into(), json_str),
+        json_num(round_trip_ms)
     );
     for (i, r) in records.iter().enumerate() {
         let _ = write!(

@@ -374,13 +374,24 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     };
     let records = bench::run(&cfg, gpu.as_ref(), &mut progress).map_err(|e| e.to_string())?;
     print!("{}", bench::table(&records));
+    // The floor under any end-to-end GPU call, to read small-shape e2e figures against.
+    let round_trip_ms = match &gpu {
+        Some(g) => Some(g.round_trip_seconds(21).map_err(|e| e.to_string())? * 1e3),
+        None => None,
+    };
+    if let Some(rt) = round_trip_ms {
+        println!("GPU submit-and-wait round trip (empty submission): {rt:.3} ms");
+    }
     println!(
         "GB/s counts bytes read + written; /copy and /exp-map: fraction of the yardstick kernels' \
          GB/s on this adapter (cpu: of the multi-threaded memcpy); vs cpu: CPU median / this median."
     );
     if let Some(path) = &args.json {
-        std::fs::write(path, bench::to_json(adapter.as_deref(), &records))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(
+            path,
+            bench::to_json(adapter.as_deref(), round_trip_ms, &records),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
         bench::write_svg(path, adapter.as_deref(), &records)?;

@@ -229,6 +229,15 @@ impl Context {
         }
     }
 
+    /// How many (row, segment) work items a dispatch should offer (see `gpu::plan`).
+    pub fn target_items(&self) -> usize {
+        if self.adapter.device_type == "Cpu" {
+            super::plan::TARGET_ITEMS_CPU
+        } else {
+            super::plan::TARGET_ITEMS_GPU
+        }
+    }
+
     /// Largest byte size one storage binding may cover on this device.
     pub fn max_binding(&self) -> u64 {
         self.limits

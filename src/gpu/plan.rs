@@ -6,7 +6,10 @@ use crate::error::{Error, Result};
 
 /// Below this many (row, segment) items a dispatch leaves a large GPU idle: long rows are then
 /// split into segments, one workgroup each, merged afterwards.
-const TARGET_ITEMS: usize = 512;
+pub(crate) const TARGET_ITEMS_GPU: usize = 512;
+/// The same for a CPU adapter (lavapipe: a few threads, and workgroup barriers are costly
+/// there, so fewer and longer segments; measured on [8, 256000]).
+pub(crate) const TARGET_ITEMS_CPU: usize = 16;
 /// Shortest segment worth a workgroup, in vec4 units (8192 floats).
 const MIN_SEG_V: usize = 2048;
 /// Vec4 steps each invocation should get before more invocations are added to a row.
@@ -26,12 +29,12 @@ pub(crate) struct RowSplit {
 }
 
 impl RowSplit {
-    /// Splits `rows` rows of `cols_v` vec4 units.
-    pub fn new(rows: usize, cols_v: usize) -> Self {
-        let want_segs = if rows >= TARGET_ITEMS {
+    /// Splits `rows` rows of `cols_v` vec4 units, aiming at `target_items` work items.
+    pub fn new(rows: usize, cols_v: usize, target_items: usize) -> Self {
+        let want_segs = if rows >= target_items {
             1
         } else {
-            TARGET_ITEMS.div_ceil(rows.max(1))
+            target_items.div_ceil(rows.max(1))
         };
         let segs = want_segs.min(cols_v.div_ceil(MIN_SEG_V)).max(1);
         let seg_len = cols_v.div_ceil(segs).max(1);
@@ -96,18 +99,18 @@ mod tests {
 
     #[test]
     fn short_rows_share_a_workgroup() {
-        let s = RowSplit::new(70_000, 1);
+        let s = RowSplit::new(70_000, 1, TARGET_ITEMS_GPU);
         assert_eq!((s.row_threads, s.segs), (1, 1));
         assert_eq!(s.workgroups(70_000), 70_000usize.div_ceil(256));
-        let s = RowSplit::new(4096, 16); // C = 64
+        let s = RowSplit::new(4096, 16, TARGET_ITEMS_GPU); // C = 64
         assert_eq!((s.row_threads, s.segs), (2, 1));
     }
 
     #[test]
     fn long_rows_use_whole_workgroups_and_few_rows_split() {
-        let s = RowSplit::new(4096, 8000); // [4096, 32000]
+        let s = RowSplit::new(4096, 8000, TARGET_ITEMS_GPU); // [4096, 32000]
         assert_eq!((s.row_threads, s.segs), (256, 1));
-        let s = RowSplit::new(8, 64_000); // [8, 256000]
+        let s = RowSplit::new(8, 64_000, TARGET_ITEMS_GPU); // [8, 256000]
         assert_eq!(s.row_threads, 256);
         assert_eq!(s.segs, 32);
         assert!(s.segs * s.seg_len >= 64_000 && (s.segs - 1) * s.seg_len < 64_000);

@@ -132,7 +132,7 @@ pub(crate) fn record_rows(
 ) -> Result<Vec<PooledBuffer>> {
     let dev = &ctx.device;
     let vec4 = cols % 4 == 0;
-    let split = RowSplit::new(rows, cols.div_ceil(4));
+    let split = RowSplit::new(rows, cols.div_ceil(4), ctx.target_items());
     let in_bytes = (rows * cols * 4) as u64;
     let out_bytes = (if op == RowOp::LogSumExp {
         rows
@@ -161,6 +161,7 @@ pub(crate) fn record_rows(
         (_, 1) => vec![(Family::Softmax, "fused", rt, main_wgs)],
         (_, _) => vec![
             (Family::LogSumExp, "stats", rt, main_wgs),
+            (Family::LogSumExp, "merge_rows", 1, merge_wgs),
             (Family::Softmax, "write", rt, main_wgs),
         ],
     };

@@ -39,7 +39,7 @@ impl Family {
     #[cfg(test)]
     pub(crate) fn entry_points(self) -> &'static [&'static str] {
         match self {
-            Family::LogSumExp => &["stats", "lse_merge"],
+            Family::LogSumExp => &["stats", "merge_rows", "lse_merge"],
             Family::Softmax => &["fused", "write"],
             Family::CrossEntropy => &["ce_fused", "ce_stats", "ce_rows", "ce_grad"],
             Family::Yardstick => &["copy", "exp_map"],
