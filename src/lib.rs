@@ -51,6 +51,24 @@
 //! `3 + 2·|x|` ulp for `exp`) and the final rounding. NaN and ±inf appear exactly where the
 //! reference has them.
 //!
+//! ## Cross-entropy
+//!
+//! [`Backend::cross_entropy`] is `torch.nn.functional.cross_entropy`: class targets (i64 or
+//! i32) or probability targets, per-class `weight`, `ignore_index` (default −100, any integer,
+//! a valid class included), `label_smoothing` in `[0, 1]`, `reduction` none | mean | sum (mean
+//! divides by `Σ w[y]` over non-ignored rows for class targets, by `B` for probabilities; an
+//! empty or all-ignored batch gives NaN for mean, 0 for sum). Off by default: `z_loss` (adds
+//! `z·lse²` per non-ignored row; mean divides it by the non-ignored row count) and `softcap`
+//! (logits become `c·tanh(x/c)` first; the gradient carries `1 − tanh²`). It returns the loss,
+//! the gradient `d loss / d logits` times the upstream gradient (for reduction none, the
+//! gradient of `Σ upstream_i·loss_i`), and the per-row logsumexp of the logits used. Non-finite
+//! logits give PyTorch's values: a −inf target logit gives loss +inf and a finite gradient
+//! (logits `[−inf, 0]`, target 0: gradient `[−1, 1]`); a row with NaN, +inf or no finite logit
+//! gives NaN. One deliberate difference: ignored rows get gradient 0 even when their logits
+//! are NaN (PyTorch's log-softmax backward would put NaN there), so that changing the logits
+//! of ignored rows changes nothing. Bad input ([`cross_entropy::validate`]) is an error naming
+//! the row, value or limit, checked before any GPU work. Formulas: [`cross_entropy`].
+//!
 //! ## GPU engine
 //!
 //! [`Gpu::new`] picks an adapter (honoring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`) and opens
@@ -78,3 +96,8 @@ pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuCounters};
 pub use ops::{check_temperature, Backend, RowOp, RowOutput};
 pub use reference::Reference;
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -5,6 +5,18 @@ use super::Record;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// Every line's name, fixing its color.
+const NAMES: [&str; 8] = [
+    "copy",
+    "exp-map",
+    "memcpy",
+    "logsumexp",
+    "softmax",
+    "log-softmax",
+    "ce-fwd",
+    "ce-fwd-bwd",
+];
+
 const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -73,7 +85,9 @@ fn panel(
             seen.push(name);
         }
     }
-    for (k, name) in seen.iter().enumerate() {
+    for name in &seen {
+        // One color per name across both panels.
+        let k = NAMES.iter().position(|n| n == name).unwrap_or(NAMES.len());
         let color = COLORS[k % COLORS.len()];
         let pts: Vec<(f64, f64)> = rs
             .iter()
