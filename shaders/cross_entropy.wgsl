@@ -287,7 +287,7 @@ struct Fin {
 
 fn ce_finalize(row: u32, c: CeStats) -> Fin {
     let base = c.st;
-    var f = Fin(0u, 0.0, lse_of_stats(base), base.m, 0.0, 0.0, 0.0, 0.0, -1);
+    var f = Fin(0u, 0.0, lse_of(base), base.m, 0.0, 0.0, 0.0, 0.0, -1);
     let y = bitcast<i32>(row_in[2u * row]);
     // Any class outside [0, C) counts as ignored: the host validated targets, and this keeps
     // the kernel in bounds even if it had not.
@@ -333,18 +333,6 @@ fn ce_finalize(row: u32, c: CeStats) -> Fin {
     return f;
 }
 
-fn lse_of_stats(st: Stats) -> f32 {
-    if has_nan(st) {
-        return params.nan;
-    }
-    if has_pos_inf(st) {
-        return params.pos_inf;
-    }
-    if st.s <= 0.0 {
-        return params.neg_inf;
-    }
-    return st.m + log(st.s);
-}
 
 fn ce_write_grad(it: Item, f: Fin) {
     let begin = seg_begin(it);

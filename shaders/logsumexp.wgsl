@@ -7,19 +7,6 @@
 // lse: (rows,) output
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 
-// lse_T = m + T * ln s; NaN wins over +inf wins over "no finite value" (-inf).
-fn lse_of(st: Stats) -> f32 {
-    if has_nan(st) {
-        return params.nan;
-    }
-    if has_pos_inf(st) {
-        return params.pos_inf;
-    }
-    if st.s <= 0.0 {
-        return params.neg_inf;
-    }
-    return st.m + params.temperature * log(st.s);
-}
 
 @compute @workgroup_size(256)
 fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

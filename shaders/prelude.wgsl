@@ -129,6 +129,20 @@ fn stats_finite(st: Stats) -> bool {
     return !has_nan(st) && !has_pos_inf(st) && (st.s > 0.0);
 }
 
+// lse_T = m + T * ln s; NaN wins over +inf wins over "no finite value" (-inf).
+fn lse_of(st: Stats) -> f32 {
+    if has_nan(st) {
+        return params.nan;
+    }
+    if has_pos_inf(st) {
+        return params.pos_inf;
+    }
+    if st.s <= 0.0 {
+        return params.neg_inf;
+    }
+    return st.m + params.temperature * log(st.s);
+}
+
 fn store_partial(row: u32, seg: u32, st: Stats) {
     let i = 4u * (row * params.segs + seg);
     partials[i] = bitcast<u32>(st.m);

@@ -13,9 +13,9 @@
 
 use super::exp::{Arith, Fused, Separate};
 use super::rows::{exp_sum, lanes_sum, row_max, L};
-use crate::cross_entropy::{prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Targets};
+use crate::cross_entropy::{finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 /// Per-call constants.
@@ -405,18 +405,5 @@ pub(crate) fn cross_entropy(
                 );
             });
     }
-    let loss = reduce(&p, o, &ce, &lse);
-    let grad = if o.gradient {
-        Some(
-            Array2::from_shape_vec((rows, cols), grad)
-                .map_err(|e| Error::InvalidInput(e.to_string()))?,
-        )
-    } else {
-        None
-    };
-    Ok(CrossEntropyOutput {
-        loss,
-        grad,
-        lse: Array1::from_vec(lse),
-    })
+    finish(&p, o, ce, lse, grad)
 }

@@ -293,6 +293,31 @@ pub(crate) fn prepare(
     Ok(p)
 }
 
+/// Assembles a fast backend's result: the reduced loss from the per-row CE losses and lse,
+/// and the `[B, C]` gradient when it was asked for.
+pub(crate) fn finish(
+    p: &Prepared,
+    o: &CrossEntropyOptions,
+    ce: Vec<f32>,
+    lse: Vec<f32>,
+    grad: Vec<f32>,
+) -> Result<CrossEntropyOutput> {
+    let loss = reduce(p, o, &ce, &lse);
+    let grad = if o.gradient {
+        Some(
+            Array2::from_shape_vec((p.rows, p.cols), grad)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    Ok(CrossEntropyOutput {
+        loss,
+        grad,
+        lse: Array1::from_vec(lse),
+    })
+}
+
 /// Combines per-row CE losses (z-loss not included) and per-row lse into the loss output:
 /// `none` → `ce_i + z·lse_i²` (0 for ignored rows); `sum`/`mean` → summed in f64 and divided
 /// by the mean denominators. An empty or all-ignored batch gives NaN for mean, 0 for sum.

@@ -9,10 +9,10 @@ use super::pool::PooledBuffer;
 use super::readback::read_f32_parts;
 use super::shaders::{Family, ShaderKey};
 use crate::cross_entropy::{
-    prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
+    finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
 };
 use crate::error::{Error, Result};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::ArrayView2;
 use wgpu::BufferUsages as U;
 
 /// Mirrors `struct CeParams` in shaders/cross_entropy.wgsl.
@@ -55,20 +55,7 @@ pub(crate) fn cross_entropy(
     if rows > 0 && cols > 0 {
         run(ctx, logits, &p, o, &mut ce, &mut lse, &mut grad)?;
     }
-    let loss = reduce(&p, o, &ce, &lse);
-    let grad = if o.gradient {
-        Some(
-            Array2::from_shape_vec((rows, cols), grad)
-                .map_err(|e| Error::InvalidInput(e.to_string()))?,
-        )
-    } else {
-        None
-    };
-    Ok(CrossEntropyOutput {
-        loss,
-        grad,
-        lse: Array1::from_vec(lse),
-    })
+    finish(&p, o, ce, lse, grad)
 }
 
 fn run(
