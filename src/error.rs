@@ -36,6 +36,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// A device handed to smoothmax lacks a limit the kernels need.
+    #[error("the device's {what} is {have}, smoothmax needs at least {need}; request it when creating the device")]
+    Unsupported {
+        /// The limit, in wgpu's naming.
+        what: &'static str,
+        /// What the device has.
+        have: u64,
+        /// What smoothmax needs.
+        need: u64,
+    },
+
     /// The adapter refused to create a device (e.g. a requested limit is above what it has).
     #[error("could not open the GPU device: {0}")]
     RequestDevice(String),

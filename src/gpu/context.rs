@@ -24,6 +24,38 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
+    /// What an application-provided device is known as (it has no `wgpu::Adapter` to ask).
+    pub(crate) fn external(info: Option<wgpu::AdapterInfo>, limits: &wgpu::Limits) -> Self {
+        let (name, backend, device_type, driver) = match info {
+            Some(i) => (
+                i.name,
+                format!("{:?}", i.backend),
+                format!("{:?}", i.device_type),
+                format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+            ),
+            None => (
+                "application device".into(),
+                "unknown".into(),
+                "unknown".into(),
+                String::new(),
+            ),
+        };
+        AdapterSummary {
+            name,
+            backend,
+            device_type,
+            driver,
+            limits: vec![
+                (
+                    "max_storage_buffer_binding_size",
+                    limits.max_storage_buffer_binding_size,
+                ),
+                ("max_buffer_size", limits.max_buffer_size),
+            ],
+            features: String::new(),
+        }
+    }
+
     fn of(adapter: &wgpu::Adapter) -> Self {
         let info = adapter.get_info();
         let l = adapter.limits();
@@ -160,24 +192,86 @@ impl Context {
             })
             .await
             .map_err(|e| Error::RequestDevice(e.to_string()))?;
-        Ok(Self::from_parts(device, queue, summary))
+        Ok(Self::from_parts(device, queue, summary, true))
     }
 
-    fn from_parts(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Self {
+    /// Wraps an application's device and queue after checking the limits the kernels need.
+    /// The application keeps its own uncaptured-error and device-lost handlers: smoothmax
+    /// scopes its own work and does not install any.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: AdapterSummary,
+    ) -> Result<Self> {
+        let l = device.limits();
+        let needs: [(&'static str, u64, u64); 7] = [
+            (
+                "max_compute_invocations_per_workgroup",
+                l.max_compute_invocations_per_workgroup as u64,
+                256,
+            ),
+            (
+                "max_compute_workgroup_size_x",
+                l.max_compute_workgroup_size_x as u64,
+                256,
+            ),
+            (
+                "max_storage_buffers_per_shader_stage",
+                l.max_storage_buffers_per_shader_stage as u64,
+                7,
+            ),
+            (
+                "max_uniform_buffers_per_shader_stage",
+                l.max_uniform_buffers_per_shader_stage as u64,
+                2,
+            ),
+            (
+                "max_bindings_per_bind_group",
+                l.max_bindings_per_bind_group as u64,
+                9,
+            ),
+            // Eight 256-entry 4-byte arrays (the cross-entropy tree merge).
+            (
+                "max_compute_workgroup_storage_size",
+                l.max_compute_workgroup_storage_size as u64,
+                8192,
+            ),
+            (
+                "max_compute_workgroups_per_dimension",
+                l.max_compute_workgroups_per_dimension as u64,
+                1,
+            ),
+        ];
+        for (what, have, need) in needs {
+            if have < need {
+                return Err(Error::Unsupported { what, have, need });
+            }
+        }
+        Ok(Self::from_parts(device, queue, adapter, false))
+    }
+
+    fn from_parts(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: AdapterSummary,
+        own_handlers: bool,
+    ) -> Self {
         let lost = Arc::new(Mutex::new(None));
-        let lost_cb = lost.clone();
-        device.set_device_lost_callback(move |reason, msg| {
-            if let Ok(mut l) = lost_cb.lock() {
-                *l = Some(format!("{reason:?}: {msg}"));
-            }
-        });
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
-        let unc = uncaptured.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            if let Ok(mut u) = unc.lock() {
-                u.push(e.to_string());
-            }
-        }));
+        if own_handlers {
+            let lost_cb = lost.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if let Ok(mut l) = lost_cb.lock() {
+                    *l = Some(format!("{reason:?}: {msg}"));
+                }
+            });
+            let unc = uncaptured.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut u) = unc.lock() {
+                    u.push(e.to_string());
+                }
+            }));
+        }
         let limits = device.limits();
         let features = device.features();
         let make_dummy = |label| {

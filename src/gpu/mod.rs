@@ -66,6 +66,52 @@ impl Gpu {
         })
     }
 
+    /// Runs on an application's own device and queue (wgpu handles are shared, the
+    /// application keeps using them). Fails with [`crate::Error::Unsupported`] naming the first
+    /// limit that is too low. `info` (from the application's `wgpu::Adapter::get_info`) is only
+    /// used for reports; with `None` the adapter type is unknown and long rows are split as for
+    /// a discrete GPU.
+    ///
+    /// The engine installs no uncaptured-error or device-lost handler on a device it did not
+    /// create: its own work is error-scoped, and device loss shows up as errors from its calls.
+    ///
+    /// ```
+    /// # let Ok(probe) = smoothmax::Gpu::new() else { return Ok(()) };
+    /// let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    /// let adapter = pollster::block_on(instance.request_adapter(&Default::default())).unwrap();
+    /// let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+    ///     required_limits: adapter.limits(),
+    ///     ..Default::default()
+    /// })).unwrap();
+    /// let gpu = smoothmax::Gpu::from_device(device.clone(), queue.clone(), Some(adapter.get_info()))?;
+    /// use smoothmax::Backend;
+    /// let p = gpu.softmax(ndarray::array![[0.0f32, 1.0]].view(), 1.0)?;
+    /// assert!((p[[0, 1]] - 0.731_058_6).abs() < 1e-6);
+    /// # drop(probe);
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: Option<wgpu::AdapterInfo>,
+    ) -> Result<Self> {
+        let summary = AdapterSummary::external(info, &device.limits());
+        Ok(Gpu {
+            ctx: Arc::new(Context::from_device(device, queue, summary)?),
+        })
+    }
+
+    /// Bounds the bytes of idle buffers the engine keeps for reuse (default 1 GiB), evicting
+    /// the least recently used ones down to it now and whenever it is exceeded.
+    pub fn set_pool_limit(&self, bytes: u64) {
+        self.ctx.pool.set_limit(bytes);
+    }
+
+    /// Bytes held by idle pooled buffers now.
+    pub fn pool_idle_bytes(&self) -> u64 {
+        self.ctx.pool.idle_bytes()
+    }
+
     /// The adapter this engine runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.ctx.adapter

@@ -1,14 +1,15 @@
 //! Buffer pool: creating a buffer (and binding it the first time) is expensive, so buffers are
 //! kept by (usage, size class) and handed out again. A buffer goes back to the pool when its
-//! `PooledBuffer` is dropped, so no error path can leak one. `SMOOTHMAX_NO_POOL=1` turns reuse
-//! off (every call creates fresh buffers), for debugging.
+//! `PooledBuffer` is dropped, so no error path can leak one. Idle buffers are bounded in bytes
+//! (`Gpu::set_pool_limit`); past the bound the least recently returned ones are evicted
+//! (dropped, which frees them in wgpu). `SMOOTHMAX_NO_POOL=1` turns reuse off, for debugging.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Default bound on the bytes the pool keeps idle.
-const DEFAULT_RETAIN_BYTES: u64 = 1 << 30;
+pub(crate) const DEFAULT_RETAIN_BYTES: u64 = 1 << 30;
 
 /// Size classes: powers of two up to 1 MiB, then whole MiB, never above the caller's cap
 /// (the binding limit), so a size class is always bindable.
@@ -24,10 +25,16 @@ fn size_class(size: u64, cap: u64) -> u64 {
 
 type Key = (u32, u64);
 
+struct Idle {
+    /// Oldest first.
+    buffers: VecDeque<(Key, wgpu::Buffer)>,
+    bytes: u64,
+}
+
 /// Idle buffers by (usage bits, size class), with a bound on the bytes kept.
 pub(crate) struct BufferPool {
-    free: Mutex<(HashMap<Key, Vec<wgpu::Buffer>>, u64)>,
-    retain_bytes: u64,
+    idle: Mutex<Idle>,
+    retain_bytes: AtomicU64,
     enabled: bool,
     created: AtomicU64,
 }
@@ -38,8 +45,11 @@ impl BufferPool {
             .map(|v| v != "1")
             .unwrap_or(true);
         BufferPool {
-            free: Mutex::new((HashMap::new(), 0)),
-            retain_bytes: DEFAULT_RETAIN_BYTES,
+            idle: Mutex::new(Idle {
+                buffers: VecDeque::new(),
+                bytes: 0,
+            }),
+            retain_bytes: AtomicU64::new(DEFAULT_RETAIN_BYTES),
             enabled,
             created: AtomicU64::new(0),
         }
@@ -48,6 +58,19 @@ impl BufferPool {
     /// Buffers created since the pool was made (for tests and reports).
     pub fn created(&self) -> u64 {
         self.created.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by idle buffers now.
+    pub fn idle_bytes(&self) -> u64 {
+        self.idle.lock().map(|g| g.bytes).unwrap_or(0)
+    }
+
+    /// Sets the bound on idle bytes and evicts down to it.
+    pub fn set_limit(&self, bytes: u64) {
+        self.retain_bytes.store(bytes, Ordering::Relaxed);
+        if let Ok(mut g) = self.idle.lock() {
+            evict(&mut g, bytes);
+        }
     }
 
     /// A buffer of at least `size` bytes with exactly `usage`.
@@ -61,12 +84,12 @@ impl BufferPool {
         let class = size_class(size, cap);
         let key = (usage.bits(), class);
         let reused = if self.enabled {
-            self.free.lock().ok().and_then(|mut g| {
-                let b = g.0.get_mut(&key).and_then(Vec::pop);
-                if b.is_some() {
-                    g.1 -= class;
-                }
-                b
+            self.idle.lock().ok().and_then(|mut g| {
+                // Most recently returned first: likeliest to be warm.
+                let at = g.buffers.iter().rposition(|(k, _)| *k == key)?;
+                let (_, b) = g.buffers.remove(at)?;
+                g.bytes -= class;
+                Some(b)
             })
         } else {
             None
@@ -92,11 +115,24 @@ impl BufferPool {
         if !self.enabled {
             return;
         }
-        if let Ok(mut g) = self.free.lock() {
-            if g.1 + key.1 <= self.retain_bytes {
-                g.1 += key.1;
-                g.0.entry(key).or_default().push(buffer);
+        let limit = self.retain_bytes.load(Ordering::Relaxed);
+        if let Ok(mut g) = self.idle.lock() {
+            if key.1 > limit {
+                return; // larger than the whole bound: not kept
             }
+            g.bytes += key.1;
+            g.buffers.push_back((key, buffer));
+            evict(&mut g, limit);
+        }
+    }
+}
+
+/// Drops the least recently returned idle buffers until `limit` holds.
+fn evict(g: &mut Idle, limit: u64) {
+    while g.bytes > limit {
+        match g.buffers.pop_front() {
+            Some(((_, class), _buffer)) => g.bytes -= class,
+            None => break,
         }
     }
 }
