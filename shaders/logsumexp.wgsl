@@ -14,7 +14,7 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let st = item_stats(it, lid);
     if it.valid && it.lane == 0u {
         if params.segs == 1u {
-            lse[it.row] = lse_of(st);
+            lse[params.y_base + it.row] = lse_of(st);
         } else {
             store_partial(it.row, it.seg, st);
         }
@@ -37,6 +37,6 @@ fn merge_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 fn lse_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = (wid.y * params.groups_x + wid.x) * WG + lid;
     if row < params.rows {
-        lse[row] = lse_of(row_from_partials(row));
+        lse[params.y_base + row] = lse_of(row_from_partials(row));
     }
 }

@@ -28,7 +28,14 @@ struct Params {
     neg_inf: f32,     // -inf, +inf, NaN: WGSL has no literal for them
     pos_inf: f32,
     nan: f32,
+    // Where the data sit in their bindings (bindings start at 256-byte aligned offsets, so a
+    // matrix inside a larger buffer begins a few elements in): x row r starts at element
+    // x_base + r * x_stride; y (and lse) row r at y_base + r * cols (y_base + r for lse).
+    x_base: u32,
+    x_stride: u32,
+    y_base: u32,
     _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

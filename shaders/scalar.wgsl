@@ -7,7 +7,7 @@
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 fn load4(row: u32, j: u32) -> vec4<f32> {
-    let base = row * params.cols;
+    let base = params.x_base + row * params.x_stride;
     let c = 4u * j;
     var v = vec4<f32>(params.neg_inf);
     for (var k = 0u; k < 4u; k++) {
@@ -19,7 +19,7 @@ fn load4(row: u32, j: u32) -> vec4<f32> {
 }
 
 fn store4(row: u32, j: u32, v: vec4<f32>) {
-    let base = row * params.cols;
+    let base = params.y_base + row * params.cols;
     let c = 4u * j;
     for (var k = 0u; k < 4u; k++) {
         if c + k < params.cols {
@@ -40,7 +40,7 @@ fn lane_valid4(j: u32) -> vec4<bool> {
 }
 
 fn load1(row: u32, c: u32) -> f32 {
-    return x[row * params.cols + c];
+    return x[params.x_base + row * params.x_stride + c];
 }
 
 fn weight1(c: u32) -> f32 {

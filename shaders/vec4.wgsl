@@ -5,12 +5,13 @@
 // y: (rows, C) row-major output, written as vec4
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
+// (x_base, x_stride and y_base are multiples of 4 whenever this variant is chosen.)
 fn load4(row: u32, j: u32) -> vec4<f32> {
-    return x[row * params.cols_v + j];
+    return x[(params.x_base + row * params.x_stride) / 4u + j];
 }
 
 fn store4(row: u32, j: u32, v: vec4<f32>) {
-    y[row * params.cols_v + j] = v;
+    y[params.y_base / 4u + row * params.cols_v + j] = v;
 }
 
 // Cross-entropy family only (unused elsewhere):
@@ -24,7 +25,8 @@ fn lane_valid4(j: u32) -> vec4<bool> {
 }
 
 fn load1(row: u32, c: u32) -> f32 {
-    return x[row * params.cols_v + c / 4u][c % 4u];
+    let i = params.x_base + row * params.x_stride + c;
+    return x[i / 4u][i % 4u];
 }
 
 fn weight1(c: u32) -> f32 {

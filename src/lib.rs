@@ -93,7 +93,7 @@ pub use cross_entropy::{
     CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets, Upstream,
 };
 pub use error::{Error, Result};
-pub use gpu::{Gpu, GpuCounters};
+pub use gpu::{DeviceCrossEntropy, Gpu, GpuCounters, GpuMatrix};
 pub use ops::{check_temperature, Backend, RowOp, RowOutput};
 pub use reference::Reference;
 

@@ -3,7 +3,7 @@
 //! (or stats → rows → grad for long rows with few of them), reads back loss, lse and gradient.
 
 use super::context::Context;
-use super::encode::{binding, record_pass, Params, Scopes};
+use super::encode::{binding, record_pass, Params, Scopes, Slice};
 use super::plan::{chunk_rows, RowSplit, WG};
 use super::pool::PooledBuffer;
 use super::readback::read_f32_parts;
@@ -151,10 +151,11 @@ fn run(
 
 /// The device buffers one chunk of a cross-entropy call reads and writes.
 pub(crate) struct CeBufs<'a> {
-    /// Logits, `rows × cols` floats.
-    pub x: &'a wgpu::Buffer,
-    /// Gradient output, `rows × cols` floats, when asked for.
-    pub grad: Option<&'a wgpu::Buffer>,
+    /// Logits: `rows` rows of `cols` floats, `x_stride` floats apart.
+    pub x: Slice<'a>,
+    pub x_stride: usize,
+    /// Gradient output, `rows × cols` floats, contiguous, when asked for.
+    pub grad: Option<Slice<'a>>,
     /// `(CE loss, lse)` per row.
     pub row_out: &'a wgpu::Buffer,
     /// `(class or −1, upstream bits)` per row.
@@ -188,7 +189,10 @@ pub(crate) fn record_ce(
     });
     let key = |row_threads| ShaderKey {
         family: Family::CrossEntropy,
-        vec4: cols % 4 == 0,
+        vec4: cols % 4 == 0
+            && b.x_stride % 4 == 0
+            && b.x.base % 4 == 0
+            && b.grad.is_none_or(|g| g.base % 4 == 0),
         row_threads,
         log_output: false,
         prob_targets: b.probs.is_some(),
@@ -196,11 +200,11 @@ pub(crate) fn record_ce(
     };
     let bindings = || {
         vec![
-            (1, binding(b.x, bytes)),
+            (1, b.x.binding()),
             (
                 2,
                 b.grad
-                    .map_or(ctx.dummy.as_entire_binding(), |g| binding(g, bytes)),
+                    .map_or(ctx.dummy.as_entire_binding(), |g| g.binding()),
             ),
             (
                 3,
@@ -240,7 +244,11 @@ pub(crate) fn record_ce(
     }
     let mut keep = Vec::new();
     for (entry, row_threads, wgs) in passes {
-        let params = Params::new(rows, cols, split.segs, split.seg_len, 1.0);
+        let params = Params::new(rows, cols, split.segs, split.seg_len, 1.0).placed(
+            b.x.base,
+            b.x_stride,
+            b.grad.map_or(0, |g| g.base),
+        );
         keep.push(record_pass(
             ctx,
             encoder,
@@ -342,8 +350,9 @@ fn run_chunk(
         );
     }
     let bufs = CeBufs {
-        x: xbuf,
-        grad: gbuf,
+        x: Slice::at0(xbuf, bytes),
+        x_stride: cols,
+        grad: gbuf.map(|g| Slice::at0(g, bytes)),
         row_out: outbuf,
         row_in: inbuf,
         ce_params: cebuf,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use std::num::NonZeroU64;
 use wgpu::BufferUsages as U;
 
-/// Mirrors `struct Params` in shaders/prelude.wgsl (48 bytes, all 4-byte fields).
+/// Mirrors `struct Params` in shaders/prelude.wgsl (64 bytes, all 4-byte fields).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {
@@ -25,8 +25,14 @@ pub(crate) struct Params {
     pub neg_inf: f32,
     pub pos_inf: f32,
     pub nan: f32,
-    pub _pad: u32,
+    pub x_base: u32,
+    pub x_stride: u32,
+    pub y_base: u32,
+    pub _pad: [u32; 2],
 }
+
+/// Size of [`Params`] in bytes.
+pub(crate) const PARAMS_BYTES: u64 = std::mem::size_of::<Params>() as u64;
 
 impl Params {
     pub fn new(rows: usize, cols: usize, segs: u32, seg_len: u32, temperature: f32) -> Self {
@@ -42,8 +48,64 @@ impl Params {
             neg_inf: f32::NEG_INFINITY,
             pos_inf: f32::INFINITY,
             nan: f32::NAN,
-            _pad: 0,
+            x_base: 0,
+            x_stride: cols as u32,
+            y_base: 0,
+            _pad: [0; 2],
         }
+    }
+
+    /// Places x and y inside their bindings (see [`Slice`]).
+    pub fn placed(mut self, x_base: u32, x_stride: usize, y_base: u32) -> Self {
+        self.x_base = x_base;
+        self.x_stride = x_stride as u32;
+        self.y_base = y_base;
+        self
+    }
+}
+
+/// A region of a buffer as a kernel sees it: bound from `aligned` (a multiple of the
+/// device's storage-offset alignment) for `size` bytes, with the data starting `base` elements
+/// in.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Slice<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub aligned: u64,
+    pub size: u64,
+    pub base: u32,
+}
+
+impl<'a> Slice<'a> {
+    /// The region `[offset, offset + bytes)` of `buffer`.
+    pub fn new(buffer: &'a wgpu::Buffer, offset: u64, bytes: u64, align: u64) -> Self {
+        let aligned = offset / align * align;
+        let base = ((offset - aligned) / 4) as u32;
+        // Binding sizes are multiples of 4 and never reach past the buffer.
+        let size = (offset - aligned + bytes).div_ceil(4) * 4;
+        Slice {
+            buffer,
+            aligned,
+            size: size.min(buffer.size() - aligned),
+            base,
+        }
+    }
+
+    /// A buffer prefix from offset 0.
+    pub fn at0(buffer: &'a wgpu::Buffer, bytes: u64) -> Self {
+        Slice {
+            buffer,
+            aligned: 0,
+            size: bytes,
+            base: 0,
+        }
+    }
+
+    pub fn binding(&self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.aligned,
+            size: NonZeroU64::new(self.size.max(4)),
+        })
     }
 }
 
@@ -77,15 +139,18 @@ pub(crate) fn record_pass(
     })?;
     params.groups_x = gx;
     let dev = &ctx.device;
-    let pbuf = ctx
-        .pool
-        .acquire(dev, U::UNIFORM | U::COPY_DST, 48, ctx.max_binding());
+    let pbuf = ctx.pool.acquire(
+        dev,
+        U::UNIFORM | U::COPY_DST,
+        PARAMS_BYTES,
+        ctx.max_binding(),
+    );
     ctx.queue
         .write_buffer(pbuf.buffer(), 0, bytemuck::bytes_of(&params));
     let pipeline = ctx.pipelines.get(dev, PipelineKey { shader: key, entry })?;
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
-        resource: binding(pbuf.buffer(), 48),
+        resource: binding(pbuf.buffer(), PARAMS_BYTES),
     }];
     entries.extend(
         bindings

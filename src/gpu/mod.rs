@@ -7,6 +7,7 @@
 mod ce;
 mod context;
 mod encode;
+mod matrix;
 mod pipelines;
 mod plan;
 mod pool;
@@ -16,6 +17,7 @@ mod shaders;
 mod timing;
 
 pub use context::{list_adapters, AdapterSummary};
+pub use matrix::{DeviceCrossEntropy, GpuMatrix};
 pub use timing::{KernelJob, KernelTimes};
 
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};

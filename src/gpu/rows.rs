@@ -2,7 +2,7 @@
 //! binding limit, picks the split and the shader variants, records the passes, reads back.
 
 use super::context::Context;
-use super::encode::{binding, record_pass, Params, Scopes};
+use super::encode::{binding, record_pass, Params, Scopes, Slice};
 use super::plan::{chunk_rows, RowSplit, WG};
 use super::pool::PooledBuffer;
 use super::readback::read_f32;
@@ -109,36 +109,35 @@ fn run_chunk(
     let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("smoothmax/rows"),
     });
-    let _keep = record_rows(ctx, &mut encoder, op, t, xbuf, ybuf, rows, cols)?;
+    let xs = Slice::at0(xbuf, (rows * cols * 4) as u64);
+    let ys = Slice::at0(ybuf, (out.len() * 4) as u64);
+    let _keep = record_rows(ctx, &mut encoder, op, t, xs, cols, ys, rows, cols)?;
     encoder.copy_buffer_to_buffer(ybuf, 0, staging, 0, (out.len() * 4) as u64);
     ctx.queue.submit([encoder.finish()]);
     scopes.pop()?;
     read_f32(ctx, staging, out)
 }
 
-/// Records the passes of a row op over one chunk: `x` holds `rows × cols` floats (at most one
-/// storage binding), the result goes to `y` (`rows` floats for logsumexp, else `rows × cols`).
-/// Returns the buffers the passes use, which must live until the submission completes.
+/// Records the passes of a row op over one chunk: `x` holds `rows` rows of `cols` floats,
+/// `x_stride` floats apart (at most one storage binding); the result goes to `y` (`rows`
+/// floats for logsumexp, else `rows × cols`, contiguous). Returns the buffers the passes use;
+/// keep them until the submission is made (queue order protects them after that).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_rows(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
     op: RowOp,
     t: f32,
-    xbuf: &wgpu::Buffer,
-    ybuf: &wgpu::Buffer,
+    x: Slice,
+    x_stride: usize,
+    y: Slice,
     rows: usize,
     cols: usize,
 ) -> Result<Vec<PooledBuffer>> {
     let dev = &ctx.device;
-    let vec4 = cols % 4 == 0;
+    // vec4 access needs every row start 16-byte aligned.
+    let vec4 = cols % 4 == 0 && x_stride % 4 == 0 && x.base % 4 == 0 && y.base % 4 == 0;
     let split = RowSplit::new(rows, cols.div_ceil(4), ctx.target_items());
-    let in_bytes = (rows * cols * 4) as u64;
-    let out_bytes = (if op == RowOp::LogSumExp {
-        rows
-    } else {
-        rows * cols
-    } * 4) as u64;
     let part_bytes = (rows * split.segs as usize * 16) as u64;
     let partials = (split.segs > 1).then(|| {
         ctx.pool
@@ -180,23 +179,24 @@ pub(crate) fn record_rows(
             prob_targets: false,
             ce_bits: 0,
         };
-        let y = if lse_out {
+        let yb = if lse_out {
             ctx.dummy.as_entire_binding()
         } else {
-            binding(ybuf, out_bytes)
+            y.binding()
         };
-        let mut b = vec![(1, binding(xbuf, in_bytes)), (2, y), (3, part_binding())];
+        let mut b = vec![(1, x.binding()), (2, yb), (3, part_binding())];
         if family == Family::LogSumExp {
             b.push((
                 4,
                 if lse_out {
-                    binding(ybuf, out_bytes)
+                    y.binding()
                 } else {
                     ctx.dummy.as_entire_binding()
                 },
             ));
         }
-        let params = Params::new(rows, cols, split.segs, split.seg_len, t);
+        let params =
+            Params::new(rows, cols, split.segs, split.seg_len, t).placed(x.base, x_stride, y.base);
         keep.push(record_pass(ctx, encoder, key, entry, wgs, params, b)?);
     }
     keep.extend(partials);

@@ -6,7 +6,7 @@
 
 use super::ce::{ce_params, record_ce, row_inputs, CeBufs};
 use super::context::Context;
-use super::encode::{binding, record_pass, Params, Scopes};
+use super::encode::{binding, record_pass, Params, Scopes, Slice};
 use super::plan::{chunk_rows, WG};
 use super::pool::PooledBuffer;
 use super::readback::read_f32;
@@ -162,15 +162,34 @@ pub(crate) fn kernel_times(
         for c in &chunks {
             let (xb, yb) = (c.bufs[0].buffer(), c.bufs[1].buffer());
             match job {
-                KernelJob::Row(op, t) => {
-                    keep.extend(record_rows(ctx, enc, *op, *t, xb, yb, c.rows, cols)?)
-                }
+                KernelJob::Row(op, t) => keep.extend(record_rows(
+                    ctx,
+                    enc,
+                    *op,
+                    *t,
+                    Slice::at0(xb, (c.rows * cols * 4) as u64),
+                    cols,
+                    Slice::at0(
+                        yb,
+                        (if *op == RowOp::LogSumExp {
+                            c.rows
+                        } else {
+                            c.rows * cols
+                        } * 4) as u64,
+                    ),
+                    c.rows,
+                    cols,
+                )?),
                 KernelJob::CrossEntropy(..) => {
                     let b = CeBufs {
-                        x: xb,
+                        x: Slice::at0(xb, (c.rows * cols * 4) as u64),
+                        x_stride: cols,
                         row_in: yb,
                         row_out: c.bufs[2].buffer(),
-                        grad: c.bufs.get(3).map(|g| g.buffer()),
+                        grad: c
+                            .bufs
+                            .get(3)
+                            .map(|g| Slice::at0(g.buffer(), (c.rows * cols * 4) as u64)),
                         ce_params: shared[0].buffer(),
                         weight: None,
                         probs: None,

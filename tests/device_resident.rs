@@ -1,0 +1,203 @@
+//! Device-resident data: upload / download, an application's buffer wrapped with offset and
+//! row stride, op chains that never touch the host, cross-entropy with the gradient left on
+//! the device, and the checks on wrapped buffers.
+
+mod common;
+
+use common::{assert_ce_close, assert_close_1d, assert_close_2d, gpu, logits};
+use smoothmax::{
+    Backend, CrossEntropyOptions, Error, GpuMatrix, Reduction, Reference, RowOp, Targets,
+};
+
+/// The application's device, shared with smoothmax through `Gpu::from_device`.
+fn app_device() -> &'static (wgpu::Device, wgpu::Queue) {
+    static DEVICE: std::sync::OnceLock<(wgpu::Device, wgpu::Queue)> = std::sync::OnceLock::new();
+    DEVICE.get_or_init(|| {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter =
+            pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+                .unwrap();
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .unwrap()
+    })
+}
+
+/// A buffer of the application's, filled with `data`.
+fn storage_buffer(data: &[f32], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    let (device, queue) = app_device();
+    let b = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app buffer"),
+        size: (data.len() * 4) as u64,
+        usage,
+        mapped_at_creation: false,
+    });
+    if usage.contains(wgpu::BufferUsages::COPY_DST) {
+        queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+    }
+    b
+}
+
+fn app_gpu() -> Option<smoothmax::Gpu> {
+    gpu()?;
+    let (d, q) = app_device();
+    Some(smoothmax::Gpu::from_device(d.clone(), q.clone(), None).unwrap())
+}
+
+#[test]
+fn upload_download_and_device_results_equal_the_host_path() {
+    let Some(g) = gpu() else { return };
+    for (rows, cols) in [(5usize, 7usize), (33, 64), (3, 30_000)] {
+        let x = logits(rows, cols, 2.0, 0.0, true, 9);
+        let m = g.upload(x.view()).unwrap();
+        assert_eq!(m.dim(), (rows, cols));
+        assert_eq!(g.download(&m).unwrap(), x);
+        for op in [RowOp::LogSumExp, RowOp::Softmax, RowOp::LogSoftmax] {
+            let d = g
+                .download(&g.row_op_on_device(op, &m, 0.7).unwrap())
+                .unwrap();
+            match g.row_op(op, x.view(), 0.7).unwrap() {
+                smoothmax::RowOutput::PerRow(v) => assert_eq!(d.column(0).to_owned(), v, "{op:?}"),
+                smoothmax::RowOutput::Matrix(h) => assert_eq!(d, h, "{op:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn an_applications_buffer_with_offset_and_stride_is_used_in_place() {
+    let Some(g) = app_gpu() else { return };
+    // [rows, cols] block at column `c0` of a [rows, stride] matrix that starts `pad` floats
+    // into the buffer: neither the offset nor the rows are 256-byte aligned.
+    for (rows, cols, stride, pad, c0) in [
+        (7usize, 10usize, 13usize, 5usize, 2usize),
+        (40, 64, 72, 4, 4),
+        (3000, 11_000, 12_000, 3, 1),
+    ] {
+        let big = logits(rows, stride, 2.0, 0.0, true, rows as u64);
+        let mut data = vec![f32::NAN; pad];
+        data.extend(big.iter());
+        let buf = storage_buffer(
+            &data,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        );
+        let m = GpuMatrix::from_buffer(buf, ((pad + c0) * 4) as u64, rows, cols, stride).unwrap();
+        let block = big.slice(ndarray::s![.., c0..c0 + cols]).to_owned();
+        assert_eq!(g.download(&m).unwrap(), block);
+        let what = format!("[{rows}, {cols}] stride {stride} offset {}", (pad + c0) * 4);
+        let sm = g
+            .download(&g.row_op_on_device(RowOp::Softmax, &m, 1.0).unwrap())
+            .unwrap();
+        assert_close_2d(
+            sm.view(),
+            Reference
+                .softmax_f64(block.view(), 1.0, false)
+                .unwrap()
+                .view(),
+            &what,
+        );
+        let lse = g
+            .download(&g.row_op_on_device(RowOp::LogSumExp, &m, 2.0).unwrap())
+            .unwrap();
+        assert_close_1d(
+            lse.column(0),
+            Reference.logsumexp_f64(block.view(), 2.0).unwrap().view(),
+            cols,
+            &what,
+        );
+    }
+}
+
+#[test]
+fn a_chain_of_ops_stays_on_the_device() {
+    let Some(g) = gpu() else { return };
+    let x = logits(64, 1000, 3.0, 5.0, false, 4);
+    let m = g.upload(x.view()).unwrap();
+    // logsumexp of a log-softmax row is 0; nothing returns to the host until the download.
+    let lsm = g.row_op_on_device(RowOp::LogSoftmax, &m, 1.0).unwrap();
+    let lse = g
+        .download(&g.row_op_on_device(RowOp::LogSumExp, &lsm, 1.0).unwrap())
+        .unwrap();
+    assert!(lse.iter().all(|v| v.abs() < 1e-4), "{lse:?}");
+}
+
+#[test]
+fn cross_entropy_leaves_the_gradient_on_the_device() {
+    let Some(g) = gpu() else { return };
+    for (rows, cols) in [(20usize, 33usize), (4, 40_000)] {
+        let x = logits(rows, cols, 2.0, 0.0, true, 7);
+        let y = ndarray::Array1::from_shape_fn(rows, |i| {
+            if i % 5 == 0 {
+                -100
+            } else {
+                (i * 13 % cols) as i64
+            }
+        });
+        let o = CrossEntropyOptions {
+            gradient: true,
+            label_smoothing: 0.1,
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        let m = g.upload(x.view()).unwrap();
+        let d = g
+            .cross_entropy_on_device(&m, Targets::Classes(y.view()), &o)
+            .unwrap();
+        let got = smoothmax::CrossEntropyOutput {
+            loss: d.loss,
+            grad: Some(g.download(&d.grad.unwrap()).unwrap()),
+            lse: d.lse,
+        };
+        let want = Reference
+            .cross_entropy_f64(x.view(), Targets::Classes(y.view()), &o)
+            .unwrap();
+        assert_ce_close(
+            &got,
+            &want,
+            cols,
+            1.0,
+            &format!("device ce [{rows}, {cols}]"),
+        );
+    }
+}
+
+#[test]
+fn wrapped_buffers_are_checked() {
+    let Some(g) = app_gpu() else { return };
+    let s = wgpu::BufferUsages::STORAGE;
+    let bad = |r: Result<GpuMatrix, Error>, needle: &str| match r {
+        Err(Error::InvalidInput(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+        other => panic!("expected an error with {needle:?}, got {other:?}"),
+    };
+    bad(
+        GpuMatrix::from_buffer(storage_buffer(&[0.0; 64], s), 2, 2, 4, 4),
+        "multiple of 4",
+    );
+    bad(
+        GpuMatrix::from_buffer(storage_buffer(&[0.0; 64], s), 0, 2, 8, 4),
+        "row stride 4",
+    );
+    bad(
+        GpuMatrix::from_buffer(
+            storage_buffer(&[0.0; 64], wgpu::BufferUsages::COPY_DST),
+            0,
+            2,
+            4,
+            4,
+        ),
+        "lacks STORAGE",
+    );
+    bad(
+        GpuMatrix::from_buffer(storage_buffer(&[0.0; 64], s), 16, 8, 8, 8),
+        "needs 272 bytes; the buffer has 256",
+    );
+    // Without COPY_SRC a matrix is usable by the ops but cannot be downloaded.
+    let m = GpuMatrix::from_buffer(storage_buffer(&[0.0; 64], s), 0, 8, 8, 8).unwrap();
+    assert!(g.row_op_on_device(RowOp::Softmax, &m, 1.0).is_ok());
+    assert!(matches!(g.download(&m), Err(Error::InvalidInput(_))));
+}
