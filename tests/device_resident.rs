@@ -201,3 +201,72 @@ fn wrapped_buffers_are_checked() {
     assert!(g.row_op_on_device(RowOp::Softmax, &m, 1.0).is_ok());
     assert!(matches!(g.download(&m), Err(Error::InvalidInput(_))));
 }
+
+#[test]
+fn ops_recorded_into_the_applications_encoder_run_with_its_work() {
+    let Some(g) = app_gpu() else { return };
+    let (device, queue) = app_device();
+    let (rows, cols) = (12usize, 300usize);
+    let x = logits(rows, cols, 2.0, 0.0, true, 21);
+    // The application fills its logits buffer by its own GPU copy, in the same encoder.
+    let src = storage_buffer(
+        x.as_slice().unwrap(),
+        wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+    );
+    let dst = storage_buffer(
+        &vec![0.0; rows * cols],
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+    );
+    let out = g
+        .upload(ndarray::Array2::<f32>::zeros((rows, cols)).view())
+        .unwrap();
+    let y = ndarray::Array1::from_shape_fn(rows, |i| (i * 7 % cols) as i64);
+    let o = CrossEntropyOptions {
+        gradient: true,
+        reduction: Reduction::Mean,
+        ..Default::default()
+    };
+    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+    enc.copy_buffer_to_buffer(&src, 0, &dst, 0, src.size());
+    let m = GpuMatrix::from_buffer(dst, 0, rows, cols, cols).unwrap();
+    let r1 = g
+        .record_row_op(&mut enc, RowOp::LogSoftmax, &m, 1.0, &out)
+        .unwrap();
+    let r2 = g
+        .record_cross_entropy(&mut enc, &m, Targets::Classes(y.view()), &o)
+        .unwrap();
+    // Nothing ran yet: the encoder is the application's.
+    queue.submit([enc.finish()]);
+    drop(r1);
+    let lsm = g.download(&out).unwrap();
+    assert_close_2d(
+        lsm.view(),
+        Reference.softmax_f64(x.view(), 1.0, true).unwrap().view(),
+        "recorded log_softmax",
+    );
+    let (loss, lse) = r2.loss(&g).unwrap();
+    let got = smoothmax::CrossEntropyOutput {
+        loss,
+        grad: Some(g.download(r2.grad.as_ref().unwrap()).unwrap()),
+        lse,
+    };
+    let want = Reference
+        .cross_entropy_f64(x.view(), Targets::Classes(y.view()), &o)
+        .unwrap();
+    assert_ce_close(
+        &got,
+        &want,
+        cols,
+        1.0 / rows as f64,
+        "recorded cross-entropy",
+    );
+    // A wrong output shape is refused.
+    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+    let small = g
+        .upload(ndarray::Array2::<f32>::zeros((rows, 3)).view())
+        .unwrap();
+    assert!(matches!(
+        g.record_row_op(&mut enc, RowOp::Softmax, &m, 1.0, &small),
+        Err(Error::InvalidInput(_))
+    ));
+}

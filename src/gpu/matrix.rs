@@ -3,7 +3,8 @@
 
 use super::ce::{ce_params, record_ce, row_inputs, CeBufs};
 use super::encode::{Scopes, Slice};
-use super::readback::{read_f32, read_f32_parts};
+use super::pool::PooledBuffer;
+use super::readback::read_f32;
 use super::rows::record_rows;
 use super::Gpu;
 use crate::cross_entropy::{prepare, reduce, CrossEntropyOptions, Loss, Targets};
@@ -107,6 +108,61 @@ impl GpuMatrix {
     }
 }
 
+/// Scratch buffers of work recorded into an application's encoder: keep it until the encoder
+/// has been submitted (see [`Gpu::record_row_op`]).
+#[must_use = "keep this until the encoder is submitted"]
+pub struct Recorded {
+    _keep: Vec<PooledBuffer>,
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("scratch_buffers", &self._keep.len())
+            .finish()
+    }
+}
+
+/// Cross-entropy recorded into an application's encoder: per-row `(loss, lse)` and the
+/// gradient on the device; [`RecordedCrossEntropy::loss`] reads back the per-row values (after
+/// the encoder was submitted) and reduces them.
+#[must_use = "keep this until the encoder is submitted, then read the loss"]
+pub struct RecordedCrossEntropy {
+    /// `[B, 2]`: CE loss (z-loss not included) and lse per row.
+    pub per_row: GpuMatrix,
+    /// The gradient `[B, C]`, when asked for.
+    pub grad: Option<GpuMatrix>,
+    prepared: crate::cross_entropy::Prepared,
+    reduction: crate::cross_entropy::Reduction,
+    z_loss: f32,
+    _keep: Vec<PooledBuffer>,
+}
+
+impl std::fmt::Debug for RecordedCrossEntropy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordedCrossEntropy")
+            .field("per_row", &self.per_row)
+            .field("grad", &self.grad)
+            .finish()
+    }
+}
+
+impl RecordedCrossEntropy {
+    /// Downloads the per-row values (call after submitting the encoder) and returns the
+    /// reduced loss and the per-row lse.
+    pub fn loss(&self, gpu: &Gpu) -> Result<(Loss, Array1<f32>)> {
+        let rows = gpu.download(&self.per_row)?;
+        let ce: Vec<f32> = rows.column(0).to_vec();
+        let lse: Vec<f32> = rows.column(1).to_vec();
+        let o = CrossEntropyOptions {
+            reduction: self.reduction,
+            z_loss: self.z_loss,
+            ..Default::default()
+        };
+        Ok((reduce(&self.prepared, &o, &ce, &lse), Array1::from_vec(lse)))
+    }
+}
+
 /// Cross-entropy with the gradient left on the device.
 #[derive(Clone, Debug)]
 pub struct DeviceCrossEntropy {
@@ -204,6 +260,42 @@ impl Gpu {
         Ok(((room / row.max(4)) as usize).clamp(1, m.rows.max(1)))
     }
 
+    /// Records a row op over device matrices into `encoder` (the chunk loop).
+    fn record_rows_device(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        op: RowOp,
+        x: &GpuMatrix,
+        temperature: f32,
+        out: &GpuMatrix,
+    ) -> Result<Vec<PooledBuffer>> {
+        let (rows, cols) = x.dim();
+        let out_cols = if op == RowOp::LogSumExp { 1 } else { cols };
+        let align = self.ctx.limits.min_storage_buffer_offset_alignment as u64;
+        let chunk = self.device_chunk(x, out_cols)?;
+        let mut keep = Vec::new();
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = chunk.min(rows - r0);
+            let xs = x.rows_slice(r0, n, align);
+            let start = out.offset + (r0 * out_cols * 4) as u64;
+            let ys = Slice::new(&out.buffer, start, (n * out_cols * 4) as u64, align);
+            keep.extend(record_rows(
+                &self.ctx,
+                encoder,
+                op,
+                temperature,
+                xs,
+                x.row_stride,
+                ys,
+                n,
+                cols,
+            )?);
+            r0 += n;
+        }
+        Ok(keep)
+    }
+
     /// Runs a row op on a device matrix; the result stays on the device (`[B, 1]` for
     /// logsumexp, `[B, C]` otherwise). The work is submitted, not waited for: later device
     /// work and downloads see the result in queue order.
@@ -216,8 +308,7 @@ impl Gpu {
         check_temperature(temperature)?;
         self.ctx.check_alive()?;
         let (rows, cols) = x.dim();
-        let out_cols = if op == RowOp::LogSumExp { 1 } else { cols };
-        let out = self.new_matrix(rows, out_cols);
+        let out = self.new_matrix(rows, if op == RowOp::LogSumExp { 1 } else { cols });
         if rows == 0 {
             return Ok(out);
         }
@@ -230,58 +321,74 @@ impl Gpu {
             }
             return Ok(out);
         }
-        let align = self.ctx.limits.min_storage_buffer_offset_alignment as u64;
-        let chunk = self.device_chunk(x, out_cols)?;
         let dev = &self.ctx.device;
         let scopes = Scopes::push(dev);
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("smoothmax/rows-device"),
         });
-        let mut keep = Vec::new();
-        let mut r0 = 0;
-        while r0 < rows {
-            let n = chunk.min(rows - r0);
-            let xs = x.rows_slice(r0, n, align);
-            let ys = Slice::new(
-                &out.buffer,
-                (r0 * out_cols * 4) as u64,
-                (n * out_cols * 4) as u64,
-                align,
-            );
-            keep.extend(record_rows(
-                &self.ctx,
-                &mut enc,
-                op,
-                temperature,
-                xs,
-                x.row_stride,
-                ys,
-                n,
-                cols,
-            )?);
-            r0 += n;
-        }
+        let keep = self.record_rows_device(&mut enc, op, x, temperature, &out);
         self.ctx.queue.submit([enc.finish()]);
-        scopes.pop()?;
-        drop(keep); // queue order protects pooled buffers from here on
+        let popped = scopes.pop();
+        drop(keep?); // queue order protects pooled buffers once submitted
+        popped?;
         Ok(out)
     }
 
-    /// Cross-entropy of device-resident logits; targets, weights and options come from the
-    /// host (they are small). The gradient, when asked for, stays on the device; the loss
-    /// and lse are read back.
-    pub fn cross_entropy_on_device(
+    /// Records a row op into the application's `encoder` without submitting: `out` must be a
+    /// contiguous `[B, 1]` (logsumexp) or `[B, C]` device matrix. Keep the returned
+    /// [`Recorded`] until `encoder` has been submitted (it holds the engine's scratch buffers;
+    /// dropping it earlier lets another call reuse them before this work runs).
+    pub fn record_row_op(
         &self,
+        encoder: &mut wgpu::CommandEncoder,
+        op: RowOp,
+        x: &GpuMatrix,
+        temperature: f32,
+        out: &GpuMatrix,
+    ) -> Result<Recorded> {
+        check_temperature(temperature)?;
+        self.ctx.check_alive()?;
+        let (rows, cols) = x.dim();
+        let want = (rows, if op == RowOp::LogSumExp { 1 } else { cols });
+        if out.dim() != want || (out.rows > 1 && out.row_stride != out.cols) {
+            return Err(Error::InvalidInput(format!(
+                "output must be a contiguous [{}, {}] matrix, got [{}, {}] with row stride {}",
+                want.0, want.1, out.rows, out.cols, out.row_stride
+            )));
+        }
+        if rows == 0 || cols == 0 {
+            return Ok(Recorded { _keep: Vec::new() });
+        }
+        let scopes = Scopes::push(&self.ctx.device);
+        let keep = self.record_rows_device(encoder, op, x, temperature, out);
+        scopes.pop()?;
+        Ok(Recorded { _keep: keep? })
+    }
+
+    /// Records cross-entropy of device-resident logits into the application's `encoder`
+    /// without submitting. Targets, weights and options come from the host (they are small)
+    /// and are checked first. The per-row losses and the gradient are written on the device;
+    /// after submitting, [`RecordedCrossEntropy::loss`] reads back only the per-row values.
+    pub fn record_cross_entropy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
         logits: &GpuMatrix,
         targets: Targets,
         options: &CrossEntropyOptions,
-    ) -> Result<DeviceCrossEntropy> {
+    ) -> Result<RecordedCrossEntropy> {
         let (rows, cols) = logits.dim();
         let p = prepare((rows, cols), &targets, options)?;
         self.ctx.check_alive()?;
+        let per_row = self.new_matrix(rows, 2);
         let grad = options.gradient.then(|| self.new_matrix(rows, cols));
-        let mut ce = vec![0.0f32; rows];
-        let mut lse = vec![f32::NEG_INFINITY; rows];
+        let mut keep = Vec::new();
+        if rows > 0 && cols == 0 {
+            // No classes: every row's lse is -inf (its loss comes from `reduce`'s rules).
+            let v: Vec<f32> = (0..rows).flat_map(|_| [0.0, f32::NEG_INFINITY]).collect();
+            self.ctx
+                .queue
+                .write_buffer(&per_row.buffer, 0, bytemuck::cast_slice(&v));
+        }
         if rows > 0 && cols > 0 {
             let ctx = &self.ctx;
             let dev = &ctx.device;
@@ -292,98 +399,115 @@ impl Gpu {
             let row_in = row_inputs(&p);
             let qs = p.probs.as_ref().and_then(|q| q.as_slice());
             let scopes = Scopes::push(dev);
-            let cp = ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap);
-            ctx.queue
-                .write_buffer(cp.buffer(), 0, bytemuck::bytes_of(&params));
-            let wb = match &options.weight {
-                Some(w) => {
+            let recorded = (|| -> Result<()> {
+                let cp = ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap);
+                ctx.queue
+                    .write_buffer(cp.buffer(), 0, bytemuck::bytes_of(&params));
+                let wb = options.weight.as_ref().map(|w| {
                     let b = ctx
                         .pool
                         .acquire(dev, U::STORAGE | U::COPY_DST, (cols * 4) as u64, cap);
                     ctx.queue
                         .write_buffer(b.buffer(), 0, bytemuck::cast_slice(&w.to_vec()));
-                    Some(b)
-                }
-                None => None,
-            };
-            let staging = ctx.pool.acquire(
-                dev,
-                U::MAP_READ | U::COPY_DST,
-                (rows * 8) as u64,
-                cap.max((rows * 8) as u64),
-            );
-            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("smoothmax/ce-device"),
-            });
-            let mut keep = Vec::new();
-            let mut r0 = 0;
-            while r0 < rows {
-                let n = chunk.min(rows - r0);
-                let ib = ctx
-                    .pool
-                    .acquire(dev, U::STORAGE | U::COPY_DST, (n * 8) as u64, cap);
-                ctx.queue.write_buffer(
-                    ib.buffer(),
-                    0,
-                    bytemuck::cast_slice(&row_in[2 * r0..2 * (r0 + n)]),
-                );
-                let ob = ctx
-                    .pool
-                    .acquire(dev, U::STORAGE | U::COPY_SRC, (n * 8) as u64, cap);
-                let qb = qs.map(|q| {
-                    let b =
-                        ctx.pool
-                            .acquire(dev, U::STORAGE | U::COPY_DST, (n * cols * 4) as u64, cap);
-                    ctx.queue.write_buffer(
-                        b.buffer(),
-                        0,
-                        bytemuck::cast_slice(&q[r0 * cols..(r0 + n) * cols]),
-                    );
                     b
                 });
-                let b = CeBufs {
-                    x: logits.rows_slice(r0, n, align),
-                    x_stride: logits.row_stride,
-                    grad: grad.as_ref().map(|g| {
-                        Slice::new(
-                            &g.buffer,
-                            (r0 * cols * 4) as u64,
+                let mut r0 = 0;
+                while r0 < rows {
+                    let n = chunk.min(rows - r0);
+                    let ib = ctx
+                        .pool
+                        .acquire(dev, U::STORAGE | U::COPY_DST, (n * 8) as u64, cap);
+                    ctx.queue.write_buffer(
+                        ib.buffer(),
+                        0,
+                        bytemuck::cast_slice(&row_in[2 * r0..2 * (r0 + n)]),
+                    );
+                    let ob = ctx
+                        .pool
+                        .acquire(dev, U::STORAGE | U::COPY_SRC, (n * 8) as u64, cap);
+                    let qb = qs.map(|q| {
+                        let b = ctx.pool.acquire(
+                            dev,
+                            U::STORAGE | U::COPY_DST,
                             (n * cols * 4) as u64,
-                            align,
-                        )
-                    }),
-                    row_out: ob.buffer(),
-                    row_in: ib.buffer(),
-                    ce_params: cp.buffer(),
-                    weight: wb.as_ref().map(|w| w.buffer()),
-                    probs: qb.as_ref().map(|q| q.buffer()),
-                };
-                keep.extend(record_ce(ctx, &mut enc, &b, n, cols, params.flags)?);
-                enc.copy_buffer_to_buffer(
-                    ob.buffer(),
-                    0,
-                    staging.buffer(),
-                    (r0 * 8) as u64,
-                    (n * 8) as u64,
-                );
-                keep.extend([ib, ob]);
-                keep.extend(qb);
-                r0 += n;
-            }
-            ctx.queue.submit([enc.finish()]);
-            scopes.pop()?;
-            let mut row_out = vec![0.0f32; 2 * rows];
-            read_f32_parts(ctx, staging.buffer(), &mut [&mut row_out])?;
-            for i in 0..rows {
-                ce[i] = row_out[2 * i];
-                lse[i] = row_out[2 * i + 1];
-            }
-            drop(keep);
+                            cap,
+                        );
+                        ctx.queue.write_buffer(
+                            b.buffer(),
+                            0,
+                            bytemuck::cast_slice(&q[r0 * cols..(r0 + n) * cols]),
+                        );
+                        b
+                    });
+                    let b = CeBufs {
+                        x: logits.rows_slice(r0, n, align),
+                        x_stride: logits.row_stride,
+                        grad: grad.as_ref().map(|g| {
+                            Slice::new(
+                                &g.buffer,
+                                (r0 * cols * 4) as u64,
+                                (n * cols * 4) as u64,
+                                align,
+                            )
+                        }),
+                        row_out: ob.buffer(),
+                        row_in: ib.buffer(),
+                        ce_params: cp.buffer(),
+                        weight: wb.as_ref().map(|w| w.buffer()),
+                        probs: qb.as_ref().map(|q| q.buffer()),
+                    };
+                    keep.extend(record_ce(ctx, encoder, &b, n, cols, params.flags)?);
+                    encoder.copy_buffer_to_buffer(
+                        ob.buffer(),
+                        0,
+                        &per_row.buffer,
+                        (r0 * 8) as u64,
+                        (n * 8) as u64,
+                    );
+                    keep.extend([ib, ob]);
+                    keep.extend(qb);
+                    r0 += n;
+                }
+                keep.push(cp);
+                keep.extend(wb);
+                Ok(())
+            })();
+            let popped = scopes.pop();
+            recorded?;
+            popped?;
         }
-        Ok(DeviceCrossEntropy {
-            loss: reduce(&p, options, &ce, &lse),
-            lse: Array1::from_vec(lse),
+        Ok(RecordedCrossEntropy {
+            per_row,
             grad,
+            prepared: p,
+            reduction: options.reduction,
+            z_loss: options.z_loss,
+            _keep: keep,
+        })
+    }
+
+    /// Cross-entropy of device-resident logits: [`Gpu::record_cross_entropy`] into an encoder
+    /// of its own, submitted at once. The gradient, when asked for, stays on the device; the
+    /// loss and lse are read back.
+    pub fn cross_entropy_on_device(
+        &self,
+        logits: &GpuMatrix,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<DeviceCrossEntropy> {
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("smoothmax/ce-device"),
+            });
+        let r = self.record_cross_entropy(&mut enc, logits, targets, options)?;
+        self.ctx.queue.submit([enc.finish()]);
+        let (loss, lse) = r.loss(self)?;
+        Ok(DeviceCrossEntropy {
+            loss,
+            lse,
+            grad: r.grad.clone(),
         })
     }
 }

@@ -17,7 +17,7 @@ mod shaders;
 mod timing;
 
 pub use context::{list_adapters, AdapterSummary};
-pub use matrix::{DeviceCrossEntropy, GpuMatrix};
+pub use matrix::{DeviceCrossEntropy, GpuMatrix, Recorded, RecordedCrossEntropy};
 pub use timing::{KernelJob, KernelTimes};
 
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
