@@ -6,7 +6,7 @@ use super::context::Context;
 use super::encode::{binding, record_pass, Params, Scopes, Slice};
 use super::plan::{chunk_rows, RowSplit, WG};
 use super::pool::PooledBuffer;
-use super::readback::read_f32_parts;
+use super::readback::{read_f32_parts, Wait};
 use super::shaders::{Family, ShaderKey};
 use crate::cross_entropy::{
     finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
@@ -36,11 +36,12 @@ const CE_GRAD: u32 = 8;
 /// The bits compiled into the shader (see `ShaderKey::ce_bits`); the rest are uniform.
 const CE_STATIC_MASK: u32 = CE_SOFTCAP | CE_LINEAR | CE_GRAD;
 
-pub(crate) fn cross_entropy(
+pub(crate) async fn cross_entropy(
     ctx: &Context,
-    logits: ArrayView2<f32>,
-    targets: &Targets,
-    o: &CrossEntropyOptions,
+    logits: ArrayView2<'_, f32>,
+    targets: &Targets<'_>,
+    o: &CrossEntropyOptions<'_>,
+    wait: Wait,
 ) -> Result<CrossEntropyOutput> {
     let p = prepare(logits.dim(), targets, o)?;
     ctx.check_alive()?;
@@ -53,19 +54,21 @@ pub(crate) fn cross_entropy(
         Vec::new()
     };
     if rows > 0 && cols > 0 {
-        run(ctx, logits, &p, o, &mut ce, &mut lse, &mut grad)?;
+        run(ctx, logits, &p, o, &mut ce, &mut lse, &mut grad, wait).await?;
     }
     finish(&p, o, ce, lse, grad)
 }
 
-fn run(
+#[allow(clippy::too_many_arguments)]
+async fn run(
     ctx: &Context,
-    logits: ArrayView2<f32>,
+    logits: ArrayView2<'_, f32>,
     p: &Prepared,
-    o: &CrossEntropyOptions,
+    o: &CrossEntropyOptions<'_>,
     ce: &mut [f32],
     lse: &mut [f32],
     grad: &mut [f32],
+    wait: Wait,
 ) -> Result<()> {
     let (rows, cols) = (p.rows, p.cols);
     let x = logits.as_standard_layout();
@@ -139,7 +142,9 @@ fn run(
             ce,
             lse,
             grad,
-        );
+            wait,
+        )
+        .await;
         if let Err(e) = res {
             loans.iter_mut().for_each(PooledBuffer::discard);
             return Err(e);
@@ -302,10 +307,10 @@ pub(crate) fn row_inputs(p: &Prepared) -> Vec<u32> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_chunk(
+async fn run_chunk(
     ctx: &Context,
     p: &Prepared,
-    o: &CrossEntropyOptions,
+    o: &CrossEntropyOptions<'_>,
     r0: usize,
     n: usize,
     xs: &[f32],
@@ -317,6 +322,7 @@ fn run_chunk(
     ce: &mut [f32],
     lse: &mut [f32],
     grad: &mut [f32],
+    wait: Wait,
 ) -> Result<()> {
     let cols = p.cols;
     let dev = &ctx.device;
@@ -377,7 +383,7 @@ fn run_chunk(
     } else {
         &mut []
     };
-    read_f32_parts(ctx, staging, &mut [gdst, &mut row_out])?;
+    read_f32_parts(ctx, staging, &mut [gdst, &mut row_out], wait).await?;
     for i in 0..n {
         ce[r0 + i] = row_out[2 * i];
         lse[r0 + i] = row_out[2 * i + 1];

@@ -4,7 +4,7 @@
 use super::ce::{ce_params, record_ce, row_inputs, CeBufs};
 use super::encode::{Scopes, Slice};
 use super::pool::PooledBuffer;
-use super::readback::read_f32;
+use super::readback::{read_f32_parts, Wait};
 use super::rows::record_rows;
 use super::Gpu;
 use crate::cross_entropy::{prepare, reduce, CrossEntropyOptions, Loss, Targets};
@@ -213,6 +213,15 @@ impl Gpu {
 
     /// Copies a device matrix back to the host (its buffer needs `COPY_SRC`).
     pub fn download(&self, m: &GpuMatrix) -> Result<Array2<f32>> {
+        pollster::block_on(self.download_with(m, Wait::Inline))
+    }
+
+    /// [`Gpu::download`], async: awaits the readback without blocking the executor thread.
+    pub async fn download_async(&self, m: &GpuMatrix) -> Result<Array2<f32>> {
+        self.download_with(m, Wait::Thread).await
+    }
+
+    async fn download_with(&self, m: &GpuMatrix, wait: Wait) -> Result<Array2<f32>> {
         self.ctx.check_alive()?;
         if m.rows == 0 || m.cols == 0 {
             return Ok(Array2::zeros((m.rows, m.cols)));
@@ -238,7 +247,7 @@ impl Gpu {
         self.ctx.queue.submit([enc.finish()]);
         scopes.pop()?;
         let mut raw = vec![0.0f32; (span / 4) as usize];
-        read_f32(&self.ctx, staging.buffer(), &mut raw)?;
+        read_f32_parts(&self.ctx, staging.buffer(), &mut [&mut raw], wait).await?;
         Ok(Array2::from_shape_fn((m.rows, m.cols), |(r, c)| {
             raw[r * m.row_stride + c]
         }))

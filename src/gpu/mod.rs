@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::ops::{Backend, RowOp, RowOutput};
 use context::Context;
 use ndarray::ArrayView2;
+use readback::Wait;
 use std::sync::Arc;
 
 /// The GPU backend. Cheap to clone (the device and caches are shared); `Send + Sync`.
@@ -66,6 +67,72 @@ impl Gpu {
         Ok(Gpu {
             ctx: Arc::new(Context::new().await?),
         })
+    }
+
+    /// [`Backend::row_op`], async: the readback is awaited through `map_async` and a
+    /// channel while a helper thread waits on the device, so an executor thread (tokio,
+    /// async-std, ...) is never blocked and nothing busy-loops. The blocking methods are thin
+    /// wrappers over the same code.
+    ///
+    /// ```
+    /// # let Ok(gpu) = smoothmax::Gpu::new() else { return };
+    /// let x = ndarray::array![[1.0f32, 2.0, 3.0]];
+    /// let lse = pollster::block_on(gpu.logsumexp_async(x.view(), 1.0)).unwrap();
+    /// assert!((lse[0] - 3.407_606).abs() < 1e-5);
+    /// ```
+    pub async fn row_op_async(
+        &self,
+        op: RowOp,
+        x: ArrayView2<'_, f32>,
+        temperature: f32,
+    ) -> Result<RowOutput> {
+        rows::row_op(&self.ctx, op, x, temperature, Wait::Thread).await
+    }
+
+    /// [`Backend::logsumexp`], async (see [`Gpu::row_op_async`]).
+    pub async fn logsumexp_async(
+        &self,
+        x: ArrayView2<'_, f32>,
+        temperature: f32,
+    ) -> Result<ndarray::Array1<f32>> {
+        match self.row_op_async(RowOp::LogSumExp, x, temperature).await? {
+            RowOutput::PerRow(v) => Ok(v),
+            RowOutput::Matrix(_) => unreachable!("logsumexp returns one value per row"),
+        }
+    }
+
+    /// [`Backend::softmax`], async (see [`Gpu::row_op_async`]).
+    pub async fn softmax_async(
+        &self,
+        x: ArrayView2<'_, f32>,
+        temperature: f32,
+    ) -> Result<ndarray::Array2<f32>> {
+        match self.row_op_async(RowOp::Softmax, x, temperature).await? {
+            RowOutput::Matrix(m) => Ok(m),
+            RowOutput::PerRow(_) => unreachable!("softmax returns a matrix"),
+        }
+    }
+
+    /// [`Backend::log_softmax`], async (see [`Gpu::row_op_async`]).
+    pub async fn log_softmax_async(
+        &self,
+        x: ArrayView2<'_, f32>,
+        temperature: f32,
+    ) -> Result<ndarray::Array2<f32>> {
+        match self.row_op_async(RowOp::LogSoftmax, x, temperature).await? {
+            RowOutput::Matrix(m) => Ok(m),
+            RowOutput::PerRow(_) => unreachable!("log_softmax returns a matrix"),
+        }
+    }
+
+    /// [`Backend::cross_entropy`], async (see [`Gpu::row_op_async`]).
+    pub async fn cross_entropy_async(
+        &self,
+        logits: ArrayView2<'_, f32>,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions<'_>,
+    ) -> Result<CrossEntropyOutput> {
+        ce::cross_entropy(&self.ctx, logits, &targets, options, Wait::Thread).await
     }
 
     /// Runs on an application's own device and queue (wgpu handles are shared, the
@@ -176,7 +243,7 @@ impl Backend for Gpu {
     }
 
     fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
-        rows::row_op(&self.ctx, op, x, temperature)
+        pollster::block_on(rows::row_op(&self.ctx, op, x, temperature, Wait::Inline))
     }
 
     fn cross_entropy(
@@ -185,6 +252,12 @@ impl Backend for Gpu {
         targets: Targets,
         options: &CrossEntropyOptions,
     ) -> Result<CrossEntropyOutput> {
-        ce::cross_entropy(&self.ctx, logits, &targets, options)
+        pollster::block_on(ce::cross_entropy(
+            &self.ctx,
+            logits,
+            &targets,
+            options,
+            Wait::Inline,
+        ))
     }
 }

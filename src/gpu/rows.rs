@@ -5,7 +5,7 @@ use super::context::Context;
 use super::encode::{binding, record_pass, Params, Scopes, Slice};
 use super::plan::{chunk_rows, RowSplit, WG};
 use super::pool::PooledBuffer;
-use super::readback::read_f32;
+use super::readback::{read_f32_parts, Wait};
 use super::shaders::{Family, ShaderKey};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, RowOp, RowOutput};
@@ -22,7 +22,13 @@ fn empty_output(op: RowOp, rows: usize, cols: usize) -> RowOutput {
 }
 
 /// Runs one row op on the GPU and reads the result back.
-pub(crate) fn row_op(ctx: &Context, op: RowOp, x: ArrayView2<f32>, t: f32) -> Result<RowOutput> {
+pub(crate) async fn row_op(
+    ctx: &Context,
+    op: RowOp,
+    x: ArrayView2<'_, f32>,
+    t: f32,
+    wait: Wait,
+) -> Result<RowOutput> {
     check_temperature(t)?;
     ctx.check_alive()?;
     let (rows, cols) = x.dim();
@@ -73,7 +79,9 @@ pub(crate) fn row_op(ctx: &Context, op: RowOp, x: ArrayView2<f32>, t: f32) -> Re
             cols,
             t,
             &loans,
-        );
+            wait,
+        )
+        .await;
         if let Err(e) = res {
             // State of these buffers is unknown after a failure: do not reuse them.
             loans.iter_mut().for_each(PooledBuffer::discard);
@@ -92,7 +100,7 @@ pub(crate) fn row_op(ctx: &Context, op: RowOp, x: ArrayView2<f32>, t: f32) -> Re
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_chunk(
+async fn run_chunk(
     ctx: &Context,
     op: RowOp,
     x: &[f32],
@@ -101,6 +109,7 @@ fn run_chunk(
     cols: usize,
     t: f32,
     loans: &[PooledBuffer],
+    wait: Wait,
 ) -> Result<()> {
     let (xbuf, ybuf, staging) = (loans[0].buffer(), loans[1].buffer(), loans[2].buffer());
     let dev = &ctx.device;
@@ -115,7 +124,7 @@ fn run_chunk(
     encoder.copy_buffer_to_buffer(ybuf, 0, staging, 0, (out.len() * 4) as u64);
     ctx.queue.submit([encoder.finish()]);
     scopes.pop()?;
-    read_f32(ctx, staging, out)
+    read_f32_parts(ctx, staging, &mut [out], wait).await
 }
 
 /// Records the passes of a row op over one chunk: `x` holds `rows` rows of `cols` floats,

@@ -1,0 +1,56 @@
+//! The async forms: same results as the blocking ones, and they do not block a
+//! single-threaded executor while the device works.
+
+mod common;
+
+use common::{gpu, logits};
+use smoothmax::{Backend, CrossEntropyOptions, Targets};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
+    let Some(g) = gpu() else { return };
+    let x = logits(256, 32_000, 2.0, 0.0, true, 3);
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let t = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            t.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let p = g.softmax_async(x.view(), 1.0).await.unwrap();
+    let ticked = ticks.load(Ordering::Relaxed);
+    ticker.abort();
+    assert!(
+        ticked > 0,
+        "the executor thread was blocked during the GPU call"
+    );
+    assert_eq!(p, g.softmax(x.view(), 1.0).unwrap());
+    assert_eq!(
+        g.log_softmax_async(x.view(), 2.0).await.unwrap(),
+        g.log_softmax(x.view(), 2.0).unwrap()
+    );
+    assert_eq!(
+        g.logsumexp_async(x.view(), 0.5).await.unwrap(),
+        g.logsumexp(x.view(), 0.5).unwrap()
+    );
+    let y = ndarray::Array1::from_shape_fn(256, |i| (i * 31 % 32_000) as i64);
+    let o = CrossEntropyOptions {
+        gradient: true,
+        ..Default::default()
+    };
+    let a = g
+        .cross_entropy_async(x.view(), Targets::Classes(y.view()), &o)
+        .await
+        .unwrap();
+    assert_eq!(
+        a,
+        g.cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+            .unwrap()
+    );
+    let m = g.upload(x.view()).unwrap();
+    assert_eq!(g.download_async(&m).await.unwrap(), x);
+}
