@@ -285,7 +285,19 @@ struct Fin {
     y: i32,      // target class, -1 for probability targets
 }
 
-fn ce_finalize(row: u32, c: CeStats) -> Fin {
+// The row's (soft-capped) target logit, or 0 when there is none (probability targets, an
+// ignored row, or a class outside [0, C)).
+fn target_logit(row: u32) -> f32 {
+    let y = bitcast<i32>(row_in[2u * row]);
+    if PROB_TARGETS || y < 0 || u32(y) >= params.cols {
+        return 0.0;
+    }
+    return cap1(load1(row, u32(y)));
+}
+
+// `xy` is target_logit(row), read by the caller: in-place, it must be read before any
+// gradient overwrites the logits.
+fn ce_finalize(row: u32, c: CeStats, xy: f32) -> Fin {
     let base = c.st;
     var f = Fin(0u, 0.0, lse_of(base), base.m, 0.0, 0.0, 0.0, 0.0, -1);
     let y = bitcast<i32>(row_in[2u * row]);
@@ -311,7 +323,6 @@ fn ce_finalize(row: u32, c: CeStats) -> Fin {
         f.coef = s_ce;
     } else {
         let yu = u32(y);
-        let xy = cap1(load1(row, yu));
         var wy = 1.0;
         if ce_has(CE_WEIGHT) {
             wy = weight1(yu);
@@ -359,7 +370,7 @@ fn ce_write_grad(it: Item, f: Fin) {
                 g = g * (vec4<f32>(1.0) - t * t);
             }
         }
-        store4(it.row, j, g);
+        store_grad4(it.row, j, g);
     }
 }
 
@@ -372,8 +383,16 @@ fn write_row_out(row: u32, f: Fin) {
 fn ce_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let it = work_item(wid, lid);
     let st = ce_item_stats(it, lid);
+    var xy = 0.0;
     if it.valid {
-        let f = ce_finalize(it.row, st);
+        xy = target_logit(it.row);
+    }
+    if IN_PLACE {
+        // Every target logit is read before any invocation overwrites logits with gradient.
+        workgroupBarrier();
+    }
+    if it.valid {
+        let f = ce_finalize(it.row, st, xy);
         if it.lane == 0u {
             write_row_out(it.row, f);
         }
@@ -393,14 +412,18 @@ fn ce_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
 }
 
 // One invocation per row: merges the row's S partials once, writes its loss and lse, and
-// leaves the merged stats in the segment-0 slot for `ce_grad`.
+// leaves the merged stats in the segment-0 slot for `ce_grad`, with the target logit in
+// place of `b` (no longer needed once merged): in-place, `ce_grad`'s other workgroups may
+// already have overwritten the logit itself.
 @compute @workgroup_size(256)
 fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = (wid.y * params.groups_x + wid.x) * WG + lid;
     if row < params.rows {
-        let c = ce_row_from_partials(row);
+        var c = ce_row_from_partials(row);
+        let xy = target_logit(row);
+        write_row_out(row, ce_finalize(row, c, xy));
+        c.b = xy;
         store_ce_partial(row, 0u, c);
-        write_row_out(row, ce_finalize(row, c));
     }
 }
 
@@ -408,6 +431,7 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 fn ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let it = work_item(wid, lid);
     if it.valid {
-        ce_write_grad(it, ce_finalize(it.row, load_ce_partial(it.row, 0u)));
+        let c = load_ce_partial(it.row, 0u);
+        ce_write_grad(it, ce_finalize(it.row, c, c.b));
     }
 }

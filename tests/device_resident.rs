@@ -270,3 +270,94 @@ fn ops_recorded_into_the_applications_encoder_run_with_its_work() {
         Err(Error::InvalidInput(_))
     ));
 }
+
+#[test]
+fn in_place_gradient_equals_the_out_of_place_one() {
+    let Some(g) = app_gpu() else { return };
+    // Fused rows, split rows (few and long), a strided block inside a larger buffer.
+    for (rows, cols, stride, probs) in [
+        (24usize, 70usize, 70usize, false),
+        (3, 40_000, 40_000, false),
+        (10, 33, 40, true),
+    ] {
+        let x = logits(rows, cols, 2.0, 0.0, true, cols as u64);
+        let y = ndarray::Array1::from_shape_fn(rows, |i| {
+            if i % 4 == 3 {
+                -100
+            } else {
+                (i * 11 % cols) as i64
+            }
+        });
+        let mut q = ndarray::Array2::from_shape_fn((rows, cols), |(i, j)| ((i + j) % 5) as f32);
+        for mut r in q.rows_mut() {
+            let s = r.sum();
+            r.mapv_inplace(|v| v / s);
+        }
+        let t = if probs {
+            Targets::Probabilities(q.view())
+        } else {
+            Targets::Classes(y.view())
+        };
+        let w = ndarray::Array1::from_shape_fn(cols, |j| 0.5 + (j % 3) as f32);
+        let o = CrossEntropyOptions {
+            weight: Some(w.view()),
+            label_smoothing: 0.1,
+            z_loss: 1e-3,
+            softcap: Some(15.0),
+            gradient: true,
+            ..Default::default()
+        };
+        let out_of_place = g
+            .cross_entropy_on_device(&g.upload(x.view()).unwrap(), t, &o)
+            .unwrap();
+        // The logits in an application buffer, `stride` floats per row.
+        let mut data = vec![0.0f32; rows * stride];
+        for r in 0..rows {
+            data[r * stride..r * stride + cols].copy_from_slice(x.row(r).as_slice().unwrap());
+        }
+        let buf = storage_buffer(
+            &data,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        );
+        let m = GpuMatrix::from_buffer(buf, 0, rows, cols, stride).unwrap();
+        let in_place = g.cross_entropy_in_place(&m, t, &o).unwrap();
+        let what = format!("[{rows}, {cols}] stride {stride} probs={probs}");
+        assert_eq!(in_place.loss, out_of_place.loss, "{what}: loss");
+        assert_eq!(in_place.lse, out_of_place.lse, "{what}: lse");
+        let g_in = g.download(&m).unwrap(); // the logits' buffer now holds the gradient
+        let g_out = g.download(out_of_place.grad.as_ref().unwrap()).unwrap();
+        assert_eq!(g_in, g_out, "{what}: gradient");
+        // And it is the right gradient.
+        let want = Reference.cross_entropy_f64(x.view(), t, &o).unwrap();
+        let got = smoothmax::CrossEntropyOutput {
+            loss: in_place.loss,
+            grad: Some(g_in),
+            lse: in_place.lse,
+        };
+        let unit = if probs {
+            1.0 / rows as f64
+        } else {
+            1.0 / y
+                .iter()
+                .filter(|&&v| v >= 0)
+                .map(|&v| w[v as usize] as f64)
+                .sum::<f64>()
+        };
+        assert_ce_close(&got, &want, cols, unit, &what);
+    }
+    // In place needs the gradient.
+    let m = g
+        .upload(ndarray::Array2::<f32>::zeros((2, 3)).view())
+        .unwrap();
+    let y = ndarray::array![0i64, 1];
+    assert!(matches!(
+        g.cross_entropy_in_place(
+            &m,
+            Targets::Classes(y.view()),
+            &CrossEntropyOptions::default()
+        ),
+        Err(Error::InvalidInput(_))
+    ));
+}

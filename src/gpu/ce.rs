@@ -171,6 +171,8 @@ pub(crate) struct CeBufs<'a> {
     pub weight: Option<&'a wgpu::Buffer>,
     /// Probability targets, `rows × cols` floats.
     pub probs: Option<&'a wgpu::Buffer>,
+    /// Write the gradient over the logits (`grad` is then unused).
+    pub in_place: bool,
 }
 
 /// Records the passes of cross-entropy over one chunk of `rows` rows. Returns the buffers the
@@ -193,7 +195,11 @@ pub(crate) fn record_ce(
             .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
     });
     let key = |row_threads| ShaderKey {
-        family: Family::CrossEntropy,
+        family: if b.in_place {
+            Family::CrossEntropyInPlace
+        } else {
+            Family::CrossEntropy
+        },
         vec4: cols % 4 == 0
             && b.x_stride % 4 == 0
             && b.x.base % 4 == 0
@@ -364,6 +370,7 @@ async fn run_chunk(
         ce_params: cebuf,
         weight: weight.map(|w| w.buffer()),
         probs: probs.map(|q| q.buffer()),
+        in_place: false,
     };
     let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("smoothmax/ce"),

@@ -385,11 +385,68 @@ impl Gpu {
         targets: Targets,
         options: &CrossEntropyOptions,
     ) -> Result<RecordedCrossEntropy> {
+        self.record_ce_device(encoder, logits, targets, options, false)
+    }
+
+    /// [`Gpu::record_cross_entropy`] with the gradient written over the logits (Liger-Kernel's
+    /// in-place trick: no second `[B, C]` buffer). Needs `options.gradient`; afterwards
+    /// `logits` holds the gradient, and the returned `grad` is that same matrix.
+    pub fn record_cross_entropy_in_place(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        logits: &GpuMatrix,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<RecordedCrossEntropy> {
+        if !options.gradient {
+            return Err(Error::InvalidInput(
+                "an in-place cross-entropy writes the gradient: set options.gradient".into(),
+            ));
+        }
+        self.record_ce_device(encoder, logits, targets, options, true)
+    }
+
+    /// Cross-entropy with the gradient written over the device-resident logits, submitted at
+    /// once (see [`Gpu::record_cross_entropy_in_place`]).
+    pub fn cross_entropy_in_place(
+        &self,
+        logits: &GpuMatrix,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<DeviceCrossEntropy> {
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("smoothmax/ce-in-place"),
+            });
+        let r = self.record_cross_entropy_in_place(&mut enc, logits, targets, options)?;
+        self.ctx.queue.submit([enc.finish()]);
+        let (loss, lse) = r.loss(self)?;
+        Ok(DeviceCrossEntropy {
+            loss,
+            lse,
+            grad: r.grad.clone(),
+        })
+    }
+
+    fn record_ce_device(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        logits: &GpuMatrix,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+        in_place: bool,
+    ) -> Result<RecordedCrossEntropy> {
         let (rows, cols) = logits.dim();
         let p = prepare((rows, cols), &targets, options)?;
         self.ctx.check_alive()?;
         let per_row = self.new_matrix(rows, 2);
-        let grad = options.gradient.then(|| self.new_matrix(rows, cols));
+        let grad = if in_place {
+            Some(logits.clone())
+        } else {
+            options.gradient.then(|| self.new_matrix(rows, cols))
+        };
         let mut keep = Vec::new();
         if rows > 0 && cols == 0 {
             // No classes: every row's lse is -inf (its loss comes from `reduce`'s rules).
@@ -451,7 +508,7 @@ impl Gpu {
                     let b = CeBufs {
                         x: logits.rows_slice(r0, n, align),
                         x_stride: logits.row_stride,
-                        grad: grad.as_ref().map(|g| {
+                        grad: grad.as_ref().filter(|_| !in_place).map(|g| {
                             Slice::new(
                                 &g.buffer,
                                 (r0 * cols * 4) as u64,
@@ -464,6 +521,7 @@ impl Gpu {
                         ce_params: cp.buffer(),
                         weight: wb.as_ref().map(|w| w.buffer()),
                         probs: qb.as_ref().map(|q| q.buffer()),
+                        in_place,
                     };
                     keep.extend(record_ce(ctx, encoder, &b, n, cols, params.flags)?);
                     encoder.copy_buffer_to_buffer(

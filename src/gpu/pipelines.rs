@@ -40,10 +40,18 @@ fn entry(binding: u32, kind: BindingKind) -> wgpu::BindGroupLayoutEntry {
 
 fn layout_entries(family: Family) -> Vec<wgpu::BindGroupLayoutEntry> {
     let mut e = vec![
-        entry(0, BindingKind::Uniform),  // params
-        entry(1, BindingKind::ReadOnly), // x
-        entry(2, BindingKind::Storage),  // y
-        entry(3, BindingKind::Storage),  // partials
+        entry(0, BindingKind::Uniform), // params
+        // x: read-write only where the gradient is written over the logits
+        entry(
+            1,
+            if family == Family::CrossEntropyInPlace {
+                BindingKind::Storage
+            } else {
+                BindingKind::ReadOnly
+            },
+        ),
+        entry(2, BindingKind::Storage), // y
+        entry(3, BindingKind::Storage), // partials
     ];
     e.extend(family.extra_bindings().iter().map(|&(b, k)| entry(b, k)));
     e
@@ -56,6 +64,7 @@ impl PipelineCache {
             Family::LogSumExp,
             Family::Softmax,
             Family::CrossEntropy,
+            Family::CrossEntropyInPlace,
             Family::Yardstick,
         ] {
             let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {

@@ -21,6 +21,8 @@ pub(crate) enum Family {
     Softmax,
     /// `ce_fused`, `ce_stats`, `ce_rows`, `ce_grad`.
     CrossEntropy,
+    /// The same kernels with the gradient written over the logits (x bound read-write).
+    CrossEntropyInPlace,
     /// `copy` and `exp_map`: the benchmarks' bandwidth yardsticks.
     Yardstick,
 }
@@ -30,7 +32,7 @@ impl Family {
         match self {
             Family::LogSumExp => LOGSUMEXP,
             Family::Softmax => SOFTMAX,
-            Family::CrossEntropy => CROSS_ENTROPY,
+            Family::CrossEntropy | Family::CrossEntropyInPlace => CROSS_ENTROPY,
             Family::Yardstick => YARDSTICK,
         }
     }
@@ -41,7 +43,9 @@ impl Family {
         match self {
             Family::LogSumExp => &["stats", "merge_rows", "lse_merge"],
             Family::Softmax => &["fused", "write"],
-            Family::CrossEntropy => &["ce_fused", "ce_stats", "ce_rows", "ce_grad"],
+            Family::CrossEntropy | Family::CrossEntropyInPlace => {
+                &["ce_fused", "ce_stats", "ce_rows", "ce_grad"]
+            }
             Family::Yardstick => &["copy", "exp_map"],
         }
     }
@@ -51,7 +55,7 @@ impl Family {
         match self {
             Family::LogSumExp => &[(4, BindingKind::Storage)], // lse
             Family::Softmax | Family::Yardstick => &[],
-            Family::CrossEntropy => &[
+            Family::CrossEntropy | Family::CrossEntropyInPlace => &[
                 (4, BindingKind::Storage),  // row_out
                 (5, BindingKind::ReadOnly), // row_in
                 (6, BindingKind::ReadOnly), // weight
@@ -98,13 +102,33 @@ pub(crate) const ROW_THREADS: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 impl ShaderKey {
     /// The complete WGSL text of this variant.
     pub fn source(&self) -> String {
+        let in_place = self.family == Family::CrossEntropyInPlace;
         let header = format!(
             "// specialization: {self:?}\nconst ROW_THREADS: u32 = {}u;\nconst LOG_OUTPUT: bool = {};\n\
-             const PROB_TARGETS: bool = {};\nconst CE_STATIC: u32 = {}u;\n\n",
+             const PROB_TARGETS: bool = {};\nconst CE_STATIC: u32 = {}u;\nconst IN_PLACE: bool = {in_place};\n\n",
             self.row_threads, self.log_output, self.prob_targets, self.ce_bits
         );
-        let variant = if self.vec4 { VEC4 } else { SCALAR };
-        [header.as_str(), PRELUDE, variant, self.family.source()].join("\n")
+        let mut variant = (if self.vec4 { VEC4 } else { SCALAR }).to_string();
+        // Where a gradient goes: y, or (in place) back over the logits in x, with x's layout.
+        let store_grad = if !in_place {
+            "fn store_grad4(row: u32, j: u32, v: vec4<f32>) {\n    store4(row, j, v);\n}\n"
+        } else {
+            variant = variant.replace("var<storage, read> x:", "var<storage, read_write> x:");
+            if self.vec4 {
+                "fn store_grad4(row: u32, j: u32, v: vec4<f32>) {\n    x[(params.x_base + row * params.x_stride) / 4u + j] = v;\n}\n"
+            } else {
+                "fn store_grad4(row: u32, j: u32, v: vec4<f32>) {\n    let base = params.x_base + row * params.x_stride;\n    \
+                 for (var k = 0u; k < 4u; k++) {\n        if 4u * j + k < params.cols {\n            x[base + 4u * j + k] = v[k];\n        }\n    }\n}\n"
+            }
+        };
+        [
+            header.as_str(),
+            PRELUDE,
+            &variant,
+            store_grad,
+            self.family.source(),
+        ]
+        .join("\n")
     }
 
     /// A label for wgpu objects and error messages.
@@ -129,20 +153,22 @@ impl ShaderKey {
             Family::Softmax,
             Family::CrossEntropy,
             Family::Yardstick,
+            Family::CrossEntropyInPlace,
         ] {
             for vec4 in [false, true] {
                 for row_threads in ROW_THREADS {
                     for flag in [false, true] {
                         let (log_output, prob_targets) = match family {
-                            Family::CrossEntropy => (false, flag),
+                            Family::CrossEntropy | Family::CrossEntropyInPlace => (false, flag),
                             _ => (flag, false),
                         };
                         // CE: the compile-time bits (softcap 1, linear 4, gradient 8) in every
                         // combination.
-                        let ce_sets: &[u32] = if family == Family::CrossEntropy {
-                            &[0, 1, 4, 5, 8, 9, 12, 13]
-                        } else {
-                            &[0]
+                        let ce_sets: &[u32] = match family {
+                            Family::CrossEntropy => &[0, 1, 4, 5, 8, 9, 12, 13],
+                            // In place always writes the gradient.
+                            Family::CrossEntropyInPlace => &[8, 9, 12, 13],
+                            _ => &[0],
                         };
                         for &ce_bits in ce_sets {
                             keys.push(ShaderKey {

@@ -193,6 +193,7 @@ pub(crate) fn kernel_times(
                         ce_params: shared[0].buffer(),
                         weight: None,
                         probs: None,
+                        in_place: false,
                     };
                     keep.extend(record_ce(ctx, enc, &b, c.rows, cols, ce_flags)?);
                 }
