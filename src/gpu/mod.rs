@@ -28,7 +28,21 @@ use ndarray::ArrayView2;
 use readback::Wait;
 use std::sync::Arc;
 
-/// The GPU backend. Cheap to clone (the device and caches are shared); `Send + Sync`.
+/// The GPU backend. Cheap to clone (the device and caches are shared); `Send + Sync`, so
+/// any number of threads may call it at once.
+///
+/// # Faults
+///
+/// Every call returns its own failure and leaves the engine usable: bad input is
+/// [`crate::Error::InvalidInput`] (checked before any GPU work), a wgpu validation error is
+/// [`crate::Error::Validation`] (caught by error scopes, never wgpu's panicking default handler),
+/// an allocation the device refuses is [`crate::Error::OutOfMemory`]. Buffers of a failed call
+/// are not returned to the pool, and no path leaves a buffer mapped. A lost device (driver
+/// reset, GPU removed, `destroy()`) makes every later call fail: with an engine-created device
+/// the error is [`crate::Error::DeviceLost`]; on an application's device (see
+/// [`Gpu::from_device`]), where the engine installs no device-lost handler, it shows as the
+/// failing call's [`crate::Error::Readback`] or validation error. Either way: drop this engine
+/// (and every [`GpuMatrix`] of it) and create a new one on a new device.
 ///
 /// Adapter choice honors `WGPU_BACKEND` (e.g. `vulkan`) and `WGPU_ADAPTER_NAME` (a
 /// case-insensitive substring of the adapter name). The device is opened with the adapter's
