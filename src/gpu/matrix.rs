@@ -165,7 +165,17 @@ impl RecordedCrossEntropy {
     /// Downloads the per-row values (call after submitting the encoder) and returns the
     /// reduced loss and the per-row lse.
     pub fn loss(&self, gpu: &Gpu) -> Result<(Loss, Array1<f32>)> {
-        let rows = gpu.download(&self.per_row)?;
+        pollster::block_on(self.loss_with(gpu, Wait::Inline))
+    }
+
+    /// [`RecordedCrossEntropy::loss`], async: awaits the readback without blocking the
+    /// executor thread.
+    pub async fn loss_async(&self, gpu: &Gpu) -> Result<(Loss, Array1<f32>)> {
+        self.loss_with(gpu, Wait::Thread).await
+    }
+
+    async fn loss_with(&self, gpu: &Gpu, wait: Wait) -> Result<(Loss, Array1<f32>)> {
+        let rows = gpu.download_with(&self.per_row, wait).await?;
         let ce: Vec<f32> = rows.column(0).to_vec();
         let lse: Vec<f32> = rows.column(1).to_vec();
         let o = CrossEntropyOptions {
