@@ -97,3 +97,42 @@ fn a_lost_device_is_an_error_not_a_panic() {
     assert!(r.is_err(), "a call on a destroyed device must fail");
     assert!(g.logsumexp(x.view(), 1.0).is_err());
 }
+
+#[test]
+fn a_buffer_the_device_refuses_is_an_error_and_the_engine_stays_usable() {
+    if gpu().is_none() {
+        return;
+    }
+    // An application device that allows no buffer above 1 MiB: creating a 4 MiB one fails.
+    // (On lavapipe an oversized buffer is refused by validation before any allocation; real
+    // out-of-memory takes the same error-scoped path and comes back as Error::OutOfMemory.)
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .unwrap();
+    let mut limits = adapter.limits();
+    limits.max_buffer_size = 1 << 20;
+    limits.max_storage_buffer_binding_size = 1 << 20;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .unwrap();
+    let g = Gpu::from_device(device, queue, None).unwrap();
+    let big = logits(1024, 1024, 1.0, 0.0, false, 2); // 4 MiB
+    match g.upload(big.view()) {
+        Err(Error::Validation(_)) | Err(Error::OutOfMemory(_)) => {}
+        other => panic!("expected a refused buffer, got {other:?}"),
+    }
+    // Host-path calls chunk to the device's limits, so the same data still goes through.
+    let p = g.softmax(big.view(), 1.0).unwrap();
+    assert!(p.rows().into_iter().all(|r| (r.sum() - 1.0).abs() < 1e-4));
+    // A device op whose output would exceed the limit fails cleanly too.
+    let small = g
+        .upload(logits(1024, 200, 1.0, 0.0, false, 3).view())
+        .unwrap(); // 800 KiB
+    let wide = GpuMatrix::from_buffer(small.buffer().clone(), 0, 250, 800, 800).unwrap();
+    assert!(g.row_op_on_device(RowOp::Softmax, &wide, 1.0).is_ok()); // 800 KiB out: fine
+    still_works(&g);
+}

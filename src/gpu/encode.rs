@@ -176,8 +176,11 @@ pub(crate) fn record_pass(
 /// Error scopes around one submission: validation and out-of-memory errors come back as
 /// [`Error`] instead of reaching wgpu's default handler (which panics).
 pub(crate) struct Scopes {
-    oom: wgpu::ErrorScopeGuard,
+    // Field order matters: fields drop in declaration order, and scopes must be popped
+    // innermost first. A `?` between push and pop drops this struct without `pop`; with the
+    // outer scope first, wgpu panics ("error scopes must be popped in reverse order").
     validation: wgpu::ErrorScopeGuard,
+    oom: wgpu::ErrorScopeGuard,
 }
 
 impl Scopes {

@@ -199,21 +199,26 @@ pub struct DeviceCrossEntropy {
 }
 
 impl Gpu {
-    fn new_matrix(&self, rows: usize, cols: usize) -> GpuMatrix {
+    /// A new contiguous device matrix. Its allocation is error-scoped: a buffer the device
+    /// refuses (too large, out of memory) is an error here, never wgpu's panicking default
+    /// handler (which an application's device may still have).
+    fn new_matrix(&self, rows: usize, cols: usize) -> Result<GpuMatrix> {
         let bytes = ((rows * cols * 4) as u64).max(16).next_multiple_of(16);
+        let scopes = Scopes::push(&self.ctx.device);
         let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("smoothmax/matrix"),
             size: bytes,
             usage: U::STORAGE | U::COPY_SRC | U::COPY_DST,
             mapped_at_creation: false,
         });
-        GpuMatrix {
+        scopes.pop()?;
+        Ok(GpuMatrix {
             buffer,
             offset: 0,
             rows,
             cols,
             row_stride: cols,
-        }
+        })
     }
 
     /// Copies a host matrix into a new device buffer.
@@ -225,7 +230,7 @@ impl Gpu {
             .as_slice()
             .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
         let scopes = Scopes::push(&self.ctx.device);
-        let m = self.new_matrix(rows, cols);
+        let m = self.new_matrix(rows, cols)?;
         if !data.is_empty() {
             self.ctx
                 .queue
@@ -341,7 +346,7 @@ impl Gpu {
         check_temperature(temperature)?;
         self.ctx.check_alive()?;
         let (rows, cols) = x.dim();
-        let out = self.new_matrix(rows, if op == RowOp::LogSumExp { 1 } else { cols });
+        let out = self.new_matrix(rows, if op == RowOp::LogSumExp { 1 } else { cols })?;
         if rows == 0 {
             return Ok(out);
         }
@@ -465,11 +470,14 @@ impl Gpu {
         let (rows, cols) = logits.dim();
         let p = prepare((rows, cols), &targets, options)?;
         self.ctx.check_alive()?;
-        let per_row = self.new_matrix(rows, 2);
+        let per_row = self.new_matrix(rows, 2)?;
         let grad = if in_place {
             Some(logits.clone())
         } else {
-            options.gradient.then(|| self.new_matrix(rows, cols))
+            options
+                .gradient
+                .then(|| self.new_matrix(rows, cols))
+                .transpose()?
         };
         let mut keep = Vec::new();
         if rows > 0 && cols == 0 {
