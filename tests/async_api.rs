@@ -53,4 +53,26 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
     );
     let m = g.upload(x.view()).unwrap();
     assert_eq!(g.download_async(&m).await.unwrap(), x);
+    // Device-resident cross-entropy, async and blocking, out of place and in place.
+    let d_async = g
+        .cross_entropy_on_device_async(&m, Targets::Classes(y.view()), &o)
+        .await
+        .unwrap();
+    let d_block = g
+        .cross_entropy_on_device(&m, Targets::Classes(y.view()), &o)
+        .unwrap();
+    assert_eq!(
+        (d_async.loss, d_async.lse),
+        (d_block.loss.clone(), d_block.lse.clone())
+    );
+    let m2 = g.upload(x.view()).unwrap();
+    let ip = g
+        .cross_entropy_in_place_async(&m2, Targets::Classes(y.view()), &o)
+        .await
+        .unwrap();
+    assert_eq!(ip.loss, d_block.loss);
+    assert_eq!(
+        g.download_async(&m2).await.unwrap(),
+        g.download(d_block.grad.as_ref().unwrap()).unwrap()
+    );
 }

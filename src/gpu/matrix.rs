@@ -459,6 +459,59 @@ impl Gpu {
         })
     }
 
+    /// [`Gpu::cross_entropy_on_device`], async: the loss readback is awaited without blocking
+    /// the executor thread.
+    pub async fn cross_entropy_on_device_async(
+        &self,
+        logits: &GpuMatrix,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions<'_>,
+    ) -> Result<DeviceCrossEntropy> {
+        let r = {
+            let mut enc = self
+                .ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("smoothmax/ce-device"),
+                });
+            let r = self.record_cross_entropy(&mut enc, logits, targets, options)?;
+            self.ctx.queue.submit([enc.finish()]);
+            r
+        };
+        let (loss, lse) = r.loss_async(self).await?;
+        Ok(DeviceCrossEntropy {
+            loss,
+            lse,
+            grad: r.grad.clone(),
+        })
+    }
+
+    /// [`Gpu::cross_entropy_in_place`], async.
+    pub async fn cross_entropy_in_place_async(
+        &self,
+        logits: &GpuMatrix,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions<'_>,
+    ) -> Result<DeviceCrossEntropy> {
+        let r = {
+            let mut enc = self
+                .ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("smoothmax/ce-in-place"),
+                });
+            let r = self.record_cross_entropy_in_place(&mut enc, logits, targets, options)?;
+            self.ctx.queue.submit([enc.finish()]);
+            r
+        };
+        let (loss, lse) = r.loss_async(self).await?;
+        Ok(DeviceCrossEntropy {
+            loss,
+            lse,
+            grad: r.grad.clone(),
+        })
+    }
+
     fn record_ce_device(
         &self,
         encoder: &mut wgpu::CommandEncoder,
