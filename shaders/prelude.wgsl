@@ -107,15 +107,22 @@ fn has_pos_inf(st: Stats) -> bool {
 }
 
 // Folds sixteen values into the running stats with one rescale.
+// The maxima are taken lane-wise over the four vectors first and across lanes once (6
+// operations per sixteen values instead of 15; measurable on lavapipe, where the arithmetic
+// around the exp, not the exp, is what this loop pays for).
 fn absorb16(st: Stats, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) -> Stats {
-    let m = max(st.m, max(max(hmax4(v0), hmax4(v1)), max(hmax4(v2), hmax4(v3))));
+    let m = max(st.m, hmax4(max(max(v0, v1), max(v2, v3))));
     let mv = vec4<f32>(m);
     let e = (exp_t4(v0 - mv) + exp_t4(v1 - mv)) + (exp_t4(v2 - mv) + exp_t4(v3 - mv));
+    let mask = vec4<u32>(0x7fffffffu);
+    let a = max(max(bitcast<vec4<u32>>(v0) & mask, bitcast<vec4<u32>>(v1) & mask),
+                max(bitcast<vec4<u32>>(v2) & mask, bitcast<vec4<u32>>(v3) & mask));
+    let b = max(max(bitcast<vec4<i32>>(v0), bitcast<vec4<i32>>(v1)), max(bitcast<vec4<i32>>(v2), bitcast<vec4<i32>>(v3)));
     return Stats(
         m,
         st.s * exp_t(st.m - m) + hsum4(e),
-        max(st.abits, max(max(abits4(v0), abits4(v1)), max(abits4(v2), abits4(v3)))),
-        max(st.ibits, max(max(ibits4(v0), ibits4(v1)), max(ibits4(v2), ibits4(v3)))),
+        max(st.abits, max(max(a.x, a.y), max(a.z, a.w))),
+        max(st.ibits, max(max(b.x, b.y), max(b.z, b.w))),
     );
 }
 
