@@ -443,14 +443,7 @@ impl Gpu {
         targets: Targets,
         options: &CrossEntropyOptions,
     ) -> Result<DeviceCrossEntropy> {
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("smoothmax/ce-in-place"),
-            });
-        let r = self.record_cross_entropy_in_place(&mut enc, logits, targets, options)?;
-        self.ctx.queue.submit([enc.finish()]);
+        let r = self.submit_ce(logits, targets, options, true)?;
         let (loss, lse) = r.loss(self)?;
         Ok(DeviceCrossEntropy {
             loss,
@@ -467,17 +460,7 @@ impl Gpu {
         targets: Targets<'_>,
         options: &CrossEntropyOptions<'_>,
     ) -> Result<DeviceCrossEntropy> {
-        let r = {
-            let mut enc = self
-                .ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("smoothmax/ce-device"),
-                });
-            let r = self.record_cross_entropy(&mut enc, logits, targets, options)?;
-            self.ctx.queue.submit([enc.finish()]);
-            r
-        };
+        let r = self.submit_ce(logits, targets, options, false)?;
         let (loss, lse) = r.loss_async(self).await?;
         Ok(DeviceCrossEntropy {
             loss,
@@ -493,23 +476,36 @@ impl Gpu {
         targets: Targets<'_>,
         options: &CrossEntropyOptions<'_>,
     ) -> Result<DeviceCrossEntropy> {
-        let r = {
-            let mut enc = self
-                .ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("smoothmax/ce-in-place"),
-                });
-            let r = self.record_cross_entropy_in_place(&mut enc, logits, targets, options)?;
-            self.ctx.queue.submit([enc.finish()]);
-            r
-        };
+        let r = self.submit_ce(logits, targets, options, true)?;
         let (loss, lse) = r.loss_async(self).await?;
         Ok(DeviceCrossEntropy {
             loss,
             lse,
             grad: r.grad.clone(),
         })
+    }
+
+    /// Records cross-entropy into an encoder of the engine's own and submits it.
+    fn submit_ce(
+        &self,
+        logits: &GpuMatrix,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions<'_>,
+        in_place: bool,
+    ) -> Result<RecordedCrossEntropy> {
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("smoothmax/ce-device"),
+            });
+        let r = if in_place {
+            self.record_cross_entropy_in_place(&mut enc, logits, targets, options)?
+        } else {
+            self.record_cross_entropy(&mut enc, logits, targets, options)?
+        };
+        self.ctx.queue.submit([enc.finish()]);
+        Ok(r)
     }
 
     fn record_ce_device(
@@ -647,14 +643,7 @@ impl Gpu {
         targets: Targets,
         options: &CrossEntropyOptions,
     ) -> Result<DeviceCrossEntropy> {
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("smoothmax/ce-device"),
-            });
-        let r = self.record_cross_entropy(&mut enc, logits, targets, options)?;
-        self.ctx.queue.submit([enc.finish()]);
+        let r = self.submit_ce(logits, targets, options, false)?;
         let (loss, lse) = r.loss(self)?;
         Ok(DeviceCrossEntropy {
             loss,
