@@ -231,10 +231,7 @@ fn backend(device: Option<DeviceName>) -> Result<Box<dyn Backend>, String> {
         None => match Gpu::new() {
             Ok(g) => Ok(Box::new(g)),
             Err(e) => {
-                eprintln!(
-                    "smoothmax: no GPU adapter ({e}); running on the CPU. For a software GPU: \
-                     apt-get install -y mesa-vulkan-drivers"
-                );
+                eprintln!("smoothmax: {e}; running on the CPU");
                 Ok(Box::new(Cpu::new()))
             }
         },
@@ -341,10 +338,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         match Gpu::new() {
             Ok(g) => Some(g),
             Err(e) if args.device == BenchDevice::All => {
-                eprintln!(
-                    "smoothmax: no GPU adapter ({e}); benchmarking the CPU only. For a software GPU: \
-                     apt-get install -y mesa-vulkan-drivers"
-                );
+                eprintln!("smoothmax: {e}; benchmarking the CPU only");
                 None
             }
             Err(e) => return Err(e.to_string()),
