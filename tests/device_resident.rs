@@ -361,3 +361,83 @@ fn in_place_gradient_equals_the_out_of_place_one() {
         Err(Error::InvalidInput(_))
     ));
 }
+
+#[test]
+fn chunked_device_cross_entropy_in_and_out_of_place() {
+    let Some(g) = gpu() else { return };
+    // 1100 x 32000 floats = 140.8 MB: more than lavapipe's 128 MiB binding, so chunked.
+    let (rows, cols) = (1100usize, 32_000usize);
+    let x = logits(rows, cols, 2.0, 0.0, false, 77);
+    let y = ndarray::Array1::from_shape_fn(rows, |i| {
+        if i % 9 == 0 {
+            -100
+        } else {
+            (i * 7919 % cols) as i64
+        }
+    });
+    let o = CrossEntropyOptions {
+        gradient: true,
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let host = g
+        .cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+        .unwrap();
+    let m = g.upload(x.view()).unwrap();
+    let dev = g
+        .cross_entropy_on_device(&m, Targets::Classes(y.view()), &o)
+        .unwrap();
+    assert_eq!(dev.loss, host.loss);
+    assert_eq!(dev.lse, host.lse);
+    assert_eq!(
+        g.download(dev.grad.as_ref().unwrap()).unwrap(),
+        host.grad.clone().unwrap()
+    );
+    let ip = g
+        .cross_entropy_in_place(&m, Targets::Classes(y.view()), &o)
+        .unwrap();
+    assert_eq!(ip.loss, host.loss);
+    assert_eq!(g.download(&m).unwrap(), host.grad.unwrap());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "tests/proptest-regressions/device_resident.txt",
+        ))),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Any 4-byte offset and any row stride: device results equal the host path on the block.
+    #[test]
+    fn any_offset_and_stride(
+        rows in 1usize..20,
+        cols in 1usize..600,
+        extra in 0usize..9,
+        pad in 0usize..70,
+        seed: u64,
+    ) {
+        let Some(g) = app_gpu() else { return Ok(()) };
+        let stride = cols + extra;
+        let big = logits(rows, stride, 2.0, 0.0, true, seed);
+        let mut data = vec![0.0f32; pad];
+        data.extend(big.iter());
+        let buf = storage_buffer(&data, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST);
+        let m = GpuMatrix::from_buffer(buf, (pad * 4) as u64, rows, cols, stride).unwrap();
+        let block = big.slice(ndarray::s![.., ..cols]).to_owned();
+        for op in [RowOp::LogSumExp, RowOp::LogSoftmax] {
+            let d = g.download(&g.row_op_on_device(op, &m, 1.0).unwrap()).unwrap();
+            match g.row_op(op, block.view(), 1.0).unwrap() {
+                smoothmax::RowOutput::PerRow(v) => proptest::prop_assert_eq!(d.column(0).to_owned(), v),
+                smoothmax::RowOutput::Matrix(h) => proptest::prop_assert_eq!(d, h),
+            }
+        }
+        let y = ndarray::Array1::from_shape_fn(rows, |i| (i % cols) as i64);
+        let o = CrossEntropyOptions { gradient: true, ..Default::default() };
+        let dev = g.cross_entropy_on_device(&m, Targets::Classes(y.view()), &o).unwrap();
+        let host = g.cross_entropy(block.view(), Targets::Classes(y.view()), &o).unwrap();
+        proptest::prop_assert_eq!(dev.loss, host.loss);
+        proptest::prop_assert_eq!(g.download(dev.grad.as_ref().unwrap()).unwrap(), host.grad.unwrap());
+    }
+}
