@@ -188,7 +188,7 @@ pub(crate) fn record_ce(
     let gradient = flags & CE_GRAD != 0;
     let dev = &ctx.device;
     let bytes = (rows * cols * 4) as u64;
-    let split = RowSplit::new(rows, cols.div_ceil(4), ctx.target_items());
+    let split = RowSplit::new(rows, cols.div_ceil(4), ctx.policy());
     let part_bytes = (rows * split.segs as usize * 32) as u64;
     let partials = (split.segs > 1).then(|| {
         ctx.pool

@@ -323,12 +323,18 @@ impl Context {
         }
     }
 
-    /// How many (row, segment) work items a dispatch should offer (see `gpu::plan`).
-    pub fn target_items(&self) -> usize {
+    /// How rows are cut on this adapter (see `gpu::plan::Policy`); `SMOOTHMAX_GPU_POLICY`
+    /// (`gpu` or `cpu`) overrides it, so tests can run both layouts on one adapter.
+    pub fn policy(&self) -> super::plan::Policy {
+        match std::env::var("SMOOTHMAX_GPU_POLICY").as_deref() {
+            Ok("gpu") => return super::plan::Policy::Gpu,
+            Ok("cpu") => return super::plan::Policy::Cpu,
+            _ => {}
+        }
         if self.adapter.device_type == "Cpu" {
-            super::plan::TARGET_ITEMS_CPU
+            super::plan::Policy::Cpu
         } else {
-            super::plan::TARGET_ITEMS_GPU
+            super::plan::Policy::Gpu
         }
     }
 

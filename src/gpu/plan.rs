@@ -4,12 +4,25 @@
 
 use crate::error::{Error, Result};
 
+/// How rows are cut for an adapter class.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// A real GPU: many invocations per row (coalesced loads, short serial chains), and long
+    /// rows split until there are `TARGET_ITEMS_GPU` work items.
+    Gpu,
+    /// A CPU adapter (lavapipe): each invocation is a SIMD lane of a CPU thread, so the serial
+    /// loop is cheap and the shared-memory tree (barriers are coroutine switches) is not: as many
+    /// vec4 steps per invocation as possible (up to `MAX_STEPS_CPU`) while at least
+    /// `MIN_WORKGROUPS_CPU` workgroups keep every CPU thread busy. Measured at [4096, 32000]:
+    /// logsumexp 176 -> 81 ms, cross-entropy forward 272 -> 105 ms.
+    Cpu,
+}
+
 /// Below this many (row, segment) items a dispatch leaves a large GPU idle: long rows are then
 /// split into segments, one workgroup each, merged afterwards.
-pub(crate) const TARGET_ITEMS_GPU: usize = 512;
-/// The same for a CPU adapter (lavapipe: a few threads, and workgroup barriers are costly
-/// there, so fewer and longer segments; measured on [8, 256000]).
-pub(crate) const TARGET_ITEMS_CPU: usize = 16;
+const TARGET_ITEMS_GPU: usize = 512;
+const MAX_STEPS_CPU: usize = 2048;
+const MIN_WORKGROUPS_CPU: usize = 16;
 /// Shortest segment worth a workgroup, in vec4 units (8192 floats).
 const MIN_SEG_V: usize = 2048;
 /// Vec4 steps each invocation should get before more invocations are added to a row.
@@ -29,8 +42,26 @@ pub(crate) struct RowSplit {
 }
 
 impl RowSplit {
-    /// Splits `rows` rows of `cols_v` vec4 units, aiming at `target_items` work items.
-    pub fn new(rows: usize, cols_v: usize, target_items: usize) -> Self {
+    /// Splits `rows` rows of `cols_v` vec4 units for an adapter class.
+    pub fn new(rows: usize, cols_v: usize, policy: Policy) -> Self {
+        match policy {
+            Policy::Gpu => Self::with(rows, cols_v, TARGET_ITEMS_GPU, STEPS_PER_THREAD),
+            Policy::Cpu => {
+                let min_threads = MIN_WORKGROUPS_CPU * WG;
+                let steps = (rows * cols_v / min_threads).clamp(STEPS_PER_THREAD, MAX_STEPS_CPU);
+                let s = Self::with(rows, cols_v, 1, steps);
+                if s.workgroups(rows) >= MIN_WORKGROUPS_CPU {
+                    return s;
+                }
+                // Too few workgroups: split rows into segments as well.
+                let per_row = WG / s.row_threads as usize;
+                Self::with(rows, cols_v, MIN_WORKGROUPS_CPU * per_row, steps)
+            }
+        }
+    }
+
+    /// Splits aiming at `target_items` work items and `steps` vec4 per invocation.
+    fn with(rows: usize, cols_v: usize, target_items: usize, steps: usize) -> Self {
         let want_segs = if rows >= target_items {
             1
         } else {
@@ -39,10 +70,7 @@ impl RowSplit {
         let segs = want_segs.min(cols_v.div_ceil(MIN_SEG_V)).max(1);
         let seg_len = cols_v.div_ceil(segs).max(1);
         let segs = cols_v.div_ceil(seg_len).max(1); // no empty trailing segment
-        let row_threads = seg_len
-            .div_ceil(STEPS_PER_THREAD)
-            .next_power_of_two()
-            .clamp(1, WG);
+        let row_threads = seg_len.div_ceil(steps).next_power_of_two().clamp(1, WG);
         RowSplit {
             row_threads: row_threads as u32,
             segs: segs as u32,
@@ -99,21 +127,32 @@ mod tests {
 
     #[test]
     fn short_rows_share_a_workgroup() {
-        let s = RowSplit::new(70_000, 1, TARGET_ITEMS_GPU);
+        let s = RowSplit::new(70_000, 1, Policy::Gpu);
         assert_eq!((s.row_threads, s.segs), (1, 1));
         assert_eq!(s.workgroups(70_000), 70_000usize.div_ceil(256));
-        let s = RowSplit::new(4096, 16, TARGET_ITEMS_GPU); // C = 64
+        let s = RowSplit::new(4096, 16, Policy::Gpu); // C = 64
         assert_eq!((s.row_threads, s.segs), (2, 1));
     }
 
     #[test]
     fn long_rows_use_whole_workgroups_and_few_rows_split() {
-        let s = RowSplit::new(4096, 8000, TARGET_ITEMS_GPU); // [4096, 32000]
+        let s = RowSplit::new(4096, 8000, Policy::Gpu); // [4096, 32000]
         assert_eq!((s.row_threads, s.segs), (256, 1));
-        let s = RowSplit::new(8, 64_000, TARGET_ITEMS_GPU); // [8, 256000]
+        let s = RowSplit::new(8, 64_000, Policy::Gpu); // [8, 256000]
         assert_eq!(s.row_threads, 256);
         assert_eq!(s.segs, 32);
         assert!(s.segs * s.seg_len >= 64_000 && (s.segs - 1) * s.seg_len < 64_000);
+    }
+
+    #[test]
+    fn cpu_adapters_get_long_serial_loops_and_enough_workgroups() {
+        let s = RowSplit::new(4096, 8000, Policy::Cpu); // [4096, 32000]
+        assert_eq!((s.row_threads, s.segs), (4, 1));
+        assert!(s.workgroups(4096) >= MIN_WORKGROUPS_CPU);
+        let s = RowSplit::new(8, 64_000, Policy::Cpu); // [8, 256000]: split to stay busy
+        assert!(s.segs > 1 && s.workgroups(8) >= MIN_WORKGROUPS_CPU, "{s:?}");
+        let s = RowSplit::new(65_536, 250, Policy::Cpu); // [65536, 1000]: one lane per row
+        assert_eq!(s.row_threads, 1);
     }
 
     #[test]

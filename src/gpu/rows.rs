@@ -146,7 +146,7 @@ pub(crate) fn record_rows(
     let dev = &ctx.device;
     // vec4 access needs every row start 16-byte aligned.
     let vec4 = cols % 4 == 0 && x_stride % 4 == 0 && x.base % 4 == 0 && y.base % 4 == 0;
-    let split = RowSplit::new(rows, cols.div_ceil(4), ctx.target_items());
+    let split = RowSplit::new(rows, cols.div_ceil(4), ctx.policy());
     let part_bytes = (rows * split.segs as usize * 16) as u64;
     let partials = (split.segs > 1).then(|| {
         ctx.pool
