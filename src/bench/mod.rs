@@ -291,7 +291,9 @@ pub fn run(
         }
         if cfg.cpu {
             tick("cpu memcpy");
-            let src = x.as_slice().expect("bench inputs are contiguous");
+            let src = x.as_slice().ok_or_else(|| {
+                crate::Error::InvalidInput("bench input is not contiguous".into())
+            })?;
             let mut dst = vec![0.0f32; n];
             let t = timed(cfg.warmup, cfg.runs, || {
                 parallel_copy(src, &mut dst);

@@ -155,14 +155,13 @@ impl Backend for Cpu {
         let t = temperature;
         Ok(match op {
             RowOp::LogSumExp => {
-                let mut out = Array1::<f32>::from_elem(rows, f32::NEG_INFINITY);
+                let mut out = vec![f32::NEG_INFINITY; rows];
                 if cols > 0 {
-                    let o = out.as_slice_mut().expect("a fresh Array1 is contiguous");
-                    o.par_chunks_mut(rows_per_task)
+                    out.par_chunks_mut(rows_per_task)
                         .zip(xs.par_chunks(rows_per_task * cols))
                         .for_each(|(o, x)| lse_rows(x, o, cols, t));
                 }
-                RowOutput::PerRow(out)
+                RowOutput::PerRow(Array1::from_vec(out))
             }
             RowOp::Softmax | RowOp::LogSoftmax => {
                 let mut out = alloc::output_vec(rows * cols);

@@ -130,7 +130,7 @@ async fn run(
         let res = run_chunk(
             ctx,
             p,
-            o,
+            ce_params.flags,
             r0,
             n,
             xs,
@@ -316,7 +316,7 @@ pub(crate) fn row_inputs(p: &Prepared) -> Vec<u32> {
 async fn run_chunk(
     ctx: &Context,
     p: &Prepared,
-    o: &CrossEntropyOptions<'_>,
+    flags: u32,
     r0: usize,
     n: usize,
     xs: &[f32],
@@ -375,8 +375,9 @@ async fn run_chunk(
     let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("smoothmax/ce"),
     });
-    let _keep = record_ce(ctx, &mut encoder, &bufs, n, cols, ce_params(p, o).flags)?;
-    let grad_bytes = if o.gradient { bytes } else { 0 };
+    let _keep = record_ce(ctx, &mut encoder, &bufs, n, cols, flags)?;
+    let gradient = flags & CE_GRAD != 0;
+    let grad_bytes = if gradient { bytes } else { 0 };
     if let Some(g) = gbuf {
         encoder.copy_buffer_to_buffer(g, 0, staging, 0, bytes);
     }
@@ -385,7 +386,7 @@ async fn run_chunk(
     scopes.pop()?;
 
     let mut row_out = vec![0.0f32; 2 * n];
-    let gdst: &mut [f32] = if o.gradient {
+    let gdst: &mut [f32] = if gradient {
         &mut grad[r0 * cols..r0 * cols + elems]
     } else {
         &mut []

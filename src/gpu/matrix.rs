@@ -7,7 +7,7 @@ use super::pool::PooledBuffer;
 use super::readback::{read_f32_parts, Wait};
 use super::rows::record_rows;
 use super::Gpu;
-use crate::cross_entropy::{prepare, reduce, CrossEntropyOptions, Loss, Targets};
+use crate::cross_entropy::{prepare, reduce, CrossEntropyOptions, Loss, Prepared, Targets};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, RowOp};
 use ndarray::{Array1, Array2, ArrayView2};
@@ -627,7 +627,9 @@ impl Gpu {
         Ok(RecordedCrossEntropy {
             per_row,
             grad,
-            prepared: p,
+            // Only the class list and the denominators are needed to reduce; not a copy of
+            // the probability targets.
+            prepared: Prepared { probs: None, ..p },
             reduction: options.reduction,
             z_loss: options.z_loss,
             _keep: keep,
