@@ -86,6 +86,7 @@ mod error;
 pub mod gpu;
 mod ops;
 mod reference;
+pub mod surrogates;
 
 pub use cpu::Cpu;
 pub use cross_entropy::reference::ReferenceCrossEntropy;
@@ -96,6 +97,9 @@ pub use error::{Error, Result};
 pub use gpu::{DeviceCrossEntropy, Gpu, GpuCounters, GpuMatrix};
 pub use ops::{check_temperature, Backend, RowOp, RowOutput};
 pub use reference::Reference;
+pub use surrogates::{
+    BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput, Value,
+};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -2,7 +2,10 @@
 
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
-use ndarray::{Array1, Array2, ArrayView2};
+use crate::surrogates::{
+    BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput,
+};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 /// The row-wise reductions of the smooth-max family.
 ///
@@ -115,5 +118,106 @@ pub trait Backend {
             RowOutput::Matrix(m) => Ok(m),
             RowOutput::PerRow(_) => unreachable!("log_softmax returns a matrix"),
         }
+    }
+
+    /// Runs one smooth surrogate or margin loss (see [`crate::surrogates`] for every op's
+    /// formula, gradient and edge cases): its value and its gradient. The named methods below
+    /// are thin wrappers over this.
+    ///
+    /// ```
+    /// use smoothmax::{Backend, Cpu, Surrogate};
+    /// let x = ndarray::array![[0.0f32, 10.0, 0.0]];
+    /// let out = Cpu::new().surrogate(&Surrogate::SoftArgmax { x: x.view(), temperature: 1.0 })?;
+    /// assert!((out.value.to_vec()[0] - 1.0).abs() < 1e-6); // the argmax, 1
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput>;
+
+    /// Boltzmann operator `Σ x e^{βx} / Σ e^{βx}` per row (max as β → ∞, mean at 0).
+    fn boltzmann_max(&self, x: ArrayView2<f32>, beta: f32) -> Result<SurrogateOutput> {
+        self.surrogate(&Surrogate::BoltzmannMax { x, beta })
+    }
+
+    /// Soft-argmax `Σ_j j·softmax(x/T)_j` per row.
+    fn soft_argmax(&self, x: ArrayView2<f32>, temperature: f32) -> Result<SurrogateOutput> {
+        self.surrogate(&Surrogate::SoftArgmax { x, temperature })
+    }
+
+    /// Smooth accuracy `mean_i softmax(x_i/T)[y_i]`.
+    fn smooth_accuracy(
+        &self,
+        logits: ArrayView2<f32>,
+        targets: ArrayView1<i64>,
+        temperature: f32,
+    ) -> Result<SurrogateOutput> {
+        self.surrogate(&Surrogate::SmoothAccuracy {
+            logits,
+            targets,
+            temperature,
+        })
+    }
+
+    /// Binary smooth F1 `2Σσ(x)·y / Σ(σ(x) + y)` over all elements.
+    fn smooth_f1(
+        &self,
+        logits: ArrayView2<f32>,
+        labels: ArrayView2<f32>,
+    ) -> Result<SurrogateOutput> {
+        self.surrogate(&Surrogate::SmoothF1Binary { logits, labels })
+    }
+
+    /// Macro smooth F1 over the classes, from `softmax(x/T)`.
+    fn smooth_f1_macro(
+        &self,
+        logits: ArrayView2<f32>,
+        targets: ArrayView1<i64>,
+        temperature: f32,
+    ) -> Result<SurrogateOutput> {
+        self.surrogate(&Surrogate::SmoothF1Macro {
+            logits,
+            targets,
+            temperature,
+        })
+    }
+
+    /// Pairwise smooth max of two same-shaped arrays, with both gradients.
+    fn pairwise_max(
+        &self,
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+        form: PairwiseForm,
+    ) -> Result<SurrogateOutput> {
+        self.surrogate(&Surrogate::PairwiseMax { a, b, form })
+    }
+
+    /// A binary loss (logistic = PyTorch's `binary_cross_entropy_with_logits`, hinge, squared
+    /// hinge, exponential, squared) with weights and reduction.
+    fn binary_loss<'a>(
+        &self,
+        logits: ArrayView2<'a, f32>,
+        labels: ArrayView2<'a, f32>,
+        loss: BinaryLoss,
+        options: BinaryOptions<'a>,
+    ) -> Result<SurrogateOutput> {
+        self.surrogate(&Surrogate::Binary {
+            logits,
+            labels,
+            loss,
+            options,
+        })
+    }
+
+    /// Multi-class hinge, PyTorch's `MultiMarginLoss`.
+    fn multi_margin<'a>(
+        &self,
+        logits: ArrayView2<'a, f32>,
+        targets: ArrayView1<'a, i64>,
+        options: MultiMarginOptions<'a>,
+    ) -> Result<SurrogateOutput> {
+        self.surrogate(&Surrogate::MultiMargin {
+            logits,
+            targets,
+            options,
+        })
     }
 }

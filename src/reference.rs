@@ -118,6 +118,11 @@ impl Reference {
 }
 
 impl Backend for Reference {
+    fn surrogate(&self, call: &crate::Surrogate) -> Result<crate::SurrogateOutput> {
+        use crate::surrogates::reference::{narrow, surrogate_f64};
+        Ok(narrow(surrogate_f64(call)?))
+    }
+
     fn cross_entropy(
         &self,
         logits: ArrayView2<f32>,

@@ -8,6 +8,7 @@ mod avx2;
 mod ce;
 mod exp;
 mod rows;
+pub(crate) mod surrogates;
 
 pub use exp::exp as fast_exp;
 
@@ -133,6 +134,10 @@ multiversion! {
 impl Backend for Cpu {
     fn name(&self) -> &'static str {
         "cpu"
+    }
+
+    fn surrogate(&self, call: &crate::Surrogate) -> Result<crate::SurrogateOutput> {
+        surrogates::surrogate(call)
     }
 
     fn cross_entropy(

@@ -14,6 +14,7 @@ mod pool;
 mod readback;
 mod rows;
 mod shaders;
+mod surrogates;
 mod timing;
 
 pub use context::{list_adapters, AdapterSummary};
@@ -254,6 +255,10 @@ impl std::fmt::Debug for Gpu {
 impl Backend for Gpu {
     fn name(&self) -> &'static str {
         "gpu"
+    }
+
+    fn surrogate(&self, call: &crate::Surrogate) -> Result<crate::SurrogateOutput> {
+        pollster::block_on(surrogates::surrogate(&self.ctx, call, Wait::Inline))
     }
 
     fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {

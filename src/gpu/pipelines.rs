@@ -66,6 +66,8 @@ impl PipelineCache {
             Family::CrossEntropy,
             Family::CrossEntropyInPlace,
             Family::Yardstick,
+            Family::SurrogateRows,
+            Family::Pointwise,
         ] {
             let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("smoothmax/bgl"),

@@ -78,6 +78,23 @@ impl RowSplit {
         }
     }
 
+    /// A split that keeps every row in one work item (`segs = 1`), for kernels without a
+    /// cross-workgroup merge: invocations per row chosen as in [`RowSplit::new`].
+    pub fn whole_rows(rows: usize, cols_v: usize, policy: Policy) -> Self {
+        let steps = match policy {
+            Policy::Gpu => STEPS_PER_THREAD,
+            Policy::Cpu => {
+                (rows * cols_v / (MIN_WORKGROUPS_CPU * WG)).clamp(STEPS_PER_THREAD, MAX_STEPS_CPU)
+            }
+        };
+        let row_threads = cols_v.div_ceil(steps).next_power_of_two().clamp(1, WG);
+        RowSplit {
+            row_threads: row_threads as u32,
+            segs: 1,
+            seg_len: cols_v.max(1) as u32,
+        }
+    }
+
     /// Workgroups needed for `rows` rows.
     pub fn workgroups(&self, rows: usize) -> usize {
         let per_wg = WG / self.row_threads as usize;

@@ -11,6 +11,9 @@ const LOGSUMEXP: &str = include_str!("../../shaders/logsumexp.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
 const YARDSTICK: &str = include_str!("../../shaders/yardstick.wgsl");
+const SURROGATE_COMMON: &str = include_str!("../../shaders/surrogate_common.wgsl");
+const SURROGATE_ROWS: &str = include_str!("../../shaders/surrogate_rows.wgsl");
+const POINTWISE: &str = include_str!("../../shaders/pointwise.wgsl");
 
 /// A kernel family: one `.wgsl` file under `shaders/`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +28,11 @@ pub(crate) enum Family {
     CrossEntropyInPlace,
     /// `copy` and `exp_map`: the benchmarks' bandwidth yardsticks.
     Yardstick,
+    /// `weighted`, `margin`, `f1_columns`: the row-wise surrogates (always scalar loads; the
+    /// op is `ce_bits`).
+    SurrogateRows,
+    /// `pointwise`: the element-wise surrogates (the op is `ce_bits`).
+    Pointwise,
 }
 
 impl Family {
@@ -34,7 +42,13 @@ impl Family {
             Family::Softmax => SOFTMAX,
             Family::CrossEntropy | Family::CrossEntropyInPlace => CROSS_ENTROPY,
             Family::Yardstick => YARDSTICK,
+            Family::SurrogateRows => SURROGATE_ROWS,
+            Family::Pointwise => POINTWISE,
         }
+    }
+
+    fn is_surrogate(self) -> bool {
+        matches!(self, Family::SurrogateRows | Family::Pointwise)
     }
 
     /// Entry points of the family, for validation.
@@ -47,6 +61,8 @@ impl Family {
                 &["ce_fused", "ce_stats", "ce_rows", "ce_grad"]
             }
             Family::Yardstick => &["copy", "exp_map"],
+            Family::SurrogateRows => &["weighted", "margin", "f1_columns"],
+            Family::Pointwise => &["pointwise"],
         }
     }
 
@@ -61,6 +77,20 @@ impl Family {
                 (6, BindingKind::ReadOnly), // weight
                 (7, BindingKind::ReadOnly), // q
                 (8, BindingKind::Uniform),  // ce params
+            ],
+            Family::SurrogateRows => &[
+                (4, BindingKind::Storage),  // row_out
+                (5, BindingKind::ReadOnly), // targets
+                (6, BindingKind::ReadOnly), // weight: class weights or F1's (h, v)
+                (7, BindingKind::ReadOnly), // q (unused)
+                (8, BindingKind::Uniform),  // surrogate params
+            ],
+            Family::Pointwise => &[
+                (4, BindingKind::ReadOnly), // b_in: labels or b
+                (5, BindingKind::Storage),  // grad
+                (6, BindingKind::ReadOnly), // weight per element
+                (7, BindingKind::ReadOnly), // q: pos_weight per column
+                (8, BindingKind::Uniform),  // surrogate params
             ],
         }
     }
@@ -121,11 +151,17 @@ impl ShaderKey {
                  for (var k = 0u; k < 4u; k++) {\n        if 4u * j + k < params.cols {\n            x[base + 4u * j + k] = v[k];\n        }\n    }\n}\n"
             }
         };
+        let common = if self.family.is_surrogate() {
+            SURROGATE_COMMON
+        } else {
+            ""
+        };
         [
             header.as_str(),
             PRELUDE,
             &variant,
             store_grad,
+            common,
             self.family.source(),
         ]
         .join("\n")
@@ -181,6 +217,31 @@ impl ShaderKey {
                             });
                         }
                     }
+                }
+            }
+        }
+        for (family, ops) in [
+            (Family::SurrogateRows, &[1u32, 2, 3, 4, 5, 6][..]),
+            (
+                Family::Pointwise,
+                &[10, 11, 12, 13, 14, 20, 21, 22, 30, 31][..],
+            ),
+        ] {
+            let threads: &[u32] = if family == Family::Pointwise {
+                &[1]
+            } else {
+                &ROW_THREADS
+            };
+            for &op in ops {
+                for &row_threads in threads {
+                    keys.push(ShaderKey {
+                        family,
+                        vec4: false,
+                        row_threads,
+                        log_output: false,
+                        prob_targets: false,
+                        ce_bits: op,
+                    });
                 }
             }
         }

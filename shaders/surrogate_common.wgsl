@@ -1,0 +1,38 @@
+// ---- surrogates: what the two surrogate families share --------------------------------------
+// The op code is compiled in (CE_STATIC from the header), so lavapipe never runs the other
+// ops' code under a mask; the numbers come in this uniform (mirrored by SParams in
+// src/gpu/surrogates.rs).
+
+const OP: u32 = CE_STATIC;
+
+struct SParams {
+    n: u32,        // pointwise: elements in the chunk
+    flags: u32,    // 2: weight bound
+    kappa: f32,    // kappa >= 0 (rows); mu or beta (pairwise)
+    sign: f32,     // +1 or -1: Boltzmann with beta < 0 runs on -x
+    a: f32,
+    u: f32,        // upstream factor of the gradient
+    margin: f32,
+    f1: f32,       // binary F1, second pass: F
+    inv_d: f32,    // binary F1, second pass: 1 / sum(p + y)
+    p: u32,        // multi-margin power
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(8) var<uniform> sp: SParams;
+
+fn is_finite1(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) < 0x7f800000u;
+}
+
+fn is_nan1(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// sigma(x) without overflow; sigma(+-inf) = 1 / 0 (exp of the clamped -126 is 0).
+fn sigmoid1(v: f32) -> f32 {
+    let e = exp(max(-abs(v), -126.0));
+    return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+}
+

@@ -1,0 +1,457 @@
+//! The surrogates on the CPU: rayon over blocks of rows (row ops) or elements (element-wise
+//! ops), f32 arithmetic with the crate's vectorizable `exp`, f64 only for the final reductions
+//! over the batch. Formulas: [`crate::surrogates`].
+
+use super::exp::exp;
+use super::ELEMS_PER_TASK;
+use crate::cross_entropy::Reduction;
+use crate::error::{Error, Result};
+use crate::surrogates::{
+    grad_scale, macro_f1_from_columns, prepare, reduce, BinaryLoss, PairwiseForm, Prepared,
+    Surrogate, SurrogateOutput, Value,
+};
+use ndarray::{Array1, Array2, ArrayView2};
+use rayon::prelude::*;
+
+/// What multiplies `p_j` in a row's weighted sum `f = Σ g_j p_j` (see `weighted_row`).
+#[derive(Copy, Clone)]
+pub(crate) enum Weights {
+    /// `g_j = x_j` (Boltzmann), kept relative to the row max.
+    X,
+    /// `g_j = j` (soft-argmax).
+    Index,
+    /// `g_j = [j = y]` (smooth accuracy).
+    Target(u32),
+}
+
+/// One row of the softmax-weighted family, with `p = softmax(κ·s·x)` (`s = ±1`, `κ ≥ 0`):
+/// returns `f = Σ g_j p_j` (for `Weights::X`, `s·f` in the units of `x`) and writes
+/// `grad_j = u·p_j·(a + κ(g_j − f))`, the gradient of `u·f` (with `a = 1` for Boltzmann, where
+/// `g` depends on `x`). Rows outside the softmax table's finite case give NaN everywhere.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn weighted_row(
+    x: &[f32],
+    sign: f32,
+    kappa: f32,
+    g: Weights,
+    a: f32,
+    u: f32,
+    grad: &mut [f32],
+) -> f32 {
+    let mut m = f32::NEG_INFINITY;
+    let (mut nan, mut pos_inf, mut inf) = (false, false, false);
+    for &v in x {
+        let v = sign * v;
+        nan |= v.is_nan();
+        pos_inf |= v == f32::INFINITY;
+        inf |= v.is_infinite();
+        m = m.max(v);
+    }
+    if nan || pos_inf || m == f32::NEG_INFINITY || (kappa == 0.0 && inf) {
+        grad.fill(f32::NAN);
+        return f32::NAN;
+    }
+    let gj = |j: usize, v: f32| -> f32 {
+        match g {
+            Weights::X => v - m,
+            Weights::Index => j as f32,
+            Weights::Target(y) => (j == y as usize) as u8 as f32,
+        }
+    };
+    // e_j = exp(κ(s·x_j − m)) is stored in grad while summing; −inf entries give exactly 0
+    // and are skipped in the linear sum (their g would be −inf, and 0·inf is NaN).
+    let (mut s, mut l) = (0.0f32, 0.0f32);
+    for (j, (gr, &v)) in grad.iter_mut().zip(x).enumerate() {
+        let v = sign * v;
+        let e = exp(kappa * (v - m));
+        *gr = e;
+        s += e;
+        if e > 0.0 {
+            l += gj(j, v) * e;
+        }
+    }
+    let f = l / s;
+    let inv_s = 1.0 / s;
+    for (j, (gr, &v)) in grad.iter_mut().zip(x).enumerate() {
+        let e = *gr;
+        *gr = if e > 0.0 {
+            u * e * inv_s * (a + kappa * (gj(j, sign * v) - f))
+        } else {
+            0.0
+        };
+    }
+    match g {
+        Weights::X => sign * (m + f),
+        _ => f,
+    }
+}
+
+/// `σ(x)` without overflow.
+#[inline]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + exp(-x))
+    } else {
+        let e = exp(x);
+        e / (1.0 + e)
+    }
+}
+
+/// `erfc(x)` for f32 (Numerical Recipes' `erfcc`, a Chebyshev fit with fractional error below
+/// 1.2e-7 everywhere; the same polynomial is in shaders/surrogates.wgsl).
+// The published coefficients, kept digit for digit so they can be checked against the source.
+#[allow(clippy::excessive_precision)]
+pub(crate) fn erfc(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// One element of the pairwise smooth max: `(f, ∂f/∂a, ∂f/∂b)`, written around `max(a, b)` so
+/// the small correction and the small partial derivative keep their relative precision.
+pub(crate) fn pairwise(a: f32, b: f32, form: PairwiseForm) -> (f32, f32, f32) {
+    if !(a.is_finite() && b.is_finite()) {
+        return (f32::NAN, f32::NAN, f32::NAN);
+    }
+    let d = a - b;
+    let (hi, ad) = (a.max(b), d.abs());
+    // `small` is the partial derivative with respect to the smaller argument.
+    let (f, small) = match form {
+        PairwiseForm::Erf { mu } => {
+            let z = mu * ad;
+            let e = erfc(z);
+            let bump = z * std::f32::consts::FRAC_2_SQRT_PI * (-z * z).exp();
+            (hi - ad * e / 2.0, (e - bump) / 2.0)
+        }
+        PairwiseForm::Sqrt { mu } => {
+            let r = ad.hypot(mu);
+            let c = mu * mu / (r + ad); // r − |d| without cancellation
+            (hi + c / 2.0, c / (2.0 * r))
+        }
+        PairwiseForm::Acon { beta } => {
+            let s = sigmoid(beta * d);
+            let ga = s * (1.0 + beta * d * sigmoid(-beta * d));
+            return (d * s + b, ga, 1.0 - ga);
+        }
+    };
+    if d >= 0.0 {
+        (f, 1.0 - small, small)
+    } else {
+        (f, small, 1.0 - small)
+    }
+}
+
+/// One element of a binary loss in f32: `(ℓ, ∂ℓ/∂f)` before weights (see
+/// `surrogates::reference::binary_element` for the f64 original).
+#[inline]
+pub(crate) fn binary_element(loss: BinaryLoss, f: f32, y: f32, pw: f32) -> (f32, f32) {
+    match loss {
+        BinaryLoss::Logistic => {
+            let lw = 1.0 + (pw - 1.0) * y;
+            let log_sig = f.min(0.0) - exp(-f.abs()).ln_1p();
+            ((1.0 - y) * f - lw * log_sig, lw * sigmoid(f) - pw * y)
+        }
+        _ if !f.is_finite() => (f32::NAN, f32::NAN),
+        BinaryLoss::Hinge => {
+            let u = 1.0 - y * f;
+            if u > 0.0 {
+                (u, -y)
+            } else {
+                (0.0, 0.0)
+            }
+        }
+        BinaryLoss::SquaredHinge => {
+            let u = (1.0 - y * f).max(0.0);
+            (u * u, -2.0 * y * u)
+        }
+        BinaryLoss::Exponential => {
+            let e = (-y * f).exp();
+            (e, -y * e)
+        }
+        BinaryLoss::Squared => {
+            let u = 1.0 - y * f;
+            (u * u, -2.0 * y * u)
+        }
+    }
+}
+
+/// One row of the multi-class hinge: returns the row loss, writes the row gradient.
+pub(crate) fn margin_row(
+    x: &[f32],
+    y: usize,
+    p: u32,
+    margin: f32,
+    w: f32,
+    grad: &mut [f32],
+) -> f32 {
+    if x.iter().any(|v| !v.is_finite()) {
+        grad.fill(f32::NAN);
+        return f32::NAN;
+    }
+    let w = w / x.len() as f32;
+    let (mut loss, mut gy) = (0.0f64, 0.0f64);
+    let xy = x[y];
+    for (j, (g, &v)) in grad.iter_mut().zip(x).enumerate() {
+        let z = margin - xy + v;
+        *g = 0.0;
+        if j != y && z > 0.0 {
+            loss += (if p == 1 { z } else { z * z }) as f64;
+            *g = w * if p == 1 { 1.0 } else { 2.0 * z };
+            gy += *g as f64;
+        }
+    }
+    grad[y] = -gy as f32;
+    (w as f64 * loss) as f32
+}
+
+fn contiguous<'a>(x: &'a ArrayView2<'a, f32>) -> Result<ndarray::CowArray<'a, f32, ndarray::Ix2>> {
+    let c = x.as_standard_layout();
+    if c.as_slice().is_none() {
+        return Err(Error::InvalidInput(
+            "input could not be made contiguous".into(),
+        ));
+    }
+    Ok(c)
+}
+
+fn slice<'a>(c: &'a ndarray::CowArray<f32, ndarray::Ix2>) -> &'a [f32] {
+    // `contiguous` checked this.
+    c.as_slice().unwrap_or(&[])
+}
+
+/// Runs each row through `f(row index, row, grad row) -> value`, in parallel.
+fn par_rows<F>(x: &[f32], rows: usize, cols: usize, f: F) -> (Vec<f32>, Vec<f32>)
+where
+    F: Fn(usize, &[f32], &mut [f32]) -> f32 + Sync,
+{
+    let mut value = vec![0.0f32; rows];
+    let mut grad = vec![0.0f32; rows * cols];
+    if cols == 0 {
+        for (i, v) in value.iter_mut().enumerate() {
+            *v = f(i, &[], &mut []);
+        }
+        return (value, grad);
+    }
+    let per = (ELEMS_PER_TASK / cols).max(1);
+    value
+        .par_chunks_mut(per)
+        .zip(grad.par_chunks_mut(per * cols))
+        .enumerate()
+        .for_each(|(k, (v, g))| {
+            for (r, (v, g)) in v.iter_mut().zip(g.chunks_exact_mut(cols)).enumerate() {
+                let i = k * per + r;
+                *v = f(i, &x[i * cols..(i + 1) * cols], g);
+            }
+        });
+    (value, grad)
+}
+
+fn matrix(v: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>> {
+    Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+fn out(value: Value, grad: Array2<f32>) -> SurrogateOutput {
+    SurrogateOutput {
+        value,
+        grad,
+        grad_b: None,
+    }
+}
+
+/// Runs one surrogate call on the CPU.
+pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
+    let pr = prepare(call)?;
+    let (rows, cols) = (pr.rows, pr.cols);
+    match call {
+        Surrogate::BoltzmannMax { x, beta } => {
+            let c = contiguous(x)?;
+            let sign = if *beta < 0.0 { -1.0 } else { 1.0 };
+            let k = beta.abs();
+            let (v, g) = par_rows(slice(&c), rows, cols, |_, r, g| {
+                weighted_row(r, sign, k, Weights::X, 1.0, 1.0, g)
+            });
+            Ok(out(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?))
+        }
+        Surrogate::SoftArgmax { x, temperature } => {
+            let c = contiguous(x)?;
+            let k = 1.0 / temperature;
+            let (v, g) = par_rows(slice(&c), rows, cols, |_, r, g| {
+                weighted_row(r, 1.0, k, Weights::Index, 0.0, 1.0, g)
+            });
+            Ok(out(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?))
+        }
+        Surrogate::SmoothAccuracy {
+            logits,
+            temperature,
+            ..
+        } => {
+            let c = contiguous(logits)?;
+            let (k, u) = (1.0 / temperature, 1.0 / rows as f32);
+            let (v, g) = par_rows(slice(&c), rows, cols, |i, r, g| {
+                weighted_row(r, 1.0, k, Weights::Target(pr.class[i]), 0.0, u, g)
+            });
+            let a = reduce(&v, Reduction::Mean).unwrap_or(f32::NAN);
+            Ok(out(Value::Scalar(a), matrix(g, rows, cols)?))
+        }
+        Surrogate::SmoothF1Macro {
+            logits,
+            temperature,
+            ..
+        } => macro_f1(logits, &pr, *temperature),
+        Surrogate::SmoothF1Binary { logits, .. } => binary_f1(logits, &pr),
+        Surrogate::PairwiseMax { a, b, form } => {
+            let (ca, cb) = (contiguous(a)?, contiguous(b)?);
+            let (sa, sb) = (slice(&ca), slice(&cb));
+            let n = rows * cols;
+            let (mut v, mut ga, mut gb) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            v.par_chunks_mut(ELEMS_PER_TASK)
+                .zip(ga.par_chunks_mut(ELEMS_PER_TASK))
+                .zip(gb.par_chunks_mut(ELEMS_PER_TASK))
+                .enumerate()
+                .for_each(|(k, ((v, ga), gb))| {
+                    let at = k * ELEMS_PER_TASK;
+                    for i in 0..v.len() {
+                        (v[i], ga[i], gb[i]) = pairwise(sa[at + i], sb[at + i], *form);
+                    }
+                });
+            Ok(SurrogateOutput {
+                value: Value::Matrix(matrix(v, rows, cols)?),
+                grad: matrix(ga, rows, cols)?,
+                grad_b: Some(matrix(gb, rows, cols)?),
+            })
+        }
+        Surrogate::Binary {
+            logits,
+            loss,
+            options,
+            ..
+        } => {
+            let c = contiguous(logits)?;
+            let x = slice(&c);
+            let n = rows * cols;
+            let labels = pr.labels.as_deref().unwrap_or(&[]);
+            let scale = grad_scale(options.reduction, n);
+            let (mut l, mut g) = (vec![0.0f32; n], vec![0.0f32; n]);
+            l.par_chunks_mut(ELEMS_PER_TASK)
+                .zip(g.par_chunks_mut(ELEMS_PER_TASK))
+                .enumerate()
+                .for_each(|(k, (l, g))| {
+                    let at = k * ELEMS_PER_TASK;
+                    for i in 0..l.len() {
+                        let e = at + i;
+                        let pw = pr.pos_weight.as_ref().map_or(1.0, |p| p[e % cols]);
+                        let w = pr.weight.as_ref().map_or(1.0, |w| w[e]);
+                        let (li, gi) = binary_element(*loss, x[e], labels[e], pw);
+                        l[i] = w * li;
+                        g[i] = w * gi * scale;
+                    }
+                });
+            let value = match reduce(&l, options.reduction) {
+                Some(s) => Value::Scalar(s),
+                None => Value::Matrix(matrix(l, rows, cols)?),
+            };
+            Ok(out(value, matrix(g, rows, cols)?))
+        }
+        Surrogate::MultiMargin {
+            logits, options, ..
+        } => {
+            let c = contiguous(logits)?;
+            let scale = grad_scale(options.reduction, rows);
+            let (v, mut g) = par_rows(slice(&c), rows, cols, |i, r, g| {
+                let y = pr.class[i] as usize;
+                let w = pr.weight.as_ref().map_or(1.0, |w| w[y]);
+                margin_row(r, y, options.p, options.margin, w, g)
+            });
+            if scale != 1.0 {
+                g.par_iter_mut().for_each(|v| *v *= scale);
+            }
+            let value = match reduce(&v, options.reduction) {
+                Some(s) => Value::Scalar(s),
+                None => Value::PerRow(Array1::from(v)),
+            };
+            Ok(out(value, matrix(g, rows, cols)?))
+        }
+    }
+}
+
+fn binary_f1(logits: &ArrayView2<f32>, pr: &Prepared) -> Result<SurrogateOutput> {
+    let c = contiguous(logits)?;
+    let x = slice(&c);
+    let y = pr.labels.as_deref().unwrap_or(&[]);
+    let (tp, sp, sy) = x
+        .par_iter()
+        .zip(y)
+        .map(|(&x, &y)| {
+            let p = sigmoid(x) as f64;
+            (p * y as f64, p, y as f64)
+        })
+        .reduce(|| (0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+    let d = sp + sy;
+    let (f, g): (f64, Vec<f32>) = if d.is_nan() {
+        (f64::NAN, vec![f32::NAN; x.len()])
+    } else if d == 0.0 {
+        (0.0, vec![0.0; x.len()])
+    } else {
+        let f = 2.0 * tp / d;
+        let (ff, inv_d) = (f as f32, (1.0 / d) as f32);
+        let g = x
+            .par_iter()
+            .zip(y)
+            .map(|(&x, &y)| {
+                let p = sigmoid(x);
+                p * (1.0 - p) * (2.0 * y - ff) * inv_d
+            })
+            .collect();
+        (f, g)
+    };
+    Ok(out(Value::Scalar(f as f32), matrix(g, pr.rows, pr.cols)?))
+}
+
+fn macro_f1(logits: &ArrayView2<f32>, pr: &Prepared, t: f32) -> Result<SurrogateOutput> {
+    use crate::ops::Backend;
+    let (rows, cols) = (pr.rows, pr.cols);
+    let p = super::Cpu::new().softmax(logits.view(), t)?;
+    // Column sums in f64, one pass over the rows.
+    let (mut tp, mut pred, mut count) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
+    for (i, row) in p.outer_iter().enumerate() {
+        let y = pr.class[i] as usize;
+        for (s, &v) in pred.iter_mut().zip(row.iter()) {
+            *s += v as f64;
+        }
+        tp[y] += row[y] as f64;
+        count[y] += 1.0;
+    }
+    let (f, coef) = macro_f1_from_columns(&tp, &pred, &count);
+    let coef: Vec<(f32, f32)> = coef.iter().map(|&(h, v)| (h as f32, v as f32)).collect();
+    let ps = p.as_slice().unwrap_or(&[]);
+    let inv_t = 1.0 / t;
+    let (_, g) = par_rows(ps, rows, cols, |i, pr_row, g| {
+        // grad_ij = p_ij (g_ij − Σ_k p_ik g_ik) / T with g_ik = v_k + 2[y_i = k] h_k.
+        let y = pr.class[i] as usize;
+        let gk = |k: usize| coef[k].1 + if k == y { 2.0 * coef[k].0 } else { 0.0 };
+        let r: f32 = pr_row.iter().enumerate().map(|(k, &p)| p * gk(k)).sum();
+        for (j, (o, &p)) in g.iter_mut().zip(pr_row).enumerate() {
+            *o = p * (gk(j) - r) * inv_t;
+        }
+        0.0
+    });
+    let grad = if f.is_nan() {
+        Array2::from_elem((rows, cols), f32::NAN)
+    } else {
+        matrix(g, rows, cols)?
+    };
+    Ok(out(Value::Scalar(f as f32), grad))
+}
