@@ -100,6 +100,45 @@ enum OpName {
     LogSoftmax,
     /// Softmax cross-entropy against --target: loss.npy, grad.npy, lse.npy.
     CrossEntropy,
+    /// Boltzmann operator Σ x e^{βx} / Σ e^{βx} per row (--beta): output.npy [B], grad.npy.
+    BoltzmannMax,
+    /// Σ_j j·softmax(x/T)_j per row: output.npy [B], grad.npy.
+    SoftArgmax,
+    /// mean_i softmax(x_i/T)[y_i] against int --target [B]: output.npy (0-d), grad.npy.
+    SmoothAccuracy,
+    /// Binary smooth F1 2Σσ(x)y / Σ(σ(x) + y) against float --target [B, C] in [0, 1]:
+    /// output.npy (0-d), grad.npy.
+    SmoothF1,
+    /// Macro smooth F1 over classes from softmax(x/T) against int --target [B]: output.npy
+    /// (0-d), grad.npy.
+    SmoothF1Macro,
+    /// Pairwise smooth max of --input and --other (--form, --mu or --beta): output.npy,
+    /// grad.npy (d/d input), grad_b.npy (d/d other).
+    PairwiseMax,
+    /// Logistic loss = PyTorch's binary_cross_entropy_with_logits against float --target in
+    /// [0, 1] (--weight, --pos-weight, --reduction): loss.npy, grad.npy.
+    BinaryCrossEntropy,
+    /// max(0, 1 − y·f) against ±1 (or 0/1) --target: loss.npy, grad.npy.
+    Hinge,
+    /// max(0, 1 − y·f)²: loss.npy, grad.npy.
+    SquaredHinge,
+    /// exp(−y·f): loss.npy, grad.npy.
+    Exponential,
+    /// (1 − y·f)²: loss.npy, grad.npy.
+    Squared,
+    /// PyTorch's MultiMarginLoss against int --target [B] (--p, --margin, --weight [C],
+    /// --reduction): loss.npy, grad.npy.
+    MultiMargin,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum FormName {
+    /// (a + b + (a − b)·erf(μ(a − b)))/2
+    Erf,
+    /// (a + b + √((a − b)² + μ²))/2
+    Sqrt,
+    /// (a − b)·σ(β(a − b)) + b
+    Acon,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -160,6 +199,28 @@ struct EvalArgs {
     /// cross-entropy: logit soft-capping c > 0 (logits become c·tanh(x/c)).
     #[arg(long, allow_negative_numbers = true)]
     softcap: Option<f32>,
+
+    /// boltzmann-max, pairwise-max --form acon: the inverse temperature β.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    beta: f32,
+    /// pairwise-max --form erf|sqrt: μ > 0.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    mu: f32,
+    /// pairwise-max: which smooth max.
+    #[arg(long, value_enum, default_value = "erf")]
+    form: FormName,
+    /// pairwise-max: the second argument, a float [B, C] .npy.
+    #[arg(long)]
+    other: Option<PathBuf>,
+    /// binary-cross-entropy: positive-class weights, a float [C] array.
+    #[arg(long)]
+    pos_weight: Option<PathBuf>,
+    /// multi-margin: the power, 1 or 2.
+    #[arg(long, default_value_t = 1)]
+    p: u32,
+    /// multi-margin: the margin.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    margin: f32,
 }
 
 /// Parses the command line and runs it; the error is a one-line message.
@@ -245,6 +306,7 @@ fn eval(args: EvalArgs) -> Result<(), String> {
         OpName::Softmax => RowOp::Softmax,
         OpName::LogSoftmax => RowOp::LogSoftmax,
         OpName::CrossEntropy => return cross_entropy(args),
+        _ => return surrogate(args),
     };
     if args.target.is_some() || args.weight.is_some() {
         return Err("--target and --weight belong to cross-entropy".into());
@@ -313,6 +375,157 @@ fn cross_entropy(args: EvalArgs) -> Result<(), String> {
             ],
         ),
     }
+}
+
+fn reduction_of(r: ReductionName) -> Reduction {
+    match r {
+        ReductionName::None => Reduction::None,
+        ReductionName::Mean => Reduction::Mean,
+        ReductionName::Sum => Reduction::Sum,
+    }
+}
+
+/// The surrogate ops: inputs read and checked on the host, then one backend call.
+fn surrogate(args: EvalArgs) -> Result<(), String> {
+    use smoothmax::{BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate};
+    let x = npy::read_matrix(&args.input)?;
+    let needs = |what: &str| format!("{} needs --target {what}", op_name(args.op));
+    let classes = || -> Result<ndarray::Array1<i64>, String> {
+        let p = args
+            .target
+            .as_ref()
+            .ok_or_else(|| needs("T.npy (int [B])"))?;
+        match npy::read_targets(p)? {
+            npy::TargetArray::Classes(c) => Ok(c),
+            npy::TargetArray::Probabilities(_) => Err(format!(
+                "{}: expected integer class targets [B]",
+                p.display()
+            )),
+        }
+    };
+    let labels = || -> Result<ndarray::Array2<f32>, String> {
+        let p = args
+            .target
+            .as_ref()
+            .ok_or_else(|| needs("Y.npy (float [B, C])"))?;
+        npy::read_matrix(p)
+    };
+    let (mut cls, mut lab, mut other) = (None, None, None);
+    let binary = match args.op {
+        OpName::BinaryCrossEntropy => Some(BinaryLoss::Logistic),
+        OpName::Hinge => Some(BinaryLoss::Hinge),
+        OpName::SquaredHinge => Some(BinaryLoss::SquaredHinge),
+        OpName::Exponential => Some(BinaryLoss::Exponential),
+        OpName::Squared => Some(BinaryLoss::Squared),
+        _ => None,
+    };
+    match args.op {
+        OpName::SmoothAccuracy | OpName::SmoothF1Macro | OpName::MultiMargin => {
+            cls = Some(classes()?)
+        }
+        OpName::SmoothF1 => lab = Some(labels()?),
+        OpName::PairwiseMax => {
+            let p = args
+                .other
+                .as_ref()
+                .ok_or("pairwise-max needs --other B.npy")?;
+            other = Some(npy::read_matrix(p)?);
+        }
+        _ if binary.is_some() => lab = Some(labels()?),
+        _ => {}
+    }
+    // Binary losses take weights broadcast to [B, C]: a [C] file is one weight per column.
+    let weight_v = args
+        .weight
+        .as_ref()
+        .map(|p| npy::read_vector(p))
+        .transpose()?;
+    let weight_row = weight_v
+        .as_ref()
+        .map(|w| w.view().insert_axis(ndarray::Axis(0)));
+    let pos_weight = args
+        .pos_weight
+        .as_ref()
+        .map(|p| npy::read_vector(p))
+        .transpose()?;
+    let reduction = reduction_of(args.reduction);
+    let t = args.temperature;
+    let call = match args.op {
+        OpName::BoltzmannMax => Surrogate::BoltzmannMax {
+            x: x.view(),
+            beta: args.beta,
+        },
+        OpName::SoftArgmax => Surrogate::SoftArgmax {
+            x: x.view(),
+            temperature: t,
+        },
+        OpName::SmoothAccuracy => Surrogate::SmoothAccuracy {
+            logits: x.view(),
+            targets: cls.as_ref().ok_or("internal: targets")?.view(),
+            temperature: t,
+        },
+        OpName::SmoothF1Macro => Surrogate::SmoothF1Macro {
+            logits: x.view(),
+            targets: cls.as_ref().ok_or("internal: targets")?.view(),
+            temperature: t,
+        },
+        OpName::SmoothF1 => Surrogate::SmoothF1Binary {
+            logits: x.view(),
+            labels: lab.as_ref().ok_or("internal: labels")?.view(),
+        },
+        OpName::PairwiseMax => Surrogate::PairwiseMax {
+            a: x.view(),
+            b: other.as_ref().ok_or("internal: other")?.view(),
+            form: match args.form {
+                FormName::Erf => PairwiseForm::Erf { mu: args.mu },
+                FormName::Sqrt => PairwiseForm::Sqrt { mu: args.mu },
+                FormName::Acon => PairwiseForm::Acon { beta: args.beta },
+            },
+        },
+        OpName::MultiMargin => Surrogate::MultiMargin {
+            logits: x.view(),
+            targets: cls.as_ref().ok_or("internal: targets")?.view(),
+            options: MultiMarginOptions {
+                p: args.p,
+                margin: args.margin,
+                weight: weight_v.as_ref().map(|w| w.view()),
+                reduction,
+            },
+        },
+        _ => Surrogate::Binary {
+            logits: x.view(),
+            labels: lab.as_ref().ok_or("internal: labels")?.view(),
+            loss: binary.ok_or("internal: loss")?,
+            options: BinaryOptions {
+                weight: weight_row,
+                pos_weight: pos_weight.as_ref().map(|w| w.view()),
+                reduction,
+            },
+        },
+    };
+    // Validate on the host before choosing (and opening) a device.
+    smoothmax::surrogates::validate(&call).map_err(|e| e.to_string())?;
+    let b = backend(args.device)?;
+    let out = b.surrogate(&call).map_err(|e| e.to_string())?;
+    let is_loss = binary.is_some() || matches!(args.op, OpName::MultiMargin);
+    let name = if is_loss { "loss.npy" } else { "output.npy" };
+    let value: Box<dyn npy::WriteNpy> = match out.value {
+        smoothmax::Value::Scalar(v) => Box::new(ndarray::arr0(v)),
+        smoothmax::Value::PerRow(v) => Box::new(v),
+        smoothmax::Value::Matrix(m) => Box::new(m),
+    };
+    let mut files: Vec<(&str, &dyn npy::WriteNpy)> =
+        vec![(name, value.as_ref()), ("grad.npy", &out.grad)];
+    if let Some(gb) = &out.grad_b {
+        files.push(("grad_b.npy", gb));
+    }
+    npy::write_outputs(&args.out, &files)
+}
+
+fn op_name(op: OpName) -> String {
+    op.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn bench(args: BenchArgs) -> Result<(), String> {
