@@ -69,6 +69,16 @@
 //! of ignored rows changes nothing. Bad input ([`cross_entropy::validate`]) is an error naming
 //! the row, value or limit, checked before any GPU work. Formulas: [`cross_entropy`].
 //!
+//! ## Surrogates and margin losses
+//!
+//! [`Backend::surrogate`] (and its named wrappers such as [`Backend::boltzmann_max`],
+//! [`Backend::soft_argmax`], [`Backend::binary_loss`]) runs the smooth surrogates built on the
+//! smooth max — Boltzmann operator, pairwise smooth max, soft-argmax, smooth accuracy, binary
+//! and macro smooth F1 — and the margin losses — logistic (PyTorch's
+//! `binary_cross_entropy_with_logits`), hinge, squared hinge, exponential, squared, and
+//! PyTorch's `MultiMarginLoss` — each with its gradient. Formulas, limits, bounds and edge
+//! cases: [`surrogates`].
+//!
 //! ## GPU engine
 //!
 //! [`Gpu::new`] picks an adapter (honoring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`) and opens
