@@ -1106,3 +1106,42 @@ fn bad_input_is_a_clear_error_on_every_backend() {
         }
     }
 }
+
+#[test]
+fn inputs_larger_than_one_binding_are_chunked() {
+    // 1100 × 32000 floats = 141 MB: more than lavapipe's 128 MiB storage binding, so the GPU
+    // runs it in chunks of rows (the pairwise max, whose gradient buffer holds two blocks,
+    // in chunks half as long); every chunk must land in its place.
+    let (rows, cols) = (1100, 32_000);
+    let x = matrix(rows, cols, 2.0, 31);
+    let b = matrix(rows, cols, 2.0, 32);
+    let y = classes(rows, cols, 33);
+    check_weighted(
+        &x,
+        0.8,
+        false,
+        &Surrogate::BoltzmannMax {
+            x: x.view(),
+            beta: 0.8,
+        },
+        "boltzmann",
+    );
+    check_all(
+        &Surrogate::SmoothF1Macro {
+            logits: x.view(),
+            targets: y.view(),
+            temperature: 1.0,
+        },
+        rows * cols,
+        "macro f1",
+    );
+    check_all(
+        &Surrogate::PairwiseMax {
+            a: x.view(),
+            b: b.view(),
+            form: PairwiseForm::Acon { beta: 2.0 },
+        },
+        1,
+        "pairwise",
+    );
+}
