@@ -51,6 +51,28 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
         g.cross_entropy(x.view(), Targets::Classes(y.view()), &o)
             .unwrap()
     );
+    // Surrogates: a row op, the two-pass macro F1 and an element-wise loss.
+    for call in [
+        smoothmax::Surrogate::BoltzmannMax {
+            x: x.view(),
+            beta: 2.0,
+        },
+        smoothmax::Surrogate::SmoothF1Macro {
+            logits: x.view(),
+            targets: y.view(),
+            temperature: 1.0,
+        },
+        smoothmax::Surrogate::PairwiseMax {
+            a: x.view(),
+            b: x.view(),
+            form: smoothmax::PairwiseForm::Erf { mu: 1.0 },
+        },
+    ] {
+        assert_eq!(
+            g.surrogate_async(&call).await.unwrap(),
+            g.surrogate(&call).unwrap()
+        );
+    }
     let m = g.upload(x.view()).unwrap();
     assert_eq!(g.download_async(&m).await.unwrap(), x);
     // Device-resident cross-entropy, async and blocking, out of place and in place.

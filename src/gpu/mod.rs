@@ -104,6 +104,15 @@ impl Gpu {
         rows::row_op(&self.ctx, op, x, temperature, Wait::Thread).await
     }
 
+    /// [`Backend::surrogate`], async: the readbacks are awaited without blocking the
+    /// executor thread (see [`Gpu::row_op_async`]).
+    pub async fn surrogate_async(
+        &self,
+        call: &crate::Surrogate<'_>,
+    ) -> Result<crate::SurrogateOutput> {
+        surrogates::surrogate(&self.ctx, call, Wait::Thread).await
+    }
+
     /// [`Backend::logsumexp`], async (see [`Gpu::row_op_async`]).
     pub async fn logsumexp_async(
         &self,
