@@ -7,8 +7,8 @@ use super::ELEMS_PER_TASK;
 use crate::cross_entropy::Reduction;
 use crate::error::{Error, Result};
 use crate::surrogates::{
-    grad_scale, macro_f1_from_columns, prepare, reduce, BinaryLoss, PairwiseForm, Prepared,
-    Surrogate, SurrogateOutput, Value,
+    grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss, PairwiseForm,
+    Prepared, Surrogate, SurrogateOutput, Value,
 };
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
@@ -259,18 +259,6 @@ where
     (value, grad)
 }
 
-fn matrix(v: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>> {
-    Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::InvalidInput(e.to_string()))
-}
-
-fn out(value: Value, grad: Array2<f32>) -> SurrogateOutput {
-    SurrogateOutput {
-        value,
-        grad,
-        grad_b: None,
-    }
-}
-
 /// Runs one surrogate call on the CPU.
 pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
     let pr = prepare(call)?;
@@ -283,7 +271,10 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
             let (v, g) = par_rows(slice(&c), rows, cols, |_, r, g| {
                 weighted_row(r, sign, k, Weights::X, 1.0, 1.0, g)
             });
-            Ok(out(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?))
+            Ok(output(
+                Value::PerRow(Array1::from(v)),
+                matrix(g, rows, cols)?,
+            ))
         }
         Surrogate::SoftArgmax { x, temperature } => {
             let c = contiguous(x)?;
@@ -291,7 +282,10 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
             let (v, g) = par_rows(slice(&c), rows, cols, |_, r, g| {
                 weighted_row(r, 1.0, k, Weights::Index, 0.0, 1.0, g)
             });
-            Ok(out(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?))
+            Ok(output(
+                Value::PerRow(Array1::from(v)),
+                matrix(g, rows, cols)?,
+            ))
         }
         Surrogate::SmoothAccuracy {
             logits,
@@ -304,7 +298,7 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
                 weighted_row(r, 1.0, k, Weights::Target(pr.class[i]), 0.0, u, g)
             });
             let a = reduce(&v, Reduction::Mean).unwrap_or(f32::NAN);
-            Ok(out(Value::Scalar(a), matrix(g, rows, cols)?))
+            Ok(output(Value::Scalar(a), matrix(g, rows, cols)?))
         }
         Surrogate::SmoothF1Macro {
             logits,
@@ -363,7 +357,7 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
                 Some(s) => Value::Scalar(s),
                 None => Value::Matrix(matrix(l, rows, cols)?),
             };
-            Ok(out(value, matrix(g, rows, cols)?))
+            Ok(output(value, matrix(g, rows, cols)?))
         }
         Surrogate::MultiMargin {
             logits, options, ..
@@ -382,7 +376,7 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
                 Some(s) => Value::Scalar(s),
                 None => Value::PerRow(Array1::from(v)),
             };
-            Ok(out(value, matrix(g, rows, cols)?))
+            Ok(output(value, matrix(g, rows, cols)?))
         }
     }
 }
@@ -417,7 +411,10 @@ fn binary_f1(logits: &ArrayView2<f32>, pr: &Prepared) -> Result<SurrogateOutput>
             .collect();
         (f, g)
     };
-    Ok(out(Value::Scalar(f as f32), matrix(g, pr.rows, pr.cols)?))
+    Ok(output(
+        Value::Scalar(f as f32),
+        matrix(g, pr.rows, pr.cols)?,
+    ))
 }
 
 fn macro_f1(logits: &ArrayView2<f32>, pr: &Prepared, t: f32) -> Result<SurrogateOutput> {
@@ -453,5 +450,5 @@ fn macro_f1(logits: &ArrayView2<f32>, pr: &Prepared, t: f32) -> Result<Surrogate
     } else {
         matrix(g, rows, cols)?
     };
-    Ok(out(Value::Scalar(f as f32), grad))
+    Ok(output(Value::Scalar(f as f32), grad))
 }

@@ -13,8 +13,8 @@ use super::shaders::{Family, ShaderKey};
 use crate::error::{Error, Result};
 use crate::ops::RowOp;
 use crate::surrogates::{
-    grad_scale, macro_f1_from_columns, prepare, reduce, BinaryLoss, PairwiseForm, Prepared,
-    Surrogate, SurrogateOutput, Value,
+    grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss, PairwiseForm,
+    Prepared, Surrogate, SurrogateOutput, Value,
 };
 use ndarray::{Array1, Array2, ArrayView2};
 use wgpu::BufferUsages as U;
@@ -78,18 +78,6 @@ fn as_slice<'a>(c: &'a ndarray::CowArray<f32, ndarray::Ix2>) -> Result<&'a [f32]
         .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))
 }
 
-fn matrix(v: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>> {
-    Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::InvalidInput(e.to_string()))
-}
-
-fn out(value: Value, grad: Array2<f32>) -> SurrogateOutput {
-    SurrogateOutput {
-        value,
-        grad,
-        grad_b: None,
-    }
-}
-
 /// Runs one surrogate call on the GPU.
 pub(crate) async fn surrogate(
     ctx: &Context,
@@ -111,7 +99,7 @@ pub(crate) async fn surrogate(
             };
             let job = RowJob::weighted(op::BOLTZMANN, sp);
             let (v, g) = run_rows(ctx, as_slice(&c)?, &pr, &job, wait).await?;
-            out(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?)
+            output(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?)
         }
         Surrogate::SoftArgmax { x, temperature } => {
             let c = contiguous(x);
@@ -123,7 +111,7 @@ pub(crate) async fn surrogate(
             };
             let job = RowJob::weighted(op::SOFT_ARGMAX, sp);
             let (v, g) = run_rows(ctx, as_slice(&c)?, &pr, &job, wait).await?;
-            out(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?)
+            output(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?)
         }
         Surrogate::SmoothAccuracy {
             logits,
@@ -141,7 +129,7 @@ pub(crate) async fn surrogate(
             job.class = true;
             let (v, g) = run_rows(ctx, as_slice(&c)?, &pr, &job, wait).await?;
             let a = reduce(&v, crate::Reduction::Mean).unwrap_or(f32::NAN);
-            out(Value::Scalar(a), matrix(g, rows, cols)?)
+            output(Value::Scalar(a), matrix(g, rows, cols)?)
         }
         Surrogate::SmoothF1Macro {
             logits,
@@ -178,7 +166,7 @@ pub(crate) async fn surrogate(
                 Some(s) => Value::Scalar(s),
                 None => Value::PerRow(Array1::from(v)),
             };
-            out(value, matrix(g, rows, cols)?)
+            output(value, matrix(g, rows, cols)?)
         }
         Surrogate::PairwiseMax { a, b, form } => {
             let (ca, cb) = (contiguous(a), contiguous(b));
@@ -235,7 +223,7 @@ pub(crate) async fn surrogate(
                 Some(s) => Value::Scalar(s),
                 None => Value::Matrix(matrix(l, rows, cols)?),
             };
-            out(value, matrix(g, rows, cols)?)
+            output(value, matrix(g, rows, cols)?)
         }
     };
     ctx.check_uncaptured()?;
@@ -346,6 +334,26 @@ async fn run_rows(
     Ok((values, grad))
 }
 
+/// Queues the upload of rows `[r0, r0 + n)` of `x` and, when `classes` is given, of their
+/// classes, to the chunk's buffers.
+fn write_chunk(
+    ctx: &Context,
+    x: &[f32],
+    pr: &Prepared,
+    r0: usize,
+    n: usize,
+    xb: &wgpu::Buffer,
+    classes: Option<&wgpu::Buffer>,
+) {
+    let cols = pr.cols;
+    ctx.queue
+        .write_buffer(xb, 0, bytemuck::cast_slice(&x[r0 * cols..(r0 + n) * cols]));
+    if let Some(tb) = classes {
+        ctx.queue
+            .write_buffer(tb, 0, bytemuck::cast_slice(&pr.class[r0..r0 + n]));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn rows_chunk(
     ctx: &Context,
@@ -371,12 +379,7 @@ async fn rows_chunk(
     let dev = &ctx.device;
     let scopes = Scopes::push(dev);
     let bytes = (n * cols * 4) as u64;
-    ctx.queue
-        .write_buffer(xb, 0, bytemuck::cast_slice(&x[r0 * cols..(r0 + n) * cols]));
-    if job.class {
-        ctx.queue
-            .write_buffer(tb, 0, bytemuck::cast_slice(&pr.class[r0..r0 + n]));
-    }
+    write_chunk(ctx, x, pr, r0, n, xb, job.class.then_some(tb));
     let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("smoothmax/surrogate-rows"),
     });
@@ -484,7 +487,7 @@ async fn macro_f1(
     }
     let (f, coef) = macro_f1_from_columns(&tp, &pred, &count);
     if f.is_nan() {
-        return Ok(out(
+        return Ok(output(
             Value::Scalar(f32::NAN),
             Array2::from_elem((rows, cols), f32::NAN),
         ));
@@ -507,7 +510,7 @@ async fn macro_f1(
         weight: Some(weight),
     };
     let (_, g) = run_rows(ctx, x, pr, &job, wait).await?;
-    Ok(out(Value::Scalar(f as f32), matrix(g, rows, cols)?))
+    Ok(output(Value::Scalar(f as f32), matrix(g, rows, cols)?))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -534,10 +537,7 @@ async fn f1_columns_chunk(
     let dev = &ctx.device;
     let scopes = Scopes::push(dev);
     let bytes = (n * cols * 4) as u64;
-    ctx.queue
-        .write_buffer(xb, 0, bytemuck::cast_slice(&x[r0 * cols..(r0 + n) * cols]));
-    ctx.queue
-        .write_buffer(tb, 0, bytemuck::cast_slice(&pr.class[r0..r0 + n]));
+    write_chunk(ctx, x, pr, r0, n, xb, Some(tb));
     let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("smoothmax/f1-columns"),
     });
@@ -606,13 +606,13 @@ async fn binary_f1(ctx: &Context, x: &[f32], pr: &Prepared, wait: Wait) -> Resul
     let d: f64 =
         p.iter().map(|&p| p as f64).sum::<f64>() + labels.iter().map(|&y| y as f64).sum::<f64>();
     if d.is_nan() {
-        return Ok(out(
+        return Ok(output(
             Value::Scalar(f32::NAN),
             Array2::from_elem((rows, cols), f32::NAN),
         ));
     }
     if d == 0.0 {
-        return Ok(out(Value::Scalar(0.0), Array2::zeros((rows, cols))));
+        return Ok(output(Value::Scalar(0.0), Array2::zeros((rows, cols))));
     }
     let f = 2.0 * tp / d;
     let second = PointJob {
@@ -627,7 +627,7 @@ async fn binary_f1(ctx: &Context, x: &[f32], pr: &Prepared, wait: Wait) -> Resul
         grad: true,
     };
     let (_, g) = run_pointwise(ctx, x, labels, pr, &second, wait).await?;
-    Ok(out(Value::Scalar(f as f32), matrix(g, rows, cols)?))
+    Ok(output(Value::Scalar(f as f32), matrix(g, rows, cols)?))
 }
 
 /// A job of the pointwise family.

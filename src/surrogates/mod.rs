@@ -556,6 +556,20 @@ pub(crate) fn prepare(call: &Surrogate) -> Result<Prepared> {
     Ok(p)
 }
 
+/// A `[rows, cols]` matrix from a backend's flat output.
+pub(crate) fn matrix(v: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>> {
+    Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+/// An output with one gradient.
+pub(crate) fn output(value: Value, grad: Array2<f32>) -> SurrogateOutput {
+    SurrogateOutput {
+        value,
+        grad,
+        grad_b: None,
+    }
+}
+
 /// Reduces element (or row) losses in f64: `None` keeps them, `Mean` divides the sum by their
 /// count (NaN for none), `Sum` adds them.
 pub(crate) fn reduce(losses: &[f32], reduction: Reduction) -> Option<f32> {
