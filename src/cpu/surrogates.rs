@@ -5,10 +5,10 @@
 use super::exp::exp;
 use super::ELEMS_PER_TASK;
 use crate::cross_entropy::Reduction;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::surrogates::{
-    grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss, PairwiseForm,
-    Prepared, Surrogate, SurrogateOutput, Value,
+    flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss,
+    PairwiseForm, Prepared, Surrogate, SurrogateOutput, Value,
 };
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
@@ -217,21 +217,6 @@ pub(crate) fn margin_row(
     (w as f64 * loss) as f32
 }
 
-fn contiguous<'a>(x: &'a ArrayView2<'a, f32>) -> Result<ndarray::CowArray<'a, f32, ndarray::Ix2>> {
-    let c = x.as_standard_layout();
-    if c.as_slice().is_none() {
-        return Err(Error::InvalidInput(
-            "input could not be made contiguous".into(),
-        ));
-    }
-    Ok(c)
-}
-
-fn slice<'a>(c: &'a ndarray::CowArray<f32, ndarray::Ix2>) -> &'a [f32] {
-    // `contiguous` checked this.
-    c.as_slice().unwrap_or(&[])
-}
-
 /// Runs each row through `f(row index, row, grad row) -> value`, in parallel.
 fn par_rows<F>(x: &[f32], rows: usize, cols: usize, f: F) -> (Vec<f32>, Vec<f32>)
 where
@@ -265,10 +250,10 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
     let (rows, cols) = (pr.rows, pr.cols);
     match call {
         Surrogate::BoltzmannMax { x, beta } => {
-            let c = contiguous(x)?;
+            let c = x.as_standard_layout();
             let sign = if *beta < 0.0 { -1.0 } else { 1.0 };
             let k = beta.abs();
-            let (v, g) = par_rows(slice(&c), rows, cols, |_, r, g| {
+            let (v, g) = par_rows(flat(&c)?, rows, cols, |_, r, g| {
                 weighted_row(r, sign, k, Weights::X, 1.0, 1.0, g)
             });
             Ok(output(
@@ -277,9 +262,9 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
             ))
         }
         Surrogate::SoftArgmax { x, temperature } => {
-            let c = contiguous(x)?;
+            let c = x.as_standard_layout();
             let k = 1.0 / temperature;
-            let (v, g) = par_rows(slice(&c), rows, cols, |_, r, g| {
+            let (v, g) = par_rows(flat(&c)?, rows, cols, |_, r, g| {
                 weighted_row(r, 1.0, k, Weights::Index, 0.0, 1.0, g)
             });
             Ok(output(
@@ -292,9 +277,9 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
             temperature,
             ..
         } => {
-            let c = contiguous(logits)?;
+            let c = logits.as_standard_layout();
             let (k, u) = (1.0 / temperature, 1.0 / rows as f32);
-            let (v, g) = par_rows(slice(&c), rows, cols, |i, r, g| {
+            let (v, g) = par_rows(flat(&c)?, rows, cols, |i, r, g| {
                 weighted_row(r, 1.0, k, Weights::Target(pr.class[i]), 0.0, u, g)
             });
             let a = reduce(&v, Reduction::Mean).unwrap_or(f32::NAN);
@@ -307,8 +292,8 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
         } => macro_f1(logits, &pr, *temperature),
         Surrogate::SmoothF1Binary { logits, .. } => binary_f1(logits, &pr),
         Surrogate::PairwiseMax { a, b, form } => {
-            let (ca, cb) = (contiguous(a)?, contiguous(b)?);
-            let (sa, sb) = (slice(&ca), slice(&cb));
+            let (ca, cb) = (a.as_standard_layout(), b.as_standard_layout());
+            let (sa, sb) = (flat(&ca)?, flat(&cb)?);
             let n = rows * cols;
             let (mut v, mut ga, mut gb) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             v.par_chunks_mut(ELEMS_PER_TASK)
@@ -333,8 +318,8 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
             options,
             ..
         } => {
-            let c = contiguous(logits)?;
-            let x = slice(&c);
+            let c = logits.as_standard_layout();
+            let x = flat(&c)?;
             let n = rows * cols;
             let labels = pr.labels.as_deref().unwrap_or(&[]);
             let scale = grad_scale(options.reduction, n);
@@ -362,9 +347,9 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
         Surrogate::MultiMargin {
             logits, options, ..
         } => {
-            let c = contiguous(logits)?;
+            let c = logits.as_standard_layout();
             let scale = grad_scale(options.reduction, rows);
-            let (v, mut g) = par_rows(slice(&c), rows, cols, |i, r, g| {
+            let (v, mut g) = par_rows(flat(&c)?, rows, cols, |i, r, g| {
                 let y = pr.class[i] as usize;
                 let w = pr.weight.as_ref().map_or(1.0, |w| w[y]);
                 margin_row(r, y, options.p, options.margin, w, g)
@@ -382,8 +367,8 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
 }
 
 fn binary_f1(logits: &ArrayView2<f32>, pr: &Prepared) -> Result<SurrogateOutput> {
-    let c = contiguous(logits)?;
-    let x = slice(&c);
+    let c = logits.as_standard_layout();
+    let x = flat(&c)?;
     let y = pr.labels.as_deref().unwrap_or(&[]);
     let (tp, sp, sy) = x
         .par_iter()

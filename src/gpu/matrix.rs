@@ -187,6 +187,17 @@ impl RecordedCrossEntropy {
     }
 }
 
+impl RecordedCrossEntropy {
+    /// The submitted call's result: the read-back `(loss, lse)` and the device gradient.
+    fn device_output(&self, (loss, lse): (Loss, Array1<f32>)) -> DeviceCrossEntropy {
+        DeviceCrossEntropy {
+            loss,
+            lse,
+            grad: self.grad.clone(),
+        }
+    }
+}
+
 /// Cross-entropy with the gradient left on the device.
 #[derive(Clone, Debug)]
 pub struct DeviceCrossEntropy {
@@ -444,12 +455,7 @@ impl Gpu {
         options: &CrossEntropyOptions,
     ) -> Result<DeviceCrossEntropy> {
         let r = self.submit_ce(logits, targets, options, true)?;
-        let (loss, lse) = r.loss(self)?;
-        Ok(DeviceCrossEntropy {
-            loss,
-            lse,
-            grad: r.grad.clone(),
-        })
+        Ok(r.device_output(r.loss(self)?))
     }
 
     /// [`Gpu::cross_entropy_on_device`], async: the loss readback is awaited without blocking
@@ -461,12 +467,7 @@ impl Gpu {
         options: &CrossEntropyOptions<'_>,
     ) -> Result<DeviceCrossEntropy> {
         let r = self.submit_ce(logits, targets, options, false)?;
-        let (loss, lse) = r.loss_async(self).await?;
-        Ok(DeviceCrossEntropy {
-            loss,
-            lse,
-            grad: r.grad.clone(),
-        })
+        Ok(r.device_output(r.loss_async(self).await?))
     }
 
     /// [`Gpu::cross_entropy_in_place`], async.
@@ -477,12 +478,7 @@ impl Gpu {
         options: &CrossEntropyOptions<'_>,
     ) -> Result<DeviceCrossEntropy> {
         let r = self.submit_ce(logits, targets, options, true)?;
-        let (loss, lse) = r.loss_async(self).await?;
-        Ok(DeviceCrossEntropy {
-            loss,
-            lse,
-            grad: r.grad.clone(),
-        })
+        Ok(r.device_output(r.loss_async(self).await?))
     }
 
     /// Records cross-entropy into an encoder of the engine's own and submits it.
@@ -646,11 +642,6 @@ impl Gpu {
         options: &CrossEntropyOptions,
     ) -> Result<DeviceCrossEntropy> {
         let r = self.submit_ce(logits, targets, options, false)?;
-        let (loss, lse) = r.loss(self)?;
-        Ok(DeviceCrossEntropy {
-            loss,
-            lse,
-            grad: r.grad.clone(),
-        })
+        Ok(r.device_output(r.loss(self)?))
     }
 }

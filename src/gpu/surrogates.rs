@@ -10,13 +10,13 @@ use super::pool::PooledBuffer;
 use super::readback::{read_f32_parts, Wait};
 use super::rows::record_rows;
 use super::shaders::{Family, ShaderKey};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::RowOp;
 use crate::surrogates::{
-    grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss, PairwiseForm,
-    Prepared, Surrogate, SurrogateOutput, Value,
+    flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss,
+    PairwiseForm, Prepared, Surrogate, SurrogateOutput, Value,
 };
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2};
 use wgpu::BufferUsages as U;
 
 /// Mirrors `struct SParams` in shaders/surrogate_common.wgsl (48 bytes).
@@ -69,15 +69,6 @@ fn pairwise_op(form: PairwiseForm) -> u32 {
     }
 }
 
-fn contiguous<'a>(x: &'a ArrayView2<'a, f32>) -> ndarray::CowArray<'a, f32, ndarray::Ix2> {
-    x.as_standard_layout()
-}
-
-fn as_slice<'a>(c: &'a ndarray::CowArray<f32, ndarray::Ix2>) -> Result<&'a [f32]> {
-    c.as_slice()
-        .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))
-}
-
 /// Runs one surrogate call on the GPU.
 pub(crate) async fn surrogate(
     ctx: &Context,
@@ -89,7 +80,7 @@ pub(crate) async fn surrogate(
     let (rows, cols) = (pr.rows, pr.cols);
     let res = match call {
         Surrogate::BoltzmannMax { x, beta } => {
-            let c = contiguous(x);
+            let c = x.as_standard_layout();
             let sp = SParams {
                 kappa: beta.abs(),
                 sign: if *beta < 0.0 { -1.0 } else { 1.0 },
@@ -98,11 +89,11 @@ pub(crate) async fn surrogate(
                 ..Default::default()
             };
             let job = RowJob::weighted(op::BOLTZMANN, sp);
-            let (v, g) = run_rows(ctx, as_slice(&c)?, &pr, &job, wait).await?;
+            let (v, g) = run_rows(ctx, flat(&c)?, &pr, &job, wait).await?;
             output(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?)
         }
         Surrogate::SoftArgmax { x, temperature } => {
-            let c = contiguous(x);
+            let c = x.as_standard_layout();
             let sp = SParams {
                 kappa: 1.0 / temperature,
                 sign: 1.0,
@@ -110,7 +101,7 @@ pub(crate) async fn surrogate(
                 ..Default::default()
             };
             let job = RowJob::weighted(op::SOFT_ARGMAX, sp);
-            let (v, g) = run_rows(ctx, as_slice(&c)?, &pr, &job, wait).await?;
+            let (v, g) = run_rows(ctx, flat(&c)?, &pr, &job, wait).await?;
             output(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?)
         }
         Surrogate::SmoothAccuracy {
@@ -118,7 +109,7 @@ pub(crate) async fn surrogate(
             temperature,
             ..
         } => {
-            let c = contiguous(logits);
+            let c = logits.as_standard_layout();
             let sp = SParams {
                 kappa: 1.0 / temperature,
                 sign: 1.0,
@@ -127,7 +118,7 @@ pub(crate) async fn surrogate(
             };
             let mut job = RowJob::weighted(op::ACCURACY, sp);
             job.class = true;
-            let (v, g) = run_rows(ctx, as_slice(&c)?, &pr, &job, wait).await?;
+            let (v, g) = run_rows(ctx, flat(&c)?, &pr, &job, wait).await?;
             let a = reduce(&v, crate::Reduction::Mean).unwrap_or(f32::NAN);
             output(Value::Scalar(a), matrix(g, rows, cols)?)
         }
@@ -136,17 +127,17 @@ pub(crate) async fn surrogate(
             temperature,
             ..
         } => {
-            let c = contiguous(logits);
-            macro_f1(ctx, as_slice(&c)?, &pr, *temperature, wait).await?
+            let c = logits.as_standard_layout();
+            macro_f1(ctx, flat(&c)?, &pr, *temperature, wait).await?
         }
         Surrogate::SmoothF1Binary { logits, .. } => {
-            let c = contiguous(logits);
-            binary_f1(ctx, as_slice(&c)?, &pr, wait).await?
+            let c = logits.as_standard_layout();
+            binary_f1(ctx, flat(&c)?, &pr, wait).await?
         }
         Surrogate::MultiMargin {
             logits, options, ..
         } => {
-            let c = contiguous(logits);
+            let c = logits.as_standard_layout();
             let sp = SParams {
                 margin: options.margin,
                 p: options.p,
@@ -161,7 +152,7 @@ pub(crate) async fn surrogate(
                 class: true,
                 weight: pr.weight.clone(),
             };
-            let (v, g) = run_rows(ctx, as_slice(&c)?, &pr, &job, wait).await?;
+            let (v, g) = run_rows(ctx, flat(&c)?, &pr, &job, wait).await?;
             let value = match reduce(&v, options.reduction) {
                 Some(s) => Value::Scalar(s),
                 None => Value::PerRow(Array1::from(v)),
@@ -169,7 +160,7 @@ pub(crate) async fn surrogate(
             output(value, matrix(g, rows, cols)?)
         }
         Surrogate::PairwiseMax { a, b, form } => {
-            let (ca, cb) = (contiguous(a), contiguous(b));
+            let (ca, cb) = (a.as_standard_layout(), b.as_standard_layout());
             let sp = SParams {
                 kappa: form.parameter(),
                 ..Default::default()
@@ -181,8 +172,7 @@ pub(crate) async fn surrogate(
                 values: true,
                 grad: true,
             };
-            let (v, g) =
-                run_pointwise(ctx, as_slice(&ca)?, as_slice(&cb)?, &pr, &job, wait).await?;
+            let (v, g) = run_pointwise(ctx, flat(&ca)?, flat(&cb)?, &pr, &job, wait).await?;
             let n = rows * cols;
             let (ga, gb) = g.split_at(n);
             SurrogateOutput {
@@ -197,7 +187,7 @@ pub(crate) async fn surrogate(
             options,
             ..
         } => {
-            let c = contiguous(logits);
+            let c = logits.as_standard_layout();
             let mut flags = 0;
             if pr.weight.is_some() {
                 flags |= FLAG_WEIGHT;
@@ -218,7 +208,7 @@ pub(crate) async fn surrogate(
                 grad: true,
             };
             let labels = pr.labels.as_deref().unwrap_or(&[]);
-            let (l, g) = run_pointwise(ctx, as_slice(&c)?, labels, &pr, &job, wait).await?;
+            let (l, g) = run_pointwise(ctx, flat(&c)?, labels, &pr, &job, wait).await?;
             let value = match reduce(&l, options.reduction) {
                 Some(s) => Value::Scalar(s),
                 None => Value::Matrix(matrix(l, rows, cols)?),

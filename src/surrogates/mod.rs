@@ -556,6 +556,13 @@ pub(crate) fn prepare(call: &Surrogate) -> Result<Prepared> {
     Ok(p)
 }
 
+/// An input's elements in row-major order (`c` from `as_standard_layout`, which copies only
+/// when the view is not already standard).
+pub(crate) fn flat<'a>(c: &'a ndarray::CowArray<f32, ndarray::Ix2>) -> Result<&'a [f32]> {
+    c.as_slice()
+        .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))
+}
+
 /// A `[rows, cols]` matrix from a backend's flat output.
 pub(crate) fn matrix(v: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>> {
     Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::InvalidInput(e.to_string()))
