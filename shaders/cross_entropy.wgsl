@@ -28,9 +28,8 @@ const CE_SOFTCAP: u32 = 1u;
 const CE_WEIGHT: u32 = 2u;
 const CE_LINEAR: u32 = 4u;  // smoothing or probability targets: the linear sums are needed
 const CE_GRAD: u32 = 8u;
-// Bits that are compile-time (CE_STATIC, from the header) rather than uniform: see
+// Every bit is compile-time (CE_STATIC, from the header), not read from `ce.flags`: see
 // ShaderKey::ce_bits in src/gpu/shaders.rs for why.
-const CE_STATIC_MASK: u32 = CE_SOFTCAP | CE_LINEAR | CE_GRAD;
 
 struct CeParams {
     one_minus_ls: f32,
@@ -40,7 +39,7 @@ struct CeParams {
     softcap: f32,
     scale_ce: f32,  // 1 / D for mean (D = sum of w[y] over non-ignored rows, or B), else 1
     scale_z: f32,   // 1 / N for mean (N = non-ignored rows), else 1
-    flags: u32,     // CE_* bits
+    flags: u32,     // CE_* bits (the shader uses its compile-time copy, CE_STATIC)
 }
 
 // row_out: (rows, 2) = (CE loss without z-loss, lse)
@@ -50,10 +49,7 @@ struct CeParams {
 @group(0) @binding(8) var<uniform> ce: CeParams;
 
 fn ce_has(bit: u32) -> bool {
-    if (bit & CE_STATIC_MASK) != 0u {
-        return (CE_STATIC & bit) != 0u;
-    }
-    return (ce.flags & bit) != 0u;
+    return (CE_STATIC & bit) != 0u;
 }
 
 fn ce_linear() -> bool {
@@ -345,32 +341,50 @@ fn ce_finalize(row: u32, c: CeStats, xy: f32) -> Fin {
 }
 
 
-fn ce_write_grad(it: Item, f: Fin) {
+// The gradient of an item's share of the row. No branch inside the loops: lavapipe would run
+// every side of one under a mask on every step. Rows with usable statistics take the first
+// loop; ignored rows (0) and non-finite rows (NaN) the second, which a SIMD step whose rows
+// are all usable leaves after one empty check. The target class is written last, by the
+// invocation whose loop wrote its vec4, from `xy` (read before any in-place overwrite).
+fn ce_write_grad(it: Item, f: Fin, xy: f32) {
     let begin = seg_begin(it);
     let end = seg_end(it);
-    for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
-        var g = vec4<f32>(0.0);
-        if f.state == 1u {
-            g = vec4<f32>(params.nan);
-        } else if f.state == 2u {
-            let xv = cap4(load4(it.row, j));
-            // -inf logits: exp of the clamped -126 underflows to exactly 0.
-            let p = exp_t4(xv - vec4<f32>(f.m)) * f.inv_s;
-            var kv = vec4<f32>(0.0);
-            if f.coef != 0.0 {
-                kv = k4(it.row, j);
-            }
-            g = p * f.a_coef - f.coef * kv;
-            if f.y >= 0 && u32(f.y) / 4u == j {
-                let l = u32(f.y) % 4u;
-                g[l] = f.ty * (p[l] - 1.0) + p[l] * (f.a_coef - f.ty) - f.coef * kv[l];
-            }
-            if ce_has(CE_SOFTCAP) {
-                let t = xv / ce.softcap;
-                g = g * (vec4<f32>(1.0) - t * t);
-            }
+    let ok = f.state == 2u;
+    let m = vec4<f32>(f.m);
+    for (var j = begin + it.lane; j < select(begin, end, ok); j += ROW_THREADS) {
+        let xv = cap4(load4(it.row, j));
+        // -inf logits: exp of the clamped -126 underflows to exactly 0.
+        var g = exp_t4(xv - m) * (f.inv_s * f.a_coef);
+        if ce_linear() {
+            g -= f.coef * k4(it.row, j);
+        }
+        if ce_has(CE_SOFTCAP) {
+            let t = xv / ce.softcap;
+            g *= vec4<f32>(1.0) - t * t;
         }
         store_grad4(it.row, j, g);
+    }
+    let fill = vec4<f32>(select(0.0, params.nan, f.state == 1u));
+    for (var j = begin + it.lane; j < select(end, begin, ok); j += ROW_THREADS) {
+        store_grad4(it.row, j, fill);
+    }
+    let jy = u32(f.y) / 4u;
+    if ok && f.y >= 0 && jy >= begin && jy < end && (jy - begin) % ROW_THREADS == it.lane {
+        // g_y = ty (p_y - 1) + p_y (A - ty) - coef k_y: the (p_y - 1) formed directly.
+        let p = exp_t(xy - f.m) * f.inv_s;
+        var k = 1.0;
+        if ce_has(CE_WEIGHT) {
+            k = weight1(u32(f.y));
+        }
+        var g = f.ty * (p - 1.0) + p * (f.a_coef - f.ty);
+        if ce_linear() {
+            g -= f.coef * k;
+        }
+        if ce_has(CE_SOFTCAP) {
+            let t = xy / ce.softcap;
+            g *= 1.0 - t * t;
+        }
+        store_grad1(it.row, u32(f.y), g);
     }
 }
 
@@ -397,7 +411,7 @@ fn ce_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             write_row_out(it.row, f);
         }
         if ce_has(CE_GRAD) {
-            ce_write_grad(it, f);
+            ce_write_grad(it, f, xy);
         }
     }
 }
@@ -432,6 +446,6 @@ fn ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let it = work_item(wid, lid);
     if it.valid {
         let c = load_ce_partial(it.row, 0u);
-        ce_write_grad(it, ce_finalize(it.row, c, c.b));
+        ce_write_grad(it, ce_finalize(it.row, c, c.b), c.b);
     }
 }

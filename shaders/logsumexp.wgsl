@@ -21,6 +21,16 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     }
 }
 
+// Partials even when S = 1: the first pass of an unfused softmax (see RowSplit::fused).
+@compute @workgroup_size(256)
+fn stats_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let it = work_item(wid, lid);
+    let st = item_stats(it, lid);
+    if it.valid && it.lane == 0u {
+        store_partial(it.row, it.seg, st);
+    }
+}
+
 // One invocation per row: merges the row's S partials once and stores the result in its
 // segment-0 slot, for the softmax family's `write` (which would otherwise merge S partials in
 // every invocation).

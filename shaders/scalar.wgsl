@@ -28,6 +28,10 @@ fn store4(row: u32, j: u32, v: vec4<f32>) {
     }
 }
 
+fn store1(row: u32, c: u32, v: f32) {
+    y[params.y_base + row * params.cols + c] = v;
+}
+
 // Cross-entropy family only (unused elsewhere):
 // weight: (C,) class weights
 @group(0) @binding(6) var<storage, read> weight: array<f32>;

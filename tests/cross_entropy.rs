@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_ce_close, fast_backends, logits, Rng};
+use common::{assert_ce_close, assert_close_2d, fast_backends, logits, Rng};
 use ndarray::{s, Array1, Array2, Axis};
 use proptest::prelude::*;
 use smoothmax::{
@@ -206,7 +206,14 @@ fn invariants_pytorch_relies_on() {
             },
         );
         assert_eq!(plain.loss, unit.loss, "{name}: unit weights");
-        assert_eq!(plain.grad, unit.grad, "{name}: unit weights grad");
+        // Within rounding, not bit for bit: on the GPU the weighted and unweighted forms are
+        // separate compiled specializations, and the compiler may contract a multiply-add in
+        // one and not the other (the target class's gradient differed by 1 ulp on lavapipe).
+        assert_close_2d(
+            unit.grad.as_ref().unwrap().view(),
+            plain.grad.as_ref().unwrap().mapv(f64::from).view(),
+            &format!("{name}: unit weights grad"),
+        );
 
         // A one-hot probability target is the index target (rows not ignored).
         let keep: Vec<usize> = (0..rows).filter(|&i| y[i] >= 0).collect();

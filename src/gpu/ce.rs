@@ -33,8 +33,10 @@ const CE_SOFTCAP: u32 = 1;
 const CE_WEIGHT: u32 = 2;
 const CE_LINEAR: u32 = 4;
 const CE_GRAD: u32 = 8;
-/// The bits compiled into the shader (see `ShaderKey::ce_bits`); the rest are uniform.
-const CE_STATIC_MASK: u32 = CE_SOFTCAP | CE_LINEAR | CE_GRAD;
+/// The bits compiled into the shader (see `ShaderKey::ce_bits`): all of them. The weight bit
+/// too: lavapipe runs a masked-off `loadw4` at nearly the cost of a real one (its storage
+/// loads are per-lane loops), which cost the unweighted forward pass about 10%.
+const CE_STATIC_MASK: u32 = CE_SOFTCAP | CE_WEIGHT | CE_LINEAR | CE_GRAD;
 
 pub(crate) async fn cross_entropy(
     ctx: &Context,
@@ -190,7 +192,9 @@ pub(crate) fn record_ce(
     let bytes = (rows * cols * 4) as u64;
     let split = RowSplit::new(rows, cols.div_ceil(4), ctx.policy());
     let part_bytes = (rows * split.segs as usize * 32) as u64;
-    let partials = (split.segs > 1).then(|| {
+    // Unfused, the gradient pass reads the statistics from partials (see RowSplit::fused).
+    let fused = split.segs == 1 && (split.fused || !gradient);
+    let partials = (!fused).then(|| {
         ctx.pool
             .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
     });
@@ -244,13 +248,13 @@ pub(crate) fn record_ce(
     let rt = split.row_threads;
     let main_wgs = split.workgroups(rows);
     let mut passes = vec![];
-    if split.segs == 1 {
+    if fused {
         passes.push(("ce_fused", rt, main_wgs));
     } else {
         passes.push(("ce_stats", rt, main_wgs));
         passes.push(("ce_rows", 1, rows.div_ceil(WG)));
         if gradient {
-            passes.push(("ce_grad", rt, main_wgs));
+            passes.push(("ce_grad", split.write_threads, split.write_workgroups(rows)));
         }
     }
     let mut keep = Vec::new();

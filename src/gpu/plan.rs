@@ -29,6 +29,9 @@ const MIN_SEG_V: usize = 2048;
 const STEPS_PER_THREAD: usize = 8;
 /// Invocations per workgroup (must match `WG` in shaders/prelude.wgsl).
 pub(crate) const WG: usize = 256;
+/// Invocations per item in a CPU adapter's write pass: lavapipe's SIMD width on a 256-bit
+/// CPU ("llvmpipe (..., 256 bits)"), so each SIMD step covers 128 contiguous bytes of one row.
+const WRITE_THREADS_CPU: usize = 8;
 
 /// The split of one chunk's rows.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -39,6 +42,15 @@ pub(crate) struct RowSplit {
     pub segs: u32,
     /// Vec4 units per segment.
     pub seg_len: u32,
+    /// Ops that write a `[B, C]` result (softmax, the CE gradient) and have one segment per
+    /// row: one pass that reads the row twice while it is hot, instead of a statistics pass,
+    /// then a write pass. False on CPU adapters: lavapipe runs a workgroup's statistics loops
+    /// for all its rows (2-8 MB) before any write loop, so the second read missed the cache
+    /// anyway, and the fused pass cost more than the two passes apart (measured at
+    /// [4096, 32000]: softmax 272 -> 240 ms, log-softmax 260 -> 228 ms).
+    pub fused: bool,
+    /// Invocations per item in a separate write pass (no reduction there, so any layout works).
+    pub write_threads: u32,
 }
 
 impl RowSplit {
@@ -49,13 +61,17 @@ impl RowSplit {
             Policy::Cpu => {
                 let min_threads = MIN_WORKGROUPS_CPU * WG;
                 let steps = (rows * cols_v / min_threads).clamp(STEPS_PER_THREAD, MAX_STEPS_CPU);
-                let s = Self::with(rows, cols_v, 1, steps);
-                if s.workgroups(rows) >= MIN_WORKGROUPS_CPU {
-                    return s;
+                let mut s = Self::with(rows, cols_v, 1, steps);
+                if s.workgroups(rows) < MIN_WORKGROUPS_CPU {
+                    // Too few workgroups: split rows into segments as well.
+                    let per_row = WG / s.row_threads as usize;
+                    s = Self::with(rows, cols_v, MIN_WORKGROUPS_CPU * per_row, steps);
                 }
-                // Too few workgroups: split rows into segments as well.
-                let per_row = WG / s.row_threads as usize;
-                Self::with(rows, cols_v, MIN_WORKGROUPS_CPU * per_row, steps)
+                s.fused = false;
+                s.write_threads = (s.seg_len as usize)
+                    .next_power_of_two()
+                    .min(WRITE_THREADS_CPU) as u32;
+                s
             }
         }
     }
@@ -70,11 +86,13 @@ impl RowSplit {
         let segs = want_segs.min(cols_v.div_ceil(MIN_SEG_V)).max(1);
         let seg_len = cols_v.div_ceil(segs).max(1);
         let segs = cols_v.div_ceil(seg_len).max(1); // no empty trailing segment
-        let row_threads = seg_len.div_ceil(steps).next_power_of_two().clamp(1, WG);
+        let row_threads = seg_len.div_ceil(steps).next_power_of_two().clamp(1, WG) as u32;
         RowSplit {
-            row_threads: row_threads as u32,
+            row_threads,
             segs: segs as u32,
             seg_len: seg_len as u32,
+            fused: segs == 1,
+            write_threads: row_threads,
         }
     }
 
@@ -87,18 +105,28 @@ impl RowSplit {
                 (rows * cols_v / (MIN_WORKGROUPS_CPU * WG)).clamp(STEPS_PER_THREAD, MAX_STEPS_CPU)
             }
         };
-        let row_threads = cols_v.div_ceil(steps).next_power_of_two().clamp(1, WG);
+        let row_threads = cols_v.div_ceil(steps).next_power_of_two().clamp(1, WG) as u32;
         RowSplit {
-            row_threads: row_threads as u32,
+            row_threads,
             segs: 1,
             seg_len: cols_v.max(1) as u32,
+            fused: true,
+            write_threads: row_threads,
         }
     }
 
-    /// Workgroups needed for `rows` rows.
+    /// Workgroups needed for `rows` rows (the statistics or fused pass).
     pub fn workgroups(&self, rows: usize) -> usize {
-        let per_wg = WG / self.row_threads as usize;
-        (rows * self.segs as usize).div_ceil(per_wg)
+        self.workgroups_with(rows, self.row_threads)
+    }
+
+    /// Workgroups needed for `rows` rows in a separate write pass.
+    pub fn write_workgroups(&self, rows: usize) -> usize {
+        self.workgroups_with(rows, self.write_threads)
+    }
+
+    fn workgroups_with(&self, rows: usize, row_threads: u32) -> usize {
+        (rows * self.segs as usize).div_ceil(WG / row_threads as usize)
     }
 }
 
@@ -155,6 +183,7 @@ mod tests {
     fn long_rows_use_whole_workgroups_and_few_rows_split() {
         let s = RowSplit::new(4096, 8000, Policy::Gpu); // [4096, 32000]
         assert_eq!((s.row_threads, s.segs), (256, 1));
+        assert!(s.fused && s.write_threads == s.row_threads);
         let s = RowSplit::new(8, 64_000, Policy::Gpu); // [8, 256000]
         assert_eq!(s.row_threads, 256);
         assert_eq!(s.segs, 32);
@@ -165,6 +194,10 @@ mod tests {
     fn cpu_adapters_get_long_serial_loops_and_enough_workgroups() {
         let s = RowSplit::new(4096, 8000, Policy::Cpu); // [4096, 32000]
         assert_eq!((s.row_threads, s.segs), (4, 1));
+        // A separate write pass, one SIMD step (8 lanes) per row, except for rows too short.
+        assert!(!s.fused && s.write_threads == 8);
+        assert_eq!(s.write_workgroups(4096), 4096 / 32);
+        assert_eq!(RowSplit::new(100, 1, Policy::Cpu).write_threads, 1);
         assert!(s.workgroups(4096) >= MIN_WORKGROUPS_CPU);
         let s = RowSplit::new(8, 64_000, Policy::Cpu); // [8, 256000]: split to stay busy
         assert!(s.segs > 1 && s.workgroups(8) >= MIN_WORKGROUPS_CPU, "{s:?}");

@@ -148,16 +148,23 @@ pub(crate) fn record_rows(
     let vec4 = cols % 4 == 0 && x_stride % 4 == 0 && x.base % 4 == 0 && y.base % 4 == 0;
     let split = RowSplit::new(rows, cols.div_ceil(4), ctx.policy());
     let part_bytes = (rows * split.segs as usize * 16) as u64;
-    let partials = (split.segs > 1).then(|| {
+    let lse_out = op == RowOp::LogSumExp;
+    let partials = (split.segs > 1 || !(split.fused || lse_out)).then(|| {
         ctx.pool
             .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
     });
 
-    // Passes: (family, entry, row_threads, workgroups). A split row's first pass is always
+    // Passes: (family, entry, row_threads, workgroups). Unfused, the first pass is always
     // the logsumexp family's `stats`, writing partials.
     let rt = split.row_threads;
     let main_wgs = split.workgroups(rows);
     let merge_wgs = rows.div_ceil(WG);
+    let write = (
+        Family::Softmax,
+        "write",
+        split.write_threads,
+        split.write_workgroups(rows),
+    );
     let passes: Vec<(Family, &'static str, u32, usize)> = match (op, split.segs) {
         (RowOp::LogSumExp, 1) => vec![(Family::LogSumExp, "stats", rt, main_wgs)],
         (RowOp::LogSumExp, _) => {
@@ -166,14 +173,15 @@ pub(crate) fn record_rows(
                 (Family::LogSumExp, "lse_merge", 1, merge_wgs),
             ]
         }
-        (_, 1) => vec![(Family::Softmax, "fused", rt, main_wgs)],
+        (_, 1) if split.fused => vec![(Family::Softmax, "fused", rt, main_wgs)],
+        // One segment: the partial is already the row's stats.
+        (_, 1) => vec![(Family::LogSumExp, "stats_partial", rt, main_wgs), write],
         (_, _) => vec![
             (Family::LogSumExp, "stats", rt, main_wgs),
             (Family::LogSumExp, "merge_rows", 1, merge_wgs),
-            (Family::Softmax, "write", rt, main_wgs),
+            write,
         ],
     };
-    let lse_out = op == RowOp::LogSumExp;
     let part_binding = || match &partials {
         Some(p) => binding(p.buffer(), part_bytes),
         None => ctx.dummy.as_entire_binding(),

@@ -55,7 +55,7 @@ impl Family {
     #[cfg(test)]
     pub(crate) fn entry_points(self) -> &'static [&'static str] {
         match self {
-            Family::LogSumExp => &["stats", "merge_rows", "lse_merge"],
+            Family::LogSumExp => &["stats", "stats_partial", "merge_rows", "lse_merge"],
             Family::Softmax => &["fused", "write"],
             Family::CrossEntropy | Family::CrossEntropyInPlace => {
                 &["ce_fused", "ce_stats", "ce_rows", "ce_grad"]
@@ -119,8 +119,8 @@ pub(crate) struct ShaderKey {
     pub log_output: bool,
     /// Cross-entropy family: probability targets instead of class indices.
     pub prob_targets: bool,
-    /// Cross-entropy family: `CE_*` bits fixed at compile time (gradient, linear sums,
-    /// softcap). Compile-time, not uniform branches: lavapipe runs both sides of a uniform
+    /// Cross-entropy family: the `CE_*` bits (softcap, weight, linear sums, gradient), all fixed
+    /// at compile time. Not uniform branches: lavapipe runs both sides of a uniform
     /// branch under a mask, so a forward-only call paid for the gradient loop (measured 2×).
     pub ce_bits: u32,
 }
@@ -141,14 +141,17 @@ impl ShaderKey {
         let mut variant = (if self.vec4 { VEC4 } else { SCALAR }).to_string();
         // Where a gradient goes: y, or (in place) back over the logits in x, with x's layout.
         let store_grad = if !in_place {
-            "fn store_grad4(row: u32, j: u32, v: vec4<f32>) {\n    store4(row, j, v);\n}\n"
+            "fn store_grad4(row: u32, j: u32, v: vec4<f32>) {\n    store4(row, j, v);\n}\n\
+             fn store_grad1(row: u32, c: u32, v: f32) {\n    store1(row, c, v);\n}\n"
         } else {
             variant = variant.replace("var<storage, read> x:", "var<storage, read_write> x:");
             if self.vec4 {
-                "fn store_grad4(row: u32, j: u32, v: vec4<f32>) {\n    x[(params.x_base + row * params.x_stride) / 4u + j] = v;\n}\n"
+                "fn store_grad4(row: u32, j: u32, v: vec4<f32>) {\n    x[(params.x_base + row * params.x_stride) / 4u + j] = v;\n}\n\
+                 fn store_grad1(row: u32, c: u32, v: f32) {\n    let i = params.x_base + row * params.x_stride + c;\n    x[i / 4u][i % 4u] = v;\n}\n"
             } else {
                 "fn store_grad4(row: u32, j: u32, v: vec4<f32>) {\n    let base = params.x_base + row * params.x_stride;\n    \
-                 for (var k = 0u; k < 4u; k++) {\n        if 4u * j + k < params.cols {\n            x[base + 4u * j + k] = v[k];\n        }\n    }\n}\n"
+                 for (var k = 0u; k < 4u; k++) {\n        if 4u * j + k < params.cols {\n            x[base + 4u * j + k] = v[k];\n        }\n    }\n}\n\
+                 fn store_grad1(row: u32, c: u32, v: f32) {\n    x[params.x_base + row * params.x_stride + c] = v;\n}\n"
             }
         };
         let common = if self.family.is_surrogate() {
@@ -198,15 +201,14 @@ impl ShaderKey {
                             Family::CrossEntropy | Family::CrossEntropyInPlace => (false, flag),
                             _ => (flag, false),
                         };
-                        // CE: the compile-time bits (softcap 1, linear 4, gradient 8) in every
-                        // combination.
-                        let ce_sets: &[u32] = match family {
-                            Family::CrossEntropy => &[0, 1, 4, 5, 8, 9, 12, 13],
-                            // In place always writes the gradient.
-                            Family::CrossEntropyInPlace => &[8, 9, 12, 13],
-                            _ => &[0],
+                        // CE: the compile-time bits (softcap 1, weight 2, linear 4, gradient 8)
+                        // in every combination; in place always writes the gradient.
+                        let ce_sets = match family {
+                            Family::CrossEntropy => 0..16,
+                            Family::CrossEntropyInPlace => 8..16,
+                            _ => 0..1,
                         };
-                        for &ce_bits in ce_sets {
+                        for ce_bits in ce_sets {
                             keys.push(ShaderKey {
                                 family,
                                 vec4,
