@@ -252,9 +252,9 @@ pub fn run(
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<Vec<Record>> {
     let cpu = Cpu::new();
+    // Yardsticks are measured twice per shape, before and after its ops.
     let per_shape = cfg.ops.len() * (cfg.cpu as usize + 2 * gpu.is_some() as usize)
-        + cfg.cpu as usize
-        + 2 * gpu.is_some() as usize;
+        + 2 * (cfg.cpu as usize + 2 * gpu.is_some() as usize);
     let total = per_shape * cfg.shapes.len();
     let mut done = 0;
     let mut out = Vec::new();
@@ -265,44 +265,44 @@ pub fn run(
             progress(done, total, &format!("{what} [{rows}, {cols}]"));
             done += 1;
         };
-        // Yardsticks first, same bytes as a read-B·C-write-B·C op.
-        let (mut copy, mut expmap, mut memcpy) = (None, None, None);
-        if let Some(g) = gpu {
-            for (job, name) in [(KernelJob::Copy, "copy"), (KernelJob::ExpMap, "exp-map")] {
-                tick(&format!("gpu {name}"));
-                let t = g.kernel_times(&job, x.view(), cfg.warmup, cfg.runs)?;
-                let clock = if t.timestamps { "timestamps" } else { "wall" };
-                let r = record(
-                    name,
-                    rows,
-                    cols,
-                    "gpu-kernel",
-                    &t.seconds,
-                    8 * n as u64,
-                    clock,
-                );
-                if name == "copy" {
-                    copy = Some(r.gbps)
-                } else {
-                    expmap = Some(r.gbps)
+        // Yardsticks, same bytes as a read-B·C-write-B·C op, measured before and after the
+        // shape's ops and pooled: on a shared machine whose speed drifts during a run, the
+        // yardstick then brackets the ops instead of describing only the start.
+        // (name, device, seconds, clock)
+        let mut sticks: Vec<(&str, &str, Vec<f64>, &str)> = Vec::new();
+        let mut measure_sticks = |tick: &mut dyn FnMut(&str)| -> Result<()> {
+            let mut k = 0;
+            let mut add = |name, device, t: Vec<f64>, clock| {
+                match sticks.get_mut(k) {
+                    Some(s) => s.2.extend(t),
+                    None => sticks.push((name, device, t, clock)),
                 }
-                out.push(r);
+                k += 1;
+            };
+            if let Some(g) = gpu {
+                for (job, name) in [(KernelJob::Copy, "copy"), (KernelJob::ExpMap, "exp-map")] {
+                    tick(&format!("gpu {name}"));
+                    let t = g.kernel_times(&job, x.view(), cfg.warmup, cfg.runs)?;
+                    let clock = if t.timestamps { "timestamps" } else { "wall" };
+                    add(name, "gpu-kernel", t.seconds, clock);
+                }
             }
-        }
-        if cfg.cpu {
-            tick("cpu memcpy");
-            let src = x.as_slice().ok_or_else(|| {
-                crate::Error::InvalidInput("bench input is not contiguous".into())
-            })?;
-            let mut dst = vec![0.0f32; n];
-            let t = timed(cfg.warmup, cfg.runs, || {
-                parallel_copy(src, &mut dst);
-                Ok(())
-            })?;
-            let r = record("memcpy", rows, cols, "cpu", &t, 8 * n as u64, "wall");
-            memcpy = Some(r.gbps);
-            out.push(r);
-        }
+            if cfg.cpu {
+                tick("cpu memcpy");
+                let src = x.as_slice().ok_or_else(|| {
+                    crate::Error::InvalidInput("bench input is not contiguous".into())
+                })?;
+                let mut dst = vec![0.0f32; n];
+                let t = timed(cfg.warmup, cfg.runs, || {
+                    parallel_copy(src, &mut dst);
+                    Ok(())
+                })?;
+                add("memcpy", "cpu", t, "wall");
+            }
+            Ok(())
+        };
+        measure_sticks(&mut tick)?;
+        let first_op = out.len();
         for &op in &cfg.ops {
             let (rd, wr) = op.bytes(rows, cols);
             let bytes = rd + wr;
@@ -322,8 +322,7 @@ pub fn run(
             if cfg.cpu {
                 tick(&format!("cpu {}", op.name()));
                 let t = timed(cfg.warmup, cfg.runs, || run_cpu(&cpu))?;
-                let mut r = record(op.name(), rows, cols, "cpu", &t, bytes, "wall");
-                r.frac_copy = memcpy.map(|m| r.gbps / m);
+                let r = record(op.name(), rows, cols, "cpu", &t, bytes, "wall");
                 cpu_ms = Some(r.median_ms);
                 out.push(r);
             }
@@ -348,8 +347,6 @@ pub fn run(
                     bytes,
                     if t.timestamps { "timestamps" } else { "wall" },
                 );
-                r.frac_copy = copy.map(|c| r.gbps / c);
-                r.frac_exp_map = expmap.map(|e| r.gbps / e);
                 r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
                 out.push(r);
                 tick(&format!("gpu {} end to end", op.name()));
@@ -359,6 +356,26 @@ pub fn run(
                 out.push(r);
             }
         }
+        measure_sticks(&mut tick)?;
+        let sticks: Vec<Record> = sticks
+            .iter()
+            .map(|(name, device, t, clock)| {
+                record(name, rows, cols, device, t, 8 * n as u64, clock)
+            })
+            .collect();
+        let gbps = |name: &str| sticks.iter().find(|s| s.op == name).map(|s| s.gbps);
+        let (copy, expmap, memcpy) = (gbps("copy"), gbps("exp-map"), gbps("memcpy"));
+        for r in &mut out[first_op..] {
+            match r.device.as_str() {
+                "gpu-kernel" => {
+                    r.frac_copy = copy.map(|c| r.gbps / c);
+                    r.frac_exp_map = expmap.map(|e| r.gbps / e);
+                }
+                "cpu" => r.frac_copy = memcpy.map(|m| r.gbps / m),
+                _ => {}
+            }
+        }
+        out.splice(first_op..first_op, sticks);
     }
     progress(total, total, "done");
     Ok(out)

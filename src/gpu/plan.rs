@@ -32,6 +32,14 @@ pub(crate) const WG: usize = 256;
 /// Invocations per item in a CPU adapter's write pass: lavapipe's SIMD width on a 256-bit
 /// CPU ("llvmpipe (..., 256 bits)"), so each SIMD step covers 128 contiguous bytes of one row.
 const WRITE_THREADS_CPU: usize = 8;
+/// On a CPU adapter, a fused pass re-reads a row after the statistics of all its workgroup's
+/// rows (lavapipe runs each barrier phase for all of a workgroup's invocations in turn).
+/// Fused only when those rows fit this far inside a core's L2, so the second read is a cache
+/// hit, and an item has at least a SIMD step's lanes (one
+/// lane per row makes the fused write loop gather from 8 rows at once: at [65536, 1000]
+/// fused softmax took 134 ms, two passes 127 ms); else two passes. Small shapes gain most
+/// from fusing (one dispatch instead of two or three: [32, 1000] softmax 0.30 -> 0.20 ms).
+const FUSED_BYTES_CPU: usize = 512 << 10;
 
 /// The split of one chunk's rows.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -44,10 +52,11 @@ pub(crate) struct RowSplit {
     pub seg_len: u32,
     /// Ops that write a `[B, C]` result (softmax, the CE gradient) and have one segment per
     /// row: one pass that reads the row twice while it is hot, instead of a statistics pass,
-    /// then a write pass. False on CPU adapters: lavapipe runs a workgroup's statistics loops
-    /// for all its rows (2-8 MB) before any write loop, so the second read missed the cache
-    /// anyway, and the fused pass cost more than the two passes apart (measured at
-    /// [4096, 32000]: softmax 272 -> 240 ms, log-softmax 260 -> 228 ms).
+    /// then a write pass. On CPU adapters only when the rows read in between fit in cache
+    /// (see `FUSED_BYTES_CPU`): lavapipe runs a workgroup's statistics loops for all its rows
+    /// (8 MB at [4096, 32000]) before any write loop, the second read then misses, and the
+    /// fused pass cost more than two passes (measured at [4096, 32000]: softmax 272 -> 240 ms,
+    /// log-softmax 260 -> 228 ms).
     pub fused: bool,
     /// Invocations per item in a separate write pass (no reduction there, so any layout works).
     pub write_threads: u32,
@@ -67,7 +76,10 @@ impl RowSplit {
                     let per_row = WG / s.row_threads as usize;
                     s = Self::with(rows, cols_v, MIN_WORKGROUPS_CPU * per_row, steps);
                 }
-                s.fused = false;
+                let rows_between = WG / s.row_threads as usize;
+                s.fused = s.segs == 1
+                    && s.row_threads as usize >= WRITE_THREADS_CPU
+                    && rows_between * s.seg_len as usize * 16 <= FUSED_BYTES_CPU;
                 s.write_threads = (s.seg_len as usize)
                     .next_power_of_two()
                     .min(WRITE_THREADS_CPU) as u32;
@@ -198,6 +210,9 @@ mod tests {
         assert!(!s.fused && s.write_threads == 8);
         assert_eq!(s.write_workgroups(4096), 4096 / 32);
         assert_eq!(RowSplit::new(100, 1, Policy::Cpu).write_threads, 1);
+        // Small rows, several lanes each: fused (the rows of a workgroup stay in cache).
+        assert!(RowSplit::new(32, 250, Policy::Cpu).fused); // [32, 1000]
+        assert!(!RowSplit::new(65_536, 250, Policy::Cpu).fused); // one lane per row
         assert!(s.workgroups(4096) >= MIN_WORKGROUPS_CPU);
         let s = RowSplit::new(8, 64_000, Policy::Cpu); // [8, 256000]: split to stay busy
         assert!(s.segs > 1 && s.workgroups(8) >= MIN_WORKGROUPS_CPU, "{s:?}");
