@@ -56,6 +56,11 @@ fn ce_linear() -> bool {
     return ce_has(CE_LINEAR);
 }
 
+// k = 1 for every class (class targets, no weights, vec4 loads so no padding lanes): then every
+// -inf logit is of the FLAG_NEG_POS kind, and whether one was met is read off the statistics'
+// bit maxima at the end (see neg_flags) instead of being tested on every vec4.
+const K_ONE: bool = !PROB_TARGETS && (CE_STATIC & CE_WEIGHT) == 0u && !PADDED;
+
 // tanh after Cephes' tanhf (S. Moshier): an odd polynomial for |u| < 0.625, else
 // sign(u) (1 - 2 / (e^{2|u|} + 1)); about 2 ulp. Not the builtin: Vulkan only asks tanh to be as
 // accurate as (e^u - e^-u) / (e^u + e^-u), which loses relative accuracy near 0.
@@ -117,13 +122,22 @@ fn shift(b: f32, m_old: f32, m_new: f32) -> f32 {
 // The linear sums of four classes, relative to the new max m.
 fn ce_linear4(r: CeStats, m_old: f32, m: f32, xv: vec4<f32>, row: u32, j: u32) -> CeStats {
     var o = r;
+    if K_ONE {
+        // No masking: a -inf makes `a` meaningless (-inf or NaN) but also makes the smoothed
+        // loss +inf whatever `a` is (neg_flags), and NaN / +inf rows never read `a`.
+        o.a = r.a + shift(r.b, m_old, m) + hsum4(xv - vec4<f32>(m));
+        o.b = r.b + 4.0;
+        return o;
+    }
     let kv = k4(row, j);
     let fin = finite4(xv);
     let kd = select(vec4<f32>(0.0), kv * (xv - vec4<f32>(m)), fin);
     let kf = select(vec4<f32>(0.0), kv, fin);
     o.a = r.a + shift(r.b, m_old, m) + hsum4(kd);
     o.b = r.b + hsum4(kf);
-    o.k = r.k + hsum4(kv);
+    if PROB_TARGETS {
+        o.k = r.k + hsum4(kv); // only probability targets use k_all
+    }
     let neg = (bitcast<vec4<u32>>(xv) == vec4<u32>(0xff800000u)) & lane_valid4(j);
     if any(neg) {
         o.neg |= select(0u, FLAG_NEG_POS, any(neg & (kv > vec4<f32>(0.0))))
@@ -254,6 +268,15 @@ fn ce_row_from_partials(row: u32) -> CeStats {
     return c;
 }
 
+// The FLAG_NEG_* kinds met in a row whose statistics saw no NaN and no +inf. Under K_ONE a
+// -inf is then present exactly when the largest |bits| is that of an infinity.
+fn neg_flags(c: CeStats) -> u32 {
+    if K_ONE {
+        return select(0u, FLAG_NEG_POS, c.st.abits == 0x7f800000u);
+    }
+    return c.neg;
+}
+
 // PyTorch's value of sum(-k * logp) given which -inf logits were met.
 fn with_neg_inf(v: f32, flags: u32) -> f32 {
     if (flags & FLAG_NEG_ZERO) != 0u || ((flags & FLAG_NEG_POS) != 0u && (flags & FLAG_NEG_NEG) != 0u) {
@@ -314,7 +337,7 @@ fn ce_finalize(row: u32, c: CeStats, xy: f32) -> Fin {
     let s_ce = u * ce.scale_ce;
     let zt = u * ce.scale_z * 2.0 * ce.z * (base.m + ln_s);
     if PROB_TARGETS {
-        f.loss = with_neg_inf(c.k * ln_s - c.a, c.neg);
+        f.loss = with_neg_inf(c.k * ln_s - c.a, neg_flags(c));
         f.a_coef = s_ce * c.k + zt;
         f.coef = s_ce;
     } else {
@@ -329,7 +352,7 @@ fn ce_finalize(row: u32, c: CeStats, xy: f32) -> Fin {
         }
         f.loss = nll;
         if ce_has(CE_LINEAR) {
-            let smoothed = with_neg_inf(ce.w_total * ln_s - c.a, c.neg);
+            let smoothed = with_neg_inf(ce.w_total * ln_s - c.a, neg_flags(c));
             f.loss = ce.one_minus_ls * nll + ce.ls_over_c * smoothed;
         }
         f.ty = s_ce * ce.one_minus_ls * wy;
@@ -353,7 +376,7 @@ fn ce_write_grad(it: Item, f: Fin, xy: f32) {
     let m = vec4<f32>(f.m);
     for (var j = begin + it.lane; j < select(begin, end, ok); j += ROW_THREADS) {
         let xv = cap4(load4(it.row, j));
-        // -inf logits: exp of the clamped -126 underflows to exactly 0.
+        // -inf logits: exp2 of the clamped -182 underflows to exactly 0.
         var g = exp_t4(xv - m) * (f.inv_s * f.a_coef);
         if ce_linear() {
             g -= f.coef * k4(it.row, j);

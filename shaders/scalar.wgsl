@@ -6,6 +6,9 @@
 // y: (rows, C) row-major output
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
+// The last vec4 of a row may have lanes past its end.
+const PADDED: bool = true;
+
 fn load4(row: u32, j: u32) -> vec4<f32> {
     let base = params.x_base + row * params.x_stride;
     let c = 4u * j;

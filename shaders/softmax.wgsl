@@ -7,7 +7,7 @@
 //
 // softmax_j     = exp((x_j - m) / T) / s
 // log_softmax_j = (x_j - m) / T - ln s     (not x_j/T - lse: exact under a +1e7 shift)
-// -inf inputs give exactly 0 (exp of the clamped -126 underflows) / -inf (by IEEE arithmetic);
+// -inf inputs give exactly 0 (exp2 of the clamped -182 underflows) / -inf (by IEEE arithmetic);
 // a row with NaN, +inf or no finite value gives NaN.
 
 // One loop whatever the row's case (lavapipe would run a second, NaN-filling loop under a

@@ -6,6 +6,9 @@
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
 // (x_base, x_stride and y_base are multiples of 4 whenever this variant is chosen.)
+
+// No lanes past a row's end.
+const PADDED: bool = false;
 fn load4(row: u32, j: u32) -> vec4<f32> {
     return x[(params.x_base + row * params.x_stride) / 4u + j];
 }

@@ -28,7 +28,9 @@ pub(crate) struct Params {
     pub x_base: u32,
     pub x_stride: u32,
     pub y_base: u32,
-    pub _pad: [u32; 2],
+    /// log2(e) / T: `exp(d / T)` is evaluated as `exp2(d · log2(e)/T)`.
+    pub log2e_over_t: f32,
+    pub _pad: [u32; 1],
 }
 
 /// Size of [`Params`] in bytes.
@@ -51,7 +53,8 @@ impl Params {
             x_base: 0,
             x_stride: cols as u32,
             y_base: 0,
-            _pad: [0; 2],
+            log2e_over_t: (std::f64::consts::LOG2_E / temperature as f64) as f32,
+            _pad: [0; 1],
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::ce::{ce_params, record_ce, row_inputs, CeBufs};
 use super::encode::{Scopes, Slice};
+use super::plan::even_chunks;
 use super::pool::PooledBuffer;
 use super::readback::{read_f32_parts, Wait};
 use super::rows::record_rows;
@@ -306,7 +307,7 @@ impl Gpu {
                 limit: self.ctx.max_binding(),
             });
         }
-        Ok(((room / row.max(4)) as usize).clamp(1, m.rows.max(1)))
+        Ok(even_chunks(m.rows, (room / row.max(4)) as usize))
     }
 
     /// Records a row op over device matrices into `encoder` (the chunk loop).

@@ -175,7 +175,16 @@ pub(crate) fn chunk_rows(
     let by_grid = (max_dim as usize)
         .saturating_mul(max_dim as usize)
         .saturating_mul(WG / 2);
-    Ok(rows.min(by_bytes).min(by_grid).max(1))
+    Ok(even_chunks(rows, rows.min(by_bytes).min(by_grid)))
+}
+
+/// Rows per chunk when at most `most` fit: as many chunks as needed, of equal size.
+/// [512, 128256] goes as 256 + 256 rows, not 261 + 251, whose 17 workgroups of 16 rows left
+/// one of two CPU threads a workgroup behind (logsumexp 46.7 -> 43.8 ms, cross-entropy
+/// forward 48.7 -> 45.1 ms on lavapipe).
+pub(crate) fn even_chunks(rows: usize, most: usize) -> usize {
+    let most = most.max(1);
+    rows.div_ceil(rows.div_ceil(most).max(1)).max(1)
 }
 
 #[cfg(test)]
@@ -231,7 +240,9 @@ mod tests {
     #[test]
     fn chunks_fit_the_binding() {
         let lim = 128 << 20;
-        assert_eq!(chunk_rows(4096, 32_000, lim, 65_535).unwrap(), 1048);
+        assert_eq!(chunk_rows(4096, 32_000, lim, 65_535).unwrap(), 1024); // 4 equal chunks
+        assert_eq!(chunk_rows(512, 128_256, lim, 65_535).unwrap(), 256);
+        assert_eq!(chunk_rows(1049, 32_000, lim, 65_535).unwrap(), 525);
         assert_eq!(chunk_rows(3, 7, lim, 65_535).unwrap(), 3);
         assert!(chunk_rows(1, 40 << 20, lim, 65_535).is_err());
     }
