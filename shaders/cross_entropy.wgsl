@@ -4,9 +4,10 @@
 // and softcap; see src/cross_entropy/mod.rs. T = 1 here (params.temperature = 1).
 //
 // Per row, one read of the logits for the statistics, then the loss and, when asked, the
-// gradient written while the row is hot; no softmax matrix is materialized. Long rows with
-// few of them: `ce_stats` per segment -> partials, `ce_rows` merges per row (loss, lse),
-// `ce_grad` per segment merges again and writes its share of the gradient.
+// gradient written while the row is hot (`ce_fused`); no softmax matrix is materialized.
+// Split form, for long rows with few of them and for the gradient on CPU adapters (see
+// RowSplit::fused in src/gpu/plan.rs): `ce_stats` per segment -> partials, `ce_rows` merges
+// per row (loss, lse), `ce_grad` per segment writes its share of the gradient.
 //
 // Statistics beyond the normalizer (when smoothing or probability targets need them), with
 // k_j = w_j (smoothing) or w_j * q'_j (probabilities, q' = q (1 - ls) + ls / C):

@@ -1,9 +1,10 @@
 // ---- softmax family: softmax(x / T) or log_softmax(x / T) per row --------------------------
 //
 // `fused` (S = 1): stats in one read, then the output written by the same workgroup while the
-// row is still in cache. `write` (S > 1): the logsumexp family's `stats` and `merge_rows`
-// passes left each row's merged stats in its first partial slot; each segment's workgroup
-// reads them and writes its segment.
+// row is still in cache. `write`: the logsumexp family's `stats` and `merge_rows` (S > 1) or
+// `stats_partial` (S = 1, unfused on CPU adapters: see RowSplit::fused in src/gpu/plan.rs)
+// left each row's merged stats in its first partial slot; each item reads them and writes its
+// segment.
 //
 // softmax_j     = exp((x_j - m) / T) / s
 // log_softmax_j = (x_j - m) / T - ln s     (not x_j/T - lse: exact under a +1e7 shift)

@@ -16,7 +16,7 @@ use crate::ops::{Backend, RowOp};
 use crate::{Cpu, Gpu};
 use ndarray::{Array1, Array2};
 use rayon::prelude::*;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// An op the bench measures.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -57,6 +57,14 @@ impl BenchOp {
     /// Parses a name as printed by [`BenchOp::name`].
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|o| o.name() == s)
+    }
+
+    /// Whether the op writes a `[B, C]` result (softmax, log-softmax, the CE gradient).
+    pub fn writes_matrix(self) -> bool {
+        matches!(
+            self,
+            BenchOp::Softmax | BenchOp::LogSoftmax | BenchOp::CeForwardBackward
+        )
     }
 
     /// Compulsory bytes (read, written) for a `[rows, cols]` input. Class targets are counted
@@ -225,9 +233,20 @@ pub fn bench_ce_options<'a>(gradient: bool) -> CrossEntropyOptions<'a> {
     }
 }
 
+/// Warm-up lasts at least this long as well as `warmup` runs. A fresh 524 MB output lands on
+/// pages the process has not touched yet, and on a virtual machine such pages can cost far
+/// more than a page fault (measured on this project's CI machine kind: touching 6 GB of new
+/// memory took 7.3 s, and a process's first ten CPU softmax calls at [4096, 32000] took
+/// 107-353 ms against a steady 87 ms); time-based warm-up, as criterion does, lets those
+/// first touches happen before the timed runs.
+const WARMUP_MIN: Duration = Duration::from_millis(500);
+
 fn timed(warmup: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
-    for _ in 0..warmup {
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < warmup || (warmup > 0 && t0.elapsed() < WARMUP_MIN) {
         f()?;
+        done += 1;
     }
     (0..runs)
         .map(|_| {
@@ -321,7 +340,27 @@ pub fn run(
             let mut cpu_ms = None;
             if cfg.cpu {
                 tick(&format!("cpu {}", op.name()));
-                let t = timed(cfg.warmup, cfg.runs, || run_cpu(&cpu))?;
+                // Into one reused output buffer, as the memcpy yardstick and the GPU kernel
+                // lines do: the timed runs measure the kernel, not the first touch of a fresh
+                // output's pages (see Cpu::softmax_into and WARMUP_MIN).
+                let mut buf = Array2::<f32>::zeros(if op.writes_matrix() {
+                    (rows, cols)
+                } else {
+                    (0, 0)
+                });
+                let t = timed(cfg.warmup, cfg.runs, || match op {
+                    BenchOp::Softmax => cpu.softmax_into(x.view(), 1.0, buf.view_mut()),
+                    BenchOp::LogSoftmax => cpu.log_softmax_into(x.view(), 1.0, buf.view_mut()),
+                    BenchOp::CeForwardBackward => cpu
+                        .cross_entropy_into(
+                            x.view(),
+                            Targets::Classes(y.view()),
+                            &bench_ce_options(true),
+                            buf.view_mut(),
+                        )
+                        .map(drop),
+                    _ => run_cpu(&cpu),
+                })?;
                 let r = record(op.name(), rows, cols, "cpu", &t, bytes, "wall");
                 cpu_ms = Some(r.median_ms);
                 out.push(r);

@@ -13,7 +13,9 @@
 
 use super::exp::{Arith, Fused, Separate};
 use super::rows::{exp_sum, lanes_sum, row_max, L};
-use crate::cross_entropy::{finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Targets};
+use crate::cross_entropy::{
+    finish, prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Targets,
+};
 use crate::error::{Error, Result};
 use ndarray::ArrayView2;
 use rayon::prelude::*;
@@ -340,11 +342,13 @@ fn ce_block(cfg: &Cfg, b: Block) {
     ce_block_body!(Separate, cfg, b)
 }
 
-/// The CPU cross-entropy.
+/// The CPU cross-entropy; the gradient goes into `grad_out` when given (then the output's
+/// `grad` is `None`), else into a new matrix.
 pub(crate) fn cross_entropy(
     logits: ArrayView2<f32>,
     targets: &Targets,
     o: &CrossEntropyOptions,
+    grad_out: Option<&mut [f32]>,
 ) -> Result<CrossEntropyOutput> {
     let p = prepare(logits.dim(), targets, o)?;
     let (rows, cols) = (p.rows, p.cols);
@@ -369,10 +373,15 @@ pub(crate) fn cross_entropy(
     };
     let mut ce = vec![0.0f32; rows];
     let mut lse = vec![f32::NEG_INFINITY; rows];
-    let mut grad = if o.gradient {
+    let into = grad_out.is_some();
+    let mut owned = if o.gradient && !into {
         super::alloc::output_vec(rows * cols)
     } else {
         Vec::new()
+    };
+    let grad: &mut [f32] = match grad_out {
+        Some(g) => g,
+        None => &mut owned,
     };
     if let Some(per) = super::ELEMS_PER_TASK.checked_div(cols) {
         let per = per.max(1);
@@ -405,5 +414,12 @@ pub(crate) fn cross_entropy(
                 );
             });
     }
-    finish(&p, o, ce, lse, grad)
+    if into {
+        return Ok(CrossEntropyOutput {
+            loss: reduce(&p, o, &ce, &lse),
+            grad: None,
+            lse: ndarray::Array1::from_vec(lse),
+        });
+    }
+    finish(&p, o, ce, lse, owned)
 }

@@ -1,6 +1,7 @@
 //! The dispatcher for cross-entropy: checks and resolves inputs on the host (shared with the
 //! CPU path), uploads logits / targets / weights per chunk of rows, records the fused kernel
-//! (or stats → rows → grad for long rows with few of them), reads back loss, lse and gradient.
+//! (or stats → rows → grad for long rows with few of them, and for the gradient on CPU
+//! adapters, see `RowSplit::fused`), reads back loss, lse and gradient.
 
 use super::context::Context;
 use super::encode::{binding, record_pass, Params, Scopes, Slice};

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Renders `smoothmax bench --json FILE` as the README's Markdown table.
+
+Usage: python3 tools/bench_table.py docs/bench.json
+One line per op and shape: CPU median and GB/s (fraction of the memcpy yardstick), GPU kernel
+median and GB/s (fractions of the copy and exp-map yardsticks), GPU end-to-end median.
+Yardsticks in italics.
+"""
+import json
+import sys
+
+
+def pct(v):
+    return "" if v is None else f"{100 * v:.0f}%"
+
+
+def main(path):
+    with open(path) as f:
+        doc = json.load(f)
+    lines = {}  # (op, rows, cols) -> {device: record}, in first-seen order
+    for r in doc["records"]:
+        lines.setdefault((r["op"], r["rows"], r["cols"]), {})[r["device"]] = r
+    print("| op | shape | CPU ms | CPU GB/s (/memcpy) | GPU kernel ms | "
+          "GPU GB/s (/copy, /exp-map) | GPU e2e ms |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (op, rows, cols), d in lines.items():
+        cpu, kern, e2e = d.get("cpu"), d.get("gpu-kernel"), d.get("gpu-e2e")
+        stick = op in ("copy", "exp-map", "memcpy")
+        name = f"*{op}*" if stick else op
+        cells = [name, f"{rows}x{cols}"]
+        if cpu:
+            frac = "" if stick else f" ({pct(cpu['frac_copy'])})"
+            cells += [f"{cpu['median_ms']:.2f}", f"{cpu['gbps']:.2f}{frac}"]
+        else:
+            cells += ["", ""]
+        if kern:
+            frac = "" if stick else f" ({pct(kern['frac_copy'])}, {pct(kern['frac_exp_map'])})"
+            cells += [f"{kern['median_ms']:.2f}", f"{kern['gbps']:.2f}{frac}"]
+        else:
+            cells += ["", ""]
+        cells.append(f"{e2e['median_ms']:.2f}" if e2e else "")
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/bench.json")
