@@ -34,10 +34,9 @@ const CE_SOFTCAP: u32 = 1;
 const CE_WEIGHT: u32 = 2;
 const CE_LINEAR: u32 = 4;
 const CE_GRAD: u32 = 8;
-/// The bits compiled into the shader (see `ShaderKey::ce_bits`): all of them. The weight bit
-/// too: lavapipe runs a masked-off `loadw4` at nearly the cost of a real one (its storage
-/// loads are per-lane loops), which cost the unweighted forward pass about 10%.
-const CE_STATIC_MASK: u32 = CE_SOFTCAP | CE_WEIGHT | CE_LINEAR | CE_GRAD;
+// Every bit is compiled into the shader (`ShaderKey::ce_bits`), the weight bit too: lavapipe
+// runs a masked-off `loadw4` at nearly the cost of a real one (its storage loads are per-lane
+// loops), which cost the unweighted forward pass about 10%.
 
 pub(crate) async fn cross_entropy(
     ctx: &Context,
@@ -212,7 +211,7 @@ pub(crate) fn record_ce(
         row_threads,
         log_output: false,
         prob_targets: b.probs.is_some(),
-        ce_bits: flags & CE_STATIC_MASK,
+        ce_bits: flags,
     };
     let bindings = || {
         vec![

@@ -149,7 +149,8 @@ pub(crate) fn record_rows(
     let split = RowSplit::new(rows, cols.div_ceil(4), ctx.policy());
     let part_bytes = (rows * split.segs as usize * 16) as u64;
     let lse_out = op == RowOp::LogSumExp;
-    let partials = (split.segs > 1 || !(split.fused || lse_out)).then(|| {
+    // Partials: for split rows (S > 1), and for an unfused softmax's write pass.
+    let partials = (split.segs > 1 || (!lse_out && !split.fused)).then(|| {
         ctx.pool
             .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
     });
