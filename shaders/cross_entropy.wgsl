@@ -203,26 +203,32 @@ fn ce_item_stats(it: Item, lid: u32) -> CeStats {
     if it.valid {
         let end = seg_end(it);
         var j = seg_begin(it) + it.lane;
-        // Four vec4 per step, one rescale per sixteen values.
+        // Four vec4 per step, one rescale per sixteen values, in blocks of SUM_BLOCK steps
+        // (see the prelude).
         let lin = ce_linear();
-        for (; j + 3u * ROW_THREADS < end; j += 4u * ROW_THREADS) {
-            let j1 = j + ROW_THREADS;
-            let j2 = j + 2u * ROW_THREADS;
-            let j3 = j + 3u * ROW_THREADS;
-            let v0 = ce_load(it.row, j);
-            let v1 = ce_load(it.row, j1);
-            let v2 = ce_load(it.row, j2);
-            let v3 = ce_load(it.row, j3);
-            let m_old = c.st.m;
-            c.st = absorb16(c.st, v0, v1, v2, v3);
-            if lin {
-                let m = c.st.m;
-                c.a += shift(c.b, m_old, m);
-                c = ce_linear4(c, m, m, v0, it.row, j);
-                c = ce_linear4(c, m, m, v1, it.row, j1);
-                c = ce_linear4(c, m, m, v2, it.row, j2);
-                c = ce_linear4(c, m, m, v3, it.row, j3);
+        for (; j + 3u * ROW_THREADS < end;) {
+            let stop = min(end, j + SUM_BLOCK * 4u * ROW_THREADS);
+            var blk = ce_empty();
+            for (; j + 3u * ROW_THREADS < stop; j += 4u * ROW_THREADS) {
+                let j1 = j + ROW_THREADS;
+                let j2 = j + 2u * ROW_THREADS;
+                let j3 = j + 3u * ROW_THREADS;
+                let v0 = ce_load(it.row, j);
+                let v1 = ce_load(it.row, j1);
+                let v2 = ce_load(it.row, j2);
+                let v3 = ce_load(it.row, j3);
+                let m_old = blk.st.m;
+                blk.st = absorb16(blk.st, v0, v1, v2, v3);
+                if lin {
+                    let m = blk.st.m;
+                    blk.a += shift(blk.b, m_old, m);
+                    blk = ce_linear4(blk, m, m, v0, it.row, j);
+                    blk = ce_linear4(blk, m, m, v1, it.row, j1);
+                    blk = ce_linear4(blk, m, m, v2, it.row, j2);
+                    blk = ce_linear4(blk, m, m, v3, it.row, j3);
+                }
             }
+            c = ce_merge(c, blk);
         }
         for (; j < end; j += ROW_THREADS) {
             c = ce_absorb(c, ce_load(it.row, j), it.row, j);

@@ -91,19 +91,25 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
     var st = WStats(LOWEST, 0.0, 0.0, 0u, i32(-2147483647 - 1));
     if it.valid {
         let y = row_y(it.row);
-        for (var j = it.lane; j < params.cols_v; j += ROW_THREADS) {
-            let v = load_signed(it.row, j);
-            let m = max(st.m, hmax4(v));
-            let e = select(vec4<f32>(0.0), ex4(v - vec4<f32>(m)), lane_valid4(j));
-            var gl: f32;
-            if OP == 1u {
-                gl = hsum4(select(vec4<f32>(0.0), v - vec4<f32>(m), finite4(v)) * e);
-            } else {
-                gl = hsum4(g4(j, y) * e);
+        // In blocks of SUM_BLOCK steps (see the prelude).
+        for (var j = it.lane; j < params.cols_v;) {
+            let stop = min(params.cols_v, j + SUM_BLOCK * ROW_THREADS);
+            var blk = WStats(LOWEST, 0.0, 0.0, 0u, i32(-2147483647 - 1));
+            for (; j < stop; j += ROW_THREADS) {
+                let v = load_signed(it.row, j);
+                let m = max(blk.m, hmax4(v));
+                let e = select(vec4<f32>(0.0), ex4(v - vec4<f32>(m)), lane_valid4(j));
+                var gl: f32;
+                if OP == 1u {
+                    gl = hsum4(select(vec4<f32>(0.0), v - vec4<f32>(m), finite4(v)) * e);
+                } else {
+                    gl = hsum4(g4(j, y) * e);
+                }
+                let old = shift(blk, m);
+                let masked = select(vec4<f32>(0.0), v, lane_valid4(j));
+                blk = WStats(m, old.x + hsum4(e), old.y + gl, max(blk.abits, abits4(masked)), max(blk.ibits, ibits4(masked)));
             }
-            let old = shift(st, m);
-            let masked = select(vec4<f32>(0.0), v, lane_valid4(j));
-            st = WStats(m, old.x + hsum4(e), old.y + gl, max(st.abits, abits4(masked)), max(st.ibits, ibits4(masked)));
+            st = wmerge(st, blk);
         }
     }
     if ROW_THREADS == 1u {
@@ -181,20 +187,28 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     if it.valid {
         y = targets[it.row];
         xy = load1(it.row, y);
-        for (var j = it.lane; j < params.cols_v; j += ROW_THREADS) {
-            let valid = lane_valid4(j);
-            let v = select(vec4<f32>(0.0), load4(it.row, j), valid);
-            let idx = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
-            let z = vec4<f32>(sp.margin - xy) + v;
-            let on = valid & (idx != vec4<u32>(y)) & (z > vec4<f32>(0.0));
-            if sp.p == 1u {
-                hsum += hsum4(select(vec4<f32>(0.0), z, on));
-                gsum += hsum4(select(vec4<f32>(0.0), vec4<f32>(1.0), on));
-            } else {
-                hsum += hsum4(select(vec4<f32>(0.0), z * z, on));
-                gsum += hsum4(select(vec4<f32>(0.0), 2.0 * z, on));
+        // In blocks of SUM_BLOCK steps (see the prelude).
+        for (var j = it.lane; j < params.cols_v;) {
+            let stop = min(params.cols_v, j + SUM_BLOCK * ROW_THREADS);
+            var hb = 0.0;
+            var gb = 0.0;
+            for (; j < stop; j += ROW_THREADS) {
+                let valid = lane_valid4(j);
+                let v = select(vec4<f32>(0.0), load4(it.row, j), valid);
+                let idx = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+                let z = vec4<f32>(sp.margin - xy) + v;
+                let on = valid & (idx != vec4<u32>(y)) & (z > vec4<f32>(0.0));
+                if sp.p == 1u {
+                    hb += hsum4(select(vec4<f32>(0.0), z, on));
+                    gb += hsum4(select(vec4<f32>(0.0), vec4<f32>(1.0), on));
+                } else {
+                    hb += hsum4(select(vec4<f32>(0.0), z * z, on));
+                    gb += hsum4(select(vec4<f32>(0.0), 2.0 * z, on));
+                }
+                abits = max(abits, abits4(v));
             }
-            abits = max(abits, abits4(v));
+            hsum += hb;
+            gsum += gb;
         }
     }
     if ROW_THREADS > 1u {

@@ -75,7 +75,7 @@ fn check(x: &Array2<f32>, t: Targets, o: &CrossEntropyOptions, what: &str) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 40,
+        cases: common::proptest_cases(40),
         failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
             "tests/proptest-regressions/cross_entropy.txt",
         ))),

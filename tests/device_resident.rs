@@ -402,7 +402,7 @@ fn chunked_device_cross_entropy_in_and_out_of_place() {
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig {
-        cases: 24,
+        cases: common::proptest_cases(24),
         failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
             "tests/proptest-regressions/device_resident.txt",
         ))),

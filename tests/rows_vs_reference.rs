@@ -80,7 +80,7 @@ fn non_contiguous_input_views() {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: common::proptest_cases(48),
         failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
             "tests/proptest-regressions/rows_vs_reference.txt",
         ))),

@@ -280,7 +280,13 @@ fn f64_erfc_matches_known_values() {
 // ---- fast backends against the reference ---------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: common::proptest_cases(24),
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "tests/proptest-regressions/surrogates.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn row_ops_match_reference(

@@ -5,6 +5,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use super::exp::{C1, C2, HI, LO, LOG2E, MAGIC_BITS, ROUND_MAGIC};
+use super::rows::SUM_BLOCK;
 use std::arch::x86_64::*;
 
 /// Eight `e^x` at once (Cephes expf, see exp.rs); lanes below `LO` give exactly 0.
@@ -47,13 +48,23 @@ fn exp8(x: __m256) -> __m256 {
     )
 }
 
+/// Adds the eight f32 lanes of a block sum into two four-lane f64 accumulators (see
+/// `SUM_BLOCK` in rows.rs: each f32 lane then takes at most one block's additions).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
+fn fold_f64(v: __m256, d: &mut (__m256d, __m256d)) {
+    d.0 = _mm256_add_pd(d.0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    d.1 = _mm256_add_pd(d.1, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)));
+}
+
+/// The sum of [`fold_f64`]'s accumulators.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum_f64(d: (__m256d, __m256d)) -> f64 {
+    let mut v = [0.0f64; 4];
+    // SAFETY: a 4-lane store into a 4-element array.
+    unsafe { _mm256_storeu_pd(v.as_mut_ptr(), _mm256_add_pd(d.0, d.1)) };
+    (v[0] + v[1]) + (v[2] + v[3])
 }
 
 /// Max of the values (NaN and −inf never win: `max_ps` returns its second operand on NaN) and
@@ -100,7 +111,8 @@ pub(crate) unsafe fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
     (m, bits)
 }
 
-/// `Σ e^{(x − m)·inv_t}`, storing each term into `store` when given. One cache line of `next`
+/// `Σ e^{(x − m)·inv_t}`, storing each term into `store` when given; blocked (`SUM_BLOCK`
+/// floats in two f32 vectors, the block sums in f64). One cache line of `next`
 /// (the following row) is prefetched into L2 per 16 floats: this loop is compute-bound, so the
 /// next row's DRAM read overlaps it instead of stalling the next max pass (measured: about
 /// 15% off a `[4096, 32000]` softmax).
@@ -118,31 +130,35 @@ pub(crate) unsafe fn exp_sum(
 ) -> f32 {
     let pf = next.len().min(x.len()) / 16 * 16;
     let (vm, vt) = (_mm256_set1_ps(m), _mm256_set1_ps(inv_t));
-    let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut total = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let n = x.len() / 16 * 16;
     let mut tail = 0.0f32;
     match store {
         Some(out) => {
             assert_eq!(out.len(), x.len());
-            for i in (0..n).step_by(16) {
-                // SAFETY: i + 16 ≤ n ≤ len of both slices; prefetch never faults.
-                unsafe {
-                    if i < pf {
-                        _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
+            for b0 in (0..n).step_by(SUM_BLOCK) {
+                let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for i in (b0..n.min(b0 + SUM_BLOCK)).step_by(16) {
+                    // SAFETY: i + 16 ≤ n ≤ len of both slices; prefetch never faults.
+                    unsafe {
+                        if i < pf {
+                            _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
+                        }
+                        let e0 = exp8(_mm256_mul_ps(
+                            _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm),
+                            vt,
+                        ));
+                        let e1 = exp8(_mm256_mul_ps(
+                            _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vm),
+                            vt,
+                        ));
+                        _mm256_storeu_ps(out.as_mut_ptr().add(i), e0);
+                        _mm256_storeu_ps(out.as_mut_ptr().add(i + 8), e1);
+                        a0 = _mm256_add_ps(a0, e0);
+                        a1 = _mm256_add_ps(a1, e1);
                     }
-                    let e0 = exp8(_mm256_mul_ps(
-                        _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm),
-                        vt,
-                    ));
-                    let e1 = exp8(_mm256_mul_ps(
-                        _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vm),
-                        vt,
-                    ));
-                    _mm256_storeu_ps(out.as_mut_ptr().add(i), e0);
-                    _mm256_storeu_ps(out.as_mut_ptr().add(i + 8), e1);
-                    a0 = _mm256_add_ps(a0, e0);
-                    a1 = _mm256_add_ps(a1, e1);
                 }
+                fold_f64(_mm256_add_ps(a0, a1), &mut total);
             }
             for i in n..x.len() {
                 let e = super::exp::exp_with::<super::exp::Fused>((x[i] - m) * inv_t);
@@ -151,34 +167,38 @@ pub(crate) unsafe fn exp_sum(
             }
         }
         None => {
-            for i in (0..n).step_by(16) {
-                // SAFETY: i + 16 ≤ n ≤ x.len(); prefetch never faults.
-                unsafe {
-                    if i < pf {
-                        _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
+            for b0 in (0..n).step_by(SUM_BLOCK) {
+                let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for i in (b0..n.min(b0 + SUM_BLOCK)).step_by(16) {
+                    // SAFETY: i + 16 ≤ n ≤ x.len(); prefetch never faults.
+                    unsafe {
+                        if i < pf {
+                            _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
+                        }
+                        a0 = _mm256_add_ps(
+                            a0,
+                            exp8(_mm256_mul_ps(
+                                _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm),
+                                vt,
+                            )),
+                        );
+                        a1 = _mm256_add_ps(
+                            a1,
+                            exp8(_mm256_mul_ps(
+                                _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vm),
+                                vt,
+                            )),
+                        );
                     }
-                    a0 = _mm256_add_ps(
-                        a0,
-                        exp8(_mm256_mul_ps(
-                            _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm),
-                            vt,
-                        )),
-                    );
-                    a1 = _mm256_add_ps(
-                        a1,
-                        exp8(_mm256_mul_ps(
-                            _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vm),
-                            vt,
-                        )),
-                    );
                 }
+                fold_f64(_mm256_add_ps(a0, a1), &mut total);
             }
             for &v in &x[n..] {
                 tail += super::exp::exp_with::<super::exp::Fused>((v - m) * inv_t);
             }
         }
     }
-    hsum(_mm256_add_ps(a0, a1)) + tail
+    (hsum_f64(total) + tail as f64) as f32
 }
 
 /// `k_j = w_j · (q_j·(1 − ls) + ls/C)` for eight classes from `j` (`w_j = 1` unweighted; the
@@ -204,6 +224,7 @@ unsafe fn k8(j: usize, w: Option<&[f32]>, q: Option<&[f32]>, oml: __m256, lsc: _
 
 /// The cross-entropy linear sums over a row with finite max `m`: `a = Σ_finite k_j (x_j − m)`,
 /// `Σ_all k_j`, and whether any `x_j` is −inf. `k` as in [`k8`]; `k_scalar(j)` for the tail.
+/// Blocked like [`exp_sum`] (64 additions per f32 lane at most).
 ///
 /// # Safety
 /// AVX2 + FMA; `w` and `q`, when given, are as long as `x`.
@@ -224,25 +245,28 @@ pub(crate) unsafe fn linear_sums(
         _mm256_set1_ps(ls_over_c),
     );
     let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
-    let (mut a, mut ka, mut neg) = (
-        _mm256_setzero_ps(),
-        _mm256_setzero_ps(),
-        _mm256_setzero_ps(),
-    );
+    let mut neg = _mm256_setzero_ps();
+    let mut a_total = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut k_total = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let n = x.len() / 8 * 8;
-    for j in (0..n).step_by(8) {
-        // SAFETY: j + 8 ≤ n ≤ every slice's length.
-        unsafe {
-            let d = _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(j)), vm);
-            let k = k8(j, w, q, oml, lsc);
-            let fin = _mm256_cmp_ps::<_CMP_GT_OQ>(d, ninf);
-            a = _mm256_add_ps(a, _mm256_and_ps(_mm256_mul_ps(k, d), fin));
-            ka = _mm256_add_ps(ka, k);
-            neg = _mm256_or_ps(
-                neg,
-                _mm256_andnot_ps(fin, _mm256_castsi256_ps(_mm256_set1_epi32(-1))),
-            );
+    for b0 in (0..n).step_by(SUM_BLOCK) {
+        let (mut a, mut ka) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for j in (b0..n.min(b0 + SUM_BLOCK)).step_by(8) {
+            // SAFETY: j + 8 ≤ n ≤ every slice's length.
+            unsafe {
+                let d = _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(j)), vm);
+                let k = k8(j, w, q, oml, lsc);
+                let fin = _mm256_cmp_ps::<_CMP_GT_OQ>(d, ninf);
+                a = _mm256_add_ps(a, _mm256_and_ps(_mm256_mul_ps(k, d), fin));
+                ka = _mm256_add_ps(ka, k);
+                neg = _mm256_or_ps(
+                    neg,
+                    _mm256_andnot_ps(fin, _mm256_castsi256_ps(_mm256_set1_epi32(-1))),
+                );
+            }
         }
+        fold_f64(a, &mut a_total);
+        fold_f64(ka, &mut k_total);
     }
     let (mut at, mut kt, mut nt) = (0.0f32, 0.0f32, false);
     for (j, &v) in x.iter().enumerate().skip(n) {
@@ -255,8 +279,8 @@ pub(crate) unsafe fn linear_sums(
         kt += k;
     }
     (
-        hsum(a) + at,
-        hsum(ka) + kt,
+        (hsum_f64(a_total) + at as f64) as f32,
+        (hsum_f64(k_total) + kt as f64) as f32,
         nt || _mm256_movemask_ps(neg) != 0,
     )
 }

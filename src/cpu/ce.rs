@@ -12,7 +12,7 @@
 //!    (Liger-Kernel's note on cancellation).
 
 use super::exp::{Arith, Fused, Separate};
-use super::rows::{exp_sum, lanes_sum, row_max, L};
+use super::rows::{exp_sum, lanes_sum, row_max, L, SUM_BLOCK};
 use crate::cross_entropy::{
     finish, prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Targets,
 };
@@ -107,22 +107,28 @@ fn stats<A: Arith, const LIN: bool>(
         return st;
     }
     if LIN {
-        let (mut a, mut ka) = ([0.0f32; L], [0.0f32; L]);
-        let mut j0 = 0;
-        let n = x.len();
-        while j0 < n {
-            let len = L.min(n - j0);
-            for l in 0..len {
-                let k = cfg.k(j0 + l, q);
-                let d = x[j0 + l] - m;
-                // d is −inf exactly at the −inf logits (m is finite here).
-                a[l] += if d > f32::NEG_INFINITY { k * d } else { 0.0 };
-                ka[l] += k;
+        // Blocked like `exp_sum` (see `SUM_BLOCK`): f32 lanes per block, block sums in f64.
+        let (mut a_total, mut k_total) = (0.0f64, 0.0f64);
+        for b0 in (0..x.len()).step_by(SUM_BLOCK) {
+            let b1 = (b0 + SUM_BLOCK).min(x.len());
+            let (mut a, mut ka) = ([0.0f32; L], [0.0f32; L]);
+            let mut j0 = b0;
+            while j0 < b1 {
+                let len = L.min(b1 - j0);
+                for l in 0..len {
+                    let k = cfg.k(j0 + l, q);
+                    let d = x[j0 + l] - m;
+                    // d is −inf exactly at the −inf logits (m is finite here).
+                    a[l] += if d > f32::NEG_INFINITY { k * d } else { 0.0 };
+                    ka[l] += k;
+                }
+                j0 += L;
             }
-            j0 += L;
+            a_total += lanes_sum(a) as f64;
+            k_total += lanes_sum(ka) as f64;
         }
-        st.a = lanes_sum(a);
-        st.k_all = lanes_sum(ka);
+        st.a = a_total as f32;
+        st.k_all = k_total as f32;
         if x.contains(&f32::NEG_INFINITY) {
             classify_neg_inf(cfg, x, q, &mut st);
         }

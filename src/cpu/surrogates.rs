@@ -1,6 +1,6 @@
 //! The surrogates on the CPU: rayon over blocks of rows (row ops) or elements (element-wise
-//! ops), f32 arithmetic with the crate's vectorizable `exp`, f64 only for the final reductions
-//! over the batch. Formulas: [`crate::surrogates`].
+//! ops), f32 arithmetic with the crate's vectorizable `exp`, f64 only for sums: a row's two
+//! weighted sums and the final reductions over the batch. Formulas: [`crate::surrogates`].
 
 use super::exp::exp;
 use super::ELEMS_PER_TASK;
@@ -60,18 +60,21 @@ pub(crate) fn weighted_row(
     };
     // e_j = exp(κ(s·x_j − m)) is stored in grad while summing; −inf entries give exactly 0
     // and are skipped in the linear sum (their g would be −inf, and 0·inf is NaN).
-    let (mut s, mut l) = (0.0f32, 0.0f32);
+    // The two sums run in f64: this loop is scalar anyway (its exp and g_j dominate), and an
+    // f32 running sum of C terms can lose C half-ulps when its rounding errors line up (one
+    // dominant term, then many equal terms near half an ulp of it: tests/summation.rs).
+    let (mut s, mut l) = (0.0f64, 0.0f64);
     for (j, (gr, &v)) in grad.iter_mut().zip(x).enumerate() {
         let v = sign * v;
         let e = exp(kappa * (v - m));
         *gr = e;
-        s += e;
+        s += e as f64;
         if e > 0.0 {
-            l += gj(j, v) * e;
+            l += (gj(j, v) * e) as f64;
         }
     }
-    let f = l / s;
-    let inv_s = 1.0 / s;
+    let f = (l / s) as f32;
+    let inv_s = (1.0 / s) as f32;
     for (j, (gr, &v)) in grad.iter_mut().zip(x).enumerate() {
         let e = *gr;
         *gr = if e > 0.0 {

@@ -32,6 +32,17 @@ pub fn fast_backends() -> Vec<&'static dyn Backend> {
     v
 }
 
+/// Cases per property test: `default`, or `PROPTEST_CASES` when set, to explore further
+/// (`PROPTEST_CASES=2000 cargo test --release --test rows_vs_reference`). CI pins
+/// `PROPTEST_RNG_SEED` in .ci/run so that its runs repeat; a failure found by exploring is
+/// saved under tests/proptest-regressions and replayed first by every later run.
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The tolerance, stated once (derivation in the crate docs, "Accuracy"): for a row of
 /// length `C`, `|a − r| ≤ tol · (1 + |r|)` with `tol = ε·(32 + 4·√C)`.
 pub fn tol(cols: usize) -> f64 {
