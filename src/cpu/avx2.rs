@@ -132,71 +132,51 @@ pub(crate) unsafe fn exp_sum(
     let (vm, vt) = (_mm256_set1_ps(m), _mm256_set1_ps(inv_t));
     let mut total = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let n = x.len() / 16 * 16;
+    // Where each term goes, when wanted: one loop for both cases (the test is loop-invariant
+    // and always predicted; the exps dominate).
+    let mut out = store;
+    if let Some(o) = &out {
+        assert_eq!(o.len(), x.len());
+    }
+    // From the mutable borrow (writing through a pointer taken from a shared one is UB); not
+    // used after the loop, where `out` is used again.
+    let out_ptr = out
+        .as_deref_mut()
+        .map_or(std::ptr::null_mut(), |o| o.as_mut_ptr());
+    for b0 in (0..n).step_by(SUM_BLOCK) {
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for i in (b0..n.min(b0 + SUM_BLOCK)).step_by(16) {
+            // SAFETY: i + 16 ≤ n ≤ the length of x and of out (when given, asserted equal);
+            // prefetch never faults.
+            unsafe {
+                if i < pf {
+                    _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
+                }
+                let e0 = exp8(_mm256_mul_ps(
+                    _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm),
+                    vt,
+                ));
+                let e1 = exp8(_mm256_mul_ps(
+                    _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vm),
+                    vt,
+                ));
+                if !out_ptr.is_null() {
+                    _mm256_storeu_ps(out_ptr.add(i), e0);
+                    _mm256_storeu_ps(out_ptr.add(i + 8), e1);
+                }
+                a0 = _mm256_add_ps(a0, e0);
+                a1 = _mm256_add_ps(a1, e1);
+            }
+        }
+        fold_f64(_mm256_add_ps(a0, a1), &mut total);
+    }
     let mut tail = 0.0f32;
-    match store {
-        Some(out) => {
-            assert_eq!(out.len(), x.len());
-            for b0 in (0..n).step_by(SUM_BLOCK) {
-                let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-                for i in (b0..n.min(b0 + SUM_BLOCK)).step_by(16) {
-                    // SAFETY: i + 16 ≤ n ≤ len of both slices; prefetch never faults.
-                    unsafe {
-                        if i < pf {
-                            _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
-                        }
-                        let e0 = exp8(_mm256_mul_ps(
-                            _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm),
-                            vt,
-                        ));
-                        let e1 = exp8(_mm256_mul_ps(
-                            _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vm),
-                            vt,
-                        ));
-                        _mm256_storeu_ps(out.as_mut_ptr().add(i), e0);
-                        _mm256_storeu_ps(out.as_mut_ptr().add(i + 8), e1);
-                        a0 = _mm256_add_ps(a0, e0);
-                        a1 = _mm256_add_ps(a1, e1);
-                    }
-                }
-                fold_f64(_mm256_add_ps(a0, a1), &mut total);
-            }
-            for i in n..x.len() {
-                let e = super::exp::exp_with::<super::exp::Fused>((x[i] - m) * inv_t);
-                out[i] = e;
-                tail += e;
-            }
+    for i in n..x.len() {
+        let e = super::exp::exp_with::<super::exp::Fused>((x[i] - m) * inv_t);
+        if let Some(o) = out.as_deref_mut() {
+            o[i] = e;
         }
-        None => {
-            for b0 in (0..n).step_by(SUM_BLOCK) {
-                let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-                for i in (b0..n.min(b0 + SUM_BLOCK)).step_by(16) {
-                    // SAFETY: i + 16 ≤ n ≤ x.len(); prefetch never faults.
-                    unsafe {
-                        if i < pf {
-                            _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
-                        }
-                        a0 = _mm256_add_ps(
-                            a0,
-                            exp8(_mm256_mul_ps(
-                                _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm),
-                                vt,
-                            )),
-                        );
-                        a1 = _mm256_add_ps(
-                            a1,
-                            exp8(_mm256_mul_ps(
-                                _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vm),
-                                vt,
-                            )),
-                        );
-                    }
-                }
-                fold_f64(_mm256_add_ps(a0, a1), &mut total);
-            }
-            for &v in &x[n..] {
-                tail += super::exp::exp_with::<super::exp::Fused>((v - m) * inv_t);
-            }
-        }
+        tail += e;
     }
     (hsum_f64(total) + tail as f64) as f32
 }
