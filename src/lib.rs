@@ -45,7 +45,10 @@
 //! ## Accuracy
 //!
 //! Against the f64 reference, every finite f32 result `a` of a row of length `C` satisfies
-//! `|a − r| ≤ tol · (1 + |r|)` with `tol = ε · (32 + 4·√C)`, `ε = 2⁻²³`: the `4·√C·ε` term is
+//! `|a − r| ≤ tol · (1 + |r|)` with `tol = ε · (32 + 4·√C)`, `ε = 2⁻²³`; a logsumexp at
+//! temperature `T` satisfies `|a − r| ≤ tol · (T + |r|)`, since `lse_T(x) = T·lse(x/T)` is `T`
+//! times a value computed at unit scale (`m + T·ln s`: an error `δ` in `s` moves it by `T·δ`,
+//! so at `T = 20` a sum exact to 16 ε would miss a `1 + |r|` bound). The `4·√C·ε` term is
 //! the probabilistic bound on the relative error of an f32 sum of `C` positive terms (Higham
 //! & Mary 2019, with a safety factor of 4), and `32·ε` covers `exp`/`ln` (Vulkan allows
 //! `3 + 2·|x|` ulp for `exp`) and the final rounding. NaN and ±inf appear exactly where the

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_ce_close, assert_close_1d, assert_close_2d, gpu, logits};
+use common::{assert_ce_close, assert_close_2d, assert_lse_close, gpu, logits};
 use smoothmax::{
     Backend, CrossEntropyOptions, Error, GpuMatrix, Reduction, Reference, RowOp, Targets,
 };
@@ -104,10 +104,11 @@ fn an_applications_buffer_with_offset_and_stride_is_used_in_place() {
         let lse = g
             .download(&g.row_op_on_device(RowOp::LogSumExp, &m, 2.0).unwrap())
             .unwrap();
-        assert_close_1d(
+        assert_lse_close(
             lse.column(0),
             Reference.logsumexp_f64(block.view(), 2.0).unwrap().view(),
             cols,
+            2.0,
             &what,
         );
     }

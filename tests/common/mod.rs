@@ -52,6 +52,29 @@ pub fn tol(cols: usize) -> f64 {
 /// Compares an f32 result with the f64 reference element by element: NaN must meet NaN,
 /// ±inf the same infinity, and finite values agree within [`tol`]. Reports the worst element.
 pub fn assert_close_1d(got: ArrayView1<f32>, want: ArrayView1<f64>, cols: usize, what: &str) {
+    assert_close_1d_unit(got, want, cols, 1.0, what)
+}
+
+/// A logsumexp at temperature `t`: `lse_T(x) = T·lse(x/T)` is `T` times a value computed at
+/// unit scale, so its errors scale with `T`: `|a − r| ≤ tol·(T + |r|)` (crate docs, "Accuracy").
+pub fn assert_lse_close(
+    got: ArrayView1<f32>,
+    want: ArrayView1<f64>,
+    cols: usize,
+    t: f32,
+    what: &str,
+) {
+    assert_close_1d_unit(got, want, cols, t as f64, what)
+}
+
+/// [`assert_close_1d`] with `|a − r| ≤ tol·(unit + |r|)`.
+pub fn assert_close_1d_unit(
+    got: ArrayView1<f32>,
+    want: ArrayView1<f64>,
+    cols: usize,
+    unit: f64,
+    what: &str,
+) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let t = tol(cols);
     let mut worst: Option<(usize, f64, f32, f64)> = None;
@@ -64,7 +87,7 @@ pub fn assert_close_1d(got: ArrayView1<f32>, want: ArrayView1<f64>, cols: usize,
             assert!(same || overflow, "{what}: element {i}: got {g}, want {w}");
             continue;
         }
-        let err = (g64 - w).abs() / (1.0 + w.abs());
+        let err = (g64 - w).abs() / (unit + w.abs());
         if worst.is_none_or(|(_, e, _, _)| err > e) {
             worst = Some((i, err, g, w));
         }
