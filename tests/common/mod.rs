@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
-use smoothmax::{Backend, Cpu, Gpu};
+use smoothmax::{Backend, Cpu, Gpu, Reference};
 use std::sync::OnceLock;
 
 /// The GPU, opened once per test binary. With no adapter: `None` and a loud line on stderr,
@@ -111,6 +111,28 @@ pub fn assert_close_2d(got: ArrayView2<f32>, want: ArrayView2<f64>, what: &str) 
         ArrayView1::from(w.as_slice().unwrap()),
         cols,
         what,
+    );
+}
+
+/// One backend's logsumexp, softmax and log-softmax of `x` at temperature `t` against the
+/// f64 reference.
+pub fn check_row_ops(b: &dyn Backend, x: ArrayView2<f32>, t: f32, what: &str) {
+    assert_lse_close(
+        b.logsumexp(x, t).unwrap().view(),
+        Reference.logsumexp_f64(x, t).unwrap().view(),
+        x.ncols(),
+        t,
+        &format!("{what} logsumexp"),
+    );
+    assert_close_2d(
+        b.softmax(x, t).unwrap().view(),
+        Reference.softmax_f64(x, t, false).unwrap().view(),
+        &format!("{what} softmax"),
+    );
+    assert_close_2d(
+        b.log_softmax(x, t).unwrap().view(),
+        Reference.softmax_f64(x, t, true).unwrap().view(),
+        &format!("{what} log_softmax"),
     );
 }
 
