@@ -67,6 +67,22 @@ pub enum Error {
     #[error("GPU readback failed: {0}")]
     Readback(String),
 
+    /// An environment variable smoothmax reads has a value it does not accept.
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    Environment {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it accepts.
+        expected: String,
+    },
+
+    /// Something asked for is not available on this machine (e.g. a CPU build the processor
+    /// cannot run); the message says what is.
+    #[error("not available: {0}")]
+    Unavailable(String),
+
     /// An input value or argument is invalid; the message says which and why.
     #[error("invalid input: {0}")]
     InvalidInput(String),

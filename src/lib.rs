@@ -110,7 +110,7 @@ mod ops;
 mod reference;
 pub mod surrogates;
 
-pub use cpu::Cpu;
+pub use cpu::{Cpu, CpuIsa};
 pub use cross_entropy::reference::ReferenceCrossEntropy;
 pub use cross_entropy::{
     CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets, Upstream,

@@ -13,6 +13,7 @@
 
 use super::exp::{Arith, Fused, Separate};
 use super::rows::{exp_sum, lanes_sum, row_max, L, SUM_BLOCK};
+use super::CpuIsa;
 use crate::cross_entropy::{
     finish, prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Targets,
 };
@@ -327,7 +328,7 @@ macro_rules! ce_block_body {
     }};
 }
 
-fn ce_block(cfg: &Cfg, b: Block) {
+fn ce_block(isa: CpuIsa, cfg: &Cfg, b: Block) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx2,fma")]
@@ -338,19 +339,23 @@ fn ce_block(cfg: &Cfg, b: Block) {
         unsafe fn wide(cfg: &Cfg, b: Block) {
             ce_block_body!(Fused, cfg, b)
         }
-        match super::Isa::detect() {
-            // SAFETY: the features each variant was compiled for were just detected.
-            super::Isa::Avx512 => return unsafe { wide512(cfg, b) },
-            super::Isa::Avx2 => return unsafe { wide(cfg, b) },
-            super::Isa::Baseline => {}
+        match isa {
+            // SAFETY: a `CpuIsa` reaches a kernel only after `check_supported` (or detection)
+            // found the processor has its features.
+            CpuIsa::Avx512 => return unsafe { wide512(cfg, b) },
+            CpuIsa::Avx2 => return unsafe { wide(cfg, b) },
+            CpuIsa::Baseline => {}
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa; // one build on other targets
     ce_block_body!(Separate, cfg, b)
 }
 
 /// The CPU cross-entropy; the gradient goes into `grad_out` when given (then the output's
 /// `grad` is `None`), else into a new matrix.
 pub(crate) fn cross_entropy(
+    isa: CpuIsa,
     logits: ArrayView2<f32>,
     targets: &Targets,
     o: &CrossEntropyOptions,
@@ -407,6 +412,7 @@ pub(crate) fn cross_entropy(
                 let r0 = k * per;
                 let n = ce.len();
                 ce_block(
+                    isa,
                     &cfg,
                     Block {
                         x: &xs[r0 * cols..(r0 + n) * cols],

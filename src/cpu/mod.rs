@@ -7,10 +7,12 @@ mod alloc;
 mod avx2;
 mod ce;
 mod exp;
+mod isa;
 mod rows;
 pub(crate) mod surrogates;
 
 pub use exp::exp as fast_exp;
+pub use isa::{CpuIsa, ISA_ENV};
 
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
@@ -31,15 +33,50 @@ const ELEMS_PER_TASK: usize = 1 << 16;
 /// let lse = Cpu::new().logsumexp(x.view(), 1.0).unwrap();
 /// assert!((lse[0] - 3.407_605_9).abs() < 1e-6);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Cpu {
-    _private: (),
+    /// The kernel build, or why none could be chosen (an invalid `SMOOTHMAX_CPU_ISA`),
+    /// returned by every call.
+    isa: Result<CpuIsa>,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Cpu::new()
+    }
 }
 
 impl Cpu {
-    /// A CPU backend on rayon's global thread pool (`RAYON_NUM_THREADS` sets its size).
+    /// A CPU backend on rayon's global thread pool (`RAYON_NUM_THREADS` sets its size), running
+    /// the kernel build `SMOOTHMAX_CPU_ISA` names, else the widest this processor supports
+    /// (see [`CpuIsa`]). When that variable holds an unknown name or a build the processor
+    /// cannot run, every call returns that error ([`Cpu::isa`] tells it at once).
     pub fn new() -> Self {
-        Cpu { _private: () }
+        Cpu {
+            isa: CpuIsa::from_env(),
+        }
+    }
+
+    /// A CPU backend running one given kernel build; an error when this processor cannot run
+    /// it.
+    ///
+    /// ```
+    /// use smoothmax::{Backend, Cpu, CpuIsa};
+    /// let x = ndarray::array![[1.0f32, 2.0, 3.0]];
+    /// let portable = Cpu::with_isa(CpuIsa::Baseline)?;     // runs everywhere
+    /// assert_eq!(portable.isa()?, CpuIsa::Baseline);
+    /// assert!((portable.logsumexp(x.view(), 1.0)?[0] - 3.407_605_9).abs() < 1e-6);
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    pub fn with_isa(isa: CpuIsa) -> Result<Self> {
+        Ok(Cpu {
+            isa: Ok(isa.check_supported()?),
+        })
+    }
+
+    /// The kernel build this backend runs.
+    pub fn isa(&self) -> Result<CpuIsa> {
+        self.isa.clone()
     }
 
     /// [`Backend::softmax`] into a caller's `[B, C]` buffer (standard layout), allocating
@@ -61,7 +98,7 @@ impl Cpu {
         temperature: f32,
         out: ArrayViewMut2<f32>,
     ) -> Result<()> {
-        softmax_into(x, temperature, out, false)
+        softmax_into(self.isa()?, x, temperature, out, false)
     }
 
     /// [`Backend::log_softmax`] into a caller's buffer, as [`Cpu::softmax_into`].
@@ -71,7 +108,7 @@ impl Cpu {
         temperature: f32,
         out: ArrayViewMut2<f32>,
     ) -> Result<()> {
-        softmax_into(x, temperature, out, true)
+        softmax_into(self.isa()?, x, temperature, out, true)
     }
 
     /// [`Backend::cross_entropy`] with the gradient written into a caller's `[B, C]` buffer
@@ -101,8 +138,9 @@ impl Cpu {
                 "cross_entropy_into writes the gradient: set options.gradient".into(),
             ));
         }
+        let isa = self.isa()?;
         let g = out_slice(logits.dim(), &mut grad)?;
-        ce::cross_entropy(logits, &targets, options, Some(g))
+        ce::cross_entropy(isa, logits, &targets, options, Some(g))
     }
 }
 
@@ -120,15 +158,27 @@ fn out_slice<'a>(dim: (usize, usize), out: &'a mut ArrayViewMut2<f32>) -> Result
     })
 }
 
-fn softmax_into(x: ArrayView2<f32>, t: f32, mut out: ArrayViewMut2<f32>, log: bool) -> Result<()> {
+fn softmax_into(
+    isa: CpuIsa,
+    x: ArrayView2<f32>,
+    t: f32,
+    mut out: ArrayViewMut2<f32>,
+    log: bool,
+) -> Result<()> {
     check_temperature(t)?;
     let dim = x.dim();
     let out = out_slice(dim, &mut out)?;
-    softmax_slices(x, t, out, log)
+    softmax_slices(isa, x, t, out, log)
 }
 
 /// Softmax or log-softmax of `x` into `out` (`B·C` floats, row-major).
-fn softmax_slices(x: ArrayView2<f32>, t: f32, out: &mut [f32], log: bool) -> Result<()> {
+fn softmax_slices(
+    isa: CpuIsa,
+    x: ArrayView2<f32>,
+    t: f32,
+    out: &mut [f32],
+    log: bool,
+) -> Result<()> {
     let cols = x.ncols();
     let x = x.as_standard_layout();
     let xs = x
@@ -138,54 +188,19 @@ fn softmax_slices(x: ArrayView2<f32>, t: f32, out: &mut [f32], log: bool) -> Res
         let rows_per_task = per.max(1);
         out.par_chunks_mut(rows_per_task * cols)
             .zip(xs.par_chunks(rows_per_task * cols))
-            .for_each(|(o, x)| softmax_rows(x, o, cols, t, log));
+            .for_each(|(o, x)| softmax_rows(isa, x, o, cols, t, log));
     }
     Ok(())
 }
 
-/// The widest instruction set the row kernels have a build for, detected once.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Isa {
-    /// AVX-512F (+ AVX2, FMA): 16 lanes.
-    Avx512,
-    /// AVX2 + FMA: 8 lanes.
-    Avx2,
-    /// Whatever the build target has (SSE2 on x86-64).
-    Baseline,
-}
-
-impl Isa {
-    pub(crate) fn detect() -> Isa {
-        use std::sync::OnceLock;
-        static ISA: OnceLock<Isa> = OnceLock::new();
-        *ISA.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                let fma =
-                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-                if fma
-                    && std::is_x86_feature_detected!("avx512f")
-                    && std::env::var_os("SMOOTHMAX_NO_AVX512").is_none()
-                {
-                    return Isa::Avx512;
-                }
-                if fma {
-                    return Isa::Avx2;
-                }
-            }
-            Isa::Baseline
-        })
-    }
-}
-
 /// Compiles `$body` (which may only call `#[inline(always)]` helpers, generic over the
 /// multiply-add `A`) three times: AVX-512 and AVX2 builds with fused multiply-adds, and the
-/// baseline build with separate ones, picking the widest the processor has at run time.
-/// Results can differ in the last bits between builds (FMA rounds once), always within the
-/// stated tolerance.
+/// baseline build with separate ones; the function's first argument says which runs (the
+/// caller's [`CpuIsa`], whose support was checked when it was chosen). Results can differ in
+/// the last bits between builds (FMA rounds once), always within the stated tolerance.
 macro_rules! multiversion {
     (fn $name:ident($($arg:ident : $ty:ty),*) $body:block) => {
-        fn $name($($arg: $ty),*) {
+        fn $name(isa: CpuIsa, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -198,13 +213,16 @@ macro_rules! multiversion {
                     type A = exp::Fused;
                     $body
                 }
-                match Isa::detect() {
-                    // SAFETY: the features each variant was compiled for were just detected.
-                    Isa::Avx512 => return unsafe { wide512($($arg),*) },
-                    Isa::Avx2 => return unsafe { wide($($arg),*) },
-                    Isa::Baseline => {}
+                match isa {
+                    // SAFETY: a `CpuIsa` reaches a kernel only after `check_supported` (or
+                    // detection) found the processor has its features.
+                    CpuIsa::Avx512 => return unsafe { wide512($($arg),*) },
+                    CpuIsa::Avx2 => return unsafe { wide($($arg),*) },
+                    CpuIsa::Baseline => {}
                 }
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = isa; // one build on other targets
             type A = exp::Separate;
             $body
         }
@@ -237,7 +255,7 @@ impl Backend for Cpu {
     }
 
     fn surrogate(&self, call: &crate::Surrogate) -> Result<crate::SurrogateOutput> {
-        surrogates::surrogate(call)
+        surrogates::surrogate(self.isa()?, call)
     }
 
     fn cross_entropy(
@@ -246,10 +264,11 @@ impl Backend for Cpu {
         targets: Targets,
         options: &CrossEntropyOptions,
     ) -> Result<CrossEntropyOutput> {
-        ce::cross_entropy(logits, &targets, options, None)
+        ce::cross_entropy(self.isa()?, logits, &targets, options, None)
     }
 
     fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
+        let isa = self.isa()?;
         check_temperature(temperature)?;
         let (rows, cols) = x.dim();
         let x = x.as_standard_layout();
@@ -264,13 +283,13 @@ impl Backend for Cpu {
                 if cols > 0 {
                     out.par_chunks_mut(rows_per_task)
                         .zip(xs.par_chunks(rows_per_task * cols))
-                        .for_each(|(o, x)| lse_rows(x, o, cols, t));
+                        .for_each(|(o, x)| lse_rows(isa, x, o, cols, t));
                 }
                 RowOutput::PerRow(Array1::from_vec(out))
             }
             RowOp::Softmax | RowOp::LogSoftmax => {
                 let mut out = alloc::output_vec(rows * cols);
-                softmax_slices(x.view(), t, &mut out, op == RowOp::LogSoftmax)?;
+                softmax_slices(isa, x.view(), t, &mut out, op == RowOp::LogSoftmax)?;
                 RowOutput::Matrix(
                     Array2::from_shape_vec((rows, cols), out)
                         .map_err(|e| Error::InvalidInput(e.to_string()))?,

@@ -248,7 +248,7 @@ where
 }
 
 /// Runs one surrogate call on the CPU.
-pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
+pub(crate) fn surrogate(isa: super::CpuIsa, call: &Surrogate) -> Result<SurrogateOutput> {
     let pr = prepare(call)?;
     let (rows, cols) = (pr.rows, pr.cols);
     match call {
@@ -292,7 +292,7 @@ pub(crate) fn surrogate(call: &Surrogate) -> Result<SurrogateOutput> {
             logits,
             temperature,
             ..
-        } => macro_f1(logits, &pr, *temperature),
+        } => macro_f1(isa, logits, &pr, *temperature),
         Surrogate::SmoothF1Binary { logits, .. } => binary_f1(logits, &pr),
         Surrogate::PairwiseMax { a, b, form } => {
             let (ca, cb) = (a.as_standard_layout(), b.as_standard_layout());
@@ -405,10 +405,15 @@ fn binary_f1(logits: &ArrayView2<f32>, pr: &Prepared) -> Result<SurrogateOutput>
     ))
 }
 
-fn macro_f1(logits: &ArrayView2<f32>, pr: &Prepared, t: f32) -> Result<SurrogateOutput> {
+fn macro_f1(
+    isa: super::CpuIsa,
+    logits: &ArrayView2<f32>,
+    pr: &Prepared,
+    t: f32,
+) -> Result<SurrogateOutput> {
     use crate::ops::Backend;
     let (rows, cols) = (pr.rows, pr.cols);
-    let p = super::Cpu::new().softmax(logits.view(), t)?;
+    let p = super::Cpu::with_isa(isa)?.softmax(logits.view(), t)?;
     // Column sums in f64, one pass over the rows.
     let (mut tp, mut pred, mut count) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
     for (i, row) in p.outer_iter().enumerate() {

@@ -111,7 +111,51 @@ fn instance() -> wgpu::Instance {
     if std::env::var_os("WGPU_BACKEND").is_none() {
         desc.backends = wgpu::Backends::PRIMARY;
     }
+    #[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+    if desc.backends == wgpu::Backends::VULKAN || desc.backends == wgpu::Backends::PRIMARY {
+        if let Some(inst) = headless_vulkan(&desc) {
+            return inst;
+        }
+    }
     wgpu::Instance::new(desc)
+}
+
+/// A Vulkan instance without the window-system surface extensions (Xlib, XCB, Wayland).
+///
+/// smoothmax only computes, never presents. Mesa's device-select layer (an implicit layer
+/// every Mesa install enables) connects to the Wayland display when the instance enables
+/// `VK_KHR_wayland_surface`, and Mesa 22's version does so even when no display exists, so
+/// libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment." twice
+/// on every headless machine (CI, servers, containers: where lavapipe is used). Without the
+/// surface extensions the layer does not probe. On Linux PRIMARY is Vulkan alone, so this
+/// instance offers the same adapters. `None` when the Vulkan loader cannot be initialized
+/// (wgpu then reports it the usual way).
+#[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+fn headless_vulkan(desc: &wgpu::InstanceDescriptor) -> Option<wgpu::Instance> {
+    use wgpu::hal::{self, api::Vulkan, vulkan};
+    let hal_desc = hal::InstanceDescriptor {
+        name: "smoothmax",
+        flags: desc.flags,
+        memory_budget_thresholds: desc.memory_budget_thresholds,
+        backend_options: desc.backend_options.clone(),
+        telemetry: None,
+        display: None,
+    };
+    let drop_wsi = Box::new(|args: vulkan::CreateInstanceCallbackArgs| {
+        let wsi: [&std::ffi::CStr; 3] = [
+            c"VK_KHR_xlib_surface",
+            c"VK_KHR_xcb_surface",
+            c"VK_KHR_wayland_surface",
+        ];
+        args.extensions.retain(|e| !wsi.contains(e));
+    });
+    // SAFETY: wgpu-hal asks callbacks not to remove extensions because it would otherwise
+    // assume a surface extension it found is enabled; it only consults these three when
+    // creating a surface from a window handle (and then checks the enabled list and returns
+    // an error), and smoothmax creates no surfaces. The instance is handed to wgpu whole.
+    let raw = unsafe { vulkan::Instance::init_with_callback(&hal_desc, Some(drop_wsi)) }.ok()?;
+    // SAFETY: `raw` is a valid Vulkan instance just created by wgpu-hal itself.
+    Some(unsafe { wgpu::Instance::from_hal::<Vulkan>(raw) })
 }
 
 /// Every adapter wgpu finds (after `WGPU_BACKEND` filtering).
