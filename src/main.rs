@@ -1,15 +1,7 @@
-//! The `smoothmax` command-line tool: `info` and `eval`. See `smoothmax --help`.
+//! The `smoothmax` command-line tool: `info`, `eval` and `bench`. See `smoothmax --help`.
 
 mod cli;
 
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    match cli::run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("smoothmax: error: {msg}");
-            ExitCode::from(2)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

@@ -659,3 +659,34 @@ fn bad_inputs_are_errors_naming_the_problem() {
         .is_err());
     let _ = s![..];
 }
+
+/// u32 class targets (token ids as tokenizers hand them out) give exactly the i64 result on
+/// every backend, and an id past C is an error naming its row.
+#[test]
+fn u32_targets_equal_i64_targets() {
+    let x = common::logits(5, 7, 2.0, 0.0, true, 31);
+    let y = ndarray::array![6i64, 0, 3, 3, 1];
+    let yu: ndarray::Array1<u32> = y.mapv(|v| v as u32);
+    let o = CrossEntropyOptions {
+        gradient: true,
+        label_smoothing: 0.2,
+        ..Default::default()
+    };
+    let mut all: Vec<&dyn Backend> = common::fast_backends();
+    all.push(&Reference);
+    for b in all {
+        let want = b
+            .cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+            .unwrap();
+        let got = b
+            .cross_entropy(x.view(), Targets::ClassesU32(yu.view()), &o)
+            .unwrap();
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{}", b.name());
+        let bad = ndarray::array![0u32, 7, 1, 1, 1];
+        let e = b
+            .cross_entropy(x.view(), Targets::ClassesU32(bad.view()), &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("target[1] = 7"), "{}: {e}", b.name());
+    }
+}

@@ -1,76 +1,259 @@
-//! Reading `.npy` inputs with messages that name the file and the problem, and writing outputs
-//! so that a failed run leaves nothing behind.
+//! Reading `.npy` inputs strictly, with messages that name the file and the problem, and
+//! writing outputs so that a failed run leaves nothing behind.
+//!
+//! The reader trusts nothing in a file: the header (at most [`MAX_HEADER`] bytes) is parsed by
+//! a small strict parser of the one dictionary the format allows
+//! (`{'descr': ..., 'fortran_order': ..., 'shape': (...)}`, numpy's `lib.format`), the element
+//! count and byte size are computed with overflow checks, and the size the header claims must
+//! equal the bytes the file holds after it before anything is allocated. So a 200-byte file
+//! that claims `(100000000, 100000000)` is a one-line error, not a 40 PB allocation; buffers for
+//! honest files are reserved fallibly (`try_reserve_exact`).
 
-use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2};
-use ndarray_npy::npy::header::Header;
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray::{Array1, Array2, ArrayBase, ArrayD, Data, Dimension, IxDyn, ShapeBuilder};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Element types smoothmax reads.
+/// The largest header accepted (numpy itself refuses headers over 10,000 bytes by default).
+pub const MAX_HEADER: usize = 65_536;
+
+/// Element kinds smoothmax reads.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Dtype {
-    F32,
-    F64,
-    I32,
-    I64,
+pub enum Kind {
+    Float,
+    Int,
+    Uint,
 }
 
-/// What a .npy header says.
-struct NpyInfo {
-    dtype: Dtype,
-    shape: Vec<usize>,
+/// A numpy dtype the reader supports: kind, size in bytes, big-endian or not.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Dtype {
+    pub kind: Kind,
+    pub size: usize,
+    pub big_endian: bool,
 }
 
-/// Opens `path` and parses its header, with a one-line error naming the file.
-fn open(path: &Path) -> Result<(BufReader<File>, NpyInfo), String> {
+impl Dtype {
+    /// numpy's name: float32, int64, uint8, ...
+    pub fn name(&self) -> String {
+        let k = match self.kind {
+            Kind::Float => "float",
+            Kind::Int => "int",
+            Kind::Uint => "uint",
+        };
+        format!("{k}{}", self.size * 8)
+    }
+}
+
+/// A parsed file: its dtype and shape, and the raw little- or big-endian element bytes.
+pub struct Npy {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub fortran_order: bool,
+    data: Vec<u8>,
+}
+
+/// Opens and parses `path` (header and data); every error is one line naming the file.
+pub fn read(path: &Path) -> Result<Npy, String> {
     let p = path.display();
-    let file = File::open(path).map_err(|e| format!("cannot open {p}: {e}"))?;
-    let mut r = BufReader::new(file);
-    let header =
-        Header::from_reader(&mut r).map_err(|e| format!("{p} is not a valid .npy file: {e}"))?;
-    let descr = header.type_descriptor.to_string();
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let dtype = match descr {
-        "<f4" | ">f4" | "=f4" => Dtype::F32,
-        "<f8" | ">f8" | "=f8" => Dtype::F64,
-        "<i4" | ">i4" | "=i4" => Dtype::I32,
-        "<i8" | ">i8" | "=i8" => Dtype::I64,
-        other => {
-            return Err(format!(
-                "{p} has unsupported dtype {other}: expected float32 or float64"
-            ))
-        }
-    };
-    r.rewind().map_err(|e| format!("cannot read {p}: {e}"))?;
-    Ok((
-        r,
-        NpyInfo {
-            dtype,
-            shape: header.shape,
-        },
-    ))
+    let mut file = File::open(path).map_err(|e| format!("cannot open {p}: {e}"))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read {p}: {e}"))?
+        .len();
+    parse(&mut file, len).map_err(|e| format!("{p} is not a valid .npy file: {e}"))
 }
+
+/// Parses a .npy stream of `len` bytes.
+pub fn parse(r: &mut impl Read, len: u64) -> Result<Npy, String> {
+    let mut pre = [0u8; 8];
+    r.read_exact(&mut pre)
+        .map_err(|_| format!("{len} bytes is too short for the .npy preamble"))?;
+    if &pre[..6] != b"\x93NUMPY" {
+        return Err("it does not start with the .npy magic \\x93NUMPY".into());
+    }
+    let (major, minor) = (pre[6], pre[7]);
+    let (len_bytes, utf8) = match major {
+        1 => (2, false),
+        2 => (4, false),
+        3 => (4, true),
+        _ => return Err(format!("unsupported format version {major}.{minor}")),
+    };
+    let mut lb = [0u8; 4];
+    r.read_exact(&mut lb[..len_bytes])
+        .map_err(|_| "the file ends inside the header length".to_string())?;
+    let header_len = u32::from_le_bytes(lb) as usize;
+    if header_len > MAX_HEADER {
+        return Err(format!(
+            "its header claims {header_len} bytes (at most {MAX_HEADER} accepted)"
+        ));
+    }
+    let data_offset = (8 + len_bytes + header_len) as u64;
+    if data_offset > len {
+        return Err(format!(
+            "its header claims {header_len} bytes but the file has only {len}"
+        ));
+    }
+    let mut hb = vec![0u8; header_len];
+    r.read_exact(&mut hb)
+        .map_err(|_| "the file ends inside the header".to_string())?;
+    let text = if utf8 {
+        String::from_utf8(hb).map_err(|_| "the header is not UTF-8".to_string())?
+    } else {
+        if !hb.is_ascii() {
+            return Err("the header is not ASCII".into());
+        }
+        String::from_utf8(hb).map_err(|_| "the header is not ASCII".to_string())?
+    };
+    let h = header::parse(&text)?;
+    let dtype = dtype_of(&h.descr)?;
+    let count = h
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("shape {:?} has more elements than memory can hold", h.shape))?;
+    let bytes = count
+        .checked_mul(dtype.size)
+        .ok_or_else(|| format!("shape {:?} is larger than memory can hold", h.shape))?;
+    let have = len - data_offset;
+    if have != bytes as u64 {
+        return Err(format!(
+            "its header says shape {:?} of {} ({bytes} bytes of data) but the file holds {have}",
+            h.shape,
+            dtype.name()
+        ));
+    }
+    let mut data = Vec::new();
+    data.try_reserve_exact(bytes)
+        .map_err(|_| format!("cannot allocate {bytes} bytes for its data"))?;
+    data.resize(bytes, 0);
+    r.read_exact(&mut data)
+        .map_err(|e| format!("cannot read its data: {e}"))?;
+    Ok(Npy {
+        dtype,
+        shape: h.shape,
+        fortran_order: h.fortran_order,
+        data,
+    })
+}
+
+/// `descr` as numpy writes it: a byte-order mark (`<`, `>`, `=`, or `|` for one-byte types),
+/// a kind (`f`, `i`, `u`) and a size.
+fn dtype_of(descr: &str) -> Result<Dtype, String> {
+    let unsupported = || {
+        format!(
+            "dtype {descr:?} is not supported (float32 or float64 data, or integer \
+             int8-int64 / uint8-uint64 class targets)"
+        )
+    };
+    let mut c = descr.chars();
+    let order = c.next().ok_or_else(unsupported)?;
+    let kind = match c.next() {
+        Some('f') => Kind::Float,
+        Some('i') => Kind::Int,
+        Some('u') => Kind::Uint,
+        _ => return Err(unsupported()),
+    };
+    let size: usize = c.as_str().parse().map_err(|_| unsupported())?;
+    let ok = match kind {
+        Kind::Float => matches!(size, 4 | 8),
+        Kind::Int | Kind::Uint => matches!(size, 1 | 2 | 4 | 8),
+    };
+    let big_endian = match order {
+        '<' => false,
+        '>' => true,
+        '=' => cfg!(target_endian = "big"),
+        '|' if size == 1 => false,
+        _ => return Err(unsupported()),
+    };
+    if !ok {
+        return Err(unsupported());
+    }
+    Ok(Dtype {
+        kind,
+        size,
+        big_endian,
+    })
+}
+
+/// An element's bytes in native order.
+fn native<const N: usize>(chunk: &[u8], big_endian: bool) -> [u8; N] {
+    let mut b = [0u8; N];
+    b.copy_from_slice(chunk);
+    if big_endian != cfg!(target_endian = "big") {
+        b.reverse();
+    }
+    b
+}
+
+impl Npy {
+    fn values<T>(&self, f: impl Fn(&[u8]) -> T) -> Result<Vec<T>, String> {
+        let n = self.data.len() / self.dtype.size;
+        let mut v = Vec::new();
+        v.try_reserve_exact(n)
+            .map_err(|_| format!("cannot allocate memory for {n} values"))?;
+        v.extend(self.data.chunks_exact(self.dtype.size).map(f));
+        Ok(v)
+    }
+
+    fn shaped<T>(&self, v: Vec<T>) -> Result<ArrayD<T>, String> {
+        let shape = IxDyn(&self.shape);
+        let a = if self.fortran_order {
+            ArrayD::from_shape_vec(shape.f(), v)
+        } else {
+            ArrayD::from_shape_vec(shape, v)
+        };
+        a.map_err(|e| e.to_string())
+    }
+
+    /// Float data as f32 (float64 rounded to nearest); `None` for integer data.
+    pub fn to_f32(&self) -> Result<Option<ArrayD<f32>>, String> {
+        let be = self.dtype.big_endian;
+        let v = match (self.dtype.kind, self.dtype.size) {
+            (Kind::Float, 4) => self.values(|b| f32::from_ne_bytes(native(b, be)))?,
+            (Kind::Float, 8) => self.values(|b| f64::from_ne_bytes(native(b, be)) as f32)?,
+            _ => return Ok(None),
+        };
+        self.shaped(v).map(Some)
+    }
+
+    /// Integer data widened to i128 (every int8..uint64 value fits); `None` for floats.
+    pub fn to_i128(&self) -> Result<Option<ArrayD<i128>>, String> {
+        let be = self.dtype.big_endian;
+        let v = match (self.dtype.kind, self.dtype.size) {
+            (Kind::Int, 1) => self.values(|b| b[0] as i8 as i128)?,
+            (Kind::Uint, 1) => self.values(|b| b[0] as i128)?,
+            (Kind::Int, 2) => self.values(|b| i16::from_ne_bytes(native(b, be)) as i128)?,
+            (Kind::Uint, 2) => self.values(|b| u16::from_ne_bytes(native(b, be)) as i128)?,
+            (Kind::Int, 4) => self.values(|b| i32::from_ne_bytes(native(b, be)) as i128)?,
+            (Kind::Uint, 4) => self.values(|b| u32::from_ne_bytes(native(b, be)) as i128)?,
+            (Kind::Int, 8) => self.values(|b| i64::from_ne_bytes(native(b, be)) as i128)?,
+            (Kind::Uint, 8) => self.values(|b| u64::from_ne_bytes(native(b, be)) as i128)?,
+            _ => return Ok(None),
+        };
+        self.shaped(v).map(Some)
+    }
+}
+
+mod header;
 
 /// Reads a 2-D float32 or float64 array as f32 (float64 values are rounded to f32).
 pub fn read_matrix(path: &Path) -> Result<Array2<f32>, String> {
-    let (r, info) = open(path)?;
+    let f = read(path)?;
     let p = path.display();
-    if info.shape.len() != 2 {
+    if f.shape.len() != 2 {
         return Err(format!(
             "{p} has shape {:?}: expected a 2-D [B, C] array",
-            info.shape
+            f.shape
         ));
     }
-    let bad = |e: ndarray_npy::ReadNpyError| format!("cannot read {p}: {e}");
-    match info.dtype {
-        Dtype::F32 => Array2::<f32>::read_npy(r).map_err(bad),
-        Dtype::F64 => Ok(Array2::<f64>::read_npy(r).map_err(bad)?.mapv(|v| v as f32)),
-        Dtype::I32 | Dtype::I64 => Err(format!(
-            "{p} has an integer dtype: expected float32 or float64"
-        )),
-    }
+    let a = f.to_f32()?.ok_or_else(|| {
+        format!(
+            "{p} has dtype {}: expected float32 or float64",
+            f.dtype.name()
+        )
+    })?;
+    a.into_dimensionality().map_err(|e| format!("{p}: {e}"))
 }
 
 /// Targets as read from a .npy: integer class indices, or float probabilities.
@@ -79,66 +262,54 @@ pub enum TargetArray {
     Probabilities(Array2<f32>),
 }
 
-fn read_dyn_f32(r: BufReader<File>, info: &NpyInfo, path: &Path) -> Result<ArrayD<f32>, String> {
-    let bad = |e: ndarray_npy::ReadNpyError| format!("cannot read {}: {e}", path.display());
-    match info.dtype {
-        Dtype::F32 => ArrayD::<f32>::read_npy(r).map_err(bad),
-        Dtype::F64 => Ok(ArrayD::<f64>::read_npy(r).map_err(bad)?.mapv(|v| v as f32)),
-        Dtype::I32 | Dtype::I64 => Err(format!(
-            "{} has an integer dtype: expected float32 or float64",
-            path.display()
-        )),
-    }
-}
-
-/// Reads targets: an integer 1-D array of class indices (length B), or a float 2-D array of
-/// probabilities ([B, C]).
+/// Reads targets: a 1-D array of class indices of any integer dtype (length B), or a 2-D
+/// float array of probabilities ([B, C]). A class index beyond i64 (a uint64 above 2^63 - 1)
+/// is reported with its row, like any other index out of range.
 pub fn read_targets(path: &Path) -> Result<TargetArray, String> {
-    let (r, info) = open(path)?;
+    let f = read(path)?;
     let p = path.display();
-    let bad = |e: ndarray_npy::ReadNpyError| format!("cannot read {p}: {e}");
-    match info.dtype {
-        Dtype::I32 | Dtype::I64 => {
-            if info.shape.len() != 1 {
-                return Err(format!(
-                    "{p} has shape {:?}: integer targets must be 1-D [B] class indices",
-                    info.shape
-                ));
-            }
-            Ok(TargetArray::Classes(match info.dtype {
-                Dtype::I32 => Array1::<i32>::read_npy(r).map_err(bad)?.mapv(|v| v as i64),
-                _ => Array1::<i64>::read_npy(r).map_err(bad)?,
-            }))
+    if let Some(ints) = f.to_i128()? {
+        if f.shape.len() != 1 {
+            return Err(format!(
+                "{p} has shape {:?}: integer targets must be 1-D [B] class indices",
+                f.shape
+            ));
         }
-        Dtype::F32 | Dtype::F64 => {
-            if info.shape.len() != 2 {
-                return Err(format!(
-                    "{p} has shape {:?}: float targets must be 2-D [B, C] probabilities",
-                    info.shape
-                ));
-            }
-            let a = read_dyn_f32(r, &info, path)?;
-            Ok(TargetArray::Probabilities(
-                a.into_dimensionality::<Ix2>()
-                    .map_err(|e| format!("{p}: {e}"))?,
-            ))
+        let mut out = Vec::with_capacity(ints.len());
+        for (i, &v) in ints.iter().enumerate() {
+            out.push(i64::try_from(v).map_err(|_| {
+                format!("{p}: target[{i}] = {v} is not a class index (outside [0, C))")
+            })?);
         }
+        return Ok(TargetArray::Classes(Array1::from_vec(out)));
     }
+    if f.shape.len() != 2 {
+        return Err(format!(
+            "{p} has shape {:?}: float targets must be 2-D [B, C] probabilities (integer \
+             class targets: any of int8-int64, uint8-uint64)",
+            f.shape
+        ));
+    }
+    let a = f.to_f32()?.ok_or("internal: float targets")?;
+    Ok(TargetArray::Probabilities(
+        a.into_dimensionality().map_err(|e| format!("{p}: {e}"))?,
+    ))
 }
 
 /// Reads a 1-D float32/float64 vector (e.g. class weights).
 pub fn read_vector(path: &Path) -> Result<Array1<f32>, String> {
-    let (r, info) = open(path)?;
+    let f = read(path)?;
     let p = path.display();
-    if info.shape.len() != 1 {
-        return Err(format!(
-            "{p} has shape {:?}: expected a 1-D array",
-            info.shape
-        ));
+    if f.shape.len() != 1 {
+        return Err(format!("{p} has shape {:?}: expected a 1-D array", f.shape));
     }
-    let a = read_dyn_f32(r, &info, path)?;
-    a.into_dimensionality::<Ix1>()
-        .map_err(|e| format!("{p}: {e}"))
+    let a = f.to_f32()?.ok_or_else(|| {
+        format!(
+            "{p} has dtype {}: expected float32 or float64",
+            f.dtype.name()
+        )
+    })?;
+    a.into_dimensionality().map_err(|e| format!("{p}: {e}"))
 }
 
 /// Writes every `(name, array)` into `dir`, creating it. Each file is written under a
@@ -166,13 +337,36 @@ pub fn write_outputs(dir: &Path, outputs: &[(&str, &dyn WriteNpy)]) -> Result<()
     Ok(())
 }
 
-/// An array that can be written as .npy (object-safe wrapper over `WriteNpyExt`).
+/// An array that can be written as a float32 .npy file.
 pub trait WriteNpy {
     fn write_to(&self, w: BufWriter<File>) -> Result<(), String>;
 }
 
-impl<T: WriteNpyExt> WriteNpy for T {
-    fn write_to(&self, w: BufWriter<File>) -> Result<(), String> {
-        self.write_npy(w).map_err(|e| e.to_string())
+impl<S: Data<Elem = f32>, D: Dimension> WriteNpy for ArrayBase<S, D> {
+    /// Version 1.0, little-endian float32, C order, the header padded with spaces to a
+    /// multiple of 64 bytes (numpy's `lib.format`).
+    fn write_to(&self, mut w: BufWriter<File>) -> Result<(), String> {
+        let dims: Vec<String> = self.shape().iter().map(|d| d.to_string()).collect();
+        let tuple = match dims.len() {
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.join(", ")),
+        };
+        let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+        let unpadded = 10 + h.len() + 1;
+        h.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+        h.push('\n');
+        let len = u16::try_from(h.len()).map_err(|_| "shape too long for a .npy header")?;
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(h.as_bytes());
+        let io = |e: std::io::Error| e.to_string();
+        w.write_all(&bytes).map_err(io)?;
+        for v in self.iter() {
+            w.write_all(&v.to_le_bytes()).map_err(io)?;
+        }
+        w.flush().map_err(io)
     }
 }
+
+#[cfg(test)]
+mod tests;

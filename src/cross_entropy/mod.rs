@@ -28,6 +28,9 @@ pub enum Targets<'a> {
     Classes(ArrayView1<'a, i64>),
     /// Class indices as i32.
     ClassesI32(ArrayView1<'a, i32>),
+    /// Class indices as u32 (token ids as tokenizers hand them out). `ignore_index` is
+    /// compared with the value widened to i64, so the default −100 never matches one.
+    ClassesU32(ArrayView1<'a, u32>),
     /// Probabilities, shape `[B, C]` (each row a distribution over classes). Rows need not be
     /// normalized (as in PyTorch), but the f32 gradient `p_j·Σ_c w_c q_c − w_j q_j` then has an
     /// error proportional to `Σ_c w_c q_c`, which is `≤ max w` for distributions.
@@ -257,10 +260,11 @@ pub(crate) fn prepare(
             }
             p.probs = Some(q.as_standard_layout().into_owned());
         }
-        Targets::Classes(_) | Targets::ClassesI32(_) => {
+        Targets::Classes(_) | Targets::ClassesI32(_) | Targets::ClassesU32(_) => {
             let t: Vec<i64> = match targets {
                 Targets::Classes(t) => t.to_vec(),
                 Targets::ClassesI32(t) => t.iter().map(|&v| v as i64).collect(),
+                Targets::ClassesU32(t) => t.iter().map(|&v| v as i64).collect(),
                 Targets::Probabilities(_) => unreachable!(),
             };
             if t.len() != rows {

@@ -204,9 +204,9 @@ pub(crate) fn record_ce(
         } else {
             Family::CrossEntropy
         },
-        vec4: cols % 4 == 0
-            && b.x_stride % 4 == 0
-            && b.x.base % 4 == 0
+        vec4: cols.is_multiple_of(4)
+            && b.x_stride.is_multiple_of(4)
+            && b.x.base.is_multiple_of(4)
             && b.grad.is_none_or(|g| g.base % 4 == 0),
         row_threads,
         log_output: false,

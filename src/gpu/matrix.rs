@@ -51,7 +51,7 @@ impl GpuMatrix {
         row_stride: usize,
     ) -> Result<Self> {
         let bad = |m: String| Err(Error::InvalidInput(m));
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return bad(format!("offset {offset} is not a multiple of 4 bytes"));
         }
         if rows > 1 && row_stride < cols {

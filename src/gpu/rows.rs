@@ -145,7 +145,10 @@ pub(crate) fn record_rows(
 ) -> Result<Vec<PooledBuffer>> {
     let dev = &ctx.device;
     // vec4 access needs every row start 16-byte aligned.
-    let vec4 = cols % 4 == 0 && x_stride % 4 == 0 && x.base % 4 == 0 && y.base % 4 == 0;
+    let vec4 = cols.is_multiple_of(4)
+        && x_stride.is_multiple_of(4)
+        && x.base.is_multiple_of(4)
+        && y.base.is_multiple_of(4);
     let split = RowSplit::new(rows, cols.div_ceil(4), ctx.policy());
     let part_bytes = (rows * split.segs as usize * 16) as u64;
     let lse_out = op == RowOp::LogSumExp;

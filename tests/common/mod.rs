@@ -22,10 +22,26 @@ pub fn gpu() -> Option<&'static Gpu> {
     .as_ref()
 }
 
+/// The CPU backend the suites run: the build `SMOOTHMAX_CPU_ISA` asks for (CI reruns the
+/// comparison suites under each build the processor has), else the widest. Asserts that the
+/// requested build is the one that runs, so a rerun cannot silently test another build.
+pub fn cpu() -> &'static Cpu {
+    static CPU: OnceLock<Cpu> = OnceLock::new();
+    CPU.get_or_init(|| {
+        let c = Cpu::new();
+        let isa = c.isa().expect("the CPU build SMOOTHMAX_CPU_ISA asks for");
+        match std::env::var("SMOOTHMAX_CPU_ISA") {
+            Ok(want) => assert_eq!(isa.name(), want, "SMOOTHMAX_CPU_ISA"),
+            Err(_) => assert_eq!(Some(&isa), smoothmax::CpuIsa::supported().first()),
+        }
+        eprintln!("cpu build under test: {isa}");
+        c
+    })
+}
+
 /// The fast backends under test: always the CPU, plus the GPU when there is one.
 pub fn fast_backends() -> Vec<&'static dyn Backend> {
-    static CPU: OnceLock<Cpu> = OnceLock::new();
-    let mut v: Vec<&'static dyn Backend> = vec![CPU.get_or_init(Cpu::new)];
+    let mut v: Vec<&'static dyn Backend> = vec![cpu()];
     if let Some(g) = gpu() {
         v.push(g);
     }

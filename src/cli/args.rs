@@ -1,0 +1,332 @@
+//! The command line: one clap subcommand per op, each accepting exactly its own options, so a
+//! stray option (`eval softmax --label-smoothing 0.3`) is a usage error naming the option and
+//! the op instead of being ignored.
+
+use super::number::parse_f32;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const EXIT_CODES: &str = "\
+Exit status: 0 on success; 2 for a usage or input error (bad option, unreadable or invalid \
+.npy, wrong shape or dtype, a value out of range, no GPU for --device gpu), with nothing \
+written; 1 for a failure at run time (GPU out of memory or lost, an output that cannot be \
+written).";
+
+/// Batched logsumexp / softmax / log-softmax, cross-entropy and the smooth surrogates on any
+/// GPU wgpu reaches, with a CPU path and an f64 reference.
+#[derive(Parser)]
+#[command(name = "smoothmax", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// List the GPU adapters found, the one chosen, its limits and features, and the CPU
+    /// kernel builds.
+    Info,
+    /// Evaluate an op on .npy inputs and write the results as .npy files into --out.
+    #[command(after_help = EXIT_CODES)]
+    Eval {
+        #[command(subcommand)]
+        op: EvalOp,
+    },
+    /// Benchmark every op on the GPU (kernel and end to end) and the CPU, beside copy / exp-map
+    /// / memcpy yardsticks measured in the same run.
+    Bench(BenchArgs),
+}
+
+/// Options every `eval` op has.
+#[derive(clap::Args)]
+pub struct Io {
+    /// Input: a 2-D [B, C] .npy array of float32 or float64.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output directory (created); nothing is written there if the run fails.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Backend; default: gpu when an adapter exists, else cpu.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceName>,
+}
+
+/// A temperature option (default 1).
+#[derive(clap::Args)]
+pub struct Temperature {
+    /// Temperature T > 0 (decimal, or hexadecimal like 0x1p-149).
+    #[arg(long, default_value = "1", value_parser = parse_f32, allow_hyphen_values = true)]
+    pub temperature: f32,
+}
+
+/// A reduction option (default mean).
+#[derive(clap::Args)]
+pub struct ReductionArg {
+    /// How per-row or per-element losses are combined.
+    #[arg(long, value_enum, default_value = "mean")]
+    pub reduction: ReductionName,
+}
+
+#[derive(Subcommand)]
+pub enum EvalOp {
+    /// T·ln Σ exp(x/T) per row: output.npy has shape [B].
+    Logsumexp(RowArgs),
+    /// softmax(x/T) per row: output.npy has shape [B, C].
+    Softmax(RowArgs),
+    /// log_softmax(x/T) per row: output.npy has shape [B, C].
+    LogSoftmax(RowArgs),
+    /// Softmax cross-entropy against --target: loss.npy, grad.npy, lse.npy.
+    CrossEntropy(CrossEntropyArgs),
+    /// Boltzmann operator Σ x e^{βx} / Σ e^{βx} per row: output.npy [B], grad.npy.
+    BoltzmannMax(BoltzmannArgs),
+    /// Σ_j j·softmax(x/T)_j per row: output.npy [B], grad.npy.
+    SoftArgmax(RowArgs),
+    /// mean_i softmax(x_i/T)[y_i] against class --target [B]: output.npy (0-d), grad.npy.
+    SmoothAccuracy(ClassMetricArgs),
+    /// Binary smooth F1 2Σσ(x)y / Σ(σ(x) + y) against float --target [B, C] in [0, 1]:
+    /// output.npy (0-d), grad.npy.
+    SmoothF1(LabelArgs),
+    /// Macro smooth F1 over classes from softmax(x/T) against class --target [B]: output.npy
+    /// (0-d), grad.npy.
+    SmoothF1Macro(ClassMetricArgs),
+    /// Pairwise smooth max of --input and --other: output.npy, grad.npy (d/d input),
+    /// grad_b.npy (d/d other).
+    PairwiseMax(PairwiseArgs),
+    /// Logistic loss = PyTorch's binary_cross_entropy_with_logits against float --target in
+    /// [0, 1]: loss.npy, grad.npy.
+    BinaryCrossEntropy(LogisticArgs),
+    /// max(0, 1 − y·f) against ±1 (or 0/1) --target: loss.npy, grad.npy.
+    Hinge(MarginArgs),
+    /// max(0, 1 − y·f)²: loss.npy, grad.npy.
+    SquaredHinge(MarginArgs),
+    /// exp(−y·f): loss.npy, grad.npy.
+    Exponential(MarginArgs),
+    /// (1 − y·f)²: loss.npy, grad.npy.
+    Squared(MarginArgs),
+    /// PyTorch's MultiMarginLoss against class --target [B]: loss.npy, grad.npy.
+    MultiMargin(MultiMarginArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RowArgs {
+    #[command(flatten)]
+    pub io: Io,
+    #[command(flatten)]
+    pub t: Temperature,
+}
+
+#[derive(clap::Args)]
+pub struct CrossEntropyArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Targets: [B] class indices of any integer dtype, or float [B, C] probabilities.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Class weights, a float [C] array (finite, >= 0).
+    #[arg(long)]
+    pub weight: Option<PathBuf>,
+    /// Target value of ignored rows (default -100; class targets only).
+    #[arg(long, allow_hyphen_values = true)]
+    pub ignore_index: Option<i64>,
+    /// Label smoothing in [0, 1].
+    #[arg(long, default_value = "0", value_parser = parse_f32, allow_hyphen_values = true)]
+    pub label_smoothing: f32,
+    #[command(flatten)]
+    pub reduction: ReductionArg,
+    /// z-loss coefficient (adds z·lse² per non-ignored row), finite.
+    #[arg(long, default_value = "0", value_parser = parse_f32, allow_hyphen_values = true)]
+    pub z_loss: f32,
+    /// Logit soft-capping c > 0 (logits become c·tanh(x/c)).
+    #[arg(long, value_parser = parse_f32, allow_hyphen_values = true)]
+    pub softcap: Option<f32>,
+}
+
+#[derive(clap::Args)]
+pub struct BoltzmannArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Inverse temperature β, finite (any sign; 0 gives the mean).
+    #[arg(long, default_value = "1", value_parser = parse_f32, allow_hyphen_values = true)]
+    pub beta: f32,
+}
+
+#[derive(clap::Args)]
+pub struct ClassMetricArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Class targets: a 1-D [B] array of any integer dtype.
+    #[arg(long)]
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub t: Temperature,
+}
+
+#[derive(clap::Args)]
+pub struct LabelArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Labels: a float [B, C] array in [0, 1].
+    #[arg(long)]
+    pub target: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct PairwiseArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// The second argument, a float [B, C] .npy.
+    #[arg(long)]
+    pub other: PathBuf,
+    /// Which smooth max.
+    #[arg(long, value_enum, default_value = "erf")]
+    pub form: FormName,
+    /// --form erf|sqrt: μ > 0 (default 1).
+    #[arg(long, value_parser = parse_f32, allow_hyphen_values = true)]
+    pub mu: Option<f32>,
+    /// --form acon: the sharpness β, finite (default 1).
+    #[arg(long, value_parser = parse_f32, allow_hyphen_values = true)]
+    pub beta: Option<f32>,
+}
+
+#[derive(clap::Args)]
+pub struct MarginArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Labels ±1 (0 is read as −1), a float [B, C] array.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Weights, one per column: a float [C] array (finite).
+    #[arg(long)]
+    pub weight: Option<PathBuf>,
+    #[command(flatten)]
+    pub reduction: ReductionArg,
+}
+
+#[derive(clap::Args)]
+pub struct LogisticArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Labels in [0, 1], a float [B, C] array.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Weights, one per column: a float [C] array (finite).
+    #[arg(long)]
+    pub weight: Option<PathBuf>,
+    /// Positive-class weights, one per column: a float [C] array (finite, >= 0).
+    #[arg(long)]
+    pub pos_weight: Option<PathBuf>,
+    #[command(flatten)]
+    pub reduction: ReductionArg,
+}
+
+#[derive(clap::Args)]
+pub struct MultiMarginArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Class targets: a 1-D [B] array of any integer dtype.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// The power, 1 or 2.
+    #[arg(long, default_value_t = 1)]
+    pub p: u32,
+    /// The margin, finite.
+    #[arg(long, default_value = "1", value_parser = parse_f32, allow_hyphen_values = true)]
+    pub margin: f32,
+    /// Class weights, a float [C] array (finite).
+    #[arg(long)]
+    pub weight: Option<PathBuf>,
+    #[command(flatten)]
+    pub reduction: ReductionArg,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+pub enum FormName {
+    /// (a + b + (a − b)·erf(μ(a − b)))/2
+    Erf,
+    /// (a + b + √((a − b)² + μ²))/2
+    Sqrt,
+    /// (a − b)·σ(β(a − b)) + b
+    Acon,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+pub enum ReductionName {
+    /// Per-row (or per-element) losses.
+    None,
+    /// Weighted mean (0-d array).
+    Mean,
+    /// Sum (0-d array).
+    Sum,
+}
+
+#[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
+pub enum DeviceName {
+    /// The GPU (an error if there is no adapter).
+    Gpu,
+    /// The multi-threaded CPU path.
+    Cpu,
+    /// The f64 reference (slow; for checking).
+    Reference,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A subset that runs in well under a minute on lavapipe.
+    #[arg(long)]
+    pub quick: bool,
+    /// Shape BxC (repeatable); default: 4096x32000 512x128256 8x256000 65536x1000 32x1000.
+    #[arg(long = "shape", value_parser = parse_shape)]
+    pub shapes: Vec<(usize, usize)>,
+    /// Op (repeatable): logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd; default: all.
+    #[arg(long = "op", value_parser = parse_op)]
+    pub ops: Vec<smoothmax::bench::BenchOp>,
+    /// Devices to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    pub device: BenchDevice,
+    /// Timed runs per measurement (median and spread reported).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Untimed warm-up runs per measurement.
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Write the records as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a throughput plot (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
+pub enum BenchDevice {
+    /// GPU and CPU.
+    All,
+    /// GPU only.
+    Gpu,
+    /// CPU only.
+    Cpu,
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+    let (b, c) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("shape {s:?} is not BxC"))?;
+    let b: usize = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("shape {s:?}: bad B"))?;
+    let c: usize = c
+        .trim()
+        .parse()
+        .map_err(|_| format!("shape {s:?}: bad C"))?;
+    if b == 0 || c == 0 {
+        return Err(format!("shape {s:?}: B and C must be > 0"));
+    }
+    Ok((b, c))
+}
+
+fn parse_op(s: &str) -> Result<smoothmax::bench::BenchOp, String> {
+    smoothmax::bench::BenchOp::parse(s).ok_or_else(|| {
+        format!("unknown op {s:?}: logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd")
+    })
+}

@@ -1,0 +1,285 @@
+//! `smoothmax eval <op>`: read and check every input on the host, open the backend, run one
+//! call, write the outputs.
+
+use super::args::{
+    BoltzmannArgs, ClassMetricArgs, CrossEntropyArgs, DeviceName, EvalOp, FormName, Io, LabelArgs,
+    LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, ReductionName, RowArgs,
+};
+use super::npy::{self, TargetArray, WriteNpy};
+use super::Failure;
+use ndarray::{Array1, Array2, Axis};
+use smoothmax::{
+    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Loss, MultiMarginOptions,
+    PairwiseForm, Reduction, Reference, RowOp, RowOutput, Surrogate, Targets, Value,
+};
+use std::path::Path;
+
+/// The backend for `--device`, or the default: GPU if one opens, else CPU with a note.
+fn backend(device: Option<DeviceName>) -> Result<Box<dyn Backend>, Failure> {
+    let cpu = || -> Result<Box<dyn Backend>, Failure> {
+        let c = Cpu::new();
+        c.isa()?; // an invalid SMOOTHMAX_CPU_ISA is reported before any work
+        Ok(Box::new(c))
+    };
+    match device {
+        Some(DeviceName::Cpu) => cpu(),
+        Some(DeviceName::Reference) => Ok(Box::new(Reference)),
+        Some(DeviceName::Gpu) => Ok(Box::new(Gpu::new()?)),
+        None => match Gpu::new() {
+            Ok(g) => Ok(Box::new(g)),
+            Err(e) => {
+                eprintln!("smoothmax: {e}; running on the CPU");
+                cpu()
+            }
+        },
+    }
+}
+
+fn reduction_of(r: ReductionName) -> Reduction {
+    match r {
+        ReductionName::None => Reduction::None,
+        ReductionName::Mean => Reduction::Mean,
+        ReductionName::Sum => Reduction::Sum,
+    }
+}
+
+/// Class targets from a file; float probabilities are an error here.
+fn classes(path: &Path) -> Result<Array1<i64>, Failure> {
+    match npy::read_targets(path)? {
+        TargetArray::Classes(c) => Ok(c),
+        TargetArray::Probabilities(_) => Err(Failure::Input(format!(
+            "{}: expected integer class targets [B] (any of int8-int64, uint8-uint64)",
+            path.display()
+        ))),
+    }
+}
+
+/// One call: read, validate on the host, then open the device and run.
+pub fn eval(op: EvalOp) -> Result<(), Failure> {
+    match op {
+        EvalOp::Logsumexp(a) => row_op(RowOp::LogSumExp, a),
+        EvalOp::Softmax(a) => row_op(RowOp::Softmax, a),
+        EvalOp::LogSoftmax(a) => row_op(RowOp::LogSoftmax, a),
+        EvalOp::CrossEntropy(a) => cross_entropy(a),
+        EvalOp::BoltzmannMax(BoltzmannArgs { io, beta }) => {
+            let x = npy::read_matrix(&io.input)?;
+            surrogate(&io, &Surrogate::BoltzmannMax { x: x.view(), beta })
+        }
+        EvalOp::SoftArgmax(RowArgs { io, t }) => {
+            let x = npy::read_matrix(&io.input)?;
+            let temperature = t.temperature;
+            surrogate(
+                &io,
+                &Surrogate::SoftArgmax {
+                    x: x.view(),
+                    temperature,
+                },
+            )
+        }
+        EvalOp::SmoothAccuracy(a) => class_metric(a, true),
+        EvalOp::SmoothF1Macro(a) => class_metric(a, false),
+        EvalOp::SmoothF1(LabelArgs { io, target }) => {
+            let x = npy::read_matrix(&io.input)?;
+            let y = npy::read_matrix(&target)?;
+            let call = Surrogate::SmoothF1Binary {
+                logits: x.view(),
+                labels: y.view(),
+            };
+            surrogate(&io, &call)
+        }
+        EvalOp::PairwiseMax(a) => pairwise(a),
+        EvalOp::BinaryCrossEntropy(a) => logistic(a),
+        EvalOp::Hinge(a) => margin(a, BinaryLoss::Hinge),
+        EvalOp::SquaredHinge(a) => margin(a, BinaryLoss::SquaredHinge),
+        EvalOp::Exponential(a) => margin(a, BinaryLoss::Exponential),
+        EvalOp::Squared(a) => margin(a, BinaryLoss::Squared),
+        EvalOp::MultiMargin(a) => multi_margin(a),
+    }
+}
+
+fn row_op(op: RowOp, RowArgs { io, t }: RowArgs) -> Result<(), Failure> {
+    smoothmax::check_temperature(t.temperature)?;
+    let x = npy::read_matrix(&io.input)?;
+    let out = backend(io.device)?.row_op(op, x.view(), t.temperature)?;
+    match out {
+        RowOutput::PerRow(v) => write(&io.out, &[("output.npy", &v)]),
+        RowOutput::Matrix(m) => write(&io.out, &[("output.npy", &m)]),
+    }
+}
+
+fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
+    let x = npy::read_matrix(&a.io.input)?;
+    let targets = npy::read_targets(&a.target)?;
+    let weight = a.weight.as_deref().map(npy::read_vector).transpose()?;
+    let o = CrossEntropyOptions {
+        weight: weight.as_ref().map(|w| w.view()),
+        ignore_index: a.ignore_index,
+        label_smoothing: a.label_smoothing,
+        reduction: reduction_of(a.reduction.reduction),
+        z_loss: a.z_loss,
+        softcap: a.softcap,
+        gradient: true,
+        ..Default::default()
+    };
+    let t = match &targets {
+        TargetArray::Classes(c) => Targets::Classes(c.view()),
+        TargetArray::Probabilities(q) => Targets::Probabilities(q.view()),
+    };
+    smoothmax::cross_entropy::validate(x.dim(), t, &o)?;
+    let out = backend(a.io.device)?.cross_entropy(x.view(), t, &o)?;
+    let grad = out
+        .grad
+        .ok_or_else(|| Failure::Runtime("internal: no gradient returned".into()))?;
+    let loss: Box<dyn WriteNpy> = match out.loss {
+        Loss::PerRow(v) => Box::new(v),
+        Loss::Scalar(v) => Box::new(ndarray::arr0(v)),
+    };
+    write(
+        &a.io.out,
+        &[
+            ("loss.npy", loss.as_ref()),
+            ("grad.npy", &grad),
+            ("lse.npy", &out.lse),
+        ],
+    )
+}
+
+fn class_metric(a: ClassMetricArgs, accuracy: bool) -> Result<(), Failure> {
+    let x = npy::read_matrix(&a.io.input)?;
+    let y = classes(&a.target)?;
+    let (logits, targets, temperature) = (x.view(), y.view(), a.t.temperature);
+    let call = if accuracy {
+        Surrogate::SmoothAccuracy {
+            logits,
+            targets,
+            temperature,
+        }
+    } else {
+        Surrogate::SmoothF1Macro {
+            logits,
+            targets,
+            temperature,
+        }
+    };
+    surrogate(&a.io, &call)
+}
+
+fn pairwise(a: PairwiseArgs) -> Result<(), Failure> {
+    let form = match (a.form, a.mu, a.beta) {
+        (FormName::Erf, mu, None) => PairwiseForm::Erf {
+            mu: mu.unwrap_or(1.0),
+        },
+        (FormName::Sqrt, mu, None) => PairwiseForm::Sqrt {
+            mu: mu.unwrap_or(1.0),
+        },
+        (FormName::Acon, None, beta) => PairwiseForm::Acon {
+            beta: beta.unwrap_or(1.0),
+        },
+        (FormName::Acon, Some(_), _) => {
+            return Err(Failure::Usage(
+                "--mu does not apply to pairwise-max --form acon (it takes --beta)".into(),
+            ))
+        }
+        (_, _, Some(_)) => {
+            return Err(Failure::Usage(
+                "--beta applies to pairwise-max --form acon only (erf and sqrt take --mu)".into(),
+            ))
+        }
+    };
+    let x = npy::read_matrix(&a.io.input)?;
+    let b = npy::read_matrix(&a.other)?;
+    let call = Surrogate::PairwiseMax {
+        a: x.view(),
+        b: b.view(),
+        form,
+    };
+    surrogate(&a.io, &call)
+}
+
+/// Per-column weights of a binary loss, as a `[1, C]` row broadcast over the rows.
+fn column_weights(path: Option<&Path>) -> Result<Option<Array2<f32>>, Failure> {
+    Ok(path
+        .map(npy::read_vector)
+        .transpose()?
+        .map(|w| w.insert_axis(Axis(0))))
+}
+
+fn logistic(a: LogisticArgs) -> Result<(), Failure> {
+    let x = npy::read_matrix(&a.io.input)?;
+    let y = npy::read_matrix(&a.target)?;
+    let w = column_weights(a.weight.as_deref())?;
+    let pw = a.pos_weight.as_deref().map(npy::read_vector).transpose()?;
+    let call = Surrogate::Binary {
+        logits: x.view(),
+        labels: y.view(),
+        loss: BinaryLoss::Logistic,
+        options: BinaryOptions {
+            weight: w.as_ref().map(|w| w.view()),
+            pos_weight: pw.as_ref().map(|p| p.view()),
+            reduction: reduction_of(a.reduction.reduction),
+        },
+    };
+    surrogate(&a.io, &call)
+}
+
+fn margin(a: MarginArgs, loss: BinaryLoss) -> Result<(), Failure> {
+    let x = npy::read_matrix(&a.io.input)?;
+    let y = npy::read_matrix(&a.target)?;
+    let w = column_weights(a.weight.as_deref())?;
+    let call = Surrogate::Binary {
+        logits: x.view(),
+        labels: y.view(),
+        loss,
+        options: BinaryOptions {
+            weight: w.as_ref().map(|w| w.view()),
+            pos_weight: None,
+            reduction: reduction_of(a.reduction.reduction),
+        },
+    };
+    surrogate(&a.io, &call)
+}
+
+fn multi_margin(a: MultiMarginArgs) -> Result<(), Failure> {
+    let x = npy::read_matrix(&a.io.input)?;
+    let y = classes(&a.target)?;
+    let w = a.weight.as_deref().map(npy::read_vector).transpose()?;
+    let call = Surrogate::MultiMargin {
+        logits: x.view(),
+        targets: y.view(),
+        options: MultiMarginOptions {
+            p: a.p,
+            margin: a.margin,
+            weight: w.as_ref().map(|w| w.view()),
+            reduction: reduction_of(a.reduction.reduction),
+        },
+    };
+    surrogate(&a.io, &call)
+}
+
+/// Validates a surrogate call on the host, opens the backend, runs it, writes `output.npy` (or
+/// `loss.npy` for the losses), `grad.npy` and, for the pairwise max, `grad_b.npy`.
+fn surrogate(io: &Io, call: &Surrogate) -> Result<(), Failure> {
+    smoothmax::surrogates::validate(call)?;
+    let out = backend(io.device)?.surrogate(call)?;
+    let is_loss = matches!(
+        call,
+        Surrogate::Binary { .. } | Surrogate::MultiMargin { .. }
+    );
+    let name = if is_loss { "loss.npy" } else { "output.npy" };
+    let value: Box<dyn WriteNpy> = match out.value {
+        Value::Scalar(v) => Box::new(ndarray::arr0(v)),
+        Value::PerRow(v) => Box::new(v),
+        Value::Matrix(m) => Box::new(m),
+    };
+    let mut files: Vec<(&str, &dyn WriteNpy)> =
+        vec![(name, value.as_ref()), ("grad.npy", &out.grad)];
+    if let Some(gb) = &out.grad_b {
+        files.push(("grad_b.npy", gb));
+    }
+    write(&io.out, &files)
+}
+
+/// Writing the outputs fails at run time (a full disk, a read-only directory): exit 1.
+fn write(dir: &Path, files: &[(&str, &dyn WriteNpy)]) -> Result<(), Failure> {
+    npy::write_outputs(dir, files).map_err(Failure::Runtime)
+}
