@@ -380,11 +380,11 @@ fn ce_write_grad(it: Item, f: Fin, xy: f32) {
     let begin = seg_begin(it);
     let end = seg_end(it);
     let ok = f.state == 2u;
-    let m = vec4<f32>(f.m);
+    let m = f.m;
     for (var j = begin + it.lane; j < select(begin, end, ok); j += ROW_THREADS) {
         let xv = cap4(load4(it.row, j));
         // -inf logits: exp2 of the clamped -182 underflows to exactly 0.
-        var g = exp_t4(xv - m) * (f.inv_s * f.a_coef);
+        var g = exp_sub4(xv, m) * (f.inv_s * f.a_coef);
         if ce_linear() {
             g -= f.coef * k4(it.row, j);
         }
@@ -401,7 +401,7 @@ fn ce_write_grad(it: Item, f: Fin, xy: f32) {
     let jy = u32(f.y) / 4u;
     if ok && f.y >= 0 && jy >= begin && jy < end && (jy - begin) % ROW_THREADS == it.lane {
         // g_y = ty (p_y - 1) + p_y (A - ty) - coef k_y: the (p_y - 1) formed directly.
-        let p = exp_t(xy - f.m) * f.inv_s;
+        let p = exp_sub(xy, f.m) * f.inv_s;
         var k = 1.0;
         if ce_has(CE_WEIGHT) {
             k = weight1(u32(f.y));

@@ -32,7 +32,7 @@ struct Params {
     seg_len: u32,     // vec4 units per segment
     groups_x: u32,    // workgroups along x of the folded 2-D grid
     temperature: f32, // T > 0: every op sees x / T
-    inv_temperature: f32, // 1 / T
+    exp_h: f32,       // h of the exponent fma(x, h, -m*h) * c (src/scale.rs); 2^64 when TINY_T
     neg_inf: f32,     // -inf, +inf, NaN: WGSL has no literal for them
     pos_inf: f32,
     nan: f32,
@@ -42,8 +42,8 @@ struct Params {
     x_base: u32,
     x_stride: u32,
     y_base: u32,
-    log2e_over_t: f32, // log2(e) / T
-    _pad1: u32,
+    exp_c: f32,       // c = kappa * log2(e) / h, kappa = 1/T (or |beta|)
+    exp_c_log: f32,   // kappa / h: the same for log-domain outputs
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -53,8 +53,8 @@ struct Params {
 
 // The online softmax normalizer (Milakov & Gimelshein 2018, arXiv 1805.02867), at temperature T:
 // m = running max of the raw values x (LOWEST when none), s = sum of exp((x - m) / T).
-// Since max(x / T) = max(x) / T, the exponent is formed as (x - m) * (1/T): x - m is exact
-// for nearby values, whereas x / T in f32 would lose eps*|x/T| before the max is taken off.
+// Since max(x / T) = max(x) / T, the exponent is formed from x - m: exact for nearby values,
+// whereas x / T in f32 would lose eps*|x/T| before the max is taken off (`shifted` below).
 // Then lse_T = T * ln sum exp(x/T) = m + T * ln s.
 //
 // Non-finite values are not masked out of the sums: a -inf adds exp2(max(-inf, -182)) = 0,
@@ -74,17 +74,34 @@ fn stats_empty() -> Stats {
     return Stats(LOWEST, 0.0, 0u, i32(-2147483647 - 1));
 }
 
-// exp(d / T) for d <= 0, as exp2(d * log2(e) / T): GPUs and lavapipe evaluate exp(u) as
-// exp2(u * log2(e)) anyway, so folding log2(e) into 1 / T on the host saves a multiply per
-// element (and a rounding). The argument is clamped at -182 (2^-182 is far below the smallest
-// f32) so no kernel ever evaluates exp2(-inf), which the finite-math assumption leaves
-// undefined.
-fn exp_t(d: f32) -> f32 {
-    return exp2(max(d * params.log2e_over_t, -182.0));
+// (x - m) * h, formed so that no accepted temperature and no finite row overflows where the
+// exact exponent does not (src/scale.rs has the table): fma(x, h, -m*h) with h = 1/2 for
+// T > 1 (x/2 - m/2 cannot overflow) and h = 1 otherwise; for temperatures below 1/f32::MAX
+// (TINY_T, compile-time) (x - m) * 2^64, exact wherever the result is not -inf.
+fn shifted(v: f32, m: f32) -> f32 {
+    if TINY_T {
+        return (v - m) * params.exp_h;
+    }
+    return fma(v, params.exp_h, -m * params.exp_h);
 }
 
-fn exp_t4(d: vec4<f32>) -> vec4<f32> {
-    return exp2(max(d * params.log2e_over_t, vec4<f32>(-182.0)));
+fn shifted4(v: vec4<f32>, m: f32) -> vec4<f32> {
+    if TINY_T {
+        return (v - vec4<f32>(m)) * params.exp_h;
+    }
+    return fma(v, vec4<f32>(params.exp_h), vec4<f32>(-m * params.exp_h));
+}
+
+// exp((v - m) / T) for v <= m, as exp2(shifted(v, m) * log2(e) / (T h)): GPUs and lavapipe
+// evaluate exp(u) as exp2(u * log2(e)) anyway, so log2(e) is folded into c on the host. The
+// argument is clamped at -182 (2^-182 is far below the smallest f32) so no kernel ever
+// evaluates exp2(-inf), which the finite-math assumption leaves undefined.
+fn exp_sub(v: f32, m: f32) -> f32 {
+    return exp2(max(shifted(v, m) * params.exp_c, -182.0));
+}
+
+fn exp_sub4(v: vec4<f32>, m: f32) -> vec4<f32> {
+    return exp2(max(shifted4(v, m) * params.exp_c, vec4<f32>(-182.0)));
 }
 
 fn hmax4(v: vec4<f32>) -> f32 {
@@ -123,15 +140,14 @@ fn has_pos_inf(st: Stats) -> bool {
 // around the exp, not the exp, is what this loop pays for).
 fn absorb16(st: Stats, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) -> Stats {
     let m = max(st.m, hmax4(max(max(v0, v1), max(v2, v3))));
-    let mv = vec4<f32>(m);
-    let e = (exp_t4(v0 - mv) + exp_t4(v1 - mv)) + (exp_t4(v2 - mv) + exp_t4(v3 - mv));
+    let e = (exp_sub4(v0, m) + exp_sub4(v1, m)) + (exp_sub4(v2, m) + exp_sub4(v3, m));
     let mask = vec4<u32>(0x7fffffffu);
     let a = max(max(bitcast<vec4<u32>>(v0) & mask, bitcast<vec4<u32>>(v1) & mask),
                 max(bitcast<vec4<u32>>(v2) & mask, bitcast<vec4<u32>>(v3) & mask));
     let b = max(max(bitcast<vec4<i32>>(v0), bitcast<vec4<i32>>(v1)), max(bitcast<vec4<i32>>(v2), bitcast<vec4<i32>>(v3)));
     return Stats(
         m,
-        st.s * exp_t(st.m - m) + hsum4(e),
+        st.s * exp_sub(st.m, m) + hsum4(e),
         max(st.abits, max(max(a.x, a.y), max(a.z, a.w))),
         max(st.ibits, max(max(b.x, b.y), max(b.z, b.w))),
     );
@@ -140,13 +156,13 @@ fn absorb16(st: Stats, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32
 // Folds four values.
 fn absorb(st: Stats, v: vec4<f32>) -> Stats {
     let m = max(st.m, hmax4(v));
-    return Stats(m, st.s * exp_t(st.m - m) + hsum4(exp_t4(v - vec4<f32>(m))), max(st.abits, abits4(v)), max(st.ibits, ibits4(v)));
+    return Stats(m, st.s * exp_sub(st.m, m) + hsum4(exp_sub4(v, m)), max(st.abits, abits4(v)), max(st.ibits, ibits4(v)));
 }
 
 // (m_a, s_a) + (m_b, s_b) = (m, s_a e^{(m_a - m)/T} + s_b e^{(m_b - m)/T}), m = max(m_a, m_b).
 fn merge(a: Stats, b: Stats) -> Stats {
     let m = max(a.m, b.m);
-    return Stats(m, a.s * exp_t(a.m - m) + b.s * exp_t(b.m - m), max(a.abits, b.abits), max(a.ibits, b.ibits));
+    return Stats(m, a.s * exp_sub(a.m, m) + b.s * exp_sub(b.m, m), max(a.abits, b.abits), max(a.ibits, b.ibits));
 }
 
 // A row's normalizer is usable when it saw no NaN, no +inf and at least one finite value.
@@ -154,7 +170,9 @@ fn stats_finite(st: Stats) -> bool {
     return !has_nan(st) && !has_pos_inf(st) && (st.s > 0.0);
 }
 
-// lse_T = m + T * ln s; NaN wins over +inf wins over "no finite value" (-inf).
+// lse_T = m + T * ln s; NaN wins over +inf wins over "no finite value" (-inf). For T > 1 it
+// is T * (m/T + ln s): T * ln s alone can overflow where the sum does not ([-3e38] * 3 at
+// T = 3e38 is 0.74e38), and m/T cannot.
 fn lse_of(st: Stats) -> f32 {
     if has_nan(st) {
         return params.nan;
@@ -165,7 +183,11 @@ fn lse_of(st: Stats) -> f32 {
     if st.s <= 0.0 {
         return params.neg_inf;
     }
-    return st.m + params.temperature * log(st.s);
+    let t = params.temperature;
+    if t > 1.0 {
+        return t * (st.m / t + log(st.s));
+    }
+    return st.m + t * log(st.s);
 }
 
 fn store_partial(row: u32, seg: u32, st: Stats) {

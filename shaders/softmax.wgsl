@@ -17,18 +17,18 @@ fn write_item(it: Item, st: Stats) {
     let begin = seg_begin(it);
     let end = seg_end(it);
     let ok = stats_finite(st);
-    let m = vec4<f32>(st.m);
+    let m = st.m;
     let fill = vec4<f32>(params.nan);
     if LOG_OUTPUT {
         let ln_s = vec4<f32>(log(st.s));
         for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
-            let v = (load4(it.row, j) - m) * params.inv_temperature - ln_s;
+            let v = shifted4(load4(it.row, j), m) * params.exp_c_log - ln_s;
             store4(it.row, j, select(fill, v, ok));
         }
     } else {
         let inv_s = 1.0 / st.s;
         for (var j = begin + it.lane; j < end; j += ROW_THREADS) {
-            store4(it.row, j, select(fill, exp_t4(load4(it.row, j) - m) * inv_s, ok));
+            store4(it.row, j, select(fill, exp_sub4(load4(it.row, j), m) * inv_s, ok));
         }
     }
 }

@@ -108,6 +108,7 @@ mod error;
 pub mod gpu;
 mod ops;
 mod reference;
+mod scale;
 pub mod surrogates;
 
 pub use cpu::{Cpu, CpuIsa};

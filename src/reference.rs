@@ -29,7 +29,11 @@ enum RowKind {
     Finite { m: f64, s: f64 },
 }
 
-fn classify(xs: &[f64]) -> RowKind {
+/// A row's kind, and for a finite row its max `m` (of the raw values) and
+/// `s = Σ exp((x − m)/T)`: the difference is formed before dividing (in f64, exact or nearly
+/// so for nearby values), so a row of values `ε·|x|` apart keeps its spread even when `|x/T|`
+/// is far beyond `2⁵³`.
+fn classify(xs: &[f64], t: f64) -> RowKind {
     if xs.iter().any(|x| x.is_nan()) {
         return RowKind::HasNan;
     }
@@ -40,26 +44,25 @@ fn classify(xs: &[f64]) -> RowKind {
     if m == f64::NEG_INFINITY {
         return RowKind::NoFinite;
     }
-    let s = xs.iter().map(|&x| (x - m).exp()).sum();
+    let s = xs.iter().map(|&x| ((x - m) / t).exp()).sum();
     RowKind::Finite { m, s }
 }
 
-/// A row divided by the temperature, in f64 (`x / T` is exact-then-rounded to f64).
-fn scaled(row: ArrayView1<f32>, t: f64) -> Vec<f64> {
-    row.iter().map(|&x| x as f64 / t).collect()
+fn widen(row: ArrayView1<f32>) -> Vec<f64> {
+    row.iter().map(|&x| x as f64).collect()
 }
 
 impl Reference {
-    /// `T · logsumexp(x / T)` per row, in f64.
+    /// `T · logsumexp(x / T) = m + T·ln s` per row, in f64.
     pub fn logsumexp_f64(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array1<f64>> {
         check_temperature(temperature)?;
         let t = temperature as f64;
         Ok(x.axis_iter(Axis(0))
-            .map(|row| match classify(&scaled(row, t)) {
+            .map(|row| match classify(&widen(row), t) {
                 RowKind::HasNan => f64::NAN,
                 RowKind::HasPosInf => f64::INFINITY,
                 RowKind::NoFinite => f64::NEG_INFINITY,
-                RowKind::Finite { m, s } => t * (m + s.ln()),
+                RowKind::Finite { m, s } => m + t * s.ln(),
             })
             .collect())
     }
@@ -75,16 +78,16 @@ impl Reference {
         let t = temperature as f64;
         let mut out = Array2::<f64>::zeros(x.raw_dim());
         for (row, mut dst) in x.axis_iter(Axis(0)).zip(out.axis_iter_mut(Axis(0))) {
-            let xs = scaled(row, t);
-            match classify(&xs) {
+            let xs = widen(row);
+            match classify(&xs, t) {
                 RowKind::HasNan | RowKind::HasPosInf | RowKind::NoFinite => dst.fill(f64::NAN),
                 RowKind::Finite { m, s } => {
                     for (d, &v) in dst.iter_mut().zip(&xs) {
-                        // (x − m) − ln s, not x − lse: keeps full precision under a large shift.
+                        // (x − m)/T − ln s, not x/T − lse: full precision under a large shift.
                         *d = if log {
-                            (v - m) - s.ln()
+                            (v - m) / t - s.ln()
                         } else {
-                            (v - m).exp() / s
+                            ((v - m) / t).exp() / s
                         };
                     }
                 }

@@ -6,6 +6,7 @@
 
 use super::exp::{C1, C2, HI, LO, LOG2E, MAGIC_BITS, ROUND_MAGIC};
 use super::rows::SUM_BLOCK;
+use crate::scale::RowScale;
 use std::arch::x86_64::*;
 
 /// Eight `e^x` at once (Cephes expf, see exp.rs); lanes below `LO` give exactly 0.
@@ -111,7 +112,7 @@ pub(crate) unsafe fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
     (m, bits)
 }
 
-/// `Σ e^{(x − m)·inv_t}`, storing each term into `store` when given; blocked (`SUM_BLOCK`
+/// `Σ e^{fma(x, h, −m·h)·c}` (see `crate::scale`; not for tiny temperatures), storing each term into `store` when given; blocked (`SUM_BLOCK`
 /// floats in two f32 vectors, the block sums in f64). One cache line of `next`
 /// (the following row) is prefetched into L2 per 16 floats: this loop is compute-bound, so the
 /// next row's DRAM read overlaps it instead of stalling the next max pass (measured: about
@@ -123,13 +124,17 @@ pub(crate) unsafe fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn exp_sum(
     x: &[f32],
-    m: f32,
-    inv_t: f32,
+    sc: &RowScale,
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> f32 {
+    debug_assert!(!sc.tiny);
     let pf = next.len().min(x.len()) / 16 * 16;
-    let (vm, vt) = (_mm256_set1_ps(m), _mm256_set1_ps(inv_t));
+    let (vh, vmh, vc) = (
+        _mm256_set1_ps(sc.h),
+        _mm256_set1_ps(sc.mh),
+        _mm256_set1_ps(sc.c),
+    );
     let mut total = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let n = x.len() / 16 * 16;
     // Where each term goes, when wanted: one loop for both cases (the test is loop-invariant
@@ -153,12 +158,12 @@ pub(crate) unsafe fn exp_sum(
                     _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
                 }
                 let e0 = exp8(_mm256_mul_ps(
-                    _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm),
-                    vt,
+                    _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vh, vmh),
+                    vc,
                 ));
                 let e1 = exp8(_mm256_mul_ps(
-                    _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vm),
-                    vt,
+                    _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vh, vmh),
+                    vc,
                 ));
                 if !out_ptr.is_null() {
                     _mm256_storeu_ps(out_ptr.add(i), e0);
@@ -172,7 +177,7 @@ pub(crate) unsafe fn exp_sum(
     }
     let mut tail = 0.0f32;
     for i in n..x.len() {
-        let e = super::exp::exp_with::<super::exp::Fused>((x[i] - m) * inv_t);
+        let e = super::exp::exp_with::<super::exp::Fused>(x[i].mul_add(sc.h, sc.mh) * sc.c);
         if let Some(o) = out.as_deref_mut() {
             o[i] = e;
         }

@@ -18,6 +18,7 @@ use crate::cross_entropy::{
     finish, prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Targets,
 };
 use crate::error::{Error, Result};
+use crate::scale::ExpScale;
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
@@ -86,7 +87,8 @@ fn stats<A: Arith, const LIN: bool>(
     if nan || pos_inf {
         return st;
     }
-    st.s = exp_sum::<A>(x, m, 1.0, store, next);
+    // T = 1: the exponent is `x − m` (an overflowing difference is correctly −inf).
+    st.s = exp_sum::<A>(x, &ExpScale::new(1.0, 1.0).row(m), store, next);
     if LIN && A::SIMD {
         #[cfg(target_arch = "x86_64")]
         {

@@ -8,6 +8,8 @@
 //! (so `exp(−inf) = 0`, as the masked softmax needs); above `HI` it is `+inf`. NaN in gives an
 //! unspecified value: callers flag NaN rows before they get here.
 
+use crate::scale::RowScale;
+
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split: `C1` = 355/512 has few mantissa bits so `n·C1` is exact for |n| < 2^9.
 pub(crate) const C1: f32 = 355.0 / 512.0;
@@ -37,7 +39,7 @@ pub(crate) trait Arith: Copy {
 
     /// The row kernels' two hot loops; see cpu/rows.rs.
     fn max_and_abs_bits(x: &[f32]) -> (f32, u32);
-    fn exp_sum(x: &[f32], m: f32, inv_t: f32, store: Option<&mut [f32]>, next: &[f32]) -> f32;
+    fn exp_sum(x: &[f32], sc: &RowScale, store: Option<&mut [f32]>, next: &[f32]) -> f32;
 }
 
 /// `a.mul_add(b, c)`: only for code compiled with the `fma` target feature.
@@ -67,12 +69,14 @@ impl Arith for Fused {
     }
 
     #[inline(always)]
-    fn exp_sum(x: &[f32], m: f32, inv_t: f32, store: Option<&mut [f32]>, next: &[f32]) -> f32 {
+    fn exp_sum(x: &[f32], sc: &RowScale, store: Option<&mut [f32]>, next: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        return unsafe { super::avx2::exp_sum(x, m, inv_t, store, next) };
-        #[cfg(not(target_arch = "x86_64"))]
-        super::rows::exp_sum_portable::<Self>(x, m, inv_t, store)
+        if !sc.tiny {
+            // SAFETY: as above.
+            return unsafe { super::avx2::exp_sum(x, sc, store, next) };
+        }
+        let _ = next;
+        super::rows::exp_sum_portable::<Self>(x, sc, store)
     }
 }
 
@@ -90,8 +94,8 @@ impl Arith for Separate {
     }
 
     #[inline(always)]
-    fn exp_sum(x: &[f32], m: f32, inv_t: f32, store: Option<&mut [f32]>, _next: &[f32]) -> f32 {
-        super::rows::exp_sum_portable::<Self>(x, m, inv_t, store)
+    fn exp_sum(x: &[f32], sc: &RowScale, store: Option<&mut [f32]>, _next: &[f32]) -> f32 {
+        super::rows::exp_sum_portable::<Self>(x, sc, store)
     }
 }
 

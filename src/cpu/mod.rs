@@ -17,6 +17,7 @@ pub use isa::{CpuIsa, ISA_ENV};
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, Backend, RowOp, RowOutput};
+use crate::scale::ExpScale;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use rows::{row_stats, softmax_row};
@@ -184,11 +185,12 @@ fn softmax_slices(
     let xs = x
         .as_slice()
         .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
+    let es = ExpScale::temperature(t, 1.0);
     if let Some(per) = ELEMS_PER_TASK.checked_div(cols) {
         let rows_per_task = per.max(1);
         out.par_chunks_mut(rows_per_task * cols)
             .zip(xs.par_chunks(rows_per_task * cols))
-            .for_each(|(o, x)| softmax_rows(isa, x, o, cols, t, log));
+            .for_each(|(o, x)| softmax_rows(isa, x, o, cols, &es, log));
     }
     Ok(())
 }
@@ -230,21 +232,21 @@ macro_rules! multiversion {
 }
 
 multiversion! {
-    fn lse_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32) {
+    fn lse_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32, es: &ExpScale) {
         for (i, o) in out.iter_mut().enumerate() {
             let row = &x[i * cols..(i + 1) * cols];
             let next = x.get((i + 1) * cols..(i + 2) * cols).unwrap_or(&[]);
-            *o = row_stats::<A>(row, next, 1.0 / t).logsumexp(t);
+            *o = row_stats::<A>(row, next, es).logsumexp(t);
         }
     }
 }
 
 multiversion! {
-    fn softmax_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32, log: bool) {
+    fn softmax_rows(x: &[f32], out: &mut [f32], cols: usize, es: &ExpScale, log: bool) {
         for (i, o) in out.chunks_exact_mut(cols).enumerate() {
             let row = &x[i * cols..(i + 1) * cols];
             let next = x.get((i + 1) * cols..(i + 2) * cols).unwrap_or(&[]);
-            softmax_row::<A>(row, next, o, 1.0 / t, log);
+            softmax_row::<A>(row, next, o, es, log);
         }
     }
 }
@@ -281,9 +283,10 @@ impl Backend for Cpu {
             RowOp::LogSumExp => {
                 let mut out = vec![f32::NEG_INFINITY; rows];
                 if cols > 0 {
+                    let es = ExpScale::temperature(t, 1.0);
                     out.par_chunks_mut(rows_per_task)
                         .zip(xs.par_chunks(rows_per_task * cols))
-                        .for_each(|(o, x)| lse_rows(isa, x, o, cols, t));
+                        .for_each(|(o, x)| lse_rows(isa, x, o, cols, t, &es));
                 }
                 RowOutput::PerRow(Array1::from_vec(out))
             }

@@ -2,8 +2,9 @@
 //!
 //! 1. the max `m` of the raw values, and whether anything non-finite is present (bit tests,
 //!    the way the GPU kernels classify); since `max(x/T) = max(x)/T` the exponent is
-//!    `(x − m)·(1/T)`, and `x − m` is exact for nearby values where `x/T` in f32 would lose
-//!    `ε·|x/T|`;
+//!    `(x − m)/T`, and `x − m` is exact for nearby values where `x/T` in f32 would lose
+//!    `ε·|x/T|` (formed as `crate::scale` says, so no accepted `T` and no finite row
+//!    overflows where the exact value does not);
 //! 2. `s = Σ e^{(x − m)/T}` in `L` independent lanes (so it vectorizes), storing each `e` into
 //!    the output when softmax is wanted;
 //! 3. softmax: `out ← out · (1/s)`; log-softmax: `out = (x − m)/T − ln s` (no exp).
@@ -12,6 +13,7 @@
 //! one for the output). Then `T·lse(x/T) = m + T·ln s`.
 
 use super::exp::{exp_with, Arith};
+use crate::scale::{ExpScale, RowScale};
 
 /// Lanes per block of the portable code (the AVX2 build uses intrinsics, see avx2.rs).
 pub(crate) const L: usize = 16;
@@ -31,7 +33,9 @@ pub(crate) struct RowStats {
 }
 
 impl RowStats {
-    /// `m + T · ln s`, or the table's answer for a non-finite row.
+    /// `m + T · ln s`, or the table's answer for a non-finite row. For `T > 1` it is
+    /// `T·(m/T + ln s)`: `T·ln s` alone can overflow where the sum does not (three values of
+    /// −3e38 at `T = 3e38` give 0.74e38), and `m/T` cannot.
     #[inline(always)]
     pub fn logsumexp(&self, t: f32) -> f32 {
         if self.nan {
@@ -40,6 +44,8 @@ impl RowStats {
             f32::INFINITY
         } else if self.s == 0.0 {
             f32::NEG_INFINITY
+        } else if t > 1.0 {
+            t * (self.m / t + self.s.ln())
         } else {
             self.m + t * self.s.ln()
         }
@@ -116,27 +122,35 @@ pub(crate) fn lanes_sum(mut v: [f32; L]) -> f32 {
 /// C = 33858, a log-softmax off by 1.7% of its tail mass (tests/summation.rs).
 pub(crate) const SUM_BLOCK: usize = 512;
 
-/// Pass 2: `Σ e^{(x − m)·inv_t}`, also storing each term into `store` when given; `next` is
+/// Pass 2: `Σ e^{κ(x − m)}`, also storing each term into `store` when given; `next` is
 /// the following row (prefetched, where the build can), or empty. Blocked (see [`SUM_BLOCK`]).
 #[inline(always)]
 pub(crate) fn exp_sum<A: Arith>(
     x: &[f32],
-    m: f32,
-    inv_t: f32,
+    sc: &RowScale,
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> f32 {
-    A::exp_sum(x, m, inv_t, store, next)
+    A::exp_sum(x, sc, store, next)
 }
 
-/// Portable pass 2.
+/// Portable pass 2 (and every build's path for tiny temperatures).
 #[inline(always)]
 pub(crate) fn exp_sum_portable<A: Arith>(
     x: &[f32],
-    m: f32,
-    inv_t: f32,
+    sc: &RowScale,
     store: Option<&mut [f32]>,
 ) -> f32 {
+    if sc.tiny {
+        exp_sum_with::<A>(x, store, |v| ((v - sc.m) * sc.h) * sc.c)
+    } else {
+        exp_sum_with::<A>(x, store, |v| A::fma(v, sc.h, sc.mh) * sc.c)
+    }
+}
+
+/// Pass 2 with the exponent `z(x)`.
+#[inline(always)]
+fn exp_sum_with<A: Arith>(x: &[f32], store: Option<&mut [f32]>, z: impl Fn(f32) -> f32) -> f32 {
     let mut total = 0.0f64;
     match store {
         Some(out) => {
@@ -146,13 +160,13 @@ pub(crate) fn exp_sum_portable<A: Arith>(
                 let mut xb = x.chunks_exact(L);
                 for (o, b) in (&mut ob).zip(&mut xb) {
                     for l in 0..L {
-                        let e = exp_with::<A>((b[l] - m) * inv_t);
+                        let e = exp_with::<A>(z(b[l]));
                         o[l] = e;
                         acc[l] += e;
                     }
                 }
                 for (o, &v) in ob.into_remainder().iter_mut().zip(xb.remainder()) {
-                    let e = exp_with::<A>((v - m) * inv_t);
+                    let e = exp_with::<A>(z(v));
                     *o = e;
                     acc[0] += e;
                 }
@@ -165,11 +179,11 @@ pub(crate) fn exp_sum_portable<A: Arith>(
                 let mut xb = x.chunks_exact(L);
                 for b in &mut xb {
                     for l in 0..L {
-                        acc[l] += exp_with::<A>((b[l] - m) * inv_t);
+                        acc[l] += exp_with::<A>(z(b[l]));
                     }
                 }
                 for &v in xb.remainder() {
-                    acc[0] += exp_with::<A>((v - m) * inv_t);
+                    acc[0] += exp_with::<A>(z(v));
                 }
                 total += lanes_sum(acc) as f64;
             }
@@ -180,23 +194,23 @@ pub(crate) fn exp_sum_portable<A: Arith>(
 
 /// Passes 1 and 2 (stats only).
 #[inline(always)]
-pub(crate) fn row_stats<A: Arith>(x: &[f32], next: &[f32], inv_t: f32) -> RowStats {
+pub(crate) fn row_stats<A: Arith>(x: &[f32], next: &[f32], es: &ExpScale) -> RowStats {
     let (m, nan, pos_inf) = row_max::<A>(x);
     let s = if nan || pos_inf {
         0.0
     } else {
-        exp_sum::<A>(x, m, inv_t, None, next)
+        exp_sum::<A>(x, &es.row(m), None, next)
     };
     RowStats { m, s, nan, pos_inf }
 }
 
-/// Softmax (or log-softmax) of one row at temperature `1 / inv_t` into `out`.
+/// Softmax (or log-softmax) of one row at the temperature `es` was made for, into `out`.
 #[inline(always)]
 pub(crate) fn softmax_row<A: Arith>(
     x: &[f32],
     next: &[f32],
     out: &mut [f32],
-    inv_t: f32,
+    es: &ExpScale,
     log: bool,
 ) {
     let (m, nan, pos_inf) = row_max::<A>(x);
@@ -204,19 +218,26 @@ pub(crate) fn softmax_row<A: Arith>(
         out.fill(f32::NAN);
         return;
     }
+    let sc = es.row(m);
     if log {
-        let s = exp_sum::<A>(x, m, inv_t, None, next);
+        let s = exp_sum::<A>(x, &sc, None, next);
         if s == 0.0 {
             out.fill(f32::NAN); // no finite value
             return;
         }
         let ln_s = s.ln();
-        for (o, &v) in out.iter_mut().zip(x) {
-            // (x − m)/T − ln s: exact under a large common shift, −inf stays −inf.
-            *o = (v - m) * inv_t - ln_s;
+        // (x − m)/T − ln s: exact under a large common shift, −inf stays −inf.
+        if sc.tiny {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = ((v - m) * sc.h) * sc.c_log - ln_s;
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = A::fma(v, sc.h, sc.mh) * sc.c_log - ln_s;
+            }
         }
     } else {
-        let s = exp_sum::<A>(x, m, inv_t, Some(out), next);
+        let s = exp_sum::<A>(x, &sc, Some(out), next);
         if s == 0.0 {
             out.fill(f32::NAN);
             return;

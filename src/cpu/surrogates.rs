@@ -6,6 +6,7 @@ use super::exp::exp;
 use super::ELEMS_PER_TASK;
 use crate::cross_entropy::Reduction;
 use crate::error::Result;
+use crate::scale::ExpScale;
 use crate::surrogates::{
     flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss,
     PairwiseForm, Prepared, Surrogate, SurrogateOutput, Value,
@@ -24,15 +25,50 @@ pub(crate) enum Weights {
     Target(u32),
 }
 
+/// The exponent's scale `κ` of a softmax-weighted op: Boltzmann's `|β|` (multiplied in) or
+/// `1/T` (divided by `T`, which stays exact for subnormal `T` where `1/T` overflows).
+#[derive(Copy, Clone)]
+pub(crate) enum Kappa {
+    /// `κ = |β|`.
+    Beta(f32),
+    /// `κ = 1/T`.
+    Temperature(f32),
+}
+
+impl Kappa {
+    fn scale(self) -> ExpScale {
+        match self {
+            Kappa::Beta(b) => ExpScale::new(b as f64, 1.0),
+            Kappa::Temperature(t) => ExpScale::temperature(t, 1.0),
+        }
+    }
+
+    /// `κ·v`, with `v` formed from bounded factors first so that this, the one product with
+    /// the unbounded parameter, overflows only where the exact value does.
+    #[inline]
+    fn times(self, v: f32) -> f32 {
+        match self {
+            Kappa::Beta(b) => v * b,
+            Kappa::Temperature(t) => v / t,
+        }
+    }
+
+    fn is_zero(self) -> bool {
+        matches!(self, Kappa::Beta(b) if b == 0.0)
+    }
+}
+
 /// One row of the softmax-weighted family, with `p = softmax(κ·s·x)` (`s = ±1`, `κ ≥ 0`):
 /// returns `f = Σ g_j p_j` (for `Weights::X`, `s·f` in the units of `x`) and writes
 /// `grad_j = u·p_j·(a + κ(g_j − f))`, the gradient of `u·f` (with `a = 1` for Boltzmann, where
 /// `g` depends on `x`). Rows outside the softmax table's finite case give NaN everywhere.
+/// The exponent is formed as `crate::scale` says; `g_j − f` in f64 (for Boltzmann `x_j − m`
+/// can exceed f32 when the row spans more than `f32::MAX`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn weighted_row(
     x: &[f32],
     sign: f32,
-    kappa: f32,
+    kappa: Kappa,
     g: Weights,
     a: f32,
     u: f32,
@@ -47,17 +83,18 @@ pub(crate) fn weighted_row(
         inf |= v.is_infinite();
         m = m.max(v);
     }
-    if nan || pos_inf || m == f32::NEG_INFINITY || (kappa == 0.0 && inf) {
+    if nan || pos_inf || m == f32::NEG_INFINITY || (kappa.is_zero() && inf) {
         grad.fill(f32::NAN);
         return f32::NAN;
     }
-    let gj = |j: usize, v: f32| -> f32 {
+    let gj = |j: usize, v: f32| -> f64 {
         match g {
-            Weights::X => v - m,
-            Weights::Index => j as f32,
-            Weights::Target(y) => (j == y as usize) as u8 as f32,
+            Weights::X => v as f64 - m as f64,
+            Weights::Index => j as f64,
+            Weights::Target(y) => (j == y as usize) as u8 as f64,
         }
     };
+    let sc = kappa.scale().row(m);
     // e_j = exp(κ(s·x_j − m)) is stored in grad while summing; −inf entries give exactly 0
     // and are skipped in the linear sum (their g would be −inf, and 0·inf is NaN).
     // The two sums run in f64: this loop is scalar anyway (its exp and g_j dominate), and an
@@ -66,26 +103,26 @@ pub(crate) fn weighted_row(
     let (mut s, mut l) = (0.0f64, 0.0f64);
     for (j, (gr, &v)) in grad.iter_mut().zip(x).enumerate() {
         let v = sign * v;
-        let e = exp(kappa * (v - m));
+        let e = exp(sc.shifted(v, |a, b, c| a * b + c) * sc.c);
         *gr = e;
         s += e as f64;
         if e > 0.0 {
-            l += (gj(j, v) * e) as f64;
+            l += gj(j, v) * e as f64;
         }
     }
-    let f = (l / s) as f32;
+    let f = l / s;
     let inv_s = (1.0 / s) as f32;
     for (j, (gr, &v)) in grad.iter_mut().zip(x).enumerate() {
-        let e = *gr;
-        *gr = if e > 0.0 {
-            u * e * inv_s * (a + kappa * (gj(j, sign * v) - f))
+        let p = *gr * inv_s;
+        *gr = if p > 0.0 {
+            u * (a * p + kappa.times(p * (gj(j, sign * v) - f) as f32))
         } else {
             0.0
         };
     }
     match g {
-        Weights::X => sign * (m + f),
-        _ => f,
+        Weights::X => (sign as f64 * (m as f64 + f)) as f32,
+        _ => f as f32,
     }
 }
 
@@ -255,7 +292,7 @@ pub(crate) fn surrogate(isa: super::CpuIsa, call: &Surrogate) -> Result<Surrogat
         Surrogate::BoltzmannMax { x, beta } => {
             let c = x.as_standard_layout();
             let sign = if *beta < 0.0 { -1.0 } else { 1.0 };
-            let k = beta.abs();
+            let k = Kappa::Beta(beta.abs());
             let (v, g) = par_rows(flat(&c)?, rows, cols, |_, r, g| {
                 weighted_row(r, sign, k, Weights::X, 1.0, 1.0, g)
             });
@@ -266,7 +303,7 @@ pub(crate) fn surrogate(isa: super::CpuIsa, call: &Surrogate) -> Result<Surrogat
         }
         Surrogate::SoftArgmax { x, temperature } => {
             let c = x.as_standard_layout();
-            let k = 1.0 / temperature;
+            let k = Kappa::Temperature(*temperature);
             let (v, g) = par_rows(flat(&c)?, rows, cols, |_, r, g| {
                 weighted_row(r, 1.0, k, Weights::Index, 0.0, 1.0, g)
             });
@@ -281,7 +318,7 @@ pub(crate) fn surrogate(isa: super::CpuIsa, call: &Surrogate) -> Result<Surrogat
             ..
         } => {
             let c = logits.as_standard_layout();
-            let (k, u) = (1.0 / temperature, 1.0 / rows as f32);
+            let (k, u) = (Kappa::Temperature(*temperature), 1.0 / rows as f32);
             let (v, g) = par_rows(flat(&c)?, rows, cols, |i, r, g| {
                 weighted_row(r, 1.0, k, Weights::Target(pr.class[i]), 0.0, u, g)
             });
@@ -427,14 +464,13 @@ fn macro_f1(
     let (f, coef) = macro_f1_from_columns(&tp, &pred, &count);
     let coef: Vec<(f32, f32)> = coef.iter().map(|&(h, v)| (h as f32, v as f32)).collect();
     let ps = p.as_slice().unwrap_or(&[]);
-    let inv_t = 1.0 / t;
     let (_, g) = par_rows(ps, rows, cols, |i, pr_row, g| {
         // grad_ij = p_ij (g_ij − Σ_k p_ik g_ik) / T with g_ik = v_k + 2[y_i = k] h_k.
         let y = pr.class[i] as usize;
         let gk = |k: usize| coef[k].1 + if k == y { 2.0 * coef[k].0 } else { 0.0 };
         let r: f32 = pr_row.iter().enumerate().map(|(k, &p)| p * gk(k)).sum();
         for (j, (o, &p)) in g.iter_mut().zip(pr_row).enumerate() {
-            *o = p * (gk(j) - r) * inv_t;
+            *o = p * (gk(j) - r) / t;
         }
         0.0
     });

@@ -212,6 +212,7 @@ pub(crate) fn record_ce(
         log_output: false,
         prob_targets: b.probs.is_some(),
         ce_bits: flags,
+        tiny_t: false, // T = 1
     };
     let bindings = || {
         vec![

@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use std::num::NonZeroU64;
 use wgpu::BufferUsages as U;
 
+use crate::scale::ExpScale;
+
 /// Mirrors `struct Params` in shaders/prelude.wgsl (64 bytes, all 4-byte fields).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -21,23 +23,45 @@ pub(crate) struct Params {
     pub seg_len: u32,
     pub groups_x: u32,
     pub temperature: f32,
-    pub inv_temperature: f32,
+    /// `h` of the exponent `fma(x, h, −m·h)·c` (see `crate::scale`; 2⁶⁴ for tiny `T`).
+    pub exp_h: f32,
     pub neg_inf: f32,
     pub pos_inf: f32,
     pub nan: f32,
     pub x_base: u32,
     pub x_stride: u32,
     pub y_base: u32,
-    /// log2(e) / T: `exp(d / T)` is evaluated as `exp2(d · log2(e)/T)`.
-    pub log2e_over_t: f32,
-    pub _pad: [u32; 1],
+    /// `c = κ·log₂e/h`: `exp(κ(x − m))` is evaluated as `exp2(fma(x, h, −m·h)·c)`.
+    pub exp_c: f32,
+    /// `κ/h`, for log-domain outputs.
+    pub exp_c_log: f32,
 }
 
 /// Size of [`Params`] in bytes.
 pub(crate) const PARAMS_BYTES: u64 = std::mem::size_of::<Params>() as u64;
 
 impl Params {
+    /// For temperature `T` (the exponent's scale is `1/T`).
     pub fn new(rows: usize, cols: usize, segs: u32, seg_len: u32, temperature: f32) -> Self {
+        Params::with_scale(
+            rows,
+            cols,
+            segs,
+            seg_len,
+            temperature,
+            &ExpScale::temperature(temperature, std::f64::consts::LOG2_E),
+        )
+    }
+
+    /// With the exponent's scale given (`κ` other than `1/T`, e.g. Boltzmann's `|β|`).
+    pub fn with_scale(
+        rows: usize,
+        cols: usize,
+        segs: u32,
+        seg_len: u32,
+        temperature: f32,
+        es: &ExpScale,
+    ) -> Self {
         Params {
             rows: rows as u32,
             cols: cols as u32,
@@ -46,15 +70,15 @@ impl Params {
             seg_len,
             groups_x: 0,
             temperature,
-            inv_temperature: 1.0 / temperature,
+            exp_h: es.h,
             neg_inf: f32::NEG_INFINITY,
             pos_inf: f32::INFINITY,
             nan: f32::NAN,
             x_base: 0,
             x_stride: cols as u32,
             y_base: 0,
-            log2e_over_t: (std::f64::consts::LOG2_E / temperature as f64) as f32,
-            _pad: [0; 1],
+            exp_c: es.c,
+            exp_c_log: es.c_log,
         }
     }
 

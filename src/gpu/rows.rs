@@ -9,6 +9,7 @@ use super::readback::{read_f32_parts, Wait};
 use super::shaders::{Family, ShaderKey};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, RowOp, RowOutput};
+use crate::scale::ExpScale;
 use ndarray::{Array1, Array2, ArrayView2};
 use wgpu::BufferUsages as U;
 
@@ -199,6 +200,7 @@ pub(crate) fn record_rows(
             log_output: op == RowOp::LogSoftmax,
             prob_targets: false,
             ce_bits: 0,
+            tiny_t: ExpScale::temperature(t, std::f64::consts::LOG2_E).tiny,
         };
         let yb = if lse_out {
             ctx.dummy.as_entire_binding()

@@ -123,6 +123,10 @@ pub(crate) struct ShaderKey {
     /// at compile time. Not uniform branches: lavapipe runs both sides of a uniform
     /// branch under a mask, so a forward-only call paid for the gradient loop (measured 2×).
     pub ce_bits: u32,
+    /// The exponent's scale overflows f32 (temperatures below `1/f32::MAX`): it is formed as
+    /// `((x − m)·h)·c` instead of `fma(x, h, −m·h)·c` (see `crate::scale`). Compile-time for
+    /// the same reason as `ce_bits`.
+    pub tiny_t: bool,
 }
 
 /// The values `row_threads` can take.
@@ -135,8 +139,9 @@ impl ShaderKey {
         let in_place = self.family == Family::CrossEntropyInPlace;
         let header = format!(
             "// specialization: {self:?}\nconst ROW_THREADS: u32 = {}u;\nconst LOG_OUTPUT: bool = {};\n\
-             const PROB_TARGETS: bool = {};\nconst CE_STATIC: u32 = {}u;\nconst IN_PLACE: bool = {in_place};\n\n",
-            self.row_threads, self.log_output, self.prob_targets, self.ce_bits
+             const PROB_TARGETS: bool = {};\nconst CE_STATIC: u32 = {}u;\nconst IN_PLACE: bool = {in_place};\n\
+             const TINY_T: bool = {};\n\n",
+            self.row_threads, self.log_output, self.prob_targets, self.ce_bits, self.tiny_t
         );
         let mut variant = (if self.vec4 { VEC4 } else { SCALAR }).to_string();
         // Where a gradient goes: y, or (in place) back over the logits in x, with x's layout.
@@ -209,14 +214,17 @@ impl ShaderKey {
                             _ => 0..1,
                         };
                         for ce_bits in ce_sets {
-                            keys.push(ShaderKey {
-                                family,
-                                vec4,
-                                row_threads,
-                                log_output,
-                                prob_targets,
-                                ce_bits,
-                            });
+                            for tiny_t in [false, true] {
+                                keys.push(ShaderKey {
+                                    family,
+                                    vec4,
+                                    row_threads,
+                                    log_output,
+                                    prob_targets,
+                                    ce_bits,
+                                    tiny_t,
+                                });
+                            }
                         }
                     }
                 }
@@ -236,14 +244,17 @@ impl ShaderKey {
             };
             for &op in ops {
                 for &row_threads in threads {
-                    keys.push(ShaderKey {
-                        family,
-                        vec4: false,
-                        row_threads,
-                        log_output: false,
-                        prob_targets: false,
-                        ce_bits: op,
-                    });
+                    for tiny_t in [false, true] {
+                        keys.push(ShaderKey {
+                            family,
+                            vec4: false,
+                            row_threads,
+                            log_output: false,
+                            prob_targets: false,
+                            ce_bits: op,
+                            tiny_t,
+                        });
+                    }
                 }
             }
         }

@@ -381,6 +381,7 @@ async fn rows_chunk(
         log_output: false,
         prob_targets: false,
         ce_bits: job.op,
+        tiny_t: false,
     };
     let weight = match loans.get(6) {
         Some(w) => binding(w.buffer(), w.buffer().size()),
@@ -549,6 +550,7 @@ async fn f1_columns_chunk(
         log_output: false,
         prob_targets: false,
         ce_bits: op::F1_COLUMNS,
+        tiny_t: false,
     };
     let col_bytes = (2 * cols * 4) as u64;
     let _p = record_pass(
@@ -773,6 +775,7 @@ async fn point_chunk(
         log_output: false,
         prob_targets: false,
         ce_bits: job.op,
+        tiny_t: false,
     };
     let gmul = if job.pairwise { 2 } else { 1 };
     let _p = record_pass(

@@ -210,6 +210,7 @@ pub(crate) fn kernel_times(
                         log_output: false,
                         prob_targets: false,
                         ce_bits: 0,
+                        tiny_t: false,
                     };
                     let bytes = (c.rows * 16) as u64;
                     let params = Params::new(c.rows, 4, 1, 1, 1.0);

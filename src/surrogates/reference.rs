@@ -23,6 +23,22 @@ pub fn softmax_row(z: &[f64]) -> Option<Vec<f64>> {
     Some(e.into_iter().map(|v| v / s).collect())
 }
 
+/// `softmax(κ·x)` of one row with `κ > 0` applied by `kappa` to the differences `x − m` (formed
+/// first, so values `ε·|x|` apart keep their spread however large `κ·x` is), by the same
+/// table as [`softmax_row`]; returns `p` and the row max `m`.
+pub fn softmax_shifted(x: &[f64], kappa: impl Fn(f64) -> f64) -> Option<(Vec<f64>, f64)> {
+    if x.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
+        return None;
+    }
+    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return None;
+    }
+    let e: Vec<f64> = x.iter().map(|&v| kappa(v - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    Some((e.into_iter().map(|v| v / s).collect(), m))
+}
+
 fn nan_row(n: usize) -> Vec<f64> {
     vec![f64::NAN; n]
 }
@@ -39,28 +55,33 @@ pub fn boltzmann_max(x: ArrayView2<f64>, beta: f64) -> (Array1<f64>, Array2<f64>
     let mut grad = Array2::zeros((rows, cols));
     for (i, row) in x.axis_iter(Axis(0)).enumerate() {
         let xs: Vec<f64> = row.to_vec();
-        let p = if beta == 0.0 {
+        let pm = if beta == 0.0 {
             // The mean; any infinity makes it NaN (0·inf in the exponent).
-            (xs.iter().all(|v| v.is_finite()) && cols > 0).then(|| vec![1.0 / cols as f64; cols])
+            (xs.iter().all(|v| v.is_finite()) && cols > 0).then(|| {
+                let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (vec![1.0 / cols as f64; cols], m)
+            })
         } else {
-            softmax_row(&xs.iter().map(|&v| beta * v).collect::<Vec<_>>())
+            softmax_shifted(&xs, |d| beta * d)
         };
-        let Some(p) = p else {
+        let Some((p, m)) = pm else {
             value[i] = f64::NAN;
             grad.row_mut(i).assign(&Array1::from(nan_row(cols)));
             continue;
         };
-        // Terms with p = 0 (−inf entries) contribute nothing, not 0·inf.
-        let f: f64 = p
+        // f = m + Σ p_k (x_k − m): relative to the max, so x_j − f = (x_j − m) − Σ p_k (x_k − m)
+        // is exactly 0 for ties however large β is. Terms with p = 0 (−inf entries)
+        // contribute nothing, not 0·inf.
+        let shift: f64 = p
             .iter()
             .zip(&xs)
             .filter(|(p, _)| **p > 0.0)
-            .map(|(p, x)| p * x)
+            .map(|(p, x)| p * (x - m))
             .sum();
-        value[i] = f;
+        value[i] = m + shift;
         for j in 0..cols {
             grad[[i, j]] = if p[j] > 0.0 {
-                p[j] * (1.0 + beta * (xs[j] - f))
+                p[j] * (1.0 + beta * ((xs[j] - m) - shift))
             } else {
                 0.0
             };
@@ -75,13 +96,12 @@ pub fn soft_argmax(x: ArrayView2<f64>, t: f64) -> (Array1<f64>, Array2<f64>) {
     let mut value = Array1::zeros(rows);
     let mut grad = Array2::zeros((rows, cols));
     for (i, row) in x.axis_iter(Axis(0)).enumerate() {
-        let z: Vec<f64> = row.iter().map(|&v| v / t).collect();
-        match softmax_row(&z) {
+        match softmax_shifted(&row.to_vec(), |d| d / t) {
             None => {
                 value[i] = f64::NAN;
                 grad.row_mut(i).fill(f64::NAN);
             }
-            Some(p) => {
+            Some((p, _)) => {
                 let f: f64 = p.iter().enumerate().map(|(j, p)| j as f64 * p).sum();
                 value[i] = f;
                 for j in 0..cols {
@@ -100,12 +120,12 @@ pub fn smooth_accuracy(x: ArrayView2<f64>, targets: &[u32], t: f64) -> (f64, Arr
     let mut grad = Array2::zeros((rows, cols));
     for (i, row) in x.axis_iter(Axis(0)).enumerate() {
         let y = targets[i] as usize;
-        match softmax_row(&row.iter().map(|&v| v / t).collect::<Vec<_>>()) {
+        match softmax_shifted(&row.to_vec(), |d| d / t) {
             None => {
                 sum = f64::NAN;
                 grad.row_mut(i).fill(f64::NAN);
             }
-            Some(p) => {
+            Some((p, _)) => {
                 sum += p[y];
                 for j in 0..cols {
                     let delta = if j == y { 1.0 } else { 0.0 };
@@ -142,10 +162,10 @@ pub fn smooth_f1_macro(x: ArrayView2<f64>, targets: &[u32], t: f64) -> (f64, Arr
     let (rows, cols) = x.dim();
     let mut p = Array2::zeros((rows, cols));
     for (i, row) in x.axis_iter(Axis(0)).enumerate() {
-        match softmax_row(&row.iter().map(|&v| v / t).collect::<Vec<_>>()) {
+        match softmax_shifted(&row.to_vec(), |d| d / t) {
             // A NaN row reaches every class's F1: everything is NaN.
             None => return (f64::NAN, Array2::from_elem((rows, cols), f64::NAN)),
-            Some(pr) => p.row_mut(i).assign(&Array1::from(pr)),
+            Some((pr, _)) => p.row_mut(i).assign(&Array1::from(pr)),
         }
     }
     let (mut tp, mut pred, mut count) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
