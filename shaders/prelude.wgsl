@@ -44,6 +44,10 @@ struct Params {
     y_base: u32,
     exp_c: f32,       // c = kappa * log2(e) / h, kappa = 1/T (or |beta|)
     exp_c_log: f32,   // kappa / h: the same for log-domain outputs
+    exp_h2: f32,      // h again: see `shifted`
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -77,19 +81,22 @@ fn stats_empty() -> Stats {
 // (x - m) * h, formed so that no accepted temperature and no finite row overflows where the
 // exact exponent does not (src/scale.rs has the table): fma(x, h, -m*h) with h = 1/2 for
 // T > 1 (x/2 - m/2 cannot overflow) and h = 1 otherwise; for temperatures below 1/f32::MAX
-// (TINY_T, compile-time) (x - m) * 2^64, exact wherever the result is not -inf.
+// (TINY_T, compile-time) (x - m) * 2^64, exact wherever the result is not -inf. The second
+// h is a second uniform of the same value: given one, lavapipe's compiler may factor
+// fma(x, h, -m*h) into (x - m) * h (its inexact float math allows it; measured in the
+// surrogates' kernel), which is the overflow this form exists to avoid.
 fn shifted(v: f32, m: f32) -> f32 {
     if TINY_T {
         return (v - m) * params.exp_h;
     }
-    return fma(v, params.exp_h, -m * params.exp_h);
+    return fma(v, params.exp_h, -m * params.exp_h2);
 }
 
 fn shifted4(v: vec4<f32>, m: f32) -> vec4<f32> {
     if TINY_T {
         return (v - vec4<f32>(m)) * params.exp_h;
     }
-    return fma(v, vec4<f32>(params.exp_h), vec4<f32>(-m * params.exp_h));
+    return fma(v, vec4<f32>(params.exp_h), vec4<f32>(-m * params.exp_h2));
 }
 
 // exp((v - m) / T) for v <= m, as exp2(shifted(v, m) * log2(e) / (T h)): GPUs and lavapipe

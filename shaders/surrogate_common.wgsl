@@ -16,8 +16,33 @@ struct SParams {
     f1: f32,       // binary F1, second pass: F
     inv_d: f32,    // binary F1, second pass: 1 / sum(p + y)
     p: u32,        // multi-margin power
+    // 1/2, 1/4 and 2^-9, each twice, as uniforms: lavapipe's compiler rewrites
+    // fma(v, c, -m * c) as (v - m) * c (a reassociation its inexact float math allows;
+    // measured), and v - m is exactly what overflows for rows spanning more than f32::MAX.
+    // With two different values (equal, but the compiler cannot know) there is no common
+    // factor to take out.
+    half: f32,
+    half2: f32,
+    quarter: f32,
+    quarter2: f32,
+    small_h: f32,
+    small_h2: f32,
+    zero: u32,     // 0, for `keep`
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
+}
+
+// v itself, opaque to the compiler: lavapipe's compiler reassociates float additions
+// (measured: fma(v, h, -m h) - f evaluated as fma(v, h, -m h - f), which overflows), so a
+// difference that must be formed exactly, or within range, before anything else is added to
+// it passes through here (an XOR with a uniform 0 it cannot see through).
+fn keep(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) ^ sp.zero);
+}
+
+fn keep4(v: vec4<f32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(sp.zero));
 }
 
 @group(0) @binding(8) var<uniform> sp: SParams;

@@ -4,12 +4,14 @@
 // shared memory. The op is fixed at compile time (OP = CE_STATIC from the header):
 //
 //   `weighted`, with p = softmax(kappa * sign * x) and f = sum_j g_j p_j:
-//     OP 1  Boltzmann      g_j = x_j (kept as x_j - m, relative to the running max)
+//     OP 1  Boltzmann      g_j = x_j (kept as (x_j - m) / 4, relative to the running max)
 //     OP 2  soft-argmax    g_j = j
 //     OP 3  accuracy       g_j = [j == y]
 //     OP 4  macro-F1 grad  g_j = v_j + 2 [j == y] h_j, (h, v) per class in `weight`
-//   grad_j = u * p_j * (a + kappa * (g_j - f)): the gradient of u*f (a = 1 for Boltzmann,
-//   whose g depends on x). Formulas and sources: src/surrogates/mod.rs.
+//   grad_j = u * (a p_j + kappa p_j (g_j - f)): the gradient of u*f (a = 1 for Boltzmann,
+//   whose g depends on x). kappa = |beta| multiplies (OP 1); kappa = 1/T divides by T (OPs
+//   2-4: exact for subnormal T, where 1/T overflows). The exponent is the prelude's
+//   (params.exp_*, from kappa on the host: src/scale.rs). Formulas: src/surrogates/mod.rs.
 //   OP 5  `margin`: torch.nn.MultiMarginLoss per row.
 //   OP 6  `f1_columns`: per class c, sum_i p_ic and sum_{i: y_i = c} p_ic over the chunk.
 
@@ -18,13 +20,12 @@
 
 var<workgroup> sh_l: array<f32, WG>;
 
-fn ex4(d: vec4<f32>) -> vec4<f32> {
-    return exp(max(d * sp.kappa, vec4<f32>(-126.0)));
-}
-
-fn ex1(d: f32) -> f32 {
-    return exp(max(d * sp.kappa, -126.0));
-}
+// Boltzmann's g_j = x_j - m is carried in quarters (x/4, m/4 and a mean of (x - m)/4 add up
+// within range in any order, and the compiler may choose the order: see `keep`); within a
+// block that holds a value of magnitude 2^120 or more it is summed in units of 2^-9, so that
+// a block's sum of (at most 4 * SUM_BLOCK = 128) terms cannot overflow (|x - m| <= 2^129);
+// elsewhere in quarters, exact (no subnormal underflow for rows of tiny values).
+const BIG_BITS: u32 = 0x7b800000u; // 2^120
 
 // Row values with the sign applied; lanes past the row end are -inf.
 fn load_signed(row: u32, j: u32) -> vec4<f32> {
@@ -49,35 +50,45 @@ fn g4(j: u32, y: u32) -> vec4<f32> {
     return g;
 }
 
-// (m, s, l) with l = sum g e relative to m for OP 1. Merging two: rescale both to the larger m;
-// for OP 1 the linear sum also shifts: sum (x - m') e' = (l + (m - m') s) e^{kappa (m - m')}.
-// An empty side (s == 0) contributes nothing (its m may be LOWEST, and LOWEST - m' can
-// overflow).
+// (m, s, f): the running max, sum of e = exp(kappa (x - m)), and the weighted mean
+// f = sum g e / s (for OP 1 of (x - m) / 4, relative to m: bounded by f32::MAX / 2 however the
+// row spans, where a sum of such terms could overflow). Merging two: both rescaled to the
+// larger max, f as a convex combination. An empty side (s == 0) contributes nothing (its m may
+// be LOWEST).
 struct WStats {
     m: f32,
     s: f32,
-    l: f32,
+    f: f32,
     abits: u32,
     ibits: i32,
 }
 
-fn shift(st: WStats, m: f32) -> vec2<f32> {
-    if st.s == 0.0 {
-        return vec2<f32>(0.0);
-    }
-    let r = ex1(st.m - m);
-    var l = st.l;
-    if OP == 1u {
-        l = l + (st.m - m) * st.s;
-    }
-    return vec2<f32>(st.s * r, l * r);
-}
-
 fn wmerge(a: WStats, b: WStats) -> WStats {
     let m = max(a.m, b.m);
-    let sa = shift(a, m);
-    let sb = shift(b, m);
-    return WStats(m, sa.x + sb.x, sa.y + sb.y, max(a.abits, b.abits), max(a.ibits, b.ibits));
+    var sa = 0.0;
+    var fa = 0.0;
+    if a.s > 0.0 {
+        sa = a.s * exp_sub(a.m, m);
+        fa = a.f;
+        if OP == 1u {
+            fa += keep(fma(a.m, sp.quarter, -sp.quarter2 * m));
+        }
+    }
+    var sb = 0.0;
+    var fb = 0.0;
+    if b.s > 0.0 {
+        sb = b.s * exp_sub(b.m, m);
+        fb = b.f;
+        if OP == 1u {
+            fb += keep(fma(b.m, sp.quarter, -sp.quarter2 * m));
+        }
+    }
+    let s = sa + sb;
+    var f = fa;
+    if sb > 0.0 {
+        f = fa + (sb / s) * (fb - fa);
+    }
+    return WStats(m, s, f, max(a.abits, b.abits), max(a.ibits, b.ibits));
 }
 
 fn row_y(row: u32) -> u32 {
@@ -91,25 +102,44 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
     var st = WStats(LOWEST, 0.0, 0.0, 0u, i32(-2147483647 - 1));
     if it.valid {
         let y = row_y(it.row);
-        // In blocks of SUM_BLOCK steps (see the prelude).
+        // In blocks of SUM_BLOCK steps (see the prelude): a block's (m, s, sum g e) in plain
+        // sums, then its mean merged into the running stats.
         for (var j = it.lane; j < params.cols_v;) {
             let stop = min(params.cols_v, j + SUM_BLOCK * ROW_THREADS);
-            var blk = WStats(LOWEST, 0.0, 0.0, 0u, i32(-2147483647 - 1));
+            let j0 = j;
+            var bm = LOWEST;
+            var ba = 0u;
+            var bi = i32(-2147483647 - 1);
             for (; j < stop; j += ROW_THREADS) {
-                let v = load_signed(it.row, j);
-                let m = max(blk.m, hmax4(v));
-                let e = select(vec4<f32>(0.0), ex4(v - vec4<f32>(m)), lane_valid4(j));
-                var gl: f32;
-                if OP == 1u {
-                    gl = hsum4(select(vec4<f32>(0.0), v - vec4<f32>(m), finite4(v)) * e);
-                } else {
-                    gl = hsum4(g4(j, y) * e);
-                }
-                let old = shift(blk, m);
-                let masked = select(vec4<f32>(0.0), v, lane_valid4(j));
-                blk = WStats(m, old.x + hsum4(e), old.y + gl, max(blk.abits, abits4(masked)), max(blk.ibits, ibits4(masked)));
+                let masked = select(vec4<f32>(0.0), load_signed(it.row, j), lane_valid4(j));
+                bm = max(bm, hmax4(load_signed(it.row, j)));
+                ba = max(ba, abits4(masked));
+                bi = max(bi, ibits4(masked));
             }
-            st = wmerge(st, blk);
+            // Second read of the block (it is in cache): the sums relative to its max.
+            let h = select(sp.quarter, sp.small_h, ba >= BIG_BITS);
+            var bs = 0.0;
+            var bl = 0.0;
+            for (j = j0; j < stop; j += ROW_THREADS) {
+                let v = load_signed(it.row, j);
+                let e = select(vec4<f32>(0.0), exp_sub4(v, bm), lane_valid4(j));
+                bs += hsum4(e);
+                if OP == 1u {
+                    let h2 = select(sp.quarter2, sp.small_h2, ba >= BIG_BITS);
+                    let g = keep4(fma(v, vec4<f32>(h), vec4<f32>(-bm * h2)));
+                    bl += hsum4(select(vec4<f32>(0.0), g, finite4(v) & (e > vec4<f32>(0.0))) * e);
+                } else {
+                    bl += hsum4(g4(j, y) * e);
+                }
+            }
+            var bf = 0.0;
+            if bs > 0.0 {
+                bf = bl / bs;
+                if OP == 1u {
+                    bf *= sp.quarter / h;
+                }
+            }
+            st = wmerge(st, WStats(bm, bs, bf, ba, bi));
         }
     }
     if ROW_THREADS == 1u {
@@ -117,7 +147,7 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
     }
     sh_m[lid] = st.m;
     sh_s[lid] = st.s;
-    sh_l[lid] = st.l;
+    sh_l[lid] = st.f;
     sh_a[lid] = st.abits;
     sh_i[lid] = st.ibits;
     for (var off = ROW_THREADS / 2u; off > 0u; off >>= 1u) {
@@ -127,7 +157,7 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
             let mine = wmerge(WStats(sh_m[lid], sh_s[lid], sh_l[lid], sh_a[lid], sh_i[lid]), o);
             sh_m[lid] = mine.m;
             sh_s[lid] = mine.s;
-            sh_l[lid] = mine.l;
+            sh_l[lid] = mine.f;
             sh_a[lid] = mine.abits;
             sh_i[lid] = mine.ibits;
         }
@@ -135,6 +165,14 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
     workgroupBarrier();
     let h = it.slot * ROW_THREADS;
     return WStats(sh_m[h], sh_s[h], sh_l[h], sh_a[h], sh_i[h]);
+}
+
+// kappa * v, the unbounded parameter applied last: times |beta| (OP 1), or divided by T.
+fn kappa_times(v: vec4<f32>) -> vec4<f32> {
+    if OP == 1u {
+        return v * sp.kappa;
+    }
+    return v / params.temperature;
 }
 
 @compute @workgroup_size(256)
@@ -147,34 +185,58 @@ fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     // NaN, +inf (after the sign), no finite value, or kappa == 0 with any infinity: NaN row.
     let ok = st.abits <= 0x7f800000u && st.ibits < 0x7f800000 && st.s > 0.0
         && (sp.kappa > 0.0 || st.abits < 0x7f800000u);
-    let f = st.l / st.s;
     if it.lane == 0u {
-        var value = f;
+        var value = st.f;
         if OP == 1u {
-            value = sp.sign * (st.m + f);
+            // m + f, with f kept in quarters: (m/4 + f/4) * 4 cannot overflow before the end.
+            value = sp.sign * (fma(st.m, sp.quarter, st.f) * 4.0);
         }
         row_out[it.row] = select(params.nan, value, ok);
     }
     let y = row_y(it.row);
     let inv_s = 1.0 / st.s;
-    let mv = vec4<f32>(st.m);
     for (var j = it.lane; j < params.cols_v; j += ROW_THREADS) {
         let v = load_signed(it.row, j);
-        let p = select(vec4<f32>(0.0), ex4(v - mv), lane_valid4(j)) * inv_s;
-        var g: vec4<f32>;
+        let p = select(vec4<f32>(0.0), exp_sub4(v, st.m), lane_valid4(j)) * inv_s;
+        var d: vec4<f32>;
         if OP == 1u {
-            g = select(vec4<f32>(0.0), v - mv, finite4(v));
+            // (g_j - f) in quarters, then multiplied by 4 after kappa (p * d * kappa * 4).
+            d = keep4(fma(v, vec4<f32>(sp.quarter), vec4<f32>(-sp.quarter2 * st.m))) - vec4<f32>(st.f);
         } else {
-            g = g4(j, y);
+            d = g4(j, y) - vec4<f32>(st.f);
         }
-        let grad = sp.u * p * (vec4<f32>(sp.a) + sp.kappa * (g - vec4<f32>(f)));
+        var k = kappa_times(p * d);
+        if OP == 1u {
+            k *= 4.0;
+        }
+        // -inf entries (p = 0) contribute 0, never 0 * inf.
+        let grad = select(vec4<f32>(0.0), sp.u * (sp.a * p + k), p > vec4<f32>(0.0));
         store4(it.row, j, select(vec4<f32>(params.nan), grad, ok));
     }
 }
 
 // ---- multi-class hinge ---------------------------------------------------------------------
-// Per row: loss = w_y / C * sum_{j != y} max(0, z_j)^p with z_j = margin - x_y + x_j; the
-// tree merges (sum h, sum dh/dz, max |bits|) in sh_s, sh_l, sh_a.
+// Per row: loss = sum_{j != y} (w_y / C) max(0, z_j)^p with z_j = margin - x_y + x_j; the
+// tree merges (sum of loss terms, sum of gradient terms, max |bits|) in sh_s, sh_l, sh_a.
+// z_j is formed from x_j - x_y (exact for nearby values) plus the margin, and, where that
+// overflows (a row spanning more than f32::MAX), in halves; each term takes the bounded
+// factor w_y / C before the unbounded ones, so a sum of non-negative terms overflows only
+// where the exact loss does.
+struct Hinge {
+    on: vec4<bool>,
+    zh: vec4<f32>,  // z / 2
+}
+
+fn hinge4(v: vec4<f32>, xy: f32) -> Hinge {
+    let dv = keep4(v - vec4<f32>(xy));
+    let zf = dv + vec4<f32>(sp.margin);
+    let zh_wide = fma(v, vec4<f32>(sp.half), vec4<f32>(fma(-sp.half2, xy, sp.half * sp.margin)));
+    // z > 0 as one exact comparison (x_j - x_y > -margin); where x_j - x_y overflows, the
+    // halves decide.
+    let wide = !finite4(dv);
+    let on = select(dv > vec4<f32>(-sp.margin), zh_wide > vec4<f32>(0.0), wide);
+    return Hinge(on, select(sp.half * zf, zh_wide, wide));
+}
 
 @compute @workgroup_size(256)
 fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -184,9 +246,13 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     var abits = 0u;
     var y = 0u;
     var xy = 0.0;
+    var wc = 1.0 / f32(params.cols);
     if it.valid {
         y = targets[it.row];
         xy = load1(it.row, y);
+        if (sp.flags & 2u) != 0u {
+            wc = weight[y] / f32(params.cols);
+        }
         // In blocks of SUM_BLOCK steps (see the prelude).
         for (var j = it.lane; j < params.cols_v;) {
             let stop = min(params.cols_v, j + SUM_BLOCK * ROW_THREADS);
@@ -196,14 +262,15 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
                 let valid = lane_valid4(j);
                 let v = select(vec4<f32>(0.0), load4(it.row, j), valid);
                 let idx = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
-                let z = vec4<f32>(sp.margin - xy) + v;
-                let on = valid & (idx != vec4<u32>(y)) & (z > vec4<f32>(0.0));
+                let h = hinge4(v, xy);
+                let on = valid & (idx != vec4<u32>(y)) & h.on;
+                let wz = wc * h.zh;
                 if sp.p == 1u {
-                    hb += hsum4(select(vec4<f32>(0.0), z, on));
-                    gb += hsum4(select(vec4<f32>(0.0), vec4<f32>(1.0), on));
+                    hb += hsum4(select(vec4<f32>(0.0), 2.0 * wz, on));
+                    gb += hsum4(select(vec4<f32>(0.0), vec4<f32>(wc), on));
                 } else {
-                    hb += hsum4(select(vec4<f32>(0.0), z * z, on));
-                    gb += hsum4(select(vec4<f32>(0.0), 2.0 * z, on));
+                    hb += hsum4(select(vec4<f32>(0.0), 4.0 * (wz * h.zh), on));
+                    gb += hsum4(select(vec4<f32>(0.0), 4.0 * wz, on));
                 }
                 abits = max(abits, abits4(v));
             }
@@ -234,24 +301,19 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     }
     // Any NaN or infinity in the row: NaN loss and gradient (see the module docs).
     let ok = abits < 0x7f800000u;
-    var w = 1.0 / f32(params.cols);
-    if (sp.flags & 2u) != 0u {
-        w = weight[y] / f32(params.cols);
-    }
     if it.lane == 0u {
-        row_out[it.row] = select(params.nan, w * hsum, ok);
+        row_out[it.row] = select(params.nan, hsum, ok);
     }
-    let gw = w * sp.u;
     for (var j = it.lane; j < params.cols_v; j += ROW_THREADS) {
         let v = select(vec4<f32>(0.0), load4(it.row, j), lane_valid4(j));
         let idx = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
-        let z = vec4<f32>(sp.margin - xy) + v;
-        var d = select(vec4<f32>(0.0), vec4<f32>(1.0), z > vec4<f32>(0.0));
+        let h = hinge4(v, xy);
+        var d = select(vec4<f32>(0.0), vec4<f32>(wc), h.on);
         if sp.p == 2u {
-            d = select(vec4<f32>(0.0), 2.0 * z, z > vec4<f32>(0.0));
+            d = select(vec4<f32>(0.0), 4.0 * (wc * h.zh), h.on);
         }
         // The target's own entry is minus the sum of the others.
-        let g = select(gw * d, vec4<f32>(-gw * gsum), idx == vec4<u32>(y));
+        let g = sp.u * select(d, vec4<f32>(-gsum), idx == vec4<u32>(y));
         store4(it.row, j, select(vec4<f32>(params.nan), g, ok));
     }
 }

@@ -43,13 +43,12 @@ impl Kappa {
         }
     }
 
-    /// `κ·v`, with `v` formed from bounded factors first so that this, the one product with
-    /// the unbounded parameter, overflows only where the exact value does.
+    /// `κ·v` in f64 (no parameter and no row makes it overflow before the final rounding).
     #[inline]
-    fn times(self, v: f32) -> f32 {
+    fn times(self, v: f64) -> f64 {
         match self {
-            Kappa::Beta(b) => v * b,
-            Kappa::Temperature(t) => v / t,
+            Kappa::Beta(b) => v * b as f64,
+            Kappa::Temperature(t) => v / t as f64,
         }
     }
 
@@ -62,8 +61,7 @@ impl Kappa {
 /// returns `f = Σ g_j p_j` (for `Weights::X`, `s·f` in the units of `x`) and writes
 /// `grad_j = u·p_j·(a + κ(g_j − f))`, the gradient of `u·f` (with `a = 1` for Boltzmann, where
 /// `g` depends on `x`). Rows outside the softmax table's finite case give NaN everywhere.
-/// The exponent is formed as `crate::scale` says; `g_j − f` in f64 (for Boltzmann `x_j − m`
-/// can exceed f32 when the row spans more than `f32::MAX`).
+/// The exponent is formed as `crate::scale` says; the sums and the gradient in f64.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn weighted_row(
     x: &[f32],
@@ -111,11 +109,13 @@ pub(crate) fn weighted_row(
         }
     }
     let f = l / s;
-    let inv_s = (1.0 / s) as f32;
+    // The gradient in f64: `κ(g_j − f)` and `x_j − m` can exceed f32 where the product with
+    // `p_j` does not (this loop is scalar anyway).
+    let (u, a) = (u as f64, a as f64);
     for (j, (gr, &v)) in grad.iter_mut().zip(x).enumerate() {
-        let p = *gr * inv_s;
+        let p = *gr as f64 / s;
         *gr = if p > 0.0 {
-            u * (a * p + kappa.times(p * (gj(j, sign * v) - f) as f32))
+            (u * (a * p + kappa.times(p * (gj(j, sign * v) - f)))) as f32
         } else {
             0.0
         };
@@ -228,7 +228,9 @@ pub(crate) fn binary_element(loss: BinaryLoss, f: f32, y: f32, pw: f32) -> (f32,
     }
 }
 
-/// One row of the multi-class hinge: returns the row loss, writes the row gradient.
+/// One row of the multi-class hinge: returns the row loss, writes the row gradient. In f64:
+/// `z_j = (x_j − x_y) + margin` (exact for ties and nearby values, and no overflow for rows
+/// spanning more than `f32::MAX`), each term weighted by `w_y/C`.
 pub(crate) fn margin_row(
     x: &[f32],
     y: usize,
@@ -241,20 +243,21 @@ pub(crate) fn margin_row(
         grad.fill(f32::NAN);
         return f32::NAN;
     }
-    let w = w / x.len() as f32;
+    let wc = w as f64 / x.len() as f64;
     let (mut loss, mut gy) = (0.0f64, 0.0f64);
-    let xy = x[y];
+    let (xy, margin) = (x[y] as f64, margin as f64);
     for (j, (g, &v)) in grad.iter_mut().zip(x).enumerate() {
-        let z = margin - xy + v;
+        let z = (v as f64 - xy) + margin;
         *g = 0.0;
         if j != y && z > 0.0 {
-            loss += (if p == 1 { z } else { z * z }) as f64;
-            *g = w * if p == 1 { 1.0 } else { 2.0 * z };
-            gy += *g as f64;
+            loss += wc * if p == 1 { z } else { z * z };
+            let d = wc * if p == 1 { 1.0 } else { 2.0 * z };
+            *g = d as f32;
+            gy += d;
         }
     }
     grad[y] = -gy as f32;
-    (w as f64 * loss) as f32
+    loss as f32
 }
 
 /// Runs each row through `f(row index, row, grad row) -> value`, in parallel.

@@ -12,7 +12,7 @@ use wgpu::BufferUsages as U;
 
 use crate::scale::ExpScale;
 
-/// Mirrors `struct Params` in shaders/prelude.wgsl (64 bytes, all 4-byte fields).
+/// Mirrors `struct Params` in shaders/prelude.wgsl (80 bytes, all 4-byte fields).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {
@@ -35,6 +35,9 @@ pub(crate) struct Params {
     pub exp_c: f32,
     /// `κ/h`, for log-domain outputs.
     pub exp_c_log: f32,
+    /// `h` again: a second uniform of the same value (see `shifted` in the prelude).
+    pub exp_h2: f32,
+    pub _pad: [u32; 3],
 }
 
 /// Size of [`Params`] in bytes.
@@ -79,6 +82,8 @@ impl Params {
             y_base: 0,
             exp_c: es.c,
             exp_c_log: es.c_log,
+            exp_h2: es.h,
+            _pad: [0; 3],
         }
     }
 

@@ -11,6 +11,7 @@ use super::readback::{read_f32_parts, Wait};
 use super::rows::record_rows;
 use super::shaders::{Family, ShaderKey};
 use crate::error::Result;
+use crate::scale::ExpScale;
 use crate::ops::RowOp;
 use crate::surrogates::{
     flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss,
@@ -19,9 +20,9 @@ use crate::surrogates::{
 use ndarray::{Array1, Array2};
 use wgpu::BufferUsages as U;
 
-/// Mirrors `struct SParams` in shaders/surrogate_common.wgsl (48 bytes).
+/// Mirrors `struct SParams` in shaders/surrogate_common.wgsl (80 bytes).
 #[repr(C)]
-#[derive(Copy, Clone, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct SParams {
     n: u32,
     flags: u32,
@@ -33,7 +34,41 @@ struct SParams {
     f1: f32,
     inv_d: f32,
     p: u32,
-    _pad: [u32; 2],
+    /// 1/2, 1/4 and 2⁻⁹, each twice (see `SParams` in the shader for why).
+    half: f32,
+    half2: f32,
+    quarter: f32,
+    quarter2: f32,
+    small_h: f32,
+    small_h2: f32,
+    /// 0 (see `keep` in the shader).
+    zero: u32,
+    _pad: [u32; 3],
+}
+
+impl Default for SParams {
+    fn default() -> Self {
+        SParams {
+            n: 0,
+            flags: 0,
+            kappa: 0.0,
+            sign: 0.0,
+            a: 0.0,
+            u: 0.0,
+            margin: 0.0,
+            f1: 0.0,
+            inv_d: 0.0,
+            p: 0,
+            half: 0.5,
+            half2: 0.5,
+            quarter: 0.25,
+            quarter2: 0.25,
+            small_h: 1.0 / 512.0,
+            small_h2: 1.0 / 512.0,
+            zero: 0,
+            _pad: [0; 3],
+        }
+    }
 }
 
 const FLAG_POS_WEIGHT: u32 = 1;
@@ -88,19 +123,19 @@ pub(crate) async fn surrogate(
                 u: 1.0,
                 ..Default::default()
             };
-            let job = RowJob::weighted(op::BOLTZMANN, sp);
+            let job = RowJob::weighted(op::BOLTZMANN, sp, Kappa::Beta(beta.abs()));
             let (v, g) = run_rows(ctx, flat(&c)?, &pr, &job, wait).await?;
             output(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?)
         }
         Surrogate::SoftArgmax { x, temperature } => {
             let c = x.as_standard_layout();
             let sp = SParams {
-                kappa: 1.0 / temperature,
+                kappa: 1.0,
                 sign: 1.0,
                 u: 1.0,
                 ..Default::default()
             };
-            let job = RowJob::weighted(op::SOFT_ARGMAX, sp);
+            let job = RowJob::weighted(op::SOFT_ARGMAX, sp, Kappa::Temperature(*temperature));
             let (v, g) = run_rows(ctx, flat(&c)?, &pr, &job, wait).await?;
             output(Value::PerRow(Array1::from(v)), matrix(g, rows, cols)?)
         }
@@ -111,12 +146,12 @@ pub(crate) async fn surrogate(
         } => {
             let c = logits.as_standard_layout();
             let sp = SParams {
-                kappa: 1.0 / temperature,
+                kappa: 1.0,
                 sign: 1.0,
                 u: 1.0 / rows as f32,
                 ..Default::default()
             };
-            let mut job = RowJob::weighted(op::ACCURACY, sp);
+            let mut job = RowJob::weighted(op::ACCURACY, sp, Kappa::Temperature(*temperature));
             job.class = true;
             let (v, g) = run_rows(ctx, flat(&c)?, &pr, &job, wait).await?;
             let a = reduce(&v, crate::Reduction::Mean).unwrap_or(f32::NAN);
@@ -149,6 +184,7 @@ pub(crate) async fn surrogate(
                 entry: "margin",
                 op: op::MARGIN,
                 sp,
+                kappa: Kappa::Temperature(1.0),
                 class: true,
                 weight: pr.weight.clone(),
             };
@@ -220,11 +256,40 @@ pub(crate) async fn surrogate(
     Ok(res)
 }
 
+/// The exponent's scale of a row job: `κ = |β|`, or `1/T` (the kernel divides by `T`).
+#[derive(Copy, Clone)]
+enum Kappa {
+    Beta(f32),
+    Temperature(f32),
+}
+
+impl Kappa {
+    /// The prelude's `Params` for a chunk: `T` (1 for β) and the exponent's scaling.
+    fn params(self, rows: usize, cols: usize, seg_len: u32) -> Params {
+        let log2e = std::f64::consts::LOG2_E;
+        match self {
+            Kappa::Beta(b) => {
+                Params::with_scale(rows, cols, 1, seg_len, 1.0, &ExpScale::new(b as f64, log2e))
+            }
+            Kappa::Temperature(t) => Params::new(rows, cols, 1, seg_len, t),
+        }
+    }
+
+    fn tiny(self) -> bool {
+        let log2e = std::f64::consts::LOG2_E;
+        match self {
+            Kappa::Beta(b) => ExpScale::new(b as f64, log2e).tiny,
+            Kappa::Temperature(t) => ExpScale::temperature(t, log2e).tiny,
+        }
+    }
+}
+
 /// A job of the row family.
 struct RowJob {
     entry: &'static str,
     op: u32,
     sp: SParams,
+    kappa: Kappa,
     /// Bind the class per row.
     class: bool,
     /// Bound as `weight`: class weights (margin) or F1's interleaved `(h, v)`.
@@ -232,11 +297,12 @@ struct RowJob {
 }
 
 impl RowJob {
-    fn weighted(op: u32, sp: SParams) -> Self {
+    fn weighted(op: u32, sp: SParams, kappa: Kappa) -> Self {
         RowJob {
             entry: "weighted",
             op,
             sp,
+            kappa,
             class: false,
             weight: None,
         }
@@ -381,13 +447,13 @@ async fn rows_chunk(
         log_output: false,
         prob_targets: false,
         ce_bits: job.op,
-        tiny_t: false,
+        tiny_t: job.kappa.tiny(),
     };
     let weight = match loans.get(6) {
         Some(w) => binding(w.buffer(), w.buffer().size()),
         None => ctx.dummy_ro.as_entire_binding(),
     };
-    let params = Params::new(n, cols, 1, split.seg_len, 1.0);
+    let params = job.kappa.params(n, cols, split.seg_len);
     let _p = record_pass(
         ctx,
         &mut encoder,
@@ -488,7 +554,7 @@ async fn macro_f1(
         .flat_map(|&(h, v)| [h as f32, v as f32])
         .collect();
     let sp = SParams {
-        kappa: 1.0 / t,
+        kappa: 1.0,
         sign: 1.0,
         u: 1.0,
         ..Default::default()
@@ -497,6 +563,7 @@ async fn macro_f1(
         entry: "weighted",
         op: op::F1_GRAD,
         sp,
+        kappa: Kappa::Temperature(t),
         class: true,
         weight: Some(weight),
     };

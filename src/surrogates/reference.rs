@@ -335,7 +335,9 @@ pub fn multi_margin(
         let w = weight.map_or(1.0, |w| w[y]) / cols as f64;
         let mut gy = 0.0;
         for j in (0..cols).filter(|&j| j != y) {
-            let z = margin - row[y] + row[j];
+            // (x_j − x_y) + margin: exact for ties, where margin − x_y + x_j loses a small
+            // margin to the rounding of margin − x_y.
+            let z = (row[j] - row[y]) + margin;
             if z > 0.0 {
                 loss[i] += w * if p == 1 { z } else { z * z };
                 let g = w * if p == 1 { 1.0 } else { 2.0 * z };
