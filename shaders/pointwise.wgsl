@@ -36,7 +36,8 @@ fn erfc1(v: f32) -> f32 {
 fn binary(f: f32, y: f32, pw: f32) -> vec2<f32> {
     if OP == 10u {
         // PyTorch: (1 - y) f - l_w log sigma(f); infinities as its arithmetic gives them.
-        let lw = 1.0 + (pw - 1.0) * y;
+        // 1 + (pw - 1) y, formed without the cancellation that loses a small pw at y = 1.
+        let lw = (1.0 - y) + pw * y;
         let g = lw * sigmoid1(f) - pw * y;
         if is_nan1(f) {
             return vec2<f32>(params.nan);

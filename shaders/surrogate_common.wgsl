@@ -8,7 +8,7 @@ const OP: u32 = CE_STATIC;
 struct SParams {
     n: u32,        // pointwise: elements in the chunk
     flags: u32,    // 2: weight bound
-    kappa: f32,    // kappa >= 0 (rows); mu or beta (pairwise)
+    kappa: f32,    // pairwise: mu or beta; rows: kappa_s (see kappa_times)
     sign: f32,     // +1 or -1: Boltzmann with beta < 0 runs on -x
     a: f32,
     u: f32,        // upstream factor of the gradient
@@ -28,7 +28,7 @@ struct SParams {
     small_h: f32,
     small_h2: f32,
     zero: u32,     // 0, for `keep`
-    _pad0: u32,
+    kappa_r: f32,  // rows: kappa = kappa_s * kappa_r, kappa_s a power of two (see kappa_times)
     _pad1: u32,
     _pad2: u32,
 }

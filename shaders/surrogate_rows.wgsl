@@ -9,9 +9,9 @@
 //     OP 3  accuracy       g_j = [j == y]
 //     OP 4  macro-F1 grad  g_j = v_j + 2 [j == y] h_j, (h, v) per class in `weight`
 //   grad_j = u * (a p_j + kappa p_j (g_j - f)): the gradient of u*f (a = 1 for Boltzmann,
-//   whose g depends on x). kappa = |beta| multiplies (OP 1); kappa = 1/T divides by T (OPs
-//   2-4: exact for subnormal T, where 1/T overflows). The exponent is the prelude's
-//   (params.exp_*, from kappa on the host: src/scale.rs). Formulas: src/surrogates/mod.rs.
+//   whose g depends on x); kappa = |beta| or 1/T, applied as `kappa_times` says. The
+//   exponent is the prelude's (params.exp_*, from kappa on the host: src/scale.rs).
+//   Formulas: src/surrogates/mod.rs.
 //   OP 5  `margin`: torch.nn.MultiMarginLoss per row.
 //   OP 6  `f1_columns`: per class c, sum_i p_ic and sum_{i: y_i = c} p_ic over the chunk.
 
@@ -83,10 +83,13 @@ fn wmerge(a: WStats, b: WStats) -> WStats {
             fb += keep(fma(b.m, sp.quarter, -sp.quarter2 * m));
         }
     }
+    // f = (sa fa + sb fb) / s as two weights in [0, 1]: the sum form overflows when s is
+    // large and f near f32::MAX / 2, and fa + (sb / s)(fb - fa) loses a small side's share
+    // when sb / s rounds to 1. `keep` stops the compiler from regrouping it into either.
     let s = sa + sb;
-    var f = fa;
-    if sb > 0.0 {
-        f = fa + (sb / s) * (fb - fa);
+    var f = 0.0;
+    if s > 0.0 {
+        f = keep(sa / s) * fa + keep(sb / s) * fb;
     }
     return WStats(m, s, f, max(a.abits, b.abits), max(a.ibits, b.ibits));
 }
@@ -167,12 +170,15 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
     return WStats(sh_m[h], sh_s[h], sh_l[h], sh_a[h], sh_i[h]);
 }
 
-// kappa * v, the unbounded parameter applied last: times |beta| (OP 1), or divided by T.
-fn kappa_times(v: vec4<f32>) -> vec4<f32> {
-    if OP == 1u {
-        return v * sp.kappa;
-    }
-    return v / params.temperature;
+// kappa * p * d as ((p * kappa_s) * d) * kappa_r, with kappa_s = 2^k <= 2^127 and
+// kappa_r = kappa / kappa_s in [1, 2) (or kappa itself when kappa < 1, kappa_s = 1), times 4
+// for OP 1 (whose d is in quarters): p * d alone underflows where the product does not
+// (p ~ 1e-28, d ~ 1e-23 at T = 1e-45), kappa * d alone overflows where it does not, and
+// kappa itself overflows f32 for subnormal T. An intermediate overflows only where the result
+// does (kappa_r >= 1). The order is forced with `keep`: lavapipe's compiler otherwise
+// regroups the products (measured: kappa_s * kappa_r * 4 first, then inf * 0 = NaN).
+fn kappa_times(p: vec4<f32>, d: vec4<f32>) -> vec4<f32> {
+    return keep4(keep4(p * sp.kappa) * d) * sp.kappa_r;
 }
 
 @compute @workgroup_size(256)
@@ -184,7 +190,7 @@ fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     }
     // NaN, +inf (after the sign), no finite value, or kappa == 0 with any infinity: NaN row.
     let ok = st.abits <= 0x7f800000u && st.ibits < 0x7f800000 && st.s > 0.0
-        && (sp.kappa > 0.0 || st.abits < 0x7f800000u);
+        && (sp.kappa_r > 0.0 || st.abits < 0x7f800000u);
     if it.lane == 0u {
         var value = st.f;
         if OP == 1u {
@@ -205,10 +211,7 @@ fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         } else {
             d = g4(j, y) - vec4<f32>(st.f);
         }
-        var k = kappa_times(p * d);
-        if OP == 1u {
-            k *= 4.0;
-        }
+        let k = kappa_times(p, d);
         // -inf entries (p = 0) contribute 0, never 0 * inf.
         let grad = select(vec4<f32>(0.0), sp.u * (sp.a * p + k), p > vec4<f32>(0.0));
         store4(it.row, j, select(vec4<f32>(params.nan), grad, ok));
@@ -264,12 +267,12 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
                 let idx = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
                 let h = hinge4(v, xy);
                 let on = valid & (idx != vec4<u32>(y)) & h.on;
-                let wz = wc * h.zh;
+                let wz = keep4(wc * h.zh);
                 if sp.p == 1u {
                     hb += hsum4(select(vec4<f32>(0.0), 2.0 * wz, on));
                     gb += hsum4(select(vec4<f32>(0.0), vec4<f32>(wc), on));
                 } else {
-                    hb += hsum4(select(vec4<f32>(0.0), 4.0 * (wz * h.zh), on));
+                    hb += hsum4(select(vec4<f32>(0.0), 4.0 * keep4(wz * h.zh), on));
                     gb += hsum4(select(vec4<f32>(0.0), 4.0 * wz, on));
                 }
                 abits = max(abits, abits4(v));
@@ -310,7 +313,7 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         let h = hinge4(v, xy);
         var d = select(vec4<f32>(0.0), vec4<f32>(wc), h.on);
         if sp.p == 2u {
-            d = select(vec4<f32>(0.0), 4.0 * (wc * h.zh), h.on);
+            d = select(vec4<f32>(0.0), 4.0 * keep4(wc * h.zh), h.on);
         }
         // The target's own entry is minus the sum of the others.
         let g = sp.u * select(d, vec4<f32>(-gsum), idx == vec4<u32>(y));

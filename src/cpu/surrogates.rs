@@ -200,7 +200,8 @@ pub(crate) fn pairwise(a: f32, b: f32, form: PairwiseForm) -> (f32, f32, f32) {
 pub(crate) fn binary_element(loss: BinaryLoss, f: f32, y: f32, pw: f32) -> (f32, f32) {
     match loss {
         BinaryLoss::Logistic => {
-            let lw = 1.0 + (pw - 1.0) * y;
+            // 1 + (pw − 1)·y, formed without the cancellation that loses a small pw at y = 1.
+            let lw = (1.0 - y) + pw * y;
             let log_sig = f.min(0.0) - exp(-f.abs()).ln_1p();
             ((1.0 - y) * f - lw * log_sig, lw * sigmoid(f) - pw * y)
         }

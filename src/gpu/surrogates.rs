@@ -43,7 +43,9 @@ struct SParams {
     small_h2: f32,
     /// 0 (see `keep` in the shader).
     zero: u32,
-    _pad: [u32; 3],
+    /// Rows: `κ = kappa·kappa_r` (see [`Kappa::split`]).
+    kappa_r: f32,
+    _pad: [u32; 2],
 }
 
 impl Default for SParams {
@@ -66,7 +68,8 @@ impl Default for SParams {
             small_h: 1.0 / 512.0,
             small_h2: 1.0 / 512.0,
             zero: 0,
-            _pad: [0; 3],
+            kappa_r: 0.0,
+            _pad: [0; 2],
         }
     }
 }
@@ -275,6 +278,21 @@ impl Kappa {
         }
     }
 
+    /// `κ = s·r` with `s` a power of two in `[1, 2¹²⁷]` and `r ∈ [1, 2)` (or `r = κ < 1`,
+    /// `s = 1`): the kernel forms `κ·p·d` as `((p·s)·d)·r` (see `kappa_times` in
+    /// shaders/surrogate_rows.wgsl). In f64: `κ = 1/T` is beyond f32 for subnormal `T`.
+    fn split(self) -> (f32, f32) {
+        let k = match self {
+            Kappa::Beta(b) => b as f64,
+            Kappa::Temperature(t) => 1.0 / t as f64,
+        };
+        if k < 1.0 {
+            return (1.0, k as f32);
+        }
+        let s = 2f64.powi((k.log2().floor() as i32).min(127));
+        (s as f32, (k / s) as f32)
+    }
+
     fn tiny(self) -> bool {
         let log2e = std::f64::consts::LOG2_E;
         match self {
@@ -298,10 +316,17 @@ struct RowJob {
 
 impl RowJob {
     fn weighted(op: u32, sp: SParams, kappa: Kappa) -> Self {
+        let (s, r) = kappa.split();
+        // Boltzmann's (g − f) is in quarters: the 4 goes into kappa_r (see `kappa_times`).
+        let r = if op == op::BOLTZMANN { 4.0 * r } else { r };
         RowJob {
             entry: "weighted",
             op,
-            sp,
+            sp: SParams {
+                kappa: s,
+                kappa_r: r,
+                ..sp
+            },
             kappa,
             class: false,
             weight: None,
@@ -559,14 +584,9 @@ async fn macro_f1(
         u: 1.0,
         ..Default::default()
     };
-    let job = RowJob {
-        entry: "weighted",
-        op: op::F1_GRAD,
-        sp,
-        kappa: Kappa::Temperature(t),
-        class: true,
-        weight: Some(weight),
-    };
+    let mut job = RowJob::weighted(op::F1_GRAD, sp, Kappa::Temperature(t));
+    job.class = true;
+    job.weight = Some(weight);
     let (_, g) = run_rows(ctx, x, pr, &job, wait).await?;
     Ok(output(Value::Scalar(f as f32), matrix(g, rows, cols)?))
 }

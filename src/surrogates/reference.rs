@@ -285,7 +285,8 @@ pub fn binary_element(loss: BinaryLoss, f: f64, y: f64, pw: f64) -> (f64, f64) {
     match loss {
         BinaryLoss::Logistic => {
             // PyTorch: (1 − y)·x − l_w·log σ(x), log σ(x) = min(x, 0) − log1p(e^{−|x|}).
-            let lw = 1.0 + (pw - 1.0) * y;
+            // 1 + (pw − 1)·y, formed without the cancellation that loses a small pw at y = 1.
+            let lw = (1.0 - y) + pw * y;
             let log_sig = f.min(0.0) - (-f.abs()).exp().ln_1p();
             ((1.0 - y) * f - lw * log_sig, lw * sigmoid(f) - pw * y)
         }

@@ -1,7 +1,7 @@
 //! What the parameter sweeps share: the values every numeric parameter is swept over, the
 //! inputs, and the comparator with an explicit error scale per element.
 
-use super::{tol, Rng, SUBNORMAL_STEP};
+use super::{tol, Rng, FLUSH_FLOOR};
 use ndarray::Array2;
 
 /// Every positive parameter value: the smallest subnormal, a subnormal, the smallest normal,
@@ -70,7 +70,7 @@ pub fn inputs() -> Array2<f32> {
 }
 
 /// Compares f32 results with f64 references element by element, each with its own error
-/// scale: `|a − r| ≤ tol(terms)·(|r| + scale) + floor + SUBNORMAL_STEP`. `scale` is the sum of
+/// scale: `|a − r| ≤ tol(terms)·(|r| + scale) + floor + FLUSH_FLOOR`. `scale` is the sum of
 /// the absolute values of the terms the element is computed from (the classic bound for a
 /// sum of products: its rounding errors are relative to that, not to the result); `floor` an
 /// absolute error the computation cannot avoid (e.g. probabilities below the smallest normal
@@ -98,7 +98,7 @@ pub fn assert_scaled(
             assert_eq!(a, r, "{what}: [{i}]: got {a}, want {r}");
             continue;
         }
-        let bound = t * (r.abs() + scale[i]) + floor[i] + SUBNORMAL_STEP;
+        let bound = t * (r.abs() + scale[i]) + floor[i] + FLUSH_FLOOR;
         if a.is_infinite() {
             let overflow = (r.abs() + bound) * (1.0 + f32::EPSILON as f64) >= max;
             assert!(
@@ -120,4 +120,4 @@ pub fn assert_scaled(
 
 /// The absolute error of an f32 probability: `exp` flushes results below the smallest normal
 /// f32 (`2⁻¹²⁶`) to 0, as GPUs may, and the sum it is divided by is at least 1.
-pub const P_FLOOR: f64 = 1.175_494_350_822_287_5e-38;
+pub const P_FLOOR: f64 = FLUSH_FLOOR;
