@@ -32,75 +32,155 @@ fn erfc1(v: f32) -> f32 {
     return select(2.0 - r, r, v >= 0.0);
 }
 
-// (loss, dloss/df) of one binary loss, before weights.
-fn binary(f: f32, y: f32, pw: f32) -> vec2<f32> {
+// 2^k for an integer k in [-126, 127], exactly (built from the bits; exp2 need not be exact).
+fn pow2(k: i32) -> f32 {
+    return bitcast<f32>(u32(k + 127) << 23u);
+}
+
+struct Frexp {
+    fract: f32,
+    exp: i32,
+}
+
+// frexp that does not depend on the device's handling of subnormals (lavapipe's frexp returns
+// a wrong exponent for them): a subnormal is scaled by 2^64 first (0 if the device flushed it).
+fn frexp_normal(v: f32) -> Frexp {
+    if abs(v) < 1.17549435e-38 {
+        let f = frexp(v * 18446744073709551616.0);
+        return Frexp(f.fract, f.exp - 64);
+    }
+    let f = frexp(v);
+    return Frexp(f.fract, f.exp);
+}
+
+// a * b * c * d for finite factors, with no intermediate overflow or underflow that the exact
+// product does not have (weights, positive weights and scores up to f32::MAX, subnormal ones
+// included, make products of several unbounded factors): the mantissas are multiplied, the
+// exponents added, and the power of two applied in two exact steps (`keep` stops the compiler
+// from merging them).
+fn mul4(a: f32, b: f32, c: f32, d: f32) -> f32 {
+    let fa = frexp_normal(a);
+    let fb = frexp_normal(b);
+    let fc = frexp_normal(c);
+    let fd = frexp_normal(d);
+    let m = (fa.fract * fb.fract) * (fc.fract * fd.fract); // |m| in [1/16, 1), or 0
+    let e = fa.exp + fb.exp + fc.exp + fd.exp;
+    if m == 0.0 || e < -170 {
+        return 0.0 * m;
+    }
+    if e > 132 {
+        return m * params.pos_inf; // |m| >= 1/16: beyond f32::MAX
+    }
+    let e1 = e / 2;
+    return keep(m * pow2(e1)) * pow2(e - e1);
+}
+
+fn mul3(a: f32, b: f32, c: f32) -> f32 {
+    return mul4(a, b, c, 1.0);
+}
+
+// An unweighted infinite loss times a weight, as IEEE arithmetic gives it: NaN for w = 0, the
+// sign flipped for w < 0.
+fn weigh_inf(l: f32, w: f32) -> f32 {
+    return select(select(params.nan, -l, w < 0.0), l, w > 0.0);
+}
+
+// (w * loss, w * dloss/df * u) of one binary loss (u: the reduction's factor, <= 1).
+fn binary(f: f32, y: f32, pw: f32, w: f32, u: f32) -> vec2<f32> {
     if OP == 10u {
-        // PyTorch: (1 - y) f - l_w log sigma(f); infinities as its arithmetic gives them.
-        // 1 + (pw - 1) y, formed without the cancellation that loses a small pw at y = 1.
-        let lw = (1.0 - y) + pw * y;
-        let g = lw * sigmoid1(f) - pw * y;
         if is_nan1(f) {
             return vec2<f32>(params.nan);
         }
+        // PyTorch's (1 - y) f - l_w log sigma(f), l_w = 1 + (pw - 1) y, rearranged into
+        // non-negative terms: (1 - y) f + l_w log(1 + e^-f) for f >= 0, pw y (-f) +
+        // l_w log(1 + e^f) for f < 0; nothing cancels. The gradient l_w sigma(f) - pw y as
+        // (1 - y) sigma(f) - pw y sigma(-f).
+        let lw = (1.0 - y) + pw * y;
+        let g = mul3(w, u, (1.0 - y) * sigmoid1(f)) - mul4(w, u, pw, y * sigmoid1(-f));
         if !is_finite1(f) {
             // +inf: (1 - y) inf - 0 is +inf for y < 1, 0 * inf = NaN for y = 1; -inf: NaN.
             let pinf = select(params.nan, params.pos_inf, y < 1.0);
-            return vec2<f32>(select(params.nan, pinf, f > 0.0), g);
+            return vec2<f32>(weigh_inf(select(params.nan, pinf, f > 0.0), w), g);
         }
-        let log_sig = min(f, 0.0) - log1p_small(exp(-abs(f)));
-        return vec2<f32>((1.0 - y) * f - lw * log_sig, g);
+        let soft = mul3(w, lw, log1p_small(exp(-abs(f))));
+        let lin = select(mul4(w, pw, y, -f), mul3(w, 1.0 - y, f), f >= 0.0);
+        return vec2<f32>(lin + soft, g);
     }
     if !is_finite1(f) {
         return vec2<f32>(params.nan);
     }
-    let u = 1.0 - y * f;
+    let v = 1.0 - y * f;
     if OP == 11u {
-        return select(vec2<f32>(0.0), vec2<f32>(u, -y), u > 0.0);
+        return select(vec2<f32>(0.0), vec2<f32>(w * v, -y * (w * u)), v > 0.0);
     }
     if OP == 12u {
-        let h = max(u, 0.0);
-        return vec2<f32>(h * h, -2.0 * y * h);
+        let h = max(v, 0.0);
+        return vec2<f32>(mul3(w, h, h), mul3(w, -2.0 * y * u, h));
     }
     if OP == 13u {
-        let e = exp(-y * f);
-        return vec2<f32>(e, -y * e);
+        let z = -y * f;
+        let e = exp(min(z, 88.0));
+        if z <= 88.0 {
+            return vec2<f32>(w * e, mul3(w, -y * u, e));
+        }
+        // e^z beyond f32: w e^z as sign(w) e^(z + ln|w|). Beyond f64's range (z > 709.78)
+        // the reference's e^z is infinite too, and its weighting is IEEE's.
+        if z > 709.78 {
+            return vec2<f32>(weigh_inf(params.pos_inf, w), weigh_inf(params.pos_inf, -y * w));
+        }
+        if w == 0.0 {
+            return vec2<f32>(0.0);
+        }
+        let l = sign(w) * exp(z + log(abs(w)));
+        return vec2<f32>(l, -y * sign(w) * exp(z + log(abs(w) * u)));
     }
-    return vec2<f32>(u * u, -2.0 * y * u);
+    return vec2<f32>(mul3(w, v, v), mul3(w, -2.0 * y * u, v));
 }
 
 // (f, df/da, df/db) of the pairwise smooth max, written around max(a, b) so the small
-// correction and the small partial derivative keep their relative precision.
+// correction and the small partial derivative keep their relative precision. a - b is carried
+// in halves (it overflows for arguments of opposite sign near f32::MAX), and the products with
+// the unbounded parameter come last.
 fn pairwise(a: f32, b: f32) -> vec3<f32> {
     if !(is_finite1(a) && is_finite1(b)) {
         return vec3<f32>(params.nan);
     }
-    let d = a - b;
+    let dh = keep(fma(a, sp.half, -sp.half2 * b)); // (a - b) / 2
     let hi = max(a, b);
-    let ad = abs(d);
+    let adh = abs(dh);
     let k = sp.kappa;
     if OP == 22u {
-        let s = sigmoid1(k * d);
-        let ga = s * (1.0 + k * d * sigmoid1(-k * d));
-        return vec3<f32>(d * s + b, ga, 1.0 - ga);
+        // f = sigma(t) a + sigma(-t) b (convex: no overflow), t = beta (a - b); df/da =
+        // sigma(t) + t sigma(t) sigma(-t), the last term 0 beyond |t| = 80.
+        let t = keep(k * dh) * 2.0;
+        let s = sigmoid1(t);
+        let s2 = sigmoid1(-t);
+        let bump = select(0.0, t * s * s2, abs(t) < 80.0);
+        return vec3<f32>(s * a + s2 * b, s + bump, s2 - bump);
     }
     var f: f32;
     var small: f32;
     if OP == 20u {
-        let z = k * ad;
+        // z = mu |a - b|, clamped at 10 (erfc(10) = 2e-45: the correction is 0 beyond).
+        let z = min(keep(k * adh) * 2.0, 10.0);
         let e = erfc1(z);
         let bump = z * 1.1283791671 * exp(-z * z);
-        f = hi - ad * e * 0.5;
+        f = hi - adh * e;
         small = (e - bump) * 0.5;
     } else {
-        // r = hypot(d, mu) scaled against overflow; r - |d| = mu^2 / (r + |d|).
-        let big = max(ad, k);
-        let q = min(ad, k) / big;
-        let r = big * sqrt(1.0 + q * q);
-        let c = k * k / (r + ad);
-        f = hi + 0.5 * c;
-        small = c / (2.0 * r);
+        // In halves: r/2 = hypot(|d|/2, mu/2), scaled against overflow; r - |d| =
+        // mu^2 / (r + |d|) = mu * ratio with ratio = (mu/2) / (r/2 + |d|/2), formed as
+        // (mu/r) / (1 + |d|/r) (r/2 + |d|/2 can overflow; these are in [0, 1] and [1, 2]);
+        // the partial derivative mu^2 / (2 r (r + |d|)) = (mu / r) * ratio / 2.
+        let kh = k * 0.5;
+        let big = max(adh, kh);
+        let q = min(adh, kh) / big;
+        let rh = big * sqrt(1.0 + q * q);
+        let ratio = (kh / rh) / (1.0 + adh / rh);
+        f = hi + 0.5 * (k * ratio);
+        small = 0.5 * ((kh / rh) * ratio);
     }
-    return select(vec3<f32>(f, small, 1.0 - small), vec3<f32>(f, 1.0 - small, small), d >= 0.0);
+    return select(vec3<f32>(f, small, 1.0 - small), vec3<f32>(f, 1.0 - small, small), dh >= 0.0);
 }
 
 @compute @workgroup_size(256)
@@ -135,12 +215,7 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     if (sp.flags & 2u) != 0u {
         w = weight[e];
     }
-    let r = binary(f, yv, pw);
-    var loss = w * r.x;
-    if !is_finite1(r.x) && !is_nan1(r.x) {
-        // An infinite loss times a weight: IEEE gives NaN for w = 0 and flips with the sign.
-        loss = select(select(params.nan, -r.x, w < 0.0), r.x, w > 0.0);
-    }
-    y[e] = loss;
-    grad[e] = w * r.y * sp.u;
+    let r = binary(f, yv, pw, w, sp.u);
+    y[e] = r.x;
+    grad[e] = r.y;
 }

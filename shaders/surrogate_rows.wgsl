@@ -222,23 +222,22 @@ fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
 // Per row: loss = sum_{j != y} (w_y / C) max(0, z_j)^p with z_j = margin - x_y + x_j; the
 // tree merges (sum of loss terms, sum of gradient terms, max |bits|) in sh_s, sh_l, sh_a.
 // z_j is formed from x_j - x_y (exact for nearby values) plus the margin, and, where that
-// overflows (a row spanning more than f32::MAX), in halves; each term takes the bounded
-// factor w_y / C before the unbounded ones, so a sum of non-negative terms overflows only
-// where the exact loss does.
+// overflows (a row spanning more than f32::MAX, a margin near it), in quarters (three terms up
+// to f32::MAX); each term takes the bounded factor w_y / C before the unbounded ones, so a sum
+// of non-negative terms overflows only where the exact loss does.
 struct Hinge {
     on: vec4<bool>,
-    zh: vec4<f32>,  // z / 2
+    zq: vec4<f32>,  // z / 4
 }
 
 fn hinge4(v: vec4<f32>, xy: f32) -> Hinge {
     let dv = keep4(v - vec4<f32>(xy));
     let zf = dv + vec4<f32>(sp.margin);
-    let zh_wide = fma(v, vec4<f32>(sp.half), vec4<f32>(fma(-sp.half2, xy, sp.half * sp.margin)));
+    let zq_wide = fma(v, vec4<f32>(sp.quarter), vec4<f32>(fma(-sp.quarter2, xy, sp.quarter * sp.margin)));
     // z > 0 as one exact comparison (x_j - x_y > -margin); where x_j - x_y overflows, the
-    // halves decide.
-    let wide = !finite4(dv);
-    let on = select(dv > vec4<f32>(-sp.margin), zh_wide > vec4<f32>(0.0), wide);
-    return Hinge(on, select(sp.half * zf, zh_wide, wide));
+    // quarters decide, and where z does, the quarters carry it.
+    let on = select(dv > vec4<f32>(-sp.margin), zq_wide > vec4<f32>(0.0), !finite4(dv));
+    return Hinge(on, select(sp.quarter * zf, zq_wide, !finite4(zf)));
 }
 
 @compute @workgroup_size(256)
@@ -256,6 +255,11 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         if (sp.flags & 2u) != 0u {
             wc = weight[y] / f32(params.cols);
         }
+    }
+    // The gradient's terms take the reduction's factor u (<= 1) before they are summed for
+    // the target's entry, so that sum overflows only where the result does.
+    let wcg = wc * sp.u;
+    if it.valid {
         // In blocks of SUM_BLOCK steps (see the prelude).
         for (var j = it.lane; j < params.cols_v;) {
             let stop = min(params.cols_v, j + SUM_BLOCK * ROW_THREADS);
@@ -267,13 +271,12 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
                 let idx = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
                 let h = hinge4(v, xy);
                 let on = valid & (idx != vec4<u32>(y)) & h.on;
-                let wz = keep4(wc * h.zh);
                 if sp.p == 1u {
-                    hb += hsum4(select(vec4<f32>(0.0), 2.0 * wz, on));
-                    gb += hsum4(select(vec4<f32>(0.0), vec4<f32>(wc), on));
+                    hb += hsum4(select(vec4<f32>(0.0), 4.0 * keep4(wc * h.zq), on));
+                    gb += hsum4(select(vec4<f32>(0.0), vec4<f32>(wcg), on));
                 } else {
-                    hb += hsum4(select(vec4<f32>(0.0), 4.0 * keep4(wz * h.zh), on));
-                    gb += hsum4(select(vec4<f32>(0.0), 4.0 * wz, on));
+                    hb += hsum4(select(vec4<f32>(0.0), 16.0 * keep4(keep4(wc * h.zq) * h.zq), on));
+                    gb += hsum4(select(vec4<f32>(0.0), 8.0 * keep4(wcg * h.zq), on));
                 }
                 abits = max(abits, abits4(v));
             }
@@ -311,12 +314,12 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         let v = select(vec4<f32>(0.0), load4(it.row, j), lane_valid4(j));
         let idx = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
         let h = hinge4(v, xy);
-        var d = select(vec4<f32>(0.0), vec4<f32>(wc), h.on);
+        var d = select(vec4<f32>(0.0), vec4<f32>(wcg), h.on);
         if sp.p == 2u {
-            d = select(vec4<f32>(0.0), 4.0 * keep4(wc * h.zh), h.on);
+            d = select(vec4<f32>(0.0), 8.0 * keep4(wcg * h.zq), h.on);
         }
         // The target's own entry is minus the sum of the others.
-        let g = sp.u * select(d, vec4<f32>(-gsum), idx == vec4<u32>(y));
+        let g = select(d, vec4<f32>(-gsum), idx == vec4<u32>(y));
         store4(it.row, j, select(vec4<f32>(params.nan), g, ok));
     }
 }

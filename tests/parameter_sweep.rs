@@ -30,4 +30,3 @@ fn row_ops_at_every_temperature() {
         }
     }
 }
-

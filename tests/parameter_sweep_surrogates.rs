@@ -22,20 +22,39 @@ fn check(call: &Surrogate, scales: &Scales, terms: usize, what: &str) {
     let want = surrogate_f64(call).unwrap();
     for b in fast_backends() {
         let what = format!("{what} on {}", b.name());
-        let got: SurrogateOutput = b
-            .surrogate(call)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let got: SurrogateOutput = b.surrogate(call).unwrap_or_else(|e| panic!("{what}: {e}"));
         let wv = want.value.to_vec();
         let gv = got.value.to_vec();
-        assert_scaled(&gv, &wv, &scales.value, &scales.value_floor, terms, &format!("{what}: value"));
+        assert_scaled(
+            &gv,
+            &wv,
+            &scales.value,
+            &scales.value_floor,
+            terms,
+            &format!("{what}: value"),
+        );
         let g = got.grad.as_standard_layout();
         let w = want.grad.as_standard_layout();
         let (gs, ws) = (g.as_slice().unwrap(), w.as_slice().unwrap());
-        assert_scaled(gs, ws, &scales.grad, &scales.grad_floor, terms, &format!("{what}: grad"));
+        assert_scaled(
+            gs,
+            ws,
+            &scales.grad,
+            &scales.grad_floor,
+            terms,
+            &format!("{what}: grad"),
+        );
         if let (Some(g), Some(w)) = (&got.grad_b, &want.grad_b) {
             let (g, w) = (g.as_standard_layout(), w.as_standard_layout());
             let (gs, ws) = (g.as_slice().unwrap(), w.as_slice().unwrap());
-            assert_scaled(gs, ws, &scales.grad, &scales.grad_floor, terms, &format!("{what}: grad_b"));
+            assert_scaled(
+                gs,
+                ws,
+                &scales.grad,
+                &scales.grad_floor,
+                terms,
+                &format!("{what}: grad_b"),
+            );
         }
     }
 }
@@ -68,7 +87,11 @@ fn row_p(row: &[f64], kappa: &dyn Fn(f64) -> f64) -> Option<(Vec<f64>, Vec<f64>,
         .iter()
         .zip(&p)
         .map(|(&x, &p)| {
-            let z = if x == f64::NEG_INFINITY { 0.0 } else { kappa(x - m).abs() };
+            let z = if x == f64::NEG_INFINITY {
+                0.0
+            } else {
+                kappa(x - m).abs()
+            };
             p * (1.0 + z) + P_FLOOR
         })
         .collect();
@@ -83,7 +106,9 @@ fn boltzmann_scales(x: &Array2<f32>, beta: f32) -> Scales {
     let k = beta.abs() as f64;
     for i in 0..rows {
         let xs: Vec<f64> = x.row(i).iter().map(|&v| sign * v as f64).collect();
-        let Some((p, err, m)) = row_p(&xs, &|d| k * d) else { continue };
+        let Some((p, err, m)) = row_p(&xs, &|d| k * d) else {
+            continue;
+        };
         let dist = |j: usize| if p[j] > 0.0 { (xs[j] - m).abs() } else { 0.0 };
         let shift: f64 = (0..cols).map(|j| p[j] * dist(j)).sum();
         let shift_err: f64 = (0..cols).map(|j| err[j] * dist(j)).sum();
@@ -101,7 +126,12 @@ fn boltzmann_at_every_beta() {
     let x = inputs();
     for beta in signed() {
         let call = Surrogate::BoltzmannMax { x: x.view(), beta };
-        check(&call, &boltzmann_scales(&x, beta), x.ncols(), &format!("boltzmann β={beta:e}"));
+        check(
+            &call,
+            &boltzmann_scales(&x, beta),
+            x.ncols(),
+            &format!("boltzmann β={beta:e}"),
+        );
     }
 }
 
@@ -114,7 +144,9 @@ fn t_scales(x: &Array2<f32>, t: f32, g: &dyn Fn(usize, usize) -> f64, u: f64) ->
     let t = t as f64;
     for i in 0..rows {
         let xs: Vec<f64> = x.row(i).iter().map(|&v| v as f64).collect();
-        let Some((p, err, _)) = row_p(&xs, &|d| d / t) else { continue };
+        let Some((p, err, _)) = row_p(&xs, &|d| d / t) else {
+            continue;
+        };
         let f: f64 = (0..cols).map(|j| g(i, j) * p[j]).sum();
         let fe: f64 = (0..cols).map(|j| g(i, j).abs() * err[j]).sum();
         s.value[i] = fe;
@@ -131,11 +163,18 @@ fn soft_argmax_accuracy_and_macro_f1_at_every_temperature() {
     let (rows, cols) = x.dim();
     let y = Array1::from_iter((0..rows).map(|i| (i * 7 % cols) as i64));
     for t in positives() {
-        let call = Surrogate::SoftArgmax { x: x.view(), temperature: t };
+        let call = Surrogate::SoftArgmax {
+            x: x.view(),
+            temperature: t,
+        };
         let sc = t_scales(&x, t, &|_, j| j as f64, 1.0);
         check(&call, &sc, cols, &format!("soft-argmax T={t:e}"));
 
-        let call = Surrogate::SmoothAccuracy { logits: x.view(), targets: y.view(), temperature: t };
+        let call = Surrogate::SmoothAccuracy {
+            logits: x.view(),
+            targets: y.view(),
+            temperature: t,
+        };
         let hit = |i: usize, j: usize| (j as i64 == y[i]) as u8 as f64;
         let mut sc = t_scales(&x, t, &hit, 1.0 / rows as f64);
         let mean = sc.value.iter().sum::<f64>() / rows as f64;
@@ -145,7 +184,11 @@ fn soft_argmax_accuracy_and_macro_f1_at_every_temperature() {
 
         // Macro F1: g_ik = ∂F/∂p_ik is bounded by 2/(C·min(P_k + N_k)) ≤ 2/C per count; the
         // value is a mean of ratios in [0, 1].
-        let call = Surrogate::SmoothF1Macro { logits: x.view(), targets: y.view(), temperature: t };
+        let call = Surrogate::SmoothF1Macro {
+            logits: x.view(),
+            targets: y.view(),
+            temperature: t,
+        };
         let g = |_: usize, _: usize| 4.0 / cols as f64;
         let mut sc = t_scales(&x, t, &g, 1.0);
         sc.value = vec![1.0];
@@ -161,17 +204,34 @@ fn pairwise_max_at_every_mu_and_beta() {
     let b = Array2::from_shape_fn((rows, cols), |(i, j)| a[[(i + 1) % rows, (j * 5) % cols]]);
     let n = rows * cols;
     // Value: |a| + |b| (a sum of both); gradients are bounded by 1.2 (the erf form's overshoot).
-    let value: Vec<f64> = a.iter().zip(&b).map(|(&a, &b)| (a.abs() + b.abs()) as f64).collect();
-    let sc = Scales { value, value_floor: vec![0.0; n], grad: vec![1.2; n], grad_floor: vec![0.0; n] };
+    let value: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(&a, &b)| (a.abs() + b.abs()) as f64)
+        .collect();
+    let sc = Scales {
+        value,
+        value_floor: vec![0.0; n],
+        grad: vec![1.2; n],
+        grad_floor: vec![0.0; n],
+    };
     for mu in positives() {
         for form in [PairwiseForm::Erf { mu }, PairwiseForm::Sqrt { mu }] {
-            let call = Surrogate::PairwiseMax { a: a.view(), b: b.view(), form };
+            let call = Surrogate::PairwiseMax {
+                a: a.view(),
+                b: b.view(),
+                form,
+            };
             check(&call, &sc, 1, &format!("{} μ={mu:e}", form.name()));
         }
     }
     for beta in signed() {
         let form = PairwiseForm::Acon { beta };
-        let call = Surrogate::PairwiseMax { a: a.view(), b: b.view(), form };
+        let call = Surrogate::PairwiseMax {
+            a: a.view(),
+            b: b.view(),
+            form,
+        };
         check(&call, &sc, 1, &format!("acon β={beta:e}"));
     }
 }
@@ -190,20 +250,37 @@ fn binary_losses_at_every_weight_and_pos_weight() {
         for loss in BinaryLoss::ALL {
             let logistic = loss == BinaryLoss::Logistic;
             let labels = if logistic { &soft } else { &hard };
-            for (pw, reduction) in [(1.0, Reduction::None), (1.0, Reduction::Mean), (1.0, Reduction::Sum)]
-                .into_iter()
-                .chain(pws.iter().filter(|_| logistic).map(|&p| (p, Reduction::None)))
-            {
+            for (pw, reduction) in [
+                (1.0, Reduction::None),
+                (1.0, Reduction::Mean),
+                (1.0, Reduction::Sum),
+            ]
+            .into_iter()
+            .chain(
+                pws.iter()
+                    .filter(|_| logistic)
+                    .map(|&p| (p, Reduction::None)),
+            ) {
                 let pwv = Array1::from_shape_fn(cols, |j| if j % 3 == 0 { pw } else { 1.0 });
                 let options = BinaryOptions {
                     weight: Some(wr.view()),
                     pos_weight: logistic.then(|| pwv.view()),
                     reduction,
                 };
-                let call = Surrogate::Binary { logits: x.view(), labels: labels.view(), loss, options };
+                let call = Surrogate::Binary {
+                    logits: x.view(),
+                    labels: labels.view(),
+                    loss,
+                    options,
+                };
                 let sc = binary_scales(&x, labels, &wr, &pwv, loss, reduction);
                 let what = format!("{} w={w:e} pw={pw:e} {reduction:?}", loss.name());
-                check(&call, &sc, if reduction == Reduction::None { 1 } else { n }, &what);
+                check(
+                    &call,
+                    &sc,
+                    if reduction == Reduction::None { 1 } else { n },
+                    &what,
+                );
             }
         }
     }
@@ -220,7 +297,11 @@ fn binary_scales(
 ) -> Scales {
     let (rows, cols) = x.dim();
     let n = rows * cols;
-    let g_scale = if reduction == Reduction::Mean { 1.0 / n as f64 } else { 1.0 };
+    let g_scale = if reduction == Reduction::Mean {
+        1.0 / n as f64
+    } else {
+        1.0
+    };
     let mut value = vec![0.0; n];
     let mut grad = vec![0.0; n];
     for ((i, j), &f) in x.indexed_iter() {
@@ -228,7 +309,10 @@ fn binary_scales(
         let (l, d) = match loss {
             BinaryLoss::Logistic => {
                 let lw = 1.0 + (pw[j] as f64 - 1.0) * y;
-                ((1.0 - y) * f.abs() + lw.abs() * (f.abs() + 1.0), lw.abs() + pw[j] as f64 * y)
+                (
+                    (1.0 - y) * f.abs() + lw.abs() * (f.abs() + 1.0),
+                    lw.abs() + pw[j] as f64 * y,
+                )
             }
             BinaryLoss::Exponential => {
                 let s = if y > 0.0 { 1.0 } else { -1.0 };
@@ -241,11 +325,21 @@ fn binary_scales(
         grad[i * cols + j] = wj * d * g_scale;
     }
     if reduction != Reduction::None {
-        let total: f64 = value.iter().sum::<f64>() / if reduction == Reduction::Mean { n as f64 } else { 1.0 };
+        let total: f64 = value.iter().sum::<f64>()
+            / if reduction == Reduction::Mean {
+                n as f64
+            } else {
+                1.0
+            };
         value = vec![total];
     }
     let nv = value.len();
-    Scales { value, value_floor: vec![0.0; nv], grad, grad_floor: vec![0.0; n] }
+    Scales {
+        value,
+        value_floor: vec![0.0; nv],
+        grad,
+        grad_floor: vec![0.0; n],
+    }
 }
 
 #[test]
@@ -258,11 +352,25 @@ fn multi_margin_at_every_margin_and_weight() {
         for p in [1, 2] {
             for reduction in [Reduction::None, Reduction::Mean] {
                 for (margin, weight, what) in [(1.0, Some(wc.view()), "w"), (v, None, "margin")] {
-                    let options = MultiMarginOptions { p, margin, weight, reduction };
-                    let call = Surrogate::MultiMargin { logits: x.view(), targets: y.view(), options };
+                    let options = MultiMarginOptions {
+                        p,
+                        margin,
+                        weight,
+                        reduction,
+                    };
+                    let call = Surrogate::MultiMargin {
+                        logits: x.view(),
+                        targets: y.view(),
+                        options,
+                    };
                     let wv = |c: usize| weight.map_or(1.0, |w| w[c].abs() as f64);
                     let sc = margin_scales(&x, &y, p, margin, &wv, reduction);
-                    check(&call, &sc, cols, &format!("multi-margin {what}={v:e} p={p} {reduction:?}"));
+                    check(
+                        &call,
+                        &sc,
+                        cols,
+                        &format!("multi-margin {what}={v:e} p={p} {reduction:?}"),
+                    );
                 }
             }
         }
@@ -281,7 +389,11 @@ fn margin_scales(
     reduction: Reduction,
 ) -> Scales {
     let (rows, cols) = x.dim();
-    let g_scale = if reduction == Reduction::Mean { 1.0 / rows as f64 } else { 1.0 };
+    let g_scale = if reduction == Reduction::Mean {
+        1.0 / rows as f64
+    } else {
+        1.0
+    };
     let mut value = vec![0.0; rows];
     let mut grad = vec![0.0; rows * cols];
     for i in 0..rows {
@@ -303,5 +415,10 @@ fn margin_scales(
         value = vec![total];
     }
     let nv = value.len();
-    Scales { value, value_floor: vec![0.0; nv], grad, grad_floor: vec![0.0; rows * cols] }
+    Scales {
+        value,
+        value_floor: vec![0.0; nv],
+        grad,
+        grad_floor: vec![0.0; rows * cols],
+    }
 }

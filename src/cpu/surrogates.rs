@@ -137,21 +137,32 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     }
 }
 
-/// `erfc(x)` for f32 (Numerical Recipes' `erfcc`, a Chebyshev fit with fractional error below
-/// 1.2e-7 everywhere; the same polynomial is in shaders/surrogates.wgsl).
+/// `σ(x)` in f64 without overflow.
+#[inline]
+fn sigmoid64(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `erfc(x)` (Numerical Recipes' `erfcc`, a Chebyshev fit with fractional error below 1.2e-7
+/// everywhere; the same polynomial is in shaders/pointwise.wgsl), evaluated in f64.
 // The published coefficients, kept digit for digit so they can be checked against the source.
 #[allow(clippy::excessive_precision)]
-pub(crate) fn erfc(x: f32) -> f32 {
+pub(crate) fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let poly = -z * z - 1.26551223
+        + t * (1.00002368
+            + t * (0.37409196
+                + t * (0.09678418
+                    + t * (-0.18628806
+                        + t * (0.27886807
+                            + t * (-1.13520398
+                                + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
     let r = t * poly.exp();
     if x >= 0.0 {
         r
@@ -161,32 +172,46 @@ pub(crate) fn erfc(x: f32) -> f32 {
 }
 
 /// One element of the pairwise smooth max: `(f, ∂f/∂a, ∂f/∂b)`, written around `max(a, b)` so
-/// the small correction and the small partial derivative keep their relative precision.
+/// the small correction and the small partial derivative keep their relative precision. In f64:
+/// `a − b` and `μ²` exceed f32 for extreme inputs and parameters where the results do not.
 pub(crate) fn pairwise(a: f32, b: f32, form: PairwiseForm) -> (f32, f32, f32) {
     if !(a.is_finite() && b.is_finite()) {
         return (f32::NAN, f32::NAN, f32::NAN);
     }
+    let (a, b) = (a as f64, b as f64);
     let d = a - b;
     let (hi, ad) = (a.max(b), d.abs());
     // `small` is the partial derivative with respect to the smaller argument.
     let (f, small) = match form {
         PairwiseForm::Erf { mu } => {
-            let z = mu * ad;
+            let z = mu as f64 * ad;
             let e = erfc(z);
-            let bump = z * std::f32::consts::FRAC_2_SQRT_PI * (-z * z).exp();
-            (hi - ad * e / 2.0, (e - bump) / 2.0)
+            // e^{−z²} is 0 beyond z = 27 (and z·0 would be NaN at z = inf).
+            let bump = if z < 27.0 {
+                z * std::f64::consts::FRAC_2_SQRT_PI * (-z * z).exp()
+            } else {
+                0.0
+            };
+            let corr = if e > 0.0 { ad * e / 2.0 } else { 0.0 };
+            (hi - corr, (e - bump) / 2.0)
         }
         PairwiseForm::Sqrt { mu } => {
+            let mu = mu as f64;
             let r = ad.hypot(mu);
-            let c = mu * mu / (r + ad); // r − |d| without cancellation
-            (hi + c / 2.0, c / (2.0 * r))
+            let c = mu * (mu / (r + ad)); // r − |d| without cancellation
+            (hi + c / 2.0, (mu / r) * (mu / (r + ad)) / 2.0)
         }
         PairwiseForm::Acon { beta } => {
-            let s = sigmoid(beta * d);
-            let ga = s * (1.0 + beta * d * sigmoid(-beta * d));
-            return (d * s + b, ga, 1.0 - ga);
+            // f = σ(βd)·a + σ(−βd)·b (a convex combination: no overflow), and
+            // ∂f/∂a = σ(βd) + t·σ(t)·σ(−t) with t = βd, bounded (0 beyond |t| = 800).
+            let t = beta as f64 * d;
+            let (s, s2) = (sigmoid64(t), sigmoid64(-t));
+            let bump = if t.abs() < 800.0 { t * s * s2 } else { 0.0 };
+            let ga = s + bump;
+            return ((s * a + s2 * b) as f32, ga as f32, (s2 - bump) as f32);
         }
     };
+    let (f, small) = (f as f32, small as f32);
     if d >= 0.0 {
         (f, 1.0 - small, small)
     } else {
@@ -194,18 +219,45 @@ pub(crate) fn pairwise(a: f32, b: f32, form: PairwiseForm) -> (f32, f32, f32) {
     }
 }
 
-/// One element of a binary loss in f32: `(ℓ, ∂ℓ/∂f)` before weights (see
-/// `surrogates::reference::binary_element` for the f64 original).
-#[inline]
-pub(crate) fn binary_element(loss: BinaryLoss, f: f32, y: f32, pw: f32) -> (f32, f32) {
-    match loss {
+/// One element of a binary loss: `(w·ℓ, w·∂ℓ/∂f·scale)`, in f64 (weights, positive weights and
+/// scores up to `f32::MAX` make products of three factors). The logistic loss is PyTorch's
+/// `(1 − y)f − l_w·log σ(f)` rearranged into non-negative terms (`l_w = 1 + (pw − 1)y`): for
+/// `f ≥ 0` it is `(1 − y)f + l_w·log(1 + e^{−f})`, for `f < 0` `pw·y·(−f) + l_w·log(1 + e^{f})`,
+/// so nothing cancels; its infinities are PyTorch's.
+pub(crate) fn binary_element(
+    loss: BinaryLoss,
+    f: f32,
+    y: f32,
+    pw: f32,
+    w: f32,
+    scale: f32,
+) -> (f32, f32) {
+    let (f, y, pw, w, scale) = (f as f64, y as f64, pw as f64, w as f64, scale as f64);
+    let (l, g) = match loss {
         BinaryLoss::Logistic => {
-            // 1 + (pw − 1)·y, formed without the cancellation that loses a small pw at y = 1.
             let lw = (1.0 - y) + pw * y;
-            let log_sig = f.min(0.0) - exp(-f.abs()).ln_1p();
-            ((1.0 - y) * f - lw * log_sig, lw * sigmoid(f) - pw * y)
+            let g = (1.0 - y) * sigmoid64(f) - pw * y * sigmoid64(-f);
+            let l = if f.is_nan() {
+                f64::NAN
+            } else if f == f64::INFINITY {
+                if y < 1.0 {
+                    f64::INFINITY
+                } else {
+                    f64::NAN // PyTorch: 0·inf
+                }
+            } else if f == f64::NEG_INFINITY {
+                f64::NAN // PyTorch: −inf + inf
+            } else {
+                let soft = lw * (-f.abs()).exp().ln_1p();
+                if f >= 0.0 {
+                    (1.0 - y) * f + soft
+                } else {
+                    pw * y * -f + soft
+                }
+            };
+            (l, g)
         }
-        _ if !f.is_finite() => (f32::NAN, f32::NAN),
+        _ if !f.is_finite() => (f64::NAN, f64::NAN),
         BinaryLoss::Hinge => {
             let u = 1.0 - y * f;
             if u > 0.0 {
@@ -226,18 +278,20 @@ pub(crate) fn binary_element(loss: BinaryLoss, f: f32, y: f32, pw: f32) -> (f32,
             let u = 1.0 - y * f;
             (u * u, -2.0 * y * u)
         }
-    }
+    };
+    ((w * l) as f32, (w * g * scale) as f32)
 }
 
-/// One row of the multi-class hinge: returns the row loss, writes the row gradient. In f64:
-/// `z_j = (x_j − x_y) + margin` (exact for ties and nearby values, and no overflow for rows
-/// spanning more than `f32::MAX`), each term weighted by `w_y/C`.
+/// One row of the multi-class hinge: returns the row loss, writes the row gradient (times
+/// `scale`, the reduction's factor). In f64: `z_j = (x_j − x_y) + margin` (exact for ties and
+/// nearby values, and no overflow for rows spanning more than `f32::MAX`), each term weighted
+/// by `w_y/C`.
 pub(crate) fn margin_row(
     x: &[f32],
     y: usize,
-    p: u32,
-    margin: f32,
+    (p, margin): (u32, f32),
     w: f32,
+    scale: f32,
     grad: &mut [f32],
 ) -> f32 {
     if x.iter().any(|v| !v.is_finite()) {
@@ -245,6 +299,7 @@ pub(crate) fn margin_row(
         return f32::NAN;
     }
     let wc = w as f64 / x.len() as f64;
+    let scale = scale as f64;
     let (mut loss, mut gy) = (0.0f64, 0.0f64);
     let (xy, margin) = (x[y] as f64, margin as f64);
     for (j, (g, &v)) in grad.iter_mut().zip(x).enumerate() {
@@ -252,7 +307,7 @@ pub(crate) fn margin_row(
         *g = 0.0;
         if j != y && z > 0.0 {
             loss += wc * if p == 1 { z } else { z * z };
-            let d = wc * if p == 1 { 1.0 } else { 2.0 * z };
+            let d = wc * if p == 1 { 1.0 } else { 2.0 * z } * scale;
             *g = d as f32;
             gy += d;
         }
@@ -377,9 +432,7 @@ pub(crate) fn surrogate(isa: super::CpuIsa, call: &Surrogate) -> Result<Surrogat
                         let e = at + i;
                         let pw = pr.pos_weight.as_ref().map_or(1.0, |p| p[e % cols]);
                         let w = pr.weight.as_ref().map_or(1.0, |w| w[e]);
-                        let (li, gi) = binary_element(*loss, x[e], labels[e], pw);
-                        l[i] = w * li;
-                        g[i] = w * gi * scale;
+                        (l[i], g[i]) = binary_element(*loss, x[e], labels[e], pw, w, scale);
                     }
                 });
             let value = match reduce(&l, options.reduction) {
@@ -393,14 +446,11 @@ pub(crate) fn surrogate(isa: super::CpuIsa, call: &Surrogate) -> Result<Surrogat
         } => {
             let c = logits.as_standard_layout();
             let scale = grad_scale(options.reduction, rows);
-            let (v, mut g) = par_rows(flat(&c)?, rows, cols, |i, r, g| {
+            let (v, g) = par_rows(flat(&c)?, rows, cols, |i, r, g| {
                 let y = pr.class[i] as usize;
                 let w = pr.weight.as_ref().map_or(1.0, |w| w[y]);
-                margin_row(r, y, options.p, options.margin, w, g)
+                margin_row(r, y, (options.p, options.margin), w, scale, g)
             });
-            if scale != 1.0 {
-                g.par_iter_mut().for_each(|v| *v *= scale);
-            }
             let value = match reduce(&v, options.reduction) {
                 Some(s) => Value::Scalar(s),
                 None => Value::PerRow(Array1::from(v)),

@@ -11,8 +11,8 @@ use super::readback::{read_f32_parts, Wait};
 use super::rows::record_rows;
 use super::shaders::{Family, ShaderKey};
 use crate::error::Result;
-use crate::scale::ExpScale;
 use crate::ops::RowOp;
+use crate::scale::ExpScale;
 use crate::surrogates::{
     flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss,
     PairwiseForm, Prepared, Surrogate, SurrogateOutput, Value,
