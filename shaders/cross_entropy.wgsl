@@ -1,26 +1,32 @@
-// ---- cross-entropy family: fused softmax cross-entropy, loss and gradient -------------------
+// ---- cross-entropy family: fused softmax cross-entropy, statistics and gradient -----------
 //
 // Semantics: torch.nn.functional.cross_entropy (aten/src/ATen/native/LossNLL.cpp) plus z-loss
-// and softcap; see src/cross_entropy/mod.rs. T = 1 here (params.temperature = 1).
+// and softcap; src/cross_entropy/fast.rs has the normalized quantities this file computes and
+// why. T = 1 here (params.temperature = 1).
 //
-// Per row, one read of the logits for the statistics, then the loss and, when asked, the
-// gradient written while the row is hot (`ce_fused`); no softmax matrix is materialized.
-// Split form, for long rows with few of them and for the gradient on CPU adapters (see
-// RowSplit::fused in src/gpu/plan.rs): `ce_stats` per segment -> partials, `ce_rows` merges
-// per row (loss, lse), `ce_grad` per segment writes its share of the gradient.
+// Per row, one read of the logits for the statistics, then, when asked, the gradient written
+// while the row is hot (`ce_fused`); no softmax matrix is materialized. The loss is finished
+// by the host in f64 from each row's statistics (row_out). Split form, for long rows with few
+// of them and for the gradient on CPU adapters (see RowSplit::fused in src/gpu/plan.rs):
+// `ce_stats` per segment -> partials, `ce_rows` merges per row, `ce_grad` per segment writes
+// its share of the gradient.
 //
 // Statistics beyond the normalizer (when smoothing or probability targets need them), with
-// k_j = w_j (smoothing) or w_j * q'_j (probabilities, q' = q (1 - ls) + ls / C):
-//   a = sum_finite k_j (x'_j - m)   kept relative to the running max: a += b * (m_old - m_new)
-//   b = sum_finite k_j,   k_all = sum_all k_j
-// so sum_j k_j (lse - x'_j) = k_all * ln s - a, two non-negative terms (no cancellation).
+// k_j = w^_j q^'_j <= 1 (weights over their max, smoothed probabilities over the row's max) and
+// sigma = 2^-(p+2), 2^p >= C:
+//   a = sum_finite k_j sigma (x'_j - m)   kept relative to the running max:
+//                                        a += b sigma (m_old - m_new)
+//   b = sum_finite k_j
+// each term formed as fma(x', sigma, -sigma m) (no overflow however the row spans).
 //
-// Gradient (Liger-Kernel's fused form; the target's term is formed with (p_y - 1) directly):
-//   g_j = p_j * A - coef * k_j - [j = y] * ty,
-//   class: ty = s_ce (1 - ls) w_y, A = ty + s_ce (ls / C) W + s_z 2 z lse, coef = s_ce ls / C
-//   probs: A = s_ce k_all + s_z 2 z lse, coef = s_ce
-// times (1 - tanh^2(x / c)) under softcap.
+// Gradient, per row from the host's normalized coefficients (row_in: class, alpha, beta,
+// gamma, zeta, n):
+//   g_j = p_j (alpha + zeta lse) - beta k_j - [j = y] gamma     (the target's entry formed as
+//   gamma (p_y - 1) + p_y (alpha + zeta lse - gamma) - beta k_y, Liger-Kernel's precaution),
+// times (1 - tanh^2(x / c)) under softcap, times 2^n last.
 
+const FLAG_NAN: u32 = 1u;
+const FLAG_POS_INF: u32 = 2u;
 const FLAG_NEG_POS: u32 = 4u;   // a -inf logit with k > 0: PyTorch's -k * logp is +inf there
 const FLAG_NEG_ZERO: u32 = 8u;  // ... with k == 0: 0 * inf = NaN
 const FLAG_NEG_NEG: u32 = 16u;  // ... with k < 0: -inf
@@ -33,19 +39,19 @@ const CE_GRAD: u32 = 8u;
 // ShaderKey::ce_bits in src/gpu/shaders.rs for why.
 
 struct CeParams {
-    one_minus_ls: f32,
-    ls_over_c: f32,
-    w_total: f32,   // W = sum of class weights (C when unweighted)
-    z: f32,         // z-loss coefficient
     softcap: f32,
-    scale_ce: f32,  // 1 / D for mean (D = sum of w[y] over non-ignored rows, or B), else 1
-    scale_z: f32,   // 1 / N for mean (N = non-ignored rows), else 1
+    sigma: f32,
+    sigma2: f32,    // sigma again: see `keep`
+    zero: u32,      // 0, for `keep`
     flags: u32,     // CE_* bits (the shader uses its compile-time copy, CE_STATIC)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
-// row_out: (rows, 2) = (CE loss without z-loss, lse)
-@group(0) @binding(4) var<storage, read_write> row_out: array<f32>;
-// row_in: (rows, 2) = (class as i32 bits, -1 = ignored; bits of the row's upstream gradient)
+// row_out: (rows, 6) = (m, s, a, target logit x'_y, FLAG_* bits, 0): the row's statistics
+@group(0) @binding(4) var<storage, read_write> row_out: array<u32>;
+// row_in: (rows, 6) = (class as i32, -1 ignored; alpha, beta, gamma, zeta as f32 bits; n)
 @group(0) @binding(5) var<storage, read> row_in: array<u32>;
 @group(0) @binding(8) var<uniform> ce: CeParams;
 
@@ -55,6 +61,17 @@ fn ce_has(bit: u32) -> bool {
 
 fn ce_linear() -> bool {
     return ce_has(CE_LINEAR);
+}
+
+// v itself, opaque to the compiler: lavapipe's compiler reassociates float arithmetic
+// (measured in the surrogates' kernels), so a value that must be formed before anything is
+// added to it or multiplied into it passes through here (an XOR with a uniform 0).
+fn keep(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) ^ ce.zero);
+}
+
+fn keep4(v: vec4<f32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(ce.zero));
 }
 
 // k = 1 for every class (class targets, no weights, vec4 loads so no padding lanes): then every
@@ -74,21 +91,39 @@ fn tanh4(u: vec4<f32>) -> vec4<f32> {
     return select(big, poly, a < vec4<f32>(0.625));
 }
 
-// x' = c * tanh(x / c). |x / c| >= 9 gives +-1 in f32, so the argument is clamped there (so
-// +-inf never reaches exp under the finite-math assumption); NaN lanes are kept as NaN.
-// Callers keep lanes past the row end at -inf (capping would make them -c, a real value).
+// tanh(x / c), its argument clamped at +-9 (which gives +-1 in f32, and keeps +-inf from exp
+// under the finite-math assumption); NaN lanes stay NaN.
+fn cap_t4(v: vec4<f32>) -> vec4<f32> {
+    let t = tanh4(clamp(v / ce.softcap, vec4<f32>(-9.0), vec4<f32>(9.0)));
+    let not_nan = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) <= vec4<u32>(0x7f800000u);
+    return select(v, t, not_nan);
+}
+
+// x' = c * tanh(x / c). Callers keep lanes past the row end at -inf (capping would make them
+// -c, a real value).
 fn cap4(v: vec4<f32>) -> vec4<f32> {
     if !ce_has(CE_SOFTCAP) {
         return v;
     }
-    let c = ce.softcap;
-    let t = tanh4(clamp(v / c, vec4<f32>(-9.0), vec4<f32>(9.0)));
-    let not_nan = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) <= vec4<u32>(0x7f800000u);
-    return select(v, c * t, not_nan);
+    return ce.softcap * cap_t4(v);
 }
 
 fn cap1(v: f32) -> f32 {
     return cap4(vec4<f32>(v)).x;
+}
+
+// The chain factor d x' / d x = 1 - tanh^2(x / c), from tanh itself (x' / c would lose it for
+// subnormal c); 1 without softcap.
+fn chain4(v: vec4<f32>) -> vec4<f32> {
+    if !ce_has(CE_SOFTCAP) {
+        return vec4<f32>(1.0);
+    }
+    let t = cap_t4(v);
+    return vec4<f32>(1.0) - t * t;
+}
+
+fn chain1(v: f32) -> f32 {
+    return chain4(vec4<f32>(v)).x;
 }
 
 fn k4(row: u32, j: u32) -> vec4<f32> {
@@ -97,27 +132,48 @@ fn k4(row: u32, j: u32) -> vec4<f32> {
         k = loadw4(j);
     }
     if PROB_TARGETS {
-        k = k * (loadq4(row, j) * ce.one_minus_ls + vec4<f32>(ce.ls_over_c));
+        k = k * loadq4(row, j);
     }
     return select(vec4<f32>(0.0), k, lane_valid4(j));
+}
+
+// The -inf kind of four classes, by the signs of w^ and q^' (their product can underflow to 0
+// where neither is 0).
+fn neg_kind4(row: u32, j: u32, neg: vec4<bool>) -> u32 {
+    var w = vec4<f32>(1.0);
+    if ce_has(CE_WEIGHT) {
+        w = loadw4(j);
+    }
+    var q = vec4<f32>(1.0);
+    if PROB_TARGETS {
+        q = loadq4(row, j);
+    }
+    let zero = (w == vec4<f32>(0.0)) | (q == vec4<f32>(0.0));
+    let pos = !zero & ((w > vec4<f32>(0.0)) == (q > vec4<f32>(0.0)));
+    return select(0u, FLAG_NEG_POS, any(neg & pos))
+         | select(0u, FLAG_NEG_ZERO, any(neg & zero))
+         | select(0u, FLAG_NEG_NEG, any(neg & !zero & !pos));
 }
 
 struct CeStats {
     st: Stats,   // m, s, abits, ibits (see the prelude)
     a: f32,
     b: f32,
-    k: f32,
     neg: u32,    // FLAG_NEG_* kinds of -inf logits met (smoothing / probability targets)
 }
 
 fn ce_empty() -> CeStats {
-    return CeStats(stats_empty(), 0.0, 0.0, 0.0, 0u);
+    return CeStats(stats_empty(), 0.0, 0.0, 0u);
 }
 
-// b * (m_old - m_new), or 0 before the first finite value (then b = 0 and m_old - m_new may
-// overflow to -inf).
+// sigma (v - m), formed so that it cannot overflow and is not regrouped.
+fn sig4(v: vec4<f32>, m: f32) -> vec4<f32> {
+    return keep4(fma(v, vec4<f32>(ce.sigma), vec4<f32>(-ce.sigma2 * m)));
+}
+
+// b sigma (m_old - m_new), or 0 before the first finite value (then b = 0 and m_old = LOWEST).
 fn shift(b: f32, m_old: f32, m_new: f32) -> f32 {
-    return select(0.0, b * (m_old - m_new), m_old > LOWEST);
+    return select(0.0, b * keep(fma(m_old, ce.sigma, -ce.sigma2 * m_new)), m_old > LOWEST);
 }
 
 // The linear sums of four classes, relative to the new max m.
@@ -126,24 +182,19 @@ fn ce_linear4(r: CeStats, m_old: f32, m: f32, xv: vec4<f32>, row: u32, j: u32) -
     if K_ONE {
         // No masking: a -inf makes `a` meaningless (-inf or NaN) but also makes the smoothed
         // loss +inf whatever `a` is (neg_flags), and NaN / +inf rows never read `a`.
-        o.a = r.a + shift(r.b, m_old, m) + hsum4(xv - vec4<f32>(m));
+        o.a = r.a + shift(r.b, m_old, m) + hsum4(sig4(xv, m));
         o.b = r.b + 4.0;
         return o;
     }
     let kv = k4(row, j);
     let fin = finite4(xv);
-    let kd = select(vec4<f32>(0.0), kv * (xv - vec4<f32>(m)), fin);
+    let kd = select(vec4<f32>(0.0), kv * sig4(xv, m), fin);
     let kf = select(vec4<f32>(0.0), kv, fin);
     o.a = r.a + shift(r.b, m_old, m) + hsum4(kd);
     o.b = r.b + hsum4(kf);
-    if PROB_TARGETS {
-        o.k = r.k + hsum4(kv); // only probability targets use k_all
-    }
     let neg = (bitcast<vec4<u32>>(xv) == vec4<u32>(0xff800000u)) & lane_valid4(j);
     if any(neg) {
-        o.neg |= select(0u, FLAG_NEG_POS, any(neg & (kv > vec4<f32>(0.0))))
-               | select(0u, FLAG_NEG_ZERO, any(neg & (kv == vec4<f32>(0.0))))
-               | select(0u, FLAG_NEG_NEG, any(neg & (kv < vec4<f32>(0.0))));
+        o.neg |= neg_kind4(row, j, neg);
     }
     return o;
 }
@@ -164,26 +215,23 @@ fn ce_merge(p: CeStats, q: CeStats) -> CeStats {
         st,
         p.a + shift(p.b, p.st.m, m) + q.a + shift(q.b, q.st.m, m),
         p.b + q.b,
-        p.k + q.k,
         p.neg | q.neg,
     );
 }
 
 var<workgroup> sh_la: array<f32, WG>;
 var<workgroup> sh_lb: array<f32, WG>;
-var<workgroup> sh_lk: array<f32, WG>;
 var<workgroup> sh_ln: array<u32, WG>;
 
 fn sh_put(i: u32, c: CeStats) {
     sh_put_stats(i, c.st);
     sh_la[i] = c.a;
     sh_lb[i] = c.b;
-    sh_lk[i] = c.k;
     sh_ln[i] = c.neg;
 }
 
 fn sh_get(i: u32) -> CeStats {
-    return CeStats(sh_get_stats(i), sh_la[i], sh_lb[i], sh_lk[i], sh_ln[i]);
+    return CeStats(sh_get_stats(i), sh_la[i], sh_lb[i], sh_ln[i]);
 }
 
 // One (soft-capped) vec4 of logits; lanes past the row end stay -inf (capping would make
@@ -256,15 +304,14 @@ fn store_ce_partial(row: u32, seg: u32, c: CeStats) {
     partials[i + 3u] = bitcast<u32>(c.st.ibits);
     partials[i + 4u] = bitcast<u32>(c.a);
     partials[i + 5u] = bitcast<u32>(c.b);
-    partials[i + 6u] = bitcast<u32>(c.k);
-    partials[i + 7u] = c.neg;
+    partials[i + 6u] = c.neg;
 }
 
 fn load_ce_partial(row: u32, seg: u32) -> CeStats {
     let i = 8u * (row * params.segs + seg);
     let st = Stats(bitcast<f32>(partials[i]), bitcast<f32>(partials[i + 1u]), partials[i + 2u], bitcast<i32>(partials[i + 3u]));
     return CeStats(st, bitcast<f32>(partials[i + 4u]), bitcast<f32>(partials[i + 5u]),
-                   bitcast<f32>(partials[i + 6u]), partials[i + 7u]);
+                   partials[i + 6u]);
 }
 
 fn ce_row_from_partials(row: u32) -> CeStats {
@@ -284,49 +331,52 @@ fn neg_flags(c: CeStats) -> u32 {
     return c.neg;
 }
 
-// PyTorch's value of sum(-k * logp) given which -inf logits were met.
-fn with_neg_inf(v: f32, flags: u32) -> f32 {
-    if (flags & FLAG_NEG_ZERO) != 0u || ((flags & FLAG_NEG_POS) != 0u && (flags & FLAG_NEG_NEG) != 0u) {
-        return params.nan;
-    }
-    if (flags & FLAG_NEG_POS) != 0u {
-        return params.pos_inf;
-    }
-    if (flags & FLAG_NEG_NEG) != 0u {
-        return params.neg_inf;
-    }
-    return v;
-}
-
-// Everything a row's loss and gradient need, from its statistics.
+// Everything a row's gradient needs, from its statistics and the host's coefficients.
 struct Fin {
-    state: u32,  // 0 ignored, 1 non-finite row (NaN loss and gradient), 2 ok
-    loss: f32,
-    lse: f32,
+    state: u32,  // 0 ignored, 1 non-finite row (NaN gradient), 2 ok
     m: f32,
     inv_s: f32,
-    a_coef: f32,
-    coef: f32,
-    ty: f32,
+    alpha: f32,  // alpha + zeta lse
+    beta: f32,
+    gamma: f32,
+    n: i32,      // the gradient is multiplied by 2^n last
     y: i32,      // target class, -1 for probability targets
 }
 
-// The row's (soft-capped) target logit, or 0 when there is none (probability targets, an
-// ignored row, or a class outside [0, C)).
+// The row's raw target logit, or 0 when there is none (probability targets, an ignored row,
+// or a class outside [0, C)).
 fn target_logit(row: u32) -> f32 {
-    let y = bitcast<i32>(row_in[2u * row]);
+    let y = bitcast<i32>(row_in[6u * row]);
     if PROB_TARGETS || y < 0 || u32(y) >= params.cols {
         return 0.0;
     }
-    return cap1(load1(row, u32(y)));
+    return load1(row, u32(y));
 }
 
-// `xy` is target_logit(row), read by the caller: in-place, it must be read before any
+// The row's statistics for the host (row_out), with the (soft-capped) target logit.
+fn write_row_out(row: u32, c: CeStats, xy_raw: f32) {
+    var flags = neg_flags(c);
+    if has_nan(c.st) {
+        flags = FLAG_NAN;
+    } else if has_pos_inf(c.st) {
+        flags = FLAG_POS_INF;
+    }
+    let i = 6u * row;
+    row_out[i] = bitcast<u32>(c.st.m);
+    row_out[i + 1u] = bitcast<u32>(c.st.s);
+    row_out[i + 2u] = bitcast<u32>(c.a);
+    row_out[i + 3u] = bitcast<u32>(cap1(xy_raw));
+    row_out[i + 4u] = flags;
+    row_out[i + 5u] = 0u;
+}
+
+// `xy_raw` is target_logit(row), read by the caller: in place, it must be read before any
 // gradient overwrites the logits.
-fn ce_finalize(row: u32, c: CeStats, xy: f32) -> Fin {
+fn ce_finalize(row: u32, c: CeStats) -> Fin {
     let base = c.st;
-    var f = Fin(0u, 0.0, lse_of(base), base.m, 0.0, 0.0, 0.0, 0.0, -1);
-    let y = bitcast<i32>(row_in[2u * row]);
+    var f = Fin(0u, base.m, 0.0, 0.0, 0.0, 0.0, 0, -1);
+    let i = 6u * row;
+    let y = bitcast<i32>(row_in[i]);
     // Any class outside [0, C) counts as ignored: the host validated targets, and this keeps
     // the kernel in bounds even if it had not.
     if !PROB_TARGETS && (y < 0 || u32(y) >= params.cols) {
@@ -334,40 +384,37 @@ fn ce_finalize(row: u32, c: CeStats, xy: f32) -> Fin {
     }
     if !stats_finite(base) {
         f.state = 1u;
-        f.loss = params.nan;
         return f;
     }
     f.state = 2u;
-    let ln_s = log(base.s);
     f.inv_s = 1.0 / base.s;
-    let u = bitcast<f32>(row_in[2u * row + 1u]);
-    let s_ce = u * ce.scale_ce;
-    let zt = u * ce.scale_z * 2.0 * ce.z * (base.m + ln_s);
-    if PROB_TARGETS {
-        f.loss = with_neg_inf(c.k * ln_s - c.a, neg_flags(c));
-        f.a_coef = s_ce * c.k + zt;
-        f.coef = s_ce;
-    } else {
-        let yu = u32(y);
-        var wy = 1.0;
-        if ce_has(CE_WEIGHT) {
-            wy = weight1(yu);
-        }
-        var nll = wy * ((base.m - xy) + ln_s);
-        if bitcast<u32>(xy) == 0xff800000u {
-            nll = select(params.nan, params.pos_inf, wy > 0.0);
-        }
-        f.loss = nll;
-        if ce_has(CE_LINEAR) {
-            let smoothed = with_neg_inf(ce.w_total * ln_s - c.a, neg_flags(c));
-            f.loss = ce.one_minus_ls * nll + ce.ls_over_c * smoothed;
-        }
-        f.ty = s_ce * ce.one_minus_ls * wy;
-        f.a_coef = f.ty + s_ce * ce.ls_over_c * ce.w_total + zt;
-        f.coef = s_ce * ce.ls_over_c;
+    let lse = base.m + log(base.s);
+    f.alpha = bitcast<f32>(row_in[i + 1u]) + bitcast<f32>(row_in[i + 4u]) * lse;
+    f.beta = bitcast<f32>(row_in[i + 2u]);
+    f.gamma = bitcast<f32>(row_in[i + 3u]);
+    f.n = bitcast<i32>(row_in[i + 5u]);
+    if !PROB_TARGETS {
         f.y = y;
     }
     return f;
+}
+
+// 2^k for an integer k in [-126, 127], exactly.
+fn pow2(k: i32) -> f32 {
+    return bitcast<f32>(u32(k + 127) << 23u);
+}
+
+// g 2^n for n >= 0, in exact steps of at most 2^100 (`keep` stops the compiler from merging
+// them into one product that overflows); overflows only where the result does.
+fn times_pow2(g: vec4<f32>, n: i32) -> vec4<f32> {
+    var v = g;
+    var left = n;
+    for (var step = 0; step < 5 && left > 0; step++) {
+        let k = min(left, 100);
+        v = keep4(v * pow2(k));
+        left -= k;
+    }
+    return v;
 }
 
 
@@ -375,24 +422,25 @@ fn ce_finalize(row: u32, c: CeStats, xy: f32) -> Fin {
 // every side of one under a mask on every step. Rows with usable statistics take the first
 // loop; ignored rows (0) and non-finite rows (NaN) the second, which a SIMD step whose rows
 // are all usable leaves after one empty check. The target class is written last, by the
-// invocation whose loop wrote its vec4, from `xy` (read before any in-place overwrite).
-fn ce_write_grad(it: Item, f: Fin, xy: f32) {
+// invocation whose loop wrote its vec4, from `xy_raw` (read before any in-place overwrite).
+fn ce_write_grad(it: Item, f: Fin, xy_raw: f32) {
     let begin = seg_begin(it);
     let end = seg_end(it);
     let ok = f.state == 2u;
     let m = f.m;
     for (var j = begin + it.lane; j < select(begin, end, ok); j += ROW_THREADS) {
-        let xv = cap4(load4(it.row, j));
-        // -inf logits: exp2 of the clamped -182 underflows to exactly 0.
-        var g = exp_sub4(xv, m) * (f.inv_s * f.a_coef);
-        if ce_linear() {
-            g -= f.coef * k4(it.row, j);
-        }
+        let raw = load4(it.row, j);
+        var xv = raw;
         if ce_has(CE_SOFTCAP) {
-            let t = xv / ce.softcap;
-            g *= vec4<f32>(1.0) - t * t;
+            xv = select(vec4<f32>(params.neg_inf), cap4(raw), lane_valid4(j));
         }
-        store_grad4(it.row, j, g);
+        // -inf logits: exp2 of the clamped -182 underflows to exactly 0.
+        var g = exp_sub4(xv, m) * (f.inv_s * f.alpha);
+        if ce_linear() {
+            g -= f.beta * k4(it.row, j);
+        }
+        g *= chain4(raw);
+        store_grad4(it.row, j, times_pow2(g, f.n));
     }
     let fill = vec4<f32>(select(0.0, params.nan, f.state == 1u));
     for (var j = begin + it.lane; j < select(end, begin, ok); j += ROW_THREADS) {
@@ -400,27 +448,19 @@ fn ce_write_grad(it: Item, f: Fin, xy: f32) {
     }
     let jy = u32(f.y) / 4u;
     if ok && f.y >= 0 && jy >= begin && jy < end && (jy - begin) % ROW_THREADS == it.lane {
-        // g_y = ty (p_y - 1) + p_y (A - ty) - coef k_y: the (p_y - 1) formed directly.
-        let p = exp_sub(xy, f.m) * f.inv_s;
+        // g_y = gamma (p_y - 1) + p_y (alpha - gamma) - beta k_y: the (p_y - 1) formed directly.
+        let p = exp_sub(cap1(xy_raw), f.m) * f.inv_s;
         var k = 1.0;
         if ce_has(CE_WEIGHT) {
             k = weight1(u32(f.y));
         }
-        var g = f.ty * (p - 1.0) + p * (f.a_coef - f.ty);
+        var g = f.gamma * (p - 1.0) + p * (f.alpha - f.gamma);
         if ce_linear() {
-            g -= f.coef * k;
+            g -= f.beta * k;
         }
-        if ce_has(CE_SOFTCAP) {
-            let t = xy / ce.softcap;
-            g *= 1.0 - t * t;
-        }
-        store_grad1(it.row, u32(f.y), g);
+        g *= chain1(xy_raw);
+        store_grad1(it.row, u32(f.y), times_pow2(vec4<f32>(g), f.n).x);
     }
-}
-
-fn write_row_out(row: u32, f: Fin) {
-    row_out[2u * row] = f.loss;
-    row_out[2u * row + 1u] = f.lse;
 }
 
 @compute @workgroup_size(256)
@@ -436,12 +476,11 @@ fn ce_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         workgroupBarrier();
     }
     if it.valid {
-        let f = ce_finalize(it.row, st, xy);
         if it.lane == 0u {
-            write_row_out(it.row, f);
+            write_row_out(it.row, st, xy);
         }
         if ce_has(CE_GRAD) {
-            ce_write_grad(it, f, xy);
+            ce_write_grad(it, ce_finalize(it.row, st), xy);
         }
     }
 }
@@ -455,9 +494,9 @@ fn ce_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
-// One invocation per row: merges the row's S partials once, writes its loss and lse, and
-// leaves the merged stats in the segment-0 slot for `ce_grad`, with the target logit in
-// place of `b` (no longer needed once merged): in-place, `ce_grad`'s other workgroups may
+// One invocation per row: merges the row's S partials once, writes its statistics, and
+// leaves the merged stats in the segment-0 slot for `ce_grad`, with the raw target logit in
+// place of `b` (no longer needed once merged): in place, `ce_grad`'s other workgroups may
 // already have overwritten the logit itself.
 @compute @workgroup_size(256)
 fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -465,7 +504,7 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if row < params.rows {
         var c = ce_row_from_partials(row);
         let xy = target_logit(row);
-        write_row_out(row, ce_finalize(row, c, xy));
+        write_row_out(row, c, xy);
         c.b = xy;
         store_ce_partial(row, 0u, c);
     }
@@ -476,6 +515,6 @@ fn ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let it = work_item(wid, lid);
     if it.valid {
         let c = load_ce_partial(it.row, 0u);
-        ce_write_grad(it, ce_finalize(it.row, c, c.b), c.b);
+        ce_write_grad(it, ce_finalize(it.row, c), c.b);
     }
 }

@@ -186,11 +186,11 @@ pub(crate) unsafe fn exp_sum(
     (hsum_f64(total) + tail as f64) as f32
 }
 
-/// `k_j = w_j · (q_j·(1 − ls) + ls/C)` for eight classes from `j` (`w_j = 1` unweighted; the
-/// factor is 1 for class targets).
+/// `k̂_j = ŵ_j·q̂'_j` for eight classes from `j` (the normalized inputs of
+/// `cross_entropy::fast`; a missing factor is 1).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn k8(j: usize, w: Option<&[f32]>, q: Option<&[f32]>, oml: __m256, lsc: __m256) -> __m256 {
+unsafe fn k8(j: usize, w: Option<&[f32]>, q: Option<&[f32]>) -> __m256 {
     // SAFETY (callers): j + 8 ≤ the length of w and q.
     unsafe {
         let wv = match w {
@@ -198,18 +198,16 @@ unsafe fn k8(j: usize, w: Option<&[f32]>, q: Option<&[f32]>, oml: __m256, lsc: _
             None => _mm256_set1_ps(1.0),
         };
         match q {
-            Some(q) => _mm256_mul_ps(
-                wv,
-                _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(j)), oml, lsc),
-            ),
+            Some(q) => _mm256_mul_ps(wv, _mm256_loadu_ps(q.as_ptr().add(j))),
             None => wv,
         }
     }
 }
 
-/// The cross-entropy linear sums over a row with finite max `m`: `a = Σ_finite k_j (x_j − m)`,
-/// `Σ_all k_j`, and whether any `x_j` is −inf. `k` as in [`k8`]; `k_scalar(j)` for the tail.
-/// Blocked like [`exp_sum`] (64 additions per f32 lane at most).
+/// The cross-entropy linear sum over a row with finite max `m`:
+/// `a = Σ_finite k̂_j·fma(x_j, σ, −σm)` (no overflow however the row spans), and whether any
+/// `x_j` is −inf. `k̂` as in [`k8`]; `k_scalar(j)` for the tail. Blocked like [`exp_sum`] (64
+/// additions per f32 lane at most).
 ///
 /// # Safety
 /// AVX2 + FMA; `w` and `q`, when given, are as long as `x`.
@@ -217,33 +215,26 @@ unsafe fn k8(j: usize, w: Option<&[f32]>, q: Option<&[f32]>, oml: __m256, lsc: _
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn linear_sums(
     x: &[f32],
-    m: f32,
+    sigma: f32,
+    minus_m_sigma: f32,
     w: Option<&[f32]>,
     q: Option<&[f32]>,
-    one_minus_ls: f32,
-    ls_over_c: f32,
     k_scalar: impl Fn(usize) -> f32,
-) -> (f32, f32, bool) {
-    let (vm, oml, lsc) = (
-        _mm256_set1_ps(m),
-        _mm256_set1_ps(one_minus_ls),
-        _mm256_set1_ps(ls_over_c),
-    );
+) -> (f32, bool) {
+    let (vs, vms) = (_mm256_set1_ps(sigma), _mm256_set1_ps(minus_m_sigma));
     let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
     let mut neg = _mm256_setzero_ps();
     let mut a_total = (_mm256_setzero_pd(), _mm256_setzero_pd());
-    let mut k_total = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let n = x.len() / 8 * 8;
     for b0 in (0..n).step_by(SUM_BLOCK) {
-        let (mut a, mut ka) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut a = _mm256_setzero_ps();
         for j in (b0..n.min(b0 + SUM_BLOCK)).step_by(8) {
             // SAFETY: j + 8 ≤ n ≤ every slice's length.
             unsafe {
-                let d = _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(j)), vm);
-                let k = k8(j, w, q, oml, lsc);
+                let d = _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(j)), vs, vms);
+                let k = k8(j, w, q);
                 let fin = _mm256_cmp_ps::<_CMP_GT_OQ>(d, ninf);
                 a = _mm256_add_ps(a, _mm256_and_ps(_mm256_mul_ps(k, d), fin));
-                ka = _mm256_add_ps(ka, k);
                 neg = _mm256_or_ps(
                     neg,
                     _mm256_andnot_ps(fin, _mm256_castsi256_ps(_mm256_set1_epi32(-1))),
@@ -251,27 +242,23 @@ pub(crate) unsafe fn linear_sums(
             }
         }
         fold_f64(a, &mut a_total);
-        fold_f64(ka, &mut k_total);
     }
-    let (mut at, mut kt, mut nt) = (0.0f32, 0.0f32, false);
+    let (mut at, mut nt) = (0.0f32, false);
     for (j, &v) in x.iter().enumerate().skip(n) {
-        let (k, d) = (k_scalar(j), v - m);
+        let d = v.mul_add(sigma, minus_m_sigma);
         if d > f32::NEG_INFINITY {
-            at += k * d;
+            at += k_scalar(j) * d;
         } else {
             nt = true;
         }
-        kt += k;
     }
     (
         (hsum_f64(a_total) + at as f64) as f32,
-        (hsum_f64(k_total) + kt as f64) as f32,
         nt || _mm256_movemask_ps(neg) != 0,
     )
 }
 
-/// The gradient from stored `e`: `g_j ← g_j·scale − coef·k_j`.
-#[allow(clippy::too_many_arguments)]
+/// The gradient from stored `e`: `g_j ← g_j·scale − coef·k̂_j`.
 ///
 /// # Safety
 /// AVX2 + FMA; `w` and `q`, when given, are as long as `g`.
@@ -283,16 +270,9 @@ pub(crate) unsafe fn grad_update(
     coef: f32,
     w: Option<&[f32]>,
     q: Option<&[f32]>,
-    one_minus_ls: f32,
-    ls_over_c: f32,
     k_scalar: impl Fn(usize) -> f32,
 ) {
-    let (vs, vc, oml, lsc) = (
-        _mm256_set1_ps(scale),
-        _mm256_set1_ps(coef),
-        _mm256_set1_ps(one_minus_ls),
-        _mm256_set1_ps(ls_over_c),
-    );
+    let (vs, vc) = (_mm256_set1_ps(scale), _mm256_set1_ps(coef));
     let n = g.len() / 8 * 8;
     for j in (0..n).step_by(8) {
         // SAFETY: j + 8 ≤ n ≤ every slice's length.
@@ -300,7 +280,7 @@ pub(crate) unsafe fn grad_update(
             let p = g.as_mut_ptr().add(j);
             let v = _mm256_mul_ps(_mm256_loadu_ps(p), vs);
             let v = if coef != 0.0 {
-                _mm256_fnmadd_ps(vc, k8(j, w, q, oml, lsc), v)
+                _mm256_fnmadd_ps(vc, k8(j, w, q), v)
             } else {
                 v
             };

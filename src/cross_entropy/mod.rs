@@ -16,6 +16,7 @@
 //! `z_loss` adds `z·lse_i²` per non-ignored row (unweighted; mean divides it by the number of
 //! non-ignored rows), and `softcap` replaces the logits by `c·tanh(x/c)` before everything.
 
+pub(crate) mod fast;
 pub mod reference;
 
 use crate::error::{Error, Result};
@@ -218,6 +219,9 @@ pub(crate) fn prepare(
     }
     let upstream = match &o.upstream {
         Upstream::One => vec![1.0; rows],
+        Upstream::Scalar(u) if !u.is_finite() => {
+            return bad(format!("the upstream gradient must be finite, got {u}"));
+        }
         Upstream::Scalar(u) => vec![*u; rows],
         Upstream::PerRow(v) => {
             if o.reduction != Reduction::None {
@@ -228,6 +232,9 @@ pub(crate) fn prepare(
                     "upstream gradient has length {}, expected B = {rows}",
                     v.len()
                 ));
+            }
+            if let Some((i, u)) = v.iter().enumerate().find(|(_, u)| !u.is_finite()) {
+                return bad(format!("upstream gradient[{i}] = {u}: must be finite"));
             }
             v.to_vec()
         }
@@ -297,35 +304,35 @@ pub(crate) fn prepare(
     Ok(p)
 }
 
-/// Assembles a fast backend's result: the reduced loss from the per-row CE losses and lse,
-/// and the `[B, C]` gradient when it was asked for.
+/// Assembles a fast backend's result from its per-row statistics: the losses (finished in
+/// f64, see [`fast`]), the reduced loss, the per-row lse, and the `[B, C]` gradient when it
+/// was asked for.
 pub(crate) fn finish(
     p: &Prepared,
+    fi: &fast::FastInputs,
     o: &CrossEntropyOptions,
-    ce: Vec<f32>,
-    lse: Vec<f32>,
-    grad: Vec<f32>,
+    stats: &[fast::RowStats],
+    grad: Option<Vec<f32>>,
 ) -> Result<CrossEntropyOutput> {
-    let loss = reduce(p, o, &ce, &lse);
-    let grad = if o.gradient {
-        Some(
-            Array2::from_shape_vec((p.rows, p.cols), grad)
-                .map_err(|e| Error::InvalidInput(e.to_string()))?,
-        )
-    } else {
-        None
-    };
+    let (ce, lse) = fast::row_losses(p, fi, stats);
+    let grad = grad
+        .map(|g| {
+            Array2::from_shape_vec((p.rows, p.cols), g)
+                .map_err(|e| Error::InvalidInput(e.to_string()))
+        })
+        .transpose()?;
     Ok(CrossEntropyOutput {
-        loss,
+        loss: reduce(p, o, &ce, &lse),
         grad,
         lse: Array1::from_vec(lse),
     })
 }
 
-/// Combines per-row CE losses (z-loss not included) and per-row lse into the loss output:
-/// `none` → `ce_i + z·lse_i²` (0 for ignored rows); `sum`/`mean` → summed in f64 and divided
-/// by the mean denominators. An empty or all-ignored batch gives NaN for mean, 0 for sum.
-pub(crate) fn reduce(p: &Prepared, o: &CrossEntropyOptions, ce: &[f32], lse: &[f32]) -> Loss {
+/// Combines per-row CE losses (z-loss not included, f64) and per-row lse into the loss
+/// output: `none` → `ce_i + z·lse_i²` (0 for ignored rows); `sum`/`mean` → summed in f64 and
+/// divided by the mean denominators. An empty or all-ignored batch gives NaN for mean, 0 for
+/// sum.
+pub(crate) fn reduce(p: &Prepared, o: &CrossEntropyOptions, ce: &[f64], lse: &[f32]) -> Loss {
     let counted = |i: usize| p.class.as_ref().is_none_or(|c| c[i] >= 0);
     let z = o.z_loss as f64;
     let zpart = |i: usize| {
@@ -336,13 +343,9 @@ pub(crate) fn reduce(p: &Prepared, o: &CrossEntropyOptions, ce: &[f32], lse: &[f
         }
     };
     match o.reduction {
-        Reduction::None => Loss::PerRow(
-            (0..p.rows)
-                .map(|i| (ce[i] as f64 + zpart(i)) as f32)
-                .collect(),
-        ),
+        Reduction::None => Loss::PerRow((0..p.rows).map(|i| (ce[i] + zpart(i)) as f32).collect()),
         Reduction::Sum | Reduction::Mean => {
-            let ce_sum: f64 = ce.iter().map(|&v| v as f64).sum();
+            let ce_sum: f64 = ce.iter().sum();
             let z_sum: f64 = (0..p.rows).map(zpart).sum();
             if o.reduction == Reduction::Sum {
                 Loss::Scalar((ce_sum + z_sum) as f32)

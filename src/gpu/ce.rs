@@ -1,7 +1,8 @@
 //! The dispatcher for cross-entropy: checks and resolves inputs on the host (shared with the
-//! CPU path), uploads logits / targets / weights per chunk of rows, records the fused kernel
-//! (or stats → rows → grad for long rows with few of them, and for the gradient on CPU
-//! adapters, see `RowSplit::fused`), reads back loss, lse and gradient.
+//! CPU path, normalized as `cross_entropy::fast` says), uploads logits / per-row coefficients /
+//! weights per chunk of rows, records the fused kernel (or stats → rows → grad for long rows
+//! with few of them, and for the gradient on CPU adapters, see `RowSplit::fused`), reads back
+//! the per-row statistics and the gradient, and finishes the loss in f64.
 
 use super::context::Context;
 use super::encode::{binding, record_pass, Params, Scopes, Slice};
@@ -9,6 +10,7 @@ use super::plan::{chunk_rows, RowSplit, WG};
 use super::pool::PooledBuffer;
 use super::readback::{read_f32_parts, Wait};
 use super::shaders::{Family, ShaderKey};
+use crate::cross_entropy::fast::{fast_inputs, needs_linear, FastInputs, RowCoef, RowStats};
 use crate::cross_entropy::{
     finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
 };
@@ -16,19 +18,22 @@ use crate::error::{Error, Result};
 use ndarray::ArrayView2;
 use wgpu::BufferUsages as U;
 
-/// Mirrors `struct CeParams` in shaders/cross_entropy.wgsl.
+/// Mirrors `struct CeParams` in shaders/cross_entropy.wgsl (32 bytes).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct CeParams {
-    one_minus_ls: f32,
-    ls_over_c: f32,
-    w_total: f32,
-    z: f32,
     softcap: f32,
-    scale_ce: f32,
-    scale_z: f32,
+    sigma: f32,
+    /// `sigma` again, and 0: see `keep` in the shader.
+    sigma2: f32,
+    zero: u32,
     pub(crate) flags: u32,
+    _pad: [u32; 3],
 }
+
+/// Bytes of one row's [`RowStats`] / [`RowCoef`] on the device.
+pub(crate) const ROW_STATS_BYTES: usize = std::mem::size_of::<RowStats>();
+const ROW_COEF_BYTES: usize = std::mem::size_of::<RowCoef>();
 
 const CE_SOFTCAP: u32 = 1;
 const CE_WEIGHT: u32 = 2;
@@ -46,19 +51,19 @@ pub(crate) async fn cross_entropy(
     wait: Wait,
 ) -> Result<CrossEntropyOutput> {
     let p = prepare(logits.dim(), targets, o)?;
+    let fi = fast_inputs(&p, o);
     ctx.check_alive()?;
     let (rows, cols) = (p.rows, p.cols);
-    let mut ce = vec![0.0f32; rows];
-    let mut lse = vec![f32::NEG_INFINITY; rows];
+    let mut stats = vec![RowStats::default(); rows];
     let mut grad = if o.gradient {
         vec![0.0f32; rows * cols]
     } else {
         Vec::new()
     };
     if rows > 0 && cols > 0 {
-        run(ctx, logits, &p, o, &mut ce, &mut lse, &mut grad, wait).await?;
+        run(ctx, logits, &p, &fi, o, &mut stats, &mut grad, wait).await?;
     }
-    finish(&p, o, ce, lse, grad)
+    finish(&p, &fi, o, &stats, o.gradient.then_some(grad))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -66,9 +71,9 @@ async fn run(
     ctx: &Context,
     logits: ArrayView2<'_, f32>,
     p: &Prepared,
+    fi: &FastInputs,
     o: &CrossEntropyOptions<'_>,
-    ce: &mut [f32],
-    lse: &mut [f32],
+    stats: &mut [RowStats],
     grad: &mut [f32],
     wait: Wait,
 ) -> Result<()> {
@@ -77,7 +82,7 @@ async fn run(
     let xs = x
         .as_slice()
         .ok_or_else(|| Error::InvalidInput("logits could not be made contiguous".into()))?;
-    let qs = p.probs.as_ref().and_then(|q| q.as_slice());
+    let qs = fi.probs.as_ref().and_then(|q| q.as_slice());
     let cap = ctx.max_binding();
     let chunk = chunk_rows(
         rows,
@@ -86,22 +91,25 @@ async fn run(
         ctx.limits.max_compute_workgroups_per_dimension,
     )?;
     let dev = &ctx.device;
-    let ce_params = ce_params(p, o);
-    let row_in = row_inputs(p);
+    let ce_params = ce_params(p, fi, o);
 
     let scopes = Scopes::push(dev);
     let block = (chunk * cols * 4) as u64;
+    let (out_bytes, in_bytes) = (
+        (chunk * ROW_STATS_BYTES) as u64,
+        (chunk * ROW_COEF_BYTES) as u64,
+    );
     let mut loans = vec![
         ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap), // x
         ctx.pool
-            .acquire(dev, U::STORAGE | U::COPY_SRC, (chunk * 8) as u64, cap), // row_out
+            .acquire(dev, U::STORAGE | U::COPY_SRC, out_bytes, cap), // row_out
         ctx.pool
-            .acquire(dev, U::STORAGE | U::COPY_DST, (chunk * 8) as u64, cap), // row_in
+            .acquire(dev, U::STORAGE | U::COPY_DST, in_bytes, cap), // row_in
         ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap),    // ce params
         ctx.pool.acquire(
             dev,
             U::MAP_READ | U::COPY_DST,
-            block * o.gradient as u64 + (chunk * 8) as u64,
+            block * o.gradient as u64 + out_bytes,
             cap,
         ),
     ];
@@ -109,18 +117,14 @@ async fn run(
         loans.push(ctx.pool.acquire(dev, U::STORAGE | U::COPY_SRC, block, cap));
         // grad
     }
-    let weight = match &o.weight {
-        Some(w) => {
-            let b = ctx
-                .pool
-                .acquire(dev, U::STORAGE | U::COPY_DST, (cols * 4) as u64, cap);
-            let w: Vec<f32> = w.to_vec();
-            ctx.queue
-                .write_buffer(b.buffer(), 0, bytemuck::cast_slice(&w));
-            Some(b)
-        }
-        None => None,
-    };
+    let weight = fi.weight.as_ref().map(|w| {
+        let b = ctx
+            .pool
+            .acquire(dev, U::STORAGE | U::COPY_DST, (cols * 4) as u64, cap);
+        ctx.queue
+            .write_buffer(b.buffer(), 0, bytemuck::cast_slice(w));
+        b
+    });
     let probs = qs.map(|_| ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap));
     ctx.queue
         .write_buffer(loans[3].buffer(), 0, bytemuck::bytes_of(&ce_params));
@@ -135,14 +139,11 @@ async fn run(
             ce_params.flags,
             r0,
             n,
-            xs,
-            qs,
-            &row_in,
+            (xs, qs, &fi.coef),
             &loans,
             weight.as_ref(),
             probs.as_ref(),
-            ce,
-            lse,
+            stats,
             grad,
             wait,
         )
@@ -163,15 +164,15 @@ pub(crate) struct CeBufs<'a> {
     pub x_stride: usize,
     /// Gradient output, `rows × cols` floats, contiguous, when asked for.
     pub grad: Option<Slice<'a>>,
-    /// `(CE loss, lse)` per row.
+    /// [`RowStats`] per row.
     pub row_out: &'a wgpu::Buffer,
-    /// `(class or −1, upstream bits)` per row.
+    /// [`RowCoef`] per row.
     pub row_in: &'a wgpu::Buffer,
     /// The `CeParams` uniform.
     pub ce_params: &'a wgpu::Buffer,
-    /// Class weights, `cols` floats.
+    /// Normalized class weights, `cols` floats.
     pub weight: Option<&'a wgpu::Buffer>,
-    /// Probability targets, `rows × cols` floats.
+    /// Normalized smoothed probability targets, `rows × cols` floats.
     pub probs: Option<&'a wgpu::Buffer>,
     /// Write the gradient over the logits (`grad` is then unused).
     pub in_place: bool,
@@ -230,8 +231,8 @@ pub(crate) fn record_ce(
                         binding(p.buffer(), part_bytes)
                     }),
             ),
-            (4, binding(b.row_out, (rows * 8) as u64)),
-            (5, binding(b.row_in, (rows * 8) as u64)),
+            (4, binding(b.row_out, (rows * ROW_STATS_BYTES) as u64)),
+            (5, binding(b.row_in, (rows * ROW_COEF_BYTES) as u64)),
             (
                 6,
                 b.weight.map_or(ctx.dummy_ro.as_entire_binding(), |w| {
@@ -280,8 +281,7 @@ pub(crate) fn record_ce(
 }
 
 /// The `CeParams` uniform for a prepared call.
-pub(crate) fn ce_params(p: &Prepared, o: &CrossEntropyOptions) -> CeParams {
-    let (scale_ce, scale_z) = p.scales(o.reduction);
+pub(crate) fn ce_params(p: &Prepared, fi: &FastInputs, o: &CrossEntropyOptions) -> CeParams {
     let mut flags = 0;
     if o.softcap.is_some() {
         flags |= CE_SOFTCAP;
@@ -289,32 +289,20 @@ pub(crate) fn ce_params(p: &Prepared, o: &CrossEntropyOptions) -> CeParams {
     if o.weight.is_some() {
         flags |= CE_WEIGHT;
     }
-    if o.label_smoothing > 0.0 || p.probs.is_some() {
+    if needs_linear(p, o) {
         flags |= CE_LINEAR;
     }
     if o.gradient {
         flags |= CE_GRAD;
     }
     CeParams {
-        one_minus_ls: 1.0 - o.label_smoothing,
-        ls_over_c: o.label_smoothing / p.cols.max(1) as f32,
-        w_total: p.w_total as f32,
-        z: o.z_loss,
         softcap: o.softcap.unwrap_or(1.0),
-        scale_ce: scale_ce as f32,
-        scale_z: scale_z as f32,
+        sigma: fi.sigma,
+        sigma2: fi.sigma,
+        zero: 0,
         flags,
+        _pad: [0; 3],
     }
-}
-
-/// Per-row inputs: (class or −1, upstream gradient bits).
-pub(crate) fn row_inputs(p: &Prepared) -> Vec<u32> {
-    (0..p.rows)
-        .flat_map(|i| {
-            let class = p.class.as_ref().map_or(0, |c| c[i]);
-            [class as u32, p.upstream[i].to_bits()]
-        })
-        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -324,14 +312,11 @@ async fn run_chunk(
     flags: u32,
     r0: usize,
     n: usize,
-    xs: &[f32],
-    qs: Option<&[f32]>,
-    row_in: &[u32],
+    (xs, qs, coef): (&[f32], Option<&[f32]>, &[RowCoef]),
     loans: &[PooledBuffer],
     weight: Option<&PooledBuffer>,
     probs: Option<&PooledBuffer>,
-    ce: &mut [f32],
-    lse: &mut [f32],
+    stats: &mut [RowStats],
     grad: &mut [f32],
     wait: Wait,
 ) -> Result<()> {
@@ -347,6 +332,7 @@ async fn run_chunk(
     let gbuf = loans.get(5).map(|b| b.buffer());
     let elems = n * cols;
     let bytes = (elems * 4) as u64;
+    let out_bytes = (n * ROW_STATS_BYTES) as u64;
 
     let scopes = Scopes::push(dev);
     ctx.queue.write_buffer(
@@ -354,11 +340,8 @@ async fn run_chunk(
         0,
         bytemuck::cast_slice(&xs[r0 * cols..r0 * cols + elems]),
     );
-    ctx.queue.write_buffer(
-        inbuf,
-        0,
-        bytemuck::cast_slice(&row_in[2 * r0..2 * (r0 + n)]),
-    );
+    ctx.queue
+        .write_buffer(inbuf, 0, bytemuck::cast_slice(&coef[r0..r0 + n]));
     if let (Some(q), Some(qb)) = (qs, probs) {
         ctx.queue.write_buffer(
             qb.buffer(),
@@ -386,20 +369,17 @@ async fn run_chunk(
     if let Some(g) = gbuf {
         encoder.copy_buffer_to_buffer(g, 0, staging, 0, bytes);
     }
-    encoder.copy_buffer_to_buffer(outbuf, 0, staging, grad_bytes, (n * 8) as u64);
+    encoder.copy_buffer_to_buffer(outbuf, 0, staging, grad_bytes, out_bytes);
     ctx.queue.submit([encoder.finish()]);
     scopes.pop()?;
 
-    let mut row_out = vec![0.0f32; 2 * n];
+    let mut row_out = vec![0.0f32; n * ROW_STATS_BYTES / 4];
     let gdst: &mut [f32] = if gradient {
         &mut grad[r0 * cols..r0 * cols + elems]
     } else {
         &mut []
     };
     read_f32_parts(ctx, staging, &mut [gdst, &mut row_out], wait).await?;
-    for i in 0..n {
-        ce[r0 + i] = row_out[2 * i];
-        lse[r0 + i] = row_out[2 * i + 1];
-    }
+    stats[r0..r0 + n].copy_from_slice(bytemuck::cast_slice(&row_out));
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! Device-resident matrices: data that stays on the GPU between ops, and an application's own
 //! buffers used in place (offset, shape and row stride checked against the buffer).
 
-use super::ce::{ce_params, record_ce, row_inputs, CeBufs};
+use super::ce::{ce_params, record_ce, CeBufs, ROW_STATS_BYTES};
 use super::encode::{Scopes, Slice};
 use super::plan::even_chunks;
 use super::pool::PooledBuffer;
 use super::readback::{read_f32_parts, Wait};
 use super::rows::record_rows;
 use super::Gpu;
+use crate::cross_entropy::fast::{fast_inputs, row_losses, FastInputs, RowStats};
 use crate::cross_entropy::{prepare, reduce, CrossEntropyOptions, Loss, Prepared, Targets};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, RowOp};
@@ -138,16 +139,17 @@ impl std::fmt::Debug for Recorded {
     }
 }
 
-/// Cross-entropy recorded into an application's encoder: per-row `(loss, lse)` and the
-/// gradient on the device; [`RecordedCrossEntropy::loss`] reads back the per-row values (after
-/// the encoder was submitted) and reduces them.
+/// Cross-entropy recorded into an application's encoder: per-row statistics and the gradient
+/// on the device; [`RecordedCrossEntropy::loss`] reads back the statistics (`B` rows of 24
+/// bytes, after the encoder was submitted) and finishes and reduces the loss in f64.
 #[must_use = "keep this until the encoder is submitted, then read the loss"]
 pub struct RecordedCrossEntropy {
-    /// `[B, 2]`: CE loss (z-loss not included) and lse per row.
-    pub per_row: GpuMatrix,
+    /// `[B, 6]`: each row's statistics (see `cross_entropy::fast::RowStats`).
+    per_row: GpuMatrix,
     /// The gradient `[B, C]`, when asked for.
     pub grad: Option<GpuMatrix>,
     prepared: crate::cross_entropy::Prepared,
+    fast: FastInputs,
     reduction: crate::cross_entropy::Reduction,
     z_loss: f32,
     _keep: Vec<PooledBuffer>,
@@ -177,8 +179,11 @@ impl RecordedCrossEntropy {
 
     async fn loss_with(&self, gpu: &Gpu, wait: Wait) -> Result<(Loss, Array1<f32>)> {
         let rows = gpu.download_with(&self.per_row, wait).await?;
-        let ce: Vec<f32> = rows.column(0).to_vec();
-        let lse: Vec<f32> = rows.column(1).to_vec();
+        let words = rows
+            .as_slice()
+            .ok_or_else(|| Error::InvalidInput("statistics not contiguous".into()))?;
+        let stats: &[RowStats] = bytemuck::cast_slice(words);
+        let (ce, lse) = row_losses(&self.prepared, &self.fast, stats);
         let o = CrossEntropyOptions {
             reduction: self.reduction,
             z_loss: self.z_loss,
@@ -515,8 +520,10 @@ impl Gpu {
     ) -> Result<RecordedCrossEntropy> {
         let (rows, cols) = logits.dim();
         let p = prepare((rows, cols), &targets, options)?;
+        let fi = fast_inputs(&p, options);
         self.ctx.check_alive()?;
-        let per_row = self.new_matrix(rows, 2)?;
+        let stat_words = ROW_STATS_BYTES / 4;
+        let per_row = self.new_matrix(rows, stat_words)?;
         let grad = if in_place {
             Some(logits.clone())
         } else {
@@ -527,8 +534,8 @@ impl Gpu {
         };
         let mut keep = Vec::new();
         if rows > 0 && cols == 0 {
-            // No classes: every row's lse is -inf (its loss comes from `reduce`'s rules).
-            let v: Vec<f32> = (0..rows).flat_map(|_| [0.0, f32::NEG_INFINITY]).collect();
+            // No classes: zeroed statistics (`row_losses` gives such rows loss 0, lse −inf).
+            let v = vec![RowStats::default(); rows];
             self.ctx
                 .queue
                 .write_buffer(&per_row.buffer, 0, bytemuck::cast_slice(&v));
@@ -539,36 +546,37 @@ impl Gpu {
             let cap = ctx.max_binding();
             let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
             let chunk = self.device_chunk(logits, cols)?;
-            let params = ce_params(&p, options);
-            let row_in = row_inputs(&p);
-            let qs = p.probs.as_ref().and_then(|q| q.as_slice());
+            let params = ce_params(&p, &fi, options);
+            let qs = fi.probs.as_ref().and_then(|q| q.as_slice());
             let scopes = Scopes::push(dev);
             let recorded = (|| -> Result<()> {
                 let cp = ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap);
                 ctx.queue
                     .write_buffer(cp.buffer(), 0, bytemuck::bytes_of(&params));
-                let wb = options.weight.as_ref().map(|w| {
+                let wb = fi.weight.as_ref().map(|w| {
                     let b = ctx
                         .pool
                         .acquire(dev, U::STORAGE | U::COPY_DST, (cols * 4) as u64, cap);
                     ctx.queue
-                        .write_buffer(b.buffer(), 0, bytemuck::cast_slice(&w.to_vec()));
+                        .write_buffer(b.buffer(), 0, bytemuck::cast_slice(w));
                     b
                 });
                 let mut r0 = 0;
                 while r0 < rows {
                     let n = chunk.min(rows - r0);
-                    let ib = ctx
-                        .pool
-                        .acquire(dev, U::STORAGE | U::COPY_DST, (n * 8) as u64, cap);
-                    ctx.queue.write_buffer(
-                        ib.buffer(),
-                        0,
-                        bytemuck::cast_slice(&row_in[2 * r0..2 * (r0 + n)]),
+                    let coef = &fi.coef[r0..r0 + n];
+                    let ib = ctx.pool.acquire(
+                        dev,
+                        U::STORAGE | U::COPY_DST,
+                        std::mem::size_of_val(coef) as u64,
+                        cap,
                     );
+                    ctx.queue
+                        .write_buffer(ib.buffer(), 0, bytemuck::cast_slice(coef));
+                    let out_bytes = (n * ROW_STATS_BYTES) as u64;
                     let ob = ctx
                         .pool
-                        .acquire(dev, U::STORAGE | U::COPY_SRC, (n * 8) as u64, cap);
+                        .acquire(dev, U::STORAGE | U::COPY_SRC, out_bytes, cap);
                     let qb = qs.map(|q| {
                         let b = ctx.pool.acquire(
                             dev,
@@ -606,8 +614,8 @@ impl Gpu {
                         ob.buffer(),
                         0,
                         &per_row.buffer,
-                        (r0 * 8) as u64,
-                        (n * 8) as u64,
+                        (r0 * ROW_STATS_BYTES) as u64,
+                        out_bytes,
                     );
                     keep.extend([ib, ob]);
                     keep.extend(qb);
@@ -627,6 +635,7 @@ impl Gpu {
             // Only the class list and the denominators are needed to reduce; not a copy of
             // the probability targets.
             prepared: Prepared { probs: None, ..p },
+            fast: fi.without_probs(),
             reduction: options.reduction,
             z_loss: options.z_loss,
             _keep: keep,

@@ -4,7 +4,7 @@
 //! TIMESTAMP_QUERY and TIMESTAMP_QUERY_INSIDE_ENCODERS), else with the wall clock around
 //! submit + wait. The clock therefore covers device work only, never upload or readback.
 
-use super::ce::{ce_params, record_ce, row_inputs, CeBufs};
+use super::ce::{ce_params, record_ce, CeBufs, ROW_STATS_BYTES};
 use super::context::Context;
 use super::encode::{binding, record_pass, Params, Scopes, Slice};
 use super::plan::{chunk_rows, WG};
@@ -116,13 +116,13 @@ pub(crate) fn kernel_times(
         }
         KernelJob::CrossEntropy(y, o) => {
             let p = prepare((rows, cols), &Targets::Classes(*y), o)?;
+            let fi = crate::cross_entropy::fast::fast_inputs(&p, o);
             let cp = ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap);
-            let params = ce_params(&p, o);
+            let params = ce_params(&p, &fi, o);
             ce_flags = params.flags;
             ctx.queue
                 .write_buffer(cp.buffer(), 0, bytemuck::bytes_of(&params));
             shared.push(cp);
-            let row_in = row_inputs(&p);
             let chunk = chunk_rows(
                 rows,
                 cols,
@@ -138,15 +138,18 @@ pub(crate) fn kernel_times(
                     0,
                     bytemuck::cast_slice(&xs[r0 * cols..(r0 + n) * cols]),
                 );
-                let ib = ctx
-                    .pool
-                    .acquire(dev, U::STORAGE | U::COPY_DST, (n * 8) as u64, cap);
-                ctx.queue.write_buffer(
-                    ib.buffer(),
-                    0,
-                    bytemuck::cast_slice(&row_in[2 * r0..2 * (r0 + n)]),
+                let coef = &fi.coef[r0..r0 + n];
+                let ib = ctx.pool.acquire(
+                    dev,
+                    U::STORAGE | U::COPY_DST,
+                    std::mem::size_of_val(coef) as u64,
+                    cap,
                 );
-                let ob = ctx.pool.acquire(dev, U::STORAGE, (n * 8) as u64, cap);
+                ctx.queue
+                    .write_buffer(ib.buffer(), 0, bytemuck::cast_slice(coef));
+                let ob = ctx
+                    .pool
+                    .acquire(dev, U::STORAGE, (n * ROW_STATS_BYTES) as u64, cap);
                 let mut bufs = vec![xb, ib, ob];
                 if o.gradient {
                     bufs.push(ctx.pool.acquire(dev, U::STORAGE, bytes, cap));
