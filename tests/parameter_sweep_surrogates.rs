@@ -109,13 +109,21 @@ fn boltzmann_scales(x: &Array2<f32>, beta: f32) -> Scales {
         let Some((p, err, m)) = row_p(&xs, &|d| k * d) else {
             continue;
         };
-        let dist = |j: usize| if p[j] > 0.0 { (xs[j] - m).abs() } else { 0.0 };
+        let fin = |j: usize| xs[j].is_finite();
+        let dist = |j: usize| if fin(j) { (xs[j] - m).abs() } else { 0.0 };
         let shift: f64 = (0..cols).map(|j| p[j] * dist(j)).sum();
-        let shift_err: f64 = (0..cols).map(|j| err[j] * dist(j)).sum();
+        // The shift's errors: relative (times tol), and the flush floor of each p.
+        let (shift_err, shift_floor): (f64, f64) = (0..cols)
+            .map(|j| (err[j] * dist(j), P_FLOOR * dist(j)))
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         s.value[i] = shift + shift_err;
+        s.value_floor[i] = shift_floor;
         for j in 0..cols {
-            let factor = 1.0 + k * (dist(j) + shift + shift_err);
+            let factor = 1.0 + k * (dist(j) + shift + shift_err + shift_floor);
             s.grad[i * cols + j] = err[j] * factor + p[j] * k * shift_err;
+            if fin(j) {
+                s.grad_floor[i * cols + j] = P_FLOOR * factor + p[j] * k * shift_floor;
+            }
         }
     }
     s
@@ -178,8 +186,9 @@ fn soft_argmax_accuracy_and_macro_f1_at_every_temperature() {
         let hit = |i: usize, j: usize| (j as i64 == y[i]) as u8 as f64;
         let mut sc = t_scales(&x, t, &hit, 1.0 / rows as f64);
         let mean = sc.value.iter().sum::<f64>() / rows as f64;
+        let mean_floor = sc.value_floor.iter().sum::<f64>() / rows as f64;
         sc.value = vec![mean];
-        sc.value_floor = vec![0.0];
+        sc.value_floor = vec![mean_floor];
         check(&call, &sc, cols, &format!("accuracy T={t:e}"));
 
         // Macro F1: g_ik = ∂F/∂p_ik is bounded by 2/(C·min(P_k + N_k)) ≤ 2/C per count; the
