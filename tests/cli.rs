@@ -1023,3 +1023,57 @@ fn info_names_the_cpu_build() {
         "{err}"
     );
 }
+
+/// Settings read from the environment are checked: an unknown value is an input error naming
+/// the variable (exit 2), never a silent default; `info` names the kernel layout in force.
+#[test]
+fn environment_settings_are_checked() {
+    let dir = scratch("env");
+    let xp = dir.join("x.npy");
+    write_npy(&xp, &logits(2, 3, 1.0, 0.0, false, 1)).unwrap();
+    let x = xp.to_str().unwrap();
+    let mut cases = vec![("SMOOTHMAX_CPU_ISA", "sse9", "cpu")];
+    if gpu().is_some() {
+        cases.extend([
+            ("SMOOTHMAX_GPU_POLICY", "fast", "gpu"),
+            ("SMOOTHMAX_NO_POOL", "yes", "gpu"),
+        ]);
+        // Without --device too: a bad setting is reported, not a silent fallback to the CPU.
+        let o = bin()
+            .args(["eval", "softmax", "--input", x, "--out", "unused"])
+            .env("SMOOTHMAX_GPU_POLICY", "fast")
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for layout in ["gpu", "cpu"] {
+            let o = bin()
+                .arg("info")
+                .env("SMOOTHMAX_GPU_POLICY", layout)
+                .output()
+                .unwrap();
+            let s = String::from_utf8_lossy(&o.stdout);
+            assert!(s.contains(&format!("kernel layout: {layout}")), "{s}");
+        }
+    }
+    for (var, value, dev) in cases {
+        let o = bin()
+            .args([
+                "eval", "softmax", "--device", dev, "--input", x, "--out", "unused",
+            ])
+            .env(var, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{var}: {err}");
+        assert!(
+            err.contains(&format!("{var}=\"{value}\" is not valid")),
+            "{var}: {err}"
+        );
+    }
+    assert!(!Path::new("unused").exists());
+}

@@ -27,10 +27,13 @@ fn backend(device: Option<DeviceName>) -> Result<Box<dyn Backend>, Failure> {
         Some(DeviceName::Gpu) => Ok(Box::new(Gpu::new()?)),
         None => match Gpu::new() {
             Ok(g) => Ok(Box::new(g)),
-            Err(e) => {
+            // No GPU: the CPU, with a note. Any other failure (a bad setting, a device that
+            // would not open) is reported, not papered over.
+            Err(e @ smoothmax::Error::NoAdapter { .. }) => {
                 eprintln!("smoothmax: {e}; running on the CPU");
                 cpu()
             }
+            Err(e) => Err(e.into()),
         },
     }
 }

@@ -100,7 +100,10 @@ fn info() -> Result<(), Failure> {
                 println!("  {k}: {v}");
             }
             println!("features: {}", a.features);
+            println!("kernel layout: {}", g.kernel_layout());
         }
+        // A bad setting is an error; a machine without a usable GPU is a fact to report.
+        Err(e @ smoothmax::Error::Environment { .. }) => return Err(e.into()),
         Err(e) => {
             println!("chosen: none ({e})");
             println!(
@@ -142,7 +145,7 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
     } else {
         match Gpu::new() {
             Ok(g) => Some(g),
-            Err(e) if args.device == BenchDevice::All => {
+            Err(e @ smoothmax::Error::NoAdapter { .. }) if args.device == BenchDevice::All => {
                 eprintln!("smoothmax: {e}; benchmarking the CPU only");
                 None
             }

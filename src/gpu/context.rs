@@ -214,6 +214,41 @@ pub(crate) struct Context {
     /// read-write slots, one for read-only slots (one buffer cannot be both in a dispatch).
     pub dummy: wgpu::Buffer,
     pub dummy_ro: wgpu::Buffer,
+    /// How rows are cut on this device (see `gpu::plan::Policy`).
+    pub policy: super::plan::Policy,
+}
+
+/// The kernel layout `SMOOTHMAX_GPU_POLICY` asks for (`gpu` or `cpu`), else the one the
+/// adapter's type calls for (a CPU adapter like lavapipe gets `cpu`); an error for any other
+/// value, so that a mistyped override cannot silently test the other layout.
+fn policy_from_env(device_type: &str) -> Result<super::plan::Policy> {
+    use super::plan::Policy;
+    match std::env::var(POLICY_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(if device_type == "Cpu" {
+            Policy::Cpu
+        } else {
+            Policy::Gpu
+        }),
+        Ok(v) if v == "gpu" => Ok(Policy::Gpu),
+        Ok(v) if v == "cpu" => Ok(Policy::Cpu),
+        Ok(v) => Err(bad_env(POLICY_ENV, &v, "gpu or cpu (or unset)")),
+        Err(std::env::VarError::NotUnicode(v)) => Err(bad_env(
+            POLICY_ENV,
+            &format!("{v:?}"),
+            "gpu or cpu (or unset)",
+        )),
+    }
+}
+
+/// The variable that overrides the kernel layout.
+pub(crate) const POLICY_ENV: &str = "SMOOTHMAX_GPU_POLICY";
+
+pub(crate) fn bad_env(name: &'static str, value: &str, expected: &str) -> Error {
+    Error::Environment {
+        name,
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
 }
 
 impl Context {
@@ -236,7 +271,7 @@ impl Context {
             })
             .await
             .map_err(|e| Error::RequestDevice(e.to_string()))?;
-        Ok(Self::from_parts(device, queue, summary, true))
+        Self::from_parts(device, queue, summary, true)
     }
 
     /// Wraps an application's device and queue after checking the limits the kernels need.
@@ -291,7 +326,7 @@ impl Context {
                 return Err(Error::Unsupported { what, have, need });
             }
         }
-        Ok(Self::from_parts(device, queue, adapter, false))
+        Self::from_parts(device, queue, adapter, false)
     }
 
     fn from_parts(
@@ -299,7 +334,10 @@ impl Context {
         queue: wgpu::Queue,
         adapter: AdapterSummary,
         own_handlers: bool,
-    ) -> Self {
+    ) -> Result<Self> {
+        // The environment first: a bad override is an error before any device state exists.
+        let policy = policy_from_env(&adapter.device_type)?;
+        let pool = Arc::new(BufferPool::from_env()?);
         let lost = Arc::new(Mutex::new(None));
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         if own_handlers {
@@ -329,19 +367,20 @@ impl Context {
         let dummy = make_dummy("smoothmax/dummy");
         let dummy_ro = make_dummy("smoothmax/dummy-read-only");
         let pipelines = PipelineCache::new(&device);
-        Context {
+        Ok(Context {
             device,
             queue,
             adapter,
             limits,
             features,
             pipelines,
-            pool: Arc::new(BufferPool::from_env()),
+            pool,
             lost,
             uncaptured,
             dummy,
             dummy_ro,
-        }
+            policy,
+        })
     }
 
     /// Fails with [`Error::DeviceLost`] once the device-lost callback has fired.
@@ -370,16 +409,7 @@ impl Context {
     /// How rows are cut on this adapter (see `gpu::plan::Policy`); `SMOOTHMAX_GPU_POLICY`
     /// (`gpu` or `cpu`) overrides it, so tests can run both layouts on one adapter.
     pub fn policy(&self) -> super::plan::Policy {
-        match std::env::var("SMOOTHMAX_GPU_POLICY").as_deref() {
-            Ok("gpu") => return super::plan::Policy::Gpu,
-            Ok("cpu") => return super::plan::Policy::Cpu,
-            _ => {}
-        }
-        if self.adapter.device_type == "Cpu" {
-            super::plan::Policy::Cpu
-        } else {
-            super::plan::Policy::Gpu
-        }
+        self.policy
     }
 
     /// Largest byte size one storage binding may cover on this device.

@@ -210,6 +210,16 @@ impl Gpu {
         &self.ctx.adapter
     }
 
+    /// The kernel layout this engine uses: `"gpu"` (many invocations per row, fused passes)
+    /// or `"cpu"` (long serial loops, for CPU adapters such as lavapipe), as the adapter type
+    /// calls for or `SMOOTHMAX_GPU_POLICY` overrides.
+    pub fn kernel_layout(&self) -> &'static str {
+        match self.ctx.policy() {
+            plan::Policy::Gpu => "gpu",
+            plan::Policy::Cpu => "cpu",
+        }
+    }
+
     /// Times `job` on device-resident data: uploads `x` once, runs `warmup` untimed and `runs`
     /// timed repetitions, each measured with timestamp queries where the adapter has them
     /// (else the wall clock around submit + wait). For benchmarks; results are discarded.

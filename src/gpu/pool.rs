@@ -40,11 +40,23 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
-    pub fn from_env() -> Self {
-        let enabled = std::env::var("SMOOTHMAX_NO_POOL")
-            .map(|v| v != "1")
-            .unwrap_or(true);
-        BufferPool {
+    /// A pool, reusing buffers unless `SMOOTHMAX_NO_POOL=1` (`0` or unset: reuse; anything
+    /// else is an error).
+    pub fn from_env() -> crate::Result<Self> {
+        let enabled = match std::env::var("SMOOTHMAX_NO_POOL") {
+            Err(std::env::VarError::NotPresent) => true,
+            Ok(v) if v == "0" => true,
+            Ok(v) if v == "1" => false,
+            Ok(v) => return Err(super::context::bad_env("SMOOTHMAX_NO_POOL", &v, "1 or 0")),
+            Err(std::env::VarError::NotUnicode(v)) => {
+                return Err(super::context::bad_env(
+                    "SMOOTHMAX_NO_POOL",
+                    &format!("{v:?}"),
+                    "1 or 0",
+                ))
+            }
+        };
+        Ok(BufferPool {
             idle: Mutex::new(Idle {
                 buffers: VecDeque::new(),
                 bytes: 0,
@@ -52,7 +64,7 @@ impl BufferPool {
             retain_bytes: AtomicU64::new(DEFAULT_RETAIN_BYTES),
             enabled,
             created: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Buffers created since the pool was made (for tests and reports).

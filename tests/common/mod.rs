@@ -12,7 +12,14 @@ use std::sync::OnceLock;
 pub fn gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| match Gpu::new() {
-        Ok(g) => Some(g),
+        Ok(g) => {
+            // Prove the kernel layout CI asks for (SMOOTHMAX_GPU_POLICY) is the one that runs.
+            if let Ok(want) = std::env::var("SMOOTHMAX_GPU_POLICY") {
+                assert_eq!(g.kernel_layout(), want, "SMOOTHMAX_GPU_POLICY");
+            }
+            eprintln!("gpu kernel layout under test: {}", g.kernel_layout());
+            Some(g)
+        }
         Err(e) => {
             if std::env::var("SMOOTHMAX_REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("SMOOTHMAX_REQUIRE_GPU=1 but no GPU: {e}");
