@@ -29,7 +29,10 @@
 //! and `s = Σ exp((x − m)/T)`: `logsumexp_T = m + T·ln s`, `softmax = exp((x − m)/T) / s`,
 //! `log_softmax = (x − m)/T − ln s`. Forming `x − m` before dividing by `T` keeps it exact for
 //! nearby values (`x/T` in f32 would lose `ε·|x/T|` first), and log-softmax never goes through
-//! `x/T − lse`, so a common shift of `+1e7` loses nothing.
+//! `x/T − lse`, so a common shift of `+1e7` loses nothing. Every accepted temperature works,
+//! from the smallest subnormal (`1/T` overflows f32) to `f32::MAX`, on every finite row, also
+//! one spanning more than `f32::MAX` (`[3e38, −3e38]`): the exponent is formed so that it
+//! overflows only where the exact one does (`scale` module docs, in the source).
 //!
 //! Non-finite inputs give PyTorch's results on every backend:
 //!
@@ -54,6 +57,14 @@
 //! `3 + 2·|x|` ulp for `exp`) and the final rounding. NaN and ±inf appear exactly where the
 //! reference has them.
 //!
+//! Results are also exact to `2⁻¹²⁶` (the smallest normal f32) in absolute terms, whatever
+//! their relative accuracy: subnormal values may be flushed to zero (Vulkan allows it, and
+//! lavapipe does; the CPU's vectorized `exp` flushes results below it too). Where the exact
+//! result is beyond f32's range, the result is the infinity of its sign. Results made of
+//! several terms (a gradient, a weighted loss) are exact relative to the sum of the absolute
+//! values of those terms; tests/parameter_sweep*.rs derive each op's, and sweep every numeric
+//! parameter from the smallest subnormal to `f32::MAX` on every backend.
+//!
 //! The probabilistic bound assumes rounding errors that do not line up; they do when a
 //! dominant term is followed by many equal terms near half an ulp of it, and a running f32 sum
 //! then loses half an ulp per addition. So every long sum is blocked, which keeps the worst
@@ -72,8 +83,15 @@
 //! empty or all-ignored batch gives NaN for mean, 0 for sum). Off by default: `z_loss` (adds
 //! `z·lse²` per non-ignored row; mean divides it by the non-ignored row count) and `softcap`
 //! (logits become `c·tanh(x/c)` first; the gradient carries `1 − tanh²`). It returns the loss,
-//! the gradient `d loss / d logits` times the upstream gradient (for reduction none, the
-//! gradient of `Σ upstream_i·loss_i`), and the per-row logsumexp of the logits used. Non-finite
+//! the gradient `d loss / d logits` times the upstream gradient (finite; for reduction none,
+//! the gradient of `Σ upstream_i·loss_i`), and the per-row logsumexp of the logits used. The
+//! fast backends return per-row statistics from their kernels and finish each row's loss in
+//! f64, and normalize weights, targets and gradient coefficients so that no option value (a
+//! weight or z-loss up to `f32::MAX`, label smoothing down to a subnormal) overflows an f32
+//! intermediate where the result does not (`cross_entropy` module source, `fast.rs`). Under
+//! softcap the capped logits `c·tanh(x/c)` are f32 values, each exact to a few ulp of itself:
+//! results then carry an extra error of `ε·max|c·tanh(x/c)|` times the loss's weights, as any
+//! f32 evaluation of them must. Non-finite
 //! logits give PyTorch's values: a −inf target logit gives loss +inf and a finite gradient
 //! (logits `[−inf, 0]`, target 0: gradient `[−1, 1]`); a row with NaN, +inf or no finite logit
 //! gives NaN. One deliberate difference: ignored rows get gradient 0 even when their logits
