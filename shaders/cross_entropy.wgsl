@@ -173,6 +173,9 @@ fn sig4(v: vec4<f32>, m: f32) -> vec4<f32> {
 
 // b sigma (m_old - m_new), or 0 before the first finite value (then b = 0 and m_old = LOWEST).
 fn shift(b: f32, m_old: f32, m_new: f32) -> f32 {
+    if !ce_linear() {
+        return 0.0;
+    }
     return select(0.0, b * keep(fma(m_old, ce.sigma, -ce.sigma2 * m_new)), m_old > LOWEST);
 }
 
@@ -405,7 +408,8 @@ fn pow2(k: i32) -> f32 {
 }
 
 // g 2^n for n >= 0, in exact steps of at most 2^100 (`keep` stops the compiler from merging
-// them into one product that overflows); overflows only where the result does.
+// them into one product that overflows); overflows only where the result does. n is 0 unless
+// an option or the upstream gradient is beyond 1 in size (then the caller's loop takes it).
 fn times_pow2(g: vec4<f32>, n: i32) -> vec4<f32> {
     var v = g;
     var left = n;
@@ -415,6 +419,24 @@ fn times_pow2(g: vec4<f32>, n: i32) -> vec4<f32> {
         left -= k;
     }
     return v;
+}
+
+// One vec4 of the gradient before its 2^n.
+fn grad4(it: Item, j: u32, f: Fin) -> vec4<f32> {
+    let raw = load4(it.row, j);
+    var xv = raw;
+    if ce_has(CE_SOFTCAP) {
+        xv = select(vec4<f32>(params.neg_inf), cap4(raw), lane_valid4(j));
+    }
+    // -inf logits: exp2 of the clamped -182 underflows to exactly 0.
+    var g = exp_sub4(xv, f.m) * (f.inv_s * f.alpha);
+    if ce_linear() {
+        g -= f.beta * k4(it.row, j);
+    }
+    if ce_has(CE_SOFTCAP) {
+        g *= chain4(raw);
+    }
+    return g;
 }
 
 
@@ -427,20 +449,14 @@ fn ce_write_grad(it: Item, f: Fin, xy_raw: f32) {
     let begin = seg_begin(it);
     let end = seg_end(it);
     let ok = f.state == 2u;
-    let m = f.m;
-    for (var j = begin + it.lane; j < select(begin, end, ok); j += ROW_THREADS) {
-        let raw = load4(it.row, j);
-        var xv = raw;
-        if ce_has(CE_SOFTCAP) {
-            xv = select(vec4<f32>(params.neg_inf), cap4(raw), lane_valid4(j));
-        }
-        // -inf logits: exp2 of the clamped -182 underflows to exactly 0.
-        var g = exp_sub4(xv, m) * (f.inv_s * f.alpha);
-        if ce_linear() {
-            g -= f.beta * k4(it.row, j);
-        }
-        g *= chain4(raw);
-        store_grad4(it.row, j, times_pow2(g, f.n));
+    // Rows whose coefficients needed no 2^n (every row unless an option or the upstream
+    // gradient is beyond 1 in size) take the first loop, the others the second.
+    let plain = ok && f.n == 0;
+    for (var j = begin + it.lane; j < select(begin, end, plain); j += ROW_THREADS) {
+        store_grad4(it.row, j, grad4(it, j, f));
+    }
+    for (var j = begin + it.lane; j < select(begin, end, ok && !plain); j += ROW_THREADS) {
+        store_grad4(it.row, j, times_pow2(grad4(it, j, f), f.n));
     }
     let fill = vec4<f32>(select(0.0, params.nan, f.state == 1u));
     for (var j = begin + it.lane; j < select(end, begin, ok); j += ROW_THREADS) {

@@ -32,7 +32,7 @@ struct Params {
     seg_len: u32,     // vec4 units per segment
     groups_x: u32,    // workgroups along x of the folded 2-D grid
     temperature: f32, // T > 0: every op sees x / T
-    exp_h: f32,       // h of the exponent fma(x, h, -m*h) * c (src/scale.rs); 2^64 when TINY_T
+    exp_h: f32,       // h of the exponent (see `shifted`; src/scale.rs): 1, 1/2 or 2^64
     neg_inf: f32,     // -inf, +inf, NaN: WGSL has no literal for them
     pos_inf: f32,
     nan: f32,
@@ -79,24 +79,31 @@ fn stats_empty() -> Stats {
 }
 
 // (x - m) * h, formed so that no accepted temperature and no finite row overflows where the
-// exact exponent does not (src/scale.rs has the table): fma(x, h, -m*h) with h = 1/2 for
-// T > 1 (x/2 - m/2 cannot overflow) and h = 1 otherwise; for temperatures below 1/f32::MAX
-// (TINY_T, compile-time) (x - m) * 2^64, exact wherever the result is not -inf. The second
-// h is a second uniform of the same value: given one, lavapipe's compiler may factor
-// fma(x, h, -m*h) into (x - m) * h (its inexact float math allows it; measured in the
-// surrogates' kernel), which is the overflow this form exists to avoid.
+// exact exponent does not (src/scale.rs has the table), by EXP_FORM (compile-time):
+//   0  T <= 1: x - m (h = 1): an overflow means the exact exponent is below -f32::MAX too;
+//   1  T > 1: fma(x, 1/2, -m/2): x/2 - m/2 cannot overflow;
+//   2  T < 1/f32::MAX: (x - m) * 2^64, exact wherever the result is not -inf.
+// In form 1 the second h is a second uniform of the same value: given one, lavapipe's compiler
+// may factor fma(x, h, -m*h) into (x - m) * h (its inexact float math allows it; measured in
+// the surrogates' kernel), which is the overflow this form exists to avoid.
 fn shifted(v: f32, m: f32) -> f32 {
-    if TINY_T {
+    if EXP_FORM == 2u {
         return (v - m) * params.exp_h;
     }
-    return fma(v, params.exp_h, -m * params.exp_h2);
+    if EXP_FORM == 1u {
+        return fma(v, params.exp_h, -m * params.exp_h2);
+    }
+    return v - m;
 }
 
 fn shifted4(v: vec4<f32>, m: f32) -> vec4<f32> {
-    if TINY_T {
+    if EXP_FORM == 2u {
         return (v - vec4<f32>(m)) * params.exp_h;
     }
-    return fma(v, vec4<f32>(params.exp_h), vec4<f32>(-m * params.exp_h2));
+    if EXP_FORM == 1u {
+        return fma(v, vec4<f32>(params.exp_h), vec4<f32>(-m * params.exp_h2));
+    }
+    return v - vec4<f32>(m);
 }
 
 // exp((v - m) / T) for v <= m, as exp2(shifted(v, m) * log2(e) / (T h)): GPUs and lavapipe

@@ -24,6 +24,17 @@
 /// `2⁶⁴`.
 const BIG_H: f64 = 18_446_744_073_709_551_616.0;
 
+/// Which row of the module's table a call is in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ExpForm {
+    /// `κ ≥ 1`: `(x − m)·c`.
+    Unit,
+    /// `κ < 1`: `fma(x, ½, −m/2)·c`.
+    Half,
+    /// `κ·fold` beyond f32: `((x − m)·2⁶⁴)·c`.
+    Tiny,
+}
+
 /// The exponent's scaling for one call.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub(crate) struct ExpScale {
@@ -33,7 +44,8 @@ pub(crate) struct ExpScale {
     pub c: f32,
     /// `κ/h`: the same without `fold`, for log-domain outputs.
     pub c_log: f32,
-    /// `κ·fold` overflows f32: the exponent is `((x − m)·h)·c`, else `fma(x, h, −m·h)·c`.
+    pub form: ExpForm,
+    /// `κ·fold` overflows f32 (the form is `Tiny`).
     pub tiny: bool,
 }
 
@@ -46,6 +58,7 @@ pub(crate) struct RowScale {
     pub m: f32,
     pub c: f32,
     pub c_log: f32,
+    pub form: ExpForm,
     pub tiny: bool,
 }
 
@@ -53,18 +66,19 @@ impl ExpScale {
     /// For `κ > 0` (finite), with `fold` = 1 or `log₂ e`.
     pub fn new(kappa: f64, fold: f64) -> Self {
         let k = kappa * fold;
-        let (h, tiny) = if kappa <= 1.0 {
-            (0.5, false)
+        let (h, form) = if kappa < 1.0 {
+            (0.5, ExpForm::Half)
         } else if (k as f32).is_finite() {
-            (1.0, false)
+            (1.0, ExpForm::Unit)
         } else {
-            (BIG_H, true)
+            (BIG_H, ExpForm::Tiny)
         };
         ExpScale {
             h: h as f32,
             c: (k / h) as f32,
             c_log: (kappa / h) as f32,
-            tiny,
+            form,
+            tiny: form == ExpForm::Tiny,
         }
     }
 
@@ -82,6 +96,7 @@ impl ExpScale {
             m,
             c: self.c,
             c_log: self.c_log,
+            form: self.form,
             tiny: self.tiny,
         }
     }

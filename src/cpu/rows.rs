@@ -13,7 +13,7 @@
 //! one for the output). Then `T·lse(x/T) = m + T·ln s`.
 
 use super::exp::{exp_with, Arith};
-use crate::scale::{ExpScale, RowScale};
+use crate::scale::{ExpForm, ExpScale, RowScale};
 
 /// Lanes per block of the portable code (the AVX2 build uses intrinsics, see avx2.rs).
 pub(crate) const L: usize = 16;
@@ -141,10 +141,10 @@ pub(crate) fn exp_sum_portable<A: Arith>(
     sc: &RowScale,
     store: Option<&mut [f32]>,
 ) -> f32 {
-    if sc.tiny {
-        exp_sum_with::<A>(x, store, |v| ((v - sc.m) * sc.h) * sc.c)
-    } else {
-        exp_sum_with::<A>(x, store, |v| A::fma(v, sc.h, sc.mh) * sc.c)
+    match sc.form {
+        ExpForm::Unit => exp_sum_with::<A>(x, store, |v| (v - sc.m) * sc.c),
+        ExpForm::Half => exp_sum_with::<A>(x, store, |v| A::fma(v, sc.h, sc.mh) * sc.c),
+        ExpForm::Tiny => exp_sum_with::<A>(x, store, |v| ((v - sc.m) * sc.h) * sc.c),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::cross_entropy::{
     finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
 };
 use crate::error::{Error, Result};
+use crate::scale::ExpForm;
 use ndarray::ArrayView2;
 use wgpu::BufferUsages as U;
 
@@ -213,7 +214,7 @@ pub(crate) fn record_ce(
         log_output: false,
         prob_targets: b.probs.is_some(),
         ce_bits: flags,
-        tiny_t: false, // T = 1
+        exp_form: ExpForm::Unit, // T = 1
     };
     let bindings = || {
         vec![

@@ -200,7 +200,7 @@ pub(crate) fn record_rows(
             log_output: op == RowOp::LogSoftmax,
             prob_targets: false,
             ce_bits: 0,
-            tiny_t: ExpScale::temperature(t, std::f64::consts::LOG2_E).tiny,
+            exp_form: ExpScale::temperature(t, std::f64::consts::LOG2_E).form,
         };
         let yb = if lse_out {
             ctx.dummy.as_entire_binding()

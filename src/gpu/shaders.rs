@@ -4,6 +4,8 @@
 //! specialization constants, so each variant is plain WGSL that naga can validate on its own
 //! (see the test at the bottom, which needs no GPU).
 
+use crate::scale::ExpForm;
+
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 const VEC4: &str = include_str!("../../shaders/vec4.wgsl");
 const SCALAR: &str = include_str!("../../shaders/scalar.wgsl");
@@ -123,11 +125,16 @@ pub(crate) struct ShaderKey {
     /// at compile time. Not uniform branches: lavapipe runs both sides of a uniform
     /// branch under a mask, so a forward-only call paid for the gradient loop (measured 2×).
     pub ce_bits: u32,
-    /// The exponent's scale overflows f32 (temperatures below `1/f32::MAX`): it is formed as
-    /// `((x − m)·h)·c` instead of `fma(x, h, −m·h)·c` (see `crate::scale`). Compile-time for
-    /// the same reason as `ce_bits`.
-    pub tiny_t: bool,
+    /// How the exponent is formed for this call's temperature (see `crate::scale`): `(x − m)·c`
+    /// for `T ≤ 1`, `fma(x, ½, −m/2)·c` for `T > 1`, `((x − m)·2⁶⁴)·c` for `T < 1/f32::MAX`.
+    /// Compile-time for the same reason as `ce_bits`, and so that the common form costs what
+    /// the plain subtraction does.
+    pub exp_form: ExpForm,
 }
+
+/// Every exponent form (for validating every variant).
+#[cfg(test)]
+const EXP_FORMS: [ExpForm; 3] = [ExpForm::Unit, ExpForm::Half, ExpForm::Tiny];
 
 /// The values `row_threads` can take.
 #[cfg(test)]
@@ -140,8 +147,12 @@ impl ShaderKey {
         let header = format!(
             "// specialization: {self:?}\nconst ROW_THREADS: u32 = {}u;\nconst LOG_OUTPUT: bool = {};\n\
              const PROB_TARGETS: bool = {};\nconst CE_STATIC: u32 = {}u;\nconst IN_PLACE: bool = {in_place};\n\
-             const TINY_T: bool = {};\n\n",
-            self.row_threads, self.log_output, self.prob_targets, self.ce_bits, self.tiny_t
+             const EXP_FORM: u32 = {}u;\n\n",
+            self.row_threads,
+            self.log_output,
+            self.prob_targets,
+            self.ce_bits,
+            self.exp_form as u32
         );
         let mut variant = (if self.vec4 { VEC4 } else { SCALAR }).to_string();
         // Where a gradient goes: y, or (in place) back over the logits in x, with x's layout.
@@ -214,7 +225,7 @@ impl ShaderKey {
                             _ => 0..1,
                         };
                         for ce_bits in ce_sets {
-                            for tiny_t in [false, true] {
+                            for exp_form in EXP_FORMS {
                                 keys.push(ShaderKey {
                                     family,
                                     vec4,
@@ -222,7 +233,7 @@ impl ShaderKey {
                                     log_output,
                                     prob_targets,
                                     ce_bits,
-                                    tiny_t,
+                                    exp_form,
                                 });
                             }
                         }
@@ -244,7 +255,7 @@ impl ShaderKey {
             };
             for &op in ops {
                 for &row_threads in threads {
-                    for tiny_t in [false, true] {
+                    for exp_form in EXP_FORMS {
                         keys.push(ShaderKey {
                             family,
                             vec4: false,
@@ -252,7 +263,7 @@ impl ShaderKey {
                             log_output: false,
                             prob_targets: false,
                             ce_bits: op,
-                            tiny_t,
+                            exp_form,
                         });
                     }
                 }

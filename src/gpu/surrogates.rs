@@ -12,7 +12,7 @@ use super::rows::record_rows;
 use super::shaders::{Family, ShaderKey};
 use crate::error::Result;
 use crate::ops::RowOp;
-use crate::scale::ExpScale;
+use crate::scale::{ExpForm, ExpScale};
 use crate::surrogates::{
     flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, BinaryLoss,
     PairwiseForm, Prepared, Surrogate, SurrogateOutput, Value,
@@ -293,11 +293,11 @@ impl Kappa {
         (s as f32, (k / s) as f32)
     }
 
-    fn tiny(self) -> bool {
+    fn form(self) -> ExpForm {
         let log2e = std::f64::consts::LOG2_E;
         match self {
-            Kappa::Beta(b) => ExpScale::new(b as f64, log2e).tiny,
-            Kappa::Temperature(t) => ExpScale::temperature(t, log2e).tiny,
+            Kappa::Beta(b) => ExpScale::new(b as f64, log2e).form,
+            Kappa::Temperature(t) => ExpScale::temperature(t, log2e).form,
         }
     }
 }
@@ -472,7 +472,7 @@ async fn rows_chunk(
         log_output: false,
         prob_targets: false,
         ce_bits: job.op,
-        tiny_t: job.kappa.tiny(),
+        exp_form: job.kappa.form(),
     };
     let weight = match loans.get(6) {
         Some(w) => binding(w.buffer(), w.buffer().size()),
@@ -637,7 +637,7 @@ async fn f1_columns_chunk(
         log_output: false,
         prob_targets: false,
         ce_bits: op::F1_COLUMNS,
-        tiny_t: false,
+        exp_form: ExpForm::Unit,
     };
     let col_bytes = (2 * cols * 4) as u64;
     let _p = record_pass(
@@ -862,7 +862,7 @@ async fn point_chunk(
         log_output: false,
         prob_targets: false,
         ce_bits: job.op,
-        tiny_t: false,
+        exp_form: ExpForm::Unit,
     };
     let gmul = if job.pairwise { 2 } else { 1 };
     let _p = record_pass(

@@ -15,6 +15,7 @@ use super::shaders::{Family, ShaderKey};
 use crate::cross_entropy::{prepare, CrossEntropyOptions, Targets};
 use crate::error::{Error, Result};
 use crate::ops::RowOp;
+use crate::scale::ExpForm;
 use ndarray::ArrayView2;
 use std::time::Instant;
 use wgpu::BufferUsages as U;
@@ -213,7 +214,7 @@ pub(crate) fn kernel_times(
                         log_output: false,
                         prob_targets: false,
                         ce_bits: 0,
-                        tiny_t: false,
+                        exp_form: ExpForm::Unit,
                     };
                     let bytes = (c.rows * 16) as u64;
                     let params = Params::new(c.rows, 4, 1, 1, 1.0);
