@@ -12,8 +12,8 @@
 // its share of the gradient.
 //
 // Statistics beyond the normalizer (when smoothing or probability targets need them), with
-// k_j = w^_j q^'_j <= 1 (weights over their max, smoothed probabilities over the row's max) and
-// sigma = 2^-(p+2), 2^p >= C:
+// |k_j| <= 1 (class weights over their max, or w_j q'_j over the row's max: formed on the
+// host) and sigma = 2^-(p+2), 2^p >= C:
 //   a = sum_finite k_j sigma (x'_j - m)   kept relative to the running max:
 //                                        a += b sigma (m_old - m_new)
 //   b = sum_finite k_j
@@ -41,8 +41,8 @@ const CE_GRAD: u32 = 8u;
 struct CeParams {
     softcap: f32,
     sigma: f32,
-    sigma2: f32,    // sigma again: see `keep`
-    zero: u32,      // 0, for `keep`
+    sigma2: f32,    // sigma again (see `shifted` in the prelude for why two)
+    _pad3: u32,
     flags: u32,     // CE_* bits (the shader uses its compile-time copy, CE_STATIC)
     _pad0: u32,
     _pad1: u32,
@@ -61,17 +61,6 @@ fn ce_has(bit: u32) -> bool {
 
 fn ce_linear() -> bool {
     return ce_has(CE_LINEAR);
-}
-
-// v itself, opaque to the compiler: lavapipe's compiler reassociates float arithmetic
-// (measured in the surrogates' kernels), so a value that must be formed before anything is
-// added to it or multiplied into it passes through here (an XOR with a uniform 0).
-fn keep(v: f32) -> f32 {
-    return bitcast<f32>(bitcast<u32>(v) ^ ce.zero);
-}
-
-fn keep4(v: vec4<f32>) -> vec4<f32> {
-    return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(ce.zero));
 }
 
 // k = 1 for every class (class targets, no weights, vec4 loads so no padding lanes): then every
@@ -126,33 +115,25 @@ fn chain1(v: f32) -> f32 {
     return chain4(vec4<f32>(v)).x;
 }
 
+// k of four classes: the row's normalized w_j q'_j (probability targets), else the normalized
+// class weights, else 1; 0 past the row end.
 fn k4(row: u32, j: u32) -> vec4<f32> {
     var k = vec4<f32>(1.0);
-    if ce_has(CE_WEIGHT) {
-        k = loadw4(j);
-    }
     if PROB_TARGETS {
-        k = k * loadq4(row, j);
+        k = loadq4(row, j);
+    } else if ce_has(CE_WEIGHT) {
+        k = loadw4(j);
     }
     return select(vec4<f32>(0.0), k, lane_valid4(j));
 }
 
-// The -inf kind of four classes, by the signs of w^ and q^' (their product can underflow to 0
-// where neither is 0).
+// The -inf kind of four classes, by the sign of k (the host keeps a non-zero one at least
+// 2^-126 in size, so a device that flushes subnormals keeps its sign).
 fn neg_kind4(row: u32, j: u32, neg: vec4<bool>) -> u32 {
-    var w = vec4<f32>(1.0);
-    if ce_has(CE_WEIGHT) {
-        w = loadw4(j);
-    }
-    var q = vec4<f32>(1.0);
-    if PROB_TARGETS {
-        q = loadq4(row, j);
-    }
-    let zero = (w == vec4<f32>(0.0)) | (q == vec4<f32>(0.0));
-    let pos = !zero & ((w > vec4<f32>(0.0)) == (q > vec4<f32>(0.0)));
-    return select(0u, FLAG_NEG_POS, any(neg & pos))
-         | select(0u, FLAG_NEG_ZERO, any(neg & zero))
-         | select(0u, FLAG_NEG_NEG, any(neg & !zero & !pos));
+    let k = k4(row, j);
+    return select(0u, FLAG_NEG_POS, any(neg & (k > vec4<f32>(0.0))))
+         | select(0u, FLAG_NEG_ZERO, any(neg & (k == vec4<f32>(0.0))))
+         | select(0u, FLAG_NEG_NEG, any(neg & (k < vec4<f32>(0.0))));
 }
 
 struct CeStats {
@@ -171,12 +152,14 @@ fn sig4(v: vec4<f32>, m: f32) -> vec4<f32> {
     return keep4(fma(v, vec4<f32>(ce.sigma), vec4<f32>(-ce.sigma2 * m)));
 }
 
-// b sigma (m_old - m_new), or 0 before the first finite value (then b = 0 and m_old = LOWEST).
+// b sigma (m_old - m_new). Before the first finite value b = 0 and m_old = LOWEST, and
+// sigma (LOWEST - m_new) is finite (sigma <= 1/4), so the product is 0: no guard on m_old,
+// which would also drop a real max of exactly -f32::MAX.
 fn shift(b: f32, m_old: f32, m_new: f32) -> f32 {
     if !ce_linear() {
         return 0.0;
     }
-    return select(0.0, b * keep(fma(m_old, ce.sigma, -ce.sigma2 * m_new)), m_old > LOWEST);
+    return b * keep(fma(m_old, ce.sigma, -ce.sigma2 * m_new));
 }
 
 // The linear sums of four classes, relative to the new max m.
@@ -400,11 +383,6 @@ fn ce_finalize(row: u32, c: CeStats) -> Fin {
         f.y = y;
     }
     return f;
-}
-
-// 2^k for an integer k in [-126, 127], exactly.
-fn pow2(k: i32) -> f32 {
-    return bitcast<f32>(u32(k + 127) << 23u);
 }
 
 // g 2^n for n >= 0, in exact steps of at most 2^100 (`keep` stops the compiler from merging

@@ -32,11 +32,6 @@ fn erfc1(v: f32) -> f32 {
     return select(2.0 - r, r, v >= 0.0);
 }
 
-// 2^k for an integer k in [-126, 127], exactly (built from the bits; exp2 need not be exact).
-fn pow2(k: i32) -> f32 {
-    return bitcast<f32>(u32(k + 127) << 23u);
-}
-
 struct Frexp {
     fract: f32,
     exp: i32,
@@ -79,6 +74,26 @@ fn mul3(a: f32, b: f32, c: f32) -> f32 {
     return mul4(a, b, c, 1.0);
 }
 
+// ln |v| for finite v != 0, subnormal v included (lavapipe's log is wrong for subnormals): from
+// frexp_normal, ln |fract| + exp ln 2.
+fn log_abs(v: f32) -> f32 {
+    let f = frexp_normal(v);
+    return log(abs(f.fract)) + f32(f.exp) * 0.6931471806;
+}
+
+// w * a * e^z for finite w, a >= 0 and z <= 88: as mul3 where e^z is a normal f32, and as
+// sign(w) e^(z + ln|w| + ln a) below (e^z underflows there, w a e^z need not: w = 1e38,
+// z = -100 is 3.7e-6). The log form's relative error is eps (|z| + |ln w|), within the
+// e^z terms' own conditioning eps |z|.
+fn wexp(w: f32, a: f32, z: f32) -> f32 {
+    if z > -80.0 || w == 0.0 || a == 0.0 {
+        return mul3(w, a, exp(z));
+    }
+    // Below z = -300 the product is below 2^-126 for any w, a <= f32::MAX (and z = -inf
+    // never reaches exp, which the finite-math assumption leaves undefined there).
+    return sign(w) * exp(max(z, -300.0) + log_abs(w) + log_abs(a));
+}
+
 // An unweighted infinite loss times a weight, as IEEE arithmetic gives it: NaN for w = 0, the
 // sign flipped for w < 0.
 fn weigh_inf(l: f32, w: f32) -> f32 {
@@ -96,13 +111,27 @@ fn binary(f: f32, y: f32, pw: f32, w: f32, u: f32) -> vec2<f32> {
         // l_w log(1 + e^f) for f < 0; nothing cancels. The gradient l_w sigma(f) - pw y as
         // (1 - y) sigma(f) - pw y sigma(-f).
         let lw = (1.0 - y) + pw * y;
-        let g = mul3(w, u, (1.0 - y) * sigmoid1(f)) - mul4(w, u, pw, y * sigmoid1(-f));
+        // sigma(f) = e^f / (1 + e^f) is e^f to f32 precision below f = -80 (and underflows
+        // there): wexp carries it; likewise sigma(-f) above 80.
+        var g1 = mul3(w, u, (1.0 - y) * sigmoid1(f));
+        if f < -80.0 {
+            g1 = wexp(w, u * (1.0 - y), f);
+        }
+        var g2 = mul4(w, u, pw, y * sigmoid1(-f));
+        if f > 80.0 {
+            g2 = sign(pw * y) * wexp(w, u * abs(pw * y), -f);
+        }
+        let g = g1 - g2;
         if !is_finite1(f) {
             // +inf: (1 - y) inf - 0 is +inf for y < 1, 0 * inf = NaN for y = 1; -inf: NaN.
             let pinf = select(params.nan, params.pos_inf, y < 1.0);
             return vec2<f32>(weigh_inf(select(params.nan, pinf, f > 0.0), w), g);
         }
-        let soft = mul3(w, lw, log1p_small(exp(-abs(f))));
+        // l_w log(1 + e^-|f|), which is l_w e^-|f| to f32 precision beyond |f| = 80.
+        var soft = mul3(w, lw, log1p_small(exp(-abs(f))));
+        if abs(f) > 80.0 {
+            soft = wexp(w, lw, -abs(f));
+        }
         let lin = select(mul4(w, pw, y, -f), mul3(w, 1.0 - y, f), f >= 0.0);
         return vec2<f32>(lin + soft, g);
     }
@@ -119,9 +148,9 @@ fn binary(f: f32, y: f32, pw: f32, w: f32, u: f32) -> vec2<f32> {
     }
     if OP == 13u {
         let z = -y * f;
-        let e = exp(min(z, 88.0));
         if z <= 88.0 {
-            return vec2<f32>(w * e, mul3(w, -y * u, e));
+            // -y w u e^z = -y (w u e^z): y is +-1.
+            return vec2<f32>(wexp(w, 1.0, z), -y * wexp(w, u, z));
         }
         // e^z beyond f32: w e^z as sign(w) e^(z + ln|w|). Beyond f64's range (z > 709.78)
         // the reference's e^z is infinite too, and its weighting is IEEE's.
@@ -131,8 +160,8 @@ fn binary(f: f32, y: f32, pw: f32, w: f32, u: f32) -> vec2<f32> {
         if w == 0.0 {
             return vec2<f32>(0.0);
         }
-        let l = sign(w) * exp(z + log(abs(w)));
-        return vec2<f32>(l, -y * sign(w) * exp(z + log(abs(w) * u)));
+        let l = sign(w) * exp(z + log_abs(w));
+        return vec2<f32>(l, -y * sign(w) * exp(z + log_abs(w) + log_abs(u)));
     }
     return vec2<f32>(mul3(w, v, v), mul3(w, -2.0 * y * u, v));
 }
@@ -174,6 +203,10 @@ fn pairwise(a: f32, b: f32) -> vec3<f32> {
         // the partial derivative mu^2 / (2 r (r + |d|)) = (mu / r) * ratio / 2.
         let kh = k * 0.5;
         let big = max(adh, kh);
+        if big == 0.0 {
+            // a == b and mu/2 underflowed (or was flushed): f = max + mu/2, partials 1/2.
+            return vec3<f32>(hi + 0.5 * k, 0.5, 0.5);
+        }
         let q = min(adh, kh) / big;
         let rh = big * sqrt(1.0 + q * q);
         let ratio = (kh / rh) / (1.0 + adh / rh);

@@ -45,7 +45,7 @@ struct Params {
     exp_c: f32,       // c = kappa * log2(e) / h, kappa = 1/T (or |beta|)
     exp_c_log: f32,   // kappa / h: the same for log-domain outputs
     exp_h2: f32,      // h again: see `shifted`
-    _pad0: u32,
+    zero: u32,        // 0, for `keep`
     _pad1: u32,
     _pad2: u32,
 }
@@ -78,17 +78,36 @@ fn stats_empty() -> Stats {
     return Stats(LOWEST, 0.0, 0u, i32(-2147483647 - 1));
 }
 
+// v itself, opaque to the compiler. lavapipe's compiler reassociates float arithmetic (its
+// inexact math allows it; measured: fma(v, h, -m h) - f evaluated as fma(v, h, -m h - f),
+// which overflows, and products regrouped into one that overflows), so a value that must be
+// formed before anything is added to it or multiplied into it passes through here: an XOR with
+// a uniform 0 it cannot see through.
+fn keep(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) ^ params.zero);
+}
+
+fn keep4(v: vec4<f32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(params.zero));
+}
+
+// 2^k for an integer k in [-126, 127], exactly (built from the bits; exp2 need not be exact).
+fn pow2(k: i32) -> f32 {
+    return bitcast<f32>(u32(k + 127) << 23u);
+}
+
 // (x - m) * h, formed so that no accepted temperature and no finite row overflows where the
 // exact exponent does not (src/scale.rs has the table), by EXP_FORM (compile-time):
 //   0  T <= 1: x - m (h = 1): an overflow means the exact exponent is below -f32::MAX too;
 //   1  T > 1: fma(x, 1/2, -m/2): x/2 - m/2 cannot overflow;
-//   2  T < 1/f32::MAX: (x - m) * 2^64, exact wherever the result is not -inf.
+//   2  T < 1/f32::MAX: (x - m) * 2^64, exact wherever the result is not -inf (kept from being
+//      regrouped with c: 2^64 c overflows).
 // In form 1 the second h is a second uniform of the same value: given one, lavapipe's compiler
 // may factor fma(x, h, -m*h) into (x - m) * h (its inexact float math allows it; measured in
 // the surrogates' kernel), which is the overflow this form exists to avoid.
 fn shifted(v: f32, m: f32) -> f32 {
     if EXP_FORM == 2u {
-        return (v - m) * params.exp_h;
+        return keep((v - m) * params.exp_h);
     }
     if EXP_FORM == 1u {
         return fma(v, params.exp_h, -m * params.exp_h2);
@@ -98,7 +117,7 @@ fn shifted(v: f32, m: f32) -> f32 {
 
 fn shifted4(v: vec4<f32>, m: f32) -> vec4<f32> {
     if EXP_FORM == 2u {
-        return (v - vec4<f32>(m)) * params.exp_h;
+        return keep4((v - vec4<f32>(m)) * params.exp_h);
     }
     if EXP_FORM == 1u {
         return fma(v, vec4<f32>(params.exp_h), vec4<f32>(-m * params.exp_h2));

@@ -27,23 +27,12 @@ struct SParams {
     quarter2: f32,
     small_h: f32,
     small_h2: f32,
-    zero: u32,     // 0, for `keep`
+    _pad0: u32,
     kappa_r: f32,  // rows: kappa = kappa_s * kappa_r, kappa_s a power of two (see kappa_times)
     _pad1: u32,
     _pad2: u32,
 }
 
-// v itself, opaque to the compiler: lavapipe's compiler reassociates float additions
-// (measured: fma(v, h, -m h) - f evaluated as fma(v, h, -m h - f), which overflows), so a
-// difference that must be formed exactly, or within range, before anything else is added to
-// it passes through here (an XOR with a uniform 0 it cannot see through).
-fn keep(v: f32) -> f32 {
-    return bitcast<f32>(bitcast<u32>(v) ^ sp.zero);
-}
-
-fn keep4(v: vec4<f32>) -> vec4<f32> {
-    return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(sp.zero));
-}
 
 @group(0) @binding(8) var<uniform> sp: SParams;
 

@@ -171,7 +171,8 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
 }
 
 // kappa * p * d as ((p * kappa_s) * d) * kappa_r, with kappa_s = 2^k <= 2^127 and
-// kappa_r = kappa / kappa_s in [1, 2) (or kappa itself when kappa < 1, kappa_s = 1), times 4
+// kappa_r = kappa / kappa_s >= 1 (in [1, 2) unless T is subnormal, where kappa_s stops at
+// 2^127; or kappa itself when kappa < 1, kappa_s = 1), times 4
 // for OP 1 (whose d is in quarters): p * d alone underflows where the product does not
 // (p ~ 1e-28, d ~ 1e-23 at T = 1e-45), kappa * d alone overflows where it does not, and
 // kappa itself overflows f32 for subnormal T. An intermediate overflows only where the result
@@ -337,8 +338,10 @@ fn f1_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     var tp = 0.0;
     for (var i = 0u; i < params.rows; i++) {
         let p = x[params.x_base + i * params.x_stride + c];
-        let t = pred + (p - pred_c);
-        pred_c = (t - pred) - (p - pred_c);
+        // Kahan's compensation, kept from being simplified away: algebraically it is 0.
+        let py = p - pred_c;
+        let t = keep(pred + py);
+        pred_c = keep(t - pred) - py;
         pred = t;
         if targets[i] == c {
             tp += p;

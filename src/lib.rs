@@ -122,6 +122,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod cross_entropy;
+mod env;
 mod error;
 pub mod gpu;
 mod ops;

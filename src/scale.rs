@@ -13,8 +13,8 @@
 //!
 //! | range | exponent | why |
 //! |---|---|---|
-//! | `κ ≤ 1` | `fma(x, ½, −m/2)·2κ` | `x/2 − m/2` cannot overflow, and halving is exact: the plain form's value wherever that one is finite |
-//! | `1 < κ`, `κ·fold` finite | `(x − m)·κ` (as `fma(x, 1, −m)·κ`) | the plain form; an overflowing `x − m` means `κ(x − m) < −f32::MAX`, so −inf is right |
+//! | `κ < 1` | `fma(x, ½, −m/2)·2κ` | `x/2 − m/2` cannot overflow, and halving is exact: the plain form's value wherever that one is finite |
+//! | `1 ≤ κ`, `κ·fold` finite | `(x − m)·κ` | the plain form; an overflowing `x − m` means `κ(x − m) < −f32::MAX`, so −inf is right |
 //! | `κ·fold` overflows | `((x − m)·2⁶⁴)·(κ/2⁶⁴)` | `x − m` is exact wherever the result is not −inf (nearby values), and scaling by a power of two is exact |
 //!
 //! The last multiply is the only one that can overflow, and it does only where the exact

@@ -1,9 +1,8 @@
-//! Every numeric parameter of the row ops and the cross-entropy swept over its whole accepted
-//! range (from the smallest subnormal to the largest finite f32, the exact boundaries, both
-//! signs where accepted) on every fast backend, on inputs that stress it from every side
-//! (`common::sweep::inputs`), against the f64 reference. Where the exact answer overflows
-//! f32 the answer is the infinity of its sign. The surrogates' parameters: tests/
-//! parameter_sweep_surrogates.rs.
+//! The row ops' temperature swept over its whole accepted range (from the smallest subnormal to
+//! the largest finite f32, and the values around 1) on every fast backend, on inputs that
+//! stress it from every side (`common::sweep::inputs`), against the f64 reference. Where the
+//! exact answer overflows f32 the answer is the infinity of its sign. The other parameters:
+//! tests/parameter_sweep_ce.rs and tests/parameter_sweep_surrogates.rs.
 
 mod common;
 

@@ -7,6 +7,7 @@ mod common;
 
 use common::fast_backends;
 use common::sweep::{assert_scaled, inputs, positives, signed};
+use common::FLUSH_FLOOR;
 use ndarray::{Array1, Array2};
 use smoothmax::{CrossEntropyOptions, Loss, Reduction, Reference, Targets, Upstream};
 
@@ -38,7 +39,10 @@ fn case() -> Case {
 /// mean's denominators. Under softcap the logits become `x' = c·tanh(x/c)` in f32, each exact
 /// to a few ulp of `|x'|`: the loss moves by up to `(k_i + 2|z·lse_i|)·δ`, lse by `δ` and the
 /// gradient by its coefficients times `2δ`, `δ = 3ε·max_j |x'_j|` (`tol` ≥ 32ε covers the
-/// `3ε`), since `lse` and each `p_j` move by at most the largest change of a logit.
+/// `3ε`), since `lse` and each `p_j` move by at most the largest change of a logit. With
+/// smoothing or probability targets the linear sum's weights are f32 relative to the row's
+/// largest, so a weight below f32's range counts as its smallest value: an absolute error of
+/// `2⁻¹²⁶·max_j |k_j|·max_j |x'_j − m|` (f32's range; crate docs).
 fn check_ce(c: &Case, probs: bool, o: &CrossEntropyOptions, what: &str) {
     let (rows, cols) = c.x.dim();
     let t = if probs {
@@ -107,6 +111,33 @@ fn check_ce(c: &Case, probs: bool, o: &CrossEntropyOptions, what: &str) {
         grad_scale[i * cols..(i + 1) * cols].fill(if s.is_finite() { s } else { 0.0 });
     }
     let no_floor = vec![0.0; rows * cols];
+    // The linear sum's range floor per row (see the doc comment).
+    let lin_floor: Vec<f64> = (0..rows)
+        .map(|i| {
+            if o.label_smoothing == 0.0 && !probs {
+                return 0.0;
+            }
+            let k: Vec<f64> = (0..cols)
+                .map(|j| {
+                    if probs {
+                        (w(j) * (c.q[[i, j]] as f64 * (1.0 - ls) + ls / cols as f64)).abs()
+                    } else {
+                        w(j) * ls / cols as f64
+                    }
+                })
+                .collect();
+            let xs: Vec<f64> =
+                c.x.row(i)
+                    .iter()
+                    .map(|&v| v as f64)
+                    .filter(|v| v.is_finite())
+                    .collect();
+            let (hi, lo) = xs
+                .iter()
+                .fold((f64::MIN, f64::MAX), |a, &v| (a.0.max(v), a.1.min(v)));
+            FLUSH_FLOOR * k.iter().fold(0.0f64, |a, &v| a.max(v)) * (hi - lo).max(0.0)
+        })
+        .collect();
     for b in fast_backends() {
         let what = format!("{what} on {}", b.name());
         let got = b
@@ -283,5 +314,56 @@ fn cross_entropy_upstream_gradient_of_every_size_and_sign() {
             ..opts()
         };
         check_ce(&c, true, &o, &format!("upstream per row={u:e}"));
+    }
+}
+
+/// Inputs the sweep's rows do not reach: a row whose first block (and lanes) hold only
+/// −f32::MAX before its max, with smoothing (the GPU's running linear sum once skipped the
+/// shift from a max of exactly −f32::MAX); and normalized target weights that would underflow
+/// as products of separately normalized factors (w = [3e38, 3e8], q = [1, 1e-38]: loss 1.8e9).
+#[test]
+fn cross_entropy_rows_at_the_edges_of_normalization() {
+    let cols = 64;
+    let mut x = Array2::<f32>::from_elem((3, cols), -f32::MAX);
+    x[[0, cols - 1]] = 0.0;
+    x[[1, cols / 2]] = 5.0;
+    x[[2, 0]] = f32::MAX;
+    x[[2, 1]] = 1.0;
+    let y = Array1::from(vec![3i64, 7, 1]);
+    let q = Array2::from_shape_fn((3, cols), |(i, j)| (j + i) as f32 / 100.0);
+    let c = Case { x: x.clone(), y, q };
+    for ls in [0.0, 0.3] {
+        for probs in [false, true] {
+            let o = CrossEntropyOptions {
+                label_smoothing: ls,
+                reduction: Reduction::None,
+                ..opts()
+            };
+            check_ce(&c, probs, &o, &format!("-MAX rows ls={ls} probs={probs}"));
+        }
+    }
+    let x2 = ndarray::array![[3e38f32, -3e38]];
+    let w = ndarray::array![3e38f32, 3e8];
+    let q2 = ndarray::array![[1.0f32, 1e-38]];
+    let c2 = Case {
+        x: x2,
+        y: ndarray::array![0i64],
+        q: q2,
+    };
+    let o = CrossEntropyOptions {
+        weight: Some(w.view()),
+        reduction: Reduction::None,
+        ..opts()
+    };
+    check_ce(&c2, true, &o, "weights times targets below f32's range");
+    // Within that floor, but finite: the term is the smallest subnormal's, not infinite.
+    for b in fast_backends() {
+        let t = Targets::Probabilities(c2.q.view());
+        let out = b.cross_entropy(c2.x.view(), t, &o).unwrap();
+        let finite = match &out.loss {
+            Loss::PerRow(l) => l.iter().all(|v| v.is_finite()),
+            Loss::Scalar(v) => v.is_finite(),
+        };
+        assert!(finite, "{}: {:?}", b.name(), out.loss);
     }
 }

@@ -210,7 +210,11 @@ fn soft_argmax_accuracy_and_macro_f1_at_every_temperature() {
 fn pairwise_max_at_every_mu_and_beta() {
     let a = inputs();
     let (rows, cols) = a.dim();
-    let b = Array2::from_shape_fn((rows, cols), |(i, j)| a[[(i + 1) % rows, (j * 5) % cols]]);
+    let mut b = Array2::from_shape_fn((rows, cols), |(i, j)| a[[(i + 1) % rows, (j * 5) % cols]]);
+    // Equal pairs too (a − b = 0: the sqrt form's hypot with a flushed μ/2 was 0/0).
+    for j in 0..cols {
+        b[[1, j]] = a[[1, j]];
+    }
     let n = rows * cols;
     // Value: |a| + |b| (a sum of both); gradients are bounded by 1.2 (the erf form's overshoot).
     let value: Vec<f64> = a
@@ -247,7 +251,19 @@ fn pairwise_max_at_every_mu_and_beta() {
 
 #[test]
 fn binary_losses_at_every_weight_and_pos_weight() {
-    let x = inputs();
+    let mut x = inputs();
+    // Scores where e^{±f} leaves f32's normal range, weighted up to f32::MAX: w·e^{−100} is
+    // 3.7e-6 at w = 1e38 though e^{−100} underflows.
+    for (j, f) in [
+        (4, 100.0),
+        (5, -100.0),
+        (6, 95.0),
+        (7, -95.0),
+        (8, 150.0),
+        (9, -150.0),
+    ] {
+        x[[0, j]] = f;
+    }
     let (rows, cols) = x.dim();
     let n = rows * cols;
     let hard = Array2::from_shape_fn((rows, cols), |(i, j)| ((i + j) % 3 == 0) as u8 as f32);

@@ -154,10 +154,17 @@ fn dtype_of(descr: &str) -> Result<Dtype, String> {
         Some('u') => Kind::Uint,
         _ => return Err(unsupported()),
     };
-    let size: usize = c.as_str().parse().map_err(|_| unsupported())?;
+    // The size exactly as numpy writes it ("4", not "+4" or "04").
+    let size: usize = match c.as_str() {
+        "1" => 1,
+        "2" => 2,
+        "4" => 4,
+        "8" => 8,
+        _ => return Err(unsupported()),
+    };
     let ok = match kind {
         Kind::Float => matches!(size, 4 | 8),
-        Kind::Int | Kind::Uint => matches!(size, 1 | 2 | 4 | 8),
+        Kind::Int | Kind::Uint => true,
     };
     let big_endian = match order {
         '<' => false,
@@ -217,21 +224,34 @@ impl Npy {
         self.shaped(v).map(Some)
     }
 
-    /// Integer data widened to i128 (every int8..uint64 value fits); `None` for floats.
-    pub fn to_i128(&self) -> Result<Option<ArrayD<i128>>, String> {
+    /// Integer data as i64 class indices; `None` for floats. A uint64 value beyond i64 is an
+    /// error naming its index (it cannot be a class). One i64 per element, nothing wider.
+    pub fn to_i64(&self) -> Result<Option<Vec<i64>>, String> {
         let be = self.dtype.big_endian;
-        let v = match (self.dtype.kind, self.dtype.size) {
-            (Kind::Int, 1) => self.values(|b| b[0] as i8 as i128)?,
-            (Kind::Uint, 1) => self.values(|b| b[0] as i128)?,
-            (Kind::Int, 2) => self.values(|b| i16::from_ne_bytes(native(b, be)) as i128)?,
-            (Kind::Uint, 2) => self.values(|b| u16::from_ne_bytes(native(b, be)) as i128)?,
-            (Kind::Int, 4) => self.values(|b| i32::from_ne_bytes(native(b, be)) as i128)?,
-            (Kind::Uint, 4) => self.values(|b| u32::from_ne_bytes(native(b, be)) as i128)?,
-            (Kind::Int, 8) => self.values(|b| i64::from_ne_bytes(native(b, be)) as i128)?,
-            (Kind::Uint, 8) => self.values(|b| u64::from_ne_bytes(native(b, be)) as i128)?,
+        let v: Vec<i64> = match (self.dtype.kind, self.dtype.size) {
+            (Kind::Int, 1) => self.values(|b| b[0] as i8 as i64)?,
+            (Kind::Uint, 1) => self.values(|b| b[0] as i64)?,
+            (Kind::Int, 2) => self.values(|b| i16::from_ne_bytes(native(b, be)) as i64)?,
+            (Kind::Uint, 2) => self.values(|b| u16::from_ne_bytes(native(b, be)) as i64)?,
+            (Kind::Int, 4) => self.values(|b| i32::from_ne_bytes(native(b, be)) as i64)?,
+            (Kind::Uint, 4) => self.values(|b| u32::from_ne_bytes(native(b, be)) as i64)?,
+            (Kind::Int, 8) => self.values(|b| i64::from_ne_bytes(native(b, be)))?,
+            (Kind::Uint, 8) => {
+                let mut out = Vec::new();
+                let n = self.data.len() / 8;
+                out.try_reserve_exact(n)
+                    .map_err(|_| format!("cannot allocate memory for {n} values"))?;
+                for (i, b) in self.data.chunks_exact(8).enumerate() {
+                    let u = u64::from_ne_bytes(native(b, be));
+                    out.push(i64::try_from(u).map_err(|_| {
+                        format!("target[{i}] = {u} is not a class index (outside [0, C))")
+                    })?);
+                }
+                out
+            }
             _ => return Ok(None),
         };
-        self.shaped(v).map(Some)
+        Ok(Some(v))
     }
 }
 
@@ -268,20 +288,17 @@ pub enum TargetArray {
 pub fn read_targets(path: &Path) -> Result<TargetArray, String> {
     let f = read(path)?;
     let p = path.display();
-    if let Some(ints) = f.to_i128()? {
+    if f.dtype.kind != Kind::Float {
         if f.shape.len() != 1 {
             return Err(format!(
                 "{p} has shape {:?}: integer targets must be 1-D [B] class indices",
                 f.shape
             ));
         }
-        let mut out = Vec::with_capacity(ints.len());
-        for (i, &v) in ints.iter().enumerate() {
-            out.push(i64::try_from(v).map_err(|_| {
-                format!("{p}: target[{i}] = {v} is not a class index (outside [0, C))")
-            })?);
-        }
-        return Ok(TargetArray::Classes(Array1::from_vec(out)));
+        let ints = f.to_i64().map_err(|e| format!("{p}: {e}"))?;
+        return Ok(TargetArray::Classes(Array1::from_vec(
+            ints.unwrap_or_default(),
+        )));
     }
     if f.shape.len() != 2 {
         return Err(format!(
@@ -331,8 +348,17 @@ pub fn write_outputs(dir: &Path, outputs: &[(&str, &dyn WriteNpy)]) -> Result<()
         }
         done.push((tmp, dir.join(name)));
     }
-    for (tmp, dst) in done {
-        std::fs::rename(&tmp, &dst).map_err(|e| format!("cannot write {}: {e}", dst.display()))?;
+    for (k, (tmp, dst)) in done.iter().enumerate() {
+        if let Err(e) = std::fs::rename(tmp, dst) {
+            // Leave nothing behind: the files already in place, and the temporaries left.
+            for (t, d) in &done[..k] {
+                let _ = (std::fs::remove_file(d), t);
+            }
+            for (t, _) in &done[k..] {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(format!("cannot write {}: {e}", dst.display()));
+        }
     }
     Ok(())
 }

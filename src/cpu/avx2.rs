@@ -186,20 +186,17 @@ pub(crate) unsafe fn exp_sum(
     (hsum_f64(total) + tail as f64) as f32
 }
 
-/// `k̂_j = ŵ_j·q̂'_j` for eight classes from `j` (the normalized inputs of
-/// `cross_entropy::fast`; a missing factor is 1).
+/// `k̂_j` for eight classes from `j` (the normalized inputs of `cross_entropy::fast`): the
+/// row's probability-target weights when given, else the class weights, else 1.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn k8(j: usize, w: Option<&[f32]>, q: Option<&[f32]>) -> __m256 {
     // SAFETY (callers): j + 8 ≤ the length of w and q.
     unsafe {
-        let wv = match w {
-            Some(w) => _mm256_loadu_ps(w.as_ptr().add(j)),
-            None => _mm256_set1_ps(1.0),
-        };
-        match q {
-            Some(q) => _mm256_mul_ps(wv, _mm256_loadu_ps(q.as_ptr().add(j))),
-            None => wv,
+        match (q, w) {
+            (Some(q), _) => _mm256_loadu_ps(q.as_ptr().add(j)),
+            (None, Some(w)) => _mm256_loadu_ps(w.as_ptr().add(j)),
+            (None, None) => _mm256_set1_ps(1.0),
         }
     }
 }

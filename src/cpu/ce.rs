@@ -36,19 +36,22 @@ pub(crate) struct Cfg<'a> {
 }
 
 impl Cfg<'_> {
-    /// `k̂_j = ŵ_j·q̂'_j` (`q̂'` the row's normalized probability targets, or 1).
+    /// `k̂_j`: the row's normalized probability-target weight (`q` given), else the normalized
+    /// class weight (or 1).
     #[inline(always)]
     fn k(&self, j: usize, q: Option<&[f32]>) -> f32 {
-        self.weight.map_or(1.0, |w| w[j]) * q.map_or(1.0, |q| q[j])
+        match q {
+            Some(q) => q[j],
+            None => self.weight.map_or(1.0, |w| w[j]),
+        }
     }
 
-    /// The −inf kind of class `j`, by the signs of `ŵ_j` and `q̂'_j` (their product can
-    /// underflow to 0 where neither is 0).
+    /// The −inf kind of class `j`, by the sign of `k̂_j` (kept non-zero where the exact one is).
     fn neg_kind(&self, j: usize, q: Option<&[f32]>) -> u32 {
-        let (w, q) = (self.weight.map_or(1.0, |w| w[j]), q.map_or(1.0, |q| q[j]));
-        if w == 0.0 || q == 0.0 {
+        let k = self.k(j, q);
+        if k == 0.0 {
             flag::NEG_ZERO
-        } else if (w > 0.0) == (q > 0.0) {
+        } else if k > 0.0 {
             flag::NEG_POS
         } else {
             flag::NEG_NEG

@@ -76,25 +76,28 @@ impl CpuIsa {
     pub fn from_env() -> Result<CpuIsa> {
         static CHOICE: OnceLock<Result<CpuIsa>> = OnceLock::new();
         CHOICE
-            .get_or_init(|| match std::env::var(ISA_ENV) {
-                Err(std::env::VarError::NotPresent) => Ok(CpuIsa::widest()),
-                Err(std::env::VarError::NotUnicode(v)) => Err(bad_env(&format!("{v:?}"))),
-                Ok(v) => CpuIsa::from_name(v.trim())
-                    .ok_or_else(|| bad_env(&v))
-                    .and_then(CpuIsa::check_supported),
+            .get_or_init(|| {
+                let choices = CpuIsa::ALL.map(|i| (i.name(), Some(i)));
+                crate::env::choice(ISA_ENV, &choices, None)?
+                    .map_or(Ok(CpuIsa::widest()), CpuIsa::check_supported)
             })
             .clone()
     }
 
     /// `Ok(self)` when the processor can run it, else an error naming what it can run.
     pub fn check_supported(self) -> Result<CpuIsa> {
-        if self.is_supported() {
+        self.check_among(&CpuIsa::supported())
+    }
+
+    /// `Ok(self)` when `supported` holds it, else an error naming what is supported.
+    fn check_among(self, supported: &[CpuIsa]) -> Result<CpuIsa> {
+        if supported.contains(&self) {
             Ok(self)
         } else {
             Err(Error::Unavailable(format!(
                 "the {} CPU build needs instructions this processor lacks; it can run: {}",
                 self.name(),
-                names(&CpuIsa::supported())
+                names(supported)
             )))
         }
     }
@@ -117,14 +120,6 @@ fn names(isas: &[CpuIsa]) -> String {
     isas.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
 }
 
-fn bad_env(value: &str) -> Error {
-    Error::Environment {
-        name: ISA_ENV,
-        value: value.to_string(),
-        expected: format!("one of {} (or unset for the widest)", names(&CpuIsa::ALL)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,10 +134,21 @@ mod tests {
         assert_eq!(CpuIsa::supported().last(), Some(&CpuIsa::Baseline));
     }
 
+    /// A build missing from the supported list is an error naming what is supported (on a
+    /// processor that has every build, `Cpu::with_isa` can only exercise the other branch).
     #[test]
-    fn unknown_names_are_errors_naming_the_choices() {
-        let e = bad_env("avx9").to_string();
-        assert!(e.contains("SMOOTHMAX_CPU_ISA") && e.contains("avx9"), "{e}");
-        assert!(e.contains("avx512, avx2, baseline"), "{e}");
+    fn a_build_missing_from_the_supported_list_is_an_error() {
+        let e = CpuIsa::Avx512
+            .check_among(&[CpuIsa::Avx2, CpuIsa::Baseline])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the avx512 CPU build") && e.contains("avx2, baseline"),
+            "{e}"
+        );
+        assert_eq!(
+            CpuIsa::Baseline.check_among(&[CpuIsa::Baseline]),
+            Ok(CpuIsa::Baseline)
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The surrogates on the CPU: rayon over blocks of rows (row ops) or elements (element-wise
-//! ops), f32 arithmetic with the crate's vectorizable `exp`, f64 only for sums: a row's two
-//! weighted sums and the final reductions over the batch. Formulas: [`crate::surrogates`].
+//! ops). The row ops exponentiate in f32 with the crate's vectorizable `exp` and sum and form
+//! gradients in f64; the element-wise ops and the multi-class hinge compute in f64 (their
+//! weights, scores and parameters up to `f32::MAX` make products that f32 intermediates would
+//! overflow or underflow). Formulas: [`crate::surrogates`].
 
 use super::exp::exp;
 use super::ELEMS_PER_TASK;

@@ -1,6 +1,7 @@
 //! What the two f32 backends (CPU and GPU) share: their inputs normalized so that no f32
-//! intermediate overflows or underflows where the result does not, the per-row gradient
-//! coefficients, and the loss finished in f64 from each row's statistics.
+//! intermediate overflows where the result does not (and no value is lost to underflow beyond
+//! f32's range relative to its row's largest term), the per-row gradient coefficients, and the
+//! loss finished in f64 from each row's statistics.
 //!
 //! Every option is accepted over its whole range (weights up to `f32::MAX`, z-loss and the
 //! upstream gradient of any finite size, label smoothing down to subnormal values), and logits
@@ -12,17 +13,24 @@
 //!   logit `x'_y`, and flags (NaN, +inf, which kinds of −inf met). The loss is formed here in
 //!   f64 ([`row_loss`]): `lse − x'_y`, `W·ln s − Σ w_j (x'_j − m)` and the z-loss `z·lse²` can
 //!   each exceed f32 when the loss does not, or cancel.
-//! - **The linear sum is normalized.** `k̂_j = ŵ_j·q̂'_j ≤ 1` with `ŵ = w / max w` and
-//!   `q̂' = q' / max_j |q'|` per row (`q' = q(1 − ls) + ls/C`), and `σ = 2^{−(p+2)}` with
-//!   `2^p ≥ C`, so each term is at most `f32::MAX / 2^{p+1}` in magnitude and a row's sum stays
-//!   below `f32::MAX / 2` however its logits span; `(x' − m)·σ` is formed as
-//!   `fma(x', σ, −m·σ)` (no overflow). The host multiplies `max w·max|q'|/σ` back in f64.
+//! - **The linear sum is normalized.** Its weights are `k̂_j = w_j / max w` (smoothing) or
+//!   `k̂_ij = w_j q'_ij / max_j |w_j q'_ij|` per row (probability targets, `q' = q(1 − ls) +
+//!   ls/C`), formed in f64 so `|k̂| ≤ 1`, and `σ = 2^{−(p+2)}` with `2^p ≥ C`:
+//!   each term is at most `f32::MAX / 2^{p+1}` in magnitude and a row's sum stays below
+//!   `f32::MAX / 2` however its logits span; `(x' − m)·σ` is formed as `fma(x', σ, −m·σ)` (no
+//!   overflow). The host multiplies the normalizer and `1/σ` back in f64. A weight below f32's
+//!   range relative to its row's largest (a ratio beyond `2¹⁴⁹`) is kept as the smallest
+//!   subnormal of its sign, so its −inf kind survives (on a device that flushes subnormals it
+//!   counts as 0): such a term is exact only to `2⁻¹²⁶·max|k|·max|x' − m|` in absolute terms,
+//!   the range f32 has.
 //! - **The gradient is normalized per row.** `g_j = p_j·(α + ζ·lse) − β·k̂_j − [j = y]·γ`
 //!   (the target's entry formed as `γ(p_y − 1) + p_y(α + ζ·lse − γ) − β k̂_y`, which keeps its
 //!   precision when `p_y → 1`), times `1 − tanh²(x/c)` under softcap. The coefficients are
 //!   computed here in f64 and divided by a power of two `2^n` that brings the largest to at most
 //!   1 ([`RowCoef`]); the kernel multiplies its result by `2^n` last, the only product that can
-//!   overflow, and it does only where the exact gradient does.
+//!   overflow, and it does only where the exact gradient does. (A `p_j` below `2⁻¹²⁶` is then 0
+//!   even where `p_j·2^n` is not: the gradient is exact relative to the row's largest
+//!   coefficient, as every result made of several terms is.)
 
 use super::{CrossEntropyOptions, Prepared};
 use ndarray::Array2;
@@ -75,7 +83,7 @@ pub(crate) struct RowCoef {
 pub(crate) struct FastInputs {
     /// `ŵ = w / max w` (`None` unweighted).
     pub weight: Option<Vec<f32>>,
-    /// `q̂' = q' / max_j |q'|` per row, `[B, C]` (probability targets).
+    /// `k̂_ij = w_j q'_ij / max_j |w_j q'_ij|`, `[B, C]` (probability targets).
     pub probs: Option<Array2<f32>>,
     /// `σ = 2^{−(p+2)}`, `2^p ≥ C`.
     pub sigma: f32,
@@ -83,8 +91,8 @@ pub(crate) struct FastInputs {
     pub coef: Vec<RowCoef>,
     /// `max w` (1 unweighted).
     w_max: f64,
-    /// Per row, `max_j |q'_ij|` and `K_i = Σ_j w_j q'_ij` (probability targets).
-    q_max: Vec<f64>,
+    /// Per row, `max_j |w_j q'_ij|` and `K_i = Σ_j w_j q'_ij` (probability targets).
+    k_max: Vec<f64>,
     k_all: Vec<f64>,
     /// Per row, the target's weight (class targets; 0 for ignored rows).
     w_y: Vec<f64>,
@@ -99,6 +107,17 @@ impl FastInputs {
             probs: None,
             ..self
         }
+    }
+}
+
+/// `v` as f32 for a normalized `|v| ≤ 1`, a non-zero value kept non-zero (its sign decides a
+/// −inf logit's kind): the smallest subnormal of its sign where it would round to 0.
+fn normalized(v: f64) -> f32 {
+    let f = v as f32;
+    if v != 0.0 && f == 0.0 {
+        f32::from_bits(1).copysign(f)
+    } else {
+        f
     }
 }
 
@@ -118,24 +137,25 @@ pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions) -> FastInputs {
     let weight = o
         .weight
         .as_ref()
-        .map(|wv| wv.iter().map(|&v| (v as f64 / w_max) as f32).collect());
-    let (mut q_max, mut k_all) = (vec![1.0; rows], vec![0.0; rows]);
+        .map(|wv| wv.iter().map(|&v| normalized(v as f64 / w_max)).collect());
+    let (mut k_max, mut k_all) = (vec![1.0; rows], vec![0.0; rows]);
     let probs = match &p.probs {
         Some(q) => {
-            let mut qn = Array2::<f32>::zeros((rows, cols));
-            for (i, (qr, mut out)) in q.outer_iter().zip(qn.outer_iter_mut()).enumerate() {
-                let qs: Vec<f64> = qr
+            let mut kn = Array2::<f32>::zeros((rows, cols));
+            for (i, (qr, mut out)) in q.outer_iter().zip(kn.outer_iter_mut()).enumerate() {
+                let ks: Vec<f64> = qr
                     .iter()
-                    .map(|&v| v as f64 * (1.0 - ls) + ls / cols as f64)
+                    .enumerate()
+                    .map(|(j, &v)| w(j) * (v as f64 * (1.0 - ls) + ls / cols as f64))
                     .collect();
-                let mx = qs.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-                q_max[i] = if mx > 0.0 { mx } else { 1.0 };
-                k_all[i] = qs.iter().enumerate().map(|(j, v)| w(j) * v).sum();
-                for (o, v) in out.iter_mut().zip(&qs) {
-                    *o = (v / q_max[i]) as f32;
+                let mx = ks.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                k_max[i] = if mx > 0.0 { mx } else { 1.0 };
+                k_all[i] = ks.iter().sum();
+                for (o, v) in out.iter_mut().zip(&ks) {
+                    *o = normalized(v / k_max[i]);
                 }
             }
-            Some(qn)
+            Some(kn)
         }
         None => None,
     };
@@ -155,7 +175,7 @@ pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions) -> FastInputs {
                 let smooth = s_ce * ls / cols as f64;
                 (gamma + smooth * p.w_total, smooth * w_max, gamma)
             }
-            None => (s_ce * k_all[i], s_ce * w_max * q_max[i], 0.0),
+            None => (s_ce * k_all[i], s_ce * k_max[i], 0.0),
         };
         let zeta = if class < 0 { 0.0 } else { s_z * 2.0 * z };
         let big = [alpha, beta, gamma, zeta]
@@ -182,7 +202,7 @@ pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions) -> FastInputs {
         sigma: sigma(cols),
         coef,
         w_max,
-        q_max,
+        k_max,
         k_all,
         w_y,
         ls,
@@ -231,9 +251,9 @@ pub(crate) fn row_loss(p: &Prepared, fi: &FastInputs, i: usize, st: &RowStats) -
     let ln_s = (st.s as f64).ln();
     let ls = fi.ls;
     // Σ_finite k_j (m − x'_j) ≥ 0, with k_j = w_j (smoothing) or w_j q'_j.
-    let lin = || -(st.a as f64) * fi.w_max / fi.sigma as f64;
+    let lin = |norm: f64| -(st.a as f64) * norm / fi.sigma as f64;
     let loss = match &p.class {
-        None => with_neg_inf(fi.k_all[i] * ln_s + lin() * fi.q_max[i], st.flags),
+        None => with_neg_inf(fi.k_all[i] * ln_s + lin(fi.k_max[i]), st.flags),
         Some(_) => {
             let wy = fi.w_y[i];
             let nll = if st.xy == f32::NEG_INFINITY {
@@ -246,7 +266,7 @@ pub(crate) fn row_loss(p: &Prepared, fi: &FastInputs, i: usize, st: &RowStats) -
                 wy * ((st.m as f64 - st.xy as f64) + ln_s)
             };
             if ls > 0.0 {
-                let smooth = with_neg_inf(p.w_total * ln_s + lin(), st.flags);
+                let smooth = with_neg_inf(p.w_total * ln_s + lin(fi.w_max), st.flags);
                 (1.0 - ls) * nll + (ls / cols as f64) * smooth
             } else {
                 nll

@@ -25,9 +25,9 @@ use wgpu::BufferUsages as U;
 pub(crate) struct CeParams {
     softcap: f32,
     sigma: f32,
-    /// `sigma` again, and 0: see `keep` in the shader.
+    /// `sigma` again (see `shifted` in the prelude for why two).
     sigma2: f32,
-    zero: u32,
+    _pad3: u32,
     pub(crate) flags: u32,
     _pad: [u32; 3],
 }
@@ -300,7 +300,7 @@ pub(crate) fn ce_params(p: &Prepared, fi: &FastInputs, o: &CrossEntropyOptions) 
         softcap: o.softcap.unwrap_or(1.0),
         sigma: fi.sigma,
         sigma2: fi.sigma,
-        zero: 0,
+        _pad3: 0,
         flags,
         _pad: [0; 3],
     }

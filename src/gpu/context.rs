@@ -223,32 +223,16 @@ pub(crate) struct Context {
 /// value, so that a mistyped override cannot silently test the other layout.
 fn policy_from_env(device_type: &str) -> Result<super::plan::Policy> {
     use super::plan::Policy;
-    match std::env::var(POLICY_ENV) {
-        Err(std::env::VarError::NotPresent) => Ok(if device_type == "Cpu" {
-            Policy::Cpu
-        } else {
-            Policy::Gpu
-        }),
-        Ok(v) if v == "gpu" => Ok(Policy::Gpu),
-        Ok(v) if v == "cpu" => Ok(Policy::Cpu),
-        Ok(v) => Err(bad_env(POLICY_ENV, &v, "gpu or cpu (or unset)")),
-        Err(std::env::VarError::NotUnicode(v)) => Err(bad_env(
-            POLICY_ENV,
-            &format!("{v:?}"),
-            "gpu or cpu (or unset)",
-        )),
-    }
-}
-
-/// The variable that overrides the kernel layout.
-pub(crate) const POLICY_ENV: &str = "SMOOTHMAX_GPU_POLICY";
-
-pub(crate) fn bad_env(name: &'static str, value: &str, expected: &str) -> Error {
-    Error::Environment {
-        name,
-        value: value.to_string(),
-        expected: expected.to_string(),
-    }
+    let by_adapter = if device_type == "Cpu" {
+        Policy::Cpu
+    } else {
+        Policy::Gpu
+    };
+    crate::env::choice(
+        "SMOOTHMAX_GPU_POLICY",
+        &[("gpu", Policy::Gpu), ("cpu", Policy::Cpu)],
+        by_adapter,
+    )
 }
 
 impl Context {

@@ -37,7 +37,9 @@ pub(crate) struct Params {
     pub exp_c_log: f32,
     /// `h` again: a second uniform of the same value (see `shifted` in the prelude).
     pub exp_h2: f32,
-    pub _pad: [u32; 3],
+    /// 0 (see `keep` in the prelude).
+    pub zero: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Size of [`Params`] in bytes.
@@ -83,7 +85,8 @@ impl Params {
             exp_c: es.c,
             exp_c_log: es.c_log,
             exp_h2: es.h,
-            _pad: [0; 3],
+            zero: 0,
+            _pad: [0; 2],
         }
     }
 

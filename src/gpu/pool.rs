@@ -43,19 +43,7 @@ impl BufferPool {
     /// A pool, reusing buffers unless `SMOOTHMAX_NO_POOL=1` (`0` or unset: reuse; anything
     /// else is an error).
     pub fn from_env() -> crate::Result<Self> {
-        let enabled = match std::env::var("SMOOTHMAX_NO_POOL") {
-            Err(std::env::VarError::NotPresent) => true,
-            Ok(v) if v == "0" => true,
-            Ok(v) if v == "1" => false,
-            Ok(v) => return Err(super::context::bad_env("SMOOTHMAX_NO_POOL", &v, "1 or 0")),
-            Err(std::env::VarError::NotUnicode(v)) => {
-                return Err(super::context::bad_env(
-                    "SMOOTHMAX_NO_POOL",
-                    &format!("{v:?}"),
-                    "1 or 0",
-                ))
-            }
-        };
+        let enabled = crate::env::choice("SMOOTHMAX_NO_POOL", &[("1", false), ("0", true)], true)?;
         Ok(BufferPool {
             idle: Mutex::new(Idle {
                 buffers: VecDeque::new(),

@@ -41,8 +41,7 @@ struct SParams {
     quarter2: f32,
     small_h: f32,
     small_h2: f32,
-    /// 0 (see `keep` in the shader).
-    zero: u32,
+    _pad0: u32,
     /// Rows: `κ = kappa·kappa_r` (see [`Kappa::split`]).
     kappa_r: f32,
     _pad: [u32; 2],
@@ -67,7 +66,7 @@ impl Default for SParams {
             quarter2: 0.25,
             small_h: 1.0 / 512.0,
             small_h2: 1.0 / 512.0,
-            zero: 0,
+            _pad0: 0,
             kappa_r: 0.0,
             _pad: [0; 2],
         }
@@ -278,7 +277,8 @@ impl Kappa {
         }
     }
 
-    /// `κ = s·r` with `s` a power of two in `[1, 2¹²⁷]` and `r ∈ [1, 2)` (or `r = κ < 1`,
+    /// `κ = s·r` with `s` a power of two in `[1, 2¹²⁷]` and `r ≥ 1` (in `[1, 2)` unless
+    /// `κ > 2¹²⁸`, i.e. `T` subnormal, where `s` stops at `2¹²⁷`; or `r = κ < 1`,
     /// `s = 1`): the kernel forms `κ·p·d` as `((p·s)·d)·r` (see `kappa_times` in
     /// shaders/surrogate_rows.wgsl). In f64: `κ = 1/T` is beyond f32 for subnormal `T`.
     fn split(self) -> (f32, f32) {
