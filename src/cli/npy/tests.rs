@@ -156,6 +156,14 @@ fn malformed_headers_name_the_problem() {
             "{'descr': 'O', 'fortran_order': False, 'shape': (1,)}",
             "not supported",
         ),
+        (
+            "{'descr': '<f+4', 'fortran_order': False, 'shape': (1,)}",
+            "not supported",
+        ),
+        (
+            "{'descr': '<f04', 'fortran_order': False, 'shape': (1,)}",
+            "not supported",
+        ),
         ("[1, 2]", "expected '{'"),
         (
             "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} junk",
