@@ -8,6 +8,7 @@ mod avx2;
 mod ce;
 mod exp;
 mod isa;
+mod pointwise;
 mod rows;
 pub(crate) mod surrogates;
 

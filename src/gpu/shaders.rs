@@ -11,13 +11,16 @@ const VEC4: &str = include_str!("../../shaders/vec4.wgsl");
 const SCALAR: &str = include_str!("../../shaders/scalar.wgsl");
 const LOGSUMEXP: &str = include_str!("../../shaders/logsumexp.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
-const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
+const CROSS_ENTROPY: &str = concat!(
+    include_str!("../../shaders/cross_entropy.wgsl"),
+    include_str!("../../shaders/softcap.wgsl")
+);
 const YARDSTICK: &str = include_str!("../../shaders/yardstick.wgsl");
 const SURROGATE_COMMON: &str = include_str!("../../shaders/surrogate_common.wgsl");
 const SURROGATE_ROWS: &str = include_str!("../../shaders/surrogate_rows.wgsl");
 const POINTWISE: &str = include_str!("../../shaders/pointwise.wgsl");
 
-/// A kernel family: one `.wgsl` file under `shaders/`.
+/// A kernel family: one `.wgsl` file under `shaders/` (cross-entropy: two, concatenated).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Family {
     /// `stats` and `lse_merge`.
