@@ -9,7 +9,7 @@
 //! that claims `(100000000, 100000000)` is a one-line error, not a 40 PB allocation; buffers for
 //! honest files are reserved fallibly (`try_reserve_exact`).
 
-use ndarray::{Array1, Array2, ArrayBase, ArrayD, Data, Dimension, IxDyn, ShapeBuilder};
+use ndarray::{Array, Array1, Array2, ArrayBase, ArrayD, Data, Dimension, IxDyn, ShapeBuilder};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -259,13 +259,15 @@ mod header;
 
 /// Reads a 2-D float32 or float64 array as f32 (float64 values are rounded to f32).
 pub fn read_matrix(path: &Path) -> Result<Array2<f32>, String> {
+    read_floats(path, "a 2-D [B, C] array")
+}
+
+/// Reads a float32 or float64 array of `D`'s dimension as f32; `shape` names it in errors.
+fn read_floats<D: Dimension>(path: &Path, shape: &str) -> Result<Array<f32, D>, String> {
     let f = read(path)?;
     let p = path.display();
-    if f.shape.len() != 2 {
-        return Err(format!(
-            "{p} has shape {:?}: expected a 2-D [B, C] array",
-            f.shape
-        ));
+    if Some(f.shape.len()) != D::NDIM {
+        return Err(format!("{p} has shape {:?}: expected {shape}", f.shape));
     }
     let a = f.to_f32()?.ok_or_else(|| {
         format!(
@@ -315,18 +317,7 @@ pub fn read_targets(path: &Path) -> Result<TargetArray, String> {
 
 /// Reads a 1-D float32/float64 vector (e.g. class weights).
 pub fn read_vector(path: &Path) -> Result<Array1<f32>, String> {
-    let f = read(path)?;
-    let p = path.display();
-    if f.shape.len() != 1 {
-        return Err(format!("{p} has shape {:?}: expected a 1-D array", f.shape));
-    }
-    let a = f.to_f32()?.ok_or_else(|| {
-        format!(
-            "{p} has dtype {}: expected float32 or float64",
-            f.dtype.name()
-        )
-    })?;
-    a.into_dimensionality().map_err(|e| format!("{p}: {e}"))
+    read_floats(path, "a 1-D array")
 }
 
 /// Writes every `(name, array)` into `dir`, creating it. Each file is written under a

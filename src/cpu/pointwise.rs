@@ -4,7 +4,7 @@
 //! Formulas: [`crate::surrogates`].
 
 use super::exp::exp;
-use crate::surrogates::{BinaryLoss, PairwiseForm};
+use crate::surrogates::{reference, BinaryLoss, PairwiseForm};
 
 /// `σ(x)` without overflow.
 #[inline]
@@ -103,7 +103,8 @@ pub(crate) fn pairwise(a: f32, b: f32, form: PairwiseForm) -> (f32, f32, f32) {
 /// scores up to `f32::MAX` make products of three factors). The logistic loss is PyTorch's
 /// `(1 − y)f − l_w·log σ(f)` rearranged into non-negative terms (`l_w = 1 + (pw − 1)y`): for
 /// `f ≥ 0` it is `(1 − y)f + l_w·log(1 + e^{−f})`, for `f < 0` `pw·y·(−f) + l_w·log(1 + e^{f})`,
-/// so nothing cancels; its infinities are PyTorch's.
+/// so nothing cancels; its infinities are PyTorch's. The margin losses are the reference's own
+/// f64 formulas (the independent checks are tools/surrogate_check.py's).
 pub(crate) fn binary_element(
     loss: BinaryLoss,
     f: f32,
@@ -137,27 +138,9 @@ pub(crate) fn binary_element(
             };
             (l, g)
         }
-        _ if !f.is_finite() => (f64::NAN, f64::NAN),
-        BinaryLoss::Hinge => {
-            let u = 1.0 - y * f;
-            if u > 0.0 {
-                (u, -y)
-            } else {
-                (0.0, 0.0)
-            }
-        }
-        BinaryLoss::SquaredHinge => {
-            let u = (1.0 - y * f).max(0.0);
-            (u * u, -2.0 * y * u)
-        }
-        BinaryLoss::Exponential => {
-            let e = (-y * f).exp();
-            (e, -y * e)
-        }
-        BinaryLoss::Squared => {
-            let u = 1.0 - y * f;
-            (u * u, -2.0 * y * u)
-        }
+        // The margin losses have no cancellation or overflow to avoid in f64: the formulas
+        // are the reference's.
+        _ => reference::binary_element(loss, f, y, pw),
     };
     ((w * l) as f32, (w * g * scale) as f32)
 }
