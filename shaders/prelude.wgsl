@@ -189,13 +189,15 @@ fn absorb16(st: Stats, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32
 // Folds four values.
 fn absorb(st: Stats, v: vec4<f32>) -> Stats {
     let m = max(st.m, hmax4(v));
-    return Stats(m, st.s * exp_sub(st.m, m) + hsum4(exp_sub4(v, m)), max(st.abits, abits4(v)), max(st.ibits, ibits4(v)));
+    let s = st.s * exp_sub(st.m, m) + hsum4(exp_sub4(v, m));
+    return Stats(m, s, max(st.abits, abits4(v)), max(st.ibits, ibits4(v)));
 }
 
 // (m_a, s_a) + (m_b, s_b) = (m, s_a e^{(m_a - m)/T} + s_b e^{(m_b - m)/T}), m = max(m_a, m_b).
 fn merge(a: Stats, b: Stats) -> Stats {
     let m = max(a.m, b.m);
-    return Stats(m, a.s * exp_sub(a.m, m) + b.s * exp_sub(b.m, m), max(a.abits, b.abits), max(a.ibits, b.ibits));
+    let s = a.s * exp_sub(a.m, m) + b.s * exp_sub(b.m, m);
+    return Stats(m, s, max(a.abits, b.abits), max(a.ibits, b.ibits));
 }
 
 // A row's normalizer is usable when it saw no NaN, no +inf and at least one finite value.

@@ -33,7 +33,6 @@ struct SParams {
     _pad2: u32,
 }
 
-
 @group(0) @binding(8) var<uniform> sp: SParams;
 
 fn is_finite1(v: f32) -> bool {

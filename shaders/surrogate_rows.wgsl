@@ -208,7 +208,8 @@ fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         var d: vec4<f32>;
         if OP == 1u {
             // (g_j - f) in quarters, then multiplied by 4 after kappa (p * d * kappa * 4).
-            d = keep4(fma(v, vec4<f32>(sp.quarter), vec4<f32>(-sp.quarter2 * st.m))) - vec4<f32>(st.f);
+            let vq = fma(v, vec4<f32>(sp.quarter), vec4<f32>(-sp.quarter2 * st.m));
+            d = keep4(vq) - vec4<f32>(st.f);
         } else {
             d = g4(j, y) - vec4<f32>(st.f);
         }
@@ -234,7 +235,8 @@ struct Hinge {
 fn hinge4(v: vec4<f32>, xy: f32) -> Hinge {
     let dv = keep4(v - vec4<f32>(xy));
     let zf = dv + vec4<f32>(sp.margin);
-    let zq_wide = fma(v, vec4<f32>(sp.quarter), vec4<f32>(fma(-sp.quarter2, xy, sp.quarter * sp.margin)));
+    let zq_shift = fma(-sp.quarter2, xy, sp.quarter * sp.margin);
+    let zq_wide = fma(v, vec4<f32>(sp.quarter), vec4<f32>(zq_shift));
     // z > 0 as one exact comparison (x_j - x_y > -margin); where x_j - x_y overflows, the
     // quarters decide, and where z does, the quarters carry it.
     let on = select(dv > vec4<f32>(-sp.margin), zq_wide > vec4<f32>(0.0), !finite4(dv));

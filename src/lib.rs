@@ -91,12 +91,11 @@
 //! intermediate where the result does not (`cross_entropy` module source, `fast.rs`). Under
 //! softcap the capped logits `c·tanh(x/c)` are f32 values, each exact to a few ulp of itself:
 //! results then carry an extra error of `ε·max|c·tanh(x/c)|` times the loss's weights, as any
-//! f32 evaluation of them must. Non-finite
-//! logits give PyTorch's values: a −inf target logit gives loss +inf and a finite gradient
-//! (logits `[−inf, 0]`, target 0: gradient `[−1, 1]`); a row with NaN, +inf or no finite logit
-//! gives NaN. One deliberate difference: ignored rows get gradient 0 even when their logits
-//! are NaN (PyTorch's log-softmax backward would put NaN there), so that changing the logits
-//! of ignored rows changes nothing. Bad input ([`cross_entropy::validate`]) is an error naming
+//! f32 evaluation of them must. Non-finite logits give PyTorch's values: a −inf target logit
+//! gives loss +inf and a finite gradient (logits `[−inf, 0]`, target 0: gradient `[−1, 1]`); a
+//! row with NaN, +inf or no finite logit gives NaN. One deliberate difference: ignored rows get
+//! gradient 0 even when their logits are NaN (PyTorch's log-softmax backward would put NaN
+//! there), so that changing the logits of ignored rows changes nothing. Bad input ([`cross_entropy::validate`]) is an error naming
 //! the row, value or limit, checked before any GPU work. Formulas: [`cross_entropy`].
 //!
 //! ## Surrogates and margin losses

@@ -112,11 +112,11 @@ pub(crate) unsafe fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
     (m, bits)
 }
 
-/// `Σ e^{fma(x, h, −m·h)·c}` (see `crate::scale`; not for tiny temperatures), storing each term into `store` when given; blocked (`SUM_BLOCK`
-/// floats in two f32 vectors, the block sums in f64). One cache line of `next`
-/// (the following row) is prefetched into L2 per 16 floats: this loop is compute-bound, so the
-/// next row's DRAM read overlaps it instead of stalling the next max pass (measured: about
-/// 15% off a `[4096, 32000]` softmax).
+/// `Σ e^{fma(x, h, −m·h)·c}` (see `crate::scale`; not for tiny temperatures), storing each
+/// term into `store` when given; blocked (`SUM_BLOCK` floats in two f32 vectors, the block
+/// sums in f64). One cache line of `next` (the following row) is prefetched into L2 per 16
+/// floats: this loop is compute-bound, so the next row's DRAM read overlaps it instead of
+/// stalling the next max pass (measured: about 15% off a `[4096, 32000]` softmax).
 ///
 /// # Safety
 /// The processor must have AVX2 and FMA; `store`, when given, is as long as `x`.

@@ -311,7 +311,7 @@ pub(crate) fn cross_entropy(
     };
     if let Some(per) = super::ELEMS_PER_TASK.checked_div(cols) {
         let per = per.max(1);
-        let qs = fi.probs.as_ref().and_then(|q| q.as_slice());
+        let qs = fi.probs_slice()?;
         let gchunk = if o.gradient { per * cols } else { 0 };
         let mut gparts: Vec<&mut [f32]> = if o.gradient {
             grad.chunks_mut(gchunk).collect()

@@ -101,6 +101,18 @@ pub(crate) struct FastInputs {
 }
 
 impl FastInputs {
+    /// The normalized probability targets as one row-major slice (`None` for class targets).
+    pub fn probs_slice(&self) -> crate::error::Result<Option<&[f32]>> {
+        self.probs
+            .as_ref()
+            .map(|q| {
+                q.as_slice().ok_or_else(|| {
+                    crate::error::Error::InvalidInput("targets could not be made contiguous".into())
+                })
+            })
+            .transpose()
+    }
+
     /// The same without the normalized probability targets (once they are on the device).
     pub fn without_probs(self) -> Self {
         FastInputs {

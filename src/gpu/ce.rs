@@ -83,7 +83,7 @@ async fn run(
     let xs = x
         .as_slice()
         .ok_or_else(|| Error::InvalidInput("logits could not be made contiguous".into()))?;
-    let qs = fi.probs.as_ref().and_then(|q| q.as_slice());
+    let qs = fi.probs_slice()?;
     let cap = ctx.max_binding();
     let chunk = chunk_rows(
         rows,

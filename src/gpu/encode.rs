@@ -7,10 +7,9 @@ use super::plan::fold_grid;
 use super::pool::PooledBuffer;
 use super::shaders::ShaderKey;
 use crate::error::{Error, Result};
+use crate::scale::ExpScale;
 use std::num::NonZeroU64;
 use wgpu::BufferUsages as U;
-
-use crate::scale::ExpScale;
 
 /// Mirrors `struct Params` in shaders/prelude.wgsl (80 bytes, all 4-byte fields).
 #[repr(C)]

@@ -547,7 +547,7 @@ impl Gpu {
             let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
             let chunk = self.device_chunk(logits, cols)?;
             let params = ce_params(&p, &fi, options);
-            let qs = fi.probs.as_ref().and_then(|q| q.as_slice());
+            let qs = fi.probs_slice()?;
             let scopes = Scopes::push(dev);
             let recorded = (|| -> Result<()> {
                 let cp = ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap);
