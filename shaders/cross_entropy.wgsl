@@ -118,13 +118,13 @@ fn shift(b: f32, m_old: f32, m_new: f32) -> f32 {
     return b * keep(fma(m_old, ce.sigma, -ce.sigma2 * m_new));
 }
 
-// The linear sums of four classes, relative to the new max m.
-fn ce_linear4(r: CeStats, m_old: f32, m: f32, xv: vec4<f32>, row: u32, j: u32) -> CeStats {
+// Adds four classes to the linear sums, which the caller has already shifted to the max m.
+fn ce_linear4(r: CeStats, m: f32, xv: vec4<f32>, row: u32, j: u32) -> CeStats {
     var o = r;
     if K_ONE {
         // No masking: a -inf makes `a` meaningless (-inf or NaN) but also makes the smoothed
         // loss +inf whatever `a` is (neg_flags), and NaN / +inf rows never read `a`.
-        o.a = r.a + shift(r.b, m_old, m) + hsum4(sig4(xv, m));
+        o.a = r.a + hsum4(sig4(xv, m));
         o.b = r.b + 4.0;
         return o;
     }
@@ -132,7 +132,7 @@ fn ce_linear4(r: CeStats, m_old: f32, m: f32, xv: vec4<f32>, row: u32, j: u32) -
     let fin = finite4(xv);
     let kd = select(vec4<f32>(0.0), kv * sig4(xv, m), fin);
     let kf = select(vec4<f32>(0.0), kv, fin);
-    o.a = r.a + shift(r.b, m_old, m) + hsum4(kd);
+    o.a = r.a + hsum4(kd);
     o.b = r.b + hsum4(kf);
     let neg = (bitcast<vec4<u32>>(xv) == vec4<u32>(0xff800000u)) & lane_valid4(j);
     if any(neg) {
@@ -145,7 +145,8 @@ fn ce_absorb(r: CeStats, xv: vec4<f32>, row: u32, j: u32) -> CeStats {
     var o = r;
     o.st = absorb(r.st, xv);
     if ce_linear() {
-        o = ce_linear4(o, r.st.m, o.st.m, xv, row, j);
+        o.a += shift(o.b, r.st.m, o.st.m);
+        o = ce_linear4(o, o.st.m, xv, row, j);
     }
     return o;
 }
@@ -212,10 +213,10 @@ fn ce_item_stats(it: Item, lid: u32) -> CeStats {
                 if lin {
                     let m = blk.st.m;
                     blk.a += shift(blk.b, m_old, m);
-                    blk = ce_linear4(blk, m, m, v0, it.row, j);
-                    blk = ce_linear4(blk, m, m, v1, it.row, j1);
-                    blk = ce_linear4(blk, m, m, v2, it.row, j2);
-                    blk = ce_linear4(blk, m, m, v3, it.row, j3);
+                    blk = ce_linear4(blk, m, v0, it.row, j);
+                    blk = ce_linear4(blk, m, v1, it.row, j1);
+                    blk = ce_linear4(blk, m, v2, it.row, j2);
+                    blk = ce_linear4(blk, m, v3, it.row, j3);
                 }
             }
             c = ce_merge(c, blk);
