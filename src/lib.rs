@@ -118,6 +118,7 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod cpu;
 pub mod cross_entropy;
@@ -138,6 +139,10 @@ pub use error::{Error, Result};
 pub use gpu::{DeviceCrossEntropy, Gpu, GpuCounters, GpuMatrix};
 pub use ops::{check_temperature, Backend, RowOp, RowOutput};
 pub use reference::Reference;
+/// The wgpu this crate is built against: use it to create devices and encoders for
+/// [`Gpu::from_device`] and the recording API, so the versions always match.
+pub use wgpu;
+
 pub use surrogates::{
     BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput, Value,
 };

@@ -136,7 +136,7 @@ impl Default for BenchConfig {
 }
 
 /// One measured line.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Record {
     /// Op name, or the yardstick's (`copy`, `exp-map`, `memcpy`).
     pub op: String,

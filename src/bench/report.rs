@@ -36,60 +36,57 @@ pub fn table(records: &[Record]) -> String {
     s
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+/// The JSON document: `{"adapter": ..., "round_trip_ms": ..., "records": [{...}, ...]}`.
+#[derive(serde::Serialize)]
+struct Document<'a> {
+    adapter: Option<&'a str>,
+    round_trip_ms: Option<f64>,
+    records: &'a [Record],
 }
 
-fn json_num(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{v}"),
-        _ => "null".into(),
-    }
+/// The records as a JSON document (non-finite numbers, which JSON lacks, as `null`).
+pub fn to_json(
+    adapter: Option<&str>,
+    round_trip_ms: Option<f64>,
+    records: &[Record],
+) -> serde_json::Result<String> {
+    let doc = Document {
+        adapter,
+        round_trip_ms,
+        records,
+    };
+    serde_json::to_string_pretty(&doc).map(|s| s + "\n")
 }
 
-/// The records as a JSON document:
-/// `{"adapter": ..., "round_trip_ms": ..., "records": [{...}, ...]}`.
-pub fn to_json(adapter: Option<&str>, round_trip_ms: Option<f64>, records: &[Record]) -> String {
-    let mut s = format!(
-        "{{\n  \"adapter\": {},\n  \"round_trip_ms\": {},\n  \"records\": [\n",
-        adapter.map_or("null".into(), json_str),
-        json_num(round_trip_ms)
-    );
-    for (i, r) in records.iter().enumerate() {
-        let _ = write!(
-            s,
-            "    {{\"op\": {}, \"rows\": {}, \"cols\": {}, \"device\": {}, \"median_ms\": {}, \"min_ms\": {}, \
-             \"max_ms\": {}, \"bytes\": {}, \"gbps\": {}, \"frac_copy\": {}, \"frac_exp_map\": {}, \
-             \"speedup_vs_cpu\": {}, \"clock\": {}}}{}",
-            json_str(&r.op),
-            r.rows,
-            r.cols,
-            json_str(&r.device),
-            json_num(Some(r.median_ms)),
-            json_num(Some(r.min_ms)),
-            json_num(Some(r.max_ms)),
-            r.bytes,
-            json_num(Some(r.gbps)),
-            json_num(r.frac_copy),
-            json_num(r.frac_exp_map),
-            json_num(r.speedup_vs_cpu),
-            json_str(&r.clock),
-            if i + 1 < records.len() { "," } else { "" }
-        );
-        s.push('\n');
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_and_writes_null_for_non_finite() {
+        let r = Record {
+            op: "softmax \"x\"".into(),
+            rows: 2,
+            cols: 3,
+            device: "cpu".into(),
+            median_ms: 1.5,
+            min_ms: 1.0,
+            max_ms: 2.0,
+            bytes: 48,
+            gbps: f64::NAN,
+            frac_copy: Some(0.5),
+            frac_exp_map: None,
+            speedup_vs_cpu: None,
+            clock: "wall".into(),
+        };
+        let s = to_json(Some("llvmpipe"), None, std::slice::from_ref(&r)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["adapter"], "llvmpipe");
+        assert!(v["round_trip_ms"].is_null());
+        let rec = &v["records"][0];
+        assert_eq!(rec["op"], "softmax \"x\"");
+        assert_eq!(rec["median_ms"], 1.5);
+        assert!(rec["gbps"].is_null() && rec["frac_exp_map"].is_null());
+        assert_eq!(rec["frac_copy"], 0.5);
     }
-    s.push_str("  ]\n}\n");
-    s
 }

@@ -289,7 +289,8 @@ pub struct BenchArgs {
     /// Untimed warm-up runs per measurement.
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Write the records as JSON.
+    /// Write the records as JSON to this file; `-` writes them to stdout (the table then goes
+    /// to stderr).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Write a throughput plot (SVG).

@@ -153,11 +153,21 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         }
     };
     let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
-    println!(
+    // `--json -`: the JSON alone on stdout (for a pipe), the human report on stderr.
+    let json_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
+    let mut human: Box<dyn Write> = if json_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let out = |e: std::io::Error| Failure::Runtime(format!("cannot write the report: {e}"));
+    writeln!(
+        human,
         "adapter: {}",
         adapter.as_deref().unwrap_or("none (CPU only)")
-    );
-    println!("cpu threads: {}", rayon::current_num_threads());
+    )
+    .map_err(out)?;
+    writeln!(human, "cpu threads: {}", rayon::current_num_threads()).map_err(out)?;
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let mut progress = |done: usize, total: usize, what: &str| {
@@ -175,27 +185,36 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         }
     };
     let records = bench::run(&cfg, gpu.as_ref(), &mut progress)?;
-    print!("{}", bench::table(&records));
+    write!(human, "{}", bench::table(&records)).map_err(out)?;
     // The floor under any end-to-end GPU call, to read small-shape e2e figures against.
     let round_trip_ms = match &gpu {
         Some(g) => Some(g.round_trip_seconds(21)? * 1e3),
         None => None,
     };
     if let Some(rt) = round_trip_ms {
-        println!("GPU submit-and-wait round trip (empty submission): {rt:.3} ms");
+        writeln!(
+            human,
+            "GPU submit-and-wait round trip (empty submission): {rt:.3} ms"
+        )
+        .map_err(out)?;
     }
-    println!(
+    writeln!(
+        human,
         "GB/s counts bytes read + written; /copy and /exp-map: fraction of the yardstick kernels' \
          GB/s on this adapter (cpu: of the multi-threaded memcpy); vs cpu: CPU median / this median.\n\
          gpu-kernel: device time, data already on the device; gpu-e2e: the whole call (upload, \
          compute, readback); cpu: the fast CPU path writing into a reused output buffer."
-    );
+    )
+    .map_err(out)?;
     if let Some(path) = &args.json {
-        std::fs::write(
-            path,
-            bench::to_json(adapter.as_deref(), round_trip_ms, &records),
-        )
-        .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+        let json = bench::to_json(adapter.as_deref(), round_trip_ms, &records)
+            .map_err(|e| Failure::Runtime(format!("cannot encode the records: {e}")))?;
+        if json_stdout {
+            std::io::stdout().write_all(json.as_bytes()).map_err(out)?;
+        } else {
+            std::fs::write(path, json)
+                .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+        }
     }
     if let Some(path) = &args.plot {
         bench::write_svg(path, adapter.as_deref(), &records).map_err(Failure::Runtime)?;

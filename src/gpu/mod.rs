@@ -4,6 +4,7 @@
 //! 128 MiB), long rows with few of them are split over several workgroups and merged, short
 //! rows share a workgroup, and grids larger than 65535 workgroups are folded into 2-D.
 
+mod adapter;
 mod ce;
 mod context;
 mod encode;
@@ -17,7 +18,7 @@ mod shaders;
 mod surrogates;
 mod timing;
 
-pub use context::{list_adapters, AdapterSummary};
+pub use adapter::{list_adapters, AdapterSummary, GpuOptions};
 pub use matrix::{DeviceCrossEntropy, GpuMatrix, Recorded, RecordedCrossEntropy};
 pub use timing::{KernelJob, KernelTimes};
 
@@ -79,8 +80,19 @@ impl Gpu {
 
     /// Opens the default adapter (see the type docs).
     pub async fn new_async() -> Result<Self> {
+        Self::with_options_async(&GpuOptions::default()).await
+    }
+
+    /// Opens the adapter `options` pick (backends, power preference, name; each unset field
+    /// falls back to its environment variable), blocking.
+    pub fn with_options(options: &GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// [`Gpu::with_options`], async.
+    pub async fn with_options_async(options: &GpuOptions) -> Result<Self> {
         Ok(Gpu {
-            ctx: Arc::new(Context::new().await?),
+            ctx: Arc::new(Context::new(options).await?),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Shared test support: the GPU (or a loud skip), the one tolerance, the comparator, data.
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod sweep;
 
