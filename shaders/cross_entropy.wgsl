@@ -27,18 +27,13 @@
 //   gamma (p_y - 1) + p_y (alpha + zeta lse - gamma) - beta k_y, Liger-Kernel's precaution),
 // times (1 - tanh^2(x / c)) under softcap, times 2^n last.
 
-const FLAG_NAN: u32 = 1u;
-const FLAG_POS_INF: u32 = 2u;
-const FLAG_NEG_POS: u32 = 4u;   // a -inf logit with k > 0: PyTorch's -k * logp is +inf there
-const FLAG_NEG_ZERO: u32 = 8u;  // ... with k == 0: 0 * inf = NaN
-const FLAG_NEG_NEG: u32 = 16u;  // ... with k < 0: -inf
+// FLAG_* (from the header, src/cross_entropy/fast.rs `flag`): FLAG_NAN, FLAG_POS_INF, and the
+// kinds of -inf logits: FLAG_NEG_POS with k > 0 (PyTorch's -k * logp is +inf there),
+// FLAG_NEG_ZERO with k == 0 (0 * inf = NaN), FLAG_NEG_NEG with k < 0 (-inf).
 
-const CE_SOFTCAP: u32 = 1u;
-const CE_WEIGHT: u32 = 2u;
-const CE_LINEAR: u32 = 4u;  // smoothing or probability targets: the linear sums are needed
-const CE_GRAD: u32 = 8u;
-// Every bit is compile-time (CE_STATIC, from the header), not read from `ce.flags`: see
-// ShaderKey::ce_bits in src/gpu/shaders.rs for why.
+// CE_SOFTCAP, CE_WEIGHT, CE_LINEAR (smoothing or probability targets: the linear sums are
+// needed), CE_GRAD: from the header (src/gpu/kernel/mod.rs `CeFlags`). Every bit is
+// compile-time (CE_STATIC), not read from `ce.flags`: see `Spec::ce` for why.
 
 struct CeParams {
     softcap: f32,

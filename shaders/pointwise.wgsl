@@ -1,17 +1,19 @@
 // ---- pointwise: the element-wise surrogates, one element per invocation ------------------
 //
 // x (binding 1) holds the scores (or `a`), b_in the labels (or `b`), y the per-element value,
-// grad the gradient (for the pairwise max: d/da in [0, n), d/db in [n, 2n)); weight (6) is
+// grad the gradient (for the pairwise max d/da, and grad_b d/db); weight (6) is
 // per element, q (7) the logistic loss's pos_weight per column. Reductions over the batch are
 // done by the host in f64 from y. Formulas and sources: src/surrogates/mod.rs.
 //
-//   OP 10..14  binary losses: logistic, hinge, squared hinge, exponential, squared
-//   OP 20..22  pairwise smooth max: erf, sqrt, ACON
-//   OP 30      binary F1, first pass: y = sigma(x)
-//   OP 31      binary F1, second pass: grad = p (1 - p) (2 y - F) / D
+//   OP_LOGISTIC, OP_HINGE, OP_SQUARED_HINGE, OP_EXPONENTIAL, OP_SQUARED: the binary losses
+//   OP_PAIRWISE_ERF ..= OP_PAIRWISE_ACON (consecutive): the pairwise smooth max forms
+//   OP_F1_SIGMOID: binary F1, first pass: y = sigma(x)
+//   OP_F1_BINARY_GRAD: binary F1, second pass: grad = p (1 - p) (2 y - F) / D
 
 @group(0) @binding(4) var<storage, read> b_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+// grad_b: the pairwise max's d/db (bound to a dummy for the other ops)
+@group(0) @binding(9) var<storage, read_write> grad_b: array<f32>;
 
 // log(1 + e) for e in [0, 1]: log(1 + e) loses e's digits when e < 2^-24; the series does not.
 fn log1p_small(e: f32) -> f32 {
@@ -102,7 +104,7 @@ fn weigh_inf(l: f32, w: f32) -> f32 {
 
 // (w * loss, w * dloss/df * u) of one binary loss (u: the reduction's factor, <= 1).
 fn binary(f: f32, y: f32, pw: f32, w: f32, u: f32) -> vec2<f32> {
-    if OP == 10u {
+    if OP == OP_LOGISTIC {
         if is_nan1(f) {
             return vec2<f32>(params.nan);
         }
@@ -139,14 +141,14 @@ fn binary(f: f32, y: f32, pw: f32, w: f32, u: f32) -> vec2<f32> {
         return vec2<f32>(params.nan);
     }
     let v = 1.0 - y * f;
-    if OP == 11u {
+    if OP == OP_HINGE {
         return select(vec2<f32>(0.0), vec2<f32>(w * v, -y * (w * u)), v > 0.0);
     }
-    if OP == 12u {
+    if OP == OP_SQUARED_HINGE {
         let h = max(v, 0.0);
         return vec2<f32>(mul3(w, h, h), mul3(w, -2.0 * y * u, h));
     }
-    if OP == 13u {
+    if OP == OP_EXPONENTIAL {
         let z = -y * f;
         if z <= 88.0 {
             // -y w u e^z = -y (w u e^z): y is +-1.
@@ -178,7 +180,7 @@ fn pairwise(a: f32, b: f32) -> vec3<f32> {
     let hi = max(a, b);
     let adh = abs(dh);
     let k = sp.kappa;
-    if OP == 22u {
+    if OP == OP_PAIRWISE_ACON {
         // f = sigma(t) a + sigma(-t) b (convex: no overflow), t = beta (a - b); df/da =
         // sigma(t) + t sigma(t) sigma(-t), the last term 0 beyond |t| = 80.
         let t = keep(k * dh) * 2.0;
@@ -189,7 +191,7 @@ fn pairwise(a: f32, b: f32) -> vec3<f32> {
     }
     var f: f32;
     var small: f32;
-    if OP == 20u {
+    if OP == OP_PAIRWISE_ERF {
         // z = mu |a - b|, clamped at 10 (erfc(10) = 2e-45: the correction is 0 beyond).
         let z = min(keep(k * adh) * 2.0, 10.0);
         let e = erfc1(z);
@@ -224,28 +226,28 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
     let f = x[e];
     let yv = b_in[e];
-    if OP >= 20u && OP < 30u {
+    if OP >= OP_PAIRWISE_ERF && OP <= OP_PAIRWISE_ACON {
         let r = pairwise(f, yv);
         y[e] = r.x;
         grad[e] = r.y;
-        grad[sp.n + e] = r.z;
+        grad_b[e] = r.z;
         return;
     }
-    if OP == 30u {
+    if OP == OP_F1_SIGMOID {
         y[e] = select(params.nan, sigmoid1(f), !is_nan1(f));
         return;
     }
-    if OP == 31u {
+    if OP == OP_F1_BINARY_GRAD {
         let p = sigmoid1(f);
         grad[e] = select(params.nan, p * (1.0 - p) * (2.0 * yv - sp.f1) * sp.inv_d, !is_nan1(f));
         return;
     }
     var pw = 1.0;
-    if (sp.flags & 1u) != 0u {
+    if (sp.flags & SP_POS_WEIGHT) != 0u {
         pw = q[e % params.cols];
     }
     var w = 1.0;
-    if (sp.flags & 2u) != 0u {
+    if (sp.flags & SP_WEIGHT) != 0u {
         w = weight[e];
     }
     let r = binary(f, yv, pw, w, sp.u);

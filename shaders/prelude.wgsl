@@ -12,7 +12,6 @@
 // flash-attention issue 1930), and -inf / +inf / NaN results come from the host through
 // `params`, never from literals or log(0).
 
-const WG: u32 = 256u;
 // Steps of an invocation's serial loop summed into fresh statistics before they are merged
 // into its running ones. A running f32 sum can lose half an ulp at each addition, in the same
 // direction when the data line up (a dominant term, then many equal ones near half an ulp of
@@ -106,20 +105,20 @@ fn pow2(k: i32) -> f32 {
 // may factor fma(x, h, -m*h) into (x - m) * h (its inexact float math allows it; measured in
 // the surrogates' kernel), which is the overflow this form exists to avoid.
 fn shifted(v: f32, m: f32) -> f32 {
-    if EXP_FORM == 2u {
+    if EXP_FORM == EXP_TINY {
         return keep((v - m) * params.exp_h);
     }
-    if EXP_FORM == 1u {
+    if EXP_FORM == EXP_HALF {
         return fma(v, params.exp_h, -m * params.exp_h2);
     }
     return v - m;
 }
 
 fn shifted4(v: vec4<f32>, m: f32) -> vec4<f32> {
-    if EXP_FORM == 2u {
+    if EXP_FORM == EXP_TINY {
         return keep4((v - vec4<f32>(m)) * params.exp_h);
     }
-    if EXP_FORM == 1u {
+    if EXP_FORM == EXP_HALF {
         return fma(v, vec4<f32>(params.exp_h), vec4<f32>(-m * params.exp_h2));
     }
     return v - vec4<f32>(m);

@@ -1,8 +1,7 @@
 // ---- load/store variant: any C. Four scalars per step, lanes past the row end read as -inf
 // (they add exactly nothing to the stats) and are never written. ---------------------------
 
-// x: (rows, C) row-major
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+// x (declared in the header): (rows, C) row-major
 // y: (rows, C) row-major output
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 

@@ -1,13 +1,11 @@
 // ---- surrogates: what the two surrogate families share --------------------------------------
-// The op code is compiled in (CE_STATIC from the header), so lavapipe never runs the other
-// ops' code under a mask; the numbers come in this uniform (mirrored by SParams in
-// src/gpu/surrogates.rs).
-
-const OP: u32 = CE_STATIC;
+// The op is compiled in (OP, one of the OP_* constants, from the header: src/gpu/kernel/mod.rs
+// `SurrogateOp`), so lavapipe never runs the other ops' code under a mask; the numbers come
+// in this uniform (declared for Rust in src/gpu/kernel/uniforms.rs, checked against this one).
 
 struct SParams {
     n: u32,        // pointwise: elements in the chunk
-    flags: u32,    // 2: weight bound
+    flags: u32,    // SP_WEIGHT: weight bound, SP_POS_WEIGHT: pos_weight bound
     kappa: f32,    // pairwise: mu or beta; rows: kappa_s (see kappa_times)
     sign: f32,     // +1 or -1: Boltzmann with beta < 0 runs on -x
     a: f32,

@@ -1,19 +1,19 @@
 // ---- surrogate rows: the softmax-weighted family and the multi-class hinge ----------------
 //
 // One work item = one whole row (params.segs == 1), ROW_THREADS invocations, merged through
-// shared memory. The op is fixed at compile time (OP = CE_STATIC from the header):
+// shared memory. The op is fixed at compile time (OP, one of the header's OP_*):
 //
 //   `weighted`, with p = softmax(kappa * sign * x) and f = sum_j g_j p_j:
-//     OP 1  Boltzmann      g_j = x_j (kept as (x_j - m) / 4, relative to the running max)
-//     OP 2  soft-argmax    g_j = j
-//     OP 3  accuracy       g_j = [j == y]
-//     OP 4  macro-F1 grad  g_j = v_j + 2 [j == y] h_j, (h, v) per class in `weight`
+//     OP_BOLTZMANN          g_j = x_j (kept as (x_j - m) / 4, relative to the running max)
+//     OP_SOFT_ARGMAX      g_j = j
+//     OP_ACCURACY            g_j = [j == y]
+//     OP_F1_GRAD        g_j = v_j + 2 [j == y] h_j, (h, v) per class in `weight`
 //   grad_j = u * (a p_j + kappa p_j (g_j - f)): the gradient of u*f (a = 1 for Boltzmann,
 //   whose g depends on x); kappa = |beta| or 1/T, applied as `kappa_times` says. The
 //   exponent is the prelude's (params.exp_*, from kappa on the host: src/scale.rs).
 //   Formulas: src/surrogates/mod.rs.
-//   OP 5  `margin`: torch.nn.MultiMarginLoss per row.
-//   OP 6  `f1_columns`: per class c, sum_i p_ic and sum_{i: y_i = c} p_ic over the chunk.
+//   OP_MARGIN, `margin`: torch.nn.MultiMarginLoss per row.
+//   OP_F1_COLUMNS, `f1_columns`: per class c, sum_i p_ic and sum_{i: y_i = c} p_ic over the chunk.
 
 @group(0) @binding(4) var<storage, read_write> row_out: array<f32>;
 @group(0) @binding(5) var<storage, read> targets: array<u32>;
@@ -32,14 +32,14 @@ fn load_signed(row: u32, j: u32) -> vec4<f32> {
     return select(vec4<f32>(params.neg_inf), sp.sign * load4(row, j), lane_valid4(j));
 }
 
-// g_j for the four weighted ops (OP 1 takes v - m and is handled by the caller).
+// g_j for the four weighted ops (OP_BOLTZMANN takes v - m and is handled by the caller).
 fn g4(j: u32, y: u32) -> vec4<f32> {
     let idx = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
-    if OP == 2u {
+    if OP == OP_SOFT_ARGMAX {
         return vec4<f32>(idx);
     }
     let hit = idx == vec4<u32>(y);
-    if OP == 3u {
+    if OP == OP_ACCURACY {
         return select(vec4<f32>(0.0), vec4<f32>(1.0), hit);
     }
     var g = vec4<f32>(0.0);
@@ -51,7 +51,7 @@ fn g4(j: u32, y: u32) -> vec4<f32> {
 }
 
 // (m, s, f): the running max, sum of e = exp(kappa (x - m)), and the weighted mean
-// f = sum g e / s (for OP 1 of (x - m) / 4, relative to m: bounded by f32::MAX / 2 however the
+// f = sum g e / s (for OP_BOLTZMANN of (x - m) / 4, relative to m: bounded by f32::MAX / 2 however the
 // row spans, where a sum of such terms could overflow). Merging two: both rescaled to the
 // larger max, f as a convex combination. An empty side (s == 0) contributes nothing (its m may
 // be LOWEST).
@@ -70,7 +70,7 @@ fn wmerge(a: WStats, b: WStats) -> WStats {
     if a.s > 0.0 {
         sa = a.s * exp_sub(a.m, m);
         fa = a.f;
-        if OP == 1u {
+        if OP == OP_BOLTZMANN {
             fa += keep(fma(a.m, sp.quarter, -sp.quarter2 * m));
         }
     }
@@ -79,7 +79,7 @@ fn wmerge(a: WStats, b: WStats) -> WStats {
     if b.s > 0.0 {
         sb = b.s * exp_sub(b.m, m);
         fb = b.f;
-        if OP == 1u {
+        if OP == OP_BOLTZMANN {
             fb += keep(fma(b.m, sp.quarter, -sp.quarter2 * m));
         }
     }
@@ -95,7 +95,7 @@ fn wmerge(a: WStats, b: WStats) -> WStats {
 }
 
 fn row_y(row: u32) -> u32 {
-    if OP == 3u || OP == 4u {
+    if OP == OP_ACCURACY || OP == OP_F1_GRAD {
         return targets[row];
     }
     return 0u;
@@ -127,7 +127,7 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
                 let v = load_signed(it.row, j);
                 let e = select(vec4<f32>(0.0), exp_sub4(v, bm), lane_valid4(j));
                 bs += hsum4(e);
-                if OP == 1u {
+                if OP == OP_BOLTZMANN {
                     let h2 = select(sp.quarter2, sp.small_h2, ba >= BIG_BITS);
                     let g = keep4(fma(v, vec4<f32>(h), vec4<f32>(-bm * h2)));
                     bl += hsum4(select(vec4<f32>(0.0), g, finite4(v) & (e > vec4<f32>(0.0))) * e);
@@ -138,7 +138,7 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
             var bf = 0.0;
             if bs > 0.0 {
                 bf = bl / bs;
-                if OP == 1u {
+                if OP == OP_BOLTZMANN {
                     bf *= sp.quarter / h;
                 }
             }
@@ -173,7 +173,7 @@ fn weighted_stats(it: Item, lid: u32) -> WStats {
 // kappa * p * d as ((p * kappa_s) * d) * kappa_r, with kappa_s = 2^k <= 2^127 and
 // kappa_r = kappa / kappa_s >= 1 (in [1, 2) unless T is subnormal, where kappa_s stops at
 // 2^127; or kappa itself when kappa < 1, kappa_s = 1), times 4
-// for OP 1 (whose d is in quarters): p * d alone underflows where the product does not
+// for OP_BOLTZMANN (whose d is in quarters): p * d alone underflows where the product does not
 // (p ~ 1e-28, d ~ 1e-23 at T = 1e-45), kappa * d alone overflows where it does not, and
 // kappa itself overflows f32 for subnormal T. An intermediate overflows only where the result
 // does (kappa_r >= 1). The order is forced with `keep`: lavapipe's compiler otherwise
@@ -194,7 +194,7 @@ fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         && (sp.kappa_r > 0.0 || st.abits < 0x7f800000u);
     if it.lane == 0u {
         var value = st.f;
-        if OP == 1u {
+        if OP == OP_BOLTZMANN {
             // m + f, with f kept in quarters: (m/4 + f/4) * 4 cannot overflow before the end.
             value = sp.sign * (fma(st.m, sp.quarter, st.f) * 4.0);
         }
@@ -206,7 +206,7 @@ fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         let v = load_signed(it.row, j);
         let p = select(vec4<f32>(0.0), exp_sub4(v, st.m), lane_valid4(j)) * inv_s;
         var d: vec4<f32>;
-        if OP == 1u {
+        if OP == OP_BOLTZMANN {
             // (g_j - f) in quarters, then multiplied by 4 after kappa (p * d * kappa * 4).
             let vq = fma(v, vec4<f32>(sp.quarter), vec4<f32>(-sp.quarter2 * st.m));
             d = keep4(vq) - vec4<f32>(st.f);
@@ -255,7 +255,7 @@ fn margin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     if it.valid {
         y = targets[it.row];
         xy = load1(it.row, y);
-        if (sp.flags & 2u) != 0u {
+        if (sp.flags & SP_WEIGHT) != 0u {
             wc = weight[y] / f32(params.cols);
         }
     }

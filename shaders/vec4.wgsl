@@ -1,7 +1,6 @@
 // ---- load/store variant: C % 4 == 0, so every row starts 16-byte aligned: vec4 access ------
 
-// x: (rows, C) row-major, read as (rows, C/4) vec4
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+// x (declared in the header): (rows, C) row-major, read as (rows, C/4) vec4
 // y: (rows, C) row-major output, written as vec4
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 

@@ -128,6 +128,7 @@ pub mod gpu;
 mod ops;
 mod reference;
 mod scale;
+mod shape;
 pub mod surrogates;
 
 pub use cpu::{Cpu, CpuIsa};
@@ -139,6 +140,7 @@ pub use error::{Error, Result};
 pub use gpu::{DeviceCrossEntropy, Gpu, GpuCounters, GpuMatrix};
 pub use ops::{check_temperature, Backend, RowOp, RowOutput};
 pub use reference::Reference;
+pub use shape::Shape;
 /// The wgpu this crate is built against: use it to create devices and encoders for
 /// [`Gpu::from_device`] and the recording API, so the versions always match.
 pub use wgpu;

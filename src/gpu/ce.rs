@@ -5,157 +5,283 @@
 //! the per-row statistics and the gradient, and finishes the loss in f64.
 
 use super::context::Context;
-use super::encode::{binding, record_pass, Params, Scopes, Slice};
-use super::plan::{chunk_rows, RowSplit, WG};
+use super::encode::{binding, record_pass, Params, Slice};
+use super::launch::{host, launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source};
+use super::plan::{RowSplit, WG};
 use super::pool::PooledBuffer;
-use super::readback::{read_f32_parts, Wait};
-use super::shaders::{Family, ShaderKey};
-use crate::cross_entropy::fast::{fast_inputs, needs_linear, FastInputs, RowCoef, RowStats};
+use super::readback::Wait;
+use super::kernel::uniforms::CeParams;
+use super::kernel::{CeFlags, Entry, Family, Kernel, Slot, Spec};
+use super::io::{In, Matrix, Out, Place};
+use super::matrix::GpuMatrix;
+use super::Gpu;
+use crate::cross_entropy::fast::{fast_inputs, needs_linear, row_losses, FastInputs, RowStats};
 use crate::cross_entropy::{
-    finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
+    prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Loss, Prepared, Reduction,
+    Targets,
 };
 use crate::error::{Error, Result};
-use crate::scale::ExpForm;
-use ndarray::ArrayView2;
+use ndarray::Array1;
 use wgpu::BufferUsages as U;
 
-/// Mirrors `struct CeParams` in shaders/cross_entropy.wgsl (32 bytes).
-#[repr(C)]
-#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct CeParams {
-    softcap: f32,
-    sigma: f32,
-    /// `sigma` again (see `shifted` in the prelude for why two).
-    sigma2: f32,
-    _pad3: u32,
-    pub(crate) flags: u32,
-    _pad: [u32; 3],
+const CE_PARAMS_BYTES: u64 = std::mem::size_of::<CeParams>() as u64;
+
+/// Bytes of one row's [`RowStats`] on the device.
+pub(crate) const ROW_STATS_BYTES: usize = std::mem::size_of::<RowStats>();
+
+/// Cross-entropy as a [`Job`]. Inputs: the logits (strided), each row's `RowCoef` and,
+/// for probability targets, the normalized targets `[B, C]`; outputs: each row's
+/// [`RowStats`] and, when asked for and not in place, the gradient `[B, C]`.
+pub(crate) struct CeJob {
+    cols: usize,
+    flags: CeFlags,
+    /// The gradient is written over the logits.
+    in_place: bool,
+    prob_targets: bool,
+    /// The `CeParams` uniform and the normalized class weights, uploaded once per call.
+    ce_params: PooledBuffer,
+    weight: Option<PooledBuffer>,
 }
 
-/// Bytes of one row's [`RowStats`] / [`RowCoef`] on the device.
-pub(crate) const ROW_STATS_BYTES: usize = std::mem::size_of::<RowStats>();
-const ROW_COEF_BYTES: usize = std::mem::size_of::<RowCoef>();
+/// Input and output positions of a [`CeJob`]'s streams.
+const X: usize = 0;
+const COEF: usize = 1;
+const PROBS: usize = 2;
+const STATS: usize = 0;
+const GRAD: usize = 1;
 
-const CE_SOFTCAP: u32 = 1;
-const CE_WEIGHT: u32 = 2;
-const CE_LINEAR: u32 = 4;
-const CE_GRAD: u32 = 8;
-// Every bit is compiled into the shader (`ShaderKey::ce_bits`), the weight bit too: lavapipe
-// runs a masked-off `loadw4` at nearly the cost of a real one (its storage loads are per-lane
-// loops), which cost the unweighted forward pass about 10%.
+impl CeJob {
+    pub fn new(
+        ctx: &Context,
+        p: &Prepared,
+        fi: &FastInputs,
+        o: &CrossEntropyOptions,
+        in_place: bool,
+    ) -> Self {
+        let flags = ce_flags(p, o);
+        let params = ce_params(fi, o, flags);
+        CeJob {
+            cols: p.cols,
+            flags,
+            in_place,
+            prob_targets: fi.probs.is_some(),
+            ce_params: ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&params)),
+            weight: fi
+                .weight
+                .as_ref()
+                .map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w))),
+        }
+    }
 
-pub(crate) async fn cross_entropy(
+    /// Runs over every row: `x` the logits, `stats` and `grad` the outputs (`grad` must be
+    /// `Some` exactly when the gradient is asked for and not written in place).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run<'s>(
+        &self,
+        ctx: &Context,
+        rows: usize,
+        fi: &'s FastInputs,
+        x: Source<'s>,
+        stats: Sink<'s>,
+        grad: Option<Sink<'s>>,
+        mode: Mode<'_>,
+    ) -> Result<Vec<PooledBuffer>> {
+        let mut inputs = vec![
+            Input {
+                source: x,
+                layout: Layout::Strided,
+            },
+            Input {
+                source: host(&fi.coef, 1),
+                layout: Layout::Packed,
+            },
+        ];
+        if let Some(q) = fi.probs_slice()? {
+            inputs.push(Input {
+                source: host(q, self.cols),
+                layout: Layout::Packed,
+            });
+        }
+        let mut outputs = vec![Output {
+            sink: stats,
+            layout: Layout::Packed,
+        }];
+        outputs.extend(grad.map(|sink| Output {
+            sink,
+            layout: Layout::Based,
+        }));
+        launch(ctx, self, rows, self.cols, &inputs, &mut outputs, mode).await
+    }
+}
+
+impl Job for CeJob {
+    fn record(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        chunk: &Chunk,
+    ) -> Result<Vec<PooledBuffer>> {
+        let b = CeBufs {
+            x: chunk.inputs[X].slice,
+            x_stride: chunk.inputs[X].stride,
+            grad: chunk.outputs.get(GRAD).map(|g| g.slice),
+            row_out: chunk.outputs[STATS].slice,
+            row_in: chunk.inputs[COEF].slice,
+            ce_params: self.ce_params.buffer(),
+            weight: self.weight.as_ref().map(|w| w.buffer()),
+            probs: chunk.inputs.get(PROBS).map(|q| q.slice),
+            in_place: self.in_place,
+        };
+        debug_assert_eq!(b.probs.is_some(), self.prob_targets);
+        record_ce(ctx, encoder, &b, chunk.rows, self.cols, self.flags)
+    }
+}
+
+/// Cross-entropy with the gradient left on the device.
+#[derive(Clone, Debug)]
+pub struct DeviceCrossEntropy {
+    /// The loss (read back: it is `B` floats at most).
+    pub loss: Loss,
+    /// Per-row logsumexp of the logits used.
+    pub lse: Array1<f32>,
+    /// The gradient, `[B, C]` contiguous, when asked for (in place: the logits' matrix).
+    pub grad: Option<GpuMatrix>,
+}
+
+/// A cross-entropy call whose kernels have run or been recorded: each row's statistics and
+/// the gradient, on the host or the device, and what the loss is finished from.
+pub(crate) struct CeStaged {
+    prepared: Prepared,
+    fast: FastInputs,
+    reduction: Reduction,
+    z_loss: f32,
+    /// `[B, 6]` words: each row's [`RowStats`].
+    stats: Out,
+    grad: Option<Out>,
+    /// In place: the logits' matrix, which now holds the gradient.
+    over_logits: Option<GpuMatrix>,
+}
+
+/// Runs (or records, by `mode`) cross-entropy of `logits`; the gradient goes to `place`, or
+/// over the logits when `in_place` (device logits only).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn stage(
     ctx: &Context,
-    logits: ArrayView2<'_, f32>,
+    logits: Matrix<'_>,
     targets: &Targets<'_>,
     o: &CrossEntropyOptions<'_>,
-    wait: Wait,
-) -> Result<CrossEntropyOutput> {
+    place: Place,
+    in_place: bool,
+    mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<CeStaged> {
     let p = prepare(logits.dim(), targets, o)?;
     let fi = fast_inputs(&p, o);
     ctx.check_alive()?;
-    let (rows, cols) = (p.rows, p.cols);
-    let mut stats = vec![RowStats::default(); rows];
-    let mut grad = if o.gradient {
-        vec![0.0f32; rows * cols]
-    } else {
-        Vec::new()
+    let over_logits = match (in_place, logits) {
+        (false, _) => None,
+        (true, Matrix::Device(m)) if o.gradient => Some(m.clone()),
+        (true, Matrix::Device(_)) => {
+            return Err(Error::InvalidInput(
+                "an in-place cross-entropy writes the gradient: set options.gradient".into(),
+            ))
+        }
+        (true, Matrix::Host(_)) => {
+            return Err(Error::InvalidInput(
+                "an in-place cross-entropy writes over device logits, not host data".into(),
+            ))
+        }
     };
-    if rows > 0 && cols > 0 {
-        run(ctx, logits, &p, &fi, o, &mut stats, &mut grad, wait).await?;
+    let (rows, cols) = (p.rows, p.cols);
+    let place = mode.place(place);
+    let words = ROW_STATS_BYTES / 4;
+    // The statistics are small: read back when the call streams, whatever `place` says.
+    let mut stats = Out::new(ctx, mode.place(Place::Host), rows, words, 0.0)?;
+    let mut grad = (o.gradient && !in_place)
+        .then(|| Out::new(ctx, place, rows, cols, 0.0))
+        .transpose()?;
+    if rows > 0 && cols == 0 {
+        // No classes: zeroed statistics (`row_losses` gives such rows loss 0, lse −inf).
+        if let Out::Device(m) = &stats {
+            let zeros = vec![0u8; rows * ROW_STATS_BYTES];
+            ctx.queue.write_buffer(m.buffer(), m.offset(), &zeros);
+        }
     }
-    finish(&p, &fi, o, &stats, o.gradient.then_some(grad))
+    if rows > 0 && cols > 0 {
+        let x = In::new(logits);
+        let job = CeJob::new(ctx, &p, &fi, o, in_place);
+        let k = job
+            .run(
+                ctx,
+                rows,
+                &fi,
+                x.source()?,
+                stats.sink(),
+                grad.as_mut().map(Out::sink),
+                mode,
+            )
+            .await?;
+        keep.extend(k);
+    }
+    Ok(CeStaged {
+        // Only the class list and the denominators are needed to reduce; not a copy of the
+        // probability targets.
+        prepared: Prepared { probs: None, ..p },
+        fast: fi.without_probs(),
+        reduction: o.reduction,
+        z_loss: o.z_loss,
+        stats,
+        grad,
+        over_logits,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    ctx: &Context,
-    logits: ArrayView2<'_, f32>,
-    p: &Prepared,
-    fi: &FastInputs,
-    o: &CrossEntropyOptions<'_>,
-    stats: &mut [RowStats],
-    grad: &mut [f32],
-    wait: Wait,
-) -> Result<()> {
-    let (rows, cols) = (p.rows, p.cols);
-    let x = logits.as_standard_layout();
-    let xs = x
-        .as_slice()
-        .ok_or_else(|| Error::InvalidInput("logits could not be made contiguous".into()))?;
-    let qs = fi.probs_slice()?;
-    let cap = ctx.max_binding();
-    let chunk = chunk_rows(
-        rows,
-        cols,
-        cap,
-        ctx.limits.max_compute_workgroups_per_dimension,
-    )?;
-    let dev = &ctx.device;
-    let ce_params = ce_params(p, fi, o);
-
-    let scopes = Scopes::push(dev);
-    let block = (chunk * cols * 4) as u64;
-    let (out_bytes, in_bytes) = (
-        (chunk * ROW_STATS_BYTES) as u64,
-        (chunk * ROW_COEF_BYTES) as u64,
-    );
-    let mut loans = vec![
-        ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap), // x
-        ctx.pool
-            .acquire(dev, U::STORAGE | U::COPY_SRC, out_bytes, cap), // row_out
-        ctx.pool
-            .acquire(dev, U::STORAGE | U::COPY_DST, in_bytes, cap), // row_in
-        ctx.pool.acquire(dev, U::UNIFORM | U::COPY_DST, 32, cap),    // ce params
-        ctx.pool.acquire(
-            dev,
-            U::MAP_READ | U::COPY_DST,
-            block * o.gradient as u64 + out_bytes,
-            cap,
-        ),
-    ];
-    if o.gradient {
-        loans.push(ctx.pool.acquire(dev, U::STORAGE | U::COPY_SRC, block, cap));
-        // grad
+impl CeStaged {
+    /// The loss and lse, reading the statistics back if they are on the device.
+    async fn loss(&self, gpu: &Gpu, wait: Wait) -> Result<(Loss, Array1<f32>)> {
+        let downloaded;
+        let words: &[f32] = match &self.stats {
+            Out::Host { data, .. } => data,
+            Out::Device(m) => {
+                downloaded = gpu.download_with(m, wait).await?;
+                downloaded
+                    .as_slice()
+                    .ok_or_else(|| Error::InvalidInput("statistics not contiguous".into()))?
+            }
+        };
+        let stats: &[RowStats] = bytemuck::cast_slice(words);
+        let (ce, lse) = row_losses(&self.prepared, &self.fast, stats);
+        let o = CrossEntropyOptions {
+            reduction: self.reduction,
+            z_loss: self.z_loss,
+            ..Default::default()
+        };
+        Ok((reduce(&self.prepared, &o, &ce, &lse), Array1::from_vec(lse)))
     }
-    let weight = fi.weight.as_ref().map(|w| {
-        let b = ctx
-            .pool
-            .acquire(dev, U::STORAGE | U::COPY_DST, (cols * 4) as u64, cap);
-        ctx.queue
-            .write_buffer(b.buffer(), 0, bytemuck::cast_slice(w));
-        b
-    });
-    let probs = qs.map(|_| ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap));
-    ctx.queue
-        .write_buffer(loans[3].buffer(), 0, bytemuck::bytes_of(&ce_params));
-    scopes.pop()?;
 
-    let mut r0 = 0;
-    while r0 < rows {
-        let n = chunk.min(rows - r0);
-        let res = run_chunk(
-            ctx,
-            p,
-            ce_params.flags,
-            r0,
-            n,
-            (xs, qs, &fi.coef),
-            &loans,
-            weight.as_ref(),
-            probs.as_ref(),
-            stats,
-            grad,
-            wait,
-        )
-        .await;
-        if let Err(e) = res {
-            loans.iter_mut().for_each(PooledBuffer::discard);
-            return Err(e);
-        }
-        r0 += n;
+    /// Everything on the host.
+    pub async fn finish_host(self, gpu: &Gpu, wait: Wait) -> Result<CrossEntropyOutput> {
+        let (loss, lse) = self.loss(gpu, wait).await?;
+        let grad = match self.grad {
+            None => None,
+            Some(Out::Device(m)) => Some(gpu.download_with(&m, wait).await?),
+            Some(host) => Some(host.into_host(self.prepared.rows)?),
+        };
+        Ok(CrossEntropyOutput { loss, grad, lse })
     }
-    ctx.check_uncaptured()
+
+    /// The gradient on the device.
+    pub async fn finish_device(self, gpu: &Gpu, wait: Wait) -> Result<DeviceCrossEntropy> {
+        let (loss, lse) = self.loss(gpu, wait).await?;
+        let grad = match (self.over_logits, self.grad) {
+            (Some(m), _) => Some(m),
+            (None, Some(g)) => Some(g.into_device().ok_or_else(|| {
+                Error::InvalidInput("the gradient was left on the host".into())
+            })?),
+            (None, None) => None,
+        };
+        Ok(DeviceCrossEntropy { loss, lse, grad })
+    }
 }
 
 /// The device buffers one chunk of a cross-entropy call reads and writes.
@@ -166,15 +292,15 @@ pub(crate) struct CeBufs<'a> {
     /// Gradient output, `rows × cols` floats, contiguous, when asked for.
     pub grad: Option<Slice<'a>>,
     /// [`RowStats`] per row.
-    pub row_out: &'a wgpu::Buffer,
-    /// [`RowCoef`] per row.
-    pub row_in: &'a wgpu::Buffer,
+    pub row_out: Slice<'a>,
+    /// `RowCoef` per row.
+    pub row_in: Slice<'a>,
     /// The `CeParams` uniform.
     pub ce_params: &'a wgpu::Buffer,
     /// Normalized class weights, `cols` floats.
     pub weight: Option<&'a wgpu::Buffer>,
     /// Normalized smoothed probability targets, `rows × cols` floats.
-    pub probs: Option<&'a wgpu::Buffer>,
+    pub probs: Option<Slice<'a>>,
     /// Write the gradient over the logits (`grad` is then unused).
     pub in_place: bool,
 }
@@ -187,11 +313,10 @@ pub(crate) fn record_ce(
     b: &CeBufs,
     rows: usize,
     cols: usize,
-    flags: u32,
+    flags: CeFlags,
 ) -> Result<Vec<PooledBuffer>> {
-    let gradient = flags & CE_GRAD != 0;
+    let gradient = flags.contains(CeFlags::GRAD);
     let dev = &ctx.device;
-    let bytes = (rows * cols * 4) as u64;
     let split = RowSplit::new(rows, cols.div_ceil(4), ctx.policy());
     let part_bytes = (rows * split.segs as usize * 32) as u64;
     // Unfused, the gradient pass reads the statistics from partials (see RowSplit::fused).
@@ -200,64 +325,48 @@ pub(crate) fn record_ce(
         ctx.pool
             .acquire(dev, U::STORAGE, part_bytes, ctx.max_binding())
     });
-    let key = |row_threads| ShaderKey {
-        family: if b.in_place {
-            Family::CrossEntropyInPlace
-        } else {
-            Family::CrossEntropy
-        },
+    let family = if b.in_place {
+        Family::CrossEntropyInPlace
+    } else {
+        Family::CrossEntropy
+    };
+    let spec = |row_threads| Spec {
         vec4: cols.is_multiple_of(4)
             && b.x_stride.is_multiple_of(4)
             && b.x.base.is_multiple_of(4)
             && b.grad.is_none_or(|g| g.base % 4 == 0),
         row_threads,
-        log_output: false,
         prob_targets: b.probs.is_some(),
-        ce_bits: flags,
-        exp_form: ExpForm::Unit, // T = 1
+        ce: flags,
+        ..Spec::default() // T = 1: the unit exponent form
     };
     let bindings = || {
-        vec![
-            (1, b.x.binding()),
-            (
-                2,
-                b.grad
-                    .map_or(ctx.dummy.as_entire_binding(), |g| g.binding()),
-            ),
-            (
-                3,
-                partials
-                    .as_ref()
-                    .map_or(ctx.dummy.as_entire_binding(), |p| {
-                        binding(p.buffer(), part_bytes)
-                    }),
-            ),
-            (4, binding(b.row_out, (rows * ROW_STATS_BYTES) as u64)),
-            (5, binding(b.row_in, (rows * ROW_COEF_BYTES) as u64)),
-            (
-                6,
-                b.weight.map_or(ctx.dummy_ro.as_entire_binding(), |w| {
-                    binding(w, (cols * 4) as u64)
-                }),
-            ),
-            (
-                7,
-                b.probs
-                    .map_or(ctx.dummy_ro.as_entire_binding(), |q| binding(q, bytes)),
-            ),
-            (8, binding(b.ce_params, 32)),
-        ]
+        let mut v = vec![
+            (Slot::X, b.x.binding()),
+            (Slot::RowOut, b.row_out.binding()),
+            (Slot::RowIn, b.row_in.binding()),
+            (Slot::CeParams, binding(b.ce_params, CE_PARAMS_BYTES)),
+        ];
+        v.extend(b.grad.map(|g| (Slot::Y, g.binding())));
+        v.extend(
+            partials
+                .as_ref()
+                .map(|p| (Slot::Partials, binding(p.buffer(), part_bytes))),
+        );
+        v.extend(b.weight.map(|w| (Slot::Weight, binding(w, (cols * 4) as u64))));
+        v.extend(b.probs.map(|q| (Slot::Q, q.binding())));
+        v
     };
     let rt = split.row_threads;
     let main_wgs = split.workgroups(rows);
     let mut passes = vec![];
     if fused {
-        passes.push(("ce_fused", rt, main_wgs));
+        passes.push((Entry::CeFused, rt, main_wgs));
     } else {
-        passes.push(("ce_stats", rt, main_wgs));
-        passes.push(("ce_rows", 1, rows.div_ceil(WG)));
+        passes.push((Entry::CeStats, rt, main_wgs));
+        passes.push((Entry::CeRows, 1, rows.div_ceil(WG)));
         if gradient {
-            passes.push(("ce_grad", split.write_threads, split.write_workgroups(rows)));
+            passes.push((Entry::CeGrad, split.write_threads, split.write_workgroups(rows)));
         }
     }
     let mut keep = Vec::new();
@@ -267,120 +376,37 @@ pub(crate) fn record_ce(
             b.x_stride,
             b.grad.map_or(0, |g| g.base),
         );
-        keep.push(record_pass(
-            ctx,
-            encoder,
-            key(row_threads),
+        let kernel = Kernel {
+            family,
             entry,
-            wgs,
-            params,
-            bindings(),
-        )?);
+            spec: spec(row_threads),
+        };
+        keep.push(record_pass(ctx, encoder, kernel, wgs, params, bindings())?);
     }
     keep.extend(partials);
     Ok(keep)
 }
 
+/// The kernel's option bits for a prepared call.
+fn ce_flags(p: &Prepared, o: &CrossEntropyOptions) -> CeFlags {
+    CeFlags::default()
+        .with(CeFlags::SOFTCAP, o.softcap.is_some())
+        .with(CeFlags::WEIGHT, o.weight.is_some())
+        .with(CeFlags::LINEAR, needs_linear(p, o))
+        .with(CeFlags::GRAD, o.gradient)
+}
+
 /// The `CeParams` uniform for a prepared call.
-pub(crate) fn ce_params(p: &Prepared, fi: &FastInputs, o: &CrossEntropyOptions) -> CeParams {
-    let mut flags = 0;
-    if o.softcap.is_some() {
-        flags |= CE_SOFTCAP;
-    }
-    if o.weight.is_some() {
-        flags |= CE_WEIGHT;
-    }
-    if needs_linear(p, o) {
-        flags |= CE_LINEAR;
-    }
-    if o.gradient {
-        flags |= CE_GRAD;
-    }
+fn ce_params(fi: &FastInputs, o: &CrossEntropyOptions, flags: CeFlags) -> CeParams {
     CeParams {
         softcap: o.softcap.unwrap_or(1.0),
         sigma: fi.sigma,
         sigma2: fi.sigma,
         _pad3: 0,
-        flags,
-        _pad: [0; 3],
+        flags: flags.bits(),
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_chunk(
-    ctx: &Context,
-    p: &Prepared,
-    flags: u32,
-    r0: usize,
-    n: usize,
-    (xs, qs, coef): (&[f32], Option<&[f32]>, &[RowCoef]),
-    loans: &[PooledBuffer],
-    weight: Option<&PooledBuffer>,
-    probs: Option<&PooledBuffer>,
-    stats: &mut [RowStats],
-    grad: &mut [f32],
-    wait: Wait,
-) -> Result<()> {
-    let cols = p.cols;
-    let dev = &ctx.device;
-    let (xbuf, outbuf, inbuf, cebuf, staging) = (
-        loans[0].buffer(),
-        loans[1].buffer(),
-        loans[2].buffer(),
-        loans[3].buffer(),
-        loans[4].buffer(),
-    );
-    let gbuf = loans.get(5).map(|b| b.buffer());
-    let elems = n * cols;
-    let bytes = (elems * 4) as u64;
-    let out_bytes = (n * ROW_STATS_BYTES) as u64;
-
-    let scopes = Scopes::push(dev);
-    ctx.queue.write_buffer(
-        xbuf,
-        0,
-        bytemuck::cast_slice(&xs[r0 * cols..r0 * cols + elems]),
-    );
-    ctx.queue
-        .write_buffer(inbuf, 0, bytemuck::cast_slice(&coef[r0..r0 + n]));
-    if let (Some(q), Some(qb)) = (qs, probs) {
-        ctx.queue.write_buffer(
-            qb.buffer(),
-            0,
-            bytemuck::cast_slice(&q[r0 * cols..r0 * cols + elems]),
-        );
-    }
-    let bufs = CeBufs {
-        x: Slice::at0(xbuf, bytes),
-        x_stride: cols,
-        grad: gbuf.map(|g| Slice::at0(g, bytes)),
-        row_out: outbuf,
-        row_in: inbuf,
-        ce_params: cebuf,
-        weight: weight.map(|w| w.buffer()),
-        probs: probs.map(|q| q.buffer()),
-        in_place: false,
-    };
-    let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("smoothmax/ce"),
-    });
-    let _keep = record_ce(ctx, &mut encoder, &bufs, n, cols, flags)?;
-    let gradient = flags & CE_GRAD != 0;
-    let grad_bytes = if gradient { bytes } else { 0 };
-    if let Some(g) = gbuf {
-        encoder.copy_buffer_to_buffer(g, 0, staging, 0, bytes);
-    }
-    encoder.copy_buffer_to_buffer(outbuf, 0, staging, grad_bytes, out_bytes);
-    ctx.queue.submit([encoder.finish()]);
-    scopes.pop()?;
-
-    let mut row_out = vec![0.0f32; n * ROW_STATS_BYTES / 4];
-    let gdst: &mut [f32] = if gradient {
-        &mut grad[r0 * cols..r0 * cols + elems]
-    } else {
-        &mut []
-    };
-    read_f32_parts(ctx, staging, &mut [gdst, &mut row_out], wait).await?;
-    stats[r0..r0 + n].copy_from_slice(bytemuck::cast_slice(&row_out));
-    Ok(())
-}

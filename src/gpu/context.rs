@@ -205,6 +205,21 @@ impl Context {
         self.policy
     }
 
+    /// A pooled buffer of `usage` holding `data`: per-call uniforms and short vectors (class
+    /// weights), queued with `write_buffer` (they reach the device before the next submission).
+    pub fn upload_small(&self, usage: wgpu::BufferUsages, data: &[u8]) -> super::pool::PooledBuffer {
+        let b = self.pool.acquire(
+            &self.device,
+            usage | wgpu::BufferUsages::COPY_DST,
+            (data.len() as u64).max(4),
+            self.max_binding(),
+        );
+        if !data.is_empty() {
+            self.queue.write_buffer(b.buffer(), 0, data);
+        }
+        b
+    }
+
     /// Largest byte size one storage binding may cover on this device.
     pub fn max_binding(&self) -> u64 {
         self.limits

@@ -1,22 +1,15 @@
-//! Pipeline cache: a compute pipeline is compiled once per (shader variant, entry point) and
-//! kept for the life of the engine. Each kernel family has one explicit bind-group layout.
+//! Pipeline cache: a compute pipeline is compiled once per [`Kernel`] and kept for the life of
+//! the engine. Each kernel family has one explicit bind-group layout, made from its slot table.
 
-use super::shaders::{BindingKind, Family, ShaderKey};
+use super::kernel::{BindingKind, Family, Kernel};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Everything that identifies a compiled pipeline.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct PipelineKey {
-    pub shader: ShaderKey,
-    pub entry: &'static str,
-}
-
 pub(crate) struct PipelineCache {
     layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
     created: AtomicU64,
 }
 
@@ -39,36 +32,17 @@ fn entry(binding: u32, kind: BindingKind) -> wgpu::BindGroupLayoutEntry {
 }
 
 fn layout_entries(family: Family) -> Vec<wgpu::BindGroupLayoutEntry> {
-    let mut e = vec![
-        entry(0, BindingKind::Uniform), // params
-        // x: read-write only where the gradient is written over the logits
-        entry(
-            1,
-            if family == Family::CrossEntropyInPlace {
-                BindingKind::Storage
-            } else {
-                BindingKind::ReadOnly
-            },
-        ),
-        entry(2, BindingKind::Storage), // y
-        entry(3, BindingKind::Storage), // partials
-    ];
-    e.extend(family.extra_bindings().iter().map(|&(b, k)| entry(b, k)));
-    e
+    family
+        .slots()
+        .iter()
+        .map(|&(_, binding, kind)| entry(binding, kind))
+        .collect()
 }
 
 impl PipelineCache {
     pub fn new(device: &wgpu::Device) -> Self {
         let mut layouts = HashMap::new();
-        for family in [
-            Family::LogSumExp,
-            Family::Softmax,
-            Family::CrossEntropy,
-            Family::CrossEntropyInPlace,
-            Family::Yardstick,
-            Family::SurrogateRows,
-            Family::Pointwise,
-        ] {
+        for family in Family::ALL {
             let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("smoothmax/bgl"),
                 entries: &layout_entries(family),
@@ -96,12 +70,12 @@ impl PipelineCache {
         &self.layouts[&family].0
     }
 
-    /// The pipeline for `key`, compiling it on first use. Compilation errors (a bug, or a
+    /// The pipeline of `key`, compiling it on first use. Compilation errors (a bug, or a
     /// driver that rejects valid WGSL) come back as [`Error::Validation`].
     pub fn get(
         &self,
         device: &wgpu::Device,
-        key: PipelineKey,
+        key: Kernel,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut map = self
             .pipelines
@@ -111,16 +85,16 @@ impl PipelineCache {
             return Ok(p.clone());
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let label = format!("{}:{}", key.shader.label(), key.entry);
+        let label = key.label();
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(key.shader.source().into()),
+            source: wgpu::ShaderSource::Wgsl(key.source().into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: Some(&self.layouts[&key.shader.family].1),
+            layout: Some(&self.layouts[&key.family].1),
             module: &module,
-            entry_point: Some(key.entry),
+            entry_point: Some(key.entry.name()),
             compilation_options: wgpu::PipelineCompilationOptions::default(),
             cache: None,
         });

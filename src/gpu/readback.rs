@@ -1,16 +1,17 @@
-//! Reading a buffer back to the host, in the one order that works everywhere:
-//! copy to a MAP_READ staging buffer (done by the caller's encoder), `map_async` with a
-//! channel, poll the device until the callback ran, copy out of the mapped view, drop the
-//! view, unmap. `map_async` only completes while the device is polled, hence the poll.
+//! Mapping a buffer for the host, in the one order that works everywhere: `map_async` with a
+//! callback, poll the device until the callback ran, use the mapped view, drop it, unmap.
+//! `map_async` only completes while the device is polled, hence the poll.
 //!
-//! The core is async. Blocking callers poll inline (`Wait::Inline`, under pollster); async
-//! callers hand the blocking `device.poll` to a short-lived OS thread (`Wait::Thread`), so the
-//! executor thread only awaits the channel: no busy loop, no blocked executor.
+//! Blocking callers poll inline (`Wait::Inline`, under pollster); async callers hand the
+//! polling to a short-lived OS thread (`Wait::Thread`), so the executor thread only awaits the
+//! callback's channel: no busy loop, no blocked executor.
 
 use super::context::Context;
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// How the device gets polled while a readback is awaited.
+/// How the device gets polled while a mapping is awaited.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Wait {
     /// Poll on the calling thread (blocking API).
@@ -19,66 +20,105 @@ pub(crate) enum Wait {
     Thread,
 }
 
-/// Copies the first `dst.len()` floats of `staging` (already filled by a submitted copy) into
-/// `dst`, blocking. The buffer is unmapped again on every path that mapped it.
-pub(crate) fn read_f32(ctx: &Context, staging: &wgpu::Buffer, dst: &mut [f32]) -> Result<()> {
-    pollster::block_on(read_f32_parts(ctx, staging, &mut [dst], Wait::Inline))
+/// Polls until a map callback has run. `after` is the last submission that uses the buffer:
+/// waiting for it alone (not for everything submitted since) is what lets the next chunk keep
+/// computing while this one is mapped. A buffer no submission used maps at the first poll.
+fn drive(device: &wgpu::Device, after: Option<wgpu::SubmissionIndex>, fired: &AtomicBool) {
+    let first = match after {
+        Some(i) => wgpu::PollType::Wait {
+            submission_index: Some(i),
+            timeout: None,
+        },
+        None => wgpu::PollType::Poll,
+    };
+    // Errors (a lost device) surface through the callback, or through the wait below.
+    let _ = device.poll(first);
+    if !fired.load(Ordering::Acquire) {
+        let _ = device.poll(wgpu::PollType::wait_indefinitely());
+    }
 }
 
-/// The staging buffer's leading floats split over several destinations in order (one map for
-/// several outputs).
-pub(crate) async fn read_f32_parts(
+/// Maps `buffer[..bytes]` for `mode`, waiting for submission `after` (the last one that uses
+/// the buffer). On success the caller reads or writes the view and unmaps.
+async fn map(
     ctx: &Context,
-    staging: &wgpu::Buffer,
-    parts: &mut [&mut [f32]],
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+    mode: wgpu::MapMode,
+    after: Option<wgpu::SubmissionIndex>,
     wait: Wait,
 ) -> Result<()> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    if total == 0 {
-        return Ok(());
-    }
-    let bytes = (total * 4) as u64;
-    let slice = staging.slice(0..bytes);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-    slice.map_async(wgpu::MapMode::Read, move |r| {
+    let fired = Arc::new(AtomicBool::new(false));
+    let flag = fired.clone();
+    buffer.slice(0..bytes).map_async(mode, move |r| {
+        flag.store(true, Ordering::Release);
         // The receiver lives until this function returns; a send error cannot be acted on.
         let _ = tx.send(r);
     });
     match wait {
-        Wait::Inline => {
-            if let Err(e) = ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
-                ctx.check_alive()?;
-                return Err(Error::Readback(format!("waiting for the device: {e}")));
-            }
-        }
+        Wait::Inline => drive(&ctx.device, after, &fired),
         Wait::Thread => {
             let device = ctx.device.clone();
-            // The callback fires inside this poll; errors surface through the callback.
-            std::thread::spawn(move || {
-                let _ = device.poll(wgpu::PollType::wait_indefinitely());
-            });
+            std::thread::spawn(move || drive(&device, after, &fired));
         }
     }
     match rx.receive().await {
-        Some(Ok(())) => {}
+        Some(Ok(())) => Ok(()),
         Some(Err(e)) => {
             ctx.check_alive()?;
-            return Err(Error::Readback(format!("map_async: {e}")));
+            Err(Error::Readback(format!("map_async: {e}")))
         }
-        None => return Err(Error::Readback("map_async callback never ran".into())),
+        None => Err(Error::Readback("map_async callback never ran".into())),
     }
-    let copied = match slice.get_mapped_range() {
-        Ok(view) => {
-            let mut at = 0;
-            for p in parts.iter_mut() {
-                let n = p.len() * 4;
-                bytemuck::cast_slice_mut::<f32, u8>(p).copy_from_slice(&view[at..at + n]);
-                at += n;
-            }
-            Ok(())
-        }
+}
+
+/// Maps the first `bytes` of a `MAP_READ` buffer once submission `after` is done and hands
+/// the bytes to `read`; unmapped again on every path that mapped it.
+pub(crate) async fn read_mapped<R>(
+    ctx: &Context,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+    after: Option<wgpu::SubmissionIndex>,
+    wait: Wait,
+    read: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
+    map(ctx, buffer, bytes, wgpu::MapMode::Read, after, wait).await?;
+    let out = match buffer.slice(0..bytes).get_mapped_range() {
+        Ok(view) => Ok(read(&view)),
         Err(e) => Err(Error::Readback(format!("get_mapped_range: {e}"))),
     };
-    staging.unmap();
-    copied
+    buffer.unmap();
+    out
+}
+
+/// Copies `data` into the start of a `MAP_WRITE` buffer, mapped once submission `after` is
+/// done; unmapped again on every path that mapped it.
+pub(crate) async fn write_mapped(
+    ctx: &Context,
+    buffer: &wgpu::Buffer,
+    data: &[u8],
+    after: Option<wgpu::SubmissionIndex>,
+    wait: Wait,
+) -> Result<()> {
+    let bytes = data.len() as u64;
+    map(ctx, buffer, bytes, wgpu::MapMode::Write, after, wait).await?;
+    let out = match buffer.slice(0..bytes).get_mapped_range_mut() {
+        Ok(mut view) => {
+            view.copy_from_slice(data);
+            Ok(())
+        }
+        Err(e) => Err(Error::Readback(format!("get_mapped_range_mut: {e}"))),
+    };
+    buffer.unmap();
+    out
+}
+
+/// Copies the first `dst.len()` floats of `staging` (filled by a submitted copy) into `dst`,
+/// blocking.
+pub(crate) fn read_f32(ctx: &Context, staging: &wgpu::Buffer, dst: &mut [f32]) -> Result<()> {
+    let bytes = std::mem::size_of_val(dst) as u64;
+    pollster::block_on(read_mapped(ctx, staging, bytes, None, Wait::Inline, |view| {
+        bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(view)
+    }))
 }

@@ -2,130 +2,135 @@
 //! binding limit, picks the split and the shader variants, records the passes, reads back.
 
 use super::context::Context;
-use super::encode::{binding, record_pass, Params, Scopes, Slice};
-use super::plan::{chunk_rows, RowSplit, WG};
+use super::encode::{binding, record_pass, Params, Slice};
+use super::launch::{
+    launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source,
+};
+use super::plan::{RowSplit, WG};
 use super::pool::PooledBuffer;
-use super::readback::{read_f32_parts, Wait};
-use super::shaders::{Family, ShaderKey};
+use super::io::{Matrix, Out, Place, In};
+use super::readback::Wait;
+use super::Gpu;
+use super::kernel::{Entry, Family, Kernel, Slot, Spec};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, RowOp, RowOutput};
 use crate::scale::ExpScale;
-use ndarray::{Array1, Array2, ArrayView2};
 use wgpu::BufferUsages as U;
 
-/// What the outputs of an empty matrix are, with no device work: `C = 0` rows have
-/// logsumexp −inf (the empty sum is 0) and empty (log-)softmax rows.
-fn empty_output(op: RowOp, rows: usize, cols: usize) -> RowOutput {
-    match op {
-        RowOp::LogSumExp => RowOutput::PerRow(Array1::from_elem(rows, f32::NEG_INFINITY)),
-        _ => RowOutput::Matrix(Array2::zeros((rows, cols))),
+/// A row op as a [`Job`]: input `x` (strided), output `y` (`[B]` for logsumexp, else
+/// `[B, C]`, packed from its base).
+pub(crate) struct RowsJob {
+    pub op: RowOp,
+    pub temperature: f32,
+    pub cols: usize,
+}
+
+impl RowsJob {
+    /// Elements per output row.
+    pub fn out_cols(&self) -> usize {
+        if self.op == RowOp::LogSumExp {
+            1
+        } else {
+            self.cols
+        }
+    }
+
+    /// Runs over `rows` rows from `x` into `y` (the one launch path).
+    pub async fn run<'s>(
+        &self,
+        ctx: &Context,
+        rows: usize,
+        x: Source<'s>,
+        y: Sink<'s>,
+        mode: Mode<'_>,
+    ) -> Result<Vec<PooledBuffer>> {
+        let inputs = [Input {
+            source: x,
+            layout: Layout::Strided,
+        }];
+        let mut outputs = [Output {
+            sink: y,
+            layout: Layout::Based,
+        }];
+        launch(ctx, self, rows, self.cols, &inputs, &mut outputs, mode).await
     }
 }
 
-/// Runs one row op on the GPU and reads the result back.
-pub(crate) async fn row_op(
+impl Job for RowsJob {
+    fn record(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        chunk: &Chunk,
+    ) -> Result<Vec<PooledBuffer>> {
+        let (x, y) = (chunk.inputs[0], chunk.outputs[0]);
+        record_rows(
+            ctx,
+            encoder,
+            self.op,
+            self.temperature,
+            x.slice,
+            x.stride,
+            y.slice,
+            chunk.rows,
+            self.cols,
+        )
+    }
+}
+
+/// Runs (or records, by `mode`) a row op on `x`; the output (`[B, 1]` for logsumexp, else
+/// `[B, C]`) goes to `place`.
+pub(crate) async fn stage(
     ctx: &Context,
     op: RowOp,
-    x: ArrayView2<'_, f32>,
+    x: Matrix<'_>,
     t: f32,
-    wait: Wait,
-) -> Result<RowOutput> {
+    place: Place,
+    mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<Out> {
     check_temperature(t)?;
     ctx.check_alive()?;
     let (rows, cols) = x.dim();
-    if rows == 0 || cols == 0 {
-        return Ok(empty_output(op, rows, cols));
-    }
-    let x = x.as_standard_layout();
-    let xs = x
-        .as_slice()
-        .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
-    let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-    let cap = ctx.max_binding();
-    let chunk = chunk_rows(rows, cols, cap, max_dim)?;
-    let out_cols = if op == RowOp::LogSumExp { 1 } else { cols };
-    let mut out = vec![0.0f32; rows * out_cols];
-
-    let pool = &ctx.pool;
-    let dev = &ctx.device;
-    let xbuf = pool.acquire(
-        dev,
-        U::STORAGE | U::COPY_DST,
-        (chunk * cols * 4) as u64,
-        cap,
-    );
-    let ybuf = pool.acquire(
-        dev,
-        U::STORAGE | U::COPY_SRC,
-        (chunk * out_cols * 4) as u64,
-        cap,
-    );
-    let staging = pool.acquire(
-        dev,
-        U::MAP_READ | U::COPY_DST,
-        (chunk * out_cols * 4) as u64,
-        cap,
-    );
-    let mut loans = vec![xbuf, ybuf, staging];
-
-    let mut r0 = 0;
-    while r0 < rows {
-        let n = chunk.min(rows - r0);
-        let res = run_chunk(
-            ctx,
-            op,
-            &xs[r0 * cols..(r0 + n) * cols],
-            &mut out[r0 * out_cols..(r0 + n) * out_cols],
-            n,
-            cols,
-            t,
-            &loans,
-            wait,
-        )
-        .await;
-        if let Err(e) = res {
-            // State of these buffers is unknown after a failure: do not reuse them.
-            loans.iter_mut().for_each(PooledBuffer::discard);
-            return Err(e);
+    let job = RowsJob {
+        op,
+        temperature: t,
+        cols,
+    };
+    let out_cols = job.out_cols();
+    // An empty row's logsumexp is −inf (the empty sum is 0).
+    let fill = if cols == 0 { f32::NEG_INFINITY } else { 0.0 };
+    let mut out = Out::new(ctx, mode.place(place), rows, out_cols, fill)?;
+    if rows > 0 && cols == 0 && op == RowOp::LogSumExp {
+        if let Out::Device(m) = &out {
+            let v = vec![f32::NEG_INFINITY; rows];
+            ctx.queue
+                .write_buffer(m.buffer(), m.offset(), bytemuck::cast_slice(&v));
         }
-        r0 += n;
     }
-    ctx.check_uncaptured()?;
-    Ok(match op {
-        RowOp::LogSumExp => RowOutput::PerRow(Array1::from_vec(out)),
-        _ => RowOutput::Matrix(
-            Array2::from_shape_vec((rows, cols), out)
-                .map_err(|e| Error::InvalidInput(e.to_string()))?,
-        ),
-    })
+    if rows > 0 && cols > 0 {
+        let x = In::new(x);
+        keep.extend(job.run(ctx, rows, x.source()?, out.sink(), mode).await?);
+    }
+    Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_chunk(
-    ctx: &Context,
+/// A row op's output on the host: a vector for logsumexp, else a matrix.
+pub(crate) async fn finish_host(
+    gpu: &Gpu,
     op: RowOp,
-    x: &[f32],
-    out: &mut [f32],
+    out: Out,
     rows: usize,
-    cols: usize,
-    t: f32,
-    loans: &[PooledBuffer],
     wait: Wait,
-) -> Result<()> {
-    let (xbuf, ybuf, staging) = (loans[0].buffer(), loans[1].buffer(), loans[2].buffer());
-    let dev = &ctx.device;
-    let scopes = Scopes::push(dev);
-    ctx.queue.write_buffer(xbuf, 0, bytemuck::cast_slice(x));
-    let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("smoothmax/rows"),
-    });
-    let xs = Slice::at0(xbuf, (rows * cols * 4) as u64);
-    let ys = Slice::at0(ybuf, (out.len() * 4) as u64);
-    let _keep = record_rows(ctx, &mut encoder, op, t, xs, cols, ys, rows, cols)?;
-    encoder.copy_buffer_to_buffer(ybuf, 0, staging, 0, (out.len() * 4) as u64);
-    ctx.queue.submit([encoder.finish()]);
-    scopes.pop()?;
-    read_f32_parts(ctx, staging, &mut [out], wait).await
+) -> Result<RowOutput> {
+    let m = match out {
+        Out::Device(m) => gpu.download_with(&m, wait).await?,
+        host => host.into_host(rows)?,
+    };
+    Ok(match op {
+        RowOp::LogSumExp => RowOutput::PerRow(m.column(0).to_owned()),
+        _ => RowOutput::Matrix(m),
+    })
 }
 
 /// Records the passes of a row op over one chunk: `x` holds `rows` rows of `cols` floats,
@@ -166,61 +171,53 @@ pub(crate) fn record_rows(
     let merge_wgs = rows.div_ceil(WG);
     let write = (
         Family::Softmax,
-        "write",
+        Entry::Write,
         split.write_threads,
         split.write_workgroups(rows),
     );
-    let passes: Vec<(Family, &'static str, u32, usize)> = match (op, split.segs) {
-        (RowOp::LogSumExp, 1) => vec![(Family::LogSumExp, "stats", rt, main_wgs)],
+    let passes: Vec<(Family, Entry, u32, usize)> = match (op, split.segs) {
+        (RowOp::LogSumExp, 1) => vec![(Family::LogSumExp, Entry::Stats, rt, main_wgs)],
         (RowOp::LogSumExp, _) => {
             vec![
-                (Family::LogSumExp, "stats", rt, main_wgs),
-                (Family::LogSumExp, "lse_merge", 1, merge_wgs),
+                (Family::LogSumExp, Entry::Stats, rt, main_wgs),
+                (Family::LogSumExp, Entry::LseMerge, 1, merge_wgs),
             ]
         }
-        (_, 1) if split.fused => vec![(Family::Softmax, "fused", rt, main_wgs)],
+        (_, 1) if split.fused => vec![(Family::Softmax, Entry::Fused, rt, main_wgs)],
         // One segment: the partial is already the row's stats.
-        (_, 1) => vec![(Family::LogSumExp, "stats_partial", rt, main_wgs), write],
+        (_, 1) => vec![
+            (Family::LogSumExp, Entry::StatsPartial, rt, main_wgs),
+            write,
+        ],
         (_, _) => vec![
-            (Family::LogSumExp, "stats", rt, main_wgs),
-            (Family::LogSumExp, "merge_rows", 1, merge_wgs),
+            (Family::LogSumExp, Entry::Stats, rt, main_wgs),
+            (Family::LogSumExp, Entry::MergeRows, 1, merge_wgs),
             write,
         ],
     };
-    let part_binding = || match &partials {
-        Some(p) => binding(p.buffer(), part_bytes),
-        None => ctx.dummy.as_entire_binding(),
-    };
+    let exp_form = ExpScale::temperature(t, std::f64::consts::LOG2_E).form;
     let mut keep = Vec::new();
     for &(family, entry, row_threads, wgs) in &passes {
-        let key = ShaderKey {
+        let kernel = Kernel {
             family,
-            vec4,
-            row_threads,
-            log_output: op == RowOp::LogSoftmax,
-            prob_targets: false,
-            ce_bits: 0,
-            exp_form: ExpScale::temperature(t, std::f64::consts::LOG2_E).form,
+            entry,
+            spec: Spec {
+                vec4,
+                row_threads,
+                log_output: op == RowOp::LogSoftmax,
+                exp_form,
+                ..Spec::default()
+            },
         };
-        let yb = if lse_out {
-            ctx.dummy.as_entire_binding()
-        } else {
-            y.binding()
-        };
-        let mut b = vec![(1, x.binding()), (2, yb), (3, part_binding())];
-        if family == Family::LogSumExp {
-            b.push((
-                4,
-                if lse_out {
-                    y.binding()
-                } else {
-                    ctx.dummy.as_entire_binding()
-                },
-            ));
+        let mut b = vec![(Slot::X, x.binding())];
+        if let Some(p) = &partials {
+            b.push((Slot::Partials, binding(p.buffer(), part_bytes)));
         }
+        // logsumexp writes `lse`; the other ops write `y`.
+        b.push((if lse_out { Slot::Lse } else { Slot::Y }, y.binding()));
         let params =
             Params::new(rows, cols, split.segs, split.seg_len, t).placed(x.base, x_stride, y.base);
-        keep.push(record_pass(ctx, encoder, key, entry, wgs, params, b)?);
+        keep.push(record_pass(ctx, encoder, kernel, wgs, params, b)?);
     }
     keep.extend(partials);
     Ok(keep)

@@ -78,6 +78,7 @@ pub mod reference;
 use crate::cross_entropy::Reduction;
 use crate::error::{Error, Result};
 use crate::ops::check_temperature;
+use crate::shape::Shape;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 /// A form of the pairwise smooth maximum `f(a, b) ≈ max(a, b)` (see the module docs).
@@ -196,27 +197,30 @@ impl Default for MultiMarginOptions<'_> {
     }
 }
 
-/// One call of a surrogate op: the op, its inputs and its parameters.
+/// One call of a surrogate op: the op, its inputs and its parameters. The scores (`x`,
+/// `logits`, `a`, `b`) are host views by default; the GPU backend also takes device matrices
+/// there (`Surrogate<&GpuMatrix>`, see [`crate::gpu::Call`]). Labels, targets and weights are
+/// always host data: they are checked value by value before any work.
 #[derive(Clone, Debug)]
-pub enum Surrogate<'a> {
+pub enum Surrogate<'a, M = ArrayView2<'a, f32>> {
     /// Boltzmann operator per row of `x` `[B, C]`: value `[B]`.
     BoltzmannMax {
         /// Scores `[B, C]`.
-        x: ArrayView2<'a, f32>,
+        x: M,
         /// Inverse temperature β, finite (any sign).
         beta: f32,
     },
     /// Soft-argmax per row: value `[B]`.
     SoftArgmax {
         /// Scores `[B, C]`.
-        x: ArrayView2<'a, f32>,
+        x: M,
         /// Temperature `T > 0`.
         temperature: f32,
     },
     /// Smooth accuracy, a scalar.
     SmoothAccuracy {
         /// Logits `[B, C]`.
-        logits: ArrayView2<'a, f32>,
+        logits: M,
         /// Class per row, in `[0, C)`.
         targets: ArrayView1<'a, i64>,
         /// Temperature `T > 0`.
@@ -225,14 +229,14 @@ pub enum Surrogate<'a> {
     /// Binary smooth F1 over all elements, a scalar.
     SmoothF1Binary {
         /// Logits, any `[B, C]`.
-        logits: ArrayView2<'a, f32>,
+        logits: M,
         /// Labels in `[0, 1]`, same shape.
         labels: ArrayView2<'a, f32>,
     },
     /// Macro smooth F1 over the `C` classes, a scalar.
     SmoothF1Macro {
         /// Logits `[B, C]`.
-        logits: ArrayView2<'a, f32>,
+        logits: M,
         /// Class per row, in `[0, C)`.
         targets: ArrayView1<'a, i64>,
         /// Temperature `T > 0`.
@@ -241,16 +245,16 @@ pub enum Surrogate<'a> {
     /// Pairwise smooth max of two same-shaped arrays: value per element, gradients for both.
     PairwiseMax {
         /// First argument.
-        a: ArrayView2<'a, f32>,
+        a: M,
         /// Second argument, same shape.
-        b: ArrayView2<'a, f32>,
+        b: M,
         /// Which form.
         form: PairwiseForm,
     },
     /// A binary loss: value per element (reduction none) or a scalar.
     Binary {
         /// Scores (logits) `[B, C]`.
-        logits: ArrayView2<'a, f32>,
+        logits: M,
         /// Labels, same shape.
         labels: ArrayView2<'a, f32>,
         /// Which loss.
@@ -261,7 +265,7 @@ pub enum Surrogate<'a> {
     /// Multi-class hinge: value per row (reduction none) or a scalar.
     MultiMargin {
         /// Scores `[B, C]`.
-        logits: ArrayView2<'a, f32>,
+        logits: M,
         /// Class per row, in `[0, C)`.
         targets: ArrayView1<'a, i64>,
         /// Power, margin, weights, reduction.
@@ -269,7 +273,7 @@ pub enum Surrogate<'a> {
     },
 }
 
-impl Surrogate<'_> {
+impl<M> Surrogate<'_, M> {
     /// The op's name as the CLI spells it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -291,7 +295,10 @@ impl Surrogate<'_> {
     }
 
     /// The shape of the input the gradient is taken against.
-    pub fn shape(&self) -> (usize, usize) {
+    pub fn shape(&self) -> (usize, usize)
+    where
+        M: Shape,
+    {
         match self {
             Surrogate::BoltzmannMax { x, .. } | Surrogate::SoftArgmax { x, .. } => x.dim(),
             Surrogate::SmoothAccuracy { logits, .. }
@@ -420,11 +427,11 @@ fn check_finite_param(what: &str, v: f32, positive: bool) -> Result<()> {
 /// let call = Surrogate::SmoothAccuracy { logits: x.view(), targets: y.view(), temperature: 1.0 };
 /// assert!(validate(&call).unwrap_err().to_string().contains("target[1] = 3"));
 /// ```
-pub fn validate(call: &Surrogate) -> Result<()> {
+pub fn validate<M: Shape>(call: &Surrogate<'_, M>) -> Result<()> {
     prepare(call).map(|_| ())
 }
 
-pub(crate) fn prepare(call: &Surrogate) -> Result<Prepared> {
+pub(crate) fn prepare<M: Shape>(call: &Surrogate<'_, M>) -> Result<Prepared> {
     let (rows, cols) = call.shape();
     let mut p = Prepared {
         rows,

@@ -1,93 +1,26 @@
-//! What the surrogate kernels are told: the uniform `SParams`, the op codes and the split of
-//! the exponent's scale `κ`.
+//! What the surrogate kernels are told besides their op: the split of the exponent's scale
+//! `κ`, and which kernel op each public loss and form is.
 
-use crate::gpu::encode::Params;
+use crate::gpu::kernel::uniforms::Params;
+use crate::gpu::kernel::SurrogateOp;
 use crate::scale::{ExpForm, ExpScale};
 use crate::surrogates::{BinaryLoss, PairwiseForm};
 
-/// Mirrors `struct SParams` in shaders/surrogate_common.wgsl (80 bytes).
-#[repr(C)]
-#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(super) struct SParams {
-    pub(super) n: u32,
-    pub(super) flags: u32,
-    pub(super) kappa: f32,
-    pub(super) sign: f32,
-    pub(super) a: f32,
-    pub(super) u: f32,
-    pub(super) margin: f32,
-    pub(super) f1: f32,
-    pub(super) inv_d: f32,
-    pub(super) p: u32,
-    /// 1/2, 1/4 and 2⁻⁹, each twice (see `SParams` in the shader for why).
-    pub(super) half: f32,
-    pub(super) half2: f32,
-    pub(super) quarter: f32,
-    pub(super) quarter2: f32,
-    pub(super) small_h: f32,
-    pub(super) small_h2: f32,
-    pub(super) _pad0: u32,
-    /// Rows: `κ = kappa·kappa_r` (see [`Kappa::split`]).
-    pub(super) kappa_r: f32,
-    pub(super) _pad: [u32; 2],
-}
-
-impl Default for SParams {
-    fn default() -> Self {
-        SParams {
-            n: 0,
-            flags: 0,
-            kappa: 0.0,
-            sign: 0.0,
-            a: 0.0,
-            u: 0.0,
-            margin: 0.0,
-            f1: 0.0,
-            inv_d: 0.0,
-            p: 0,
-            half: 0.5,
-            half2: 0.5,
-            quarter: 0.25,
-            quarter2: 0.25,
-            small_h: 1.0 / 512.0,
-            small_h2: 1.0 / 512.0,
-            _pad0: 0,
-            kappa_r: 0.0,
-            _pad: [0; 2],
-        }
-    }
-}
-
-pub(super) const FLAG_POS_WEIGHT: u32 = 1;
-pub(super) const FLAG_WEIGHT: u32 = 2;
-
-/// Op codes (`OP` in the shaders, passed as `ShaderKey::ce_bits`).
-pub(super) mod op {
-    pub const BOLTZMANN: u32 = 1;
-    pub const SOFT_ARGMAX: u32 = 2;
-    pub const ACCURACY: u32 = 3;
-    pub const F1_GRAD: u32 = 4;
-    pub const MARGIN: u32 = 5;
-    pub const F1_COLUMNS: u32 = 6;
-    pub const F1_SIGMOID: u32 = 30;
-    pub const F1_BINARY_GRAD: u32 = 31;
-}
-
-pub(super) fn binary_op(loss: BinaryLoss) -> u32 {
+pub(super) fn binary_op(loss: BinaryLoss) -> SurrogateOp {
     match loss {
-        BinaryLoss::Logistic => 10,
-        BinaryLoss::Hinge => 11,
-        BinaryLoss::SquaredHinge => 12,
-        BinaryLoss::Exponential => 13,
-        BinaryLoss::Squared => 14,
+        BinaryLoss::Logistic => SurrogateOp::Logistic,
+        BinaryLoss::Hinge => SurrogateOp::Hinge,
+        BinaryLoss::SquaredHinge => SurrogateOp::SquaredHinge,
+        BinaryLoss::Exponential => SurrogateOp::Exponential,
+        BinaryLoss::Squared => SurrogateOp::Squared,
     }
 }
 
-pub(super) fn pairwise_op(form: PairwiseForm) -> u32 {
+pub(super) fn pairwise_op(form: PairwiseForm) -> SurrogateOp {
     match form {
-        PairwiseForm::Erf { .. } => 20,
-        PairwiseForm::Sqrt { .. } => 21,
-        PairwiseForm::Acon { .. } => 22,
+        PairwiseForm::Erf { .. } => SurrogateOp::PairwiseErf,
+        PairwiseForm::Sqrt { .. } => SurrogateOp::PairwiseSqrt,
+        PairwiseForm::Acon { .. } => SurrogateOp::PairwiseAcon,
     }
 }
 

@@ -1,227 +1,162 @@
-//! Jobs of the pointwise family (shaders/pointwise.wgsl): one value and gradient per element
-//! (two gradients for the pairwise max), chunked to the binding limit.
+//! The pointwise family (shaders/pointwise.wgsl) as a [`Job`]: one value and gradient per
+//! element (two gradients for the pairwise max). Every stream is packed: the kernel indexes
+//! elements `0..n` of its chunk.
 
-use super::params::{SParams, FLAG_POS_WEIGHT, FLAG_WEIGHT};
-use super::{uniform, upload};
 use crate::error::Result;
 use crate::gpu::context::Context;
-use crate::gpu::encode::{binding, record_pass, Params, Scopes};
-use crate::gpu::plan::{chunk_rows, WG};
+use crate::gpu::encode::{binding, record_pass, Params};
+use crate::gpu::io::{In, Out};
+use crate::gpu::kernel::uniforms::SParams;
+use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
+use crate::gpu::launch::{host, launch, Chunk, Input, Job, Layout, Mode, Output};
+use crate::gpu::plan::WG;
 use crate::gpu::pool::PooledBuffer;
-use crate::gpu::readback::{read_f32_parts, Wait};
-use crate::gpu::shaders::{Family, ShaderKey};
-use crate::scale::ExpForm;
-use crate::surrogates::Prepared;
 use wgpu::BufferUsages as U;
 
-/// A job of the pointwise family.
+/// A job of the pointwise family. Inputs: the scores (or `a`), the labels (or `b`) and
+/// optionally per-element weights; outputs (each optional): the values, the gradient and,
+/// for the pairwise max, the gradient with respect to `b`, each `[B, C]`.
 pub(super) struct PointJob {
-    pub(super) op: u32,
+    pub(super) op: SurrogateOp,
     pub(super) sp: SParams,
-    /// Gradients for both inputs (`grad` holds `2n` floats).
-    pub(super) pairwise: bool,
-    /// Read back the per-element values.
-    pub(super) values: bool,
-    /// Read back the gradient.
-    pub(super) grad: bool,
+    pub(super) cols: usize,
+    /// The logistic loss's `pos_weight`, per column.
+    pos_weight: Option<PooledBuffer>,
+    /// Which outputs the launch has, in order.
+    values: bool,
+    grad: bool,
+    grad_b: bool,
+    weighted: bool,
 }
 
-/// Runs a pointwise job over every chunk of rows: returns (values, gradient), each empty when
-/// not asked for; for the pairwise max the gradient is `d/da` then `d/db`.
-pub(super) async fn run_pointwise(
-    ctx: &Context,
-    x: &[f32],
-    b: &[f32],
-    pr: &Prepared,
-    job: &PointJob,
-    wait: Wait,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let (rows, cols) = (pr.rows, pr.cols);
-    let total = rows * cols;
-    let gmul = if job.pairwise { 2 } else { 1 };
-    let mut values = if job.values {
-        vec![0.0f32; total]
-    } else {
-        vec![]
-    };
-    let mut grad = if job.grad {
-        vec![0.0f32; total * gmul]
-    } else {
-        vec![]
-    };
-    if total == 0 {
-        return Ok((values, grad));
-    }
-    let cap = ctx.max_binding();
-    // The gradient buffer of a pairwise chunk holds two blocks: chunk against twice the row.
-    let chunk = chunk_rows(
-        rows,
-        cols * gmul,
-        cap,
-        ctx.limits.max_compute_workgroups_per_dimension,
-    )?;
-    let dev = &ctx.device;
-    let block = (chunk * cols * 4) as u64;
-    let scopes = Scopes::push(dev);
-    let mut loans = vec![
-        ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap), // x
-        ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap), // b
-        ctx.pool.acquire(dev, U::STORAGE | U::COPY_SRC, block, cap), // values
-        ctx.pool
-            .acquire(dev, U::STORAGE | U::COPY_SRC, block * gmul as u64, cap), // grad
-        ctx.pool.acquire(
-            dev,
-            U::MAP_READ | U::COPY_DST,
-            block * (1 + gmul as u64),
-            cap,
-        ),
-    ];
-    let weight = pr
-        .weight
-        .as_ref()
-        .filter(|_| job.sp.flags & FLAG_WEIGHT != 0)
-        .map(|_| ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap));
-    let pos_weight = pr
-        .pos_weight
-        .as_ref()
-        .filter(|_| job.sp.flags & FLAG_POS_WEIGHT != 0)
-        .map(|pw| upload(ctx, pw));
-    scopes.pop()?;
-    let mut r0 = 0;
-    while r0 < rows {
-        let n = chunk.min(rows - r0);
-        let res = point_chunk(
-            ctx,
-            x,
-            b,
-            pr,
-            job,
-            r0,
-            n,
-            &loans,
-            weight.as_ref(),
-            pos_weight.as_ref(),
-            &mut values,
-            &mut grad,
-            wait,
-        )
-        .await;
-        if let Err(e) = res {
-            loans.iter_mut().for_each(PooledBuffer::discard);
-            return Err(e);
+const X: usize = 0;
+const B: usize = 1;
+const WEIGHT: usize = 2;
+
+impl PointJob {
+    pub(super) fn new(
+        ctx: &Context,
+        op: SurrogateOp,
+        sp: SParams,
+        cols: usize,
+        pos_weight: Option<&[f32]>,
+    ) -> Self {
+        PointJob {
+            op,
+            sp,
+            cols,
+            pos_weight: pos_weight.map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w))),
+            values: false,
+            grad: false,
+            grad_b: false,
+            weighted: false,
         }
-        r0 += n;
     }
-    Ok((values, grad))
+
+    fn pairwise(&self) -> bool {
+        matches!(
+            self.op,
+            SurrogateOp::PairwiseErf | SurrogateOp::PairwiseSqrt | SurrogateOp::PairwiseAcon
+        )
+    }
+
+    /// Runs over every element. `b` is the labels or the second argument, `weight` per-element
+    /// weights; `values`, `grad` and `grad_b` the outputs asked for.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run(
+        mut self,
+        ctx: &Context,
+        x: &In<'_>,
+        b: &In<'_>,
+        weight: Option<&[f32]>,
+        values: Option<&mut Out>,
+        grad: Option<&mut Out>,
+        grad_b: Option<&mut Out>,
+        mode: Mode<'_>,
+    ) -> Result<Vec<PooledBuffer>> {
+        let (rows, cols) = x.dim();
+        if rows * cols == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inputs = vec![
+            Input {
+                source: x.source()?,
+                layout: Layout::Packed,
+            },
+            Input {
+                source: b.source()?,
+                layout: Layout::Packed,
+            },
+        ];
+        inputs.extend(weight.map(|w| Input {
+            source: host(w, cols),
+            layout: Layout::Packed,
+        }));
+        self.weighted = weight.is_some();
+        self.values = values.is_some();
+        self.grad = grad.is_some();
+        self.grad_b = grad_b.is_some();
+        let outputs = [values, grad, grad_b];
+        let mut outputs: Vec<Output> = outputs
+            .into_iter()
+            .flatten()
+            .map(|o| Output {
+                sink: o.sink(),
+                layout: Layout::Packed,
+            })
+            .collect();
+        launch(ctx, &self, rows, cols, &inputs, &mut outputs, mode).await
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn point_chunk(
-    ctx: &Context,
-    x: &[f32],
-    b: &[f32],
-    pr: &Prepared,
-    job: &PointJob,
-    r0: usize,
-    rows: usize,
-    loans: &[PooledBuffer],
-    weight: Option<&PooledBuffer>,
-    pos_weight: Option<&PooledBuffer>,
-    values: &mut [f32],
-    grad: &mut [f32],
-    wait: Wait,
-) -> Result<()> {
-    let cols = pr.cols;
-    let (e0, n) = (r0 * cols, rows * cols);
-    let total = pr.rows * cols;
-    let bytes = (n * 4) as u64;
-    let (xb, bb, vb, gb, staging) = (
-        loans[0].buffer(),
-        loans[1].buffer(),
-        loans[2].buffer(),
-        loans[3].buffer(),
-        loans[4].buffer(),
-    );
-    let dev = &ctx.device;
-    let scopes = Scopes::push(dev);
-    ctx.queue
-        .write_buffer(xb, 0, bytemuck::cast_slice(&x[e0..e0 + n]));
-    ctx.queue
-        .write_buffer(bb, 0, bytemuck::cast_slice(&b[e0..e0 + n]));
-    if let (Some(wb), Some(w)) = (weight, pr.weight.as_ref()) {
-        ctx.queue
-            .write_buffer(wb.buffer(), 0, bytemuck::cast_slice(&w[e0..e0 + n]));
-    }
-    let sp = SParams {
-        n: n as u32,
-        ..job.sp
-    };
-    let ub = uniform(ctx, &sp);
-    let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("smoothmax/pointwise"),
-    });
-    let key = ShaderKey {
-        family: Family::Pointwise,
-        vec4: false,
-        row_threads: 1,
-        log_output: false,
-        prob_targets: false,
-        ce_bits: job.op,
-        exp_form: ExpForm::Unit,
-    };
-    let gmul = if job.pairwise { 2 } else { 1 };
-    let _p = record_pass(
-        ctx,
-        &mut encoder,
-        key,
-        "pointwise",
-        n.div_ceil(WG),
-        Params::new(rows, cols, 1, 1, 1.0),
-        vec![
-            (1, binding(xb, bytes)),
-            (2, binding(vb, bytes)),
-            (3, ctx.dummy.as_entire_binding()),
-            (4, binding(bb, bytes)),
-            (5, binding(gb, bytes * gmul)),
+impl Job for PointJob {
+    fn record(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        chunk: &Chunk,
+    ) -> Result<Vec<PooledBuffer>> {
+        let n = chunk.rows * self.cols;
+        let sp = SParams {
+            n: n as u32,
+            ..self.sp
+        };
+        let ub = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp));
+        let kernel = Kernel {
+            family: Family::Pointwise,
+            entry: Entry::Pointwise,
+            spec: Spec {
+                op: Some(self.op),
+                ..Spec::default()
+            },
+        };
+        let mut b = vec![
+            (Slot::X, chunk.inputs[X].slice.binding()),
+            (Slot::BIn, chunk.inputs[B].slice.binding()),
             (
-                6,
-                weight.map_or(ctx.dummy_ro.as_entire_binding(), |w| {
-                    binding(w.buffer(), bytes)
-                }),
-            ),
-            (
-                7,
-                pos_weight.map_or(ctx.dummy_ro.as_entire_binding(), |p| {
-                    binding(p.buffer(), (cols * 4) as u64)
-                }),
-            ),
-            (
-                8,
+                Slot::SParams,
                 binding(ub.buffer(), std::mem::size_of::<SParams>() as u64),
             ),
-        ],
-    )?;
-    let mut at = 0;
-    if job.values {
-        encoder.copy_buffer_to_buffer(vb, 0, staging, 0, bytes);
-        at += bytes;
-    }
-    if job.grad {
-        encoder.copy_buffer_to_buffer(gb, 0, staging, at, bytes * gmul);
-    }
-    ctx.queue.submit([encoder.finish()]);
-    scopes.pop()?;
-    let mut parts: Vec<&mut [f32]> = Vec::new();
-    if job.values {
-        parts.push(&mut values[e0..e0 + n]);
-    }
-    if job.grad {
-        // Pairwise: d/da of this chunk, then d/db, to their places in [d/da | d/db].
-        let (ga, gb) = grad.split_at_mut(total.min(grad.len()));
-        parts.push(&mut ga[e0..e0 + n]);
-        if job.pairwise {
-            parts.push(&mut gb[e0..e0 + n]);
+        ];
+        if self.weighted {
+            b.push((Slot::Weight, chunk.inputs[WEIGHT].slice.binding()));
         }
+        let mut outs = chunk.outputs.iter();
+        if self.values {
+            b.extend(outs.next().map(|v| (Slot::Y, v.slice.binding())));
+        }
+        if self.grad {
+            b.extend(outs.next().map(|g| (Slot::Grad, g.slice.binding())));
+        }
+        if self.grad_b {
+            b.extend(outs.next().map(|g| (Slot::GradB, g.slice.binding())));
+        }
+        if let Some(pw) = &self.pos_weight {
+            b.push((Slot::Q, binding(pw.buffer(), (self.cols * 4) as u64)));
+        }
+        let params = Params::new(chunk.rows, self.cols, 1, 1, 1.0);
+        let pass = record_pass(ctx, encoder, kernel, n.div_ceil(WG), params, b)?;
+        debug_assert!(self.pairwise() == self.grad_b);
+        Ok(vec![pass, ub])
     }
-    read_f32_parts(ctx, staging, &mut parts, wait).await
 }

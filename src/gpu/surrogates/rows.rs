@@ -1,201 +1,240 @@
-//! Jobs of the row family (shaders/surrogate_rows.wgsl): one value and one gradient row per
-//! row, chunked to the binding limit.
+//! The row family (shaders/surrogate_rows.wgsl) as a [`Job`]: one value and one gradient row
+//! per row of scores (`weighted`, `margin`), and the per-chunk column sums of macro F1
+//! (`f1_columns`, after a softmax into scratch).
 
-use super::params::{op, Kappa, SParams};
-use super::{uniform, upload};
+use super::params::Kappa;
 use crate::error::Result;
 use crate::gpu::context::Context;
-use crate::gpu::encode::{binding, record_pass, Scopes};
-use crate::gpu::plan::{chunk_rows, RowSplit};
+use crate::gpu::encode::{binding, record_pass, Params, Slice};
+use crate::gpu::io::{In, Out};
+use crate::gpu::kernel::uniforms::SParams;
+use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
+use crate::gpu::launch::{host, launch, Chunk, Extent, Input, Job, Layout, Mode, Output, Sink};
+use crate::gpu::plan::{RowSplit, WG};
 use crate::gpu::pool::PooledBuffer;
-use crate::gpu::readback::{read_f32_parts, Wait};
-use crate::gpu::shaders::{Family, ShaderKey};
-use crate::surrogates::Prepared;
+use crate::gpu::rows::record_rows;
+use crate::ops::RowOp;
 use wgpu::BufferUsages as U;
 
-/// A job of the row family.
+/// A job of the row family. Inputs: the scores (strided) and, for ops with classes, a class
+/// per row; outputs: the gradient `[B, C]` and one value per row (`weighted`, `margin`), or
+/// `(Σ_i p_ic, Σ_{i: y_i = c} p_ic)` per chunk (`f1_columns`).
 pub(super) struct RowJob {
-    pub(super) entry: &'static str,
-    pub(super) op: u32,
-    pub(super) sp: SParams,
+    pub(super) entry: Entry,
+    pub(super) op: SurrogateOp,
     pub(super) kappa: Kappa,
-    /// Bind the class per row.
-    pub(super) class: bool,
-    /// Bound as `weight`: class weights (margin) or F1's interleaved `(h, v)`.
-    pub(super) weight: Option<Vec<f32>>,
+    pub(super) cols: usize,
+    sp: PooledBuffer,
+    /// Class weights (margin) or F1's interleaved `(h, v)`.
+    weight: Option<PooledBuffer>,
+}
+
+const X: usize = 0;
+const CLASSES: usize = 1;
+const GRAD: usize = 0;
+const VALUES: usize = 1;
+const COLUMNS: usize = 0;
+
+impl RowJob {
+    pub(super) fn new(
+        ctx: &Context,
+        entry: Entry,
+        op: SurrogateOp,
+        kappa: Kappa,
+        cols: usize,
+        sp: SParams,
+        weight: Option<&[f32]>,
+    ) -> Self {
+        RowJob {
+            entry,
+            op,
+            kappa,
+            cols,
+            sp: ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp)),
+            weight: weight.map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w))),
+        }
+    }
+
+    /// The `weighted` ops: `κ` split as `kappa_times` wants it.
+    pub(super) fn weighted(
+        ctx: &Context,
+        op: SurrogateOp,
+        sp: SParams,
+        kappa: Kappa,
+        cols: usize,
+        weight: Option<&[f32]>,
+    ) -> Self {
+        let (s, r) = kappa.split();
+        // Boltzmann's (g − f) is in quarters: the 4 goes into kappa_r (see `kappa_times`).
+        let r = if op == SurrogateOp::Boltzmann { 4.0 * r } else { r };
+        let sp = SParams {
+            kappa: s,
+            kappa_r: r,
+            ..sp
+        };
+        RowJob::new(ctx, Entry::Weighted, op, kappa, cols, sp, weight)
+    }
+
+    /// Runs over every row: the gradient into `grad`, each row's value into `values`.
+    pub(super) async fn run(
+        &self,
+        ctx: &Context,
+        x: &In<'_>,
+        classes: Option<&[u32]>,
+        grad: &mut Out,
+        values: &mut Out,
+        mode: Mode<'_>,
+    ) -> Result<Vec<PooledBuffer>> {
+        let (rows, _) = x.dim();
+        let mut inputs = vec![Input {
+            source: x.source()?,
+            layout: Layout::Strided,
+        }];
+        inputs.extend(classes.map(|c| Input {
+            source: host(c, 1),
+            layout: Layout::Packed,
+        }));
+        let mut outputs = [
+            Output {
+                sink: grad.sink(),
+                layout: Layout::Based,
+            },
+            Output {
+                sink: values.sink(),
+                layout: Layout::Packed,
+            },
+        ];
+        launch(ctx, self, rows, self.cols, &inputs, &mut outputs, mode).await
+    }
+
+    /// Macro F1's column sums, added up over the chunks in f64: `(Σ_i p_ic, Σ_{i: y_i = c}
+    /// p_ic)` per class (streamed only: the sums come back chunk by chunk).
+    pub(super) async fn column_sums(
+        &self,
+        ctx: &Context,
+        x: &In<'_>,
+        classes: &[u32],
+        mode: Mode<'_>,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (rows, cols) = x.dim();
+        let (mut pred, mut tp) = (vec![0.0; cols], vec![0.0; cols]);
+        let mut add = |_: usize, _: usize, bytes: &[u8]| {
+            let sums: &[f32] = bytemuck::cast_slice(bytes);
+            for k in 0..cols {
+                pred[k] += sums[k] as f64;
+                tp[k] += sums[cols + k] as f64;
+            }
+        };
+        let inputs = [
+            Input {
+                source: x.source()?,
+                layout: Layout::Strided,
+            },
+            Input {
+                source: host(classes, 1),
+                layout: Layout::Packed,
+            },
+        ];
+        let mut outputs = [Output {
+            sink: Sink::HostChunks {
+                extent: Extent::PerChunk(2 * cols * 4),
+                deliver: &mut add,
+            },
+            layout: Layout::Packed,
+        }];
+        launch(ctx, self, rows, cols, &inputs, &mut outputs, mode).await?;
+        Ok((pred, tp))
+    }
+}
+
+impl Job for RowJob {
+    fn record(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        chunk: &Chunk,
+    ) -> Result<Vec<PooledBuffer>> {
+        let (n, cols) = (chunk.rows, self.cols);
+        let x = chunk.inputs[X];
+        let classes = chunk.inputs.get(CLASSES).map(|c| (Slot::Targets, c.slice.binding()));
+        let sp = (Slot::SParams, binding(self.sp.buffer(), SPARAMS_BYTES));
+        if self.entry == Entry::F1Columns {
+            // Softmax into scratch, then its column sums.
+            let bytes = (n * cols * 4) as u64;
+            let p = ctx
+                .pool
+                .acquire(&ctx.device, U::STORAGE, bytes, ctx.max_binding());
+            let mut keep = record_rows(
+                ctx,
+                encoder,
+                RowOp::Softmax,
+                self.kappa_temperature(),
+                x.slice,
+                x.stride,
+                Slice::at0(p.buffer(), bytes),
+                n,
+                cols,
+            )?;
+            let kernel = Kernel {
+                family: Family::SurrogateRows,
+                entry: Entry::F1Columns,
+                spec: Spec {
+                    op: Some(self.op),
+                    ..Spec::default()
+                },
+            };
+            let mut b = vec![
+                (Slot::X, binding(p.buffer(), bytes)),
+                (Slot::RowOut, chunk.outputs[COLUMNS].slice.binding()),
+                sp,
+            ];
+            b.extend(classes);
+            let params = Params::new(n, cols, 1, cols.div_ceil(4) as u32, 1.0);
+            keep.push(record_pass(ctx, encoder, kernel, cols.div_ceil(WG), params, b)?);
+            keep.push(p);
+            return Ok(keep);
+        }
+        let split = RowSplit::whole_rows(n, cols.div_ceil(4), ctx.policy());
+        let kernel = Kernel {
+            family: Family::SurrogateRows,
+            entry: self.entry,
+            spec: Spec {
+                row_threads: split.row_threads,
+                op: Some(self.op),
+                exp_form: self.kappa.form(),
+                ..Spec::default()
+            },
+        };
+        let (grad, values) = (chunk.outputs[GRAD].slice, chunk.outputs[VALUES].slice);
+        let mut b = vec![
+            (Slot::X, x.slice.binding()),
+            (Slot::Y, grad.binding()),
+            (Slot::RowOut, values.binding()),
+            sp,
+        ];
+        b.extend(classes);
+        b.extend(
+            self.weight
+                .as_ref()
+                .map(|w| (Slot::Weight, binding(w.buffer(), w.buffer().size()))),
+        );
+        let params = self
+            .kappa
+            .params(n, cols, split.seg_len)
+            .placed(x.slice.base, x.stride, grad.base);
+        let pass = record_pass(ctx, encoder, kernel, split.workgroups(n), params, b)?;
+        Ok(vec![pass])
+    }
 }
 
 impl RowJob {
-    pub(super) fn weighted(op: u32, sp: SParams, kappa: Kappa) -> Self {
-        let (s, r) = kappa.split();
-        // Boltzmann's (g − f) is in quarters: the 4 goes into kappa_r (see `kappa_times`).
-        let r = if op == op::BOLTZMANN { 4.0 * r } else { r };
-        RowJob {
-            entry: "weighted",
-            op,
-            sp: SParams {
-                kappa: s,
-                kappa_r: r,
-                ..sp
-            },
-            kappa,
-            class: false,
-            weight: None,
+    /// The temperature macro F1's softmax runs at.
+    fn kappa_temperature(&self) -> f32 {
+        match self.kappa {
+            Kappa::Temperature(t) => t,
+            Kappa::Beta(_) => 1.0,
         }
     }
 }
 
-/// Runs a row job over every chunk of rows: returns (one value per row, gradient `[B, C]`).
-pub(super) async fn run_rows(
-    ctx: &Context,
-    x: &[f32],
-    pr: &Prepared,
-    job: &RowJob,
-    wait: Wait,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let (rows, cols) = (pr.rows, pr.cols);
-    let mut values = vec![f32::NAN; rows];
-    let mut grad = vec![0.0f32; rows * cols];
-    if rows == 0 || cols == 0 {
-        // No finite value in an empty row: NaN (targets cannot exist when C = 0).
-        return Ok((values, grad));
-    }
-    let cap = ctx.max_binding();
-    let chunk = chunk_rows(
-        rows,
-        cols,
-        cap,
-        ctx.limits.max_compute_workgroups_per_dimension,
-    )?;
-    let dev = &ctx.device;
-    let scopes = Scopes::push(dev);
-    let block = (chunk * cols * 4) as u64;
-    let mut loans = vec![
-        ctx.pool.acquire(dev, U::STORAGE | U::COPY_DST, block, cap), // x
-        ctx.pool.acquire(dev, U::STORAGE | U::COPY_SRC, block, cap), // grad
-        ctx.pool
-            .acquire(dev, U::STORAGE | U::COPY_SRC, (chunk * 4) as u64, cap), // row_out
-        ctx.pool
-            .acquire(dev, U::STORAGE | U::COPY_DST, (chunk * 4) as u64, cap), // targets
-        ctx.pool.acquire(
-            dev,
-            U::MAP_READ | U::COPY_DST,
-            block + (chunk * 4) as u64,
-            cap,
-        ),
-        uniform(ctx, &job.sp),
-    ];
-    if let Some(w) = &job.weight {
-        loans.push(upload(ctx, w));
-    }
-    scopes.pop()?;
-    let mut r0 = 0;
-    while r0 < rows {
-        let n = chunk.min(rows - r0);
-        let res = rows_chunk(ctx, x, pr, job, r0, n, &loans, &mut values, &mut grad, wait).await;
-        if let Err(e) = res {
-            loans.iter_mut().for_each(PooledBuffer::discard);
-            return Err(e);
-        }
-        r0 += n;
-    }
-    Ok((values, grad))
-}
-
-/// Queues the upload of rows `[r0, r0 + n)` of `x` and, when `classes` is given, of their
-/// classes, to the chunk's buffers.
-pub(super) fn write_chunk(
-    ctx: &Context,
-    x: &[f32],
-    pr: &Prepared,
-    r0: usize,
-    n: usize,
-    xb: &wgpu::Buffer,
-    classes: Option<&wgpu::Buffer>,
-) {
-    let cols = pr.cols;
-    ctx.queue
-        .write_buffer(xb, 0, bytemuck::cast_slice(&x[r0 * cols..(r0 + n) * cols]));
-    if let Some(tb) = classes {
-        ctx.queue
-            .write_buffer(tb, 0, bytemuck::cast_slice(&pr.class[r0..r0 + n]));
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn rows_chunk(
-    ctx: &Context,
-    x: &[f32],
-    pr: &Prepared,
-    job: &RowJob,
-    r0: usize,
-    n: usize,
-    loans: &[PooledBuffer],
-    values: &mut [f32],
-    grad: &mut [f32],
-    wait: Wait,
-) -> Result<()> {
-    let cols = pr.cols;
-    let (xb, gb, rb, tb, staging, ub) = (
-        loans[0].buffer(),
-        loans[1].buffer(),
-        loans[2].buffer(),
-        loans[3].buffer(),
-        loans[4].buffer(),
-        loans[5].buffer(),
-    );
-    let dev = &ctx.device;
-    let scopes = Scopes::push(dev);
-    let bytes = (n * cols * 4) as u64;
-    write_chunk(ctx, x, pr, r0, n, xb, job.class.then_some(tb));
-    let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("smoothmax/surrogate-rows"),
-    });
-    let split = RowSplit::whole_rows(n, cols.div_ceil(4), ctx.policy());
-    let key = ShaderKey {
-        family: Family::SurrogateRows,
-        vec4: false,
-        row_threads: split.row_threads,
-        log_output: false,
-        prob_targets: false,
-        ce_bits: job.op,
-        exp_form: job.kappa.form(),
-    };
-    let weight = match loans.get(6) {
-        Some(w) => binding(w.buffer(), w.buffer().size()),
-        None => ctx.dummy_ro.as_entire_binding(),
-    };
-    let params = job.kappa.params(n, cols, split.seg_len);
-    let _p = record_pass(
-        ctx,
-        &mut encoder,
-        key,
-        job.entry,
-        split.workgroups(n),
-        params,
-        vec![
-            (1, binding(xb, bytes)),
-            (2, binding(gb, bytes)),
-            (3, ctx.dummy.as_entire_binding()),
-            (4, binding(rb, (n * 4) as u64)),
-            (5, binding(tb, (n * 4) as u64)),
-            (6, weight),
-            (7, ctx.dummy_ro.as_entire_binding()),
-            (8, binding(ub, std::mem::size_of::<SParams>() as u64)),
-        ],
-    )?;
-    encoder.copy_buffer_to_buffer(gb, 0, staging, 0, bytes);
-    encoder.copy_buffer_to_buffer(rb, 0, staging, bytes, (n * 4) as u64);
-    ctx.queue.submit([encoder.finish()]);
-    scopes.pop()?;
-    read_f32_parts(
-        ctx,
-        staging,
-        &mut [
-            &mut grad[r0 * cols..(r0 + n) * cols],
-            &mut values[r0..r0 + n],
-        ],
-        wait,
-    )
-    .await
-}
+const SPARAMS_BYTES: u64 = std::mem::size_of::<SParams>() as u64;

@@ -1,0 +1,414 @@
+//! Kernel identity: a [`Kernel`] names its family (one shader file and one bind-group layout),
+//! its entry point and its specialization constants; bindings are named [`Slot`]s. The
+//! pipeline cache is keyed by `Kernel`, and nothing else identifies a kernel: no op code or
+//! flag travels as a bare integer. The constants the shaders test (op codes, flag bits, the
+//! exponent forms, the workgroup size) are generated from the Rust values into each module's
+//! header (`source.rs`); the uniform structs are checked against the WGSL declarations by the
+//! naga-reflection test in `tests.rs`.
+
+mod source;
+pub(crate) mod uniforms;
+#[cfg(test)]
+mod tests;
+
+use crate::scale::ExpForm;
+
+/// A kernel family: its WGSL source and its bind-group layout.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Family {
+    LogSumExp,
+    Softmax,
+    CrossEntropy,
+    /// Cross-entropy with the gradient written over the logits (`x` bound read-write).
+    CrossEntropyInPlace,
+    /// The benchmarks' bandwidth yardsticks.
+    Yardstick,
+    /// The row-wise surrogates (always scalar loads).
+    SurrogateRows,
+    /// The element-wise surrogates.
+    Pointwise,
+}
+
+impl Family {
+    pub(crate) const ALL: [Family; 7] = [
+        Family::LogSumExp,
+        Family::Softmax,
+        Family::CrossEntropy,
+        Family::CrossEntropyInPlace,
+        Family::Yardstick,
+        Family::SurrogateRows,
+        Family::Pointwise,
+    ];
+
+    /// The family's bindings: slot, binding number, kind. Slots a pass does not bind get a
+    /// dummy buffer of the right kind.
+    pub(crate) fn slots(self) -> &'static [(Slot, u32, BindingKind)] {
+        use BindingKind::{ReadOnly as R, Storage as S, Uniform as U};
+        match self {
+            Family::LogSumExp => &[
+                (Slot::Params, 0, U),
+                (Slot::X, 1, R),
+                (Slot::Y, 2, S),
+                (Slot::Partials, 3, S),
+                (Slot::Lse, 4, S),
+            ],
+            Family::Softmax | Family::Yardstick => &[
+                (Slot::Params, 0, U),
+                (Slot::X, 1, R),
+                (Slot::Y, 2, S),
+                (Slot::Partials, 3, S),
+            ],
+            Family::CrossEntropy => &CE_SLOTS[0],
+            Family::CrossEntropyInPlace => &CE_SLOTS[1],
+            Family::SurrogateRows => &[
+                (Slot::Params, 0, U),
+                (Slot::X, 1, R),
+                (Slot::Y, 2, S),
+                (Slot::Partials, 3, S),
+                (Slot::RowOut, 4, S),
+                (Slot::Targets, 5, R),
+                (Slot::Weight, 6, R),
+                (Slot::Q, 7, R),
+                (Slot::SParams, 8, U),
+            ],
+            Family::Pointwise => &[
+                (Slot::Params, 0, U),
+                (Slot::X, 1, R),
+                (Slot::Y, 2, S),
+                (Slot::Partials, 3, S),
+                (Slot::BIn, 4, R),
+                (Slot::Grad, 5, S),
+                (Slot::Weight, 6, R),
+                (Slot::Q, 7, R),
+                (Slot::SParams, 8, U),
+                (Slot::GradB, 9, S),
+            ],
+        }
+    }
+
+    /// The binding number and kind of `slot` in this family.
+    pub(crate) fn slot(self, slot: Slot) -> Option<(u32, BindingKind)> {
+        self.slots()
+            .iter()
+            .find(|(s, _, _)| *s == slot)
+            .map(|&(_, b, k)| (b, k))
+    }
+}
+
+/// Cross-entropy's bindings, read-only logits and (in place) read-write ones.
+const CE_SLOTS: [[(Slot, u32, BindingKind); 9]; 2] = {
+    use BindingKind::{ReadOnly as R, Storage as S, Uniform as U};
+    const fn with_x(x: BindingKind) -> [(Slot, u32, BindingKind); 9] {
+        [
+            (Slot::Params, 0, U),
+            (Slot::X, 1, x),
+            (Slot::Y, 2, S),
+            (Slot::Partials, 3, S),
+            (Slot::RowOut, 4, S),
+            (Slot::RowIn, 5, R),
+            (Slot::Weight, 6, R),
+            (Slot::Q, 7, R),
+            (Slot::CeParams, 8, U),
+        ]
+    }
+    [with_x(R), with_x(S)]
+};
+
+/// A named binding; its number comes from the family ([`Family::slots`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Slot {
+    /// `params`: the prelude's [`uniforms::Params`].
+    Params,
+    /// `x`: the input rows.
+    X,
+    /// `y`: the output rows (softmax, the gradient).
+    Y,
+    /// `partials`: per-segment statistics of split rows.
+    Partials,
+    /// `lse`: one value per row.
+    Lse,
+    /// `row_out`: per-row results (cross-entropy statistics, surrogate values).
+    RowOut,
+    /// `row_in`: cross-entropy's per-row coefficients.
+    RowIn,
+    /// `weight`: class weights, per-element weights, or F1's `(h, v)`.
+    Weight,
+    /// `q`: probability targets, or the logistic loss's `pos_weight`.
+    Q,
+    /// `ce`: [`uniforms::CeParams`].
+    CeParams,
+    /// `targets`: a class per row.
+    Targets,
+    /// `sp`: [`uniforms::SParams`].
+    SParams,
+    /// `b_in`: labels, or the pairwise max's second argument.
+    BIn,
+    /// `grad`: the element-wise gradient.
+    Grad,
+    /// `grad_b`: the pairwise max's gradient with respect to its second argument.
+    GradB,
+}
+
+impl Slot {
+    /// The variable's name in the WGSL source (checked by the tests).
+    #[cfg(test)]
+    pub(crate) fn wgsl_name(self) -> &'static str {
+        match self {
+            Slot::Params => "params",
+            Slot::X => "x",
+            Slot::Y => "y",
+            Slot::Partials => "partials",
+            Slot::Lse => "lse",
+            Slot::RowOut => "row_out",
+            Slot::RowIn => "row_in",
+            Slot::Weight => "weight",
+            Slot::Q => "q",
+            Slot::CeParams => "ce",
+            Slot::Targets => "targets",
+            Slot::SParams => "sp",
+            Slot::BIn => "b_in",
+            Slot::Grad => "grad",
+            Slot::GradB => "grad_b",
+        }
+    }
+}
+
+/// How a binding is declared.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BindingKind {
+    /// `var<storage, read_write>`
+    Storage,
+    /// `var<storage, read>`
+    ReadOnly,
+    /// `var<uniform>`
+    Uniform,
+}
+
+/// An entry point.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Entry {
+    Stats,
+    StatsPartial,
+    MergeRows,
+    LseMerge,
+    Fused,
+    Write,
+    CeFused,
+    CeStats,
+    CeRows,
+    CeGrad,
+    Copy,
+    ExpMap,
+    Weighted,
+    Margin,
+    F1Columns,
+    Pointwise,
+}
+
+impl Entry {
+    /// The function's name in the WGSL source.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Entry::Stats => "stats",
+            Entry::StatsPartial => "stats_partial",
+            Entry::MergeRows => "merge_rows",
+            Entry::LseMerge => "lse_merge",
+            Entry::Fused => "fused",
+            Entry::Write => "write",
+            Entry::CeFused => "ce_fused",
+            Entry::CeStats => "ce_stats",
+            Entry::CeRows => "ce_rows",
+            Entry::CeGrad => "ce_grad",
+            Entry::Copy => "copy",
+            Entry::ExpMap => "exp_map",
+            Entry::Weighted => "weighted",
+            Entry::Margin => "margin",
+            Entry::F1Columns => "f1_columns",
+            Entry::Pointwise => "pointwise",
+        }
+    }
+
+    /// Whether this entry point is in `family`'s source (checked by the tests).
+    #[cfg(test)]
+    pub(crate) fn is_in(self, family: Family) -> bool {
+        use Entry as E;
+        match family {
+            Family::LogSumExp => matches!(self, E::Stats | E::StatsPartial | E::MergeRows | E::LseMerge),
+            Family::Softmax => matches!(self, E::Fused | E::Write),
+            Family::CrossEntropy | Family::CrossEntropyInPlace => {
+                matches!(self, E::CeFused | E::CeStats | E::CeRows | E::CeGrad)
+            }
+            Family::Yardstick => matches!(self, E::Copy | E::ExpMap),
+            Family::SurrogateRows => matches!(self, E::Weighted | E::Margin | E::F1Columns),
+            Family::Pointwise => self == E::Pointwise,
+        }
+    }
+}
+
+/// Cross-entropy's compile-time option bits (`CE_*` in the shader; see [`Spec::ce`]).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct CeFlags(u32);
+
+impl CeFlags {
+    pub const SOFTCAP: CeFlags = CeFlags(1);
+    pub const WEIGHT: CeFlags = CeFlags(2);
+    /// Smoothing or probability targets: the linear sums are needed.
+    pub const LINEAR: CeFlags = CeFlags(4);
+    pub const GRAD: CeFlags = CeFlags(8);
+    /// `(name, bit)` of every flag, for the shader header.
+    pub const NAMED: [(&'static str, CeFlags); 4] = [
+        ("CE_SOFTCAP", CeFlags::SOFTCAP),
+        ("CE_WEIGHT", CeFlags::WEIGHT),
+        ("CE_LINEAR", CeFlags::LINEAR),
+        ("CE_GRAD", CeFlags::GRAD),
+    ];
+
+    pub fn contains(self, f: CeFlags) -> bool {
+        self.0 & f.0 == f.0
+    }
+
+    pub fn with(self, f: CeFlags, on: bool) -> CeFlags {
+        if on {
+            CeFlags(self.0 | f.0)
+        } else {
+            self
+        }
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Every combination (for validating every variant).
+    #[cfg(test)]
+    pub fn all_combinations() -> impl Iterator<Item = CeFlags> {
+        (0..16).map(CeFlags)
+    }
+}
+
+/// A surrogate kernel's op (`OP` in the shader; the `OP_*` constants are generated from this
+/// list, so the numbers live here only).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SurrogateOp {
+    Boltzmann,
+    SoftArgmax,
+    Accuracy,
+    F1Grad,
+    Margin,
+    F1Columns,
+    Logistic,
+    Hinge,
+    SquaredHinge,
+    Exponential,
+    Squared,
+    PairwiseErf,
+    PairwiseSqrt,
+    PairwiseAcon,
+    F1Sigmoid,
+    F1BinaryGrad,
+}
+
+impl SurrogateOp {
+    /// Every op with its shader constant's name and value. The pointwise shader tests ranges
+    /// (the binary losses are 10..14, the pairwise forms 20..22), so the values are grouped.
+    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 16] = [
+        (SurrogateOp::Boltzmann, "OP_BOLTZMANN", 1),
+        (SurrogateOp::SoftArgmax, "OP_SOFT_ARGMAX", 2),
+        (SurrogateOp::Accuracy, "OP_ACCURACY", 3),
+        (SurrogateOp::F1Grad, "OP_F1_GRAD", 4),
+        (SurrogateOp::Margin, "OP_MARGIN", 5),
+        (SurrogateOp::F1Columns, "OP_F1_COLUMNS", 6),
+        (SurrogateOp::Logistic, "OP_LOGISTIC", 10),
+        (SurrogateOp::Hinge, "OP_HINGE", 11),
+        (SurrogateOp::SquaredHinge, "OP_SQUARED_HINGE", 12),
+        (SurrogateOp::Exponential, "OP_EXPONENTIAL", 13),
+        (SurrogateOp::Squared, "OP_SQUARED", 14),
+        (SurrogateOp::PairwiseErf, "OP_PAIRWISE_ERF", 20),
+        (SurrogateOp::PairwiseSqrt, "OP_PAIRWISE_SQRT", 21),
+        (SurrogateOp::PairwiseAcon, "OP_PAIRWISE_ACON", 22),
+        (SurrogateOp::F1Sigmoid, "OP_F1_SIGMOID", 30),
+        (SurrogateOp::F1BinaryGrad, "OP_F1_BINARY_GRAD", 31),
+    ];
+
+    /// The op's value in the shader.
+    pub(crate) fn code(self) -> u32 {
+        SurrogateOp::ALL
+            .iter()
+            .find(|(op, _, _)| *op == self)
+            .map_or(0, |&(_, _, v)| v)
+    }
+}
+
+/// The surrogate uniform's flag bits (`SP_*` in the shader).
+pub(crate) mod sp_flag {
+    /// `pos_weight` is bound (`q`).
+    pub const POS_WEIGHT: u32 = 1;
+    /// Weights are bound (`weight`).
+    pub const WEIGHT: u32 = 2;
+}
+
+/// The specialization constants: everything besides the family that changes a module's text.
+/// Compile-time, not uniform branches: lavapipe runs both sides of a uniform branch under a
+/// mask, so a forward-only call paid for the gradient loop (measured 2×).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Spec {
+    /// vec4 loads and stores (needs `C % 4 == 0` and aligned rows), else scalar.
+    pub vec4: bool,
+    /// Invocations per (row, segment) item: a power of two in 1..=256.
+    pub row_threads: u32,
+    /// Softmax family: write log-softmax.
+    pub log_output: bool,
+    /// Cross-entropy: probability targets instead of class indices.
+    pub prob_targets: bool,
+    /// Cross-entropy: which options the kernel handles. Every bit is compiled in, the weight
+    /// bit too: lavapipe runs a masked-off `loadw4` at nearly the cost of a real one (its
+    /// storage loads are per-lane loops), which cost the unweighted forward pass about 10%.
+    pub ce: CeFlags,
+    /// Surrogate families: the op.
+    pub op: Option<SurrogateOp>,
+    /// How the exponent is formed for this call's scale (see `crate::scale`): `(x − m)·c` for
+    /// `κ ≥ 1`, `fma(x, ½, −m/2)·c` for `κ < 1`, `((x − m)·2⁶⁴)·c` where `κ` overflows.
+    /// Compile-time so that the common form costs what the plain subtraction does.
+    pub exp_form: ExpForm,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            vec4: false,
+            row_threads: 1,
+            log_output: false,
+            prob_targets: false,
+            ce: CeFlags::default(),
+            op: None,
+            exp_form: ExpForm::Unit,
+        }
+    }
+}
+
+/// One compiled kernel: the pipeline-cache key.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Kernel {
+    pub family: Family,
+    pub entry: Entry,
+    pub spec: Spec,
+}
+
+impl Kernel {
+    /// A yardstick (`copy` or `exp_map`, always vec4).
+    pub fn yardstick(entry: Entry) -> Self {
+        Kernel {
+            family: Family::Yardstick,
+            entry,
+            spec: Spec {
+                vec4: true,
+                ..Spec::default()
+            },
+        }
+    }
+
+    /// A label for wgpu objects and error messages.
+    pub fn label(&self) -> String {
+        format!("smoothmax/{:?}:{}/{:?}", self.family, self.entry.name(), self.spec)
+    }
+}
