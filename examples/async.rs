@@ -6,7 +6,8 @@
 //! cargo run --release --example async
 //! ```
 
-use smoothmax::{Backend, Gpu, Reference};
+use smoothmax::gpu::Rows;
+use smoothmax::{Backend, Gpu, Reference, RowOp};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let started = std::time::Instant::now();
-    let p = gpu.softmax_async(x.view(), 1.0).await?;
+    let p = gpu
+        .call(Rows {
+            op: RowOp::Softmax,
+            x: x.view(),
+            temperature: 1.0,
+        })
+        .run_async()
+        .await?
+        .into_matrix()?;
     let elapsed = started.elapsed();
     ticker.abort();
     let ticked = ticks.load(Ordering::Relaxed);
@@ -45,14 +54,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64() * 1e3
     );
 
-    let lse = gpu.logsumexp_async(x.view(), 0.5).await?;
+    let lse = gpu
+        .call(Rows {
+            op: RowOp::LogSumExp,
+            x: x.view(),
+            temperature: 0.5,
+        })
+        .run_async()
+        .await?
+        .into_per_row()?;
     let want = Reference.logsumexp(x.view(), 0.5)?;
     let worst = lse
         .iter()
         .zip(&want)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    println!("logsumexp_async vs reference: worst difference {worst:.2e}");
+    println!("logsumexp (async) vs reference: worst difference {worst:.2e}");
     let sums_ok = p.rows().into_iter().all(|r| (r.sum() - 1.0).abs() < 1e-3);
     println!("softmax rows sum to 1: {sums_ok}");
     if ticked == 0 || !sums_ok || worst > 1e-3 {

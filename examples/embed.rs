@@ -7,6 +7,7 @@
 //! cargo run --release --example embed
 //! ```
 
+use smoothmax::gpu::CrossEntropy;
 use smoothmax::{CrossEntropyOptions, Gpu, GpuMatrix, Reduction, Reference, Targets};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,18 +69,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         gradient: true,
         ..Default::default()
     };
-    let recorded = smooth.record_cross_entropy(
-        &mut encoder,
-        &logits,
-        Targets::Classes(targets.view()),
-        &options,
-    )?;
+    let recorded = smooth
+        .call(CrossEntropy {
+            logits: &logits,
+            targets: Targets::Classes(targets.view()),
+            options: options.clone(),
+        })
+        .on_device()
+        .record(&mut encoder)?;
     queue.submit([encoder.finish()]);
 
     // Only the per-row values come back; the gradient stays on the device.
-    let (loss, _lse) = recorded.loss(&smooth)?;
-    let loss = loss.scalar().expect("mean gives a scalar");
-    let grad = recorded.grad.as_ref().expect("gradient asked for");
+    let out = recorded.finish()?;
+    let loss = out.loss.scalar().expect("mean gives a scalar");
+    let grad = out.grad.as_ref().expect("gradient asked for");
     println!("loss (GPU, recorded in the application's encoder): {loss:.6}");
     println!(
         "gradient left on the device: {:?} in the application's device memory",

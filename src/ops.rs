@@ -45,6 +45,28 @@ pub enum RowOutput {
     Matrix(Array2<f32>),
 }
 
+impl RowOutput {
+    /// The matrix of softmax or log-softmax, or an error for logsumexp's vector.
+    pub fn into_matrix(self) -> Result<Array2<f32>> {
+        match self {
+            RowOutput::Matrix(m) => Ok(m),
+            RowOutput::PerRow(_) => Err(crate::Error::InvalidInput(
+                "logsumexp gives one value per row, not a matrix".into(),
+            )),
+        }
+    }
+
+    /// Logsumexp's vector, or an error for a matrix.
+    pub fn into_per_row(self) -> Result<Array1<f32>> {
+        match self {
+            RowOutput::PerRow(v) => Ok(v),
+            RowOutput::Matrix(_) => Err(crate::Error::InvalidInput(
+                "softmax and log-softmax give a matrix, not one value per row".into(),
+            )),
+        }
+    }
+}
+
 /// Checks that a temperature is usable: finite and strictly positive.
 pub fn check_temperature(t: f32) -> Result<()> {
     if t.is_finite() && t > 0.0 {

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{gpu, logits};
-use smoothmax::{Backend, CrossEntropyOptions, Targets};
+use smoothmax::gpu::{CrossEntropy, Rows};
+use smoothmax::{Backend, CrossEntropyOptions, RowOp, Targets};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,21 +22,43 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
             t.fetch_add(1, Ordering::Relaxed);
         }
     });
-    let p = g.softmax_async(x.view(), 1.0).await.unwrap();
+    let p = g
+        .call(Rows {
+            op: RowOp::Softmax,
+            x: x.view(),
+            temperature: 1.0,
+        })
+        .run_async()
+        .await
+        .unwrap();
     let ticked = ticks.load(Ordering::Relaxed);
     ticker.abort();
     assert!(
         ticked > 0,
         "the executor thread was blocked during the GPU call"
     );
-    assert_eq!(p, g.softmax(x.view(), 1.0).unwrap());
+    assert_eq!(p, g.row_op(RowOp::Softmax, x.view(), 1.0).unwrap());
     assert_eq!(
-        g.log_softmax_async(x.view(), 2.0).await.unwrap(),
-        g.log_softmax(x.view(), 2.0).unwrap()
+        g.call(Rows {
+            op: RowOp::LogSoftmax,
+            x: x.view(),
+            temperature: 2.0
+        })
+        .run_async()
+        .await
+        .unwrap(),
+        g.row_op(RowOp::LogSoftmax, x.view(), 2.0).unwrap()
     );
     assert_eq!(
-        g.logsumexp_async(x.view(), 0.5).await.unwrap(),
-        g.logsumexp(x.view(), 0.5).unwrap()
+        g.call(Rows {
+            op: RowOp::LogSumExp,
+            x: x.view(),
+            temperature: 0.5
+        })
+        .run_async()
+        .await
+        .unwrap(),
+        g.row_op(RowOp::LogSumExp, x.view(), 0.5).unwrap()
     );
     let y = ndarray::Array1::from_shape_fn(256, |i| (i * 31 % 32_000) as i64);
     let o = CrossEntropyOptions {
@@ -43,7 +66,12 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
         ..Default::default()
     };
     let a = g
-        .cross_entropy_async(x.view(), Targets::Classes(y.view()), &o)
+        .call(CrossEntropy {
+            logits: x.view(),
+            targets: Targets::Classes(y.view()),
+            options: o.clone(),
+        })
+        .run_async()
         .await
         .unwrap();
     assert_eq!(
@@ -79,18 +107,30 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
             );
             v
         };
-        let a = bits(g.surrogate_async(&call).await.unwrap());
+        let a = bits(g.call(call.clone()).run_async().await.unwrap());
         assert_eq!(a, bits(g.surrogate(&call).unwrap()), "{}", call.name());
     }
     let m = g.upload(x.view()).unwrap();
     assert_eq!(g.download_async(&m).await.unwrap(), x);
     // Device-resident cross-entropy, async and blocking, out of place and in place.
     let d_async = g
-        .cross_entropy_on_device_async(&m, Targets::Classes(y.view()), &o)
+        .call(CrossEntropy {
+            logits: &m,
+            targets: Targets::Classes(y.view()),
+            options: o.clone(),
+        })
+        .on_device()
+        .run_async()
         .await
         .unwrap();
     let d_block = g
-        .cross_entropy_on_device(&m, Targets::Classes(y.view()), &o)
+        .call(CrossEntropy {
+            logits: &m,
+            targets: Targets::Classes(y.view()),
+            options: o.clone(),
+        })
+        .on_device()
+        .run()
         .unwrap();
     assert_eq!(
         (d_async.loss, d_async.lse),
@@ -98,7 +138,13 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
     );
     let m2 = g.upload(x.view()).unwrap();
     let ip = g
-        .cross_entropy_in_place_async(&m2, Targets::Classes(y.view()), &o)
+        .call(CrossEntropy {
+            logits: &m2,
+            targets: Targets::Classes(y.view()),
+            options: o.clone(),
+        })
+        .in_place()
+        .run_async()
         .await
         .unwrap();
     assert_eq!(ip.loss, d_block.loss);

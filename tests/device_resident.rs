@@ -5,6 +5,7 @@
 mod common;
 
 use common::{assert_ce_close, assert_close_2d, assert_lse_close, gpu, logits};
+use smoothmax::gpu::{CrossEntropy, Rows};
 use smoothmax::{
     Backend, CrossEntropyOptions, Error, GpuMatrix, Reduction, Reference, RowOp, Targets,
 };
@@ -57,7 +58,16 @@ fn upload_download_and_device_results_equal_the_host_path() {
         assert_eq!(g.download(&m).unwrap(), x);
         for op in [RowOp::LogSumExp, RowOp::Softmax, RowOp::LogSoftmax] {
             let d = g
-                .download(&g.row_op_on_device(op, &m, 0.7).unwrap())
+                .download(
+                    &g.call(Rows {
+                        op,
+                        x: &m,
+                        temperature: 0.7,
+                    })
+                    .on_device()
+                    .run()
+                    .unwrap(),
+                )
                 .unwrap();
             match g.row_op(op, x.view(), 0.7).unwrap() {
                 smoothmax::RowOutput::PerRow(v) => assert_eq!(d.column(0).to_owned(), v, "{op:?}"),
@@ -91,7 +101,16 @@ fn an_applications_buffer_with_offset_and_stride_is_used_in_place() {
         assert_eq!(g.download(&m).unwrap(), block);
         let what = format!("[{rows}, {cols}] stride {stride} offset {}", (pad + c0) * 4);
         let sm = g
-            .download(&g.row_op_on_device(RowOp::Softmax, &m, 1.0).unwrap())
+            .download(
+                &g.call(Rows {
+                    op: RowOp::Softmax,
+                    x: &m,
+                    temperature: 1.0,
+                })
+                .on_device()
+                .run()
+                .unwrap(),
+            )
             .unwrap();
         assert_close_2d(
             sm.view(),
@@ -102,7 +121,16 @@ fn an_applications_buffer_with_offset_and_stride_is_used_in_place() {
             &what,
         );
         let lse = g
-            .download(&g.row_op_on_device(RowOp::LogSumExp, &m, 2.0).unwrap())
+            .download(
+                &g.call(Rows {
+                    op: RowOp::LogSumExp,
+                    x: &m,
+                    temperature: 2.0,
+                })
+                .on_device()
+                .run()
+                .unwrap(),
+            )
             .unwrap();
         assert_lse_close(
             lse.column(0),
@@ -120,9 +148,26 @@ fn a_chain_of_ops_stays_on_the_device() {
     let x = logits(64, 1000, 3.0, 5.0, false, 4);
     let m = g.upload(x.view()).unwrap();
     // logsumexp of a log-softmax row is 0; nothing returns to the host until the download.
-    let lsm = g.row_op_on_device(RowOp::LogSoftmax, &m, 1.0).unwrap();
+    let lsm = g
+        .call(Rows {
+            op: RowOp::LogSoftmax,
+            x: &m,
+            temperature: 1.0,
+        })
+        .on_device()
+        .run()
+        .unwrap();
     let lse = g
-        .download(&g.row_op_on_device(RowOp::LogSumExp, &lsm, 1.0).unwrap())
+        .download(
+            &g.call(Rows {
+                op: RowOp::LogSumExp,
+                x: &lsm,
+                temperature: 1.0,
+            })
+            .on_device()
+            .run()
+            .unwrap(),
+        )
         .unwrap();
     assert!(lse.iter().all(|v| v.abs() < 1e-4), "{lse:?}");
 }
@@ -147,7 +192,13 @@ fn cross_entropy_leaves_the_gradient_on_the_device() {
         };
         let m = g.upload(x.view()).unwrap();
         let d = g
-            .cross_entropy_on_device(&m, Targets::Classes(y.view()), &o)
+            .call(CrossEntropy {
+                logits: &m,
+                targets: Targets::Classes(y.view()),
+                options: o.clone(),
+            })
+            .on_device()
+            .run()
             .unwrap();
         let got = smoothmax::CrossEntropyOutput {
             loss: d.loss,
@@ -199,7 +250,15 @@ fn wrapped_buffers_are_checked() {
     );
     // Without COPY_SRC a matrix is usable by the ops but cannot be downloaded.
     let m = GpuMatrix::from_buffer(storage_buffer(&[0.0; 64], s), 0, 8, 8, 8).unwrap();
-    assert!(g.row_op_on_device(RowOp::Softmax, &m, 1.0).is_ok());
+    assert!(g
+        .call(Rows {
+            op: RowOp::Softmax,
+            x: &m,
+            temperature: 1.0
+        })
+        .on_device()
+        .run()
+        .is_ok());
     assert!(matches!(g.download(&m), Err(Error::InvalidInput(_))));
 }
 
@@ -231,25 +290,37 @@ fn ops_recorded_into_the_applications_encoder_run_with_its_work() {
     enc.copy_buffer_to_buffer(&src, 0, &dst, 0, src.size());
     let m = GpuMatrix::from_buffer(dst, 0, rows, cols, cols).unwrap();
     let r1 = g
-        .record_row_op(&mut enc, RowOp::LogSoftmax, &m, 1.0, &out)
+        .call(Rows {
+            op: RowOp::LogSoftmax,
+            x: &m,
+            temperature: 1.0,
+        })
+        .on_device_into(&out)
+        .record(&mut enc)
         .unwrap();
     let r2 = g
-        .record_cross_entropy(&mut enc, &m, Targets::Classes(y.view()), &o)
+        .call(CrossEntropy {
+            logits: &m,
+            targets: Targets::Classes(y.view()),
+            options: o.clone(),
+        })
+        .on_device()
+        .record(&mut enc)
         .unwrap();
     // Nothing ran yet: the encoder is the application's.
     queue.submit([enc.finish()]);
-    drop(r1);
+    assert_eq!(r1.finish().unwrap().dim(), (rows, cols));
     let lsm = g.download(&out).unwrap();
     assert_close_2d(
         lsm.view(),
         Reference.softmax_f64(x.view(), 1.0, true).unwrap().view(),
         "recorded log_softmax",
     );
-    let (loss, lse) = r2.loss(&g).unwrap();
+    let r2 = r2.finish().unwrap();
     let got = smoothmax::CrossEntropyOutput {
-        loss,
+        loss: r2.loss,
         grad: Some(g.download(r2.grad.as_ref().unwrap()).unwrap()),
-        lse,
+        lse: r2.lse,
     };
     let want = Reference
         .cross_entropy_f64(x.view(), Targets::Classes(y.view()), &o)
@@ -267,7 +338,13 @@ fn ops_recorded_into_the_applications_encoder_run_with_its_work() {
         .upload(ndarray::Array2::<f32>::zeros((rows, 3)).view())
         .unwrap();
     assert!(matches!(
-        g.record_row_op(&mut enc, RowOp::Softmax, &m, 1.0, &small),
+        g.call(Rows {
+            op: RowOp::Softmax,
+            x: &m,
+            temperature: 1.0
+        })
+        .on_device_into(&small)
+        .record(&mut enc),
         Err(Error::InvalidInput(_))
     ));
 }
@@ -309,7 +386,13 @@ fn in_place_gradient_equals_the_out_of_place_one() {
             ..Default::default()
         };
         let out_of_place = g
-            .cross_entropy_on_device(&g.upload(x.view()).unwrap(), t, &o)
+            .call(CrossEntropy {
+                logits: &g.upload(x.view()).unwrap(),
+                targets: t,
+                options: o.clone(),
+            })
+            .on_device()
+            .run()
             .unwrap();
         // The logits in an application buffer, `stride` floats per row.
         let mut data = vec![0.0f32; rows * stride];
@@ -323,7 +406,15 @@ fn in_place_gradient_equals_the_out_of_place_one() {
                 | wgpu::BufferUsages::COPY_DST,
         );
         let m = GpuMatrix::from_buffer(buf, 0, rows, cols, stride).unwrap();
-        let in_place = g.cross_entropy_in_place(&m, t, &o).unwrap();
+        let in_place = g
+            .call(CrossEntropy {
+                logits: &m,
+                targets: t,
+                options: o.clone(),
+            })
+            .in_place()
+            .run()
+            .unwrap();
         let what = format!("[{rows}, {cols}] stride {stride} probs={probs}");
         assert_eq!(in_place.loss, out_of_place.loss, "{what}: loss");
         assert_eq!(in_place.lse, out_of_place.lse, "{what}: lse");
@@ -354,11 +445,13 @@ fn in_place_gradient_equals_the_out_of_place_one() {
         .unwrap();
     let y = ndarray::array![0i64, 1];
     assert!(matches!(
-        g.cross_entropy_in_place(
-            &m,
-            Targets::Classes(y.view()),
-            &CrossEntropyOptions::default()
-        ),
+        g.call(CrossEntropy {
+            logits: &m,
+            targets: Targets::Classes(y.view()),
+            options: CrossEntropyOptions::default().clone()
+        })
+        .in_place()
+        .run(),
         Err(Error::InvalidInput(_))
     ));
 }
@@ -386,7 +479,13 @@ fn chunked_device_cross_entropy_in_and_out_of_place() {
         .unwrap();
     let m = g.upload(x.view()).unwrap();
     let dev = g
-        .cross_entropy_on_device(&m, Targets::Classes(y.view()), &o)
+        .call(CrossEntropy {
+            logits: &m,
+            targets: Targets::Classes(y.view()),
+            options: o.clone(),
+        })
+        .on_device()
+        .run()
         .unwrap();
     assert_eq!(dev.loss, host.loss);
     assert_eq!(dev.lse, host.lse);
@@ -395,7 +494,13 @@ fn chunked_device_cross_entropy_in_and_out_of_place() {
         host.grad.clone().unwrap()
     );
     let ip = g
-        .cross_entropy_in_place(&m, Targets::Classes(y.view()), &o)
+        .call(CrossEntropy {
+            logits: &m,
+            targets: Targets::Classes(y.view()),
+            options: o.clone(),
+        })
+        .in_place()
+        .run()
         .unwrap();
     assert_eq!(ip.loss, host.loss);
     assert_eq!(g.download(&m).unwrap(), host.grad.unwrap());
@@ -428,7 +533,7 @@ proptest::proptest! {
         let m = GpuMatrix::from_buffer(buf, (pad * 4) as u64, rows, cols, stride).unwrap();
         let block = big.slice(ndarray::s![.., ..cols]).to_owned();
         for op in [RowOp::LogSumExp, RowOp::LogSoftmax] {
-            let d = g.download(&g.row_op_on_device(op, &m, 1.0).unwrap()).unwrap();
+            let d = g.download(&g.call(Rows { op, x: &m, temperature: 1.0 }).on_device().run().unwrap()).unwrap();
             match g.row_op(op, block.view(), 1.0).unwrap() {
                 smoothmax::RowOutput::PerRow(v) => proptest::prop_assert_eq!(d.column(0).to_owned(), v),
                 smoothmax::RowOutput::Matrix(h) => proptest::prop_assert_eq!(d, h),
@@ -436,7 +541,7 @@ proptest::proptest! {
         }
         let y = ndarray::Array1::from_shape_fn(rows, |i| (i % cols) as i64);
         let o = CrossEntropyOptions { gradient: true, ..Default::default() };
-        let dev = g.cross_entropy_on_device(&m, Targets::Classes(y.view()), &o).unwrap();
+        let dev = g.call(CrossEntropy { logits: &m, targets: Targets::Classes(y.view()), options: o.clone() }).on_device().run().unwrap();
         let host = g.cross_entropy(block.view(), Targets::Classes(y.view()), &o).unwrap();
         proptest::prop_assert_eq!(dev.loss, host.loss);
         proptest::prop_assert_eq!(g.download(dev.grad.as_ref().unwrap()).unwrap(), host.grad.unwrap());

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{gpu, logits};
+use smoothmax::gpu::{CrossEntropy, Rows};
 use smoothmax::{Backend, CrossEntropyOptions, Error, Gpu, GpuMatrix, RowOp, Targets};
 
 fn other_device() -> (wgpu::Adapter, wgpu::Device, wgpu::Queue) {
@@ -62,7 +63,15 @@ fn a_validation_error_is_returned_and_the_engine_stays_usable() {
         mapped_at_creation: false,
     });
     let m = GpuMatrix::from_buffer(foreign, 0, 8, 8, 8).unwrap();
-    match g.row_op_on_device(RowOp::Softmax, &m, 1.0) {
+    match g
+        .call(Rows {
+            op: RowOp::Softmax,
+            x: &m,
+            temperature: 1.0,
+        })
+        .on_device()
+        .run()
+    {
         Err(Error::Validation(msg)) => eprintln!(
             "validation error returned: {}",
             msg.lines().next().unwrap_or("")
@@ -73,11 +82,13 @@ fn a_validation_error_is_returned_and_the_engine_stays_usable() {
     // The same through the recording API, into an encoder of the engine's own device.
     let y = ndarray::array![0i64, 1, 2, 3, 4, 5, 6, 7];
     assert!(g
-        .cross_entropy_on_device(
-            &m,
-            Targets::Classes(y.view()),
-            &CrossEntropyOptions::default()
-        )
+        .call(CrossEntropy {
+            logits: &m,
+            targets: Targets::Classes(y.view()),
+            options: CrossEntropyOptions::default()
+        })
+        .on_device()
+        .run()
         .is_err());
     still_works(g);
 }
@@ -133,6 +144,14 @@ fn a_buffer_the_device_refuses_is_an_error_and_the_engine_stays_usable() {
         .upload(logits(1024, 200, 1.0, 0.0, false, 3).view())
         .unwrap(); // 800 KiB
     let wide = GpuMatrix::from_buffer(small.buffer().clone(), 0, 250, 800, 800).unwrap();
-    assert!(g.row_op_on_device(RowOp::Softmax, &wide, 1.0).is_ok()); // 800 KiB out: fine
+    assert!(g
+        .call(Rows {
+            op: RowOp::Softmax,
+            x: &wide,
+            temperature: 1.0
+        })
+        .on_device()
+        .run()
+        .is_ok()); // 800 KiB out: fine
     still_works(&g);
 }

@@ -104,6 +104,8 @@ pub struct InPlace;
 pub struct Call<'g, O, P = Host> {
     gpu: &'g Gpu,
     op: O,
+    /// A caller's matrix the output goes into (row ops on the device).
+    into: Option<GpuMatrix>,
     place: PhantomData<P>,
 }
 
@@ -132,6 +134,7 @@ impl Gpu {
         Call {
             gpu: self,
             op,
+            into: None,
             place: PhantomData,
         }
     }
@@ -143,6 +146,20 @@ impl<'g, O> Call<'g, O, Host> {
         Call {
             gpu: self.gpu,
             op: self.op,
+            into: None,
+            place: PhantomData,
+        }
+    }
+}
+
+impl<'g, M> Call<'g, Rows<M>, Host> {
+    /// Write the output into the caller's device matrix `out` (`[B, 1]` for logsumexp, else
+    /// `[B, C]`; any row stride), which the call then returns.
+    pub fn on_device_into(self, out: &GpuMatrix) -> Call<'g, Rows<M>, Device> {
+        Call {
+            gpu: self.gpu,
+            op: self.op,
+            into: Some(out.clone()),
             place: PhantomData,
         }
     }
@@ -155,21 +172,21 @@ impl<'g, 't, 'o, 'm> Call<'g, CrossEntropy<'t, 'o, &'m GpuMatrix>, Host> {
         Call {
             gpu: self.gpu,
             op: self.op,
+            into: None,
             place: PhantomData,
         }
     }
 }
 
-/// A staged row op: its output and what it needs to be finished.
-#[doc(hidden)]
+/// A recorded row op: its output and what it is finished from (see [`Recorded`]).
 pub struct RowsStaged {
     op: RowOp,
     rows: usize,
     out: Out,
 }
 
-/// A staged surrogate.
-#[doc(hidden)]
+/// A recorded surrogate: what its kernels leave and what it is finished from (see
+/// [`Recorded`]).
 pub struct SurrogateStaged {
     raw: Raw,
     rows: usize,
@@ -253,15 +270,15 @@ macro_rules! finishes {
     };
 }
 
-/// Marker staged types for the device placements (the same staging, a different finish).
-#[doc(hidden)]
+/// A recorded call whose outputs stay on the device (the same staging as the host
+/// placement, a different finish).
 pub struct OnDevice<S>(S);
 
 modes! {
     impl[M: GpuInput] Rows<M>, Host => RowOutput, RowsStaged;
     stage(s, mode, keep) {
         let x = s.op.x.matrix();
-        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Host, mode, keep).await?;
+        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Host, None, mode, keep).await?;
         Ok(RowsStaged { op: s.op.op, rows: x.dim().0, out })
     }
     finish(st, gpu, wait) { rows::finish_host(gpu, st.op, st.out, st.rows, wait).await }
@@ -272,7 +289,8 @@ modes! {
     impl[M: GpuInput] Rows<M>, Device => GpuMatrix, OnDevice<RowsStaged>;
     stage(s, mode, keep) {
         let x = s.op.x.matrix();
-        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Device, mode, keep).await?;
+        let into = s.into.as_ref();
+        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Device, into, mode, keep).await?;
         Ok(OnDevice(RowsStaged { op: s.op.op, rows: x.dim().0, out }))
     }
     finish(st, gpu, wait) {
@@ -304,8 +322,7 @@ modes! {
 }
 finishes!(OnDevice<CeStaged> => DeviceCrossEntropy);
 
-/// Marker staged type for in-place cross-entropy.
-#[doc(hidden)]
+/// A recorded in-place cross-entropy.
 pub struct OverLogits(CeStaged);
 
 modes! {

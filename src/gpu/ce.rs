@@ -6,19 +6,18 @@
 
 use super::context::Context;
 use super::encode::{binding, record_pass, Params, Slice};
+use super::io::{In, Matrix, Out, Place};
+use super::kernel::uniforms::CeParams;
+use super::kernel::{CeFlags, Entry, Family, Kernel, Slot, Spec};
 use super::launch::{host, launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source};
+use super::matrix::GpuMatrix;
 use super::plan::{RowSplit, WG};
 use super::pool::PooledBuffer;
 use super::readback::Wait;
-use super::kernel::uniforms::CeParams;
-use super::kernel::{CeFlags, Entry, Family, Kernel, Slot, Spec};
-use super::io::{In, Matrix, Out, Place};
-use super::matrix::GpuMatrix;
 use super::Gpu;
 use crate::cross_entropy::fast::{fast_inputs, needs_linear, row_losses, FastInputs, RowStats};
 use crate::cross_entropy::{
-    prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Loss, Prepared, Reduction,
-    Targets,
+    prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Loss, Prepared, Reduction, Targets,
 };
 use crate::error::{Error, Result};
 use ndarray::Array1;
@@ -149,8 +148,9 @@ pub struct DeviceCrossEntropy {
 }
 
 /// A cross-entropy call whose kernels have run or been recorded: each row's statistics and
-/// the gradient, on the host or the device, and what the loss is finished from.
-pub(crate) struct CeStaged {
+/// the gradient, on the host or the device, and what the loss is finished from (see
+/// [`crate::gpu::Recorded`]).
+pub struct CeStaged {
     prepared: Prepared,
     fast: FastInputs,
     reduction: Reduction,
@@ -260,7 +260,7 @@ impl CeStaged {
     }
 
     /// Everything on the host.
-    pub async fn finish_host(self, gpu: &Gpu, wait: Wait) -> Result<CrossEntropyOutput> {
+    pub(crate) async fn finish_host(self, gpu: &Gpu, wait: Wait) -> Result<CrossEntropyOutput> {
         let (loss, lse) = self.loss(gpu, wait).await?;
         let grad = match self.grad {
             None => None,
@@ -271,15 +271,16 @@ impl CeStaged {
     }
 
     /// The gradient on the device.
-    pub async fn finish_device(self, gpu: &Gpu, wait: Wait) -> Result<DeviceCrossEntropy> {
+    pub(crate) async fn finish_device(self, gpu: &Gpu, wait: Wait) -> Result<DeviceCrossEntropy> {
         let (loss, lse) = self.loss(gpu, wait).await?;
-        let grad = match (self.over_logits, self.grad) {
-            (Some(m), _) => Some(m),
-            (None, Some(g)) => Some(g.into_device().ok_or_else(|| {
-                Error::InvalidInput("the gradient was left on the host".into())
-            })?),
-            (None, None) => None,
-        };
+        let grad =
+            match (self.over_logits, self.grad) {
+                (Some(m), _) => Some(m),
+                (None, Some(g)) => Some(g.into_device().ok_or_else(|| {
+                    Error::InvalidInput("the gradient was left on the host".into())
+                })?),
+                (None, None) => None,
+            };
         Ok(DeviceCrossEntropy { loss, lse, grad })
     }
 }
@@ -353,7 +354,10 @@ pub(crate) fn record_ce(
                 .as_ref()
                 .map(|p| (Slot::Partials, binding(p.buffer(), part_bytes))),
         );
-        v.extend(b.weight.map(|w| (Slot::Weight, binding(w, (cols * 4) as u64))));
+        v.extend(
+            b.weight
+                .map(|w| (Slot::Weight, binding(w, (cols * 4) as u64))),
+        );
         v.extend(b.probs.map(|q| (Slot::Q, q.binding())));
         v
     };
@@ -366,7 +370,11 @@ pub(crate) fn record_ce(
         passes.push((Entry::CeStats, rt, main_wgs));
         passes.push((Entry::CeRows, 1, rows.div_ceil(WG)));
         if gradient {
-            passes.push((Entry::CeGrad, split.write_threads, split.write_workgroups(rows)));
+            passes.push((
+                Entry::CeGrad,
+                split.write_threads,
+                split.write_workgroups(rows),
+            ));
         }
     }
     let mut keep = Vec::new();
@@ -409,4 +417,3 @@ fn ce_params(fi: &FastInputs, o: &CrossEntropyOptions, flags: CeFlags) -> CePara
         _pad2: 0,
     }
 }
-

@@ -207,7 +207,11 @@ impl Context {
 
     /// A pooled buffer of `usage` holding `data`: per-call uniforms and short vectors (class
     /// weights), queued with `write_buffer` (they reach the device before the next submission).
-    pub fn upload_small(&self, usage: wgpu::BufferUsages, data: &[u8]) -> super::pool::PooledBuffer {
+    pub fn upload_small(
+        &self,
+        usage: wgpu::BufferUsages,
+        data: &[u8],
+    ) -> super::pool::PooledBuffer {
         let b = self.pool.acquire(
             &self.device,
             usage | wgpu::BufferUsages::COPY_DST,

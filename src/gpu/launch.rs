@@ -78,9 +78,15 @@ pub(crate) type Deliver<'a> = &'a mut (dyn FnMut(usize, usize, &[u8]) + Send);
 /// Where a job's output rows go.
 pub(crate) enum Sink<'a> {
     /// Read back to the host, into `data` (row `r` at `r·row_bytes`).
-    Host { row_bytes: usize, data: &'a mut [u8] },
+    Host {
+        row_bytes: usize,
+        data: &'a mut [u8],
+    },
     /// Read back to the host, each chunk handed to `deliver`.
-    HostChunks { extent: Extent, deliver: Deliver<'a> },
+    HostChunks {
+        extent: Extent,
+        deliver: Deliver<'a>,
+    },
     /// Written into a device matrix.
     Device(&'a GpuMatrix),
     /// Written to scratch that nobody reads (kernel timing).
@@ -226,9 +232,14 @@ struct Set {
 impl Set {
     fn discard(&mut self) {
         for (a, b) in &mut self.inputs {
-            a.iter_mut().chain(b.iter_mut()).for_each(PooledBuffer::discard);
+            a.iter_mut()
+                .chain(b.iter_mut())
+                .for_each(PooledBuffer::discard);
         }
-        self.outputs.iter_mut().flatten().for_each(PooledBuffer::discard);
+        self.outputs
+            .iter_mut()
+            .flatten()
+            .for_each(PooledBuffer::discard);
         self.readback.iter_mut().for_each(PooledBuffer::discard);
     }
 }
@@ -259,7 +270,9 @@ pub(crate) async fn launch<'s>(
     }
     let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
     let streamed = matches!(mode, Mode::Stream(_))
-        && inputs.iter().any(|i| matches!(i.source, Source::Host { .. }));
+        && inputs
+            .iter()
+            .any(|i| matches!(i.source, Source::Host { .. }));
     let widest = inputs
         .iter()
         .map(|i| match i.source {
@@ -327,7 +340,9 @@ impl Plan<'_, '_> {
                             self.ctx.queue.write_buffer(b.buffer(), 0, part);
                             (None, Some(b))
                         }
-                        Source::Device(m) => (None, self.packed_copy_in(encoder, m, input.layout, r0, n)?),
+                        Source::Device(m) => {
+                            (None, self.packed_copy_in(encoder, m, input.layout, r0, n)?)
+                        }
                     };
                     set.inputs.push(bufs);
                 }
@@ -392,7 +407,9 @@ impl Plan<'_, '_> {
             let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("smoothmax/chunk"),
             });
-            let recorded = self.upload_and_record(job, &mut encoder, set, r0, n, wait).await;
+            let recorded = self
+                .upload_and_record(job, &mut encoder, set, r0, n, wait)
+                .await;
             let keep = match recorded {
                 Ok(keep) => keep,
                 Err(e) => {
@@ -472,8 +489,14 @@ impl Plan<'_, '_> {
                     if bytes == 0 {
                         continue;
                     }
-                    write_mapped(self.ctx, staging.buffer(), part, set.submitted.clone(), wait)
-                        .await?;
+                    write_mapped(
+                        self.ctx,
+                        staging.buffer(),
+                        part,
+                        set.submitted.clone(),
+                        wait,
+                    )
+                    .await?;
                     encoder.copy_buffer_to_buffer(staging.buffer(), 0, storage.buffer(), 0, bytes);
                 }
                 (Source::Device(m), None, Some(packed)) => {
@@ -514,20 +537,27 @@ impl Plan<'_, '_> {
             .collect();
         let total: u64 = sizes.iter().sum();
         let outputs = &mut *self.outputs;
-        read_mapped(self.ctx, rb.buffer(), total, set.submitted.clone(), wait, |view| {
-            let mut at = 0usize;
-            for (o, &size) in outputs.iter_mut().zip(&sizes) {
-                let part = &view[at..at + size as usize];
-                match &mut o.sink {
-                    Sink::Host { row_bytes, data } => {
-                        data[r0 * *row_bytes..(r0 + n) * *row_bytes].copy_from_slice(part)
+        read_mapped(
+            self.ctx,
+            rb.buffer(),
+            total,
+            set.submitted.clone(),
+            wait,
+            |view| {
+                let mut at = 0usize;
+                for (o, &size) in outputs.iter_mut().zip(&sizes) {
+                    let part = &view[at..at + size as usize];
+                    match &mut o.sink {
+                        Sink::Host { row_bytes, data } => {
+                            data[r0 * *row_bytes..(r0 + n) * *row_bytes].copy_from_slice(part)
+                        }
+                        Sink::HostChunks { deliver, .. } => deliver(r0, n, part),
+                        Sink::Device(_) | Sink::Scratch(_) => {}
                     }
-                    Sink::HostChunks { deliver, .. } => deliver(r0, n, part),
-                    Sink::Device(_) | Sink::Scratch(_) => {}
+                    at += size as usize;
                 }
-                at += size as usize;
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -555,7 +585,13 @@ impl Plan<'_, '_> {
 
     /// Scratch for a device output its kernel cannot write where it lies (copied there after
     /// the job, see `copy_out`), else nothing.
-    fn packed_out(&self, m: &GpuMatrix, layout: Layout, r0: usize, n: usize) -> Option<PooledBuffer> {
+    fn packed_out(
+        &self,
+        m: &GpuMatrix,
+        layout: Layout,
+        r0: usize,
+        n: usize,
+    ) -> Option<PooledBuffer> {
         // A streamed set is reused for every chunk: decide for any chunk start.
         let any_start = r0 == 0 && n == self.chunk;
         (!binds_in_place(m, layout, r0, self.align, !any_start))
@@ -625,10 +661,22 @@ impl Plan<'_, '_> {
                 let (_, cols) = m.dim();
                 let row = (cols * 4) as u64;
                 if m.row_stride() == cols || n == 1 {
-                    encoder.copy_buffer_to_buffer(b.buffer(), 0, m.buffer(), m.row_offset(r0), n as u64 * row);
+                    encoder.copy_buffer_to_buffer(
+                        b.buffer(),
+                        0,
+                        m.buffer(),
+                        m.row_offset(r0),
+                        n as u64 * row,
+                    );
                 } else {
                     for i in 0..n {
-                        encoder.copy_buffer_to_buffer(b.buffer(), i as u64 * row, m.buffer(), m.row_offset(r0 + i), row);
+                        encoder.copy_buffer_to_buffer(
+                            b.buffer(),
+                            i as u64 * row,
+                            m.buffer(),
+                            m.row_offset(r0 + i),
+                            row,
+                        );
                     }
                 }
             }
@@ -644,21 +692,31 @@ fn binds_in_place(m: &GpuMatrix, layout: Layout, r0: usize, align: u64, exact: b
     match layout {
         Layout::Strided => true,
         Layout::Based => packed,
-        Layout::Packed => {
-            packed && exact && m.row_offset(r0).is_multiple_of(align)
-        }
+        Layout::Packed => packed && exact && m.row_offset(r0).is_multiple_of(align),
     }
 }
 
 /// Copies rows `[r0, r0 + n)` of `m` into `dst`, packed.
-fn copy_rows_packed(encoder: &mut wgpu::CommandEncoder, m: &GpuMatrix, r0: usize, n: usize, dst: &wgpu::Buffer) {
+fn copy_rows_packed(
+    encoder: &mut wgpu::CommandEncoder,
+    m: &GpuMatrix,
+    r0: usize,
+    n: usize,
+    dst: &wgpu::Buffer,
+) {
     let (_, cols) = m.dim();
     let row = (cols * 4) as u64;
     if m.row_stride() == cols || n == 1 {
         encoder.copy_buffer_to_buffer(m.buffer(), m.row_offset(r0), dst, 0, n as u64 * row);
     } else {
         for i in 0..n {
-            encoder.copy_buffer_to_buffer(m.buffer(), m.row_offset(r0 + i), dst, i as u64 * row, row);
+            encoder.copy_buffer_to_buffer(
+                m.buffer(),
+                m.row_offset(r0 + i),
+                dst,
+                i as u64 * row,
+                row,
+            );
         }
     }
 }
@@ -668,5 +726,29 @@ pub(crate) fn host<T: bytemuck::Pod>(data: &[T], row_len: usize) -> Source<'_> {
     Source::Host {
         data: bytemuck::cast_slice(data),
         row_bytes: row_len * std::mem::size_of::<T>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_rows;
+
+    #[test]
+    fn chunks_fit_the_binding_and_streamed_chunks_stay_small() {
+        let lim = 128 << 20;
+        let row = |cols: usize| (cols * 4) as u64;
+        let rule =
+            |rows, cols, streamed| chunk_rows(rows, cols, row(cols), lim, 256, 65_535, streamed);
+        // Device data: as large as a binding allows, in equal chunks.
+        assert_eq!(rule(4096, 32_000, false).unwrap(), 1024); // 4 chunks
+        assert_eq!(rule(512, 128_256, false).unwrap(), 256);
+        assert_eq!(rule(1049, 32_000, false).unwrap(), 525);
+        assert_eq!(rule(3, 7, false).unwrap(), 3);
+        // Host data: at most 64 MiB per stream, so transfers overlap compute.
+        assert_eq!(rule(4096, 32_000, true).unwrap(), 512); // 8 chunks of 65.5 MB
+        assert_eq!(rule(65_536, 1000, true).unwrap(), 16_384); // 4 chunks
+                                                               // A row larger than a binding (less the alignment slack) is an error.
+        assert!(rule(1, 40 << 20, false).is_err());
+        assert!(chunk_rows(1, 1, lim, lim, 256, 65_535, false).is_err());
     }
 }

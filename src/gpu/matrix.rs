@@ -12,19 +12,9 @@ use wgpu::BufferUsages as U;
 /// A `[rows, cols]` f32 matrix in a wgpu buffer: row `r` starts `offset + 4·r·row_stride`
 /// bytes in. Cheap to clone (the buffer handle is shared).
 ///
-/// Ops on device matrices leave their results on the device, so a chain of ops never touches
-/// the host until [`Gpu::download`]:
-///
-/// ```
-/// # let Ok(gpu) = smoothmax::Gpu::new() else { return Ok(()) };
-/// use smoothmax::RowOp;
-/// let x = gpu.upload(ndarray::array![[1.0f32, 2.0, 3.0], [0.0, 0.0, 0.0]].view())?;
-/// let logp = gpu.row_op_on_device(RowOp::LogSoftmax, &x, 1.0)?; // on the device
-/// let lse = gpu.row_op_on_device(RowOp::LogSumExp, &logp, 1.0)?; // still on the device
-/// let host = gpu.download(&lse)?;                                 // [2, 1], both ≈ 0
-/// assert!(host.iter().all(|v| v.abs() < 1e-6));
-/// # Ok::<(), smoothmax::Error>(())
-/// ```
+/// Every op reads device matrices where they lie, and with
+/// [`on_device`](crate::gpu::Call::on_device) leaves its results on the device, so a chain of
+/// ops never touches the host until [`Gpu::download`] (see [`crate::gpu::Call`]).
 #[derive(Clone, Debug)]
 pub struct GpuMatrix {
     buffer: wgpu::Buffer,

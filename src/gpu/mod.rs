@@ -28,8 +28,11 @@ mod surrogates;
 mod timing;
 
 pub use adapter::{list_adapters, AdapterSummary, GpuOptions};
-pub use call::{Call, CrossEntropy, Device, GpuInput, Host, InPlace, Recorded, Rows};
-pub use ce::DeviceCrossEntropy;
+pub use call::{
+    Call, CrossEntropy, Device, GpuInput, Host, InPlace, OnDevice, OverLogits, Recorded, Rows,
+    RowsStaged, SurrogateStaged,
+};
+pub use ce::{CeStaged, DeviceCrossEntropy};
 pub use engine::{Gpu, GpuCounters};
 pub use io::Matrix;
 pub use matrix::GpuMatrix;

@@ -72,11 +72,7 @@ impl PipelineCache {
 
     /// The pipeline of `key`, compiling it on first use. Compilation errors (a bug, or a
     /// driver that rejects valid WGSL) come back as [`Error::Validation`].
-    pub fn get(
-        &self,
-        device: &wgpu::Device,
-        key: Kernel,
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub fn get(&self, device: &wgpu::Device, key: Kernel) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut map = self
             .pipelines
             .lock()

@@ -1,8 +1,7 @@
-//! How a `[B, C]` row op is cut up: rows into chunks that fit one storage binding, each row
-//! into segments when rows are long and few, and work items into a folded 2-D grid.
+//! How a chunk of a `[B, C]` row op is cut up for an adapter class: each row into segments
+//! when rows are long and few, and work items into a folded 2-D grid (chunks themselves are
+//! `launch::chunk_rows`).
 //! Pure arithmetic, unit-tested without a GPU.
-
-use crate::error::{Error, Result};
 
 /// How rows are cut for an adapter class.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -152,32 +151,6 @@ pub(crate) fn fold_grid(n: usize, max_dim: u32) -> Option<(u32, u32)> {
     (gy <= max_dim as usize).then_some((gx as u32, gy as u32))
 }
 
-/// Rows per chunk so that one chunk of input (or output) fits a storage binding of
-/// `max_binding` bytes and its grid fits `max_dim²` workgroups.
-pub(crate) fn chunk_rows(
-    rows: usize,
-    cols: usize,
-    max_binding: u64,
-    max_dim: u32,
-) -> Result<usize> {
-    let row_bytes = (cols as u64) * 4;
-    if row_bytes > max_binding {
-        return Err(Error::ShapeTooLarge {
-            rows,
-            cols,
-            what: "one row is larger than the device's largest storage binding",
-            limit: max_binding,
-        });
-    }
-    let by_bytes = (max_binding / row_bytes.max(4)) as usize;
-    // 256 rows per workgroup at most, max_dim² workgroups: far above any real shape, but
-    // checked so the fold below can never fail.
-    let by_grid = (max_dim as usize)
-        .saturating_mul(max_dim as usize)
-        .saturating_mul(WG / 2);
-    Ok(even_chunks(rows, rows.min(by_bytes).min(by_grid)))
-}
-
 /// Rows per chunk when at most `most` fit: as many chunks as needed, of equal size.
 /// [512, 128256] goes as 256 + 256 rows, not 261 + 251, whose 17 workgroups of 16 rows left
 /// one of two CPU threads a workgroup behind (logsumexp 46.7 -> 43.8 ms, cross-entropy
@@ -235,15 +208,5 @@ mod tests {
         assert_eq!(fold_grid(5, 65_535), Some((5, 1)));
         assert_eq!(fold_grid(0, 65_535), Some((0, 0)));
         assert_eq!(fold_grid(10, 3), None);
-    }
-
-    #[test]
-    fn chunks_fit_the_binding() {
-        let lim = 128 << 20;
-        assert_eq!(chunk_rows(4096, 32_000, lim, 65_535).unwrap(), 1024); // 4 equal chunks
-        assert_eq!(chunk_rows(512, 128_256, lim, 65_535).unwrap(), 256);
-        assert_eq!(chunk_rows(1049, 32_000, lim, 65_535).unwrap(), 525);
-        assert_eq!(chunk_rows(3, 7, lim, 65_535).unwrap(), 3);
-        assert!(chunk_rows(1, 40 << 20, lim, 65_535).is_err());
     }
 }

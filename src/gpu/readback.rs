@@ -118,7 +118,12 @@ pub(crate) async fn write_mapped(
 /// blocking.
 pub(crate) fn read_f32(ctx: &Context, staging: &wgpu::Buffer, dst: &mut [f32]) -> Result<()> {
     let bytes = std::mem::size_of_val(dst) as u64;
-    pollster::block_on(read_mapped(ctx, staging, bytes, None, Wait::Inline, |view| {
-        bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(view)
-    }))
+    pollster::block_on(read_mapped(
+        ctx,
+        staging,
+        bytes,
+        None,
+        Wait::Inline,
+        |view| bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(view),
+    ))
 }

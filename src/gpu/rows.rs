@@ -3,15 +3,14 @@
 
 use super::context::Context;
 use super::encode::{binding, record_pass, Params, Slice};
-use super::launch::{
-    launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source,
-};
+use super::io::{In, Matrix, Out, Place};
+use super::kernel::{Entry, Family, Kernel, Slot, Spec};
+use super::launch::{launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source};
+use super::matrix::GpuMatrix;
 use super::plan::{RowSplit, WG};
 use super::pool::PooledBuffer;
-use super::io::{Matrix, Out, Place, In};
 use super::readback::Wait;
 use super::Gpu;
-use super::kernel::{Entry, Family, Kernel, Slot, Spec};
 use crate::error::{Error, Result};
 use crate::ops::{check_temperature, RowOp, RowOutput};
 use crate::scale::ExpScale;
@@ -79,13 +78,15 @@ impl Job for RowsJob {
 }
 
 /// Runs (or records, by `mode`) a row op on `x`; the output (`[B, 1]` for logsumexp, else
-/// `[B, C]`) goes to `place`.
+/// `[B, C]`) goes to `place`, or into the caller's matrix `into`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn stage(
     ctx: &Context,
     op: RowOp,
     x: Matrix<'_>,
     t: f32,
     place: Place,
+    into: Option<&GpuMatrix>,
     mode: Mode<'_>,
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<Out> {
@@ -100,7 +101,17 @@ pub(crate) async fn stage(
     let out_cols = job.out_cols();
     // An empty row's logsumexp is −inf (the empty sum is 0).
     let fill = if cols == 0 { f32::NEG_INFINITY } else { 0.0 };
-    let mut out = Out::new(ctx, mode.place(place), rows, out_cols, fill)?;
+    let mut out = match into {
+        None => Out::new(ctx, mode.place(place), rows, out_cols, fill)?,
+        Some(m) if m.dim() == (rows, out_cols) => Out::Device(m.clone()),
+        Some(m) => {
+            return Err(Error::InvalidInput(format!(
+            "the output matrix is [{}, {}]; {op:?} of [{rows}, {cols}] writes [{rows}, {out_cols}]",
+            m.dim().0,
+            m.dim().1
+        )))
+        }
+    };
     if rows > 0 && cols == 0 && op == RowOp::LogSumExp {
         if let Out::Device(m) = &out {
             let v = vec![f32::NEG_INFINITY; rows];

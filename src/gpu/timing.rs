@@ -13,10 +13,10 @@ use super::launch::{launch, Chunk, Extent, Input, Job, Layout, Mode, Output, Sin
 use super::matrix::GpuMatrix;
 use super::plan::WG;
 use super::pool::PooledBuffer;
-use super::readback::{read_f32, Wait};
+use super::readback::read_f32;
 use super::rows::RowsJob;
 use super::Gpu;
-use crate::cross_entropy::fast::fast_inputs;
+use crate::cross_entropy::fast::{fast_inputs, FastInputs};
 use crate::cross_entropy::{prepare, CrossEntropyOptions, Targets};
 use crate::error::{Error, Result};
 use crate::ops::RowOp;
@@ -72,12 +72,11 @@ impl Job for Yardstick {
 }
 
 /// One timed op: its job and what it binds.
-enum Timed<'a> {
+enum Timed {
     Rows(RowsJob),
-    CrossEntropy(CeJob, crate::cross_entropy::fast::FastInputs, bool),
+    /// The job, its per-row inputs, whether it writes the gradient.
+    CrossEntropy(Box<(CeJob, FastInputs, bool)>),
     Yardstick(Yardstick),
-    #[allow(dead_code)]
-    Phantom(std::marker::PhantomData<&'a ()>),
 }
 
 impl Gpu {
@@ -123,7 +122,10 @@ impl Gpu {
                 let p = prepare((rows, cols), &Targets::Classes(*y), o)?;
                 let fi = fast_inputs(&p, o);
                 let job = CeJob::new(ctx, &p, &fi, o, false);
-                (Timed::CrossEntropy(job, fi, o.gradient), self.upload(x)?)
+                (
+                    Timed::CrossEntropy(Box::new((job, fi, o.gradient))),
+                    self.upload(x)?,
+                )
             }
         };
         let (mrows, mcols) = m.dim();
@@ -203,13 +205,28 @@ fn record_timed(
     let fut = async {
         match timed {
             Timed::Rows(job) => {
-                job.run(ctx, rows, x(), scratch(job.out_cols() * 4), Mode::Record(enc))
-                    .await
+                job.run(
+                    ctx,
+                    rows,
+                    x(),
+                    scratch(job.out_cols() * 4),
+                    Mode::Record(enc),
+                )
+                .await
             }
-            Timed::CrossEntropy(job, fi, gradient) => {
+            Timed::CrossEntropy(ce) => {
+                let (job, fi, gradient) = &**ce;
                 let grad = gradient.then(|| scratch(cols * 4));
-                job.run(ctx, rows, fi, x(), scratch(ROW_STATS_BYTES), grad, Mode::Record(enc))
-                    .await
+                job.run(
+                    ctx,
+                    rows,
+                    fi,
+                    x(),
+                    scratch(ROW_STATS_BYTES),
+                    grad,
+                    Mode::Record(enc),
+                )
+                .await
             }
             Timed::Yardstick(job) => {
                 let inputs = [Input {
@@ -220,12 +237,19 @@ fn record_timed(
                     sink: scratch(16),
                     layout: Layout::Based,
                 }];
-                launch(ctx, job, rows, cols, &inputs, &mut outputs, Mode::Record(enc)).await
+                launch(
+                    ctx,
+                    job,
+                    rows,
+                    cols,
+                    &inputs,
+                    &mut outputs,
+                    Mode::Record(enc),
+                )
+                .await
             }
-            Timed::Phantom(_) => Ok(Vec::new()),
         }
     };
-    // Recording never waits on the device.
-    let _ = Wait::Inline;
+    // Recording never waits on the device: the future completes at its first poll.
     pollster::block_on(fut)
 }

@@ -7,9 +7,9 @@
 //! naga-reflection test in `tests.rs`.
 
 mod source;
-pub(crate) mod uniforms;
 #[cfg(test)]
 mod tests;
+pub(crate) mod uniforms;
 
 use crate::scale::ExpForm;
 
@@ -233,7 +233,10 @@ impl Entry {
     pub(crate) fn is_in(self, family: Family) -> bool {
         use Entry as E;
         match family {
-            Family::LogSumExp => matches!(self, E::Stats | E::StatsPartial | E::MergeRows | E::LseMerge),
+            Family::LogSumExp => matches!(
+                self,
+                E::Stats | E::StatsPartial | E::MergeRows | E::LseMerge
+            ),
             Family::Softmax => matches!(self, E::Fused | E::Write),
             Family::CrossEntropy | Family::CrossEntropyInPlace => {
                 matches!(self, E::CeFused | E::CeStats | E::CeRows | E::CeGrad)
@@ -409,6 +412,11 @@ impl Kernel {
 
     /// A label for wgpu objects and error messages.
     pub fn label(&self) -> String {
-        format!("smoothmax/{:?}:{}/{:?}", self.family, self.entry.name(), self.spec)
+        format!(
+            "smoothmax/{:?}:{}/{:?}",
+            self.family,
+            self.entry.name(),
+            self.spec
+        )
     }
 }

@@ -91,7 +91,10 @@ impl Kernel {
         );
         header.push_str(&shared_constants());
         // x: read-write only where the gradient is written over it.
-        let (binding, kind) = self.family.slot(Slot::X).unwrap_or((1, BindingKind::ReadOnly));
+        let (binding, kind) = self
+            .family
+            .slot(Slot::X)
+            .unwrap_or((1, BindingKind::ReadOnly));
         let access = if kind == BindingKind::Storage {
             "read_write"
         } else {

@@ -57,9 +57,9 @@ fn specs(family: Family) -> Vec<Spec> {
                 for row_threads in ROW_THREADS {
                     for prob_targets in [false, true] {
                         // In place always writes the gradient.
-                        for ce in CeFlags::all_combinations().filter(|f| {
-                            family == Family::CrossEntropy || f.contains(CeFlags::GRAD)
-                        }) {
+                        for ce in CeFlags::all_combinations()
+                            .filter(|f| family == Family::CrossEntropy || f.contains(CeFlags::GRAD))
+                        {
                             out.push(Spec {
                                 vec4,
                                 row_threads,
@@ -154,8 +154,8 @@ fn declared_bindings(module: &naga::Module) -> Vec<(String, u32, BindingKind, bo
                 other => panic!("unexpected address space {other:?}"),
             };
             assert_eq!(b.group, 0);
-            let used = (0..module.entry_points.len())
-                .any(|i| !info.get_entry_point(i)[h].is_empty());
+            let used =
+                (0..module.entry_points.len()).any(|i| !info.get_entry_point(i)[h].is_empty());
             Some((g.name.clone().unwrap_or_default(), b.binding, kind, used))
         })
         .collect()
@@ -227,7 +227,9 @@ fn wgsl_struct(module: &naga::Module, name: &str) -> (Vec<(String, usize, &'stat
 }
 
 /// The Rust side of a uniform struct in the same form.
-fn rust_struct<T>(fields: &[(&str, usize, &'static str)]) -> (Vec<(String, usize, &'static str)>, usize) {
+fn rust_struct<T>(
+    fields: &[(&str, usize, &'static str)],
+) -> (Vec<(String, usize, &'static str)>, usize) {
     (
         fields
             .iter()
@@ -239,7 +241,14 @@ fn rust_struct<T>(fields: &[(&str, usize, &'static str)]) -> (Vec<(String, usize
 
 #[test]
 fn uniform_structs_match_their_wgsl_declarations() {
-    let module = |family, entry, spec| parse(&Kernel { family, entry, spec }).0;
+    let module = |family, entry, spec| {
+        parse(&Kernel {
+            family,
+            entry,
+            spec,
+        })
+        .0
+    };
     let rows = module(Family::LogSumExp, Entry::Stats, Spec::default());
     let ce = module(Family::CrossEntropy, Entry::CeFused, Spec::default());
     let sur = module(
@@ -250,9 +259,18 @@ fn uniform_structs_match_their_wgsl_declarations() {
             ..Spec::default()
         },
     );
-    assert_eq!(wgsl_struct(&rows, "Params"), rust_struct::<Params>(Params::FIELDS));
-    assert_eq!(wgsl_struct(&ce, "CeParams"), rust_struct::<CeParams>(CeParams::FIELDS));
-    assert_eq!(wgsl_struct(&sur, "SParams"), rust_struct::<SParams>(SParams::FIELDS));
+    assert_eq!(
+        wgsl_struct(&rows, "Params"),
+        rust_struct::<Params>(Params::FIELDS)
+    );
+    assert_eq!(
+        wgsl_struct(&ce, "CeParams"),
+        rust_struct::<CeParams>(CeParams::FIELDS)
+    );
+    assert_eq!(
+        wgsl_struct(&sur, "SParams"),
+        rust_struct::<SParams>(SParams::FIELDS)
+    );
 }
 
 #[test]
@@ -267,7 +285,10 @@ fn op_codes_are_distinct_and_ranges_hold() {
         SurrogateOp::PairwiseSqrt,
         SurrogateOp::PairwiseAcon,
     ];
-    let (lo, hi) = (SurrogateOp::PairwiseErf.code(), SurrogateOp::PairwiseAcon.code());
+    let (lo, hi) = (
+        SurrogateOp::PairwiseErf.code(),
+        SurrogateOp::PairwiseAcon.code(),
+    );
     for (op, _, v) in SurrogateOp::ALL {
         assert_eq!(pairwise.contains(&op), (lo..=hi).contains(&v), "{op:?}");
     }

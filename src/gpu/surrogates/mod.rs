@@ -1,7 +1,8 @@
 //! The surrogates on the GPU: inputs checked on the host (shared with the other backends),
 //! the kernels run through the one launch path (`rows`: the row family; `points`: the
 //! pointwise family; `f1`: the two-pass F1 scores), and the batch reductions done in f64 on
-//! the host from what the kernels leave ([`Raw`], finished by [`finish`]).
+//! the host from what the kernels leave ([`Raw`], finished by `finish_host` or
+//! `finish_device`).
 
 mod f1;
 mod params;
@@ -38,7 +39,7 @@ enum Fold {
 
 /// What the kernels leave: the value (computed on the host already, or per row / per element
 /// to fold) and the gradients, each on the host or the device.
-pub(crate) struct Raw {
+pub struct Raw {
     value: RawValue,
     grad: Out,
     grad_b: Option<Out>,
@@ -89,7 +90,7 @@ pub(crate) async fn surrogate<M>(
     ctx: &Context,
     call: &Surrogate<'_, M>,
     place: Place,
-    mut mode: Mode<'_>,
+    mode: Mode<'_>,
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<Raw>
 where
@@ -113,8 +114,18 @@ where
                 ..Default::default()
             };
             let job = weighted(SurrogateOp::Boltzmann, sp, Kappa::Beta(beta.abs()));
-            row_values(ctx, &job, x.matrix(), None, new(cols)?, row_place, Fold::Keep, mode, keep)
-                .await?
+            row_values(
+                ctx,
+                &job,
+                x.matrix(),
+                None,
+                new(cols)?,
+                row_place,
+                Fold::Keep,
+                mode,
+                keep,
+            )
+            .await?
         }
         Surrogate::SoftArgmax { x, temperature } => {
             let sp = SParams {
@@ -124,8 +135,18 @@ where
                 ..Default::default()
             };
             let job = weighted(SurrogateOp::SoftArgmax, sp, Kappa::Temperature(temperature));
-            row_values(ctx, &job, x.matrix(), None, new(cols)?, row_place, Fold::Keep, mode, keep)
-                .await?
+            row_values(
+                ctx,
+                &job,
+                x.matrix(),
+                None,
+                new(cols)?,
+                row_place,
+                Fold::Keep,
+                mode,
+                keep,
+            )
+            .await?
         }
         Surrogate::SmoothAccuracy {
             logits,
@@ -141,14 +162,34 @@ where
             let job = weighted(SurrogateOp::Accuracy, sp, Kappa::Temperature(temperature));
             let fold = Fold::Reduce(Reduction::Mean);
             let classes = Some(&pr.class[..]);
-            row_values(ctx, &job, logits.matrix(), classes, new(cols)?, row_place, fold, mode, keep)
-                .await?
+            row_values(
+                ctx,
+                &job,
+                logits.matrix(),
+                classes,
+                new(cols)?,
+                row_place,
+                fold,
+                mode,
+                keep,
+            )
+            .await?
         }
         Surrogate::SmoothF1Macro {
             logits,
             temperature,
             ..
-        } => macro_f1(ctx, &In::new(logits.matrix()), &pr, temperature, place, mode).await?,
+        } => {
+            macro_f1(
+                ctx,
+                &In::new(logits.matrix()),
+                &pr,
+                temperature,
+                place,
+                mode,
+            )
+            .await?
+        }
         Surrogate::SmoothF1Binary { logits, .. } => {
             binary_f1(ctx, &In::new(logits.matrix()), &pr, place, mode).await?
         }
@@ -161,7 +202,11 @@ where
                 margin: options.margin,
                 p: options.p,
                 u: grad_scale(options.reduction, rows),
-                flags: if pr.weight.is_some() { sp_flag::WEIGHT } else { 0 },
+                flags: if pr.weight.is_some() {
+                    sp_flag::WEIGHT
+                } else {
+                    0
+                },
                 ..Default::default()
             };
             let job = RowJob::new(
@@ -175,8 +220,18 @@ where
             );
             let fold = Fold::Reduce(options.reduction);
             let classes = Some(&pr.class[..]);
-            row_values(ctx, &job, logits.matrix(), classes, new(cols)?, row_place, fold, mode, keep)
-                .await?
+            row_values(
+                ctx,
+                &job,
+                logits.matrix(),
+                classes,
+                new(cols)?,
+                row_place,
+                fold,
+                mode,
+                keep,
+            )
+            .await?
         }
         Surrogate::PairwiseMax { a, b, form } => {
             let sp = SParams {
@@ -187,7 +242,16 @@ where
             let job = PointJob::new(ctx, pairwise_op(form), sp, cols, None);
             let (mut v, mut ga, mut gb) = (new(cols)?, new(cols)?, new(cols)?);
             let k = job
-                .run(ctx, &a, &b, None, Some(&mut v), Some(&mut ga), Some(&mut gb), mode)
+                .run(
+                    ctx,
+                    &a,
+                    &b,
+                    None,
+                    Some(&mut v),
+                    Some(&mut ga),
+                    Some(&mut gb),
+                    mode,
+                )
                 .await?;
             keep.extend(k);
             Raw {
@@ -259,7 +323,10 @@ async fn row_values(
     let mut values = Out::new(ctx, row_place, rows, 1, f32::NAN)?;
     if rows > 0 && cols > 0 {
         let x = In::new(x);
-        keep.extend(job.run(ctx, &x, classes, &mut grad, &mut values, mode).await?);
+        keep.extend(
+            job.run(ctx, &x, classes, &mut grad, &mut values, mode)
+                .await?,
+        );
     } else if let Out::Host { data, .. } = &mut grad {
         data.iter_mut().for_each(|d| *d = 0.0);
     }
@@ -294,7 +361,12 @@ fn fold_value(v: Array2<f32>, per_row: bool, fold: Fold) -> Value {
 }
 
 /// The result with every output on the host.
-pub(crate) async fn finish_host(gpu: &Gpu, raw: Raw, rows: usize, wait: Wait) -> Result<SurrogateOutput> {
+pub(crate) async fn finish_host(
+    gpu: &Gpu,
+    raw: Raw,
+    rows: usize,
+    wait: Wait,
+) -> Result<SurrogateOutput> {
     let value = match raw.value {
         RawValue::Done(v) => v,
         RawValue::Rows(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, true, f),

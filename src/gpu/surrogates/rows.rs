@@ -66,7 +66,11 @@ impl RowJob {
     ) -> Self {
         let (s, r) = kappa.split();
         // Boltzmann's (g − f) is in quarters: the 4 goes into kappa_r (see `kappa_times`).
-        let r = if op == SurrogateOp::Boltzmann { 4.0 * r } else { r };
+        let r = if op == SurrogateOp::Boltzmann {
+            4.0 * r
+        } else {
+            r
+        };
         let sp = SParams {
             kappa: s,
             kappa_r: r,
@@ -156,7 +160,10 @@ impl Job for RowJob {
     ) -> Result<Vec<PooledBuffer>> {
         let (n, cols) = (chunk.rows, self.cols);
         let x = chunk.inputs[X];
-        let classes = chunk.inputs.get(CLASSES).map(|c| (Slot::Targets, c.slice.binding()));
+        let classes = chunk
+            .inputs
+            .get(CLASSES)
+            .map(|c| (Slot::Targets, c.slice.binding()));
         let sp = (Slot::SParams, binding(self.sp.buffer(), SPARAMS_BYTES));
         if self.entry == Entry::F1Columns {
             // Softmax into scratch, then its column sums.
@@ -190,7 +197,14 @@ impl Job for RowJob {
             ];
             b.extend(classes);
             let params = Params::new(n, cols, 1, cols.div_ceil(4) as u32, 1.0);
-            keep.push(record_pass(ctx, encoder, kernel, cols.div_ceil(WG), params, b)?);
+            keep.push(record_pass(
+                ctx,
+                encoder,
+                kernel,
+                cols.div_ceil(WG),
+                params,
+                b,
+            )?);
             keep.push(p);
             return Ok(keep);
         }
@@ -218,10 +232,10 @@ impl Job for RowJob {
                 .as_ref()
                 .map(|w| (Slot::Weight, binding(w.buffer(), w.buffer().size()))),
         );
-        let params = self
-            .kappa
-            .params(n, cols, split.seg_len)
-            .placed(x.slice.base, x.stride, grad.base);
+        let params =
+            self.kappa
+                .params(n, cols, split.seg_len)
+                .placed(x.slice.base, x.stride, grad.base);
         let pass = record_pass(ctx, encoder, kernel, split.workgroups(n), params, b)?;
         Ok(vec![pass])
     }
