@@ -126,6 +126,18 @@ impl Gpu {
         self.ctx.pool.idle_bytes()
     }
 
+    /// The device the engine runs on (its own, or the application's): for encoders that
+    /// [`Call::record`](crate::gpu::Call::record) records into, and buffers for
+    /// [`crate::GpuMatrix::from_buffer`].
+    pub fn device(&self) -> &wgpu::Device {
+        &self.ctx.device
+    }
+
+    /// The engine's queue: submit recorded encoders here.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.ctx.queue
+    }
+
     /// The adapter this engine runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.ctx.adapter
