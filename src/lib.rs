@@ -118,6 +118,7 @@
 
 #![warn(missing_docs)]
 
+mod backend;
 #[cfg(feature = "cli")]
 pub mod bench;
 pub mod cpu;
@@ -125,12 +126,14 @@ pub mod cross_entropy;
 mod env;
 mod error;
 pub mod gpu;
-mod ops;
+mod reduction;
 mod reference;
+mod rows;
 mod scale;
 mod shape;
 pub mod surrogates;
 
+pub use backend::Backend;
 pub use cpu::{Cpu, CpuIsa};
 pub use cross_entropy::reference::ReferenceCrossEntropy;
 pub use cross_entropy::{
@@ -138,8 +141,8 @@ pub use cross_entropy::{
 };
 pub use error::{Error, Result};
 pub use gpu::{DeviceCrossEntropy, Gpu, GpuCounters, GpuMatrix};
-pub use ops::{check_temperature, Backend, RowOp, RowOutput};
 pub use reference::Reference;
+pub use rows::{check_temperature, RowOp, RowOutput};
 pub use shape::Shape;
 /// The wgpu this crate is built against: use it to create devices and encoders for
 /// [`Gpu::from_device`] and the recording API, so the versions always match.

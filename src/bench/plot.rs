@@ -1,7 +1,7 @@
 //! The bench's plot: throughput (GB/s, log scale) per op across shapes, one panel per device,
 //! with the yardsticks drawn as dashed reference lines. Pure-Rust SVG (plotters).
 
-use super::Record;
+use super::record::Record;
 use plotters::prelude::*;
 use std::path::Path;
 

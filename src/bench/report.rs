@@ -1,6 +1,6 @@
 //! The bench's table (stdout) and JSON records.
 
-use super::Record;
+use super::record::Record;
 use std::fmt::Write;
 
 fn opt(v: Option<f64>, digits: usize, suffix: &str) -> String {

@@ -5,7 +5,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use super::exp::{C1, C2, HI, LO, LOG2E, MAGIC_BITS, ROUND_MAGIC};
-use super::rows::SUM_BLOCK;
+use super::lanes::SUM_BLOCK;
 use crate::scale::RowScale;
 use std::arch::x86_64::*;
 

@@ -13,8 +13,10 @@
 //!
 //! The loss is finished from the row's statistics in f64 by `cross_entropy::finish`.
 
-use super::exp::{Arith, Fused, Separate};
-use super::rows::{exp_sum, lanes_sum, row_max, L, SUM_BLOCK};
+use super::arith::Arith;
+use super::exp::{Fused, Separate};
+use super::lanes::{lanes_sum, L, SUM_BLOCK};
+use super::rows::{exp_sum, row_max};
 use super::CpuIsa;
 use crate::cross_entropy::fast::{fast_inputs, flag, needs_linear, unnormalize, RowCoef, RowStats};
 use crate::cross_entropy::{finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Targets};

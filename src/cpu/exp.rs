@@ -8,8 +8,6 @@
 //! (so `exp(−inf) = 0`, as the masked softmax needs); above `HI` it is `+inf`. NaN in gives an
 //! unspecified value: callers flag NaN rows before they get here.
 
-use crate::scale::RowScale;
-
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split: `C1` = 355/512 has few mantissa bits so `n·C1` is exact for |n| < 2^9.
 pub(crate) const C1: f32 = 355.0 / 512.0;
@@ -30,16 +28,10 @@ pub(crate) const MAGIC_BITS: u32 = 0x4b40_0000;
 
 /// How `a·b + c` is formed: one fused instruction where the processor has FMA, else a multiply
 /// and an add. Kernels are generic over it so the FMA build gets vfmadd without the baseline
-/// build calling the (slow, software) `fmaf`.
-pub(crate) trait Arith: Copy {
-    /// Whether the AVX2 + FMA intrinsic loops may be used.
-    const SIMD: bool;
-
+/// build calling the (slow, software) `fmaf`. The row loops each build runs are
+/// `cpu::arith::Arith`, on top of this.
+pub(crate) trait Fma: Copy {
     fn fma(a: f32, b: f32, c: f32) -> f32;
-
-    /// The row kernels' two hot loops; see cpu/rows.rs.
-    fn max_and_abs_bits(x: &[f32]) -> (f32, u32);
-    fn exp_sum(x: &[f32], sc: &RowScale, store: Option<&mut [f32]>, next: &[f32]) -> f32;
 }
 
 /// `a.mul_add(b, c)`: only for code compiled with the `fma` target feature.
@@ -50,52 +42,17 @@ pub(crate) struct Fused;
 #[derive(Copy, Clone)]
 pub(crate) struct Separate;
 
-impl Arith for Fused {
-    const SIMD: bool = cfg!(target_arch = "x86_64");
-
+impl Fma for Fused {
     #[inline(always)]
     fn fma(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
     }
-
-    #[inline(always)]
-    fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Fused` is only used inside functions compiled for (and called after
-        // detecting) AVX2 + FMA.
-        return unsafe { super::avx2::max_and_abs_bits(x) };
-        #[cfg(not(target_arch = "x86_64"))]
-        super::rows::max_and_abs_bits(x)
-    }
-
-    #[inline(always)]
-    fn exp_sum(x: &[f32], sc: &RowScale, store: Option<&mut [f32]>, next: &[f32]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if !sc.tiny {
-            // SAFETY: as above.
-            return unsafe { super::avx2::exp_sum(x, sc, store, next) };
-        }
-        let _ = next;
-        super::rows::exp_sum_portable::<Self>(x, sc, store)
-    }
 }
 
-impl Arith for Separate {
-    const SIMD: bool = false;
-
+impl Fma for Separate {
     #[inline(always)]
     fn fma(a: f32, b: f32, c: f32) -> f32 {
         a * b + c
-    }
-
-    #[inline(always)]
-    fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
-        super::rows::max_and_abs_bits(x)
-    }
-
-    #[inline(always)]
-    fn exp_sum(x: &[f32], sc: &RowScale, store: Option<&mut [f32]>, _next: &[f32]) -> f32 {
-        super::rows::exp_sum_portable::<Self>(x, sc, store)
     }
 }
 
@@ -107,7 +64,7 @@ pub fn exp(x: f32) -> f32 {
 
 /// [`exp`] with the multiply-adds formed by `A`.
 #[inline(always)]
-pub(crate) fn exp_with<A: Arith>(x: f32) -> f32 {
+pub(crate) fn exp_with<A: Fma>(x: f32) -> f32 {
     // `if` selects (not f32::max/min, whose NaN rules add work) compile to maxps/minps.
     let lo = if x < LO { LO } else { x };
     let xc = if lo > HI { HI } else { lo };

@@ -3,11 +3,13 @@
 //! an AVX2 build of the same loops chosen at run time where the processor has it.
 
 mod alloc;
+mod arith;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod ce;
 mod exp;
 mod isa;
+mod lanes;
 mod pointwise;
 mod rows;
 pub(crate) mod surrogates;
@@ -15,9 +17,10 @@ pub(crate) mod surrogates;
 pub use exp::exp as fast_exp;
 pub use isa::{CpuIsa, ISA_ENV};
 
+use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
-use crate::ops::{check_temperature, Backend, RowOp, RowOutput};
+use crate::rows::{check_temperature, RowOp, RowOutput};
 use crate::scale::ExpScale;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;

@@ -349,7 +349,7 @@ fn macro_f1(
     pr: &Prepared,
     t: f32,
 ) -> Result<SurrogateOutput> {
-    use crate::ops::Backend;
+    use crate::backend::Backend;
     let (rows, cols) = (pr.rows, pr.cols);
     let p = super::Cpu::with_isa(isa)?.softmax(logits.view(), t)?;
     // Column sums in f64, one pass over the rows.

@@ -32,8 +32,10 @@
 //!   even where `p_j·2^n` is not: the gradient is exact relative to the row's largest
 //!   coefficient, as every result made of several terms is.)
 
-use super::{CrossEntropyOptions, Prepared};
-use ndarray::Array2;
+use super::options::{CrossEntropyOptions, CrossEntropyOutput};
+use super::prepare::{reduce, Prepared};
+use crate::error::{Error, Result};
+use ndarray::{Array1, Array2};
 
 /// Flag bits of [`RowStats::flags`] (the same values in shaders/cross_entropy.wgsl).
 pub(crate) mod flag {
@@ -317,4 +319,28 @@ pub(crate) fn unnormalize(g: f32, n: i32) -> f32 {
     } else {
         (g as f64 * 2f64.powi(n)) as f32
     }
+}
+
+/// Assembles a fast backend's result from its per-row statistics: the losses (finished in
+/// f64, see the module docs), the reduced loss, the per-row lse, and the `[B, C]` gradient when it
+/// was asked for.
+pub(crate) fn finish(
+    p: &Prepared,
+    fi: &FastInputs,
+    o: &CrossEntropyOptions,
+    stats: &[RowStats],
+    grad: Option<Vec<f32>>,
+) -> Result<CrossEntropyOutput> {
+    let (ce, lse) = row_losses(p, fi, stats);
+    let grad = grad
+        .map(|g| {
+            Array2::from_shape_vec((p.rows, p.cols), g)
+                .map_err(|e| Error::InvalidInput(e.to_string()))
+        })
+        .transpose()?;
+    Ok(CrossEntropyOutput {
+        loss: reduce(p, o, &ce, &lse),
+        grad,
+        lse: Array1::from_vec(lse),
+    })
 }

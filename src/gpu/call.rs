@@ -26,7 +26,7 @@
 //! ```
 
 use super::ce::{self, CeStaged, DeviceCrossEntropy};
-use super::io::{Matrix, Out, Place};
+use super::io::{GpuInput, Out, Place};
 use super::launch::Mode;
 use super::matrix::GpuMatrix;
 use super::pool::PooledBuffer;
@@ -36,35 +36,9 @@ use super::surrogates::{self, DeviceSurrogateOutput, Raw};
 use super::Gpu;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::Result;
-use crate::ops::{RowOp, RowOutput};
-use crate::shape::Shape;
+use crate::rows::{RowOp, RowOutput};
 use crate::surrogates::{Surrogate, SurrogateOutput};
-use ndarray::ArrayView2;
 use std::marker::PhantomData;
-
-/// A matrix a GPU op reads: host data (`ArrayView2<f32>`) or a device matrix (`&GpuMatrix`).
-pub trait GpuInput: Shape + Copy {
-    /// The matrix, wherever it lives.
-    fn matrix(&self) -> Matrix<'_>;
-}
-
-impl GpuInput for ArrayView2<'_, f32> {
-    fn matrix(&self) -> Matrix<'_> {
-        Matrix::Host(self.view())
-    }
-}
-
-impl GpuInput for &GpuMatrix {
-    fn matrix(&self) -> Matrix<'_> {
-        Matrix::Device(self)
-    }
-}
-
-impl Shape for &GpuMatrix {
-    fn dim(&self) -> (usize, usize) {
-        GpuMatrix::dim(self)
-    }
-}
 
 /// A row op (logsumexp, softmax, log-softmax) of `x` at a temperature.
 #[derive(Clone, Copy, Debug)]

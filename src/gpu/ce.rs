@@ -11,9 +11,9 @@ use super::kernel::uniforms::CeParams;
 use super::kernel::{CeFlags, Entry, Family, Kernel, Slot, Spec};
 use super::launch::{host, launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source};
 use super::matrix::GpuMatrix;
-use super::plan::{RowSplit, WG};
 use super::pool::PooledBuffer;
 use super::readback::Wait;
+use super::split::{RowSplit, WG};
 use super::Gpu;
 use crate::cross_entropy::fast::{fast_inputs, needs_linear, row_losses, FastInputs, RowStats};
 use crate::cross_entropy::{

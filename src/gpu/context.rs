@@ -24,15 +24,15 @@ pub(crate) struct Context {
     /// read-write slots, one for read-only slots (one buffer cannot be both in a dispatch).
     pub dummy: wgpu::Buffer,
     pub dummy_ro: wgpu::Buffer,
-    /// How rows are cut on this device (see `gpu::plan::Policy`).
-    pub policy: super::plan::Policy,
+    /// How rows are cut on this device (see `gpu::split::Policy`).
+    pub policy: super::split::Policy,
 }
 
 /// The kernel layout `SMOOTHMAX_GPU_POLICY` asks for (`gpu` or `cpu`), else the one the
 /// adapter's type calls for (a CPU adapter like lavapipe gets `cpu`); an error for any other
 /// value, so that a mistyped override cannot silently test the other layout.
-fn policy_from_env(device_type: &str) -> Result<super::plan::Policy> {
-    use super::plan::Policy;
+fn policy_from_env(device_type: &str) -> Result<super::split::Policy> {
+    use super::split::Policy;
     let by_adapter = if device_type == "Cpu" {
         Policy::Cpu
     } else {
@@ -199,9 +199,9 @@ impl Context {
         }
     }
 
-    /// How rows are cut on this adapter (see `gpu::plan::Policy`); `SMOOTHMAX_GPU_POLICY`
+    /// How rows are cut on this adapter (see `gpu::split::Policy`); `SMOOTHMAX_GPU_POLICY`
     /// (`gpu` or `cpu`) overrides it, so tests can run both layouts on one adapter.
-    pub fn policy(&self) -> super::plan::Policy {
+    pub fn policy(&self) -> super::split::Policy {
         self.policy
     }
 

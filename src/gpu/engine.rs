@@ -2,14 +2,9 @@
 //! through [`Gpu::call`].
 
 use super::adapter::{AdapterSummary, GpuOptions};
-use super::call::{CrossEntropy, Rows};
 use super::context::Context;
-use super::plan;
-use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
+use super::split;
 use crate::error::Result;
-use crate::ops::{Backend, RowOp, RowOutput};
-use crate::surrogates::{Surrogate, SurrogateOutput};
-use ndarray::ArrayView2;
 use std::sync::Arc;
 
 /// The GPU backend. Cheap to clone (the device and caches are shared); `Send + Sync`, so
@@ -148,8 +143,8 @@ impl Gpu {
     /// calls for or `SMOOTHMAX_GPU_POLICY` overrides.
     pub fn kernel_layout(&self) -> &'static str {
         match self.ctx.policy() {
-            plan::Policy::Gpu => "gpu",
-            plan::Policy::Cpu => "cpu",
+            split::Policy::Gpu => "gpu",
+            split::Policy::Cpu => "cpu",
         }
     }
 
@@ -188,33 +183,5 @@ impl std::fmt::Debug for Gpu {
         f.debug_struct("Gpu")
             .field("adapter", &self.ctx.adapter.name)
             .finish()
-    }
-}
-
-impl Backend for Gpu {
-    fn name(&self) -> &'static str {
-        "gpu"
-    }
-
-    fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput> {
-        self.call(call.clone()).run()
-    }
-
-    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
-        self.call(Rows { op, x, temperature }).run()
-    }
-
-    fn cross_entropy(
-        &self,
-        logits: ArrayView2<f32>,
-        targets: Targets,
-        options: &CrossEntropyOptions,
-    ) -> Result<CrossEntropyOutput> {
-        self.call(CrossEntropy {
-            logits,
-            targets,
-            options: options.clone(),
-        })
-        .run()
     }
 }

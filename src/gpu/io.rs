@@ -2,9 +2,11 @@
 //! to the host or the device ([`Out`]), as the launch path's sources and sinks.
 
 use super::context::Context;
+pub(crate) use super::launch::Place;
 use super::launch::{host, to_host, Sink, Source};
 use super::matrix::GpuMatrix;
 use crate::error::{Error, Result};
+use crate::shape::Shape;
 use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 
 /// A matrix an op reads: host data or a device-resident matrix. Ops take either
@@ -55,6 +57,30 @@ impl<'a> From<&'a GpuMatrix> for Matrix<'a> {
     }
 }
 
+/// A matrix a GPU op reads: host data (`ArrayView2<f32>`) or a device matrix (`&GpuMatrix`).
+pub trait GpuInput: Shape + Copy {
+    /// The matrix, wherever it lives.
+    fn matrix(&self) -> Matrix<'_>;
+}
+
+impl GpuInput for ArrayView2<'_, f32> {
+    fn matrix(&self) -> Matrix<'_> {
+        Matrix::Host(self.view())
+    }
+}
+
+impl GpuInput for &GpuMatrix {
+    fn matrix(&self) -> Matrix<'_> {
+        Matrix::Device(self)
+    }
+}
+
+impl Shape for &GpuMatrix {
+    fn dim(&self) -> (usize, usize) {
+        GpuMatrix::dim(self)
+    }
+}
+
 /// A [`Matrix`] ready to be a launch source: host data made contiguous (copied only when
 /// it is not), or the device matrix.
 pub(crate) enum In<'a> {
@@ -90,13 +116,6 @@ impl<'a> In<'a> {
             In::Device(m) => Ok(Source::Device(m)),
         }
     }
-}
-
-/// Where an op's matrix outputs go.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Place {
-    Host,
-    Device,
 }
 
 /// One matrix output: host rows being filled, or a new contiguous device matrix.

@@ -3,13 +3,14 @@
 //! kernels' inputs (rows.rs, ce.rs, surrogates/) and describes its passes over one chunk of
 //! rows as a `Job`; launch.rs is the one loop over chunks (buffer loans, error scopes, uploads
 //! overlapped with compute, readback). kernel/ names every kernel, its bindings and the
-//! constants and uniforms it shares with Rust; plan.rs cuts rows for an adapter class.
+//! constants and uniforms it shares with Rust; split.rs cuts rows for an adapter class.
 //!
 //! Any shape works: rows are chunked so each chunk fits one storage binding (lavapipe allows
 //! 128 MiB), long rows with few of them are split over several workgroups and merged, short
 //! rows share a workgroup, and grids larger than 65535 workgroups are folded into 2-D.
 
 mod adapter;
+mod backend;
 mod call;
 mod ce;
 mod context;
@@ -20,21 +21,21 @@ mod kernel;
 mod launch;
 mod matrix;
 mod pipelines;
-mod plan;
 mod pool;
 mod readback;
 mod rows;
+mod split;
 mod surrogates;
 mod timing;
 
 pub use adapter::{list_adapters, AdapterSummary, GpuOptions};
 pub use call::{
-    Call, CrossEntropy, Device, GpuInput, Host, InPlace, OnDevice, OverLogits, Recorded, Rows,
-    RowsStaged, SurrogateStaged,
+    Call, CrossEntropy, Device, Host, InPlace, OnDevice, OverLogits, Recorded, Rows, RowsStaged,
+    SurrogateStaged,
 };
 pub use ce::{CeStaged, DeviceCrossEntropy};
 pub use engine::{Gpu, GpuCounters};
-pub use io::Matrix;
+pub use io::{GpuInput, Matrix};
 pub use matrix::GpuMatrix;
 pub use surrogates::{DeviceSurrogateOutput, DeviceValue};
 pub use timing::{KernelJob, KernelTimes};

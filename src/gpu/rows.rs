@@ -7,12 +7,12 @@ use super::io::{In, Matrix, Out, Place};
 use super::kernel::{Entry, Family, Kernel, Slot, Spec};
 use super::launch::{launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source};
 use super::matrix::GpuMatrix;
-use super::plan::{RowSplit, WG};
 use super::pool::PooledBuffer;
 use super::readback::Wait;
+use super::split::{RowSplit, WG};
 use super::Gpu;
 use crate::error::{Error, Result};
-use crate::ops::{check_temperature, RowOp, RowOutput};
+use crate::rows::{check_temperature, RowOp, RowOutput};
 use crate::scale::ExpScale;
 use wgpu::BufferUsages as U;
 

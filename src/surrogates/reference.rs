@@ -356,10 +356,9 @@ fn f64_of(x: &ArrayView2<f32>) -> Array2<f64> {
 }
 
 fn reduce_f64(v: Array2<f64>, reduction: Reduction) -> Value<f64> {
-    match reduction {
-        Reduction::None => Value::Matrix(v),
-        Reduction::Sum => Value::Scalar(v.sum()),
-        Reduction::Mean => Value::Scalar(v.sum() / v.len() as f64),
+    match reduction.apply(v.sum(), v.len() as f64) {
+        None => Value::Matrix(v),
+        Some(s) => Value::Scalar(s),
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::{sp_flag, BindingKind, CeFlags, Family, Kernel, Slot, SurrogateOp};
 use crate::cross_entropy::fast::flag;
-use crate::gpu::plan::WG;
+use crate::gpu::split::WG;
 use crate::scale::ExpForm;
 use std::fmt::Write;
 

@@ -1,10 +1,10 @@
 //! The smooth F1 scores: two device passes with sums on the host in f64 between them (macro
 //! F1's column sums, binary F1's `Σ p·y` and `Σ (p + y)`).
 
+use super::output::Raw;
 use super::params::Kappa;
 use super::points::PointJob;
 use super::rows::RowJob;
-use super::Raw;
 use crate::error::{Error, Result};
 use crate::gpu::context::Context;
 use crate::gpu::io::{In, Out, Place};

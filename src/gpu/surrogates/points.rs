@@ -9,8 +9,8 @@ use crate::gpu::io::{In, Out};
 use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
 use crate::gpu::launch::{host, launch, Chunk, Input, Job, Layout, Mode, Output};
-use crate::gpu::plan::WG;
 use crate::gpu::pool::PooledBuffer;
+use crate::gpu::split::WG;
 use wgpu::BufferUsages as U;
 
 /// A job of the pointwise family. Inputs: the scores (or `a`), the labels (or `b`) and

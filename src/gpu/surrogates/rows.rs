@@ -10,10 +10,10 @@ use crate::gpu::io::{In, Out};
 use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
 use crate::gpu::launch::{host, launch, Chunk, Extent, Input, Job, Layout, Mode, Output, Sink};
-use crate::gpu::plan::{RowSplit, WG};
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::rows::record_rows;
-use crate::ops::RowOp;
+use crate::gpu::split::{RowSplit, WG};
+use crate::rows::RowOp;
 use wgpu::BufferUsages as U;
 
 /// A job of the row family. Inputs: the scores (strided) and, for ops with classes, a class

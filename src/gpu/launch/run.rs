@@ -1,0 +1,64 @@
+//! The entry point: plan a launch and run it in its mode.
+
+use super::bind::Plan;
+use super::rule::chunk_rows;
+use super::streams::{Input, Job, Mode, Output, Sink, Source};
+use crate::error::Result;
+use crate::gpu::context::Context;
+use crate::gpu::pool::PooledBuffer;
+
+/// Runs `job` over `rows` rows. In [`Mode::Record`] the returned buffers must live until the
+/// encoder is submitted; in [`Mode::Stream`] the work is done when this returns.
+pub(crate) async fn launch<'s>(
+    ctx: &Context,
+    job: &dyn Job,
+    rows: usize,
+    cols: usize,
+    inputs: &[Input<'s>],
+    outputs: &mut [Output<'s>],
+    mode: Mode<'_>,
+) -> Result<Vec<PooledBuffer>> {
+    ctx.check_alive()?;
+    if rows == 0 {
+        return Ok(Vec::new());
+    }
+    let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
+    let streamed = matches!(mode, Mode::Stream(_))
+        && inputs
+            .iter()
+            .any(|i| matches!(i.source, Source::Host { .. }));
+    let widest = inputs
+        .iter()
+        .map(|i| match i.source {
+            Source::Host { row_bytes, .. } => row_bytes,
+            Source::Device(m) => m.row_stride().max(m.dim().1) * 4,
+        })
+        .chain(outputs.iter().map(|o| match &o.sink {
+            Sink::Host { row_bytes, .. } => *row_bytes,
+            Sink::HostChunks { extent, .. } | Sink::Scratch(extent) => extent.per_row(),
+            Sink::Device(m) => m.row_stride().max(m.dim().1) * 4,
+        }))
+        .max()
+        .unwrap_or(4);
+    let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+    let chunk = chunk_rows(
+        rows,
+        cols,
+        widest as u64,
+        ctx.max_binding(),
+        align,
+        max_dim,
+        streamed,
+    )?;
+    let mut plan = Plan {
+        ctx,
+        inputs,
+        outputs,
+        chunk,
+        align,
+    };
+    match mode {
+        Mode::Record(encoder) => plan.record_all(job, rows, encoder),
+        Mode::Stream(wait) => plan.stream(job, rows, wait).await.map(|()| Vec::new()),
+    }
+}

@@ -1,0 +1,197 @@
+//! Streaming host data chunk by chunk on two buffer sets, so that the transfers of one chunk
+//! overlap the compute of the next.
+
+use super::bind::{copy_rows_packed, Plan, Set};
+use super::streams::{Job, Sink, Source};
+use crate::error::Result;
+use crate::gpu::encode::Scopes;
+use crate::gpu::pool::PooledBuffer;
+use crate::gpu::readback::{read_mapped, write_mapped, Wait};
+use wgpu::BufferUsages as U;
+
+impl Plan<'_, '_> {
+    /// Chunk by chunk on two buffer sets: upload k, submit k, read back k−1 (which ran while
+    /// k was uploaded), so transfers of one chunk overlap the compute of the next.
+    pub(super) async fn stream(&mut self, job: &dyn Job, rows: usize, wait: Wait) -> Result<()> {
+        let mut sets = [Set::default(), Set::default()];
+        let res = self.stream_sets(job, rows, wait, &mut sets).await;
+        if res.is_err() {
+            // The state of these buffers is unknown after a failure: do not reuse them.
+            sets.iter_mut().for_each(Set::discard);
+        }
+        res?;
+        self.ctx.check_uncaptured()
+    }
+
+    pub(super) async fn stream_sets(
+        &mut self,
+        job: &dyn Job,
+        rows: usize,
+        wait: Wait,
+        sets: &mut [Set; 2],
+    ) -> Result<()> {
+        let dev = &self.ctx.device;
+        let mut k = 0;
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = self.chunk.min(rows - r0);
+            let set = &mut sets[k % 2];
+            self.fill_set(set);
+            let scopes = Scopes::push(dev);
+            let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("smoothmax/chunk"),
+            });
+            let recorded = self
+                .upload_and_record(job, &mut encoder, set, r0, n, wait)
+                .await;
+            let keep = match recorded {
+                Ok(keep) => keep,
+                Err(e) => {
+                    drop(scopes.pop());
+                    return Err(e);
+                }
+            };
+            set.submitted = Some(self.ctx.queue.submit([encoder.finish()]));
+            drop(keep); // queue order protects pooled buffers once submitted
+            scopes.pop()?;
+            set.pending = Some((r0, n));
+            // Chunk k computes while k−1 is read back (and, next turn, k+1 uploaded).
+            let other = &mut sets[(k + 1) % 2];
+            self.read_back(other, wait).await?;
+            r0 += n;
+            k += 1;
+        }
+        for set in sets.iter_mut() {
+            self.read_back(set, wait).await?;
+        }
+        Ok(())
+    }
+
+    /// Acquires a set's buffers on its first use, sized for a full chunk.
+    pub(super) fn fill_set(&self, set: &mut Set) {
+        if !set.inputs.is_empty() || !set.outputs.is_empty() || set.readback.is_some() {
+            return;
+        }
+        let n = self.chunk;
+        for input in self.inputs {
+            set.inputs.push(match input.source {
+                Source::Host { row_bytes, .. } => {
+                    let bytes = (n * row_bytes) as u64;
+                    (
+                        Some(self.acquire(U::MAP_WRITE | U::COPY_SRC, bytes)),
+                        Some(self.acquire(U::STORAGE | U::COPY_DST, bytes)),
+                    )
+                }
+                Source::Device(m) => (None, self.packed_buffer_in(m, input.layout, n)),
+            });
+        }
+        let mut host_bytes = 0;
+        for o in self.outputs.iter() {
+            set.outputs.push(match o.sink.host_extent() {
+                Some(extent) => {
+                    host_bytes += extent.bytes(n);
+                    Some(self.acquire(U::STORAGE | U::COPY_SRC, extent.bytes(n)))
+                }
+                None => match &o.sink {
+                    Sink::Scratch(e) => Some(self.acquire(U::STORAGE, e.bytes(n))),
+                    Sink::Device(m) => self.packed_out(m, o.layout, 0, n),
+                    Sink::Host { .. } | Sink::HostChunks { .. } => None,
+                },
+            });
+        }
+        if host_bytes > 0 {
+            set.readback = Some(self.acquire(U::MAP_READ | U::COPY_DST, host_bytes));
+        }
+    }
+
+    /// Writes chunk `[r0, r0 + n)` of every host input into the set's staging (mapped once the
+    /// set's last submission is done), then records the staging copies and the job.
+    pub(super) async fn upload_and_record(
+        &self,
+        job: &dyn Job,
+        encoder: &mut wgpu::CommandEncoder,
+        set: &Set,
+        r0: usize,
+        n: usize,
+        wait: Wait,
+    ) -> Result<Vec<PooledBuffer>> {
+        for (input, (staging, storage)) in self.inputs.iter().zip(&set.inputs) {
+            match (&input.source, staging, storage) {
+                (Source::Host { data, row_bytes }, Some(staging), Some(storage)) => {
+                    let part = &data[r0 * row_bytes..(r0 + n) * row_bytes];
+                    let bytes = part.len() as u64;
+                    if bytes == 0 {
+                        continue;
+                    }
+                    write_mapped(
+                        self.ctx,
+                        staging.buffer(),
+                        part,
+                        set.submitted.clone(),
+                        wait,
+                    )
+                    .await?;
+                    encoder.copy_buffer_to_buffer(staging.buffer(), 0, storage.buffer(), 0, bytes);
+                }
+                (Source::Device(m), None, Some(packed)) => {
+                    copy_rows_packed(encoder, m, r0, n, packed.buffer());
+                }
+                _ => {}
+            }
+        }
+        let chunk = self.bind(set, r0, n);
+        let keep = job.record(self.ctx, encoder, &chunk)?;
+        drop(chunk);
+        self.copy_out(encoder, set, r0, n);
+        let mut at = 0;
+        if let Some(rb) = &set.readback {
+            for (o, b) in self.outputs.iter().zip(&set.outputs) {
+                if let (Some(extent), Some(b)) = (o.sink.host_extent(), b) {
+                    let bytes = extent.bytes(n);
+                    encoder.copy_buffer_to_buffer(b.buffer(), 0, rb.buffer(), at, bytes);
+                    at += bytes;
+                }
+            }
+        }
+        Ok(keep)
+    }
+
+    /// Reads back a set's pending chunk, if any, and hands each host output its bytes.
+    pub(super) async fn read_back(&mut self, set: &mut Set, wait: Wait) -> Result<()> {
+        let Some((r0, n)) = set.pending.take() else {
+            return Ok(());
+        };
+        let Some(rb) = &set.readback else {
+            return Ok(());
+        };
+        let sizes: Vec<u64> = self
+            .outputs
+            .iter()
+            .map(|o| o.sink.host_extent().map_or(0, |e| e.bytes(n)))
+            .collect();
+        let total: u64 = sizes.iter().sum();
+        let outputs = &mut *self.outputs;
+        read_mapped(
+            self.ctx,
+            rb.buffer(),
+            total,
+            set.submitted.clone(),
+            wait,
+            |view| {
+                let mut at = 0usize;
+                for (o, &size) in outputs.iter_mut().zip(&sizes) {
+                    let part = &view[at..at + size as usize];
+                    match &mut o.sink {
+                        Sink::Host { row_bytes, data } => {
+                            data[r0 * *row_bytes..(r0 + n) * *row_bytes].copy_from_slice(part)
+                        }
+                        Sink::HostChunks { deliver, .. } => deliver(r0, n, part),
+                        Sink::Device(_) | Sink::Scratch(_) => {}
+                    }
+                    at += size as usize;
+                }
+            },
+        )
+        .await
+    }
+}

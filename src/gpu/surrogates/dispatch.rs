@@ -1,0 +1,269 @@
+//! One surrogate call on the GPU: inputs checked on the host (shared with the other
+//! backends), then each op's kernels through the one launch path.
+
+use super::f1::{binary_f1, macro_f1};
+use super::output::{Fold, Raw, RawValue};
+use super::params::{binary_op, pairwise_op, Kappa};
+use super::points::PointJob;
+use super::rows::RowJob;
+use crate::cross_entropy::Reduction;
+use crate::error::{Error, Result};
+use crate::gpu::context::Context;
+use crate::gpu::io::{GpuInput, In, Matrix, Out, Place};
+use crate::gpu::kernel::uniforms::SParams;
+use crate::gpu::kernel::{sp_flag, Entry, SurrogateOp};
+use crate::gpu::launch::Mode;
+use crate::gpu::pool::PooledBuffer;
+use crate::surrogates::{grad_scale, prepare, Surrogate};
+
+/// Runs one surrogate call: its outputs go to `place` (in a recorded `mode`, to the device).
+pub(crate) async fn surrogate<M>(
+    ctx: &Context,
+    call: &Surrogate<'_, M>,
+    place: Place,
+    mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<Raw>
+where
+    M: GpuInput,
+{
+    let pr = prepare(call)?;
+    ctx.check_alive()?;
+    let place = mode.place(place);
+    let (rows, cols) = (pr.rows, pr.cols);
+    // Per-row values are small: read back when the call streams, whatever `place` says.
+    let row_place = mode.place(Place::Host);
+    let new = |cols| Out::new(ctx, place, rows, cols, f32::NAN);
+    let weighted = |op, sp, kappa| RowJob::weighted(ctx, op, sp, kappa, cols, None);
+    let res = match *call {
+        Surrogate::BoltzmannMax { x, beta } => {
+            let sp = SParams {
+                kappa: beta.abs(),
+                sign: if beta < 0.0 { -1.0 } else { 1.0 },
+                a: 1.0,
+                u: 1.0,
+                ..Default::default()
+            };
+            let job = weighted(SurrogateOp::Boltzmann, sp, Kappa::Beta(beta.abs()));
+            row_values(
+                ctx,
+                &job,
+                x.matrix(),
+                None,
+                new(cols)?,
+                row_place,
+                Fold::Keep,
+                mode,
+                keep,
+            )
+            .await?
+        }
+        Surrogate::SoftArgmax { x, temperature } => {
+            let sp = SParams {
+                kappa: 1.0,
+                sign: 1.0,
+                u: 1.0,
+                ..Default::default()
+            };
+            let job = weighted(SurrogateOp::SoftArgmax, sp, Kappa::Temperature(temperature));
+            row_values(
+                ctx,
+                &job,
+                x.matrix(),
+                None,
+                new(cols)?,
+                row_place,
+                Fold::Keep,
+                mode,
+                keep,
+            )
+            .await?
+        }
+        Surrogate::SmoothAccuracy {
+            logits,
+            temperature,
+            ..
+        } => {
+            let sp = SParams {
+                kappa: 1.0,
+                sign: 1.0,
+                u: 1.0 / rows as f32,
+                ..Default::default()
+            };
+            let job = weighted(SurrogateOp::Accuracy, sp, Kappa::Temperature(temperature));
+            let fold = Fold::Reduce(Reduction::Mean);
+            let classes = Some(&pr.class[..]);
+            row_values(
+                ctx,
+                &job,
+                logits.matrix(),
+                classes,
+                new(cols)?,
+                row_place,
+                fold,
+                mode,
+                keep,
+            )
+            .await?
+        }
+        Surrogate::SmoothF1Macro {
+            logits,
+            temperature,
+            ..
+        } => {
+            macro_f1(
+                ctx,
+                &In::new(logits.matrix()),
+                &pr,
+                temperature,
+                place,
+                mode,
+            )
+            .await?
+        }
+        Surrogate::SmoothF1Binary { logits, .. } => {
+            binary_f1(ctx, &In::new(logits.matrix()), &pr, place, mode).await?
+        }
+        Surrogate::MultiMargin {
+            logits,
+            ref options,
+            ..
+        } => {
+            let sp = SParams {
+                margin: options.margin,
+                p: options.p,
+                u: grad_scale(options.reduction, rows),
+                flags: if pr.weight.is_some() {
+                    sp_flag::WEIGHT
+                } else {
+                    0
+                },
+                ..Default::default()
+            };
+            let job = RowJob::new(
+                ctx,
+                Entry::Margin,
+                SurrogateOp::Margin,
+                Kappa::Temperature(1.0),
+                cols,
+                sp,
+                pr.weight.as_deref(),
+            );
+            let fold = Fold::Reduce(options.reduction);
+            let classes = Some(&pr.class[..]);
+            row_values(
+                ctx,
+                &job,
+                logits.matrix(),
+                classes,
+                new(cols)?,
+                row_place,
+                fold,
+                mode,
+                keep,
+            )
+            .await?
+        }
+        Surrogate::PairwiseMax { a, b, form } => {
+            let sp = SParams {
+                kappa: form.parameter(),
+                ..Default::default()
+            };
+            let (a, b) = (In::new(a.matrix()), In::new(b.matrix()));
+            let job = PointJob::new(ctx, pairwise_op(form), sp, cols, None);
+            let (mut v, mut ga, mut gb) = (new(cols)?, new(cols)?, new(cols)?);
+            let k = job
+                .run(
+                    ctx,
+                    &a,
+                    &b,
+                    None,
+                    Some(&mut v),
+                    Some(&mut ga),
+                    Some(&mut gb),
+                    mode,
+                )
+                .await?;
+            keep.extend(k);
+            Raw {
+                value: RawValue::Elements(v, Fold::Keep),
+                grad: ga,
+                grad_b: Some(gb),
+            }
+        }
+        Surrogate::Binary {
+            logits,
+            loss,
+            ref options,
+            ..
+        } => {
+            let mut flags = 0;
+            if pr.weight.is_some() {
+                flags |= sp_flag::WEIGHT;
+            }
+            if pr.pos_weight.is_some() {
+                flags |= sp_flag::POS_WEIGHT;
+            }
+            let sp = SParams {
+                flags,
+                u: grad_scale(options.reduction, rows * cols),
+                ..Default::default()
+            };
+            let labels = pr.labels.as_deref().unwrap_or(&[]);
+            let labels = ndarray::ArrayView2::from_shape((rows, cols), labels)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let (x, y) = (In::new(logits.matrix()), In::new(labels.into()));
+            let job = PointJob::new(ctx, binary_op(loss), sp, cols, pr.pos_weight.as_deref());
+            // Reduced values are summed on the host: they come back whatever `place` says.
+            let value_place = match options.reduction {
+                Reduction::None => place,
+                _ => mode.place(Place::Host),
+            };
+            let mut v = Out::new(ctx, value_place, rows, cols, f32::NAN)?;
+            let mut g = new(cols)?;
+            let w = pr.weight.as_deref();
+            let k = job
+                .run(ctx, &x, &y, w, Some(&mut v), Some(&mut g), None, mode)
+                .await?;
+            keep.extend(k);
+            Raw {
+                value: RawValue::Elements(v, Fold::Reduce(options.reduction)),
+                grad: g,
+                grad_b: None,
+            }
+        }
+    };
+    Ok(res)
+}
+
+/// Runs a row job: the gradient into `grad`, one value per row to `row_place`.
+#[allow(clippy::too_many_arguments)]
+async fn row_values(
+    ctx: &Context,
+    job: &RowJob,
+    x: Matrix<'_>,
+    classes: Option<&[u32]>,
+    mut grad: Out,
+    row_place: Place,
+    fold: Fold,
+    mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<Raw> {
+    let (rows, cols) = x.dim();
+    // No finite value in an empty row: NaN (targets cannot exist when C = 0).
+    let mut values = Out::new(ctx, row_place, rows, 1, f32::NAN)?;
+    if rows > 0 && cols > 0 {
+        let x = In::new(x);
+        keep.extend(
+            job.run(ctx, &x, classes, &mut grad, &mut values, mode)
+                .await?,
+        );
+    } else if let Out::Host { data, .. } = &mut grad {
+        data.iter_mut().for_each(|d| *d = 0.0);
+    }
+    Ok(Raw {
+        value: RawValue::Rows(values, fold),
+        grad,
+        grad_b: None,
+    })
+}

@@ -1,0 +1,152 @@
+//! What the surrogate kernels leave ([`Raw`]: the value, computed already or to fold on the
+//! host in f64, and the gradients, each on the host or the device), and how it becomes the
+//! output with every array on the host or the gradients on the device.
+
+use crate::cross_entropy::Reduction;
+use crate::error::{Error, Result};
+use crate::gpu::engine::Gpu;
+use crate::gpu::io::Out;
+use crate::gpu::matrix::GpuMatrix;
+use crate::gpu::readback::Wait;
+use crate::surrogates::{reduce, SurrogateOutput, Value};
+use ndarray::{Array1, Array2};
+
+/// How a surrogate's value is made from what its kernels wrote.
+#[derive(Copy, Clone, Debug)]
+pub(super) enum Fold {
+    /// Kept as written (one per row or per element).
+    Keep,
+    /// Reduced on the host in f64.
+    Reduce(Reduction),
+}
+
+/// What the kernels leave: the value (computed on the host already, or per row / per element
+/// to fold) and the gradients, each on the host or the device.
+pub struct Raw {
+    pub(super) value: RawValue,
+    pub(super) grad: Out,
+    pub(super) grad_b: Option<Out>,
+}
+
+pub(super) enum RawValue {
+    Done(Value),
+    /// `[B, 1]` per-row values.
+    Rows(Out, Fold),
+    /// `[B, C]` per-element values.
+    Elements(Out, Fold),
+}
+
+impl Raw {
+    pub(super) fn done(value: Value, grad: Out) -> Self {
+        Raw {
+            value: RawValue::Done(value),
+            grad,
+            grad_b: None,
+        }
+    }
+}
+
+/// A surrogate's results with the gradients (and per-element values) left on the device.
+#[derive(Clone, Debug)]
+pub struct DeviceSurrogateOutput {
+    /// The value: a scalar or one per row (read back), or one per element (on the device).
+    pub value: DeviceValue,
+    /// The gradient with respect to the (first) input, `[B, C]`.
+    pub grad: GpuMatrix,
+    /// The pairwise max's gradient with respect to `b`.
+    pub grad_b: Option<GpuMatrix>,
+}
+
+/// A surrogate's value when its outputs stay on the device.
+#[derive(Clone, Debug)]
+pub enum DeviceValue {
+    /// A reduced value (read back).
+    Scalar(f32),
+    /// One value per row (read back).
+    PerRow(Array1<f32>),
+    /// One value per element, on the device.
+    Matrix(GpuMatrix),
+}
+
+/// Host values of an output, downloading a device one.
+async fn host_values(gpu: &Gpu, out: Out, rows: usize, wait: Wait) -> Result<Array2<f32>> {
+    match out {
+        Out::Device(m) => gpu.download_with(&m, wait).await,
+        host => host.into_host(rows),
+    }
+}
+
+/// The folded value on the host.
+fn fold_value(v: Array2<f32>, per_row: bool, fold: Fold) -> Value {
+    let flat: Vec<f32> = v.iter().copied().collect();
+    if let Fold::Reduce(r) = fold {
+        if let Some(s) = reduce(&flat, r) {
+            return Value::Scalar(s);
+        }
+    }
+    if per_row {
+        Value::PerRow(Array1::from(flat))
+    } else {
+        Value::Matrix(v)
+    }
+}
+
+/// The result with every output on the host.
+pub(crate) async fn finish_host(
+    gpu: &Gpu,
+    raw: Raw,
+    rows: usize,
+    wait: Wait,
+) -> Result<SurrogateOutput> {
+    let value = match raw.value {
+        RawValue::Done(v) => v,
+        RawValue::Rows(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, true, f),
+        RawValue::Elements(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, false, f),
+    };
+    let grad = host_values(gpu, raw.grad, rows, wait).await?;
+    let grad_b = match raw.grad_b {
+        Some(g) => Some(host_values(gpu, g, rows, wait).await?),
+        None => None,
+    };
+    Ok(SurrogateOutput {
+        value,
+        grad,
+        grad_b,
+    })
+}
+
+/// The result with the gradients (and per-element values) on the device.
+pub(crate) async fn finish_device(
+    gpu: &Gpu,
+    raw: Raw,
+    rows: usize,
+    wait: Wait,
+) -> Result<DeviceSurrogateOutput> {
+    let on_device = |o: Out| {
+        o.into_device()
+            .ok_or_else(|| Error::InvalidInput("a device output was left on the host".into()))
+    };
+    let value = match raw.value {
+        RawValue::Elements(Out::Device(m), Fold::Keep) => DeviceValue::Matrix(m),
+        RawValue::Elements(Out::Device(m), Fold::Reduce(Reduction::None)) => DeviceValue::Matrix(m),
+        other => {
+            let v = match other {
+                RawValue::Done(v) => v,
+                RawValue::Rows(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, true, f),
+                RawValue::Elements(o, f) => {
+                    fold_value(host_values(gpu, o, rows, wait).await?, false, f)
+                }
+            };
+            match v {
+                Value::Scalar(s) => DeviceValue::Scalar(s),
+                Value::PerRow(r) => DeviceValue::PerRow(r),
+                Value::Matrix(m) => DeviceValue::Matrix(gpu.upload(m.view())?),
+            }
+        }
+    };
+    Ok(DeviceSurrogateOutput {
+        value,
+        grad: on_device(raw.grad)?,
+        grad_b: raw.grad_b.map(on_device).transpose()?,
+    })
+}

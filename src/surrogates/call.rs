@@ -1,0 +1,285 @@
+//! A surrogate call: the op, its inputs and parameters, and what it returns.
+
+use crate::reduction::Reduction;
+use crate::shape::Shape;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+
+/// A form of the pairwise smooth maximum `f(a, b) ≈ max(a, b)` (see the module docs).
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum PairwiseForm {
+    /// `(a + b + (a − b)·erf(μ(a − b))) / 2`; exact as `μ → ∞`. Needs `μ > 0`.
+    Erf {
+        /// Sharpness `μ > 0`.
+        mu: f32,
+    },
+    /// `(a + b + √((a − b)² + μ²)) / 2`; exact as `μ → 0`. Needs `μ > 0`.
+    Sqrt {
+        /// Smoothing width `μ > 0`.
+        mu: f32,
+    },
+    /// `(a − b)·σ(β(a − b)) + b` (the ACON form); exact as `β → ∞`, the mean at `β = 0`, a
+    /// smooth minimum for `β < 0`. Needs finite `β`.
+    Acon {
+        /// Sharpness `β`.
+        beta: f32,
+    },
+}
+
+impl PairwiseForm {
+    /// The form's name as the CLI spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PairwiseForm::Erf { .. } => "erf",
+            PairwiseForm::Sqrt { .. } => "sqrt",
+            PairwiseForm::Acon { .. } => "acon",
+        }
+    }
+
+    /// The form's parameter (`μ` or `β`).
+    pub fn parameter(&self) -> f32 {
+        match *self {
+            PairwiseForm::Erf { mu } | PairwiseForm::Sqrt { mu } => mu,
+            PairwiseForm::Acon { beta } => beta,
+        }
+    }
+}
+
+/// A binary loss on a score `f` and a label `y` (see the module docs for formulas).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryLoss {
+    /// Logistic loss in the stable softplus form: PyTorch's
+    /// `binary_cross_entropy_with_logits`. Labels in `[0, 1]`.
+    Logistic,
+    /// `max(0, 1 − y·f)`, labels ±1.
+    Hinge,
+    /// `max(0, 1 − y·f)²`, labels ±1.
+    SquaredHinge,
+    /// `exp(−y·f)` (AdaBoost), labels ±1.
+    Exponential,
+    /// `(1 − y·f)²`, labels ±1.
+    Squared,
+}
+
+impl BinaryLoss {
+    /// The loss's name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryLoss::Logistic => "logistic",
+            BinaryLoss::Hinge => "hinge",
+            BinaryLoss::SquaredHinge => "squared-hinge",
+            BinaryLoss::Exponential => "exponential",
+            BinaryLoss::Squared => "squared",
+        }
+    }
+
+    /// Every binary loss, in a fixed order.
+    pub const ALL: [BinaryLoss; 5] = [
+        BinaryLoss::Logistic,
+        BinaryLoss::Hinge,
+        BinaryLoss::SquaredHinge,
+        BinaryLoss::Exponential,
+        BinaryLoss::Squared,
+    ];
+}
+
+/// Options of the binary losses. `Default`: no weights, mean.
+#[derive(Clone, Debug, Default)]
+pub struct BinaryOptions<'a> {
+    /// Per-element weights, broadcast to the scores' shape (e.g. `[1, C]` per column,
+    /// `[B, 1]` per row); finite.
+    pub weight: Option<ArrayView2<'a, f32>>,
+    /// Logistic loss only: weight of the positive term, one per column (length `C`, or 1 for
+    /// all), finite and `≥ 0`.
+    pub pos_weight: Option<ArrayView1<'a, f32>>,
+    /// How element losses are combined (mean over all elements, as PyTorch).
+    pub reduction: Reduction,
+}
+
+/// Options of the multi-class hinge loss (`torch.nn.MultiMarginLoss`). `Default` is PyTorch's:
+/// `p = 1`, `margin = 1`, no weights, mean.
+#[derive(Clone, Debug)]
+pub struct MultiMarginOptions<'a> {
+    /// The power, 1 or 2.
+    pub p: u32,
+    /// The margin, finite.
+    pub margin: f32,
+    /// Per-class weights, length `C`, finite.
+    pub weight: Option<ArrayView1<'a, f32>>,
+    /// How row losses are combined (mean divides by `B`).
+    pub reduction: Reduction,
+}
+
+impl Default for MultiMarginOptions<'_> {
+    fn default() -> Self {
+        MultiMarginOptions {
+            p: 1,
+            margin: 1.0,
+            weight: None,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// One call of a surrogate op: the op, its inputs and its parameters. The scores (`x`,
+/// `logits`, `a`, `b`) are host views by default; the GPU backend also takes device matrices
+/// there (`Surrogate<&GpuMatrix>`, see [`crate::gpu::Call`]). Labels, targets and weights are
+/// always host data: they are checked value by value before any work.
+#[derive(Clone, Debug)]
+pub enum Surrogate<'a, M = ArrayView2<'a, f32>> {
+    /// Boltzmann operator per row of `x` `[B, C]`: value `[B]`.
+    BoltzmannMax {
+        /// Scores `[B, C]`.
+        x: M,
+        /// Inverse temperature β, finite (any sign).
+        beta: f32,
+    },
+    /// Soft-argmax per row: value `[B]`.
+    SoftArgmax {
+        /// Scores `[B, C]`.
+        x: M,
+        /// Temperature `T > 0`.
+        temperature: f32,
+    },
+    /// Smooth accuracy, a scalar.
+    SmoothAccuracy {
+        /// Logits `[B, C]`.
+        logits: M,
+        /// Class per row, in `[0, C)`.
+        targets: ArrayView1<'a, i64>,
+        /// Temperature `T > 0`.
+        temperature: f32,
+    },
+    /// Binary smooth F1 over all elements, a scalar.
+    SmoothF1Binary {
+        /// Logits, any `[B, C]`.
+        logits: M,
+        /// Labels in `[0, 1]`, same shape.
+        labels: ArrayView2<'a, f32>,
+    },
+    /// Macro smooth F1 over the `C` classes, a scalar.
+    SmoothF1Macro {
+        /// Logits `[B, C]`.
+        logits: M,
+        /// Class per row, in `[0, C)`.
+        targets: ArrayView1<'a, i64>,
+        /// Temperature `T > 0`.
+        temperature: f32,
+    },
+    /// Pairwise smooth max of two same-shaped arrays: value per element, gradients for both.
+    PairwiseMax {
+        /// First argument.
+        a: M,
+        /// Second argument, same shape.
+        b: M,
+        /// Which form.
+        form: PairwiseForm,
+    },
+    /// A binary loss: value per element (reduction none) or a scalar.
+    Binary {
+        /// Scores (logits) `[B, C]`.
+        logits: M,
+        /// Labels, same shape.
+        labels: ArrayView2<'a, f32>,
+        /// Which loss.
+        loss: BinaryLoss,
+        /// Weights and reduction.
+        options: BinaryOptions<'a>,
+    },
+    /// Multi-class hinge: value per row (reduction none) or a scalar.
+    MultiMargin {
+        /// Scores `[B, C]`.
+        logits: M,
+        /// Class per row, in `[0, C)`.
+        targets: ArrayView1<'a, i64>,
+        /// Power, margin, weights, reduction.
+        options: MultiMarginOptions<'a>,
+    },
+}
+
+impl<M> Surrogate<'_, M> {
+    /// The op's name as the CLI spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Surrogate::BoltzmannMax { .. } => "boltzmann-max",
+            Surrogate::SoftArgmax { .. } => "soft-argmax",
+            Surrogate::SmoothAccuracy { .. } => "smooth-accuracy",
+            Surrogate::SmoothF1Binary { .. } => "smooth-f1",
+            Surrogate::SmoothF1Macro { .. } => "smooth-f1-macro",
+            Surrogate::PairwiseMax { .. } => "pairwise-max",
+            Surrogate::Binary { loss, .. } => match loss {
+                BinaryLoss::Logistic => "binary-cross-entropy",
+                BinaryLoss::Hinge => "hinge",
+                BinaryLoss::SquaredHinge => "squared-hinge",
+                BinaryLoss::Exponential => "exponential",
+                BinaryLoss::Squared => "squared",
+            },
+            Surrogate::MultiMargin { .. } => "multi-margin",
+        }
+    }
+
+    /// The shape of the input the gradient is taken against.
+    pub fn shape(&self) -> (usize, usize)
+    where
+        M: Shape,
+    {
+        match self {
+            Surrogate::BoltzmannMax { x, .. } | Surrogate::SoftArgmax { x, .. } => x.dim(),
+            Surrogate::SmoothAccuracy { logits, .. }
+            | Surrogate::SmoothF1Binary { logits, .. }
+            | Surrogate::SmoothF1Macro { logits, .. }
+            | Surrogate::Binary { logits, .. }
+            | Surrogate::MultiMargin { logits, .. } => logits.dim(),
+            Surrogate::PairwiseMax { a, .. } => a.dim(),
+        }
+    }
+}
+
+/// A value: one number, one per row, or one per element.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<T = f32> {
+    /// A reduced value.
+    Scalar(T),
+    /// One value per row.
+    PerRow(Array1<T>),
+    /// One value per element.
+    Matrix(Array2<T>),
+}
+
+impl<T: Copy> Value<T> {
+    /// The scalar, or `None`.
+    pub fn scalar(&self) -> Option<T> {
+        match self {
+            Value::Scalar(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Every number of the value, in order (for comparisons and files).
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            Value::Scalar(v) => vec![*v],
+            Value::PerRow(v) => v.iter().copied().collect(),
+            Value::Matrix(m) => m.iter().copied().collect(),
+        }
+    }
+
+    /// The value's shape as an `.npy` file has it (`[]` for a scalar).
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Value::Scalar(_) => vec![],
+            Value::PerRow(v) => vec![v.len()],
+            Value::Matrix(m) => m.shape().to_vec(),
+        }
+    }
+}
+
+/// What [`crate::Backend::surrogate`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SurrogateOutput<T = f32> {
+    /// The value (see each op).
+    pub value: Value<T>,
+    /// Gradient with respect to the first input (`x`, `logits` or `a`), its shape.
+    pub grad: Array2<T>,
+    /// Pairwise max only: gradient with respect to `b`.
+    pub grad_b: Option<Array2<T>>,
+}
