@@ -1,8 +1,11 @@
 //! Shared test support: the GPU (or a loud skip), the one tolerance, the comparator, data.
 #![allow(dead_code)]
 
+pub mod app;
+pub mod ce;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod surrogates;
 pub mod sweep;
 
 use ndarray::{Array2, ArrayView1, ArrayView2};

@@ -1,0 +1,79 @@
+//! Shared support of the cross-entropy suites: generated targets and weights, the gradient's
+//! unit, the comparison of every fast backend with the f64 reference.
+
+use super::{assert_ce_close, fast_backends, Rng};
+use ndarray::{Array1, Array2};
+use smoothmax::{Backend, CrossEntropyOptions, Reduction, Reference, Targets};
+
+pub fn classes(rows: usize, cols: usize, ignore_frac: f64, ignore: i64, seed: u64) -> Array1<i64> {
+    let mut rng = Rng(seed);
+    Array1::from_shape_fn(rows, |_| {
+        if rng.unit() < ignore_frac {
+            ignore
+        } else {
+            (rng.next_u64() % cols as u64) as i64
+        }
+    })
+}
+
+pub fn probs(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut rng = Rng(seed);
+    let mut q = Array2::from_shape_fn((rows, cols), |_| rng.unit().powi(3) as f32);
+    for mut r in q.rows_mut() {
+        let s: f32 = r.sum();
+        r.mapv_inplace(|v| v / s);
+    }
+    q
+}
+
+pub fn weights(cols: usize, seed: u64) -> Array1<f32> {
+    let mut rng = Rng(seed);
+    Array1::from_shape_fn(cols, |_| (rng.unit() * 2.0) as f32)
+}
+
+/// The mean's 1/D for class targets (Σ w[y] over non-ignored rows), or 1/B for probabilities:
+/// gradients are compared at unit scale.
+pub fn grad_unit(
+    t: &Targets,
+    w: Option<&Array1<f32>>,
+    o: &CrossEntropyOptions,
+    rows: usize,
+) -> f64 {
+    if o.reduction != Reduction::Mean {
+        return 1.0;
+    }
+    let d = match t {
+        Targets::Classes(y) => y
+            .iter()
+            .filter(|&&v| v != o.effective_ignore_index())
+            .map(|&v| w.map_or(1.0, |w| w[v as usize] as f64))
+            .sum(),
+        _ => rows as f64,
+    };
+    if d > 0.0 {
+        1.0 / d
+    } else {
+        1.0
+    }
+}
+
+pub fn check(x: &Array2<f32>, t: Targets, o: &CrossEntropyOptions, what: &str) {
+    let want = Reference.cross_entropy_f64(x.view(), t, o).unwrap();
+    let unit = grad_unit(&t, None, o, x.nrows());
+    for b in fast_backends() {
+        let got = b.cross_entropy(x.view(), t, o).unwrap();
+        assert_ce_close(
+            &got,
+            &want,
+            x.ncols(),
+            unit,
+            &format!("{} {what}", b.name()),
+        );
+    }
+}
+
+pub fn all_backends() -> Vec<&'static dyn Backend> {
+    let mut v = fast_backends();
+    v.push(&Reference);
+    v
+}
