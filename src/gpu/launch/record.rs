@@ -1,4 +1,4 @@
-//! Recording every chunk into one encoder (device-resident calls, recording into an
+//! Recording a chunk into the caller's encoder (device-resident calls, recording into an
 //! application's encoder, kernel timing).
 
 use super::bind::{Plan, Set};
@@ -9,57 +9,54 @@ use crate::gpu::pool::PooledBuffer;
 use wgpu::BufferUsages as U;
 
 impl Plan<'_, '_> {
-    /// Every chunk into `encoder`. Host inputs are queued with `write_buffer` into buffers of
-    /// their own (they reach the device before the encoder's work, whenever it is submitted).
-    pub(super) fn record_all(
-        &mut self,
+    /// Records rows `[r0, r0 + n)` into `encoder`. Host inputs are queued with `write_buffer`
+    /// into buffers of their own (they reach the device before the encoder's work, whenever it
+    /// is submitted); returns every buffer the chunk uses.
+    pub(super) fn record_chunk(
+        &self,
         job: &dyn Job,
-        rows: usize,
         encoder: &mut wgpu::CommandEncoder,
+        r0: usize,
+        n: usize,
     ) -> Result<Vec<PooledBuffer>> {
         let scopes = Scopes::push(&self.ctx.device);
         let mut keep = Vec::new();
         let recorded = (|| -> Result<()> {
-            let mut r0 = 0;
-            while r0 < rows {
-                let n = self.chunk.min(rows - r0);
-                let mut set = Set::default();
-                for input in self.inputs {
-                    let bufs = match input.source {
-                        Source::Host { data, row_bytes } => {
-                            let b = self.acquire(U::STORAGE | U::COPY_DST, (n * row_bytes) as u64);
-                            let part = &data[r0 * row_bytes..(r0 + n) * row_bytes];
-                            self.ctx.queue.write_buffer(b.buffer(), 0, part);
-                            (None, Some(b))
-                        }
-                        Source::Device(m) => {
-                            (None, self.packed_copy_in(encoder, m, input.layout, r0, n)?)
-                        }
-                    };
-                    set.inputs.push(bufs);
-                }
-                for o in self.outputs.iter() {
-                    let b = match &o.sink {
-                        Sink::Host { .. } | Sink::HostChunks { .. } => {
-                            return Err(Error::InvalidInput(
-                                "a recorded call cannot read outputs back to the host".into(),
-                            ))
-                        }
-                        Sink::Scratch(e) => Some(self.acquire(U::STORAGE, e.bytes(n))),
-                        Sink::Device(m) => self.packed_out(m, o.layout, r0, n),
-                    };
-                    set.outputs.push(b);
-                }
-                let chunk = self.bind(&set, r0, n);
-                keep.extend(job.record(self.ctx, encoder, &chunk)?);
-                drop(chunk);
-                self.copy_out(encoder, &set, r0, n);
-                for (a, b) in set.inputs.drain(..) {
-                    keep.extend(a.into_iter().chain(b));
-                }
-                keep.extend(set.outputs.drain(..).flatten());
-                r0 += n;
+            let mut set = Set::default();
+            for input in self.inputs {
+                let bufs = match input.source {
+                    Source::Host { data, row_bytes } => {
+                        let b = self.acquire(U::STORAGE | U::COPY_DST, (n * row_bytes) as u64);
+                        let part = &data[r0 * row_bytes..(r0 + n) * row_bytes];
+                        self.ctx.queue.write_buffer(b.buffer(), 0, part);
+                        (None, Some(b))
+                    }
+                    Source::Device(m) => {
+                        (None, self.packed_copy_in(encoder, m, input.layout, r0, n)?)
+                    }
+                };
+                set.inputs.push(bufs);
             }
+            for o in self.outputs.iter() {
+                let b = match &o.sink {
+                    Sink::Host { .. } | Sink::HostChunks { .. } => {
+                        return Err(Error::InvalidInput(
+                            "a recorded call cannot read outputs back to the host".into(),
+                        ))
+                    }
+                    Sink::Scratch(e) => Some(self.acquire(U::STORAGE, e.bytes(n))),
+                    Sink::Device(m) => self.packed_out(m, o.layout, r0, n),
+                };
+                set.outputs.push(b);
+            }
+            let chunk = self.bind(&set, r0, n);
+            keep.extend(job.record(self.ctx, encoder, &chunk)?);
+            drop(chunk);
+            self.copy_out(encoder, &set, r0, n);
+            for (a, b) in set.inputs.drain(..) {
+                keep.extend(a.into_iter().chain(b));
+            }
+            keep.extend(set.outputs.drain(..).flatten());
             Ok(())
         })();
         let popped = scopes.pop();

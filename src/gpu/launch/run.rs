@@ -1,6 +1,6 @@
 //! The entry point: plan a launch and run it in its mode.
 
-use super::bind::Plan;
+use super::bind::{Plan, Set};
 use super::rule::chunk_rows;
 use super::streams::{Input, Job, Mode, Output, Sink, Source};
 use crate::error::Result;
@@ -57,8 +57,41 @@ pub(crate) async fn launch<'s>(
         chunk,
         align,
     };
-    match mode {
-        Mode::Record(encoder) => plan.record_all(job, rows, encoder),
-        Mode::Stream(wait) => plan.stream(job, rows, wait).await.map(|()| Vec::new()),
+    let mut keep = Vec::new();
+    let mut sets = [Set::default(), Set::default()];
+    let res = plan.each_chunk(job, rows, mode, &mut sets, &mut keep).await;
+    if res.is_err() {
+        // The state of these buffers is unknown after a failure: do not reuse them.
+        sets.iter_mut().for_each(Set::discard);
+        keep.iter_mut().for_each(PooledBuffer::discard);
+    }
+    res.map(|()| keep)
+}
+
+impl Plan<'_, '_> {
+    /// The one loop over chunks: each chunk recorded into the caller's encoder, or streamed
+    /// (uploaded, submitted, read back) on two buffer sets.
+    async fn each_chunk(
+        &mut self,
+        job: &dyn Job,
+        rows: usize,
+        mut mode: Mode<'_>,
+        sets: &mut [Set; 2],
+        keep: &mut Vec<PooledBuffer>,
+    ) -> Result<()> {
+        let (mut r0, mut k) = (0, 0);
+        while r0 < rows {
+            let n = self.chunk.min(rows - r0);
+            match &mut mode {
+                Mode::Record(encoder) => keep.extend(self.record_chunk(job, encoder, r0, n)?),
+                Mode::Stream(wait) => self.stream_chunk(job, sets, k, r0, n, *wait).await?,
+            }
+            r0 += n;
+            k += 1;
+        }
+        match mode {
+            Mode::Stream(wait) => self.drain(sets, wait).await,
+            Mode::Record(_) => Ok(()),
+        }
     }
 }

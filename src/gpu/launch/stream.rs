@@ -1,5 +1,5 @@
-//! Streaming host data chunk by chunk on two buffer sets, so that the transfers of one chunk
-//! overlap the compute of the next.
+//! Streaming a chunk of host data on one of two buffer sets, so that the transfers of one
+//! chunk overlap the compute of the next.
 
 use super::bind::{copy_rows_packed, Plan, Set};
 use super::streams::{Job, Sink, Source};
@@ -10,61 +10,49 @@ use crate::gpu::readback::{read_mapped, write_mapped, Wait};
 use wgpu::BufferUsages as U;
 
 impl Plan<'_, '_> {
-    /// Chunk by chunk on two buffer sets: upload k, submit k, read back k−1 (which ran while
-    /// k was uploaded), so transfers of one chunk overlap the compute of the next.
-    pub(super) async fn stream(&mut self, job: &dyn Job, rows: usize, wait: Wait) -> Result<()> {
-        let mut sets = [Set::default(), Set::default()];
-        let res = self.stream_sets(job, rows, wait, &mut sets).await;
-        if res.is_err() {
-            // The state of these buffers is unknown after a failure: do not reuse them.
-            sets.iter_mut().for_each(Set::discard);
-        }
-        res?;
-        self.ctx.check_uncaptured()
-    }
-
-    pub(super) async fn stream_sets(
+    /// Streams rows `[r0, r0 + n)`, the `k`-th chunk, on set `k mod 2`: upload, record,
+    /// submit; then read back chunk k−1 (from the other set) while this one computes. The
+    /// next chunk's upload follows, also while this one computes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn stream_chunk(
         &mut self,
         job: &dyn Job,
-        rows: usize,
-        wait: Wait,
         sets: &mut [Set; 2],
+        k: usize,
+        r0: usize,
+        n: usize,
+        wait: Wait,
     ) -> Result<()> {
         let dev = &self.ctx.device;
-        let mut k = 0;
-        let mut r0 = 0;
-        while r0 < rows {
-            let n = self.chunk.min(rows - r0);
-            let set = &mut sets[k % 2];
-            self.fill_set(set);
-            let scopes = Scopes::push(dev);
-            let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("smoothmax/chunk"),
-            });
-            let recorded = self
-                .upload_and_record(job, &mut encoder, set, r0, n, wait)
-                .await;
-            let keep = match recorded {
-                Ok(keep) => keep,
-                Err(e) => {
-                    drop(scopes.pop());
-                    return Err(e);
-                }
-            };
-            set.submitted = Some(self.ctx.queue.submit([encoder.finish()]));
-            drop(keep); // queue order protects pooled buffers once submitted
-            scopes.pop()?;
-            set.pending = Some((r0, n));
-            // Chunk k computes while k−1 is read back (and, next turn, k+1 uploaded).
-            let other = &mut sets[(k + 1) % 2];
-            self.read_back(other, wait).await?;
-            r0 += n;
-            k += 1;
-        }
+        let set = &mut sets[k % 2];
+        self.fill_set(set);
+        let scopes = Scopes::push(dev);
+        let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("smoothmax/chunk"),
+        });
+        let recorded = self
+            .upload_and_record(job, &mut encoder, set, r0, n, wait)
+            .await;
+        let keep = match recorded {
+            Ok(keep) => keep,
+            Err(e) => {
+                drop(scopes.pop());
+                return Err(e);
+            }
+        };
+        set.submitted = Some(self.ctx.queue.submit([encoder.finish()]));
+        drop(keep); // queue order protects pooled buffers once submitted
+        scopes.pop()?;
+        set.pending = Some((r0, n));
+        self.read_back(&mut sets[(k + 1) % 2], wait).await
+    }
+
+    /// Reads back whatever is still pending after the last chunk.
+    pub(super) async fn drain(&mut self, sets: &mut [Set; 2], wait: Wait) -> Result<()> {
         for set in sets.iter_mut() {
             self.read_back(set, wait).await?;
         }
-        Ok(())
+        self.ctx.check_uncaptured()
     }
 
     /// Acquires a set's buffers on its first use, sized for a full chunk.
