@@ -168,9 +168,12 @@ fn cross_entropy_in_every_mode() {
     let Some(g) = gpu() else { return };
     let x = logits(ROWS, COLS, 3.0, 0.0, true, 7);
     let y = Array1::from_shape_fn(ROWS, |i| if i == 2 { -100 } else { (i * 5 % COLS) as i64 });
+    let w = Array1::from_shape_fn(COLS, |c| 0.5 + (c % 3) as f32);
     let o = CrossEntropyOptions {
         gradient: true,
         label_smoothing: 0.1,
+        weight: Some(w.view()),
+        softcap: Some(4.0),
         ..Default::default()
     };
     fn call<'a, M>(
@@ -208,6 +211,7 @@ fn cross_entropy_in_every_mode() {
     );
     let mut enc = dev.0.create_command_encoder(&Default::default());
     let rec = g.call(ce_dev(&sx)).record(&mut enc).unwrap();
+    interfere(g, &x, &x);
     dev.1.submit([enc.finish()]);
     let out = rec.finish().unwrap();
     assert_eq!(
@@ -225,6 +229,56 @@ fn cross_entropy_in_every_mode() {
         want,
         "in place"
     );
+}
+
+/// Calls with other parameters (other uniforms, weights and targets) on the same engine, as
+/// other threads of an application may make while it holds a recorded encoder.
+fn interfere(g: &Gpu, x: &Array2<f32>, b: &Array2<f32>) {
+    let (rows, cols) = x.dim();
+    let w = Array1::from_shape_fn(cols, |c| 1.0 + c as f32);
+    let y = Array1::from_shape_fn(rows, |i| ((i + 3) % cols) as i64);
+    let o = CrossEntropyOptions {
+        weight: Some(w.view()),
+        label_smoothing: 0.7,
+        z_loss: 0.5,
+        softcap: Some(0.5),
+        gradient: true,
+        ..Default::default()
+    };
+    let ce = CrossEntropy {
+        logits: x.view(),
+        targets: Targets::Classes(y.view()),
+        options: o,
+    };
+    g.call(ce).run().unwrap();
+    let labels = b.mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
+    for call in [
+        Surrogate::BoltzmannMax {
+            x: b.view(),
+            beta: 9.0,
+        },
+        Surrogate::Binary {
+            logits: b.view(),
+            labels: labels.view(),
+            loss: BinaryLoss::Logistic,
+            options: BinaryOptions {
+                weight: Some(labels.view()),
+                pos_weight: Some(w.view()),
+                reduction: Reduction::Sum,
+            },
+        },
+        Surrogate::MultiMargin {
+            logits: b.view(),
+            targets: y.view(),
+            options: MultiMarginOptions {
+                weight: Some(w.view()),
+                margin: 3.0,
+                ..Default::default()
+            },
+        },
+    ] {
+        g.call(call).run().unwrap();
+    }
 }
 
 /// Every surrogate, with its scores of type `M` (host view or device matrix).
@@ -345,6 +399,9 @@ fn surrogates_in_every_mode() {
         match g.call(d.clone()).on_device().record(&mut enc) {
             Ok(rec) => {
                 assert!(!two_pass, "{name} recorded");
+                // Other calls between recording and submitting reuse the engine's buffers:
+                // none the recorded work reads may be among them.
+                interfere(g, &x, &b);
                 dev.1.submit([enc.finish()]);
                 let got = rec.finish().unwrap();
                 assert_eq!(device_output_bits(g, &got), want, "{name}: recorded");

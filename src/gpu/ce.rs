@@ -113,6 +113,14 @@ impl CeJob {
     }
 }
 
+impl CeJob {
+    /// The per-call buffers the kernels read (the `CeParams` uniform, the weights): a
+    /// recorded call keeps them until its encoder has been submitted.
+    pub fn into_buffers(self) -> Vec<PooledBuffer> {
+        std::iter::once(self.ce_params).chain(self.weight).collect()
+    }
+}
+
 impl Job for CeJob {
     fn record(
         &self,
@@ -222,6 +230,8 @@ pub(crate) async fn stage(
             )
             .await?;
         keep.extend(k);
+        // Recorded, the uniform and the weights must outlive the caller's submission too.
+        keep.extend(job.into_buffers());
     }
     Ok(CeStaged {
         // Only the class list and the denominators are needed to reduce; not a copy of the

@@ -21,7 +21,7 @@ pub(crate) async fn surrogate<M>(
     ctx: &Context,
     call: &Surrogate<'_, M>,
     place: Place,
-    mode: Mode<'_>,
+    mut mode: Mode<'_>,
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<Raw>
 where
@@ -35,8 +35,8 @@ where
     let row_place = mode.place(Place::Host);
     let new = |cols| Out::new(ctx, place, rows, cols, f32::NAN);
     let weighted = |op, sp, kappa| RowJob::weighted(ctx, op, sp, kappa, cols, None);
-    let res = match *call {
-        Surrogate::BoltzmannMax { x, beta } => {
+    let staged = match call {
+        &Surrogate::BoltzmannMax { ref x, beta } => {
             let sp = SParams {
                 kappa: beta.abs(),
                 sign: if beta < 0.0 { -1.0 } else { 1.0 },
@@ -45,20 +45,9 @@ where
                 ..Default::default()
             };
             let job = weighted(SurrogateOp::Boltzmann, sp, Kappa::Beta(beta.abs()));
-            row_values(
-                ctx,
-                &job,
-                x.matrix(),
-                None,
-                new(cols)?,
-                row_place,
-                Fold::Keep,
-                mode,
-                keep,
-            )
-            .await?
+            Staged::Rows(job, x.matrix(), None, Fold::Keep)
         }
-        Surrogate::SoftArgmax { x, temperature } => {
+        &Surrogate::SoftArgmax { ref x, temperature } => {
             let sp = SParams {
                 kappa: 1.0,
                 sign: 1.0,
@@ -66,21 +55,10 @@ where
                 ..Default::default()
             };
             let job = weighted(SurrogateOp::SoftArgmax, sp, Kappa::Temperature(temperature));
-            row_values(
-                ctx,
-                &job,
-                x.matrix(),
-                None,
-                new(cols)?,
-                row_place,
-                Fold::Keep,
-                mode,
-                keep,
-            )
-            .await?
+            Staged::Rows(job, x.matrix(), None, Fold::Keep)
         }
-        Surrogate::SmoothAccuracy {
-            logits,
+        &Surrogate::SmoothAccuracy {
+            ref logits,
             temperature,
             ..
         } => {
@@ -92,79 +70,42 @@ where
             };
             let job = weighted(SurrogateOp::Accuracy, sp, Kappa::Temperature(temperature));
             let fold = Fold::Reduce(Reduction::Mean);
-            let classes = Some(&pr.class[..]);
-            row_values(
-                ctx,
-                &job,
-                logits.matrix(),
-                classes,
-                new(cols)?,
-                row_place,
-                fold,
-                mode,
-                keep,
-            )
-            .await?
-        }
-        Surrogate::SmoothF1Macro {
-            logits,
-            temperature,
-            ..
-        } => {
-            macro_f1(
-                ctx,
-                &In::new(logits.matrix()),
-                &pr,
-                temperature,
-                place,
-                mode,
-            )
-            .await?
-        }
-        Surrogate::SmoothF1Binary { logits, .. } => {
-            binary_f1(ctx, &In::new(logits.matrix()), &pr, place, mode).await?
+            Staged::Rows(job, logits.matrix(), Some(&pr.class[..]), fold)
         }
         Surrogate::MultiMargin {
-            logits,
-            ref options,
-            ..
+            logits, options, ..
         } => {
+            let flags = if pr.weight.is_some() {
+                sp_flag::WEIGHT
+            } else {
+                0
+            };
             let sp = SParams {
                 margin: options.margin,
                 p: options.p,
                 u: grad_scale(options.reduction, rows),
-                flags: if pr.weight.is_some() {
-                    sp_flag::WEIGHT
-                } else {
-                    0
-                },
+                flags,
                 ..Default::default()
             };
-            let job = RowJob::new(
-                ctx,
-                Entry::Margin,
-                SurrogateOp::Margin,
-                Kappa::Temperature(1.0),
-                cols,
-                sp,
-                pr.weight.as_deref(),
-            );
+            let (op, kappa) = (SurrogateOp::Margin, Kappa::Temperature(1.0));
+            let w = pr.weight.as_deref();
+            let job = RowJob::new(ctx, Entry::Margin, op, kappa, cols, sp, w);
             let fold = Fold::Reduce(options.reduction);
-            let classes = Some(&pr.class[..]);
-            row_values(
-                ctx,
-                &job,
-                logits.matrix(),
-                classes,
-                new(cols)?,
-                row_place,
-                fold,
-                mode,
-                keep,
-            )
-            .await?
+            Staged::Rows(job, logits.matrix(), Some(&pr.class[..]), fold)
         }
-        Surrogate::PairwiseMax { a, b, form } => {
+        &Surrogate::SmoothF1Macro {
+            ref logits,
+            temperature,
+            ..
+        } => {
+            let x = In::new(logits.matrix());
+            Staged::Done(macro_f1(ctx, &x, &pr, temperature, place, mode.reborrow()).await?)
+        }
+        Surrogate::SmoothF1Binary { logits, .. } => {
+            let x = In::new(logits.matrix());
+            Staged::Done(binary_f1(ctx, &x, &pr, place, mode.reborrow()).await?)
+        }
+        &Surrogate::PairwiseMax { ref a, ref b, form } => {
             let sp = SParams {
                 kappa: form.parameter(),
                 ..Default::default()
@@ -172,27 +113,16 @@ where
             let (a, b) = (In::new(a.matrix()), In::new(b.matrix()));
             let job = PointJob::new(ctx, pairwise_op(form), sp, cols, None);
             let (mut v, mut ga, mut gb) = (new(cols)?, new(cols)?, new(cols)?);
-            let k = job
-                .run(
-                    ctx,
-                    &a,
-                    &b,
-                    None,
-                    Some(&mut v),
-                    Some(&mut ga),
-                    Some(&mut gb),
-                    mode,
-                )
-                .await?;
-            keep.extend(k);
-            Raw {
+            let outs = (Some(&mut v), Some(&mut ga), Some(&mut gb));
+            keep.extend(job.run(ctx, &a, &b, None, outs, mode.reborrow()).await?);
+            Staged::Done(Raw {
                 value: RawValue::Elements(v, Fold::Keep),
                 grad: ga,
                 grad_b: Some(gb),
-            }
+            })
         }
-        Surrogate::Binary {
-            logits,
+        &Surrogate::Binary {
+            ref logits,
             loss,
             ref options,
             ..
@@ -222,25 +152,36 @@ where
             let mut v = Out::new(ctx, value_place, rows, cols, f32::NAN)?;
             let mut g = new(cols)?;
             let w = pr.weight.as_deref();
-            let k = job
-                .run(ctx, &x, &y, w, Some(&mut v), Some(&mut g), None, mode)
-                .await?;
-            keep.extend(k);
-            Raw {
+            let outs = (Some(&mut v), Some(&mut g), None);
+            keep.extend(job.run(ctx, &x, &y, w, outs, mode.reborrow()).await?);
+            Staged::Done(Raw {
                 value: RawValue::Elements(v, Fold::Reduce(options.reduction)),
                 grad: g,
                 grad_b: None,
-            }
+            })
         }
     };
-    Ok(res)
+    match staged {
+        Staged::Done(raw) => Ok(raw),
+        Staged::Rows(job, x, classes, fold) => {
+            let grad = new(cols)?;
+            row_values(ctx, job, x, classes, grad, row_place, fold, mode, keep).await
+        }
+    }
+}
+
+/// A surrogate's kernels: run already (the multi-pass and element-wise ops), or a row job to
+/// run on `x` with a class per row and a fold of its per-row values.
+enum Staged<'a> {
+    Done(Raw),
+    Rows(RowJob, Matrix<'a>, Option<&'a [u32]>, Fold),
 }
 
 /// Runs a row job: the gradient into `grad`, one value per row to `row_place`.
 #[allow(clippy::too_many_arguments)]
 async fn row_values(
     ctx: &Context,
-    job: &RowJob,
+    job: RowJob,
     x: Matrix<'_>,
     classes: Option<&[u32]>,
     mut grad: Out,
@@ -258,9 +199,9 @@ async fn row_values(
             job.run(ctx, &x, classes, &mut grad, &mut values, mode)
                 .await?,
         );
-    } else if let Out::Host { data, .. } = &mut grad {
-        data.iter_mut().for_each(|d| *d = 0.0);
     }
+    // Recorded, the job's uniform and weights must outlive the caller's submission too.
+    keep.extend(job.into_buffers());
     Ok(Raw {
         value: RawValue::Rows(values, fold),
         grad,

@@ -105,7 +105,14 @@ pub(super) async fn binary_f1(
     let mut p = Out::new(ctx, Place::Host, rows, cols, 0.0)?;
     let first = PointJob::new(ctx, SurrogateOp::F1Sigmoid, SParams::default(), cols, None);
     first
-        .run(ctx, x, &y, None, Some(&mut p), None, None, mode.reborrow())
+        .run(
+            ctx,
+            x,
+            &y,
+            None,
+            (Some(&mut p), None, None),
+            mode.reborrow(),
+        )
         .await?;
     let p = p.host_data();
     let tp: f64 = p
@@ -132,7 +139,7 @@ pub(super) async fn binary_f1(
     };
     let second = PointJob::new(ctx, SurrogateOp::F1BinaryGrad, sp, cols, None);
     second
-        .run(ctx, x, &y, None, None, Some(&mut grad), None, mode)
+        .run(ctx, x, &y, None, (None, Some(&mut grad), None), mode)
         .await?;
     Ok(Raw::done(Value::Scalar(f as f32), grad))
 }

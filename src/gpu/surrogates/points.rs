@@ -61,17 +61,14 @@ impl PointJob {
     }
 
     /// Runs over every element. `b` is the labels or the second argument, `weight` per-element
-    /// weights; `values`, `grad` and `grad_b` the outputs asked for.
-    #[allow(clippy::too_many_arguments)]
+    /// weights; `(values, grad, grad_b)` the outputs asked for.
     pub(super) async fn run(
         mut self,
         ctx: &Context,
         x: &In<'_>,
         b: &In<'_>,
         weight: Option<&[f32]>,
-        values: Option<&mut Out>,
-        grad: Option<&mut Out>,
-        grad_b: Option<&mut Out>,
+        (values, grad, grad_b): (Option<&mut Out>, Option<&mut Out>, Option<&mut Out>),
         mode: Mode<'_>,
     ) -> Result<Vec<PooledBuffer>> {
         let (rows, cols) = x.dim();
@@ -105,7 +102,10 @@ impl PointJob {
                 layout: Layout::Packed,
             })
             .collect();
-        launch(ctx, &self, rows, cols, &inputs, &mut outputs, mode).await
+        let mut keep = launch(ctx, &self, rows, cols, &inputs, &mut outputs, mode).await?;
+        // Recorded, `pos_weight` must outlive the caller's submission too.
+        keep.extend(self.pos_weight);
+        Ok(keep)
     }
 }
 

@@ -242,6 +242,12 @@ impl Job for RowJob {
 }
 
 impl RowJob {
+    /// The per-call buffers the kernels read (the uniform, the weights): a recorded call
+    /// keeps them until its encoder has been submitted.
+    pub(super) fn into_buffers(self) -> Vec<PooledBuffer> {
+        std::iter::once(self.sp).chain(self.weight).collect()
+    }
+
     /// The temperature macro F1's softmax runs at.
     fn kappa_temperature(&self) -> f32 {
         match self.kappa {
