@@ -7,7 +7,7 @@
 // Per row, one read of the logits for the statistics, then, when asked, the gradient written
 // while the row is hot (`ce_fused`); no softmax matrix is materialized. The loss is finished
 // by the host in f64 from each row's statistics (row_out). Split form, for long rows with few
-// of them and for the gradient on CPU adapters (see RowSplit::fused in src/gpu/plan.rs):
+// of them and for the gradient on CPU adapters (see RowSplit::fused in src/gpu/split.rs):
 // `ce_stats` per segment -> partials, `ce_rows` merges per row, `ce_grad` per segment writes
 // its share of the gradient.
 //

@@ -1,6 +1,7 @@
 // ---- cross-entropy family: softcap x' = c tanh(x / c) and its chain factor -----------------
 //
-// Appended to cross_entropy.wgsl (src/gpu/shaders.rs); reads its `ce` uniform and CE_SOFTCAP.
+// Appended to cross_entropy.wgsl (src/gpu/kernel/source.rs); reads its `ce` uniform and
+// CE_SOFTCAP.
 
 // tanh after Cephes' tanhf (S. Moshier): an odd polynomial for |u| < 0.625, else
 // sign(u) (1 - 2 / (e^{2|u|} + 1)); about 2 ulp. Not the builtin: Vulkan only asks tanh to be as

@@ -2,7 +2,7 @@
 //
 // `fused` (S = 1): stats in one read, then the output written by the same workgroup while the
 // row is still in cache. `write`: the logsumexp family's `stats` and `merge_rows` (S > 1) or
-// `stats_partial` (S = 1, unfused on CPU adapters: see RowSplit::fused in src/gpu/plan.rs)
+// `stats_partial` (S = 1, unfused on CPU adapters: see RowSplit::fused in src/gpu/split.rs)
 // left each row's merged stats in its first partial slot; each item reads them and writes its
 // segment.
 //

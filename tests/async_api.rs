@@ -6,6 +6,7 @@ mod common;
 use common::{gpu, logits};
 use smoothmax::gpu::{CrossEntropy, Rows};
 use smoothmax::{Backend, CrossEntropyOptions, RowOp, Targets};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,4 +153,73 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
         g.download_async(&m2).await.unwrap(),
         g.download(d_block.grad.as_ref().unwrap()).unwrap()
     );
+}
+
+/// Two multi-chunk calls awaited together on one thread: each chunk's error scopes are pushed
+/// and popped with no await between (scopes belong to a thread, and the other call runs at
+/// every await), and the futures are `Send` (they may be spawned on a multi-thread runtime).
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_calls_on_one_thread_and_send_futures() {
+    let Some(g) = gpu() else { return };
+    // 640 x 32000 floats = 81.9 MB: two 64 MiB streamed chunks per call.
+    let x = logits(640, 32_000, 2.0, 0.0, false, 4);
+    let y = logits(640, 32_000, 1.0, 0.5, false, 5);
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    let a = assert_send(
+        g.call(Rows {
+            op: RowOp::Softmax,
+            x: x.view(),
+            temperature: 1.0,
+        })
+        .run_async(),
+    );
+    let b = assert_send(
+        g.call(Rows {
+            op: RowOp::LogSoftmax,
+            x: y.view(),
+            temperature: 0.5,
+        })
+        .run_async(),
+    );
+    let (a, b) = tokio::join!(a, b);
+    assert_eq!(a.unwrap(), g.row_op(RowOp::Softmax, x.view(), 1.0).unwrap());
+    assert_eq!(
+        b.unwrap(),
+        g.row_op(RowOp::LogSoftmax, y.view(), 0.5).unwrap()
+    );
+}
+
+/// A call dropped while it awaits a mapping leaves no buffer mapped in the pool: the calls
+/// after it work.
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_call_leaves_the_engine_usable() {
+    let Some(g) = gpu() else { return };
+    let x = logits(640, 32_000, 2.0, 0.0, false, 6);
+    for polls in [1usize, 2, 5] {
+        let mut call = Box::pin(
+            g.call(Rows {
+                op: RowOp::Softmax,
+                x: x.view(),
+                temperature: 1.0,
+            })
+            .run_async(),
+        );
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        for _ in 0..polls {
+            let _ = call.as_mut().poll(&mut cx);
+        }
+        drop(call);
+        let again = g.call(Rows {
+            op: RowOp::Softmax,
+            x: x.view(),
+            temperature: 1.0,
+        });
+        assert_eq!(
+            again.run_async().await.unwrap(),
+            g.row_op(RowOp::Softmax, x.view(), 1.0).unwrap()
+        );
+    }
 }

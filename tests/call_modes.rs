@@ -6,32 +6,16 @@
 
 mod common;
 
-use common::{gpu, logits};
+use common::{gpu, logits, strided};
 use ndarray::{Array1, Array2};
 use smoothmax::gpu::{CrossEntropy, DeviceValue, Rows};
 use smoothmax::{
-    BinaryLoss, BinaryOptions, CrossEntropyOptions, Error, Gpu, GpuMatrix, MultiMarginOptions,
-    PairwiseForm, Reduction, RowOp, RowOutput, Surrogate, SurrogateOutput, Targets, Value,
+    BinaryLoss, BinaryOptions, CrossEntropyOptions, Error, Gpu, MultiMarginOptions, PairwiseForm,
+    Reduction, RowOp, RowOutput, Surrogate, SurrogateOutput, Targets, Value,
 };
 
 const ROWS: usize = 6;
 const COLS: usize = 37;
-
-/// `x` on the device inside a wider buffer: rows `stride` apart, starting `pad` elements in.
-fn strided(g: &Gpu, x: &Array2<f32>, stride: usize, pad: usize) -> GpuMatrix {
-    let (rows, cols) = x.dim();
-    let mut wide = Array2::from_elem((rows + 1, stride), f32::NAN);
-    for r in 0..rows {
-        let at = pad + r * stride;
-        let (wr, wc) = (at / stride, at % stride);
-        for c in 0..cols {
-            let i = wr * stride + wc + c;
-            wide[[i / stride, i % stride]] = x[[r, c]];
-        }
-    }
-    let m = g.upload(wide.view()).unwrap();
-    GpuMatrix::from_buffer(m.buffer().clone(), (pad * 4) as u64, rows, cols, stride).unwrap()
-}
 
 /// Bits of every number, NaN payloads included.
 fn bits<'a>(v: impl IntoIterator<Item = &'a f32>) -> Vec<u32> {

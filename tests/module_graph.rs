@@ -1,9 +1,8 @@
-//! The crate's modules form no cycle: a file never depends, directly or through others, on a
-//! file that depends on it (parent ↔ child included). A dependency is any path a file names
-//! (`use` trees and inline `crate::` / `super::` paths), resolved to the file that defines the
-//! item, through re-exports (`pub use` in a `mod.rs` is a dependency of that `mod.rs` on the
-//! re-exported file, not of its users on the `mod.rs`). `mod` declarations are containment,
-//! not dependencies. Inline `mod tests { .. }` blocks are left out: test code may reach back.
+//! The crate's modules form no cycle: no file depends, directly or through others, on a file
+//! that depends on it (parent ↔ child included). A dependency is any path a file names (`use`
+//! trees; inline paths from `crate::`, `super::`, `self::` or a child module), resolved to the
+//! file that defines the item through re-exports. `mod` declarations are containment, not
+//! dependencies; inline `mod tests { .. }` blocks are left out (test code may reach back).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -46,10 +45,23 @@ fn strip(src: &str) -> String {
                     i += 1;
                 }
             }
-        } else if b[i] == b'"' || (b[i] == b'r' && i + 1 < b.len() && b[i + 1] == b'"') {
-            if b[i] == b'r' {
+        } else if b[i] == b'r'
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+            && b[i + 1..].iter().take_while(|&&c| c == b'#').count() + i + 1 < b.len()
+            && b[i + 1 + b[i + 1..].iter().take_while(|&&c| c == b'#').count()] == b'"'
+        {
+            // A raw string r#"..."#: no escapes, ends at the quote followed by as many #.
+            let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
+            let end: Vec<u8> = std::iter::once(b'"')
+                .chain(std::iter::repeat_n(b'#', hashes))
+                .collect();
+            i += 2 + hashes;
+            while i < b.len() && !b[i..].starts_with(&end) {
                 i += 1;
             }
+            i += end.len();
+            out.push_str("\"\"");
+        } else if b[i] == b'"' {
             i += 1;
             while i < b.len() && b[i] != b'"' {
                 i += if b[i] == b'\\' { 2 } else { 1 };
@@ -192,11 +204,18 @@ impl Crate {
             uses.extend(flat.into_iter().map(|(p, a)| (p, a, public)));
             rest = &rest[end..];
         }
-        // Inline paths: `crate::`, `super::`, `self::` followed by more segments.
+        // Inline paths: `crate::`, `super::`, `self::` or a child module's name, followed by
+        // more segments.
         let mut paths = Vec::new();
         let ident = |c: char| c.is_alphanumeric() || c == '_';
-        for head in ["crate::", "super::", "self::"] {
-            for (k, _) in text.match_indices(head) {
+        let heads: Vec<String> = ["crate", "super", "self"]
+            .iter()
+            .map(|h| h.to_string())
+            .chain(children.iter().cloned())
+            .map(|h| format!("{h}::"))
+            .collect();
+        for head in &heads {
+            for (k, _) in text.match_indices(head.as_str()) {
                 let before = text[..k].chars().last();
                 if before.is_some_and(|c| ident(c) || c == ':') {
                     continue; // inside a longer path (`super::super::`), counted from its start
@@ -222,9 +241,7 @@ impl Crate {
             } else {
                 dir.join(&name).join("mod.rs")
             };
-            if !f.exists() {
-                continue; // an inline `mod name { .. }` written on one line
-            }
+            assert!(f.exists(), "{}: `mod {name};` has no file", file.display());
             let child = self.add(f, Some(id));
             self.modules[id].children.insert(name, child);
         }
@@ -321,7 +338,7 @@ fn find_word(s: &str, w: &str) -> Option<usize> {
     None
 }
 
-/// Strongly connected components of more than one file (Tarjan).
+/// Strongly connected components of more than one file (Tarjan's algorithm).
 fn cycles(n: usize, edges: &BTreeSet<(usize, usize)>) -> Vec<Vec<usize>> {
     struct T<'a> {
         adj: Vec<Vec<usize>>,
@@ -413,7 +430,6 @@ fn check(root: &str) {
         "module cycles from {root}:\n{}",
         found.join("\n")
     );
-    // The checker sees the crate: every file, and dependencies between them.
     assert!(
         c.modules.len() > 5 && edges.len() > 5,
         "{} files",
@@ -440,23 +456,35 @@ fn a_parent_child_cycle_is_found() {
     std::fs::write(dir.join("lib.rs"), "mod a;\nmod b;\npub use a::X;\n").unwrap();
     std::fs::write(dir.join("a/mod.rs"), "mod c;\npub struct X;\nuse c::Y;\n").unwrap();
     std::fs::write(dir.join("a/c.rs"), "pub struct Y(super::X);\n").unwrap();
-    std::fs::write(dir.join("b.rs"), "use crate::X;\n").unwrap();
+    std::fs::write(dir.join("b.rs"), "use crate::X;\nmod d;\n").unwrap();
+    // A parent calling its child inline (`e::h()`), the child using the parent's item.
+    std::fs::create_dir_all(dir.join("b/d")).unwrap();
+    std::fs::write(
+        dir.join("b/d/mod.rs"),
+        "mod e;\npub fn g() { e::h() }\npub fn k() {}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("b/d/e.rs"), "pub fn h() { super::k() }\n").unwrap();
     let c = Crate::load(&dir.join("lib.rs"));
     let edges = c.edges();
     let comps = cycles(c.modules.len(), &edges);
-    assert_eq!(comps.len(), 1, "{edges:?}");
-    let files: BTreeSet<String> = comps[0]
+    let found: BTreeSet<BTreeSet<String>> = comps
         .iter()
-        .map(|&i| {
-            c.modules[i]
-                .file
-                .strip_prefix(&dir)
-                .unwrap()
-                .display()
-                .to_string()
+        .map(|comp| {
+            comp.iter()
+                .map(|&i| {
+                    let f = c.modules[i].file.strip_prefix(&dir).unwrap();
+                    f.display().to_string()
+                })
+                .collect()
         })
         .collect();
-    assert_eq!(files, BTreeSet::from(["a/mod.rs".into(), "a/c.rs".into()]));
+    let want = |a: &str, b: &str| BTreeSet::from([a.to_string(), b.to_string()]);
+    assert_eq!(
+        found,
+        BTreeSet::from([want("a/mod.rs", "a/c.rs"), want("b/d/mod.rs", "b/d/e.rs")]),
+        "{edges:?}"
+    );
     // b reaches X through lib.rs's re-export: an edge to a/mod.rs, not to lib.rs.
     let b = c
         .modules

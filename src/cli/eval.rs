@@ -5,8 +5,8 @@ use super::args::{
     BoltzmannArgs, ClassMetricArgs, CrossEntropyArgs, DeviceName, EvalOp, FormName, Io, LabelArgs,
     LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, ReductionName, RowArgs,
 };
+use super::failure::Failure;
 use super::npy::{self, TargetArray, WriteNpy};
-use super::Failure;
 use ndarray::{Array1, Array2, Axis};
 use smoothmax::{
     Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Loss, MultiMarginOptions,

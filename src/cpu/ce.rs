@@ -15,9 +15,9 @@
 
 use super::arith::Arith;
 use super::exp::{Fused, Separate};
+use super::isa::CpuIsa;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::rows::{exp_sum, row_max};
-use super::CpuIsa;
 use crate::cross_entropy::fast::{fast_inputs, flag, needs_linear, unnormalize, RowCoef, RowStats};
 use crate::cross_entropy::{finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::error::{Error, Result};
@@ -311,7 +311,7 @@ pub(crate) fn cross_entropy(
         Some(g) => g,
         None => &mut owned,
     };
-    if let Some(per) = super::ELEMS_PER_TASK.checked_div(cols) {
+    if let Some(per) = super::batch::ELEMS_PER_TASK.checked_div(cols) {
         let per = per.max(1);
         let qs = fi.probs_slice()?;
         let gchunk = if o.gradient { per * cols } else { 0 };

@@ -4,9 +4,9 @@
 //! weights, scores and parameters up to `f32::MAX` make products that f32 intermediates would
 //! overflow or underflow). Formulas: [`crate::surrogates`].
 
+use super::batch::ELEMS_PER_TASK;
 use super::exp::exp;
 use super::pointwise::{binary_element, pairwise, sigmoid};
-use super::ELEMS_PER_TASK;
 use crate::cross_entropy::Reduction;
 use crate::error::Result;
 use crate::scale::ExpScale;
@@ -191,7 +191,7 @@ where
 }
 
 /// Runs one surrogate call on the CPU.
-pub(crate) fn surrogate(isa: super::CpuIsa, call: &Surrogate) -> Result<SurrogateOutput> {
+pub(crate) fn surrogate(isa: super::isa::CpuIsa, call: &Surrogate) -> Result<SurrogateOutput> {
     let pr = prepare(call)?;
     let (rows, cols) = (pr.rows, pr.cols);
     match call {
@@ -344,14 +344,14 @@ fn binary_f1(logits: &ArrayView2<f32>, pr: &Prepared) -> Result<SurrogateOutput>
 }
 
 fn macro_f1(
-    isa: super::CpuIsa,
+    isa: super::isa::CpuIsa,
     logits: &ArrayView2<f32>,
     pr: &Prepared,
     t: f32,
 ) -> Result<SurrogateOutput> {
-    use crate::backend::Backend;
     let (rows, cols) = (pr.rows, pr.cols);
-    let p = super::Cpu::with_isa(isa)?.softmax(logits.view(), t)?;
+    let p =
+        super::batch::row_op(isa, crate::rows::RowOp::Softmax, logits.view(), t)?.into_matrix()?;
     // Column sums in f64, one pass over the rows.
     let (mut tp, mut pred, mut count) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
     for (i, row) in p.outer_iter().enumerate() {

@@ -37,7 +37,8 @@ use super::prepare::{reduce, Prepared};
 use crate::error::{Error, Result};
 use ndarray::{Array1, Array2};
 
-/// Flag bits of [`RowStats::flags`] (the same values in shaders/cross_entropy.wgsl).
+/// Flag bits of [`RowStats::flags`] (the shaders' `FLAG_*`, generated from these values by
+/// `gpu::kernel`).
 pub(crate) mod flag {
     /// A NaN logit.
     pub const NAN: u32 = 1;

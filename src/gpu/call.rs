@@ -203,7 +203,8 @@ macro_rules! modes {
             }
 
             /// Records the op into `encoder` without submitting; finish the returned
-            /// [`Recorded`] after the encoder was submitted.
+            /// [`Recorded`] after the encoder was submitted. On an error, work of the chunks
+            /// before the failing one may already be in `encoder`: drop it.
             pub fn record(
                 self,
                 encoder: &mut wgpu::CommandEncoder,

@@ -1,8 +1,8 @@
-//! The dispatcher for cross-entropy: checks and resolves inputs on the host (shared with the
-//! CPU path, normalized as `cross_entropy::fast` says), uploads logits / per-row coefficients /
-//! weights per chunk of rows, records the fused kernel (or stats → rows → grad for long rows
-//! with few of them, and for the gradient on CPU adapters, see `RowSplit::fused`), reads back
-//! the per-row statistics and the gradient, and finishes the loss in f64.
+//! Cross-entropy on the GPU: inputs checked and resolved on the host (shared with the CPU path,
+//! normalized as `cross_entropy::fast` says); one chunk's passes (the fused kernel, or stats →
+//! rows → grad for long rows with few of them and for the gradient on CPU adapters, see
+//! `RowSplit::fused`) as a `Job` on the launch path; the per-row statistics finished into the
+//! loss in f64.
 
 use super::context::Context;
 use super::encode::{binding, record_pass, Params, Slice};
@@ -151,7 +151,8 @@ pub struct DeviceCrossEntropy {
     pub loss: Loss,
     /// Per-row logsumexp of the logits used.
     pub lse: Array1<f32>,
-    /// The gradient, `[B, C]` contiguous, when asked for (in place: the logits' matrix).
+    /// The gradient, `[B, C]` contiguous, when asked for (in place: the logits' matrix, with
+    /// its row stride).
     pub grad: Option<GpuMatrix>,
 }
 
@@ -211,8 +212,7 @@ pub(crate) async fn stage(
     if rows > 0 && cols == 0 {
         // No classes: zeroed statistics (`row_losses` gives such rows loss 0, lse −inf).
         if let Out::Device(m) = &stats {
-            let zeros = vec![0u8; rows * ROW_STATS_BYTES];
-            ctx.queue.write_buffer(m.buffer(), m.offset(), &zeros);
+            m.fill(ctx, 0.0);
         }
     }
     if rows > 0 && cols > 0 {

@@ -50,6 +50,20 @@ impl GpuMatrix {
                 buffer.usage()
             ));
         }
+        // With one row the stride is never used: normalized, so that no size computed from
+        // it can overflow.
+        let row_stride = if rows <= 1 { cols } else { row_stride };
+        let span = (rows.saturating_sub(1) as u64)
+            .checked_mul(row_stride as u64)
+            .and_then(|e| e.checked_add(cols as u64))
+            .and_then(|e| e.checked_mul(4))
+            .and_then(|b| b.checked_add(offset));
+        if span.is_none() {
+            return bad(format!(
+                "[{rows}, {cols}] with row stride {row_stride} at offset {offset} is larger than \
+                 any buffer"
+            ));
+        }
         let m = GpuMatrix {
             buffer,
             offset,
@@ -115,6 +129,29 @@ impl GpuMatrix {
             self.offset
         } else {
             self.offset + (((self.rows - 1) * self.row_stride + self.cols) * 4) as u64
+        }
+    }
+
+    /// Sets every element to `v` (queued: it reaches the device before the next submission),
+    /// row by row where the rows are not contiguous.
+    pub(crate) fn fill(&self, ctx: &Context, v: f32) {
+        let (rows, cols) = self.dim();
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        if self.row_stride == cols || rows == 1 {
+            let data = vec![v; rows * cols];
+            ctx.queue
+                .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(&data));
+        } else {
+            let row = vec![v; cols];
+            for r in 0..rows {
+                ctx.queue.write_buffer(
+                    &self.buffer,
+                    self.row_offset(r),
+                    bytemuck::cast_slice(&row),
+                );
+            }
         }
     }
 

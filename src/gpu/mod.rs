@@ -1,7 +1,7 @@
 //! The GPU backend (wgpu). [`Gpu`] (engine.rs) owns the device; [`Gpu::call`] (call.rs) runs
 //! any op with host or device data, blocking, async or recorded; each op family prepares its
 //! kernels' inputs (rows.rs, ce.rs, surrogates/) and describes its passes over one chunk of
-//! rows as a `Job`; launch.rs is the one loop over chunks (buffer loans, error scopes, uploads
+//! rows as a `Job`; launch/ is the one loop over chunks (pooled buffers, error scopes, uploads
 //! overlapped with compute, readback). kernel/ names every kernel, its bindings and the
 //! constants and uniforms it shares with Rust; split.rs cuts rows for an adapter class.
 //!

@@ -38,16 +38,29 @@ fn drive(device: &wgpu::Device, after: Option<wgpu::SubmissionIndex>, fired: &At
     }
 }
 
+/// Unmaps its buffer when dropped: after the view is used, and also when the awaiting future
+/// is dropped mid-map or the caller's closure panics (unmapping cancels a pending map), so
+/// no buffer goes back to the pool mapped or with a map pending.
+struct Unmap<'a>(Option<&'a wgpu::Buffer>);
+
+impl Drop for Unmap<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.0 {
+            b.unmap();
+        }
+    }
+}
+
 /// Maps `buffer[..bytes]` for `mode`, waiting for submission `after` (the last one that uses
-/// the buffer). On success the caller reads or writes the view and unmaps.
-async fn map(
+/// the buffer). The returned guard unmaps it.
+async fn map<'a>(
     ctx: &Context,
-    buffer: &wgpu::Buffer,
+    buffer: &'a wgpu::Buffer,
     bytes: u64,
     mode: wgpu::MapMode,
     after: Option<wgpu::SubmissionIndex>,
     wait: Wait,
-) -> Result<()> {
+) -> Result<Unmap<'a>> {
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     let fired = Arc::new(AtomicBool::new(false));
     let flag = fired.clone();
@@ -56,6 +69,7 @@ async fn map(
         // The receiver lives until this function returns; a send error cannot be acted on.
         let _ = tx.send(r);
     });
+    let mut guard = Unmap(Some(buffer));
     match wait {
         Wait::Inline => drive(&ctx.device, after, &fired),
         Wait::Thread => {
@@ -64,17 +78,21 @@ async fn map(
         }
     }
     match rx.receive().await {
-        Some(Ok(())) => Ok(()),
+        Some(Ok(())) => Ok(guard),
         Some(Err(e)) => {
+            guard.0 = None; // never mapped
             ctx.check_alive()?;
             Err(Error::Readback(format!("map_async: {e}")))
         }
-        None => Err(Error::Readback("map_async callback never ran".into())),
+        None => {
+            guard.0 = None;
+            Err(Error::Readback("map_async callback never ran".into()))
+        }
     }
 }
 
 /// Maps the first `bytes` of a `MAP_READ` buffer once submission `after` is done and hands
-/// the bytes to `read`; unmapped again on every path that mapped it.
+/// the bytes to `read`.
 pub(crate) async fn read_mapped<R>(
     ctx: &Context,
     buffer: &wgpu::Buffer,
@@ -83,17 +101,16 @@ pub(crate) async fn read_mapped<R>(
     wait: Wait,
     read: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
-    map(ctx, buffer, bytes, wgpu::MapMode::Read, after, wait).await?;
-    let out = match buffer.slice(0..bytes).get_mapped_range() {
-        Ok(view) => Ok(read(&view)),
-        Err(e) => Err(Error::Readback(format!("get_mapped_range: {e}"))),
-    };
-    buffer.unmap();
-    out
+    let _unmap = map(ctx, buffer, bytes, wgpu::MapMode::Read, after, wait).await?;
+    let view = buffer
+        .slice(0..bytes)
+        .get_mapped_range()
+        .map_err(|e| Error::Readback(format!("get_mapped_range: {e}")))?;
+    Ok(read(&view))
 }
 
 /// Copies `data` into the start of a `MAP_WRITE` buffer, mapped once submission `after` is
-/// done; unmapped again on every path that mapped it.
+/// done.
 pub(crate) async fn write_mapped(
     ctx: &Context,
     buffer: &wgpu::Buffer,
@@ -102,16 +119,13 @@ pub(crate) async fn write_mapped(
     wait: Wait,
 ) -> Result<()> {
     let bytes = data.len() as u64;
-    map(ctx, buffer, bytes, wgpu::MapMode::Write, after, wait).await?;
-    let out = match buffer.slice(0..bytes).get_mapped_range_mut() {
-        Ok(mut view) => {
-            view.copy_from_slice(data);
-            Ok(())
-        }
-        Err(e) => Err(Error::Readback(format!("get_mapped_range_mut: {e}"))),
-    };
-    buffer.unmap();
-    out
+    let _unmap = map(ctx, buffer, bytes, wgpu::MapMode::Write, after, wait).await?;
+    let mut view = buffer
+        .slice(0..bytes)
+        .get_mapped_range_mut()
+        .map_err(|e| Error::Readback(format!("get_mapped_range_mut: {e}")))?;
+    view.copy_from_slice(data);
+    Ok(())
 }
 
 /// Copies the first `dst.len()` floats of `staging` (filled by a submitted copy) into `dst`,

@@ -1,5 +1,6 @@
-//! The dispatcher for the row ops (logsumexp, softmax, log-softmax): chunks rows to the
-//! binding limit, picks the split and the shader variants, records the passes, reads back.
+//! The row ops (logsumexp, softmax, log-softmax) on the GPU: the passes of one chunk (the
+//! split and the kernel variants for it) as a `Job`, and the op's stage and finish around the
+//! launch path.
 
 use super::context::Context;
 use super::encode::{binding, record_pass, Params, Slice};
@@ -103,6 +104,13 @@ pub(crate) async fn stage(
     let fill = if cols == 0 { f32::NEG_INFINITY } else { 0.0 };
     let mut out = match into {
         None => Out::new(ctx, mode.place(place), rows, out_cols, fill)?,
+        Some(m) if matches!(x, Matrix::Device(xm) if xm.buffer() == m.buffer()) => {
+            return Err(Error::InvalidInput(
+                "the output matrix shares the input's buffer: one dispatch cannot bind a \
+                 buffer both read-only and read-write"
+                    .into(),
+            ))
+        }
         Some(m) if m.dim() == (rows, out_cols) => Out::Device(m.clone()),
         Some(m) => {
             return Err(Error::InvalidInput(format!(
@@ -114,9 +122,7 @@ pub(crate) async fn stage(
     };
     if rows > 0 && cols == 0 && op == RowOp::LogSumExp {
         if let Out::Device(m) = &out {
-            let v = vec![f32::NEG_INFINITY; rows];
-            ctx.queue
-                .write_buffer(m.buffer(), m.offset(), bytemuck::cast_slice(&v));
+            m.fill(ctx, f32::NEG_INFINITY);
         }
     }
     if rows > 0 && cols > 0 {
@@ -215,7 +221,8 @@ pub(crate) fn record_rows(
             spec: Spec {
                 vec4,
                 row_threads,
-                log_output: op == RowOp::LogSoftmax,
+                // Only the write passes read LOG_OUTPUT: the statistics passes are shared.
+                log_output: family == Family::Softmax && op == RowOp::LogSoftmax,
                 exp_form,
                 ..Spec::default()
             },

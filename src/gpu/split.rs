@@ -26,7 +26,7 @@ const MIN_WORKGROUPS_CPU: usize = 16;
 const MIN_SEG_V: usize = 2048;
 /// Vec4 steps each invocation should get before more invocations are added to a row.
 const STEPS_PER_THREAD: usize = 8;
-/// Invocations per workgroup (must match `WG` in shaders/prelude.wgsl).
+/// Invocations per workgroup (the shaders' `WG`, generated from this value).
 pub(crate) const WG: usize = 256;
 /// Invocations per item in a CPU adapter's write pass: lavapipe's SIMD width on a 256-bit
 /// CPU ("llvmpipe (..., 256 bits)"), so each SIMD step covers 128 contiguous bytes of one row.

@@ -259,3 +259,20 @@ pub fn assert_ce_close(
         _ => panic!("{what}: gradient presence differs"),
     }
 }
+
+/// `x` on the device inside a wider buffer: rows `stride` apart, starting `pad` elements in.
+pub fn strided(g: &Gpu, x: &Array2<f32>, stride: usize, pad: usize) -> smoothmax::GpuMatrix {
+    let (rows, cols) = x.dim();
+    let mut wide = Array2::from_elem((rows + 1, stride), f32::NAN);
+    for r in 0..rows {
+        let at = pad + r * stride;
+        let (wr, wc) = (at / stride, at % stride);
+        for c in 0..cols {
+            let i = wr * stride + wc + c;
+            wide[[i / stride, i % stride]] = x[[r, c]];
+        }
+    }
+    let m = g.upload(wide.view()).unwrap();
+    smoothmax::GpuMatrix::from_buffer(m.buffer().clone(), (pad * 4) as u64, rows, cols, stride)
+        .unwrap()
+}

@@ -285,7 +285,7 @@ impl CeFlags {
     /// Every combination (for validating every variant).
     #[cfg(test)]
     pub fn all_combinations() -> impl Iterator<Item = CeFlags> {
-        (0..16).map(CeFlags)
+        (0..1u32 << Self::NAMED.len()).map(CeFlags)
     }
 }
 
@@ -333,21 +333,57 @@ impl SurrogateOp {
         (SurrogateOp::F1BinaryGrad, "OP_F1_BINARY_GRAD", 31),
     ];
 
-    /// The op's value in the shader.
+    /// The op's value in the shader (`ALL`'s entry; the tests check every op has one).
     pub(crate) fn code(self) -> u32 {
-        SurrogateOp::ALL
-            .iter()
-            .find(|(op, _, _)| *op == self)
-            .map_or(0, |&(_, _, v)| v)
+        let i = match self {
+            SurrogateOp::Boltzmann => 0,
+            SurrogateOp::SoftArgmax => 1,
+            SurrogateOp::Accuracy => 2,
+            SurrogateOp::F1Grad => 3,
+            SurrogateOp::Margin => 4,
+            SurrogateOp::F1Columns => 5,
+            SurrogateOp::Logistic => 6,
+            SurrogateOp::Hinge => 7,
+            SurrogateOp::SquaredHinge => 8,
+            SurrogateOp::Exponential => 9,
+            SurrogateOp::Squared => 10,
+            SurrogateOp::PairwiseErf => 11,
+            SurrogateOp::PairwiseSqrt => 12,
+            SurrogateOp::PairwiseAcon => 13,
+            SurrogateOp::F1Sigmoid => 14,
+            SurrogateOp::F1BinaryGrad => 15,
+        };
+        SurrogateOp::ALL[i].2
     }
 }
 
-/// The surrogate uniform's flag bits (`SP_*` in the shader).
-pub(crate) mod sp_flag {
+/// The surrogate uniform's flag bits (`SP_*` in the shader), read at run time from
+/// `SParams::flags`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SpFlags(u32);
+
+impl SpFlags {
     /// `pos_weight` is bound (`q`).
-    pub const POS_WEIGHT: u32 = 1;
+    pub const POS_WEIGHT: SpFlags = SpFlags(1);
     /// Weights are bound (`weight`).
-    pub const WEIGHT: u32 = 2;
+    pub const WEIGHT: SpFlags = SpFlags(2);
+    /// `(name, bit)` of every flag, for the shader header.
+    pub const NAMED: [(&'static str, SpFlags); 2] = [
+        ("SP_POS_WEIGHT", SpFlags::POS_WEIGHT),
+        ("SP_WEIGHT", SpFlags::WEIGHT),
+    ];
+
+    pub fn with(self, f: SpFlags, on: bool) -> SpFlags {
+        if on {
+            SpFlags(self.0 | f.0)
+        } else {
+            self
+        }
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
 }
 
 /// The specialization constants: everything besides the family that changes a module's text.

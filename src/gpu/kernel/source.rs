@@ -5,7 +5,7 @@
 //! access mode is the one thing the in-place variant changes. Each variant is plain WGSL that
 //! naga validates on its own (see `tests.rs`, which needs no GPU).
 
-use super::{sp_flag, BindingKind, CeFlags, Family, Kernel, Slot, SurrogateOp};
+use super::{BindingKind, CeFlags, Family, Kernel, Slot, SpFlags, SurrogateOp};
 use crate::cross_entropy::fast::flag;
 use crate::gpu::split::WG;
 use crate::scale::ExpForm;
@@ -57,13 +57,14 @@ fn shared_constants() -> String {
         ("FLAG_NEG_POS", flag::NEG_POS),
         ("FLAG_NEG_ZERO", flag::NEG_ZERO),
         ("FLAG_NEG_NEG", flag::NEG_NEG),
-        ("SP_POS_WEIGHT", sp_flag::POS_WEIGHT),
-        ("SP_WEIGHT", sp_flag::WEIGHT),
         ("EXP_UNIT", ExpForm::Unit as u32),
         ("EXP_HALF", ExpForm::Half as u32),
         ("EXP_TINY", ExpForm::Tiny as u32),
     ] {
         let _ = writeln!(s, "const {name}: u32 = {v}u;");
+    }
+    for (name, f) in SpFlags::NAMED {
+        let _ = writeln!(s, "const {name}: u32 = {}u;", f.bits());
     }
     for (_, name, v) in SurrogateOp::ALL {
         let _ = writeln!(s, "const {name}: u32 = {v}u;");

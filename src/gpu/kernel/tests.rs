@@ -274,6 +274,37 @@ fn uniform_structs_match_their_wgsl_declarations() {
 }
 
 #[test]
+fn every_op_and_family_is_listed_once() {
+    for (i, &(op, _, v)) in SurrogateOp::ALL.iter().enumerate() {
+        assert_eq!(op.code(), v, "{op:?}");
+        assert!(
+            SurrogateOp::ALL[..i].iter().all(|&(o, _, _)| o != op),
+            "{op:?} twice"
+        );
+    }
+    // A family missing from ALL would have no bind-group layout: every slot table is listed.
+    let mut seen = Vec::new();
+    for f in Family::ALL {
+        assert!(!seen.contains(&f), "{f:?} twice");
+        seen.push(f);
+        match f {
+            Family::LogSumExp
+            | Family::Softmax
+            | Family::CrossEntropy
+            | Family::CrossEntropyInPlace
+            | Family::Yardstick
+            | Family::SurrogateRows
+            | Family::Pointwise => {}
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        7,
+        "a new family needs a place in Family::ALL and here"
+    );
+}
+
+#[test]
 fn op_codes_are_distinct_and_ranges_hold() {
     let mut codes: Vec<u32> = SurrogateOp::ALL.iter().map(|&(_, _, v)| v).collect();
     codes.sort_unstable();

@@ -2,7 +2,6 @@
 //! chunk's streams (device matrices where they lie, or through a packed copy).
 
 use super::streams::{Bound, Chunk, Extent, Input, Layout, Output, Sink, Source};
-use crate::error::Result;
 use crate::gpu::context::Context;
 use crate::gpu::encode::Slice;
 use crate::gpu::matrix::GpuMatrix;
@@ -57,46 +56,19 @@ impl Plan<'_, '_> {
             .acquire(&self.ctx.device, usage, bytes.max(4), cap)
     }
 
-    /// A packed copy of a device input that its kernel cannot read where it lies.
-    pub(super) fn packed_buffer_in(
+    /// A packed copy of device matrix `m` for `n` rows, unless its kernel can bind it where it
+    /// lies (`start`: the chunk's first row, or `None` for a streamed set reused by every
+    /// chunk). `usage` is the copy's direction: `COPY_DST` in, `COPY_SRC` out.
+    pub(super) fn packed(
         &self,
         m: &GpuMatrix,
         layout: Layout,
+        start: Option<usize>,
         n: usize,
+        usage: U,
     ) -> Option<PooledBuffer> {
-        (!binds_in_place(m, layout, 0, self.align, false))
-            .then(|| self.acquire(U::STORAGE | U::COPY_DST, (n * m.dim().1 * 4) as u64))
-    }
-
-    pub(super) fn packed_copy_in(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        m: &GpuMatrix,
-        layout: Layout,
-        r0: usize,
-        n: usize,
-    ) -> Result<Option<PooledBuffer>> {
-        if binds_in_place(m, layout, r0, self.align, true) {
-            return Ok(None);
-        }
-        let b = self.acquire(U::STORAGE | U::COPY_DST, (n * m.dim().1 * 4) as u64);
-        copy_rows_packed(encoder, m, r0, n, b.buffer());
-        Ok(Some(b))
-    }
-
-    /// Scratch for a device output its kernel cannot write where it lies (copied there after
-    /// the job, see `copy_out`), else nothing.
-    pub(super) fn packed_out(
-        &self,
-        m: &GpuMatrix,
-        layout: Layout,
-        r0: usize,
-        n: usize,
-    ) -> Option<PooledBuffer> {
-        // A streamed set is reused for every chunk: decide for any chunk start.
-        let any_start = r0 == 0 && n == self.chunk;
-        (!binds_in_place(m, layout, r0, self.align, !any_start))
-            .then(|| self.acquire(U::STORAGE | U::COPY_SRC, (n * m.dim().1 * 4) as u64))
+        (!binds_in_place(m, layout, start, self.align))
+            .then(|| self.acquire(U::STORAGE | usage, (n * m.dim().1 * 4) as u64))
     }
 
     /// The chunk's streams as bindings.
@@ -165,71 +137,63 @@ impl Plan<'_, '_> {
     ) {
         for (o, b) in self.outputs.iter().zip(&set.outputs) {
             if let (Sink::Device(m), Some(b)) = (&o.sink, b) {
-                let (_, cols) = m.dim();
-                let row = (cols * 4) as u64;
-                if m.row_stride() == cols || n == 1 {
-                    encoder.copy_buffer_to_buffer(
-                        b.buffer(),
-                        0,
-                        m.buffer(),
-                        m.row_offset(r0),
-                        n as u64 * row,
-                    );
-                } else {
-                    for i in 0..n {
-                        encoder.copy_buffer_to_buffer(
-                            b.buffer(),
-                            i as u64 * row,
-                            m.buffer(),
-                            m.row_offset(r0 + i),
-                            row,
-                        );
-                    }
-                }
+                copy_rows(encoder, m, r0, n, b.buffer(), Direction::IntoMatrix);
             }
         }
     }
 }
 
-/// Whether rows `[r0, ..)` of `m` can be bound where they lie for a kernel of this layout.
-/// `exact`: decide for this `r0`; else for every chunk start (a reused streamed set).
+/// Whether the rows of `m` from `start` can be bound where they lie for a kernel of this
+/// layout; `start = None`: for any chunk start (a streamed set, reused by every chunk).
 pub(super) fn binds_in_place(
     m: &GpuMatrix,
     layout: Layout,
-    r0: usize,
+    start: Option<usize>,
     align: u64,
-    exact: bool,
 ) -> bool {
     let (rows, cols) = m.dim();
     let packed = m.row_stride() == cols || rows <= 1;
     match layout {
         Layout::Strided => true,
         Layout::Based => packed,
-        Layout::Packed => packed && exact && m.row_offset(r0).is_multiple_of(align),
+        Layout::Packed => packed && start.is_some_and(|r0| m.row_offset(r0).is_multiple_of(align)),
     }
 }
 
-/// Copies rows `[r0, r0 + n)` of `m` into `dst`, packed.
-pub(super) fn copy_rows_packed(
+/// Which way [`copy_rows`] copies.
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub(super) enum Direction {
+    /// From the matrix's rows into packed scratch.
+    FromMatrix,
+    /// From packed scratch into the matrix's rows.
+    IntoMatrix,
+}
+
+/// Copies rows `[r0, r0 + n)` of `m` between the matrix and packed `scratch`: one copy where
+/// the rows are contiguous, one per row otherwise.
+pub(super) fn copy_rows(
     encoder: &mut wgpu::CommandEncoder,
     m: &GpuMatrix,
     r0: usize,
     n: usize,
-    dst: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
+    direction: Direction,
 ) {
-    let (_, cols) = m.dim();
-    let row = (cols * 4) as u64;
-    if m.row_stride() == cols || n == 1 {
-        encoder.copy_buffer_to_buffer(m.buffer(), m.row_offset(r0), dst, 0, n as u64 * row);
+    let row = (m.dim().1 * 4) as u64;
+    let runs = if m.row_stride() == m.dim().1 || n == 1 {
+        vec![(0, n)]
     } else {
-        for i in 0..n {
-            encoder.copy_buffer_to_buffer(
-                m.buffer(),
-                m.row_offset(r0 + i),
-                dst,
-                i as u64 * row,
-                row,
-            );
+        (0..n).map(|i| (i, 1)).collect()
+    };
+    for (i, count) in runs {
+        let (at, bytes) = (m.row_offset(r0 + i), count as u64 * row);
+        match direction {
+            Direction::FromMatrix => {
+                encoder.copy_buffer_to_buffer(m.buffer(), at, scratch, i as u64 * row, bytes)
+            }
+            Direction::IntoMatrix => {
+                encoder.copy_buffer_to_buffer(scratch, i as u64 * row, m.buffer(), at, bytes)
+            }
         }
     }
 }

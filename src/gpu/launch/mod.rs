@@ -1,7 +1,7 @@
 //! The one launch path. Every GPU op is a [`Job`] that records its passes over one chunk of
 //! rows; [`launch`] is the only loop over chunks. It picks the chunk size (one rule,
 //! [`chunk_rows`]), binds each chunk's inputs and outputs (host rows uploaded through pooled
-//! staging, device matrices bound where they lie), owns the buffer loans and error scopes,
+//! staging, device matrices bound where they lie), owns the pooled buffers and error scopes,
 //! submits, and reads host outputs back.
 //!
 //! With host data ([`Mode::Stream`]) consecutive chunks overlap on two buffer sets: chunk k+1

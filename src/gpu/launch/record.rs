@@ -1,7 +1,7 @@
 //! Recording a chunk into the caller's encoder (device-resident calls, recording into an
 //! application's encoder, kernel timing).
 
-use super::bind::{Plan, Set};
+use super::bind::{copy_rows, Direction, Plan, Set};
 use super::streams::{Job, Sink, Source};
 use crate::error::{Error, Result};
 use crate::gpu::encode::Scopes;
@@ -21,8 +21,8 @@ impl Plan<'_, '_> {
     ) -> Result<Vec<PooledBuffer>> {
         let scopes = Scopes::push(&self.ctx.device);
         let mut keep = Vec::new();
+        let mut set = Set::default();
         let recorded = (|| -> Result<()> {
-            let mut set = Set::default();
             for input in self.inputs {
                 let bufs = match input.source {
                     Source::Host { data, row_bytes } => {
@@ -32,7 +32,11 @@ impl Plan<'_, '_> {
                         (None, Some(b))
                     }
                     Source::Device(m) => {
-                        (None, self.packed_copy_in(encoder, m, input.layout, r0, n)?)
+                        let b = self.packed(m, input.layout, Some(r0), n, U::COPY_DST);
+                        if let Some(b) = &b {
+                            copy_rows(encoder, m, r0, n, b.buffer(), Direction::FromMatrix);
+                        }
+                        (None, b)
                     }
                 };
                 set.inputs.push(bufs);
@@ -45,7 +49,7 @@ impl Plan<'_, '_> {
                         ))
                     }
                     Sink::Scratch(e) => Some(self.acquire(U::STORAGE, e.bytes(n))),
-                    Sink::Device(m) => self.packed_out(m, o.layout, r0, n),
+                    Sink::Device(m) => self.packed(m, o.layout, Some(r0), n, U::COPY_SRC),
                 };
                 set.outputs.push(b);
             }
@@ -60,8 +64,14 @@ impl Plan<'_, '_> {
             Ok(())
         })();
         let popped = scopes.pop();
-        recorded?;
-        popped?;
-        Ok(keep)
+        match recorded.and(popped) {
+            Ok(()) => Ok(keep),
+            Err(e) => {
+                // The state of these buffers is unknown after a failure: do not reuse them.
+                keep.iter_mut().for_each(PooledBuffer::discard);
+                set.discard();
+                Err(e)
+            }
+        }
     }
 }

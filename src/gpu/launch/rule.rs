@@ -36,8 +36,9 @@ pub(super) fn chunk_rows(
         room
     };
     let by_bytes = (cap / row_bytes.max(4)).max(1) as usize;
-    // 256 rows per workgroup at most, max_dim² workgroups: far above any real shape, but
-    // checked so the fold in `record_pass` can never fail.
+    // A bound on rows per chunk so that a pass's grid (at most one workgroup per row and
+    // segment, and segments only when rows are few) stays below max_dim² workgroups: far
+    // above any real shape; `record_pass` still checks the fold and returns an error.
     let by_grid = (max_dim as usize)
         .saturating_mul(max_dim as usize)
         .saturating_mul(WG / 2);

@@ -2,10 +2,13 @@
 
 use super::bind::{Plan, Set};
 use super::rule::chunk_rows;
-use super::streams::{Input, Job, Mode, Output, Sink, Source};
-use crate::error::Result;
+use super::streams::{Input, Job, Layout, Mode, Output, Sink, Source};
+use crate::error::{Error, Result};
 use crate::gpu::context::Context;
+use crate::gpu::encode::Scopes;
+use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
+use wgpu::BufferUsages as U;
 
 /// Runs `job` over `rows` rows. In [`Mode::Record`] the returned buffers must live until the
 /// encoder is submitted; in [`Mode::Stream`] the work is done when this returns.
@@ -23,10 +26,14 @@ pub(crate) async fn launch<'s>(
         return Ok(Vec::new());
     }
     let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
-    let streamed = matches!(mode, Mode::Stream(_))
-        && inputs
+    check_usages(inputs, outputs)?;
+    let host = inputs
+        .iter()
+        .any(|i| matches!(i.source, Source::Host { .. }))
+        || outputs
             .iter()
-            .any(|i| matches!(i.source, Source::Host { .. }));
+            .any(|o| matches!(o.sink, Sink::Host { .. } | Sink::HostChunks { .. }));
+    let streamed = matches!(mode, Mode::Stream(_)) && host;
     let widest = inputs
         .iter()
         .map(|i| match i.source {
@@ -59,13 +66,69 @@ pub(crate) async fn launch<'s>(
     };
     let mut keep = Vec::new();
     let mut sets = [Set::default(), Set::default()];
-    let res = plan.each_chunk(job, rows, mode, &mut sets, &mut keep).await;
+    let res = match mode {
+        // Device data only: every chunk into one encoder of the engine's own, submitted once
+        // (nothing to transfer, so nothing to overlap and no second set of buffers).
+        Mode::Stream(_) if !host => {
+            let dev = &ctx.device;
+            let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("smoothmax/device"),
+            });
+            let recorded = plan
+                .each_chunk(job, rows, Mode::Record(&mut encoder), &mut sets, &mut keep)
+                .await;
+            recorded.and_then(|()| {
+                let scopes = Scopes::push(dev);
+                ctx.queue.submit([encoder.finish()]);
+                scopes.pop()
+            })
+        }
+        mode => plan.each_chunk(job, rows, mode, &mut sets, &mut keep).await,
+    };
     if res.is_err() {
         // The state of these buffers is unknown after a failure: do not reuse them.
         sets.iter_mut().for_each(Set::discard);
         keep.iter_mut().for_each(PooledBuffer::discard);
     }
     res.map(|()| keep)
+}
+
+/// A device matrix whose rows a launch may copy (packed inputs, and outputs its kernel
+/// cannot write where they lie) needs the copy's usage on its buffer: checked here, before
+/// anything is recorded, rather than failing inside an encoder.
+fn check_usages(inputs: &[Input], outputs: &[Output]) -> Result<()> {
+    let need = |m: &GpuMatrix, usage: U, why: &str| {
+        if m.buffer().usage().contains(usage) {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!(
+                "{why}: the device matrix's buffer needs {usage:?} usage, it has {:?}",
+                m.buffer().usage()
+            )))
+        }
+    };
+    for i in inputs {
+        if let (Source::Device(m), Layout::Packed) = (&i.source, i.layout) {
+            need(
+                m,
+                U::COPY_SRC,
+                "this op reads its input rows packed, through a copy",
+            )?;
+        }
+    }
+    for o in outputs {
+        if let Sink::Device(m) = &o.sink {
+            let strided = m.row_stride() != m.dim().1 && m.dim().0 > 1;
+            if o.layout == Layout::Packed || (o.layout == Layout::Based && strided) {
+                need(
+                    m,
+                    U::COPY_DST,
+                    "this op writes its output rows packed, through a copy",
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Plan<'_, '_> {

@@ -1,7 +1,7 @@
 //! Streaming a chunk of host data on one of two buffer sets, so that the transfers of one
 //! chunk overlap the compute of the next.
 
-use super::bind::{copy_rows_packed, Plan, Set};
+use super::bind::{copy_rows, Direction, Plan, Set};
 use super::streams::{Job, Sink, Source};
 use crate::error::Result;
 use crate::gpu::encode::Scopes;
@@ -26,23 +26,25 @@ impl Plan<'_, '_> {
         let dev = &self.ctx.device;
         let set = &mut sets[k % 2];
         self.fill_set(set);
+        // Every await (the staging maps) comes before the error scopes are pushed: scopes
+        // belong to a thread and must be popped in order, and another task on this thread
+        // may run at an await.
+        self.upload(set, r0, n, wait).await?;
         let scopes = Scopes::push(dev);
         let mut encoder = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("smoothmax/chunk"),
         });
-        let recorded = self
-            .upload_and_record(job, &mut encoder, set, r0, n, wait)
-            .await;
-        let keep = match recorded {
-            Ok(keep) => keep,
-            Err(e) => {
-                drop(scopes.pop());
-                return Err(e);
-            }
-        };
-        set.submitted = Some(self.ctx.queue.submit([encoder.finish()]));
+        let recorded = self.record_set(job, &mut encoder, set, r0, n);
+        let submitted = recorded.map(|keep| (self.ctx.queue.submit([encoder.finish()]), keep));
+        let popped = scopes.pop();
+        let (index, mut keep) = submitted?;
+        if let Err(e) = popped {
+            // The state of these buffers is unknown after a failure: do not reuse them.
+            keep.iter_mut().for_each(PooledBuffer::discard);
+            return Err(e);
+        }
         drop(keep); // queue order protects pooled buffers once submitted
-        scopes.pop()?;
+        set.submitted = Some(index);
         set.pending = Some((r0, n));
         self.read_back(&mut sets[(k + 1) % 2], wait).await
     }
@@ -70,7 +72,7 @@ impl Plan<'_, '_> {
                         Some(self.acquire(U::STORAGE | U::COPY_DST, bytes)),
                     )
                 }
-                Source::Device(m) => (None, self.packed_buffer_in(m, input.layout, n)),
+                Source::Device(m) => (None, self.packed(m, input.layout, None, n, U::COPY_DST)),
             });
         }
         let mut host_bytes = 0;
@@ -82,7 +84,7 @@ impl Plan<'_, '_> {
                 }
                 None => match &o.sink {
                     Sink::Scratch(e) => Some(self.acquire(U::STORAGE, e.bytes(n))),
-                    Sink::Device(m) => self.packed_out(m, o.layout, 0, n),
+                    Sink::Device(m) => self.packed(m, o.layout, None, n, U::COPY_SRC),
                     Sink::Host { .. } | Sink::HostChunks { .. } => None,
                 },
             });
@@ -92,37 +94,47 @@ impl Plan<'_, '_> {
         }
     }
 
-    /// Writes chunk `[r0, r0 + n)` of every host input into the set's staging (mapped once the
-    /// set's last submission is done), then records the staging copies and the job.
-    pub(super) async fn upload_and_record(
+    /// Writes chunk `[r0, r0 + n)` of every host input into the set's staging, mapped once
+    /// the set's last submission is done.
+    async fn upload(&self, set: &Set, r0: usize, n: usize, wait: Wait) -> Result<()> {
+        for (input, (staging, _)) in self.inputs.iter().zip(&set.inputs) {
+            if let (Source::Host { data, row_bytes }, Some(staging)) = (&input.source, staging) {
+                let part = &data[r0 * row_bytes..(r0 + n) * row_bytes];
+                if !part.is_empty() {
+                    let after = set.submitted.clone();
+                    write_mapped(self.ctx, staging.buffer(), part, after, wait).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the chunk's input copies (staging or packed), the job, the output copies and
+    /// the copies to the readback buffer.
+    fn record_set(
         &self,
         job: &dyn Job,
         encoder: &mut wgpu::CommandEncoder,
         set: &Set,
         r0: usize,
         n: usize,
-        wait: Wait,
     ) -> Result<Vec<PooledBuffer>> {
         for (input, (staging, storage)) in self.inputs.iter().zip(&set.inputs) {
             match (&input.source, staging, storage) {
-                (Source::Host { data, row_bytes }, Some(staging), Some(storage)) => {
-                    let part = &data[r0 * row_bytes..(r0 + n) * row_bytes];
-                    let bytes = part.len() as u64;
-                    if bytes == 0 {
-                        continue;
+                (Source::Host { row_bytes, .. }, Some(staging), Some(storage)) => {
+                    let bytes = (n * row_bytes) as u64;
+                    if bytes > 0 {
+                        encoder.copy_buffer_to_buffer(
+                            staging.buffer(),
+                            0,
+                            storage.buffer(),
+                            0,
+                            bytes,
+                        );
                     }
-                    write_mapped(
-                        self.ctx,
-                        staging.buffer(),
-                        part,
-                        set.submitted.clone(),
-                        wait,
-                    )
-                    .await?;
-                    encoder.copy_buffer_to_buffer(staging.buffer(), 0, storage.buffer(), 0, bytes);
                 }
                 (Source::Device(m), None, Some(packed)) => {
-                    copy_rows_packed(encoder, m, r0, n, packed.buffer());
+                    copy_rows(encoder, m, r0, n, packed.buffer(), Direction::FromMatrix);
                 }
                 _ => {}
             }

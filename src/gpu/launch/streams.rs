@@ -54,7 +54,7 @@ pub(crate) enum Source<'a> {
 }
 
 /// Receives each chunk's bytes of a host output: `(first row, rows, bytes)`.
-pub(crate) type Deliver<'a> = &'a mut (dyn FnMut(usize, usize, &[u8]) + Send);
+pub(crate) type Deliver<'a> = &'a mut (dyn FnMut(usize, usize, &[u8]) + Send + Sync);
 
 /// Where a job's output rows go.
 pub(crate) enum Sink<'a> {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::Context;
 use crate::gpu::io::{GpuInput, In, Matrix, Out, Place};
 use crate::gpu::kernel::uniforms::SParams;
-use crate::gpu::kernel::{sp_flag, Entry, SurrogateOp};
+use crate::gpu::kernel::{Entry, SpFlags, SurrogateOp};
 use crate::gpu::launch::Mode;
 use crate::gpu::pool::PooledBuffer;
 use crate::surrogates::{grad_scale, prepare, Surrogate};
@@ -75,16 +75,12 @@ where
         Surrogate::MultiMargin {
             logits, options, ..
         } => {
-            let flags = if pr.weight.is_some() {
-                sp_flag::WEIGHT
-            } else {
-                0
-            };
+            let flags = SpFlags::default().with(SpFlags::WEIGHT, pr.weight.is_some());
             let sp = SParams {
                 margin: options.margin,
                 p: options.p,
                 u: grad_scale(options.reduction, rows),
-                flags,
+                flags: flags.bits(),
                 ..Default::default()
             };
             let (op, kappa) = (SurrogateOp::Margin, Kappa::Temperature(1.0));
@@ -127,15 +123,11 @@ where
             ref options,
             ..
         } => {
-            let mut flags = 0;
-            if pr.weight.is_some() {
-                flags |= sp_flag::WEIGHT;
-            }
-            if pr.pos_weight.is_some() {
-                flags |= sp_flag::POS_WEIGHT;
-            }
+            let flags = SpFlags::default()
+                .with(SpFlags::WEIGHT, pr.weight.is_some())
+                .with(SpFlags::POS_WEIGHT, pr.pos_weight.is_some());
             let sp = SParams {
-                flags,
+                flags: flags.bits(),
                 u: grad_scale(options.reduction, rows * cols),
                 ..Default::default()
             };
@@ -202,6 +194,9 @@ async fn row_values(
     }
     // Recorded, the job's uniform and weights must outlive the caller's submission too.
     keep.extend(job.into_buffers());
+    if let (0, Out::Device(m)) = (cols, &values) {
+        m.fill(ctx, f32::NAN); // no kernel writes the values of empty rows
+    }
     Ok(Raw {
         value: RawValue::Rows(values, fold),
         grad,

@@ -60,7 +60,7 @@ pub(super) async fn macro_f1(
     let mut grad = Out::new(ctx, place, rows, cols, f32::NAN)?;
     if f.is_nan() || rows == 0 || cols == 0 {
         // NaN everywhere (a NaN row reached the sums), or nothing to compute.
-        fill(ctx, &mut grad, rows, cols, f32::NAN)?;
+        fill(ctx, &mut grad, f32::NAN);
         return Ok(Raw::done(Value::Scalar(f as f32), grad));
     }
     let weight: Vec<f32> = coef
@@ -124,11 +124,11 @@ pub(super) async fn binary_f1(
         p.iter().map(|&p| p as f64).sum::<f64>() + labels.iter().map(|&y| y as f64).sum::<f64>();
     let mut grad = Out::new(ctx, place, rows, cols, 0.0)?;
     if d.is_nan() {
-        fill(ctx, &mut grad, rows, cols, f32::NAN)?;
+        fill(ctx, &mut grad, f32::NAN);
         return Ok(Raw::done(Value::Scalar(f32::NAN), grad));
     }
     if d == 0.0 {
-        fill(ctx, &mut grad, rows, cols, 0.0)?;
+        fill(ctx, &mut grad, 0.0);
         return Ok(Raw::done(Value::Scalar(0.0), grad));
     }
     let f = 2.0 * tp / d;
@@ -145,16 +145,9 @@ pub(super) async fn binary_f1(
 }
 
 /// Sets every element of an output that no kernel writes.
-fn fill(ctx: &Context, out: &mut Out, rows: usize, cols: usize, v: f32) -> Result<()> {
+fn fill(ctx: &Context, out: &mut Out, v: f32) {
     match out {
         Out::Host { data, .. } => data.iter_mut().for_each(|d| *d = v),
-        Out::Device(m) => {
-            let data = vec![v; rows * cols];
-            if !data.is_empty() {
-                ctx.queue
-                    .write_buffer(m.buffer(), m.offset(), bytemuck::cast_slice(&data));
-            }
-        }
+        Out::Device(m) => m.fill(ctx, v),
     }
-    Ok(())
 }

@@ -1,0 +1,162 @@
+//! Row ops over a whole matrix: blocks of rows in parallel (rayon), each block through the row
+//! kernels of the build that runs (`multiversion!`).
+
+use super::alloc;
+use super::exp::{Fused, Separate};
+use super::isa::CpuIsa;
+use super::rows::{row_stats, softmax_row};
+use crate::error::{Error, Result};
+use crate::rows::{check_temperature, RowOp, RowOutput};
+use crate::scale::ExpScale;
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+
+/// Target number of elements per rayon task: large enough to amortize scheduling, small
+/// enough to balance short matrices over the cores.
+pub(super) const ELEMS_PER_TASK: usize = 1 << 16;
+
+/// The caller's output buffer as one slice, checked against the input's shape.
+pub(super) fn out_slice<'a>(
+    dim: (usize, usize),
+    out: &'a mut ArrayViewMut2<f32>,
+) -> Result<&'a mut [f32]> {
+    if out.dim() != dim {
+        let (r, c) = out.dim();
+        return Err(Error::InvalidInput(format!(
+            "output buffer is [{r}, {c}], the input is [{}, {}]",
+            dim.0, dim.1
+        )));
+    }
+    out.as_slice_mut().ok_or_else(|| {
+        Error::InvalidInput("output buffer is not contiguous in standard (row-major) layout".into())
+    })
+}
+
+pub(super) fn softmax_into(
+    isa: CpuIsa,
+    x: ArrayView2<f32>,
+    t: f32,
+    mut out: ArrayViewMut2<f32>,
+    log: bool,
+) -> Result<()> {
+    check_temperature(t)?;
+    let dim = x.dim();
+    let out = out_slice(dim, &mut out)?;
+    softmax_slices(isa, x, t, out, log)
+}
+
+/// Softmax or log-softmax of `x` into `out` (`B·C` floats, row-major).
+pub(super) fn softmax_slices(
+    isa: CpuIsa,
+    x: ArrayView2<f32>,
+    t: f32,
+    out: &mut [f32],
+    log: bool,
+) -> Result<()> {
+    let cols = x.ncols();
+    let x = x.as_standard_layout();
+    let xs = x
+        .as_slice()
+        .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
+    let es = ExpScale::temperature(t, 1.0);
+    if let Some(per) = ELEMS_PER_TASK.checked_div(cols) {
+        let rows_per_task = per.max(1);
+        out.par_chunks_mut(rows_per_task * cols)
+            .zip(xs.par_chunks(rows_per_task * cols))
+            .for_each(|(o, x)| softmax_rows(isa, x, o, cols, &es, log));
+    }
+    Ok(())
+}
+
+/// Compiles `$body` (which may only call `#[inline(always)]` helpers, generic over the
+/// multiply-add `A`) three times: AVX-512 and AVX2 builds with fused multiply-adds, and the
+/// baseline build with separate ones; the function's first argument says which runs (the
+/// caller's [`CpuIsa`], whose support was checked when it was chosen). Results can differ in
+/// the last bits between builds (FMA rounds once), always within the stated tolerance.
+macro_rules! multiversion {
+    (fn $name:ident($($arg:ident : $ty:ty),*) $body:block) => {
+        fn $name(isa: CpuIsa, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn wide512($($arg: $ty),*) {
+                    type A = Fused;
+                    $body
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    type A = Fused;
+                    $body
+                }
+                match isa {
+                    // SAFETY: a `CpuIsa` reaches a kernel only after `check_supported` (or
+                    // detection) found the processor has its features.
+                    CpuIsa::Avx512 => return unsafe { wide512($($arg),*) },
+                    CpuIsa::Avx2 => return unsafe { wide($($arg),*) },
+                    CpuIsa::Baseline => {}
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = isa; // one build on other targets
+            type A = Separate;
+            $body
+        }
+    };
+}
+
+multiversion! {
+    fn lse_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32, es: &ExpScale) {
+        for (i, o) in out.iter_mut().enumerate() {
+            let row = &x[i * cols..(i + 1) * cols];
+            let next = x.get((i + 1) * cols..(i + 2) * cols).unwrap_or(&[]);
+            *o = row_stats::<A>(row, next, es).logsumexp(t);
+        }
+    }
+}
+
+multiversion! {
+    fn softmax_rows(x: &[f32], out: &mut [f32], cols: usize, es: &ExpScale, log: bool) {
+        for (i, o) in out.chunks_exact_mut(cols).enumerate() {
+            let row = &x[i * cols..(i + 1) * cols];
+            let next = x.get((i + 1) * cols..(i + 2) * cols).unwrap_or(&[]);
+            softmax_row::<A>(row, next, o, es, log);
+        }
+    }
+}
+
+/// A row op over every row of `x`, in parallel over blocks of rows.
+pub(super) fn row_op(
+    isa: CpuIsa,
+    op: RowOp,
+    x: ArrayView2<f32>,
+    temperature: f32,
+) -> Result<RowOutput> {
+    check_temperature(temperature)?;
+    let (rows, cols) = x.dim();
+    let x = x.as_standard_layout();
+    let xs = x
+        .as_slice()
+        .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
+    let rows_per_task = (ELEMS_PER_TASK / cols.max(1)).max(1);
+    let t = temperature;
+    Ok(match op {
+        RowOp::LogSumExp => {
+            let mut out = vec![f32::NEG_INFINITY; rows];
+            if cols > 0 {
+                let es = ExpScale::temperature(t, 1.0);
+                out.par_chunks_mut(rows_per_task)
+                    .zip(xs.par_chunks(rows_per_task * cols))
+                    .for_each(|(o, x)| lse_rows(isa, x, o, cols, t, &es));
+            }
+            RowOutput::PerRow(Array1::from_vec(out))
+        }
+        RowOp::Softmax | RowOp::LogSoftmax => {
+            let mut out = alloc::output_vec(rows * cols);
+            softmax_slices(isa, x.view(), t, &mut out, op == RowOp::LogSoftmax)?;
+            RowOutput::Matrix(
+                Array2::from_shape_vec((rows, cols), out)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?,
+            )
+        }
+    })
+}
