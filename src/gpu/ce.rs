@@ -56,20 +56,21 @@ impl CeJob {
         fi: &FastInputs,
         o: &CrossEntropyOptions,
         in_place: bool,
-    ) -> Self {
+    ) -> Result<Self> {
         let flags = ce_flags(p, o);
         let params = ce_params(fi, o, flags);
-        CeJob {
+        Ok(CeJob {
             cols: p.cols,
             flags,
             in_place,
             prob_targets: fi.probs.is_some(),
-            ce_params: ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&params)),
+            ce_params: ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&params))?,
             weight: fi
                 .weight
                 .as_ref()
-                .map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w))),
-        }
+                .map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w)))
+                .transpose()?,
+        })
     }
 
     /// Runs over every row: `x` the logits, `stats` and `grad` the outputs (`grad` must be
@@ -212,12 +213,12 @@ pub(crate) async fn stage(
     if rows > 0 && cols == 0 {
         // No classes: zeroed statistics (`row_losses` gives such rows loss 0, lse −inf).
         if let Out::Device(m) = &stats {
-            m.fill(ctx, 0.0);
+            m.fill(ctx, 0.0)?;
         }
     }
     if rows > 0 && cols > 0 {
         let x = In::new(logits);
-        let job = CeJob::new(ctx, &p, &fi, o, in_place);
+        let job = CeJob::new(ctx, &p, &fi, o, in_place)?;
         let k = job
             .run(
                 ctx,

@@ -206,13 +206,16 @@ impl Context {
     }
 
     /// A pooled buffer of `usage` holding `data`: per-call uniforms and short vectors (class
-    /// weights), queued with `write_buffer` (they reach the device before the next submission).
+    /// weights), queued with `write_buffer` (they reach the device before the next
+    /// submission). Error-scoped: a refused allocation or write is an error, not a call of the
+    /// device's default handler.
     pub fn upload_small(
         &self,
         usage: wgpu::BufferUsages,
         data: &[u8],
-    ) -> super::pool::PooledBuffer {
-        let b = self.pool.acquire(
+    ) -> Result<super::pool::PooledBuffer> {
+        let scopes = super::scopes::Scopes::push(&self.device);
+        let mut b = self.pool.acquire(
             &self.device,
             usage | wgpu::BufferUsages::COPY_DST,
             (data.len() as u64).max(4),
@@ -221,7 +224,13 @@ impl Context {
         if !data.is_empty() {
             self.queue.write_buffer(b.buffer(), 0, data);
         }
-        b
+        match scopes.pop() {
+            Ok(()) => Ok(b),
+            Err(e) => {
+                b.discard();
+                Err(e)
+            }
+        }
     }
 
     /// Largest byte size one storage binding may cover on this device.

@@ -86,7 +86,7 @@ pub(crate) fn record_pass(
     })?;
     params.groups_x = gx;
     let dev = &ctx.device;
-    let pbuf = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&params));
+    let pbuf = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&params))?;
     let pipeline = ctx.pipelines.get(dev, kernel)?;
     let family = kernel.family;
     let mut given: Vec<(Slot, wgpu::BindingResource<'_>)> = bindings;
@@ -132,35 +132,4 @@ pub(crate) fn record_pass(
     pass.dispatch_workgroups(gx, gy, 1);
     drop(pass);
     Ok(pbuf)
-}
-
-/// Error scopes around one submission: validation and out-of-memory errors come back as
-/// [`Error`] instead of reaching wgpu's default handler (which panics).
-pub(crate) struct Scopes {
-    // Field order matters: fields drop in declaration order, and scopes must be popped
-    // innermost first. A `?` between push and pop drops this struct without `pop`; with the
-    // outer scope first, wgpu panics ("error scopes must be popped in reverse order").
-    validation: wgpu::ErrorScopeGuard,
-    oom: wgpu::ErrorScopeGuard,
-}
-
-impl Scopes {
-    pub fn push(device: &wgpu::Device) -> Self {
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        Scopes { oom, validation }
-    }
-
-    /// Pops both scopes (innermost first) and reports what they caught.
-    pub fn pop(self) -> Result<()> {
-        let v = pollster::block_on(self.validation.pop());
-        let o = pollster::block_on(self.oom.pop());
-        if let Some(e) = v {
-            return Err(Error::Validation(e.to_string()));
-        }
-        if let Some(e) = o {
-            return Err(Error::OutOfMemory(e.to_string()));
-        }
-        Ok(())
-    }
 }

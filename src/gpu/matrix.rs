@@ -2,8 +2,9 @@
 //! buffers used in place (offset, shape and row stride checked against the buffer).
 
 use super::context::Context;
-use super::encode::{Scopes, Slice};
+use super::encode::Slice;
 use super::readback::{read_mapped, Wait};
+use super::scopes::Scopes;
 use super::Gpu;
 use crate::error::{Error, Result};
 use ndarray::{Array2, ArrayView2};
@@ -134,11 +135,12 @@ impl GpuMatrix {
 
     /// Sets every element to `v` (queued: it reaches the device before the next submission),
     /// row by row where the rows are not contiguous.
-    pub(crate) fn fill(&self, ctx: &Context, v: f32) {
+    pub(crate) fn fill(&self, ctx: &Context, v: f32) -> Result<()> {
         let (rows, cols) = self.dim();
         if rows == 0 || cols == 0 {
-            return;
+            return Ok(());
         }
+        let scopes = Scopes::push(&ctx.device);
         if self.row_stride == cols || rows == 1 {
             let data = vec![v; rows * cols];
             ctx.queue
@@ -153,6 +155,7 @@ impl GpuMatrix {
                 );
             }
         }
+        scopes.pop()
     }
 
     /// Byte offset of row `r`.

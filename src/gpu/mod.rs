@@ -24,6 +24,7 @@ mod pipelines;
 mod pool;
 mod readback;
 mod rows;
+mod scopes;
 mod split;
 mod surrogates;
 mod timing;

@@ -7,6 +7,7 @@
 //! callback's channel: no busy loop, no blocked executor.
 
 use super::context::Context;
+use super::scopes::Scopes;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,11 +65,18 @@ async fn map<'a>(
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     let fired = Arc::new(AtomicBool::new(false));
     let flag = fired.clone();
+    // Scoped on its own, with no await inside: a refused map (a lost device) is an error
+    // here, not a call of the device's default handler (which panics on an application's).
+    let scopes = Scopes::push(&ctx.device);
     buffer.slice(0..bytes).map_async(mode, move |r| {
         flag.store(true, Ordering::Release);
         // The receiver lives until this function returns; a send error cannot be acted on.
         let _ = tx.send(r);
     });
+    if let Err(e) = scopes.pop() {
+        ctx.check_alive()?;
+        return Err(e);
+    }
     let mut guard = Unmap(Some(buffer));
     match wait {
         Wait::Inline => drive(&ctx.device, after, &fired),

@@ -122,7 +122,7 @@ pub(crate) async fn stage(
     };
     if rows > 0 && cols == 0 && op == RowOp::LogSumExp {
         if let Out::Device(m) = &out {
-            m.fill(ctx, f32::NEG_INFINITY);
+            m.fill(ctx, f32::NEG_INFINITY)?;
         }
     }
     if rows > 0 && cols > 0 {

@@ -7,13 +7,14 @@
 
 use super::ce::{CeJob, ROW_STATS_BYTES};
 use super::context::Context;
-use super::encode::{record_pass, Params, Scopes};
+use super::encode::{record_pass, Params};
 use super::kernel::{Entry, Kernel, Slot};
 use super::launch::{launch, Chunk, Extent, Input, Job, Layout, Mode, Output, Sink, Source};
 use super::matrix::GpuMatrix;
 use super::pool::PooledBuffer;
 use super::readback::read_f32;
 use super::rows::RowsJob;
+use super::scopes::Scopes;
 use super::split::WG;
 use super::Gpu;
 use crate::cross_entropy::fast::{fast_inputs, FastInputs};
@@ -121,7 +122,7 @@ impl Gpu {
             KernelJob::CrossEntropy(y, o) => {
                 let p = prepare((rows, cols), &Targets::Classes(*y), o)?;
                 let fi = fast_inputs(&p, o);
-                let job = CeJob::new(ctx, &p, &fi, o, false);
+                let job = CeJob::new(ctx, &p, &fi, o, false)?;
                 (
                     Timed::CrossEntropy(Box::new((job, fi, o.gradient))),
                     self.upload(x)?,

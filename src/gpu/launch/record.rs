@@ -4,8 +4,8 @@
 use super::bind::{copy_rows, Direction, Plan, Set};
 use super::streams::{Job, Sink, Source};
 use crate::error::{Error, Result};
-use crate::gpu::encode::Scopes;
 use crate::gpu::pool::PooledBuffer;
+use crate::gpu::scopes::Scopes;
 use wgpu::BufferUsages as U;
 
 impl Plan<'_, '_> {

@@ -5,9 +5,9 @@ use super::rule::chunk_rows;
 use super::streams::{Input, Job, Layout, Mode, Output, Sink, Source};
 use crate::error::{Error, Result};
 use crate::gpu::context::Context;
-use crate::gpu::encode::Scopes;
 use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
+use crate::gpu::scopes::Scopes;
 use wgpu::BufferUsages as U;
 
 /// Runs `job` over `rows` rows. In [`Mode::Record`] the returned buffers must live until the

@@ -4,9 +4,9 @@
 use super::bind::{copy_rows, Direction, Plan, Set};
 use super::streams::{Job, Sink, Source};
 use crate::error::Result;
-use crate::gpu::encode::Scopes;
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::readback::{read_mapped, write_mapped, Wait};
+use crate::gpu::scopes::Scopes;
 use wgpu::BufferUsages as U;
 
 impl Plan<'_, '_> {
@@ -25,7 +25,9 @@ impl Plan<'_, '_> {
     ) -> Result<()> {
         let dev = &self.ctx.device;
         let set = &mut sets[k % 2];
-        self.fill_set(set);
+        let scopes = Scopes::push(dev);
+        self.fill_set(set); // allocations the device may refuse: scoped too
+        scopes.pop()?;
         // Every await (the staging maps) comes before the error scopes are pushed: scopes
         // belong to a thread and must be popped in order, and another task on this thread
         // may run at an await.

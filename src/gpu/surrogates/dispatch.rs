@@ -44,7 +44,7 @@ where
                 u: 1.0,
                 ..Default::default()
             };
-            let job = weighted(SurrogateOp::Boltzmann, sp, Kappa::Beta(beta.abs()));
+            let job = weighted(SurrogateOp::Boltzmann, sp, Kappa::Beta(beta.abs()))?;
             Staged::Rows(job, x.matrix(), None, Fold::Keep)
         }
         &Surrogate::SoftArgmax { ref x, temperature } => {
@@ -54,7 +54,7 @@ where
                 u: 1.0,
                 ..Default::default()
             };
-            let job = weighted(SurrogateOp::SoftArgmax, sp, Kappa::Temperature(temperature));
+            let job = weighted(SurrogateOp::SoftArgmax, sp, Kappa::Temperature(temperature))?;
             Staged::Rows(job, x.matrix(), None, Fold::Keep)
         }
         &Surrogate::SmoothAccuracy {
@@ -68,7 +68,7 @@ where
                 u: 1.0 / rows as f32,
                 ..Default::default()
             };
-            let job = weighted(SurrogateOp::Accuracy, sp, Kappa::Temperature(temperature));
+            let job = weighted(SurrogateOp::Accuracy, sp, Kappa::Temperature(temperature))?;
             let fold = Fold::Reduce(Reduction::Mean);
             Staged::Rows(job, logits.matrix(), Some(&pr.class[..]), fold)
         }
@@ -85,7 +85,7 @@ where
             };
             let (op, kappa) = (SurrogateOp::Margin, Kappa::Temperature(1.0));
             let w = pr.weight.as_deref();
-            let job = RowJob::new(ctx, Entry::Margin, op, kappa, cols, sp, w);
+            let job = RowJob::new(ctx, Entry::Margin, op, kappa, cols, sp, w)?;
             let fold = Fold::Reduce(options.reduction);
             Staged::Rows(job, logits.matrix(), Some(&pr.class[..]), fold)
         }
@@ -107,7 +107,7 @@ where
                 ..Default::default()
             };
             let (a, b) = (In::new(a.matrix()), In::new(b.matrix()));
-            let job = PointJob::new(ctx, pairwise_op(form), sp, cols, None);
+            let job = PointJob::new(ctx, pairwise_op(form), sp, cols, None)?;
             let (mut v, mut ga, mut gb) = (new(cols)?, new(cols)?, new(cols)?);
             let outs = (Some(&mut v), Some(&mut ga), Some(&mut gb));
             keep.extend(job.run(ctx, &a, &b, None, outs, mode.reborrow()).await?);
@@ -135,7 +135,7 @@ where
             let labels = ndarray::ArrayView2::from_shape((rows, cols), labels)
                 .map_err(|e| Error::InvalidInput(e.to_string()))?;
             let (x, y) = (In::new(logits.matrix()), In::new(labels.into()));
-            let job = PointJob::new(ctx, binary_op(loss), sp, cols, pr.pos_weight.as_deref());
+            let job = PointJob::new(ctx, binary_op(loss), sp, cols, pr.pos_weight.as_deref())?;
             // Reduced values are summed on the host: they come back whatever `place` says.
             let value_place = match options.reduction {
                 Reduction::None => place,
@@ -195,7 +195,7 @@ async fn row_values(
     // Recorded, the job's uniform and weights must outlive the caller's submission too.
     keep.extend(job.into_buffers());
     if let (0, Out::Device(m)) = (cols, &values) {
-        m.fill(ctx, f32::NAN); // no kernel writes the values of empty rows
+        m.fill(ctx, f32::NAN)?; // no kernel writes the values of empty rows
     }
     Ok(Raw {
         value: RawValue::Rows(values, fold),

@@ -53,14 +53,14 @@ pub(super) async fn macro_f1(
             cols,
             SParams::default(),
             None,
-        );
+        )?;
         (pred, tp) = job.column_sums(ctx, x, &pr.class, mode.reborrow()).await?;
     }
     let (f, coef) = macro_f1_from_columns(&tp, &pred, &count);
     let mut grad = Out::new(ctx, place, rows, cols, f32::NAN)?;
     if f.is_nan() || rows == 0 || cols == 0 {
         // NaN everywhere (a NaN row reached the sums), or nothing to compute.
-        fill(ctx, &mut grad, f32::NAN);
+        fill(ctx, &mut grad, f32::NAN)?;
         return Ok(Raw::done(Value::Scalar(f as f32), grad));
     }
     let weight: Vec<f32> = coef
@@ -80,7 +80,7 @@ pub(super) async fn macro_f1(
         Kappa::Temperature(t),
         cols,
         Some(&weight),
-    );
+    )?;
     let mut values = Out::new(ctx, Place::Host, rows, 1, f32::NAN)?;
     job.run(ctx, x, Some(&pr.class), &mut grad, &mut values, mode)
         .await?;
@@ -103,7 +103,7 @@ pub(super) async fn binary_f1(
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
     let y = In::new(y.into());
     let mut p = Out::new(ctx, Place::Host, rows, cols, 0.0)?;
-    let first = PointJob::new(ctx, SurrogateOp::F1Sigmoid, SParams::default(), cols, None);
+    let first = PointJob::new(ctx, SurrogateOp::F1Sigmoid, SParams::default(), cols, None)?;
     first
         .run(
             ctx,
@@ -124,11 +124,11 @@ pub(super) async fn binary_f1(
         p.iter().map(|&p| p as f64).sum::<f64>() + labels.iter().map(|&y| y as f64).sum::<f64>();
     let mut grad = Out::new(ctx, place, rows, cols, 0.0)?;
     if d.is_nan() {
-        fill(ctx, &mut grad, f32::NAN);
+        fill(ctx, &mut grad, f32::NAN)?;
         return Ok(Raw::done(Value::Scalar(f32::NAN), grad));
     }
     if d == 0.0 {
-        fill(ctx, &mut grad, 0.0);
+        fill(ctx, &mut grad, 0.0)?;
         return Ok(Raw::done(Value::Scalar(0.0), grad));
     }
     let f = 2.0 * tp / d;
@@ -137,7 +137,7 @@ pub(super) async fn binary_f1(
         inv_d: (1.0 / d) as f32,
         ..Default::default()
     };
-    let second = PointJob::new(ctx, SurrogateOp::F1BinaryGrad, sp, cols, None);
+    let second = PointJob::new(ctx, SurrogateOp::F1BinaryGrad, sp, cols, None)?;
     second
         .run(ctx, x, &y, None, (None, Some(&mut grad), None), mode)
         .await?;
@@ -145,9 +145,12 @@ pub(super) async fn binary_f1(
 }
 
 /// Sets every element of an output that no kernel writes.
-fn fill(ctx: &Context, out: &mut Out, v: f32) {
+fn fill(ctx: &Context, out: &mut Out, v: f32) -> Result<()> {
     match out {
-        Out::Host { data, .. } => data.iter_mut().for_each(|d| *d = v),
+        Out::Host { data, .. } => {
+            data.iter_mut().for_each(|d| *d = v);
+            Ok(())
+        }
         Out::Device(m) => m.fill(ctx, v),
     }
 }

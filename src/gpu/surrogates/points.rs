@@ -40,17 +40,19 @@ impl PointJob {
         sp: SParams,
         cols: usize,
         pos_weight: Option<&[f32]>,
-    ) -> Self {
-        PointJob {
+    ) -> Result<Self> {
+        Ok(PointJob {
             op,
             sp,
             cols,
-            pos_weight: pos_weight.map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w))),
+            pos_weight: pos_weight
+                .map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w)))
+                .transpose()?,
             values: false,
             grad: false,
             grad_b: false,
             weighted: false,
-        }
+        })
     }
 
     fn pairwise(&self) -> bool {
@@ -121,7 +123,7 @@ impl Job for PointJob {
             n: n as u32,
             ..self.sp
         };
-        let ub = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp));
+        let ub = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp))?;
         let kernel = Kernel {
             family: Family::Pointwise,
             entry: Entry::Pointwise,

@@ -44,15 +44,17 @@ impl RowJob {
         cols: usize,
         sp: SParams,
         weight: Option<&[f32]>,
-    ) -> Self {
-        RowJob {
+    ) -> Result<Self> {
+        Ok(RowJob {
             entry,
             op,
             kappa,
             cols,
-            sp: ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp)),
-            weight: weight.map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w))),
-        }
+            sp: ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp))?,
+            weight: weight
+                .map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w)))
+                .transpose()?,
+        })
     }
 
     /// The `weighted` ops: `κ` split as `kappa_times` wants it.
@@ -63,7 +65,7 @@ impl RowJob {
         kappa: Kappa,
         cols: usize,
         weight: Option<&[f32]>,
-    ) -> Self {
+    ) -> Result<Self> {
         let (s, r) = kappa.split();
         // Boltzmann's (g − f) is in quarters: the 4 goes into kappa_r (see `kappa_times`).
         let r = if op == SurrogateOp::Boltzmann {
