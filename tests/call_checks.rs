@@ -59,6 +59,38 @@ fn device_matrices_are_checked_and_empty_shapes_agree() {
         matches!(&err, Error::InvalidInput(m) if m.contains("COPY_SRC")),
         "{err}"
     );
+    // A strided output is written through packed scratch and a copy, which needs COPY_DST;
+    // with contiguous rows the kernel writes it where it lies.
+    let bare_out = |stride: usize| {
+        let b = g
+            .device()
+            .create_buffer(&smoothmax::wgpu::BufferDescriptor {
+                label: None,
+                size: (ROWS * stride * 4) as u64,
+                usage: smoothmax::wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+        GpuMatrix::from_buffer(b, 0, ROWS, COLS, stride).unwrap()
+    };
+    let softmax = Rows {
+        op: RowOp::Softmax,
+        x: &dx,
+        temperature: 1.0,
+    };
+    assert!(g
+        .call(softmax)
+        .on_device_into(&bare_out(COLS))
+        .run()
+        .is_ok());
+    let err = g
+        .call(softmax)
+        .on_device_into(&bare_out(COLS + 3))
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("COPY_DST")),
+        "{err}"
+    );
     // No columns: logsumexp −inf into a strided column, soft-argmax NaN when recorded.
     let empty = g.upload(Array2::<f32>::zeros((ROWS, 0)).view()).unwrap();
     let column = strided(g, &Array2::from_elem((ROWS, 1), 7.0), 3, 1);
