@@ -68,13 +68,14 @@ fn ops(c: &mut Criterion) {
             let (rd, wr) = op.bytes(rows, cols);
             group.throughput(Throughput::Bytes(rd + wr));
             let call = |be: &dyn Backend| match op {
-                BenchOp::LogSumExp => drop(be.logsumexp(x.view(), 1.0).expect("lse")),
-                BenchOp::Softmax => drop(be.softmax(x.view(), 1.0).expect("softmax")),
-                BenchOp::LogSoftmax => drop(be.log_softmax(x.view(), 1.0).expect("log_softmax")),
+                BenchOp::LogSumExp => drop((&be).logsumexp(x.view(), 1.0).expect("lse")),
+                BenchOp::Softmax => drop((&be).softmax(x.view(), 1.0).expect("softmax")),
+                BenchOp::LogSoftmax => drop((&be).log_softmax(x.view(), 1.0).expect("log_softmax")),
                 BenchOp::CeForward | BenchOp::CeForwardBackward => {
                     let o = bench_ce_options(op == BenchOp::CeForwardBackward);
                     drop(
-                        be.cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+                        (&be)
+                            .cross_entropy(x.view(), Targets::classes(y.view()), &o)
                             .expect("ce"),
                     )
                 }

@@ -72,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recorded = smooth
         .call(CrossEntropy {
             logits: &logits,
-            targets: Targets::Classes(targets.view()),
+            targets: Targets::classes(targets.view()),
             options: options.clone(),
         })
         .on_device()
@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Check against the f64 reference on the host copy.
     let x = ndarray::Array2::from_shape_vec((batch, vocab), host)?;
     let want = Reference
-        .cross_entropy_f64(x.view(), Targets::Classes(targets.view()), &options)?
+        .cross_entropy_f64(x.view(), Targets::classes(targets.view()), &options)?
         .reduced;
     println!("loss (f64 reference):                               {want:.6}");
     let rel = ((loss as f64 - want) / want).abs();

@@ -113,8 +113,9 @@ fn train_cross_entropy(
     let mut losses = Vec::new();
     for epoch in 0..=epochs {
         let logits = s.x_train.dot(&w);
-        let out = b
-            .cross_entropy(logits.view(), Targets::Classes(s.y_train.view()), &o)
+        // `&b`: the typed methods need a sized backend, and `&dyn Backend` is one.
+        let out = (&b)
+            .cross_entropy(logits.view(), Targets::classes(s.y_train.view()), &o)
             .expect("cross-entropy");
         let loss = out.loss.scalar().unwrap_or(f32::NAN);
         losses.push(loss);

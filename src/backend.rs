@@ -1,12 +1,20 @@
 //! The interface every backend implements: the row ops, cross-entropy and the surrogates.
+//!
+//! A backend implements three type-erased cores on `[B, C]` rows of any element type
+//! ([`Backend::row_op_matrix`], [`Backend::cross_entropy_matrix`], [`Backend::surrogate`]);
+//! everything else is provided here once: inputs of any shape `[d0, ..., C]` (merged into
+//! rows by `crate::tensor`) and the typed methods that take `ArrayView<E, D>` for
+//! `E` = f32, f16 or bf16 and give the results back in the input's type and shape.
 
-use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
-use crate::error::Result;
+use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Loss, Targets};
+use crate::element::{DType, Element, MatrixView, Tensor, TensorView};
+use crate::error::{Error, Result};
 use crate::rows::{RowOp, RowOutput};
 use crate::surrogates::{
     BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput,
 };
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use crate::tensor::{out_dtype, Rows};
+use ndarray::{Array, ArrayView, ArrayView1, ArrayView2, Dimension, Ix1, IxDyn};
 
 /// One interface, three implementations ([`crate::Gpu`], [`crate::Cpu`],
 /// [`crate::Reference`]), so any op can run on any backend and results can be compared.
@@ -23,35 +31,153 @@ pub trait Backend {
     /// A short name for messages and reports (`gpu`, `cpu`, `reference`).
     fn name(&self) -> &'static str;
 
-    /// Runs one row op. The three named methods below are thin wrappers over this.
-    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput>;
+    /// Runs a row op on `[B, C]` rows of any element type: logsumexp gives `[B]` in f32, the
+    /// other ops `[B, C]` in `out`. Every other row-op method goes through this one.
+    fn row_op_matrix(
+        &self,
+        op: RowOp,
+        x: MatrixView<'_>,
+        temperature: f32,
+        out: DType,
+    ) -> Result<Tensor>;
 
-    /// `T · ln Σ_j exp(x_j / T)` per row; `[B, C] → [B]`.
-    fn logsumexp(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array1<f32>> {
-        match self.row_op(RowOp::LogSumExp, x, temperature)? {
-            RowOutput::PerRow(v) => Ok(v),
-            RowOutput::Matrix(_) => unreachable!("logsumexp returns one value per row"),
+    /// A row op on an input of any shape `[d0, ..., C]` and element type, reduced over the
+    /// last axis: logsumexp gives `[d0, ...]` in f32, the other ops `[d0, ..., C]` in `out`
+    /// (`None`: the input's type).
+    fn row_op_tensor(
+        &self,
+        op: RowOp,
+        x: TensorView<'_>,
+        temperature: f32,
+        out: Option<DType>,
+    ) -> Result<Tensor> {
+        let rows = Rows::of(&x)?;
+        let r = self.row_op_matrix(op, rows.view(), temperature, out_dtype(out, x.dtype()))?;
+        let cols = x.shape().last().copied().unwrap_or(0);
+        match op {
+            RowOp::LogSumExp => r.into_shape(&rows.shape_with(&[])),
+            _ => r.into_shape(&rows.shape_with(&[cols])),
         }
     }
 
-    /// Softmax of `x / T` per row; `[B, C] → [B, C]`.
-    fn softmax(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array2<f32>> {
-        match self.row_op(RowOp::Softmax, x, temperature)? {
-            RowOutput::Matrix(m) => Ok(m),
-            RowOutput::PerRow(_) => unreachable!("softmax returns a matrix"),
-        }
+    /// Runs one row op on a `[B, C]` f32 matrix.
+    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
+        let r = self.row_op_matrix(op, x.into(), temperature, DType::F32)?;
+        Ok(match op {
+            RowOp::LogSumExp => RowOutput::PerRow(r.into_typed()?),
+            _ => RowOutput::Matrix(r.into_typed()?),
+        })
     }
 
-    /// Softmax cross-entropy of `logits` `[B, C]` against `targets`, with PyTorch's options
-    /// plus z-loss and softcap (see [`crate::cross_entropy`]): the loss, the gradient with
-    /// respect to the logits when `options.gradient` is set, and the per-row logsumexp.
+    /// `T · ln Σ_j exp(x_j / T)` over the last axis: `[d0, ..., C] → [d0, ...]`, in f32 for
+    /// every input type.
+    ///
+    /// ```
+    /// use smoothmax::{Backend, Cpu};
+    /// use smoothmax::half::bf16;
+    /// let x = ndarray::Array3::from_elem((2, 3, 4), bf16::from_f32(1.5));
+    /// let lse = Cpu::new().logsumexp(x.view(), 1.0)?;   // [2, 3], f32
+    /// assert!((lse[[1, 2]] - (1.5 + 4f32.ln())).abs() < 1e-6);
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    fn logsumexp<E: Element, D: Dimension>(
+        &self,
+        x: ArrayView<E, D>,
+        temperature: f32,
+    ) -> Result<Array<f32, D::Smaller>>
+    where
+        Self: Sized,
+    {
+        self.row_op_tensor(RowOp::LogSumExp, x.into(), temperature, None)?
+            .into_typed()
+    }
+
+    /// Softmax of `x / T` over the last axis, in the input's shape and element type.
+    ///
+    /// ```
+    /// use smoothmax::{Backend, Cpu};
+    /// use smoothmax::half::f16;
+    /// let x = ndarray::array![[f16::from_f32(0.0), f16::from_f32(0.0)]];
+    /// let p = Cpu::new().softmax(x.view(), 1.0)?;        // f16, correctly rounded
+    /// assert_eq!(p[[0, 1]], f16::from_f32(0.5));
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    fn softmax<E: Element, D: Dimension>(
+        &self,
+        x: ArrayView<E, D>,
+        temperature: f32,
+    ) -> Result<Array<E, D>>
+    where
+        Self: Sized,
+    {
+        self.row_op_tensor(RowOp::Softmax, x.into(), temperature, None)?
+            .into_typed()
+    }
+
+    /// Log-softmax of `x / T` over the last axis, in the input's shape and element type.
+    fn log_softmax<E: Element, D: Dimension>(
+        &self,
+        x: ArrayView<E, D>,
+        temperature: f32,
+    ) -> Result<Array<E, D>>
+    where
+        Self: Sized,
+    {
+        self.row_op_tensor(RowOp::LogSoftmax, x.into(), temperature, None)?
+            .into_typed()
+    }
+
+    /// Softmax cross-entropy of `[B, C]` logits of any element type against targets for those
+    /// rows (see [`Backend::cross_entropy`]); the gradient in `out`. Every other
+    /// cross-entropy method goes through this one.
+    fn cross_entropy_matrix(
+        &self,
+        logits: MatrixView<'_>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+        out: DType,
+    ) -> Result<CrossEntropyOutput<Tensor, Ix1>>;
+
+    /// [`Backend::cross_entropy`] on logits of any shape `[d0, ..., C]` and element type: the
+    /// per-row loss and logsumexp in the leading shape, the gradient in the logits' shape and
+    /// in `out` (`None`: the logits' type).
+    fn cross_entropy_tensor(
+        &self,
+        logits: TensorView<'_>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+        out: Option<DType>,
+    ) -> Result<CrossEntropyOutput<Tensor, IxDyn>> {
+        let rows = Rows::of(&logits)?;
+        let cols = logits.shape().last().copied().unwrap_or(0);
+        targets.check_shape(&rows.leading, cols)?;
+        let dtype = out_dtype(out, logits.dtype());
+        let r = self.cross_entropy_matrix(rows.view(), targets, options, dtype)?;
+        Ok(CrossEntropyOutput {
+            loss: match r.loss {
+                Loss::Scalar(v) => Loss::Scalar(v),
+                Loss::PerRow(v) => Loss::PerRow(rows.per_row(v)?),
+            },
+            grad: r
+                .grad
+                .map(|g| g.into_shape(&rows.shape_with(&[cols])))
+                .transpose()?,
+            lse: rows.per_row(r.lse)?,
+        })
+    }
+
+    /// Softmax cross-entropy of `logits` `[d0, ..., C]` (f32, f16 or bf16) against `targets`
+    /// (class indices of shape `[d0, ...]` or probabilities of the logits' shape), with
+    /// PyTorch's options plus z-loss and softcap (see [`crate::cross_entropy`]): the loss, the
+    /// gradient with respect to the logits (in their type) when `options.gradient` is set, and
+    /// the per-row logsumexp.
     ///
     /// ```
     /// use smoothmax::{Backend, Cpu, CrossEntropyOptions, Targets};
     /// let logits = ndarray::array![[2.0f32, 0.5, -1.0], [0.0, 0.0, 0.0]];
     /// let y = ndarray::array![0i64, 2];
     /// let o = CrossEntropyOptions { gradient: true, ..Default::default() };
-    /// let out = Cpu::new().cross_entropy(logits.view(), Targets::Classes(y.view()), &o)?;
+    /// let out = Cpu::new().cross_entropy(logits.view(), Targets::classes(y.view()), &o)?;
     /// let loss = out.loss.scalar().unwrap();            // mean over the 2 rows
     /// // (lse([2, 0.5, −1]) − 2 + ln 3) / 2 = (0.241317 + 1.098612) / 2
     /// assert!((loss - 0.669_965).abs() < 1e-5);
@@ -59,19 +185,24 @@ pub trait Backend {
     /// assert!((g[[1, 2]] - (1.0 / 3.0 - 1.0) / 2.0).abs() < 1e-6);
     /// # Ok::<(), smoothmax::Error>(())
     /// ```
-    fn cross_entropy(
+    fn cross_entropy<E: Element, D: Dimension>(
         &self,
-        logits: ArrayView2<f32>,
+        logits: ArrayView<E, D>,
         targets: Targets,
         options: &CrossEntropyOptions,
-    ) -> Result<CrossEntropyOutput>;
-
-    /// Log-softmax of `x / T` per row; `[B, C] → [B, C]`.
-    fn log_softmax(&self, x: ArrayView2<f32>, temperature: f32) -> Result<Array2<f32>> {
-        match self.row_op(RowOp::LogSoftmax, x, temperature)? {
-            RowOutput::Matrix(m) => Ok(m),
-            RowOutput::PerRow(_) => unreachable!("log_softmax returns a matrix"),
-        }
+    ) -> Result<CrossEntropyOutput<Array<E, D>, D::Smaller>>
+    where
+        Self: Sized,
+    {
+        let r = self.cross_entropy_tensor(logits.into(), targets, options, None)?;
+        Ok(CrossEntropyOutput {
+            loss: r.loss.into_dimensionality()?,
+            grad: r.grad.map(Tensor::into_typed).transpose()?,
+            lse: r
+                .lse
+                .into_dimensionality()
+                .map_err(|e| Error::InvalidInput(format!("lse: {e}")))?,
+        })
     }
 
     /// Runs one smooth surrogate or margin loss (see [`crate::surrogates`] for every op's
@@ -86,6 +217,38 @@ pub trait Backend {
     /// # Ok::<(), smoothmax::Error>(())
     /// ```
     fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput>;
+
+    /// [`Backend::surrogate`] on scores of any element type: half inputs are widened exactly
+    /// to f32 and the op runs in f32 (its sums are f32 on every fast backend already); values
+    /// are f32, gradients come in `out` (`None`: the first score matrix's type).
+    ///
+    /// ```
+    /// use smoothmax::{Backend, Cpu, MatrixView, Surrogate, Tensor};
+    /// use smoothmax::half::bf16;
+    /// let x = ndarray::array![[bf16::from_f32(0.0), bf16::from_f32(10.0)]];
+    /// let call = Surrogate::SoftArgmax { x: MatrixView::from(x.view()), temperature: 1.0 };
+    /// let out = Cpu::new().surrogate_matrix(&call, None)?;
+    /// assert!(matches!(out.grad, Tensor::BF16(_)));
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    fn surrogate_matrix(
+        &self,
+        call: &Surrogate<'_, MatrixView<'_>>,
+        out: Option<DType>,
+    ) -> Result<SurrogateOutput<f32, Tensor>> {
+        let mut first = None;
+        let wide = call.map(|m| {
+            first.get_or_insert(m.dtype());
+            m.to_f32()
+        });
+        let dtype = out_dtype(out, first.unwrap_or_default());
+        let r = self.surrogate(&wide.map(|m| m.view()))?;
+        Ok(SurrogateOutput {
+            value: r.value,
+            grad: crate::tensor::narrow2(r.grad, dtype),
+            grad_b: r.grad_b.map(|g| crate::tensor::narrow2(g, dtype)),
+        })
+    }
 
     /// Boltzmann operator `Σ x e^{βx} / Σ e^{βx}` per row (max as β → ∞, mean at 0).
     fn boltzmann_max(&self, x: ArrayView2<f32>, beta: f32) -> Result<SurrogateOutput> {
@@ -173,5 +336,68 @@ pub trait Backend {
             targets,
             options,
         })
+    }
+}
+
+/// A reference to a backend is a backend, so the typed methods (which need a sized `Self`)
+/// work through `&dyn Backend` too: `(&b).softmax(x, 1.0)` for `b: &dyn Backend`.
+impl<B: Backend + ?Sized> Backend for &B {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn row_op_matrix(
+        &self,
+        op: RowOp,
+        x: MatrixView<'_>,
+        temperature: f32,
+        out: DType,
+    ) -> Result<Tensor> {
+        (**self).row_op_matrix(op, x, temperature, out)
+    }
+
+    fn cross_entropy_matrix(
+        &self,
+        logits: MatrixView<'_>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+        out: DType,
+    ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
+        (**self).cross_entropy_matrix(logits, targets, options, out)
+    }
+
+    fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput> {
+        (**self).surrogate(call)
+    }
+}
+
+/// A boxed backend is a backend: the typed methods work on `Box<dyn Backend>` directly.
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn row_op_matrix(
+        &self,
+        op: RowOp,
+        x: MatrixView<'_>,
+        temperature: f32,
+        out: DType,
+    ) -> Result<Tensor> {
+        (**self).row_op_matrix(op, x, temperature, out)
+    }
+
+    fn cross_entropy_matrix(
+        &self,
+        logits: MatrixView<'_>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+        out: DType,
+    ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
+        (**self).cross_entropy_matrix(logits, targets, options, out)
+    }
+
+    fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput> {
+        (**self).surrogate(call)
     }
 }

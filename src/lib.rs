@@ -123,6 +123,7 @@ mod backend;
 pub mod bench;
 pub mod cpu;
 pub mod cross_entropy;
+mod element;
 mod env;
 mod error;
 pub mod gpu;
@@ -132,6 +133,7 @@ mod rows;
 mod scale;
 mod shape;
 pub mod surrogates;
+mod tensor;
 
 pub use backend::Backend;
 pub use cpu::{Cpu, CpuIsa};
@@ -139,8 +141,11 @@ pub use cross_entropy::reference::ReferenceCrossEntropy;
 pub use cross_entropy::{
     CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets, Upstream,
 };
+pub use element::{bf16_bits, DType, Element, MatrixView, Tensor, TensorView};
 pub use error::{Error, Result};
 pub use gpu::{DeviceCrossEntropy, Gpu, GpuCounters, GpuMatrix};
+/// The `half` crate whose `f16` and `bf16` smoothmax reads and writes.
+pub use half;
 pub use reference::Reference;
 pub use rows::{check_temperature, RowOp, RowOutput};
 pub use shape::Shape;

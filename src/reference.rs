@@ -12,10 +12,12 @@ use crate::cross_entropy::reference::{
     cross_entropy_f64, cross_entropy_f64_logits, ReferenceCrossEntropy,
 };
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets};
+use crate::element::{DType, MatrixView, Tensor};
 use crate::error::Result;
 use crate::rows::reference as rows;
-use crate::rows::{RowOp, RowOutput};
-use ndarray::{Array1, Array2, ArrayView2};
+use crate::rows::RowOp;
+use crate::tensor::narrow2;
+use ndarray::{Array1, Array2, ArrayView2, Ix1};
 
 /// The f64 reference backend. Slow and obvious; use it to check the others.
 #[derive(Copy, Clone, Debug, Default)]
@@ -67,19 +69,20 @@ impl Backend for Reference {
         Ok(narrow(surrogate_f64(call)?))
     }
 
-    fn cross_entropy(
+    fn cross_entropy_matrix(
         &self,
-        logits: ArrayView2<f32>,
+        logits: MatrixView<'_>,
         targets: Targets,
         options: &CrossEntropyOptions,
-    ) -> Result<CrossEntropyOutput> {
-        let r = cross_entropy_f64(logits, &targets, options)?;
+        out: DType,
+    ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
+        let r = cross_entropy_f64(logits.to_f32().view(), &targets, options)?;
         Ok(CrossEntropyOutput {
             loss: match options.reduction {
                 Reduction::None => Loss::PerRow(r.per_row.mapv(|v| v as f32)),
                 _ => Loss::Scalar(r.reduced as f32),
             },
-            grad: r.grad.map(|g| g.mapv(|v| v as f32)),
+            grad: r.grad.map(|g| narrow2(g.mapv(|v| v as f32), out)),
             lse: r.lse.mapv(|v| v as f32),
         })
     }
@@ -88,16 +91,29 @@ impl Backend for Reference {
         "reference"
     }
 
-    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
+    /// The f64 results rounded to f32, then (for a half `out`) to `out`: the double rounding
+    /// moves a value by at most one unit of `out` beyond the correct rounding.
+    fn row_op_matrix(
+        &self,
+        op: RowOp,
+        x: MatrixView<'_>,
+        temperature: f32,
+        out: DType,
+    ) -> Result<Tensor> {
+        let x = x.to_f32();
         Ok(match op {
-            RowOp::LogSumExp => {
-                RowOutput::PerRow(self.logsumexp_f64(x, temperature)?.mapv(|v| v as f32))
-            }
-            RowOp::Softmax => {
-                RowOutput::Matrix(self.softmax_f64(x, temperature, false)?.mapv(|v| v as f32))
-            }
-            RowOp::LogSoftmax => {
-                RowOutput::Matrix(self.softmax_f64(x, temperature, true)?.mapv(|v| v as f32))
+            RowOp::LogSumExp => Tensor::F32(
+                self.logsumexp_f64(x.view(), temperature)?
+                    .mapv(|v| v as f32)
+                    .into_dyn(),
+            ),
+            RowOp::Softmax | RowOp::LogSoftmax => {
+                let log = op == RowOp::LogSoftmax;
+                narrow2(
+                    self.softmax_f64(x.view(), temperature, log)?
+                        .mapv(|v| v as f32),
+                    out,
+                )
             }
         })
     }

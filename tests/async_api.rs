@@ -69,7 +69,7 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
     let a = g
         .call(CrossEntropy {
             logits: x.view(),
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: o.clone(),
         })
         .run_async()
@@ -77,7 +77,7 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
         .unwrap();
     assert_eq!(
         a,
-        g.cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+        g.cross_entropy(x.view(), Targets::classes(y.view()), &o)
             .unwrap()
     );
     // Surrogates: a row op, the two-pass macro F1 and an element-wise loss.
@@ -117,7 +117,7 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
     let d_async = g
         .call(CrossEntropy {
             logits: &m,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: o.clone(),
         })
         .on_device()
@@ -127,7 +127,7 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
     let d_block = g
         .call(CrossEntropy {
             logits: &m,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: o.clone(),
         })
         .on_device()
@@ -141,7 +141,7 @@ async fn async_calls_agree_with_blocking_ones_and_leave_the_executor_free() {
     let ip = g
         .call(CrossEntropy {
             logits: &m2,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: o.clone(),
         })
         .in_place()

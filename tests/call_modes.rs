@@ -167,7 +167,7 @@ fn cross_entropy_in_every_mode() {
     ) -> CrossEntropy<'a, 'a, M> {
         CrossEntropy {
             logits,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: o.clone(),
         }
     }
@@ -231,7 +231,7 @@ fn interfere(g: &Gpu, x: &Array2<f32>, b: &Array2<f32>) {
     };
     let ce = CrossEntropy {
         logits: x.view(),
-        targets: Targets::Classes(y.view()),
+        targets: Targets::classes(y.view()),
         options: o,
     };
     g.call(ce).run().unwrap();

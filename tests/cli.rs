@@ -243,9 +243,9 @@ fn cross_entropy_round_trips_on_every_device() {
                     ..Default::default()
                 };
                 let t = if probs {
-                    Targets::Probabilities(q.view())
+                    Targets::probabilities(q.view())
                 } else {
-                    Targets::Classes(y.view())
+                    Targets::classes(y.view())
                 };
                 let want = Reference.cross_entropy_f64(x.view(), t, &opts).unwrap();
                 let what = format!("cli ce {dev} probs={probs} {red}");

@@ -142,7 +142,7 @@ fn class_targets_of_every_integer_dtype() {
     let want = Reference
         .cross_entropy_f64(
             x.view(),
-            smoothmax::Targets::Classes(ndarray::arr1(&[2i64, 0, 3]).view()),
+            smoothmax::Targets::classes(ndarray::arr1(&[2i64, 0, 3]).view()),
             &smoothmax::CrossEntropyOptions {
                 gradient: true,
                 ..Default::default()

@@ -79,10 +79,10 @@ fn cross_entropy_into_matches_cross_entropy_bit_for_bit() {
         };
         let mut g = Array2::from_elem((rows, cols), 7.5f32);
         let got = cpu
-            .cross_entropy_into(x.view(), Targets::Classes(y.view()), &o, g.view_mut())
+            .cross_entropy_into(x.view(), Targets::classes(y.view()), &o, g.view_mut())
             .unwrap();
         let want = cpu
-            .cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+            .cross_entropy(x.view(), Targets::classes(y.view()), &o)
             .unwrap();
         let what = format!("ls {ls} weighted {weighted} {reduction:?}");
         assert_eq!(got.loss, want.loss, "{what}: loss");
@@ -131,7 +131,7 @@ fn buffers_that_do_not_fit_are_rejected() {
     let y = ndarray::array![0i64, 1, 2, 3];
     let o = CrossEntropyOptions::default();
     let m = message(
-        cpu.cross_entropy_into(x.view(), Targets::Classes(y.view()), &o, out.view_mut())
+        cpu.cross_entropy_into(x.view(), Targets::classes(y.view()), &o, out.view_mut())
             .unwrap_err(),
     );
     assert!(m.contains("gradient"), "{m}");
@@ -140,13 +140,13 @@ fn buffers_that_do_not_fit_are_rejected() {
         ..Default::default()
     };
     let m = message(
-        cpu.cross_entropy_into(x.view(), Targets::Classes(y.view()), &o, small.view_mut())
+        cpu.cross_entropy_into(x.view(), Targets::classes(y.view()), &o, small.view_mut())
             .unwrap_err(),
     );
     assert!(m.contains("[4, 5]"), "{m}");
     // A bad target is still reported as such (validation runs before anything is written).
     let bad = ndarray::array![0i64, 1, 9, 3];
     assert!(cpu
-        .cross_entropy_into(x.view(), Targets::Classes(bad.view()), &o, out.view_mut())
+        .cross_entropy_into(x.view(), Targets::classes(bad.view()), &o, out.view_mut())
         .is_err());
 }

@@ -9,6 +9,7 @@ use common::ce::*;
 use common::{assert_ce_close, assert_close_2d, fast_backends, logits, Rng};
 use ndarray::{Array1, Array2, Axis};
 use proptest::prelude::*;
+use smoothmax::Backend;
 use smoothmax::{CrossEntropyOptions, Reduction, Reference, Targets, Upstream};
 
 proptest! {
@@ -55,11 +56,11 @@ proptest! {
             upstream: up.clone(),
             ..Default::default()
         };
-        let t = if prob_targets { Targets::Probabilities(q.view()) } else { Targets::Classes(y.view()) };
-        let want = Reference.cross_entropy_f64(x.view(), t, &o).unwrap();
+        let t = if prob_targets { Targets::probabilities(q.view()) } else { Targets::classes(y.view()) };
+        let want = Reference.cross_entropy_f64(x.view(), t.clone(), &o).unwrap();
         let unit = match up { Upstream::Scalar(u) => u as f64, _ => 1.0 } * grad_unit(&t, weighted.then_some(&w), &o, rows);
         for b in fast_backends() {
-            let got = b.cross_entropy(x.view(), t, &o).unwrap();
+            let got = b.cross_entropy(x.view(), t.clone(), &o).unwrap();
             assert_ce_close(&got, &want, cols, unit, &format!("{} [{rows}, {cols}] {o:?}", b.name()));
         }
     }
@@ -84,12 +85,12 @@ fn reference_gradient_matches_central_finite_differences() {
             ..Default::default()
         };
         let t = if case % 6 == 1 {
-            Targets::Probabilities(q.view())
+            Targets::probabilities(q.view())
         } else {
-            Targets::Classes(y.view())
+            Targets::classes(y.view())
         };
         let g = Reference
-            .cross_entropy_f64_logits(x.view(), t, &o)
+            .cross_entropy_f64_logits(x.view(), t.clone(), &o)
             .unwrap()
             .grad
             .unwrap();
@@ -101,11 +102,11 @@ fn reference_gradient_matches_central_finite_differences() {
                 let mut xm = x.clone();
                 xm[[i, j]] -= h;
                 let lp = Reference
-                    .cross_entropy_f64_logits(xp.view(), t, &o)
+                    .cross_entropy_f64_logits(xp.view(), t.clone(), &o)
                     .unwrap()
                     .reduced;
                 let lm = Reference
-                    .cross_entropy_f64_logits(xm.view(), t, &o)
+                    .cross_entropy_f64_logits(xm.view(), t.clone(), &o)
                     .unwrap()
                     .reduced;
                 let fd = (lp - lm) / (2.0 * h);
@@ -128,16 +129,17 @@ fn invariants_pytorch_relies_on() {
     let ones = Array1::<f32>::ones(cols);
     for b in fast_backends() {
         let name = b.name();
-        let run = |t: Targets, o: &CrossEntropyOptions| b.cross_entropy(x.view(), t, o).unwrap();
+        let run =
+            |t: Targets, o: &CrossEntropyOptions| b.cross_entropy(x.view(), t.clone(), o).unwrap();
         let base = CrossEntropyOptions {
             gradient: true,
             label_smoothing: 0.15,
             ..Default::default()
         };
-        let plain = run(Targets::Classes(y.view()), &base);
+        let plain = run(Targets::classes(y.view()), &base);
         // Unit weights are no weights.
         let unit = run(
-            Targets::Classes(y.view()),
+            Targets::classes(y.view()),
             &CrossEntropyOptions {
                 weight: Some(ones.view()),
                 ..base.clone()
@@ -169,10 +171,10 @@ fn invariants_pytorch_relies_on() {
             ..Default::default()
         };
         let a = b
-            .cross_entropy(xk.view(), Targets::Classes(yk.view()), &o0)
+            .cross_entropy(xk.view(), Targets::classes(yk.view()), &o0)
             .unwrap();
         let c = b
-            .cross_entropy(xk.view(), Targets::Probabilities(onehot.view()), &o0)
+            .cross_entropy(xk.view(), Targets::probabilities(onehot.view()), &o0)
             .unwrap();
         let (la, lc) = (a.loss.scalar().unwrap(), c.loss.scalar().unwrap());
         assert!(
@@ -186,7 +188,7 @@ fn invariants_pytorch_relies_on() {
         let sm = b
             .cross_entropy(
                 xk.view(),
-                Targets::Classes(yk.view()),
+                Targets::classes(yk.view()),
                 &CrossEntropyOptions {
                     label_smoothing: ls,
                     ..o0.clone()
@@ -194,7 +196,7 @@ fn invariants_pytorch_relies_on() {
             )
             .unwrap();
         let mx = b
-            .cross_entropy(xk.view(), Targets::Probabilities(mixed.view()), &o0)
+            .cross_entropy(xk.view(), Targets::probabilities(mixed.view()), &o0)
             .unwrap();
         let (ls_, lm) = (sm.loss.scalar().unwrap(), mx.loss.scalar().unwrap());
         assert!(
@@ -214,7 +216,7 @@ fn invariants_pytorch_relies_on() {
             x2[[i, 0]] = f32::NAN;
         }
         let other = b
-            .cross_entropy(x2.view(), Targets::Classes(y.view()), &base)
+            .cross_entropy(x2.view(), Targets::classes(y.view()), &base)
             .unwrap();
         assert_eq!(
             plain.loss, other.loss,
@@ -239,11 +241,11 @@ fn invariants_pytorch_relies_on() {
             reduction: r,
             ..Default::default()
         };
-        let mean = run(Targets::Classes(y.view()), &ow(Reduction::Mean))
+        let mean = run(Targets::classes(y.view()), &ow(Reduction::Mean))
             .loss
             .scalar()
             .unwrap() as f64;
-        let sum = run(Targets::Classes(y.view()), &ow(Reduction::Sum))
+        let sum = run(Targets::classes(y.view()), &ow(Reduction::Sum))
             .loss
             .scalar()
             .unwrap() as f64;

@@ -33,9 +33,9 @@ fn in_place_gradient_equals_the_out_of_place_one() {
             r.mapv_inplace(|v| v / s);
         }
         let t = if probs {
-            Targets::Probabilities(q.view())
+            Targets::probabilities(q.view())
         } else {
-            Targets::Classes(y.view())
+            Targets::classes(y.view())
         };
         let w = ndarray::Array1::from_shape_fn(cols, |j| 0.5 + (j % 3) as f32);
         let o = CrossEntropyOptions {
@@ -49,7 +49,7 @@ fn in_place_gradient_equals_the_out_of_place_one() {
         let out_of_place = g
             .call(CrossEntropy {
                 logits: &g.upload(x.view()).unwrap(),
-                targets: t,
+                targets: t.clone(),
                 options: o.clone(),
             })
             .on_device()
@@ -70,7 +70,7 @@ fn in_place_gradient_equals_the_out_of_place_one() {
         let in_place = g
             .call(CrossEntropy {
                 logits: &m,
-                targets: t,
+                targets: t.clone(),
                 options: o.clone(),
             })
             .in_place()
@@ -108,7 +108,7 @@ fn in_place_gradient_equals_the_out_of_place_one() {
     assert!(matches!(
         g.call(CrossEntropy {
             logits: &m,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: CrossEntropyOptions::default().clone()
         })
         .in_place()
@@ -136,13 +136,13 @@ fn chunked_device_cross_entropy_in_and_out_of_place() {
         ..Default::default()
     };
     let host = g
-        .cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+        .cross_entropy(x.view(), Targets::classes(y.view()), &o)
         .unwrap();
     let m = g.upload(x.view()).unwrap();
     let dev = g
         .call(CrossEntropy {
             logits: &m,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: o.clone(),
         })
         .on_device()
@@ -157,7 +157,7 @@ fn chunked_device_cross_entropy_in_and_out_of_place() {
     let ip = g
         .call(CrossEntropy {
             logits: &m,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: o.clone(),
         })
         .in_place()
@@ -202,8 +202,8 @@ proptest::proptest! {
         }
         let y = ndarray::Array1::from_shape_fn(rows, |i| (i % cols) as i64);
         let o = CrossEntropyOptions { gradient: true, ..Default::default() };
-        let dev = g.call(CrossEntropy { logits: &m, targets: Targets::Classes(y.view()), options: o.clone() }).on_device().run().unwrap();
-        let host = g.cross_entropy(block.view(), Targets::Classes(y.view()), &o).unwrap();
+        let dev = g.call(CrossEntropy { logits: &m, targets: Targets::classes(y.view()), options: o.clone() }).on_device().run().unwrap();
+        let host = g.cross_entropy(block.view(), Targets::classes(y.view()), &o).unwrap();
         proptest::prop_assert_eq!(dev.loss, host.loss);
         proptest::prop_assert_eq!(g.download(dev.grad.as_ref().unwrap()).unwrap(), host.grad.unwrap());
     }

@@ -158,7 +158,7 @@ fn cross_entropy_leaves_the_gradient_on_the_device() {
         let d = g
             .call(CrossEntropy {
                 logits: &m,
-                targets: Targets::Classes(y.view()),
+                targets: Targets::classes(y.view()),
                 options: o.clone(),
             })
             .on_device()
@@ -170,7 +170,7 @@ fn cross_entropy_leaves_the_gradient_on_the_device() {
             lse: d.lse,
         };
         let want = Reference
-            .cross_entropy_f64(x.view(), Targets::Classes(y.view()), &o)
+            .cross_entropy_f64(x.view(), Targets::classes(y.view()), &o)
             .unwrap();
         assert_ce_close(
             &got,
@@ -265,7 +265,7 @@ fn ops_recorded_into_the_applications_encoder_run_with_its_work() {
     let r2 = g
         .call(CrossEntropy {
             logits: &m,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: o.clone(),
         })
         .on_device()
@@ -287,7 +287,7 @@ fn ops_recorded_into_the_applications_encoder_run_with_its_work() {
         lse: r2.lse,
     };
     let want = Reference
-        .cross_entropy_f64(x.view(), Targets::Classes(y.view()), &o)
+        .cross_entropy_f64(x.view(), Targets::classes(y.view()), &o)
         .unwrap();
     assert_ce_close(
         &got,

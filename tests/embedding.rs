@@ -120,10 +120,10 @@ fn eight_threads_of_mixed_ops_get_correct_results() {
                                 ..Default::default()
                             };
                             let want = Reference
-                                .cross_entropy_f64(x.view(), Targets::Classes(y.view()), &o)
+                                .cross_entropy_f64(x.view(), Targets::classes(y.view()), &o)
                                 .unwrap();
                             let got = g
-                                .cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+                                .cross_entropy(x.view(), Targets::classes(y.view()), &o)
                                 .unwrap();
                             common::assert_ce_close(&got, &want, cols, 1.0, &what);
                         }
@@ -171,7 +171,7 @@ fn ten_thousand_mixed_calls_do_not_grow_memory() {
             1 => drop(g.softmax(x.view(), 2.0).unwrap()),
             2 => drop(g.log_softmax(x.view(), 1.0).unwrap()),
             _ => drop(
-                g.cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+                g.cross_entropy(x.view(), Targets::classes(y.view()), &o)
                     .unwrap(),
             ),
         }

@@ -38,7 +38,7 @@ fn bad_input_fails_that_call_only() {
     let e = g
         .cross_entropy(
             x.view(),
-            Targets::Classes(y.view()),
+            Targets::classes(y.view()),
             &CrossEntropyOptions::default(),
         )
         .unwrap_err();
@@ -84,7 +84,7 @@ fn a_validation_error_is_returned_and_the_engine_stays_usable() {
     assert!(g
         .call(CrossEntropy {
             logits: &m,
-            targets: Targets::Classes(y.view()),
+            targets: Targets::classes(y.view()),
             options: CrossEntropyOptions::default()
         })
         .on_device()

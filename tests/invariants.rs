@@ -6,6 +6,7 @@ mod common;
 
 use common::{fast_backends, logits, tol, Rng};
 use ndarray::{Array2, Axis};
+use smoothmax::Backend;
 
 /// Integer-valued logits: adding 1e7 to them is exact in f32 (|x + 1e7| < 2^24).
 fn integer_logits(rows: usize, cols: usize, seed: u64) -> Array2<f32> {

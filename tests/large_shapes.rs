@@ -4,6 +4,7 @@
 mod common;
 
 use common::{assert_close_1d, assert_close_2d, fast_backends, logits};
+use smoothmax::Backend;
 use smoothmax::Reference;
 
 /// Softmax and logsumexp (T = 1) of a `[rows, cols]` spiky matrix on every fast backend,

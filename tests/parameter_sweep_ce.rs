@@ -8,6 +8,7 @@ mod common;
 use common::fast_backends;
 use common::sweep::{assert_scaled, inputs, positives, signed};
 use ndarray::{Array1, Array2};
+use smoothmax::Backend;
 use smoothmax::{CrossEntropyOptions, Loss, Reduction, Reference, Targets, Upstream};
 
 /// The targets of the sweep: a class per row (row 2's is ignored), or a distribution.
@@ -46,11 +47,13 @@ fn case() -> Case {
 fn check_ce(c: &Case, probs: bool, o: &CrossEntropyOptions, what: &str) {
     let (rows, cols) = c.x.dim();
     let t = if probs {
-        Targets::Probabilities(c.q.view())
+        Targets::probabilities(c.q.view())
     } else {
-        Targets::Classes(c.y.view())
+        Targets::classes(c.y.view())
     };
-    let want = Reference.cross_entropy_f64(c.x.view(), t, o).unwrap();
+    let want = Reference
+        .cross_entropy_f64(c.x.view(), t.clone(), o)
+        .unwrap();
     let w = |j: usize| o.weight.as_ref().map_or(1.0, |w| w[j] as f64);
     let ls = o.label_smoothing as f64;
     let wsum: f64 = (0..cols).map(w).sum();
@@ -114,7 +117,7 @@ fn check_ce(c: &Case, probs: bool, o: &CrossEntropyOptions, what: &str) {
     for b in fast_backends() {
         let what = format!("{what} on {}", b.name());
         let got = b
-            .cross_entropy(c.x.view(), t, o)
+            .cross_entropy(c.x.view(), t.clone(), o)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         match &got.loss {
             Loss::PerRow(l) => assert_scaled(
@@ -331,8 +334,8 @@ fn cross_entropy_rows_at_the_edges_of_normalization() {
     check_ce(&c2, true, &o, "weights times targets below f32's range");
     // Within that floor, but finite: the term is the smallest subnormal's, not infinite.
     for b in fast_backends() {
-        let t = Targets::Probabilities(c2.q.view());
-        let out = b.cross_entropy(c2.x.view(), t, &o).unwrap();
+        let t = Targets::probabilities(c2.q.view());
+        let out = b.cross_entropy(c2.x.view(), t.clone(), &o).unwrap();
         let finite = match &out.loss {
             Loss::PerRow(l) => l.iter().all(|v| v.is_finite()),
             Loss::Scalar(v) => v.is_finite(),

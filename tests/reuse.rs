@@ -23,7 +23,7 @@ fn repeated_calls_create_no_new_buffers_or_pipelines() {
             g.logsumexp(x.view(), 1.0).unwrap();
             g.softmax(x.view(), 1.0).unwrap();
             g.log_softmax(x.view(), 0.5).unwrap();
-            g.cross_entropy(x.view(), Targets::Classes(y.view()), &o)
+            g.cross_entropy(x.view(), Targets::classes(y.view()), &o)
                 .unwrap();
         };
         run();

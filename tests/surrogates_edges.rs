@@ -117,7 +117,7 @@ fn empty_inputs() {
     let c0 = Array2::<f32>::zeros((3, 0));
     for b in fast_backends()
         .into_iter()
-        .chain([&Reference as &dyn Backend])
+        .chain([common::sized(&Reference)])
     {
         assert_eq!(
             b.boltzmann_max(e.view(), 1.0).unwrap().value.to_vec().len(),
@@ -316,7 +316,7 @@ fn bad_input_is_a_clear_error_on_every_backend() {
     ];
     for b in fast_backends()
         .into_iter()
-        .chain([&Reference as &dyn Backend])
+        .chain([common::sized(&Reference)])
     {
         for (call, want) in &cases {
             let e = b.surrogate(call).expect_err(want).to_string();

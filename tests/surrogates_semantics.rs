@@ -30,7 +30,7 @@ fn boltzmann_limits_and_bound() {
     let ln_c = (50f32).ln();
     for b in fast_backends()
         .into_iter()
-        .chain([&Reference as &dyn Backend])
+        .chain([common::sized(&Reference)])
     {
         let at = |beta: f32| b.boltzmann_max(x.view(), beta).unwrap().value.to_vec();
         // β = 0: the mean.
@@ -69,7 +69,7 @@ fn pairwise_limits_and_bounds() {
         .map_collect(|&a, &b| a.max(b));
     for b in fast_backends()
         .into_iter()
-        .chain([&Reference as &dyn Backend])
+        .chain([common::sized(&Reference)])
     {
         for k in [0.5f32, 4.0, 64.0, 4096.0] {
             let gap = |form| -> Array2<f32> {
@@ -150,7 +150,7 @@ fn soft_argmax_accuracy_and_f1_reach_the_hard_metrics() {
     let bin_f1 = 2.0 * tp / (pos.sum() + labels.sum());
     for b in fast_backends()
         .into_iter()
-        .chain([&Reference as &dyn Backend])
+        .chain([common::sized(&Reference)])
     {
         let sa = b.soft_argmax(x.view(), 1e-3).unwrap().value.to_vec();
         for (s, a) in sa.iter().zip(&argmax) {
@@ -219,7 +219,7 @@ fn multi_margin_matches_pytorch_docs_example() {
     let y = array![3i64];
     for b in fast_backends()
         .into_iter()
-        .chain([&Reference as &dyn Backend])
+        .chain([common::sized(&Reference)])
     {
         let o = b
             .multi_margin(x.view(), y.view(), MultiMarginOptions::default())
@@ -251,7 +251,7 @@ fn logistic_loss_matches_pytorch_semantics() {
     let ln2 = std::f32::consts::LN_2;
     for b in fast_backends()
         .into_iter()
-        .chain([&Reference as &dyn Backend])
+        .chain([common::sized(&Reference)])
     {
         // x = 0: ln 2 whatever the label; mean over elements; gradient (σ − y)/N.
         let x = Array2::<f32>::zeros((2, 2));
@@ -350,7 +350,7 @@ fn margin_losses_at_known_points() {
     let y = array![[1.0f32, 0.0]];
     for b in fast_backends()
         .into_iter()
-        .chain([&Reference as &dyn Backend])
+        .chain([common::sized(&Reference)])
     {
         for (loss, want, grad) in [
             (BinaryLoss::Hinge, [0.5, 1.5], [-1.0, 1.0]),

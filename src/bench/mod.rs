@@ -299,13 +299,18 @@ pub fn run(
             let bytes = rd + wr;
             let run_cpu = |b: &dyn Backend| -> Result<()> {
                 match op {
-                    BenchOp::LogSumExp => b.logsumexp(x.view(), 1.0).map(drop),
-                    BenchOp::Softmax => b.softmax(x.view(), 1.0).map(drop),
-                    BenchOp::LogSoftmax => b.log_softmax(x.view(), 1.0).map(drop),
+                    BenchOp::LogSumExp => b.row_op(RowOp::LogSumExp, x.view(), 1.0).map(drop),
+                    BenchOp::Softmax => b.row_op(RowOp::Softmax, x.view(), 1.0).map(drop),
+                    BenchOp::LogSoftmax => b.row_op(RowOp::LogSoftmax, x.view(), 1.0).map(drop),
                     BenchOp::CeForward | BenchOp::CeForwardBackward => {
                         let o = bench_ce_options(op == BenchOp::CeForwardBackward);
-                        b.cross_entropy(x.view(), Targets::Classes(y.view()), &o)
-                            .map(drop)
+                        b.cross_entropy_tensor(
+                            x.view().into(),
+                            Targets::classes(y.view()),
+                            &o,
+                            None,
+                        )
+                        .map(drop)
                     }
                 }
             };
@@ -326,7 +331,7 @@ pub fn run(
                     BenchOp::CeForwardBackward => cpu
                         .cross_entropy_into(
                             x.view(),
-                            Targets::Classes(y.view()),
+                            Targets::classes(y.view()),
                             &bench_ce_options(true),
                             buf.view_mut(),
                         )

@@ -125,10 +125,10 @@ fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
         ..Default::default()
     };
     let t = match &targets {
-        TargetArray::Classes(c) => Targets::Classes(c.view()),
-        TargetArray::Probabilities(q) => Targets::Probabilities(q.view()),
+        TargetArray::Classes(c) => Targets::classes(c.view()),
+        TargetArray::Probabilities(q) => Targets::probabilities(q.view()),
     };
-    smoothmax::cross_entropy::validate(x.dim(), t, &o)?;
+    smoothmax::cross_entropy::validate(x.dim(), t.clone(), &o)?;
     let out = backend(a.io.device)?.cross_entropy(x.view(), t, &o)?;
     let grad = out
         .grad

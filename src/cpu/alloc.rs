@@ -3,14 +3,14 @@
 //! (measured with perf). On Linux the range is advised `MADV_HUGEPAGE` before it is touched,
 //! so transparent huge pages (in `madvise` mode on most distributions) cut the faults 512-fold.
 
-/// A zeroed `Vec<f32>` of length `n` (calloc: no page is touched here), advised for huge pages
+/// A zeroed `Vec<T>` of length `n` (calloc: no page is touched here), advised for huge pages
 /// when large.
-pub(crate) fn output_vec(n: usize) -> Vec<f32> {
-    let v = vec![0.0f32; n];
+pub(crate) fn output_vec<T: bytemuck::Zeroable + Copy>(n: usize) -> Vec<T> {
+    let v: Vec<T> = bytemuck::allocation::zeroed_vec(n);
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
-        let bytes = n * 4;
+        let bytes = n * std::mem::size_of::<T>();
         if bytes >= 4 * HUGE {
             let start = v.as_ptr() as usize;
             let first = start.next_multiple_of(HUGE);

@@ -5,10 +5,11 @@ use super::alloc;
 use super::exp::{Fused, Separate};
 use super::isa::CpuIsa;
 use super::rows::{row_stats, softmax_row};
+use crate::element::{DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
-use crate::rows::{check_temperature, RowOp, RowOutput};
+use crate::rows::{check_temperature, RowOp};
 use crate::scale::ExpScale;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array1, ArrayD, ArrayView2, ArrayViewMut2, IxDyn};
 use rayon::prelude::*;
 
 /// Target number of elements per rayon task: large enough to amortize scheduling, small
@@ -46,11 +47,11 @@ pub(super) fn softmax_into(
 }
 
 /// Softmax or log-softmax of `x` into `out` (`B·C` floats, row-major).
-pub(super) fn softmax_slices(
+pub(super) fn softmax_slices<E: Element, O: Element>(
     isa: CpuIsa,
-    x: ArrayView2<f32>,
+    x: ArrayView2<E>,
     t: f32,
-    out: &mut [f32],
+    out: &mut [O],
     log: bool,
 ) -> Result<()> {
     let cols = x.ncols();
@@ -74,25 +75,25 @@ pub(super) fn softmax_slices(
 /// caller's [`CpuIsa`], whose support was checked when it was chosen). Results can differ in
 /// the last bits between builds (FMA rounds once), always within the stated tolerance.
 macro_rules! multiversion {
-    (fn $name:ident($($arg:ident : $ty:ty),*) $body:block) => {
-        fn $name(isa: CpuIsa, $($arg: $ty),*) {
+    (fn $name:ident $(<$($g:ident : $b:path),*>)? ($($arg:ident : $ty:ty),*) $body:block) => {
+        fn $name $(<$($g: $b),*>)? (isa: CpuIsa, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn wide512($($arg: $ty),*) {
+                unsafe fn wide512 $(<$($g: $b),*>)? ($($arg: $ty),*) {
                     type A = Fused;
                     $body
                 }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) {
+                unsafe fn wide $(<$($g: $b),*>)? ($($arg: $ty),*) {
                     type A = Fused;
                     $body
                 }
                 match isa {
                     // SAFETY: a `CpuIsa` reaches a kernel only after `check_supported` (or
                     // detection) found the processor has its features.
-                    CpuIsa::Avx512 => return unsafe { wide512($($arg),*) },
-                    CpuIsa::Avx2 => return unsafe { wide($($arg),*) },
+                    CpuIsa::Avx512 => return unsafe { wide512 $(::<$($g),*>)? ($($arg),*) },
+                    CpuIsa::Avx2 => return unsafe { wide $(::<$($g),*>)? ($($arg),*) },
                     CpuIsa::Baseline => {}
                 }
             }
@@ -104,33 +105,92 @@ macro_rules! multiversion {
     };
 }
 
+/// Row `i` of `x` as f32: the row itself for f32 input, else widened into `buf` (one row,
+/// in cache, inside the calling kernel's build: the conversion is part of the row's passes,
+/// not a pass over the matrix).
+#[inline(always)]
+pub(super) fn row_f32<'b, E: Element>(
+    x: &'b [E],
+    i: usize,
+    cols: usize,
+    buf: &'b mut Vec<f32>,
+) -> &'b [f32] {
+    let row = &x[i * cols..(i + 1) * cols];
+    if E::DTYPE == DType::F32 {
+        bytemuck::cast_slice(row)
+    } else {
+        buf.resize(cols, 0.0);
+        E::widen(row, buf);
+        buf
+    }
+}
+
+/// The next row of `x` for prefetching, where it is f32 (half rows are widened anyway).
+#[inline(always)]
+pub(super) fn next_f32<E: Element>(x: &[E], i: usize, cols: usize) -> &[f32] {
+    match x.get((i + 1) * cols..(i + 2) * cols) {
+        Some(r) if E::DTYPE == DType::F32 => bytemuck::cast_slice(r),
+        _ => &[],
+    }
+}
+
+/// Runs `f` on an f32 output row: `out` itself when it is f32, else `buf`, narrowed into
+/// `out` afterwards (round-to-nearest-even).
+#[inline(always)]
+pub(super) fn into_row<O: Element>(out: &mut [O], buf: &mut Vec<f32>, f: impl FnOnce(&mut [f32])) {
+    if O::DTYPE == DType::F32 {
+        f(bytemuck::cast_slice_mut(out));
+    } else {
+        buf.resize(out.len(), 0.0);
+        f(buf);
+        O::narrow(buf, out);
+    }
+}
+
 multiversion! {
-    fn lse_rows(x: &[f32], out: &mut [f32], cols: usize, t: f32, es: &ExpScale) {
+    fn lse_rows<E: Element>(x: &[E], out: &mut [f32], cols: usize, t: f32, es: &ExpScale) {
+        let mut buf = Vec::new();
         for (i, o) in out.iter_mut().enumerate() {
-            let row = &x[i * cols..(i + 1) * cols];
-            let next = x.get((i + 1) * cols..(i + 2) * cols).unwrap_or(&[]);
+            let next = next_f32(x, i, cols);
+            let row = row_f32(x, i, cols, &mut buf);
             *o = row_stats::<A>(row, next, es).logsumexp(t);
         }
     }
 }
 
 multiversion! {
-    fn softmax_rows(x: &[f32], out: &mut [f32], cols: usize, es: &ExpScale, log: bool) {
+    fn softmax_rows<E: Element, O: Element>(x: &[E], out: &mut [O], cols: usize, es: &ExpScale, log: bool) {
+        let (mut buf, mut obuf) = (Vec::new(), Vec::new());
         for (i, o) in out.chunks_exact_mut(cols).enumerate() {
-            let row = &x[i * cols..(i + 1) * cols];
-            let next = x.get((i + 1) * cols..(i + 2) * cols).unwrap_or(&[]);
-            softmax_row::<A>(row, next, o, es, log);
+            let next = next_f32(x, i, cols);
+            let row = row_f32(x, i, cols, &mut buf);
+            into_row(o, &mut obuf, |o| softmax_row::<A>(row, next, o, es, log));
         }
     }
 }
 
-/// A row op over every row of `x`, in parallel over blocks of rows.
+/// A row op over every row of `x`, in parallel over blocks of rows; the matrix output in
+/// `out`.
 pub(super) fn row_op(
     isa: CpuIsa,
     op: RowOp,
-    x: ArrayView2<f32>,
+    x: MatrixView<'_>,
     temperature: f32,
-) -> Result<RowOutput> {
+    out: DType,
+) -> Result<Tensor> {
+    crate::with_dtype!(MatrixView, x, |a: E| match out {
+        DType::F32 => row_op_typed::<E, f32>(isa, op, a, temperature),
+        DType::F16 => row_op_typed::<E, half::f16>(isa, op, a, temperature),
+        DType::BF16 => row_op_typed::<E, half::bf16>(isa, op, a, temperature),
+    })
+}
+
+fn row_op_typed<E: Element, O: Element>(
+    isa: CpuIsa,
+    op: RowOp,
+    x: ArrayView2<E>,
+    temperature: f32,
+) -> Result<Tensor> {
     check_temperature(temperature)?;
     let (rows, cols) = x.dim();
     let x = x.as_standard_layout();
@@ -148,13 +208,13 @@ pub(super) fn row_op(
                     .zip(xs.par_chunks(rows_per_task * cols))
                     .for_each(|(o, x)| lse_rows(isa, x, o, cols, t, &es));
             }
-            RowOutput::PerRow(Array1::from_vec(out))
+            Tensor::F32(Array1::from_vec(out).into_dyn())
         }
         RowOp::Softmax | RowOp::LogSoftmax => {
-            let mut out = alloc::output_vec(rows * cols);
+            let mut out = alloc::output_vec::<O>(rows * cols);
             softmax_slices(isa, x.view(), t, &mut out, op == RowOp::LogSoftmax)?;
-            RowOutput::Matrix(
-                Array2::from_shape_vec((rows, cols), out)
+            O::tag(
+                ArrayD::from_shape_vec(IxDyn(&[rows, cols]), out)
                     .map_err(|e| Error::InvalidInput(e.to_string()))?,
             )
         }

@@ -14,15 +14,17 @@
 //! The loss is finished from the row's statistics in f64 by `cross_entropy::finish`.
 
 use super::arith::Arith;
+use super::batch::{into_row, next_f32, row_f32};
 use super::exp::{Fused, Separate};
 use super::isa::CpuIsa;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::rows::{exp_sum, row_max};
 use crate::cross_entropy::fast::{fast_inputs, flag, needs_linear, unnormalize, RowCoef, RowStats};
 use crate::cross_entropy::{finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Targets};
+use crate::element::{DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
 use crate::scale::ExpScale;
-use ndarray::ArrayView2;
+use ndarray::{ArrayD, ArrayView2, IxDyn};
 use rayon::prelude::*;
 
 /// Per-call constants.
@@ -217,50 +219,63 @@ fn row<A: Arith>(
     st
 }
 
-struct Block<'a> {
-    x: &'a [f32],
+struct Block<'a, E, O> {
+    x: &'a [E],
     q: Option<&'a [f32]>,
     coef: &'a [RowCoef],
     stats: &'a mut [RowStats],
-    g: &'a mut [f32],
+    g: &'a mut [O],
+}
+
+/// Per-task row buffers: the widened logits row, the soft-capped row and its tanh, the f32
+/// gradient row of a half gradient.
+#[derive(Default)]
+struct Bufs {
+    wide: Vec<f32>,
+    capped: Vec<f32>,
+    tanhs: Vec<f32>,
+    grad: Vec<f32>,
 }
 
 macro_rules! ce_block_body {
     ($A:ty, $cfg:ident, $b:ident) => {{
         let c = $cfg.cols;
-        let (mut capped, mut tanhs) = (Vec::new(), Vec::new());
+        let mut bf = Bufs::default();
         for i in 0..$b.stats.len() {
-            let mut xr = &$b.x[i * c..(i + 1) * c];
+            let next = next_f32($b.x, i, c);
+            let mut xr = row_f32($b.x, i, c, &mut bf.wide);
             if let Some(cap) = $cfg.softcap {
                 // tanh(±inf) = ±1: soft-capped logits are finite unless NaN.
-                tanhs.clear();
-                tanhs.extend(xr.iter().map(|&v| (v / cap).tanh()));
-                capped.clear();
-                capped.extend(tanhs.iter().map(|&t| cap * t));
-                xr = &capped;
+                bf.tanhs.clear();
+                bf.tanhs.extend(xr.iter().map(|&v| (v / cap).tanh()));
+                bf.capped.clear();
+                bf.capped.extend(bf.tanhs.iter().map(|&t| cap * t));
+                xr = &bf.capped;
             }
             let qr = $b.q.map(|q| &q[i * c..(i + 1) * c]);
-            let g = if $cfg.grad {
-                &mut $b.g[i * c..(i + 1) * c]
+            let (coef, tanhs) = (&$b.coef[i], &bf.tanhs);
+            let mut st = RowStats::default();
+            if $cfg.grad {
+                into_row(&mut $b.g[i * c..(i + 1) * c], &mut bf.grad, |g| {
+                    st = row::<$A>($cfg, xr, tanhs, next, qr, coef, g);
+                });
             } else {
-                &mut [][..]
-            };
-            // Next row of raw logits, for prefetching (soft-capped rows are computed anyway).
-            let next = $b.x.get((i + 1) * c..(i + 2) * c).unwrap_or(&[]);
-            $b.stats[i] = row::<$A>($cfg, xr, &tanhs, next, qr, &$b.coef[i], g);
+                st = row::<$A>($cfg, xr, tanhs, next, qr, coef, &mut []);
+            }
+            $b.stats[i] = st;
         }
     }};
 }
 
-fn ce_block(isa: CpuIsa, cfg: &Cfg, b: Block) {
+fn ce_block<E: Element, O: Element>(isa: CpuIsa, cfg: &Cfg, b: Block<E, O>) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn wide512(cfg: &Cfg, b: Block) {
+        unsafe fn wide512<E: Element, O: Element>(cfg: &Cfg, b: Block<E, O>) {
             ce_block_body!(Fused, cfg, b)
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn wide(cfg: &Cfg, b: Block) {
+        unsafe fn wide<E: Element, O: Element>(cfg: &Cfg, b: Block<E, O>) {
             ce_block_body!(Fused, cfg, b)
         }
         match isa {
@@ -276,15 +291,57 @@ fn ce_block(isa: CpuIsa, cfg: &Cfg, b: Block) {
     ce_block_body!(Separate, cfg, b)
 }
 
-/// The CPU cross-entropy; the gradient goes into `grad_out` when given (then the output's
-/// `grad` is `None`), else into a new matrix.
+/// The CPU cross-entropy of logits of any element type, the gradient in `out`.
 pub(crate) fn cross_entropy(
     isa: CpuIsa,
-    logits: ArrayView2<f32>,
+    logits: MatrixView<'_>,
     targets: &Targets,
     o: &CrossEntropyOptions,
-    grad_out: Option<&mut [f32]>,
-) -> Result<CrossEntropyOutput> {
+    out: DType,
+) -> Result<CrossEntropyOutput<Tensor>> {
+    crate::with_dtype!(MatrixView, logits, |a: E| match out {
+        DType::F32 => typed::<E, f32>(isa, a, targets, o),
+        DType::F16 => typed::<E, half::f16>(isa, a, targets, o),
+        DType::BF16 => typed::<E, half::bf16>(isa, a, targets, o),
+    })
+}
+
+fn typed<E: Element, O: Element>(
+    isa: CpuIsa,
+    logits: ArrayView2<E>,
+    targets: &Targets,
+    o: &CrossEntropyOptions,
+) -> Result<CrossEntropyOutput<Tensor>> {
+    let mut grad = if o.gradient {
+        super::alloc::output_vec::<O>(logits.len())
+    } else {
+        Vec::new()
+    };
+    let (dim, r) = (
+        logits.dim(),
+        cross_entropy_into(isa, logits, targets, o, &mut grad)?,
+    );
+    let grad = o
+        .gradient
+        .then(|| ArrayD::from_shape_vec(IxDyn(&[dim.0, dim.1]), grad).map(O::tag))
+        .transpose()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    Ok(CrossEntropyOutput {
+        loss: r.loss,
+        grad,
+        lse: r.lse,
+    })
+}
+
+/// The CPU cross-entropy with the gradient (when `o.gradient`) written into `grad` (`B·C`
+/// elements, row-major); the output's `grad` is `None`.
+pub(crate) fn cross_entropy_into<E: Element, O: Element>(
+    isa: CpuIsa,
+    logits: ArrayView2<E>,
+    targets: &Targets,
+    o: &CrossEntropyOptions,
+    grad: &mut [O],
+) -> Result<CrossEntropyOutput<()>> {
     let p = prepare(logits.dim(), targets, o)?;
     let fi = fast_inputs(&p, o);
     let (rows, cols) = (p.rows, p.cols);
@@ -301,21 +358,11 @@ pub(crate) fn cross_entropy(
         grad: o.gradient,
     };
     let mut stats = vec![RowStats::default(); rows];
-    let into = grad_out.is_some();
-    let mut owned = if o.gradient && !into {
-        super::alloc::output_vec(rows * cols)
-    } else {
-        Vec::new()
-    };
-    let grad: &mut [f32] = match grad_out {
-        Some(g) => g,
-        None => &mut owned,
-    };
     if let Some(per) = super::batch::ELEMS_PER_TASK.checked_div(cols) {
         let per = per.max(1);
         let qs = fi.probs_slice()?;
         let gchunk = if o.gradient { per * cols } else { 0 };
-        let mut gparts: Vec<&mut [f32]> = if o.gradient {
+        let mut gparts: Vec<&mut [O]> = if o.gradient {
             grad.chunks_mut(gchunk).collect()
         } else {
             (0..rows.div_ceil(per)).map(|_| &mut [][..]).collect()
@@ -340,6 +387,5 @@ pub(crate) fn cross_entropy(
                 );
             });
     }
-    let grad = (o.gradient && !into).then_some(owned);
-    finish(&p, &fi, o, &stats, grad)
+    Ok(finish(&p, &fi, o, &stats, None))
 }

@@ -6,9 +6,10 @@ use super::isa::CpuIsa;
 use super::{ce, surrogates};
 use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
+use crate::element::{DType, MatrixView, Tensor};
 use crate::error::{Error, Result};
-use crate::rows::{RowOp, RowOutput};
-use ndarray::{ArrayView2, ArrayViewMut2};
+use crate::rows::RowOp;
+use ndarray::{ArrayView2, ArrayViewMut2, Ix1};
 
 /// The multi-threaded f32 CPU backend.
 ///
@@ -106,8 +107,8 @@ impl Cpu {
     /// let y = ndarray::array![0i64];
     /// let o = CrossEntropyOptions { gradient: true, ..Default::default() };
     /// let mut g = ndarray::Array2::<f32>::zeros((1, 3));
-    /// let out = Cpu::new().cross_entropy_into(x.view(), Targets::Classes(y.view()), &o, g.view_mut())?;
-    /// let full = Cpu::new().cross_entropy(x.view(), Targets::Classes(y.view()), &o)?;
+    /// let out = Cpu::new().cross_entropy_into(x.view(), Targets::classes(y.view()), &o, g.view_mut())?;
+    /// let full = Cpu::new().cross_entropy(x.view(), Targets::classes(y.view()), &o)?;
     /// assert_eq!((out.loss, Some(g)), (full.loss, full.grad));
     /// # Ok::<(), smoothmax::Error>(())
     /// ```
@@ -125,7 +126,12 @@ impl Cpu {
         }
         let isa = self.isa()?;
         let g = out_slice(logits.dim(), &mut grad)?;
-        ce::cross_entropy(isa, logits, &targets, options, Some(g))
+        let r = ce::cross_entropy_into(isa, logits, &targets, options, g)?;
+        Ok(CrossEntropyOutput {
+            loss: r.loss,
+            grad: None,
+            lse: r.lse,
+        })
     }
 }
 
@@ -138,16 +144,23 @@ impl Backend for Cpu {
         surrogates::surrogate(self.isa()?, call)
     }
 
-    fn cross_entropy(
+    fn cross_entropy_matrix(
         &self,
-        logits: ArrayView2<f32>,
+        logits: MatrixView<'_>,
         targets: Targets,
         options: &CrossEntropyOptions,
-    ) -> Result<CrossEntropyOutput> {
-        ce::cross_entropy(self.isa()?, logits, &targets, options, None)
+        out: DType,
+    ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
+        ce::cross_entropy(self.isa()?, logits, &targets, options, out)
     }
 
-    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
-        batch::row_op(self.isa()?, op, x, temperature)
+    fn row_op_matrix(
+        &self,
+        op: RowOp,
+        x: MatrixView<'_>,
+        temperature: f32,
+        out: DType,
+    ) -> Result<Tensor> {
+        batch::row_op(self.isa()?, op, x, temperature, out)
     }
 }

@@ -350,8 +350,14 @@ fn macro_f1(
     t: f32,
 ) -> Result<SurrogateOutput> {
     let (rows, cols) = (pr.rows, pr.cols);
-    let p =
-        super::batch::row_op(isa, crate::rows::RowOp::Softmax, logits.view(), t)?.into_matrix()?;
+    let p = super::batch::row_op(
+        isa,
+        crate::rows::RowOp::Softmax,
+        logits.view().into(),
+        t,
+        crate::DType::F32,
+    )?
+    .into_typed::<f32, ndarray::Ix2>()?;
     // Column sums in f64, one pass over the rows.
     let (mut tp, mut pred, mut count) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
     for (i, row) in p.outer_iter().enumerate() {

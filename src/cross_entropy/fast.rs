@@ -34,7 +34,6 @@
 
 use super::options::{CrossEntropyOptions, CrossEntropyOutput};
 use super::prepare::{reduce, Prepared};
-use crate::error::{Error, Result};
 use ndarray::{Array1, Array2};
 
 /// Flag bits of [`RowStats::flags`] (the shaders' `FLAG_*`, generated from these values by
@@ -323,25 +322,19 @@ pub(crate) fn unnormalize(g: f32, n: i32) -> f32 {
 }
 
 /// Assembles a fast backend's result from its per-row statistics: the losses (finished in
-/// f64, see the module docs), the reduced loss, the per-row lse, and the `[B, C]` gradient when it
-/// was asked for.
-pub(crate) fn finish(
+/// f64, see the module docs), the reduced loss, the per-row lse, and the gradient (`[B, C]`,
+/// assembled by the caller in its element type) when it was asked for.
+pub(crate) fn finish<G>(
     p: &Prepared,
     fi: &FastInputs,
     o: &CrossEntropyOptions,
     stats: &[RowStats],
-    grad: Option<Vec<f32>>,
-) -> Result<CrossEntropyOutput> {
+    grad: Option<G>,
+) -> CrossEntropyOutput<G> {
     let (ce, lse) = row_losses(p, fi, stats);
-    let grad = grad
-        .map(|g| {
-            Array2::from_shape_vec((p.rows, p.cols), g)
-                .map_err(|e| Error::InvalidInput(e.to_string()))
-        })
-        .transpose()?;
-    Ok(CrossEntropyOutput {
+    CrossEntropyOutput {
         loss: reduce(p, o, &ce, &lse),
         grad,
         lse: Array1::from_vec(lse),
-    })
+    }
 }

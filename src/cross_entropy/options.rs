@@ -1,22 +1,82 @@
 //! What a cross-entropy call takes and returns: targets, options, the loss and the output.
 
+use crate::error::{Error, Result};
 pub use crate::reduction::Reduction;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array, Array1, Array2, ArrayView, ArrayView1, ArrayViewD, Dimension, Ix1};
 
-/// Class targets (one index per row) or probability targets (one distribution per row).
-#[derive(Clone, Copy, Debug)]
+/// Class targets (one index per row) or probability targets (one distribution per row). For
+/// logits `[d0, ..., C]`, class targets have the leading shape `[d0, ...]` and probability
+/// targets the full shape; build them from views of any dimension with [`Targets::classes`]
+/// and its siblings.
+#[derive(Clone, Debug)]
 pub enum Targets<'a> {
     /// Class indices as i64 (PyTorch's `long`).
-    Classes(ArrayView1<'a, i64>),
+    Classes(ArrayViewD<'a, i64>),
     /// Class indices as i32.
-    ClassesI32(ArrayView1<'a, i32>),
+    ClassesI32(ArrayViewD<'a, i32>),
     /// Class indices as u32 (token ids as tokenizers hand them out). `ignore_index` is
     /// compared with the value widened to i64, so the default −100 never matches one.
-    ClassesU32(ArrayView1<'a, u32>),
-    /// Probabilities, shape `[B, C]` (each row a distribution over classes). Rows need not be
-    /// normalized (as in PyTorch), but the f32 gradient `p_j·Σ_c w_c q_c − w_j q_j` then has an
-    /// error proportional to `Σ_c w_c q_c`, which is `≤ max w` for distributions.
-    Probabilities(ArrayView2<'a, f32>),
+    ClassesU32(ArrayViewD<'a, u32>),
+    /// Probabilities, the logits' shape (each row a distribution over classes). Rows need not
+    /// be normalized (as in PyTorch), but the f32 gradient `p_j·Σ_c w_c q_c − w_j q_j` then has
+    /// an error proportional to `Σ_c w_c q_c`, which is `≤ max w` for distributions.
+    Probabilities(ArrayViewD<'a, f32>),
+}
+
+impl<'a> Targets<'a> {
+    /// i64 class targets of the logits' leading shape.
+    pub fn classes<D: Dimension>(v: ArrayView<'a, i64, D>) -> Self {
+        Targets::Classes(v.into_dyn())
+    }
+
+    /// i32 class targets of the logits' leading shape.
+    pub fn classes_i32<D: Dimension>(v: ArrayView<'a, i32, D>) -> Self {
+        Targets::ClassesI32(v.into_dyn())
+    }
+
+    /// u32 class targets of the logits' leading shape.
+    pub fn classes_u32<D: Dimension>(v: ArrayView<'a, u32, D>) -> Self {
+        Targets::ClassesU32(v.into_dyn())
+    }
+
+    /// Probability targets of the logits' shape.
+    pub fn probabilities<D: Dimension>(v: ArrayView<'a, f32, D>) -> Self {
+        Targets::Probabilities(v.into_dyn())
+    }
+
+    /// The targets' shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Targets::Classes(t) => t.shape(),
+            Targets::ClassesI32(t) => t.shape(),
+            Targets::ClassesU32(t) => t.shape(),
+            Targets::Probabilities(q) => q.shape(),
+        }
+    }
+
+    /// Checks the shape against logits of leading shape `leading` and `cols` classes: class
+    /// targets have the leading shape, probabilities the full shape. (A `[B, C]` call with 1-D
+    /// class targets of length `B` is the two-dimensional case of the same rule.)
+    pub(crate) fn check_shape(&self, leading: &[usize], cols: usize) -> Result<()> {
+        let (want, what): (Vec<usize>, &str) = match self {
+            Targets::Probabilities(_) => (
+                leading.iter().copied().chain([cols]).collect(),
+                "probability targets have the logits' shape",
+            ),
+            _ => (
+                leading.to_vec(),
+                "class targets have the logits' leading shape",
+            ),
+        };
+        if self.shape() == want.as_slice() {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!(
+                "targets have shape {:?}, expected {want:?} ({what})",
+                self.shape()
+            )))
+        }
+    }
 }
 
 /// The upstream gradient `dL/d(loss output)` the logits gradient is scaled by.
@@ -61,16 +121,16 @@ impl CrossEntropyOptions<'_> {
     }
 }
 
-/// The loss: per row for [`Reduction::None`], else one number.
+/// The loss: per row for [`Reduction::None`] (in the logits' leading shape), else one number.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Loss {
+pub enum Loss<R: Dimension = Ix1> {
     /// One loss per row (z-loss included).
-    PerRow(Array1<f32>),
+    PerRow(Array<f32, R>),
     /// The reduced loss.
     Scalar(f32),
 }
 
-impl Loss {
+impl<R: Dimension> Loss<R> {
     /// The scalar loss, or `None` for per-row losses.
     pub fn scalar(&self) -> Option<f32> {
         match self {
@@ -78,16 +138,30 @@ impl Loss {
             Loss::PerRow(_) => None,
         }
     }
+
+    /// The per-row losses in shape `R2` (an error when the dimensions differ).
+    pub fn into_dimensionality<R2: Dimension>(self) -> Result<Loss<R2>> {
+        Ok(match self {
+            Loss::Scalar(v) => Loss::Scalar(v),
+            Loss::PerRow(a) => Loss::PerRow(
+                a.into_dimensionality()
+                    .map_err(|e| Error::InvalidInput(format!("per-row loss: {e}")))?,
+            ),
+        })
+    }
 }
 
-/// What [`crate::Backend::cross_entropy`] returns.
+/// What [`crate::Backend::cross_entropy`] returns: by default for `[B, C]` f32 logits; `G` is
+/// the gradient's type (`Array<E, D>` for logits `ArrayView<E, D>`, a [`crate::Tensor`] from
+/// the type-erased entry point) and `R` the leading shape's dimension.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CrossEntropyOutput {
+pub struct CrossEntropyOutput<G = Array2<f32>, R: Dimension = Ix1> {
     /// The loss.
-    pub loss: Loss,
-    /// `d(loss)/d(logits)` times the upstream gradient, `[B, C]`, when asked for. For
-    /// [`Reduction::None`] it is the gradient of `Σ_i upstream_i·loss_i`. Ignored rows get 0.
-    pub grad: Option<Array2<f32>>,
+    pub loss: Loss<R>,
+    /// `d(loss)/d(logits)` times the upstream gradient, the logits' shape, when asked for.
+    /// For [`Reduction::None`] it is the gradient of `Σ_i upstream_i·loss_i`. Ignored rows
+    /// get 0.
+    pub grad: Option<G>,
     /// Per-row logsumexp of the logits actually used (after softcap), for every row.
-    pub lse: Array1<f32>,
+    pub lse: Array<f32, R>,
 }

@@ -47,7 +47,7 @@ impl Prepared {
 /// ```
 /// use smoothmax::cross_entropy::{validate, CrossEntropyOptions, Targets};
 /// let y = ndarray::array![0i64, 7];
-/// let err = validate((2, 5), Targets::Classes(y.view()), &CrossEntropyOptions::default());
+/// let err = validate((2, 5), Targets::classes(y.view()), &CrossEntropyOptions::default());
 /// assert!(err.unwrap_err().to_string().contains("target[1] = 7"));
 /// ```
 pub fn validate(
@@ -136,12 +136,18 @@ pub(crate) fn prepare(
             if o.ignore_index.is_some() {
                 return bad("ignore_index cannot be used with probability targets".into());
             }
-            if q.dim() != (rows, cols) {
-                return bad(format!(
-                    "probability targets have shape {:?}, expected [{rows}, {cols}]",
-                    q.shape()
-                ));
+            // Any leading shape whose rows are the logits' (the caller checked it against
+            // theirs), merged into [B, C].
+            let q = match q.shape().last() {
+                Some(&c) if c == cols && q.len() == rows * cols => q.to_shape((rows, cols)),
+                _ => {
+                    return bad(format!(
+                        "probability targets have shape {:?}, expected [{rows}, {cols}]",
+                        q.shape()
+                    ))
+                }
             }
+            .map_err(|e| Error::InvalidInput(format!("probability targets: {e}")))?;
             if let Some(((r, c), v)) = q.indexed_iter().find(|(_, v)| !v.is_finite()) {
                 return bad(format!(
                     "probability target [{r}, {c}] = {v}: must be finite"
@@ -151,7 +157,7 @@ pub(crate) fn prepare(
         }
         Targets::Classes(_) | Targets::ClassesI32(_) | Targets::ClassesU32(_) => {
             let t: Vec<i64> = match targets {
-                Targets::Classes(t) => t.to_vec(),
+                Targets::Classes(t) => t.iter().copied().collect(),
                 Targets::ClassesI32(t) => t.iter().map(|&v| v as i64).collect(),
                 Targets::ClassesU32(t) => t.iter().map(|&v| v as i64).collect(),
                 Targets::Probabilities(_) => unreachable!(),

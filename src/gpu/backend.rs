@@ -5,10 +5,12 @@ use super::call::{CrossEntropy, Rows};
 use super::engine::Gpu;
 use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
+use crate::element::{DType, MatrixView, Tensor};
 use crate::error::Result;
 use crate::rows::{RowOp, RowOutput};
 use crate::surrogates::{Surrogate, SurrogateOutput};
-use ndarray::ArrayView2;
+use crate::tensor::narrow2;
+use ndarray::Ix1;
 
 impl Backend for Gpu {
     fn name(&self) -> &'static str {
@@ -19,21 +21,48 @@ impl Backend for Gpu {
         self.call(call.clone()).run()
     }
 
-    fn row_op(&self, op: RowOp, x: ArrayView2<f32>, temperature: f32) -> Result<RowOutput> {
-        self.call(Rows { op, x, temperature }).run()
+    fn row_op_matrix(
+        &self,
+        op: RowOp,
+        x: MatrixView<'_>,
+        temperature: f32,
+        out: DType,
+    ) -> Result<Tensor> {
+        let x = x.to_f32();
+        Ok(
+            match self
+                .call(Rows {
+                    op,
+                    x: x.view(),
+                    temperature,
+                })
+                .run()?
+            {
+                RowOutput::PerRow(v) => Tensor::F32(v.into_dyn()),
+                RowOutput::Matrix(m) => narrow2(m, out),
+            },
+        )
     }
 
-    fn cross_entropy(
+    fn cross_entropy_matrix(
         &self,
-        logits: ArrayView2<f32>,
+        logits: MatrixView<'_>,
         targets: Targets,
         options: &CrossEntropyOptions,
-    ) -> Result<CrossEntropyOutput> {
-        self.call(CrossEntropy {
-            logits,
-            targets,
-            options: options.clone(),
+        out: DType,
+    ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
+        let logits = logits.to_f32();
+        let r = self
+            .call(CrossEntropy {
+                logits: logits.view(),
+                targets,
+                options: options.clone(),
+            })
+            .run()?;
+        Ok(CrossEntropyOutput {
+            loss: r.loss,
+            grad: r.grad.map(|g| narrow2(g, out)),
+            lse: r.lse,
         })
-        .run()
     }
 }

@@ -120,7 +120,7 @@ impl Gpu {
                 self.upload(x)?,
             ),
             KernelJob::CrossEntropy(y, o) => {
-                let p = prepare((rows, cols), &Targets::Classes(*y), o)?;
+                let p = prepare((rows, cols), &Targets::classes(*y), o)?;
                 let fi = fast_inputs(&p, o);
                 let job = CeJob::new(ctx, &p, &fi, o, false)?;
                 (

@@ -197,6 +197,80 @@ pub enum Surrogate<'a, M = ArrayView2<'a, f32>> {
 }
 
 impl<M> Surrogate<'_, M> {
+    /// The same call with each score matrix replaced by `f` of it (in field order: `x`,
+    /// `logits`, or `a` then `b`), every other view reborrowed for `'s` (ndarray 0.17's views
+    /// make structs holding them invariant in their lifetime, so a call cannot be shortened by
+    /// subtyping; this gives the shorter call explicitly).
+    pub fn map<'s, N>(&'s self, mut f: impl FnMut(&'s M) -> N) -> Surrogate<'s, N> {
+        match self {
+            Surrogate::BoltzmannMax { x, beta } => Surrogate::BoltzmannMax {
+                x: f(x),
+                beta: *beta,
+            },
+            Surrogate::SoftArgmax { x, temperature } => Surrogate::SoftArgmax {
+                x: f(x),
+                temperature: *temperature,
+            },
+            Surrogate::SmoothAccuracy {
+                logits,
+                targets,
+                temperature,
+            } => Surrogate::SmoothAccuracy {
+                logits: f(logits),
+                targets: targets.view(),
+                temperature: *temperature,
+            },
+            Surrogate::SmoothF1Binary { logits, labels } => Surrogate::SmoothF1Binary {
+                logits: f(logits),
+                labels: labels.view(),
+            },
+            Surrogate::SmoothF1Macro {
+                logits,
+                targets,
+                temperature,
+            } => Surrogate::SmoothF1Macro {
+                logits: f(logits),
+                targets: targets.view(),
+                temperature: *temperature,
+            },
+            Surrogate::PairwiseMax { a, b, form } => {
+                let a = f(a);
+                Surrogate::PairwiseMax {
+                    a,
+                    b: f(b),
+                    form: *form,
+                }
+            }
+            Surrogate::Binary {
+                logits,
+                labels,
+                loss,
+                options,
+            } => Surrogate::Binary {
+                logits: f(logits),
+                labels: labels.view(),
+                loss: *loss,
+                options: BinaryOptions {
+                    weight: options.weight.as_ref().map(|w| w.view()),
+                    pos_weight: options.pos_weight.as_ref().map(|w| w.view()),
+                    reduction: options.reduction,
+                },
+            },
+            Surrogate::MultiMargin {
+                logits,
+                targets,
+                options,
+            } => Surrogate::MultiMargin {
+                logits: f(logits),
+                targets: targets.view(),
+                options: MultiMarginOptions {
+                    weight: options.weight.as_ref().map(|w| w.view()),
+                    ..*options
+                },
+            },
+        }
+    }
+
     /// The op's name as the CLI spells it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -273,13 +347,14 @@ impl<T: Copy> Value<T> {
     }
 }
 
-/// What [`crate::Backend::surrogate`] returns.
+/// What [`crate::Backend::surrogate`] returns; `G` is the gradients' type (a
+/// [`crate::Tensor`] in the input's element type from [`crate::Backend::surrogate_matrix`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SurrogateOutput<T = f32> {
+pub struct SurrogateOutput<T = f32, G = Array2<T>> {
     /// The value (see each op).
     pub value: Value<T>,
     /// Gradient with respect to the first input (`x`, `logits` or `a`), its shape.
-    pub grad: Array2<T>,
+    pub grad: G,
     /// Pairwise max only: gradient with respect to `b`.
-    pub grad_b: Option<Array2<T>>,
+    pub grad_b: Option<G>,
 }

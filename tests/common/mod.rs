@@ -54,12 +54,19 @@ pub fn cpu() -> &'static Cpu {
 }
 
 /// The fast backends under test: always the CPU, plus the GPU when there is one.
-pub fn fast_backends() -> Vec<&'static dyn Backend> {
-    let mut v: Vec<&'static dyn Backend> = vec![cpu()];
+/// Each as `&&dyn Backend`: a reference to a backend is a sized backend, so the typed
+/// methods (`softmax`, `cross_entropy`, ...) can be called on it.
+pub fn fast_backends() -> Vec<&'static &'static dyn Backend> {
+    let mut v = vec![sized(cpu())];
     if let Some(g) = gpu() {
-        v.push(g);
+        v.push(sized(g));
     }
     v
+}
+
+/// `b` as `&&dyn Backend` (see `fast_backends`).
+pub fn sized(b: &'static dyn Backend) -> &'static &'static dyn Backend {
+    Box::leak(Box::new(b))
 }
 
 /// Cases per property test: `default`, or `PROPTEST_CASES` when set, to explore further
@@ -154,19 +161,19 @@ pub fn assert_close_2d(got: ArrayView2<f32>, want: ArrayView2<f64>, what: &str) 
 /// f64 reference.
 pub fn check_row_ops(b: &dyn Backend, x: ArrayView2<f32>, t: f32, what: &str) {
     assert_lse_close(
-        b.logsumexp(x, t).unwrap().view(),
+        (&b).logsumexp(x, t).unwrap().view(),
         Reference.logsumexp_f64(x, t).unwrap().view(),
         x.ncols(),
         t,
         &format!("{what} logsumexp"),
     );
     assert_close_2d(
-        b.softmax(x, t).unwrap().view(),
+        (&b).softmax(x, t).unwrap().view(),
         Reference.softmax_f64(x, t, false).unwrap().view(),
         &format!("{what} softmax"),
     );
     assert_close_2d(
-        b.log_softmax(x, t).unwrap().view(),
+        (&b).log_softmax(x, t).unwrap().view(),
         Reference.softmax_f64(x, t, true).unwrap().view(),
         &format!("{what} log_softmax"),
     );
