@@ -47,7 +47,7 @@ struct Params {
     exp_c_log: f32,   // kappa / h: the same for log-domain outputs
     exp_h2: f32,      // h again: see `shifted`
     zero: u32,        // 0, for `keep`
-    _pad1: u32,
+    y_stride: u32,    // elements between output row starts (half-precision stores)
     _pad2: u32,
 }
 

@@ -9,7 +9,7 @@ pub trait Shape {
     fn dim(&self) -> (usize, usize);
 }
 
-impl Shape for ArrayView2<'_, f32> {
+impl<E: crate::element::Element> Shape for ArrayView2<'_, E> {
     fn dim(&self) -> (usize, usize) {
         ArrayView2::dim(self)
     }

@@ -133,7 +133,7 @@ fn row_ops_in_every_mode() {
             "{op:?}: recorded into a matrix"
         );
         // A wrong output shape is refused.
-        let small = g.upload(Array2::zeros((ROWS, 2)).view()).unwrap();
+        let small = g.upload(Array2::<f32>::zeros((ROWS, 2)).view()).unwrap();
         assert!(matches!(
             g.call(Rows {
                 op,

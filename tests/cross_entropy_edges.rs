@@ -223,7 +223,11 @@ fn bad_inputs_are_errors_naming_the_problem() {
     let cases: Vec<(Targets, CrossEntropyOptions, &str)> = vec![
         (Targets::classes(y_bad.view()), d(), "target[1] = 4"),
         (Targets::classes(y_neg.view()), d(), "target[1] = -3"),
-        (Targets::classes(y_short.view()), d(), "length 2"),
+        (
+            Targets::classes(y_short.view()),
+            d(),
+            "targets have shape [2], expected [3]",
+        ),
         (Targets::probabilities(q_bad.view()), d(), "shape [3, 5]"),
         (
             Targets::classes(y.view()),

@@ -5,7 +5,7 @@ use super::alloc;
 use super::exp::{Fused, Separate};
 use super::isa::CpuIsa;
 use super::rows::{row_stats, softmax_row};
-use crate::element::{DType, Element, MatrixView, Tensor};
+use crate::element::{with_dtype, DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
 use crate::rows::{check_temperature, RowOp};
 use crate::scale::ExpScale;
@@ -178,7 +178,7 @@ pub(super) fn row_op(
     temperature: f32,
     out: DType,
 ) -> Result<Tensor> {
-    crate::with_dtype!(MatrixView, x, |a: E| match out {
+    with_dtype!(MatrixView, x, |a: E| match out {
         DType::F32 => row_op_typed::<E, f32>(isa, op, a, temperature),
         DType::F16 => row_op_typed::<E, half::f16>(isa, op, a, temperature),
         DType::BF16 => row_op_typed::<E, half::bf16>(isa, op, a, temperature),

@@ -21,7 +21,7 @@ use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::rows::{exp_sum, row_max};
 use crate::cross_entropy::fast::{fast_inputs, flag, needs_linear, unnormalize, RowCoef, RowStats};
 use crate::cross_entropy::{finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Targets};
-use crate::element::{DType, Element, MatrixView, Tensor};
+use crate::element::{with_dtype, DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
 use crate::scale::ExpScale;
 use ndarray::{ArrayD, ArrayView2, IxDyn};
@@ -299,7 +299,7 @@ pub(crate) fn cross_entropy(
     o: &CrossEntropyOptions,
     out: DType,
 ) -> Result<CrossEntropyOutput<Tensor>> {
-    crate::with_dtype!(MatrixView, logits, |a: E| match out {
+    with_dtype!(MatrixView, logits, |a: E| match out {
         DType::F32 => typed::<E, f32>(isa, a, targets, o),
         DType::F16 => typed::<E, half::f16>(isa, a, targets, o),
         DType::BF16 => typed::<E, half::bf16>(isa, a, targets, o),

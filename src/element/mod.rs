@@ -7,6 +7,7 @@
 //! below (F16C `vcvtps2ph` through the `half` crate where the processor has it), the GPU with
 //! WGSL's `pack2x16float` for f16 and the bit arithmetic of [`bf16_bits`] for bf16.
 
+use crate::error::{Error, Result};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayView2, ArrayViewD};
 
@@ -61,14 +62,12 @@ impl std::fmt::Display for DType {
 }
 
 impl std::str::FromStr for DType {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<DType> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<DType> {
         DType::ALL
             .into_iter()
             .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                crate::Error::InvalidInput(format!("unknown dtype {s:?}: f32, f16 or bf16"))
-            })
+            .ok_or_else(|| Error::InvalidInput(format!("unknown dtype {s:?}: f32, f16 or bf16")))
     }
 }
 
@@ -230,29 +229,29 @@ impl Element for bf16 {
 
 /// Applies `$body` to the array inside any variant of a tagged enum, bound as `$a`, with
 /// `$E` the element type (so generic code runs once per type).
-#[macro_export]
-#[doc(hidden)]
 macro_rules! with_dtype {
     ($enum:ident, $value:expr, |$a:ident: $E:ident| $body:expr) => {
         match $value {
-            $crate::$enum::F32($a) => {
+            $crate::element::$enum::F32($a) => {
                 #[allow(dead_code)]
                 type $E = f32;
                 $body
             }
-            $crate::$enum::F16($a) => {
+            $crate::element::$enum::F16($a) => {
                 #[allow(dead_code)]
-                type $E = $crate::half::f16;
+                type $E = ::half::f16;
                 $body
             }
-            $crate::$enum::BF16($a) => {
+            $crate::element::$enum::BF16($a) => {
                 #[allow(dead_code)]
-                type $E = $crate::half::bf16;
+                type $E = ::half::bf16;
                 $body
             }
         }
     };
 }
+
+pub(crate) use with_dtype;
 
 /// A view of any shape `[d0, ..., C]` in any of the three element types: what the
 /// type-erased entry points ([`crate::Backend::row_op_tensor`],
@@ -286,7 +285,7 @@ impl TensorView<'_> {
 
     /// The shape.
     pub fn shape(&self) -> &[usize] {
-        crate::with_dtype!(TensorView, self, |a: E| a.shape())
+        with_dtype!(TensorView, self, |a: E| a.shape())
     }
 }
 
@@ -309,6 +308,15 @@ impl<'a, E: Element> From<ArrayView2<'a, E>> for MatrixView<'a> {
 }
 
 impl MatrixView<'_> {
+    /// The same view, reborrowed.
+    pub fn view(&self) -> MatrixView<'_> {
+        match self {
+            MatrixView::F32(a) => MatrixView::F32(a.view()),
+            MatrixView::F16(a) => MatrixView::F16(a.view()),
+            MatrixView::BF16(a) => MatrixView::BF16(a.view()),
+        }
+    }
+
     /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
@@ -320,7 +328,7 @@ impl MatrixView<'_> {
 
     /// `(rows, cols)`.
     pub fn dim(&self) -> (usize, usize) {
-        crate::with_dtype!(MatrixView, self, |a: E| a.dim())
+        with_dtype!(MatrixView, self, |a: E| a.dim())
     }
 
     /// The exact f32 values: the view itself for f32, a widened copy (vectorized) otherwise.
@@ -373,31 +381,28 @@ impl Tensor {
 
     /// The shape.
     pub fn shape(&self) -> &[usize] {
-        crate::with_dtype!(Tensor, self, |a: E| a.shape())
+        with_dtype!(Tensor, self, |a: E| a.shape())
     }
 
     /// The array as `Array<E, D>`: an error naming both when the element type or the number
     /// of dimensions differs.
-    pub fn into_typed<E: Element, D: ndarray::Dimension>(
-        self,
-    ) -> crate::Result<ndarray::Array<E, D>> {
+    pub fn into_typed<E: Element, D: ndarray::Dimension>(self) -> Result<ndarray::Array<E, D>> {
         let have = (self.dtype(), self.shape().len());
         let a = E::untag(self).map_err(|_| {
-            crate::Error::InvalidInput(format!("the result holds {}, not {}", have.0, E::DTYPE))
+            Error::InvalidInput(format!("the result holds {}, not {}", have.0, E::DTYPE))
         })?;
-        a.into_dimensionality::<D>().map_err(|_| {
-            crate::Error::InvalidInput(format!("the result has {} dimensions", have.1))
-        })
+        a.into_dimensionality::<D>()
+            .map_err(|_| Error::InvalidInput(format!("the result has {} dimensions", have.1)))
     }
 
     /// The exact f32 values (widened for f16 / bf16).
     pub fn to_f32(&self) -> ArrayD<f32> {
-        crate::with_dtype!(Tensor, self, |a: E| a.mapv(|v| v.to_f32()))
+        with_dtype!(Tensor, self, |a: E| a.mapv(|v| v.to_f32()))
     }
 
     /// The same elements in shape `shape` (row-major; an error if the sizes differ).
-    pub fn into_shape(self, shape: &[usize]) -> crate::Result<Tensor> {
-        fn go<E: Element>(a: ArrayD<E>, shape: &[usize]) -> crate::Result<Tensor> {
+    pub fn into_shape(self, shape: &[usize]) -> Result<Tensor> {
+        fn go<E: Element>(a: ArrayD<E>, shape: &[usize]) -> Result<Tensor> {
             let a = if a.is_standard_layout() {
                 a
             } else {
@@ -405,9 +410,9 @@ impl Tensor {
             };
             a.into_shape_with_order(ndarray::IxDyn(shape))
                 .map(E::tag)
-                .map_err(|e| crate::Error::InvalidInput(format!("reshape to {shape:?}: {e}")))
+                .map_err(|e| Error::InvalidInput(format!("reshape to {shape:?}: {e}")))
         }
-        crate::with_dtype!(Tensor, self, |a: E| go::<E>(a, shape))
+        with_dtype!(Tensor, self, |a: E| go::<E>(a, shape))
     }
 
     /// `a` narrowed to `dtype` (round-to-nearest-even, see the module docs), in parallel.

@@ -1,15 +1,18 @@
-//! The GPU engine behind the cross-backend interface: each op through [`Gpu::call`], host data
-//! in and out, blocking.
+//! The GPU engine behind the cross-backend interface: host data in and out, blocking. Row ops
+//! and cross-entropy read f32, f16 and bf16 rows natively (half elements in u32 words) and
+//! write their matrix output in the type asked for; the surrogates run through [`Gpu::call`].
 
-use super::call::{CrossEntropy, Rows};
 use super::engine::Gpu;
+use super::io::{Matrix, Place};
+use super::launch::Mode;
+use super::readback::Wait;
+use super::{ce, rows};
 use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, MatrixView, Tensor};
 use crate::error::Result;
-use crate::rows::{RowOp, RowOutput};
+use crate::rows::RowOp;
 use crate::surrogates::{Surrogate, SurrogateOutput};
-use crate::tensor::narrow2;
 use ndarray::Ix1;
 
 impl Backend for Gpu {
@@ -28,20 +31,26 @@ impl Backend for Gpu {
         temperature: f32,
         out: DType,
     ) -> Result<Tensor> {
-        let x = x.to_f32();
-        Ok(
-            match self
-                .call(Rows {
-                    op,
-                    x: x.view(),
-                    temperature,
-                })
-                .run()?
-            {
-                RowOutput::PerRow(v) => Tensor::F32(v.into_dyn()),
-                RowOutput::Matrix(m) => narrow2(m, out),
-            },
-        )
+        let rows = x.dim().0;
+        pollster::block_on(async {
+            let mut keep = Vec::new();
+            let mode = Mode::Stream(Wait::Inline);
+            let x = Matrix::Host(x);
+            let staged = rows::stage(
+                &self.ctx,
+                op,
+                x,
+                temperature,
+                Place::Host,
+                None,
+                Some(out),
+                mode,
+                &mut keep,
+            )
+            .await?;
+            drop(keep);
+            rows::finish_tensor(op, staged, rows)
+        })
     }
 
     fn cross_entropy_matrix(
@@ -51,18 +60,23 @@ impl Backend for Gpu {
         options: &CrossEntropyOptions,
         out: DType,
     ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
-        let logits = logits.to_f32();
-        let r = self
-            .call(CrossEntropy {
-                logits: logits.view(),
-                targets,
-                options: options.clone(),
-            })
-            .run()?;
-        Ok(CrossEntropyOutput {
-            loss: r.loss,
-            grad: r.grad.map(|g| narrow2(g, out)),
-            lse: r.lse,
+        pollster::block_on(async {
+            let mut keep = Vec::new();
+            let mode = Mode::Stream(Wait::Inline);
+            let staged = ce::stage(
+                &self.ctx,
+                Matrix::Host(logits),
+                &targets,
+                options,
+                Place::Host,
+                false,
+                Some(out),
+                mode,
+                &mut keep,
+            )
+            .await?;
+            drop(keep);
+            staged.finish_tensor(self, Wait::Inline).await
         })
     }
 }

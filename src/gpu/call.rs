@@ -253,8 +253,9 @@ modes! {
     impl[M: GpuInput] Rows<M>, Host => RowOutput, RowsStaged;
     stage(s, mode, keep) {
         let x = s.op.x.matrix();
-        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Host, None, mode, keep).await?;
-        Ok(RowsStaged { op: s.op.op, rows: x.dim().0, out })
+        let n = x.dim().0;
+        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Host, None, None, mode, keep).await?;
+        Ok(RowsStaged { op: s.op.op, rows: n, out })
     }
     finish(st, gpu, wait) { rows::finish_host(gpu, st.op, st.out, st.rows, wait).await }
 }
@@ -264,9 +265,10 @@ modes! {
     impl[M: GpuInput] Rows<M>, Device => GpuMatrix, OnDevice<RowsStaged>;
     stage(s, mode, keep) {
         let x = s.op.x.matrix();
+        let n = x.dim().0;
         let into = s.into.as_ref();
-        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Device, into, mode, keep).await?;
-        Ok(OnDevice(RowsStaged { op: s.op.op, rows: x.dim().0, out }))
+        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Device, into, None, mode, keep).await?;
+        Ok(OnDevice(RowsStaged { op: s.op.op, rows: n, out }))
     }
     finish(st, gpu, wait) {
         let _ = (gpu, wait);
@@ -279,7 +281,7 @@ modes! {
     impl['t, 'o, M: GpuInput] CrossEntropy<'t, 'o, M>, Host => CrossEntropyOutput, CeStaged;
     stage(s, mode, keep) {
         let o = &s.op;
-        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Host, false, mode, keep).await
+        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Host, false, None, mode, keep).await
     }
     finish(st, gpu, wait) { st.finish_host(gpu, wait).await }
 }
@@ -289,7 +291,7 @@ modes! {
     impl['t, 'o, M: GpuInput] CrossEntropy<'t, 'o, M>, Device => DeviceCrossEntropy, OnDevice<CeStaged>;
     stage(s, mode, keep) {
         let o = &s.op;
-        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Device, false, mode, keep)
+        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Device, false, None, mode, keep)
             .await
             .map(OnDevice)
     }
@@ -304,7 +306,7 @@ modes! {
     impl['t, 'o, 'm] CrossEntropy<'t, 'o, &'m GpuMatrix>, InPlace => DeviceCrossEntropy, OverLogits;
     stage(s, mode, keep) {
         let o = &s.op;
-        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Device, true, mode, keep)
+        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Device, true, None, mode, keep)
             .await
             .map(OverLogits)
     }

@@ -19,6 +19,7 @@ use crate::cross_entropy::fast::{fast_inputs, needs_linear, row_losses, FastInpu
 use crate::cross_entropy::{
     prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Loss, Prepared, Reduction, Targets,
 };
+use crate::element::{DType, Tensor};
 use crate::error::{Error, Result};
 use ndarray::Array1;
 use wgpu::BufferUsages as U;
@@ -34,6 +35,9 @@ pub(crate) const ROW_STATS_BYTES: usize = std::mem::size_of::<RowStats>();
 pub(crate) struct CeJob {
     cols: usize,
     flags: CeFlags,
+    /// Element types of the logits and of the gradient.
+    x_dtype: DType,
+    g_dtype: DType,
     /// The gradient is written over the logits.
     in_place: bool,
     prob_targets: bool,
@@ -50,18 +54,22 @@ const STATS: usize = 0;
 const GRAD: usize = 1;
 
 impl CeJob {
+    /// The job for logits of type `x_dtype` and a gradient of type `g_dtype`.
     pub fn new(
         ctx: &Context,
         p: &Prepared,
         fi: &FastInputs,
         o: &CrossEntropyOptions,
         in_place: bool,
+        (x_dtype, g_dtype): (DType, DType),
     ) -> Result<Self> {
         let flags = ce_flags(p, o);
         let params = ce_params(fi, o, flags);
         Ok(CeJob {
             cols: p.cols,
             flags,
+            x_dtype,
+            g_dtype,
             in_place,
             prob_targets: fi.probs.is_some(),
             ce_params: ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&params))?,
@@ -106,10 +114,14 @@ impl CeJob {
             sink: stats,
             layout: Layout::Packed,
         }];
-        outputs.extend(grad.map(|sink| Output {
-            sink,
-            layout: Layout::Based,
-        }));
+        // A half gradient is written where it lies (with its row stride): a packed copy of
+        // half rows would move partial words.
+        let layout = if self.g_dtype == DType::F32 {
+            Layout::Based
+        } else {
+            Layout::Strided
+        };
+        outputs.extend(grad.map(|sink| Output { sink, layout }));
         launch(ctx, self, rows, self.cols, &inputs, &mut outputs, mode).await
     }
 }
@@ -133,12 +145,14 @@ impl Job for CeJob {
             x: chunk.inputs[X].slice,
             x_stride: chunk.inputs[X].stride,
             grad: chunk.outputs.get(GRAD).map(|g| g.slice),
+            grad_stride: chunk.outputs.get(GRAD).map_or(self.cols, |g| g.stride),
             row_out: chunk.outputs[STATS].slice,
             row_in: chunk.inputs[COEF].slice,
             ce_params: self.ce_params.buffer(),
             weight: self.weight.as_ref().map(|w| w.buffer()),
             probs: chunk.inputs.get(PROBS).map(|q| q.slice),
             in_place: self.in_place,
+            dtypes: (self.x_dtype, self.g_dtype),
         };
         debug_assert_eq!(b.probs.is_some(), self.prob_targets);
         record_ce(ctx, encoder, &b, chunk.rows, self.cols, self.flags)
@@ -172,8 +186,9 @@ pub struct CeStaged {
     over_logits: Option<GpuMatrix>,
 }
 
-/// Runs (or records, by `mode`) cross-entropy of `logits`; the gradient goes to `place`, or
-/// over the logits when `in_place` (device logits only).
+/// Runs (or records, by `mode`) cross-entropy of `logits`; the gradient (in `out`, by default
+/// the logits' type) goes to `place`, or over the logits when `in_place` (device logits only,
+/// in their type).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn stage(
     ctx: &Context,
@@ -182,15 +197,22 @@ pub(crate) async fn stage(
     o: &CrossEntropyOptions<'_>,
     place: Place,
     in_place: bool,
+    out: Option<DType>,
     mode: Mode<'_>,
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<CeStaged> {
+    let x_dtype = logits.dtype();
+    let g_dtype = if in_place {
+        x_dtype
+    } else {
+        out.unwrap_or(x_dtype)
+    };
     let p = prepare(logits.dim(), targets, o)?;
     let fi = fast_inputs(&p, o);
     ctx.check_alive()?;
-    let over_logits = match (in_place, logits) {
+    let over_logits = match (in_place, &logits) {
         (false, _) => None,
-        (true, Matrix::Device(m)) if o.gradient => Some(m.clone()),
+        (true, Matrix::Device(m)) if o.gradient => Some((*m).clone()),
         (true, Matrix::Device(_)) => {
             return Err(Error::InvalidInput(
                 "an in-place cross-entropy writes the gradient: set options.gradient".into(),
@@ -208,7 +230,7 @@ pub(crate) async fn stage(
     // The statistics are small: read back when the call streams, whatever `place` says.
     let mut stats = Out::new(ctx, mode.place(Place::Host), rows, words, 0.0)?;
     let mut grad = (o.gradient && !in_place)
-        .then(|| Out::new(ctx, place, rows, cols, 0.0))
+        .then(|| Out::typed(ctx, place, rows, cols, 0.0, g_dtype))
         .transpose()?;
     if rows > 0 && cols == 0 {
         // No classes: zeroed statistics (`row_losses` gives such rows loss 0, lse −inf).
@@ -218,7 +240,7 @@ pub(crate) async fn stage(
     }
     if rows > 0 && cols > 0 {
         let x = In::new(logits);
-        let job = CeJob::new(ctx, &p, &fi, o, in_place)?;
+        let job = CeJob::new(ctx, &p, &fi, o, in_place, (x_dtype, g_dtype))?;
         let k = job
             .run(
                 ctx,
@@ -252,7 +274,7 @@ impl CeStaged {
     async fn loss(&self, gpu: &Gpu, wait: Wait) -> Result<(Loss, Array1<f32>)> {
         let downloaded;
         let words: &[f32] = match &self.stats {
-            Out::Host { data, .. } => data,
+            Out::Host { .. } => self.stats.host_data(),
             Out::Device(m) => {
                 downloaded = gpu.download_with(m, wait).await?;
                 downloaded
@@ -270,7 +292,24 @@ impl CeStaged {
         Ok((reduce(&self.prepared, &o, &ce, &lse), Array1::from_vec(lse)))
     }
 
-    /// Everything on the host.
+    /// Everything on the host, the gradient in its element type (a host output).
+    pub(crate) async fn finish_tensor(
+        self,
+        gpu: &Gpu,
+        wait: Wait,
+    ) -> Result<CrossEntropyOutput<Tensor>> {
+        let (loss, lse) = self.loss(gpu, wait).await?;
+        let grad = match self.grad {
+            None => None,
+            Some(Out::Device(m)) => {
+                Some(Tensor::F32(gpu.download_with(&m, wait).await?.into_dyn()))
+            }
+            Some(host) => Some(host.into_tensor(self.prepared.rows)?),
+        };
+        Ok(CrossEntropyOutput { loss, grad, lse })
+    }
+
+    /// Everything on the host (a half gradient widened exactly).
     pub(crate) async fn finish_host(self, gpu: &Gpu, wait: Wait) -> Result<CrossEntropyOutput> {
         let (loss, lse) = self.loss(gpu, wait).await?;
         let grad = match self.grad {
@@ -301,8 +340,10 @@ pub(crate) struct CeBufs<'a> {
     /// Logits: `rows` rows of `cols` floats, `x_stride` floats apart.
     pub x: Slice<'a>,
     pub x_stride: usize,
-    /// Gradient output, `rows × cols` floats, contiguous, when asked for.
+    /// Gradient output, `rows` rows of `cols` elements, `grad_stride` apart (`cols` but for a
+    /// half gradient written into a strided device matrix), when asked for.
     pub grad: Option<Slice<'a>>,
+    pub grad_stride: usize,
     /// [`RowStats`] per row.
     pub row_out: Slice<'a>,
     /// `RowCoef` per row.
@@ -315,6 +356,8 @@ pub(crate) struct CeBufs<'a> {
     pub probs: Option<Slice<'a>>,
     /// Write the gradient over the logits (`grad` is then unused).
     pub in_place: bool,
+    /// Element types of the logits and of the gradient.
+    pub dtypes: (DType, DType),
 }
 
 /// Records the passes of cross-entropy over one chunk of `rows` rows. Returns the buffers the
@@ -346,10 +389,13 @@ pub(crate) fn record_ce(
         vec4: cols.is_multiple_of(4)
             && b.x_stride.is_multiple_of(4)
             && b.x.base.is_multiple_of(4)
-            && b.grad.is_none_or(|g| g.base % 4 == 0),
+            && b.grad.is_none_or(|g| g.base % 4 == 0)
+            && b.grad_stride.is_multiple_of(4),
         row_threads,
         prob_targets: b.probs.is_some(),
         ce: flags,
+        x_dtype: b.dtypes.0,
+        y_dtype: b.dtypes.1,
         ..Spec::default() // T = 1: the unit exponent form
     };
     let bindings = || {
@@ -390,11 +436,9 @@ pub(crate) fn record_ce(
     }
     let mut keep = Vec::new();
     for (entry, row_threads, wgs) in passes {
-        let params = Params::new(rows, cols, split.segs, split.seg_len, 1.0).placed(
-            b.x.base,
-            b.x_stride,
-            b.grad.map_or(0, |g| g.base),
-        );
+        let params = Params::new(rows, cols, split.segs, split.seg_len, 1.0)
+            .placed(b.x.base, b.x_stride, b.grad.map_or(0, |g| g.base))
+            .y_strided(b.grad_stride);
         let kernel = Kernel {
             family,
             entry,

@@ -13,7 +13,7 @@ use wgpu::BufferUsages as U;
 
 /// A region of a buffer as a kernel sees it: bound from `aligned` (a multiple of the
 /// device's storage-offset alignment) for `size` bytes, with the data starting `base` elements
-/// in.
+/// (of the region's element size) in.
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct Slice<'a> {
     pub buffer: &'a wgpu::Buffer,
@@ -23,10 +23,10 @@ pub(crate) struct Slice<'a> {
 }
 
 impl<'a> Slice<'a> {
-    /// The region `[offset, offset + bytes)` of `buffer`.
-    pub fn new(buffer: &'a wgpu::Buffer, offset: u64, bytes: u64, align: u64) -> Self {
+    /// The region `[offset, offset + bytes)` of `buffer`, of `elem`-byte elements.
+    pub fn new(buffer: &'a wgpu::Buffer, offset: u64, bytes: u64, align: u64, elem: usize) -> Self {
         let aligned = offset / align * align;
-        let base = ((offset - aligned) / 4) as u32;
+        let base = ((offset - aligned) / elem as u64) as u32;
         // Binding sizes are multiples of 4 and never reach past the buffer.
         let size = (offset - aligned + bytes).div_ceil(4) * 4;
         Slice {

@@ -6,12 +6,14 @@ use super::encode::Slice;
 use super::readback::{read_mapped, Wait};
 use super::scopes::Scopes;
 use super::Gpu;
+use crate::element::{DType, Element};
 use crate::error::{Error, Result};
 use ndarray::{Array2, ArrayView2};
 use wgpu::BufferUsages as U;
 
-/// A `[rows, cols]` f32 matrix in a wgpu buffer: row `r` starts `offset + 4·r·row_stride`
-/// bytes in. Cheap to clone (the buffer handle is shared).
+/// A `[rows, cols]` matrix of f32, f16 or bf16 elements in a wgpu buffer: row `r` starts
+/// `offset + size·r·row_stride` bytes in (`size` = 4 or 2 bytes per element; a half row may
+/// start in the middle of a 4-byte word). Cheap to clone (the buffer handle is shared).
 ///
 /// Every op reads device matrices where they lie, and with
 /// [`on_device`](crate::gpu::Call::on_device) leaves its results on the device, so a chain of
@@ -23,6 +25,7 @@ pub struct GpuMatrix {
     rows: usize,
     cols: usize,
     row_stride: usize,
+    dtype: DType,
 }
 
 impl GpuMatrix {
@@ -36,9 +39,25 @@ impl GpuMatrix {
         cols: usize,
         row_stride: usize,
     ) -> Result<Self> {
+        Self::from_buffer_typed(buffer, offset, rows, cols, row_stride, DType::F32)
+    }
+
+    /// [`GpuMatrix::from_buffer`] for elements of type `dtype`: `offset` a multiple of the
+    /// element's size (2 bytes for f16 / bf16, whose rows may start mid-word).
+    pub fn from_buffer_typed(
+        buffer: wgpu::Buffer,
+        offset: u64,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        dtype: DType,
+    ) -> Result<Self> {
         let bad = |m: String| Err(Error::InvalidInput(m));
-        if !offset.is_multiple_of(4) {
-            return bad(format!("offset {offset} is not a multiple of 4 bytes"));
+        let size = dtype.size() as u64;
+        if !offset.is_multiple_of(size) {
+            return bad(format!(
+                "offset {offset} is not a multiple of {size} bytes ({dtype})"
+            ));
         }
         if rows > 1 && row_stride < cols {
             return bad(format!(
@@ -57,7 +76,7 @@ impl GpuMatrix {
         let span = (rows.saturating_sub(1) as u64)
             .checked_mul(row_stride as u64)
             .and_then(|e| e.checked_add(cols as u64))
-            .and_then(|e| e.checked_mul(4))
+            .and_then(|e| e.checked_mul(size))
             .and_then(|b| b.checked_add(offset));
         if span.is_none() {
             return bad(format!(
@@ -71,6 +90,7 @@ impl GpuMatrix {
             rows,
             cols,
             row_stride,
+            dtype,
         };
         if m.end() > m.buffer.size() {
             return bad(format!(
@@ -85,6 +105,16 @@ impl GpuMatrix {
     /// `(rows, cols)`.
     pub fn dim(&self) -> (usize, usize) {
         (self.rows, self.cols)
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Bytes per element.
+    pub(crate) fn elem(&self) -> usize {
+        self.dtype.size()
     }
 
     /// Elements between the starts of consecutive rows.
@@ -102,11 +132,13 @@ impl GpuMatrix {
         &self.buffer
     }
 
-    /// A new contiguous device matrix. Its allocation is error-scoped: a buffer the device
+    /// A new contiguous device matrix of `dtype` elements. Its allocation is error-scoped: a buffer the device
     /// refuses (too large, out of memory) is an error here, never wgpu's panicking default
     /// handler (which an application's device may still have).
-    pub(crate) fn new(ctx: &Context, rows: usize, cols: usize) -> Result<Self> {
-        let bytes = ((rows * cols * 4) as u64).max(16).next_multiple_of(16);
+    pub(crate) fn new_typed(ctx: &Context, rows: usize, cols: usize, dtype: DType) -> Result<Self> {
+        let bytes = ((rows * cols * dtype.size()) as u64)
+            .max(16)
+            .next_multiple_of(16);
         let scopes = Scopes::push(&ctx.device);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("smoothmax/matrix"),
@@ -121,6 +153,7 @@ impl GpuMatrix {
             rows,
             cols,
             row_stride: cols,
+            dtype,
         })
     }
 
@@ -129,7 +162,7 @@ impl GpuMatrix {
         if self.rows == 0 || self.cols == 0 {
             self.offset
         } else {
-            self.offset + (((self.rows - 1) * self.row_stride + self.cols) * 4) as u64
+            self.offset + (((self.rows - 1) * self.row_stride + self.cols) * self.elem()) as u64
         }
     }
 
@@ -137,6 +170,13 @@ impl GpuMatrix {
     /// row by row where the rows are not contiguous.
     pub(crate) fn fill(&self, ctx: &Context, v: f32) -> Result<()> {
         let (rows, cols) = self.dim();
+        if self.dtype != DType::F32 {
+            // Only f32 outputs are filled (an empty row's logsumexp, empty statistics).
+            return Err(Error::InvalidInput(format!(
+                "internal: fill of a {} matrix",
+                self.dtype
+            )));
+        }
         if rows == 0 || cols == 0 {
             return Ok(());
         }
@@ -160,24 +200,25 @@ impl GpuMatrix {
 
     /// Byte offset of row `r`.
     pub(crate) fn row_offset(&self, r: usize) -> u64 {
-        self.offset + (r * self.row_stride * 4) as u64
+        self.offset + (r * self.row_stride * self.elem()) as u64
     }
 
     /// Rows `[r0, r0 + n)` as a kernel binding.
     pub(crate) fn rows_slice(&self, r0: usize, n: usize, align: u64) -> Slice<'_> {
-        let start = self.offset + (r0 * self.row_stride * 4) as u64;
+        let start = self.row_offset(r0);
         Slice::new(
             &self.buffer,
             start,
-            (((n - 1) * self.row_stride + self.cols) * 4) as u64,
+            (((n - 1) * self.row_stride + self.cols) * self.elem()) as u64,
             align,
+            self.elem(),
         )
     }
 }
 
 impl Gpu {
-    /// Copies a host matrix into a new device buffer.
-    pub fn upload(&self, x: ArrayView2<f32>) -> Result<GpuMatrix> {
+    /// Copies a host matrix (f32, f16 or bf16) into a new device buffer of that type.
+    pub fn upload<E: Element>(&self, x: ArrayView2<E>) -> Result<GpuMatrix> {
         self.ctx.check_alive()?;
         let (rows, cols) = x.dim();
         let x = x.as_standard_layout();
@@ -185,17 +226,19 @@ impl Gpu {
             .as_slice()
             .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
         let scopes = Scopes::push(&self.ctx.device);
-        let m = GpuMatrix::new(&self.ctx, rows, cols)?;
-        if !data.is_empty() {
-            self.ctx
-                .queue
-                .write_buffer(&m.buffer, 0, bytemuck::cast_slice(data));
+        let m = GpuMatrix::new_typed(&self.ctx, rows, cols, E::DTYPE)?;
+        let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
+        // Writes are whole words (the buffer is rounded up to 16 bytes).
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        if !bytes.is_empty() {
+            self.ctx.queue.write_buffer(&m.buffer, 0, &bytes);
         }
         scopes.pop()?;
         Ok(m)
     }
 
-    /// Copies a device matrix back to the host (its buffer needs `COPY_SRC`).
+    /// Copies a device matrix back to the host as f32 (f16 / bf16 elements widened exactly;
+    /// its buffer needs `COPY_SRC`).
     pub fn download(&self, m: &GpuMatrix) -> Result<Array2<f32>> {
         pollster::block_on(self.download_with(m, Wait::Inline))
     }
@@ -205,17 +248,55 @@ impl Gpu {
         self.download_with(m, Wait::Thread).await
     }
 
+    /// Copies a device matrix of element type `E` back to the host as it is (an error when
+    /// the matrix holds another type).
+    pub fn download_typed<E: Element>(&self, m: &GpuMatrix) -> Result<Array2<E>> {
+        if m.dtype != E::DTYPE {
+            return Err(Error::InvalidInput(format!(
+                "the matrix holds {}, not {}",
+                m.dtype,
+                E::DTYPE
+            )));
+        }
+        pollster::block_on(self.download_elems(m, Wait::Inline))
+    }
+
     pub(crate) async fn download_with(&self, m: &GpuMatrix, wait: Wait) -> Result<Array2<f32>> {
+        Ok(match m.dtype {
+            DType::F32 => self.download_elems::<f32>(m, wait).await?,
+            DType::F16 => self
+                .download_elems::<half::f16>(m, wait)
+                .await?
+                .mapv(|v| v.to_f32()),
+            DType::BF16 => self
+                .download_elems::<half::bf16>(m, wait)
+                .await?
+                .mapv(|v| v.to_f32()),
+        })
+    }
+
+    /// The matrix's elements, read as `E` (which the caller has matched to its type).
+    async fn download_elems<E: Element>(&self, m: &GpuMatrix, wait: Wait) -> Result<Array2<E>> {
         self.ctx.check_alive()?;
         if m.rows == 0 || m.cols == 0 {
-            return Ok(Array2::zeros((m.rows, m.cols)));
+            return Ok(Array2::from_elem((m.rows, m.cols), E::default()));
         }
         if !m.buffer.usage().contains(U::COPY_SRC) {
             return Err(Error::InvalidInput(
                 "downloading needs a buffer with COPY_SRC usage".into(),
             ));
         }
-        let span = m.end() - m.offset;
+        // Copies move whole words: from the word holding the first element to the one
+        // holding the last (a half matrix may start and end mid-word).
+        let start = m.offset / 4 * 4;
+        let span = (m.end() - start).next_multiple_of(4);
+        if start + span > m.buffer.size() {
+            return Err(Error::InvalidInput(
+                "the matrix ends inside the buffer's last partial word; round the buffer up to \
+                 a multiple of 4 bytes"
+                    .into(),
+            ));
+        }
         let dev = &self.ctx.device;
         let scopes = Scopes::push(dev);
         let staging = self.ctx.pool.acquire(
@@ -227,16 +308,17 @@ impl Gpu {
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("smoothmax/download"),
         });
-        enc.copy_buffer_to_buffer(&m.buffer, m.offset, staging.buffer(), 0, span);
+        enc.copy_buffer_to_buffer(&m.buffer, start, staging.buffer(), 0, span);
         self.ctx.queue.submit([enc.finish()]);
         scopes.pop()?;
-        let mut raw = vec![0.0f32; (span / 4) as usize];
+        let skip = (m.offset - start) as usize / m.elem();
+        let mut raw = vec![E::default(); span as usize / m.elem()];
         read_mapped(&self.ctx, staging.buffer(), span, None, wait, |v| {
-            bytemuck::cast_slice_mut::<f32, u8>(&mut raw).copy_from_slice(v)
+            bytemuck::cast_slice_mut::<E, u8>(&mut raw).copy_from_slice(v)
         })
         .await?;
         Ok(Array2::from_shape_fn((m.rows, m.cols), |(r, c)| {
-            raw[r * m.row_stride + c]
+            raw[skip + r * m.row_stride + c]
         }))
     }
 }

@@ -118,7 +118,8 @@ pub(crate) async fn read_mapped<R>(
 }
 
 /// Copies `data` into the start of a `MAP_WRITE` buffer, mapped once submission `after` is
-/// done.
+/// done. The mapping covers whole words (half-precision data may end mid-word): the padding
+/// bytes are zeroed.
 pub(crate) async fn write_mapped(
     ctx: &Context,
     buffer: &wgpu::Buffer,
@@ -126,13 +127,16 @@ pub(crate) async fn write_mapped(
     after: Option<wgpu::SubmissionIndex>,
     wait: Wait,
 ) -> Result<()> {
-    let bytes = data.len() as u64;
+    let bytes = (data.len() as u64).next_multiple_of(4);
     let _unmap = map(ctx, buffer, bytes, wgpu::MapMode::Write, after, wait).await?;
     let mut view = buffer
         .slice(0..bytes)
         .get_mapped_range_mut()
         .map_err(|e| Error::Readback(format!("get_mapped_range_mut: {e}")))?;
-    view.copy_from_slice(data);
+    view.slice(..data.len()).copy_from_slice(data);
+    let pad = [0u8; 4];
+    let rest = view.len() - data.len();
+    view.slice(data.len()..).copy_from_slice(&pad[..rest]);
     Ok(())
 }
 

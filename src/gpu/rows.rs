@@ -12,6 +12,7 @@ use super::pool::PooledBuffer;
 use super::readback::Wait;
 use super::split::{RowSplit, WG};
 use super::Gpu;
+use crate::element::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::rows::{check_temperature, RowOp, RowOutput};
 use crate::scale::ExpScale;
@@ -23,6 +24,9 @@ pub(crate) struct RowsJob {
     pub op: RowOp,
     pub temperature: f32,
     pub cols: usize,
+    /// Element types of `x` and of the matrix output.
+    pub x_dtype: DType,
+    pub y_dtype: DType,
 }
 
 impl RowsJob {
@@ -48,10 +52,14 @@ impl RowsJob {
             source: x,
             layout: Layout::Strided,
         }];
-        let mut outputs = [Output {
-            sink: y,
-            layout: Layout::Based,
-        }];
+        // Half outputs are written where they lie (with their row stride): a packed copy of
+        // half rows would move partial words.
+        let layout = if self.op != RowOp::LogSumExp && self.y_dtype != DType::F32 {
+            Layout::Strided
+        } else {
+            Layout::Based
+        };
+        let mut outputs = [Output { sink: y, layout }];
         launch(ctx, self, rows, self.cols, &inputs, &mut outputs, mode).await
     }
 }
@@ -67,19 +75,17 @@ impl Job for RowsJob {
         record_rows(
             ctx,
             encoder,
-            self.op,
-            self.temperature,
-            x.slice,
-            x.stride,
-            y.slice,
+            self,
+            (x.slice, x.stride),
+            (y.slice, y.stride),
             chunk.rows,
-            self.cols,
         )
     }
 }
 
-/// Runs (or records, by `mode`) a row op on `x`; the output (`[B, 1]` for logsumexp, else
-/// `[B, C]`) goes to `place`, or into the caller's matrix `into`.
+/// Runs (or records, by `mode`) a row op on `x`; the output (`[B, 1]` f32 for logsumexp,
+/// else `[B, C]` in `out`, by default the input's type) goes to `place`, or into the caller's
+/// matrix `into` (in its type).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn stage(
     ctx: &Context,
@@ -88,22 +94,30 @@ pub(crate) async fn stage(
     t: f32,
     place: Place,
     into: Option<&GpuMatrix>,
+    out: Option<DType>,
     mode: Mode<'_>,
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<Out> {
     check_temperature(t)?;
     ctx.check_alive()?;
     let (rows, cols) = x.dim();
+    let y_dtype = match (op, into) {
+        (RowOp::LogSumExp, _) => DType::F32,
+        (_, Some(m)) => m.dtype(),
+        (_, None) => out.unwrap_or(x.dtype()),
+    };
     let job = RowsJob {
         op,
         temperature: t,
         cols,
+        x_dtype: x.dtype(),
+        y_dtype,
     };
     let out_cols = job.out_cols();
     // An empty row's logsumexp is −inf (the empty sum is 0).
     let fill = if cols == 0 { f32::NEG_INFINITY } else { 0.0 };
     let mut out = match into {
-        None => Out::new(ctx, mode.place(place), rows, out_cols, fill)?,
+        None => Out::typed(ctx, mode.place(place), rows, out_cols, fill, y_dtype)?,
         Some(m) if matches!(x, Matrix::Device(xm) if xm.buffer() == m.buffer()) => {
             return Err(Error::InvalidInput(
                 "the output matrix shares the input's buffer: one dispatch cannot bind a \
@@ -132,7 +146,17 @@ pub(crate) async fn stage(
     Ok(out)
 }
 
-/// A row op's output on the host: a vector for logsumexp, else a matrix.
+/// A row op's host output in its element type: `[B]` f32 for logsumexp, else `[B, C]`.
+pub(crate) fn finish_tensor(op: RowOp, out: Out, rows: usize) -> Result<Tensor> {
+    let t = out.into_tensor(rows)?;
+    match op {
+        RowOp::LogSumExp => t.into_shape(&[rows]),
+        _ => Ok(t),
+    }
+}
+
+/// A row op's output on the host (half outputs widened exactly): a vector for logsumexp, else
+/// a matrix.
 pub(crate) async fn finish_host(
     gpu: &Gpu,
     op: RowOp,
@@ -150,28 +174,26 @@ pub(crate) async fn finish_host(
     })
 }
 
-/// Records the passes of a row op over one chunk: `x` holds `rows` rows of `cols` floats,
-/// `x_stride` floats apart (at most one storage binding); the result goes to `y` (`rows`
-/// floats for logsumexp, else `rows × cols`, contiguous). Returns the buffers the passes use;
-/// keep them until the submission is made (queue order protects them after that).
-#[allow(clippy::too_many_arguments)]
+/// Records the passes of a row op over one chunk: `x` holds `rows` rows of `cols` elements,
+/// `x_stride` elements apart (at most one storage binding); the result goes to `y` (`rows`
+/// floats for logsumexp, else `rows × cols` elements, contiguous). Returns the buffers the
+/// passes use; keep them until the submission is made (queue order protects them after that).
 pub(crate) fn record_rows(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
-    op: RowOp,
-    t: f32,
-    x: Slice,
-    x_stride: usize,
-    y: Slice,
+    job: &RowsJob,
+    (x, x_stride): (Slice, usize),
+    (y, y_stride): (Slice, usize),
     rows: usize,
-    cols: usize,
 ) -> Result<Vec<PooledBuffer>> {
+    let (op, t, cols) = (job.op, job.temperature, job.cols);
     let dev = &ctx.device;
     // vec4 access needs every row start 16-byte aligned.
     let vec4 = cols.is_multiple_of(4)
         && x_stride.is_multiple_of(4)
         && x.base.is_multiple_of(4)
-        && y.base.is_multiple_of(4);
+        && y.base.is_multiple_of(4)
+        && (op == RowOp::LogSumExp || y_stride.is_multiple_of(4));
     let split = RowSplit::new(rows, cols.div_ceil(4), ctx.policy());
     let part_bytes = (rows * split.segs as usize * 16) as u64;
     let lse_out = op == RowOp::LogSumExp;
@@ -224,6 +246,8 @@ pub(crate) fn record_rows(
                 // Only the write passes read LOG_OUTPUT: the statistics passes are shared.
                 log_output: family == Family::Softmax && op == RowOp::LogSoftmax,
                 exp_form,
+                x_dtype: job.x_dtype,
+                y_dtype: job.y_dtype,
                 ..Spec::default()
             },
         };
@@ -233,8 +257,9 @@ pub(crate) fn record_rows(
         }
         // logsumexp writes `lse`; the other ops write `y`.
         b.push((if lse_out { Slot::Lse } else { Slot::Y }, y.binding()));
-        let params =
-            Params::new(rows, cols, split.segs, split.seg_len, t).placed(x.base, x_stride, y.base);
+        let params = Params::new(rows, cols, split.segs, split.seg_len, t)
+            .placed(x.base, x_stride, y.base)
+            .y_strided(y_stride);
         keep.push(record_pass(ctx, encoder, kernel, wgs, params, b)?);
     }
     keep.extend(partials);

@@ -19,6 +19,7 @@ use super::split::WG;
 use super::Gpu;
 use crate::cross_entropy::fast::{fast_inputs, FastInputs};
 use crate::cross_entropy::{prepare, CrossEntropyOptions, Targets};
+use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::rows::RowOp;
 use ndarray::ArrayView2;
@@ -116,13 +117,15 @@ impl Gpu {
                     op: *op,
                     temperature: *t,
                     cols,
+                    x_dtype: DType::F32,
+                    y_dtype: DType::F32,
                 }),
                 self.upload(x)?,
             ),
             KernelJob::CrossEntropy(y, o) => {
                 let p = prepare((rows, cols), &Targets::classes(*y), o)?;
                 let fi = fast_inputs(&p, o);
-                let job = CeJob::new(ctx, &p, &fi, o, false)?;
+                let job = CeJob::new(ctx, &p, &fi, o, false, (DType::F32, DType::F32))?;
                 (
                     Timed::CrossEntropy(Box::new((job, fi, o.gradient))),
                     self.upload(x)?,

@@ -7,6 +7,7 @@ pub mod ce;
 pub mod cli;
 pub mod surrogates;
 pub mod sweep;
+pub mod typed;
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use smoothmax::{Backend, Cpu, Gpu, Reference};

@@ -11,6 +11,7 @@ mod source;
 mod tests;
 pub(crate) mod uniforms;
 
+use crate::element::DType;
 use crate::scale::ExpForm;
 
 /// A kernel family: its WGSL source and its bind-group layout.
@@ -409,6 +410,10 @@ pub(crate) struct Spec {
     /// `κ ≥ 1`, `fma(x, ½, −m/2)·c` for `κ < 1`, `((x − m)·2⁶⁴)·c` where `κ` overflows.
     /// Compile-time so that the common form costs what the plain subtraction does.
     pub exp_form: ExpForm,
+    /// The element type of `x` in storage (f16 / bf16 as u32 words).
+    pub x_dtype: DType,
+    /// The element type of the matrix output (`y`).
+    pub y_dtype: DType,
 }
 
 impl Default for Spec {
@@ -421,6 +426,8 @@ impl Default for Spec {
             ce: CeFlags::default(),
             op: None,
             exp_form: ExpForm::Unit,
+            x_dtype: DType::F32,
+            y_dtype: DType::F32,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The WGSL text of a kernel. A module is `header + prelude + load/store variant + gradient
-//! store + family`, each a whole file; the header is generated here: the specialization
+//! The WGSL text of a kernel. A module is `header + half codecs (when an element type is f16
+//! or bf16) + prelude + x loads + y stores + cross-entropy extras + gradient store + family`,
+//! each a whole file chosen by the kernel's `Spec` (vec4 or scalar; f32 or half words); the header is generated here: the specialization
 //! constants, every constant the shaders share with Rust (op codes, flag bits, exponent forms,
 //! the workgroup size, each from its one Rust definition), and the declaration of `x`, whose
 //! access mode is the one thing the in-place variant changes. Each variant is plain WGSL that
@@ -7,16 +8,28 @@
 
 use super::{BindingKind, CeFlags, Family, Kernel, Slot, SpFlags, SurrogateOp};
 use crate::cross_entropy::fast::flag;
+use crate::element::DType;
 use crate::gpu::split::WG;
 use crate::scale::ExpForm;
 use std::fmt::Write;
 
 const PRELUDE: &str = include_str!("../../../shaders/prelude.wgsl");
-const VEC4: &str = include_str!("../../../shaders/vec4.wgsl");
-const SCALAR: &str = include_str!("../../../shaders/scalar.wgsl");
+const HALF: &str = include_str!("../../../shaders/half.wgsl");
+const X_VEC4: &str = include_str!("../../../shaders/x_vec4.wgsl");
+const X_SCALAR: &str = include_str!("../../../shaders/x_scalar.wgsl");
+const X_HALF_VEC4: &str = include_str!("../../../shaders/x_half_vec4.wgsl");
+const X_HALF_SCALAR: &str = include_str!("../../../shaders/x_half_scalar.wgsl");
+const Y_VEC4: &str = include_str!("../../../shaders/y_vec4.wgsl");
+const Y_SCALAR: &str = include_str!("../../../shaders/y_scalar.wgsl");
+const Y_HALF_VEC4: &str = include_str!("../../../shaders/y_half_vec4.wgsl");
+const Y_HALF_SCALAR: &str = include_str!("../../../shaders/y_half_scalar.wgsl");
+const CE_VEC4: &str = include_str!("../../../shaders/ce_vec4.wgsl");
+const CE_SCALAR: &str = include_str!("../../../shaders/ce_scalar.wgsl");
 const GRAD_TO_Y: &str = include_str!("../../../shaders/grad_to_y.wgsl");
 const GRAD_OVER_X_VEC4: &str = include_str!("../../../shaders/grad_over_x_vec4.wgsl");
 const GRAD_OVER_X_SCALAR: &str = include_str!("../../../shaders/grad_over_x_scalar.wgsl");
+const GRAD_OVER_X_HALF_VEC4: &str = include_str!("../../../shaders/grad_over_x_half_vec4.wgsl");
+const GRAD_OVER_X_HALF_SCALAR: &str = include_str!("../../../shaders/grad_over_x_half_scalar.wgsl");
 const LOGSUMEXP: &str = include_str!("../../../shaders/logsumexp.wgsl");
 const SOFTMAX: &str = include_str!("../../../shaders/softmax.wgsl");
 const CROSS_ENTROPY: &str = concat!(
@@ -72,6 +85,14 @@ fn shared_constants() -> String {
     s
 }
 
+/// The WGSL codec functions' prefix for a half type.
+fn codec(d: DType) -> &'static str {
+    match d {
+        DType::F16 => "f16",
+        _ => "bf16",
+    }
+}
+
 impl Kernel {
     /// The complete WGSL text of this kernel's module.
     pub fn source(&self) -> String {
@@ -96,23 +117,71 @@ impl Kernel {
             .family
             .slot(Slot::X)
             .unwrap_or((1, BindingKind::ReadOnly));
-        let access = if kind == BindingKind::Storage {
-            "read_write"
-        } else {
-            "read"
+        let write_x = kind == BindingKind::Storage;
+        let access = if write_x { "read_write" } else { "read" };
+        let (x_half, y_half) = (sp.x_dtype != DType::F32, sp.y_dtype != DType::F32);
+        // Half elements live in u32 words: read as pairs of words (vec4), or as words (scalar),
+        // atomically where the gradient is written over them (see grad_over_x_half_scalar).
+        let atomic_x = x_half && !sp.vec4 && write_x;
+        let elem = match (x_half, sp.vec4, atomic_x) {
+            (false, true, _) => "vec4<f32>",
+            (false, false, _) => "f32",
+            (true, true, _) => "vec2<u32>",
+            (true, false, true) => "atomic<u32>",
+            (true, false, false) => "u32",
         };
-        let elem = if sp.vec4 { "vec4<f32>" } else { "f32" };
         let _ = writeln!(
             header,
             "// x: the input rows (row r at x_base + r * x_stride)\n\
              @group(0) @binding({binding}) var<storage, {access}> x: array<{elem}>;"
         );
-        let variant = if sp.vec4 { VEC4 } else { SCALAR };
-        let grad = match (in_place, sp.vec4) {
-            (false, _) => GRAD_TO_Y,
-            (true, true) => GRAD_OVER_X_VEC4,
-            (true, false) => GRAD_OVER_X_SCALAR,
+        if x_half {
+            let codec = codec(sp.x_dtype);
+            let word = if atomic_x {
+                "atomicLoad(&x[k])"
+            } else {
+                "x[k]"
+            };
+            let _ = writeln!(
+                header,
+                "fn widen2_x(w: u32) -> vec2<f32> {{ return {codec}_widen2(w); }}\n\
+                 fn narrow1_x(v: f32) -> u32 {{ return {codec}_narrow1(v); }}\n\
+                 fn widen1_of(w: u32, i: u32) -> f32 {{ return widen2_x(w)[i & 1u]; }}"
+            );
+            if sp.vec4 {
+                let _ = writeln!(header, "fn x_pair(k: u32) -> vec2<u32> {{ return x[k]; }}");
+            } else {
+                let _ = writeln!(header, "fn x_word(k: u32) -> u32 {{ return {word}; }}");
+            }
+        }
+        if y_half {
+            let _ = writeln!(
+                header,
+                "fn narrow1_y(v: f32) -> u32 {{ return {}_narrow1(v); }}",
+                codec(sp.y_dtype)
+            );
+        }
+        let x_part = match (x_half, sp.vec4) {
+            (false, true) => X_VEC4,
+            (false, false) => X_SCALAR,
+            (true, true) => X_HALF_VEC4,
+            (true, false) => X_HALF_SCALAR,
         };
+        let y_part = match (y_half, sp.vec4) {
+            (false, true) => Y_VEC4,
+            (false, false) => Y_SCALAR,
+            (true, true) => Y_HALF_VEC4,
+            (true, false) => Y_HALF_SCALAR,
+        };
+        let ce_part = if sp.vec4 { CE_VEC4 } else { CE_SCALAR };
+        let grad = match (in_place, x_half, sp.vec4) {
+            (false, _, _) => GRAD_TO_Y,
+            (true, false, true) => GRAD_OVER_X_VEC4,
+            (true, false, false) => GRAD_OVER_X_SCALAR,
+            (true, true, true) => GRAD_OVER_X_HALF_VEC4,
+            (true, true, false) => GRAD_OVER_X_HALF_SCALAR,
+        };
+        let half = if x_half || y_half { HALF } else { "" };
         let common = if self.family.is_surrogate() {
             SURROGATE_COMMON
         } else {
@@ -120,8 +189,11 @@ impl Kernel {
         };
         [
             header.as_str(),
+            half,
             PRELUDE,
-            variant,
+            x_part,
+            y_part,
+            ce_part,
             grad,
             common,
             self.family.source(),

@@ -6,6 +6,7 @@
 
 use super::uniforms::{CeParams, Params, SParams};
 use super::{BindingKind, CeFlags, Entry, Family, Kernel, Spec, SurrogateOp};
+use crate::element::DType;
 use crate::scale::ExpForm;
 use naga::{AddressSpace, ScalarKind, StorageAccess, TypeInner};
 
@@ -85,6 +86,30 @@ fn specs(family: Family) -> Vec<Spec> {
                             row_threads,
                             op: Some(op),
                             exp_form,
+                            ..Spec::default()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // Every pair of element types, for the families that read and write matrices in them
+    // (f32 → f32 above).
+    if matches!(
+        family,
+        Family::LogSumExp | Family::Softmax | Family::CrossEntropy | Family::CrossEntropyInPlace
+    ) {
+        for vec4 in [false, true] {
+            for x_dtype in DType::ALL {
+                for y_dtype in DType::ALL {
+                    for log_output in [false, true] {
+                        out.push(Spec {
+                            vec4,
+                            row_threads: 4,
+                            log_output,
+                            ce: CeFlags::all_combinations().last().unwrap_or(CeFlags(0)),
+                            x_dtype,
+                            y_dtype,
                             ..Spec::default()
                         });
                     }

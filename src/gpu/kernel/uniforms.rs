@@ -53,7 +53,7 @@ uniform! {
         exp_h2: f32,
         /// 0 (see `keep` in the prelude).
         zero: u32,
-        _pad1: u32,
+        y_stride: u32,
         _pad2: u32,
     }
 }
@@ -146,7 +146,7 @@ impl Params {
             exp_c_log: es.c_log,
             exp_h2: es.h,
             zero: 0,
-            _pad1: 0,
+            y_stride: cols as u32,
             _pad2: 0,
         }
     }
@@ -156,6 +156,13 @@ impl Params {
         self.x_base = x_base;
         self.x_stride = x_stride as u32;
         self.y_base = y_base;
+        self
+    }
+
+    /// Elements between output row starts, for the half-precision stores, which write a
+    /// device output where it lies (`cols` unless set: packed).
+    pub fn y_strided(mut self, y_stride: usize) -> Self {
+        self.y_stride = y_stride as u32;
         self
     }
 }

@@ -68,7 +68,7 @@ impl Plan<'_, '_> {
         usage: U,
     ) -> Option<PooledBuffer> {
         (!binds_in_place(m, layout, start, self.align))
-            .then(|| self.acquire(U::STORAGE | usage, (n * m.dim().1 * 4) as u64))
+            .then(|| self.acquire(U::STORAGE | usage, (n * m.dim().1 * m.elem()) as u64))
     }
 
     /// The chunk's streams as bindings.
@@ -78,12 +78,17 @@ impl Plan<'_, '_> {
             .iter()
             .zip(&set.inputs)
             .map(|(input, (_, storage))| match (&input.source, storage) {
-                (Source::Host { row_bytes, .. }, Some(b)) => Bound {
-                    slice: Slice::at0(b.buffer(), (n * row_bytes) as u64),
-                    stride: row_bytes / 4,
+                (
+                    Source::Host {
+                        row_bytes, elem, ..
+                    },
+                    Some(b),
+                ) => Bound {
+                    slice: Slice::at0(b.buffer(), ((n * row_bytes) as u64).next_multiple_of(4)),
+                    stride: row_bytes / elem,
                 },
                 (Source::Device(m), Some(b)) => Bound {
-                    slice: Slice::at0(b.buffer(), (n * m.dim().1 * 4) as u64),
+                    slice: Slice::at0(b.buffer(), (n * m.dim().1 * m.elem()) as u64),
                     stride: m.dim().1,
                 },
                 (Source::Device(m), None) => Bound {
@@ -103,7 +108,7 @@ impl Plan<'_, '_> {
                     stride: m.row_stride(),
                 },
                 (Sink::Device(m), Some(b)) => Bound {
-                    slice: Slice::at0(b.buffer(), (n * m.dim().1 * 4) as u64),
+                    slice: Slice::at0(b.buffer(), (n * m.dim().1 * m.elem()) as u64),
                     stride: m.dim().1,
                 },
                 (sink, Some(b)) => {
@@ -113,8 +118,8 @@ impl Plan<'_, '_> {
                     });
                     let extent = extent.unwrap_or(Extent::PerRow(0));
                     Bound {
-                        slice: Slice::at0(b.buffer(), extent.bytes(n)),
-                        stride: extent.per_row() / 4,
+                        slice: Slice::at0(b.buffer(), extent.words_bytes(n)),
+                        stride: extent.per_row() / sink.elem(),
                     }
                 }
                 (_, None) => unreachable!("host and scratch outputs always get storage"),
@@ -179,7 +184,7 @@ pub(super) fn copy_rows(
     scratch: &wgpu::Buffer,
     direction: Direction,
 ) {
-    let row = (m.dim().1 * 4) as u64;
+    let row = (m.dim().1 * m.elem()) as u64;
     let runs = if m.row_stride() == m.dim().1 || n == 1 {
         vec![(0, n)]
     } else {

@@ -25,10 +25,16 @@ impl Plan<'_, '_> {
         let recorded = (|| -> Result<()> {
             for input in self.inputs {
                 let bufs = match input.source {
-                    Source::Host { data, row_bytes } => {
-                        let b = self.acquire(U::STORAGE | U::COPY_DST, (n * row_bytes) as u64);
+                    Source::Host {
+                        data, row_bytes, ..
+                    } => {
+                        let bytes = ((n * row_bytes) as u64).next_multiple_of(4);
+                        let b = self.acquire(U::STORAGE | U::COPY_DST, bytes);
                         let part = &data[r0 * row_bytes..(r0 + n) * row_bytes];
-                        self.ctx.queue.write_buffer(b.buffer(), 0, part);
+                        // Whole words: a half-precision chunk may end mid-word.
+                        let mut words = part.to_vec();
+                        words.resize(bytes as usize, 0);
+                        self.ctx.queue.write_buffer(b.buffer(), 0, &words);
                         (None, Some(b))
                     }
                     Source::Device(m) => {

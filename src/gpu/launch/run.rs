@@ -38,12 +38,12 @@ pub(crate) async fn launch<'s>(
         .iter()
         .map(|i| match i.source {
             Source::Host { row_bytes, .. } => row_bytes,
-            Source::Device(m) => m.row_stride().max(m.dim().1) * 4,
+            Source::Device(m) => m.row_stride().max(m.dim().1) * m.elem(),
         })
         .chain(outputs.iter().map(|o| match &o.sink {
             Sink::Host { row_bytes, .. } => *row_bytes,
             Sink::HostChunks { extent, .. } | Sink::Scratch(extent) => extent.per_row(),
-            Sink::Device(m) => m.row_stride().max(m.dim().1) * 4,
+            Sink::Device(m) => m.row_stride().max(m.dim().1) * m.elem(),
         }))
         .max()
         .unwrap_or(4);

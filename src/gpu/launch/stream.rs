@@ -68,7 +68,7 @@ impl Plan<'_, '_> {
         for input in self.inputs {
             set.inputs.push(match input.source {
                 Source::Host { row_bytes, .. } => {
-                    let bytes = (n * row_bytes) as u64;
+                    let bytes = ((n * row_bytes) as u64).next_multiple_of(4);
                     (
                         Some(self.acquire(U::MAP_WRITE | U::COPY_SRC, bytes)),
                         Some(self.acquire(U::STORAGE | U::COPY_DST, bytes)),
@@ -81,8 +81,8 @@ impl Plan<'_, '_> {
         for o in self.outputs.iter() {
             set.outputs.push(match o.sink.host_extent() {
                 Some(extent) => {
-                    host_bytes += extent.bytes(n);
-                    Some(self.acquire(U::STORAGE | U::COPY_SRC, extent.bytes(n)))
+                    host_bytes += extent.words_bytes(n);
+                    Some(self.acquire(U::STORAGE | U::COPY_SRC, extent.words_bytes(n)))
                 }
                 None => match &o.sink {
                     Sink::Scratch(e) => Some(self.acquire(U::STORAGE, e.bytes(n))),
@@ -100,7 +100,13 @@ impl Plan<'_, '_> {
     /// the set's last submission is done.
     async fn upload(&self, set: &Set, r0: usize, n: usize, wait: Wait) -> Result<()> {
         for (input, (staging, _)) in self.inputs.iter().zip(&set.inputs) {
-            if let (Source::Host { data, row_bytes }, Some(staging)) = (&input.source, staging) {
+            if let (
+                Source::Host {
+                    data, row_bytes, ..
+                },
+                Some(staging),
+            ) = (&input.source, staging)
+            {
                 let part = &data[r0 * row_bytes..(r0 + n) * row_bytes];
                 if !part.is_empty() {
                     let after = set.submitted.clone();
@@ -124,7 +130,8 @@ impl Plan<'_, '_> {
         for (input, (staging, storage)) in self.inputs.iter().zip(&set.inputs) {
             match (&input.source, staging, storage) {
                 (Source::Host { row_bytes, .. }, Some(staging), Some(storage)) => {
-                    let bytes = (n * row_bytes) as u64;
+                    // Whole words (write_mapped pads a half chunk's last one).
+                    let bytes = ((n * row_bytes) as u64).next_multiple_of(4);
                     if bytes > 0 {
                         encoder.copy_buffer_to_buffer(
                             staging.buffer(),
@@ -149,7 +156,7 @@ impl Plan<'_, '_> {
         if let Some(rb) = &set.readback {
             for (o, b) in self.outputs.iter().zip(&set.outputs) {
                 if let (Some(extent), Some(b)) = (o.sink.host_extent(), b) {
-                    let bytes = extent.bytes(n);
+                    let bytes = extent.words_bytes(n);
                     encoder.copy_buffer_to_buffer(b.buffer(), 0, rb.buffer(), at, bytes);
                     at += bytes;
                 }
@@ -166,12 +173,17 @@ impl Plan<'_, '_> {
         let Some(rb) = &set.readback else {
             return Ok(());
         };
-        let sizes: Vec<u64> = self
+        // Each output's bytes, and the whole words the copies moved.
+        let sizes: Vec<(u64, u64)> = self
             .outputs
             .iter()
-            .map(|o| o.sink.host_extent().map_or(0, |e| e.bytes(n)))
+            .map(|o| {
+                o.sink
+                    .host_extent()
+                    .map_or((0, 0), |e| (e.bytes(n), e.words_bytes(n)))
+            })
             .collect();
-        let total: u64 = sizes.iter().sum();
+        let total: u64 = sizes.iter().map(|s| s.1).sum();
         let outputs = &mut *self.outputs;
         read_mapped(
             self.ctx,
@@ -181,16 +193,16 @@ impl Plan<'_, '_> {
             wait,
             |view| {
                 let mut at = 0usize;
-                for (o, &size) in outputs.iter_mut().zip(&sizes) {
+                for (o, &(size, words)) in outputs.iter_mut().zip(&sizes) {
                     let part = &view[at..at + size as usize];
                     match &mut o.sink {
-                        Sink::Host { row_bytes, data } => {
-                            data[r0 * *row_bytes..(r0 + n) * *row_bytes].copy_from_slice(part)
-                        }
+                        Sink::Host {
+                            row_bytes, data, ..
+                        } => data[r0 * *row_bytes..(r0 + n) * *row_bytes].copy_from_slice(part),
                         Sink::HostChunks { deliver, .. } => deliver(r0, n, part),
                         Sink::Device(_) | Sink::Scratch(_) => {}
                     }
-                    at += size as usize;
+                    at += words as usize;
                 }
             },
         )

@@ -37,6 +37,12 @@ impl Extent {
         }
     }
 
+    /// [`Extent::bytes`] rounded up to whole words, as buffer copies move them (a chunk of
+    /// half-precision rows may end mid-word).
+    pub(super) fn words_bytes(self, rows: usize) -> u64 {
+        self.bytes(rows).next_multiple_of(4)
+    }
+
     pub(super) fn per_row(self) -> usize {
         match self {
             Extent::PerRow(b) => b,
@@ -47,8 +53,12 @@ impl Extent {
 
 /// Where a job's input rows come from.
 pub(crate) enum Source<'a> {
-    /// Host rows, `row_bytes` each.
-    Host { data: &'a [u8], row_bytes: usize },
+    /// Host rows, `row_bytes` each, of `elem`-byte elements.
+    Host {
+        data: &'a [u8],
+        row_bytes: usize,
+        elem: usize,
+    },
     /// A device matrix.
     Device(&'a GpuMatrix),
 }
@@ -58,10 +68,12 @@ pub(crate) type Deliver<'a> = &'a mut (dyn FnMut(usize, usize, &[u8]) + Send + S
 
 /// Where a job's output rows go.
 pub(crate) enum Sink<'a> {
-    /// Read back to the host, into `data` (row `r` at `r·row_bytes`).
+    /// Read back to the host, into `data` (row `r` at `r·row_bytes`), of `elem`-byte
+    /// elements.
     Host {
         row_bytes: usize,
         data: &'a mut [u8],
+        elem: usize,
     },
     /// Read back to the host, each chunk handed to `deliver`.
     HostChunks {
@@ -75,6 +87,15 @@ pub(crate) enum Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// Bytes per element as the kernel writes them (statistics and scratch are words).
+    pub(super) fn elem(&self) -> usize {
+        match self {
+            Sink::Host { elem, .. } => *elem,
+            Sink::Device(m) => m.elem(),
+            Sink::HostChunks { .. } | Sink::Scratch(_) => 4,
+        }
+    }
+
     /// What a host output holds per chunk.
     pub(super) fn host_extent(&self) -> Option<Extent> {
         match self {
@@ -90,6 +111,7 @@ pub(crate) fn to_host<T: bytemuck::Pod>(data: &mut [T], row_len: usize) -> Sink<
     Sink::Host {
         row_bytes: row_len * std::mem::size_of::<T>(),
         data: bytemuck::cast_slice_mut(data),
+        elem: std::mem::size_of::<T>(),
     }
 }
 
@@ -170,5 +192,6 @@ pub(crate) fn host<T: bytemuck::Pod>(data: &[T], row_len: usize) -> Source<'_> {
     Source::Host {
         data: bytemuck::cast_slice(data),
         row_bytes: row_len * std::mem::size_of::<T>(),
+        elem: std::mem::size_of::<T>(),
     }
 }

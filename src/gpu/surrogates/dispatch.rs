@@ -7,6 +7,7 @@ use super::params::{binary_op, pairwise_op, Kappa};
 use super::points::PointJob;
 use super::rows::RowJob;
 use crate::cross_entropy::Reduction;
+use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::gpu::context::Context;
 use crate::gpu::io::{GpuInput, In, Matrix, Out, Place};
@@ -28,6 +29,22 @@ where
     M: GpuInput,
 {
     let pr = prepare(call)?;
+    // The surrogate kernels read f32 words (`Backend::surrogate_matrix` widens half host
+    // scores; a half device matrix would be misread).
+    let mut half = None;
+    let _ = call.map(|m| {
+        let d = m.matrix().dtype();
+        if d != DType::F32 {
+            half = Some(d);
+        }
+    });
+    if let Some(d) = half {
+        return Err(Error::InvalidInput(format!(
+            "{} reads f32 scores on the GPU; these are {d}: widen them first (the Backend \
+             methods do that for host data)",
+            call.name()
+        )));
+    }
     ctx.check_alive()?;
     let place = mode.place(place);
     let (rows, cols) = (pr.rows, pr.cols);

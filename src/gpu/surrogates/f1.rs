@@ -7,7 +7,7 @@ use super::points::PointJob;
 use super::rows::RowJob;
 use crate::error::{Error, Result};
 use crate::gpu::context::Context;
-use crate::gpu::io::{In, Out, Place};
+use crate::gpu::io::{HostRows, In, Out, Place};
 use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, SurrogateOp};
 use crate::gpu::launch::Mode;
@@ -147,10 +147,16 @@ pub(super) async fn binary_f1(
 /// Sets every element of an output that no kernel writes.
 fn fill(ctx: &Context, out: &mut Out, v: f32) -> Result<()> {
     match out {
-        Out::Host { data, .. } => {
+        Out::Host {
+            data: HostRows::F32(data),
+            ..
+        } => {
             data.iter_mut().for_each(|d| *d = v);
             Ok(())
         }
+        Out::Host { .. } => Err(Error::InvalidInput(
+            "internal: a half surrogate output".into(),
+        )),
         Out::Device(m) => m.fill(ctx, v),
     }
 }

@@ -3,6 +3,7 @@
 //! (`f1_columns`, after a softmax into scratch).
 
 use super::params::Kappa;
+use crate::element::DType;
 use crate::error::Result;
 use crate::gpu::context::Context;
 use crate::gpu::encode::{binding, record_pass, Params, Slice};
@@ -11,7 +12,7 @@ use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
 use crate::gpu::launch::{host, launch, Chunk, Extent, Input, Job, Layout, Mode, Output, Sink};
 use crate::gpu::pool::PooledBuffer;
-use crate::gpu::rows::record_rows;
+use crate::gpu::rows::{record_rows, RowsJob};
 use crate::gpu::split::{RowSplit, WG};
 use crate::rows::RowOp;
 use wgpu::BufferUsages as U;
@@ -173,16 +174,20 @@ impl Job for RowJob {
             let p = ctx
                 .pool
                 .acquire(&ctx.device, U::STORAGE, bytes, ctx.max_binding());
+            let softmax = RowsJob {
+                op: RowOp::Softmax,
+                temperature: self.kappa_temperature(),
+                cols,
+                x_dtype: DType::F32,
+                y_dtype: DType::F32,
+            };
             let mut keep = record_rows(
                 ctx,
                 encoder,
-                RowOp::Softmax,
-                self.kappa_temperature(),
-                x.slice,
-                x.stride,
-                Slice::at0(p.buffer(), bytes),
+                &softmax,
+                (x.slice, x.stride),
+                (Slice::at0(p.buffer(), bytes), cols),
                 n,
-                cols,
             )?;
             let kernel = Kernel {
                 family: Family::SurrogateRows,

@@ -1,0 +1,290 @@
+//! f16 / bf16 matrices resident on the device: stored as half words (half the bytes), read
+//! where they lie at odd offsets, odd column counts and odd row strides (rows starting
+//! mid-word), outputs written in half (into a new matrix or a caller's, of either type), and
+//! the cross-entropy gradient written in place over bf16 / f16 logits without touching the
+//! neighbouring elements that share their words. There is no host widening on this path: the
+//! kernels read and write the half words themselves.
+
+mod common;
+
+use common::typed::{assert_typed_close, random};
+use common::{ce::grad_unit, gpu, Rng};
+use ndarray::{Array1, Array2};
+use smoothmax::gpu::{CrossEntropy, Rows};
+use smoothmax::half::{bf16, f16};
+use smoothmax::{CrossEntropyOptions, DType, Element, Gpu, GpuMatrix, Reference, RowOp, Targets};
+
+/// `x` inside a wider device buffer of `E`: rows `stride` apart, starting `pad` elements in;
+/// every other element of the buffer holds `sentinel`. Returns the matrix and the backing
+/// 1-row matrix (to check the untouched elements).
+fn placed<E: Element>(
+    g: &Gpu,
+    x: &Array2<E>,
+    stride: usize,
+    pad: usize,
+    sentinel: E,
+) -> (GpuMatrix, GpuMatrix) {
+    let (rows, cols) = x.dim();
+    let n = pad + rows * stride + 3;
+    let mut flat = vec![sentinel; n];
+    for r in 0..rows {
+        for c in 0..cols {
+            flat[pad + r * stride + c] = x[[r, c]];
+        }
+    }
+    let backing = g
+        .upload(Array2::from_shape_vec((1, n), flat).unwrap().view())
+        .unwrap();
+    assert_eq!(backing.dtype(), E::DTYPE);
+    assert!(
+        backing.buffer().size() <= ((n * 2) as u64).next_multiple_of(16),
+        "stored as half words"
+    );
+    let m = GpuMatrix::from_buffer_typed(
+        backing.buffer().clone(),
+        (pad * 2) as u64,
+        rows,
+        cols,
+        stride,
+        E::DTYPE,
+    )
+    .unwrap();
+    (m, backing)
+}
+
+fn row_ops_case<E: Element>(
+    g: &Gpu,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    pad: usize,
+    seed: u64,
+) {
+    let x =
+        Array2::from_shape_vec((rows, cols), random::<E>(rows * cols, 3.0, true, seed)).unwrap();
+    let w = x.mapv(|v| v.to_f32());
+    let sentinel = E::from_f32(1234.0);
+    let (m, _) = placed(g, &x, stride, pad, sentinel);
+    let what = format!("{:?} [{rows}, {cols}] stride {stride} pad {pad}", E::DTYPE);
+    for (op, log) in [(RowOp::Softmax, false), (RowOp::LogSoftmax, true)] {
+        let want = Reference.softmax_f64(w.view(), 1.3, log).unwrap();
+        // A new device matrix in the input's type.
+        let out = g
+            .call(Rows {
+                op,
+                x: &m,
+                temperature: 1.3,
+            })
+            .on_device()
+            .run()
+            .unwrap();
+        assert_eq!(out.dtype(), E::DTYPE, "{what}");
+        let got = g.download_typed::<E>(&out).unwrap();
+        let got: Vec<f64> = got.iter().map(|v| v.to_f32() as f64).collect();
+        assert_typed_close(
+            E::DTYPE,
+            &got,
+            want.as_slice().unwrap(),
+            cols,
+            1.0,
+            &format!("{what} {op:?}"),
+        );
+        // Into a caller's matrix of the other half type, placed at an odd offset with an odd
+        // stride: the output is written in that matrix's type, its neighbours untouched.
+        let other = if E::DTYPE == DType::F16 {
+            DType::BF16
+        } else {
+            DType::F16
+        };
+        let check_into = |dst: &GpuMatrix, backing: &GpuMatrix, dt: DType| {
+            g.call(Rows {
+                op,
+                x: &m,
+                temperature: 1.3,
+            })
+            .on_device_into(dst)
+            .run()
+            .unwrap();
+            let got = g.download(dst).unwrap();
+            let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+            assert_typed_close(
+                dt,
+                &got,
+                want.as_slice().unwrap(),
+                cols,
+                1.0,
+                &format!("{what} {op:?} into {dt}"),
+            );
+            let all = g.download(backing).unwrap();
+            let inside =
+                |i: usize| i >= 1 && (i - 1) % (cols + 1) < cols && (i - 1) / (cols + 1) < rows;
+            for (i, &v) in all.iter().enumerate() {
+                if !inside(i) {
+                    assert_eq!(
+                        v, -7.0,
+                        "{what} {op:?} into {dt}: element {i} outside the matrix changed"
+                    );
+                }
+            }
+        };
+        let zeros = Array2::<f32>::zeros((rows, cols));
+        if other == DType::F16 {
+            let (dst, backing) = placed(
+                g,
+                &zeros.mapv(f16::from_f32),
+                cols + 1,
+                1,
+                f16::from_f32(-7.0),
+            );
+            check_into(&dst, &backing, DType::F16);
+        } else {
+            let (dst, backing) = placed(
+                g,
+                &zeros.mapv(bf16::from_f32),
+                cols + 1,
+                1,
+                bf16::from_f32(-7.0),
+            );
+            check_into(&dst, &backing, DType::BF16);
+        }
+    }
+    let lse = g
+        .call(Rows {
+            op: RowOp::LogSumExp,
+            x: &m,
+            temperature: 1.3,
+        })
+        .run()
+        .unwrap();
+    let want = Reference.logsumexp_f64(w.view(), 1.3).unwrap();
+    let got: Vec<f64> = lse
+        .into_per_row()
+        .unwrap()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    assert_typed_close(
+        DType::F32,
+        &got,
+        want.as_slice().unwrap(),
+        cols,
+        1.3,
+        &format!("{what} lse"),
+    );
+}
+
+#[test]
+fn half_device_matrices_at_any_offset_and_stride() {
+    let Some(g) = gpu() else { return };
+    let mut seed = 0;
+    for (rows, cols, stride, pad) in [
+        (5, 7, 7, 0),
+        (4, 7, 9, 1),
+        (3, 32, 32, 0),
+        (3, 32, 33, 3),
+        (6, 64, 64, 4),
+        (2, 1, 3, 1),
+    ] {
+        seed += 1;
+        row_ops_case::<f16>(g, rows, cols, stride, pad, seed);
+        row_ops_case::<bf16>(g, rows, cols, stride, pad, seed);
+    }
+}
+
+fn in_place_case<E: Element>(
+    g: &Gpu,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    pad: usize,
+    seed: u64,
+) {
+    let x =
+        Array2::from_shape_vec((rows, cols), random::<E>(rows * cols, 2.0, false, seed)).unwrap();
+    let w = x.mapv(|v| v.to_f32());
+    let mut rng = Rng(seed);
+    let y: Array1<i64> = (0..rows)
+        .map(|_| (rng.next_u64() % cols as u64) as i64)
+        .collect();
+    let o = CrossEntropyOptions {
+        gradient: true,
+        label_smoothing: 0.05,
+        ..Default::default()
+    };
+    let sentinel = E::from_f32(99.0);
+    let (m, backing) = placed(g, &x, stride, pad, sentinel);
+    let out = g
+        .call(CrossEntropy {
+            logits: &m,
+            targets: Targets::classes(y.view()),
+            options: o.clone(),
+        })
+        .in_place()
+        .run()
+        .unwrap();
+    let want = Reference
+        .cross_entropy_f64(w.view(), Targets::classes(y.view()), &o)
+        .unwrap();
+    let what = format!(
+        "{:?} in place [{rows}, {cols}] stride {stride} pad {pad}",
+        E::DTYPE
+    );
+    assert_typed_close(
+        DType::F32,
+        &[out.loss.scalar().unwrap() as f64],
+        &[want.reduced],
+        cols,
+        1.0,
+        &what,
+    );
+    let grad = out.grad.unwrap();
+    assert_eq!(grad.dtype(), E::DTYPE);
+    let got = g.download_typed::<E>(&grad).unwrap();
+    let got: Vec<f64> = got.iter().map(|v| v.to_f32() as f64).collect();
+    let wg: Vec<f64> = want.grad.unwrap().iter().copied().collect();
+    let unit = grad_unit(&Targets::classes(y.view()), None, &o, rows);
+    assert_typed_close(E::DTYPE, &got, &wg, cols, unit, &format!("{what} grad"));
+    // Elements between and around the rows share words with gradient elements: unchanged.
+    let all = g.download_typed::<E>(&backing).unwrap();
+    for (i, v) in all.iter().enumerate() {
+        let inside = i >= pad && (i - pad) % stride < cols && (i - pad) / stride < rows;
+        if !inside {
+            assert_eq!(
+                *v, sentinel,
+                "{what}: element {i} outside the matrix changed"
+            );
+        }
+    }
+}
+
+#[test]
+fn in_place_gradient_over_half_logits() {
+    let Some(g) = gpu() else { return };
+    let mut seed = 100;
+    for (rows, cols, stride, pad) in [
+        (6, 5, 5, 0),
+        (5, 5, 7, 1),
+        (4, 16, 16, 0),
+        (4, 16, 17, 1),
+        (3, 40, 40, 4),
+    ] {
+        seed += 1;
+        in_place_case::<bf16>(g, rows, cols, stride, pad, seed);
+        in_place_case::<f16>(g, rows, cols, stride, pad, seed);
+    }
+}
+
+/// The surrogate kernels read f32: a half device matrix is refused with a clear error, not
+/// misread.
+#[test]
+fn surrogates_refuse_half_device_matrices() {
+    let Some(g) = gpu() else { return };
+    let x = Array2::from_elem((2, 3), bf16::from_f32(1.0));
+    let m = g.upload(x.view()).unwrap();
+    let call = smoothmax::Surrogate::SoftArgmax {
+        x: &m,
+        temperature: 1.0,
+    };
+    let e = g.call(call).run().unwrap_err();
+    assert!(e.to_string().contains("bf16"), "{e}");
+}
