@@ -40,9 +40,21 @@ pub enum Command {
 /// Options every `eval` op has.
 #[derive(clap::Args)]
 pub struct Io {
-    /// Input: a 2-D [B, C] .npy array of float32 or float64.
+    /// Input: a .npy array [d0, ..., C] (reduced over the last axis; the surrogates take 2-D
+    /// [B, C]) of float32 or float64 (read as f32), float16 (read as f16), or uint16 bf16 bit
+    /// patterns with --input-dtype bf16.
     #[arg(long)]
     pub input: PathBuf,
+    /// How to read --input: f32 (float32/float64 files), f16 (float16 files) or bf16 (uint16
+    /// files of bf16 bit patterns, as `x.view(np.uint16)` gives for ml_dtypes' bfloat16).
+    /// Default: from the file's dtype.
+    #[arg(long, value_enum)]
+    pub input_dtype: Option<DtypeName>,
+    /// Element type of the matrix outputs (softmax, log-softmax, gradients): f32, f16
+    /// (written as float16) or bf16 (written as uint16 bit patterns). Per-row values and
+    /// losses are always float32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub output_dtype: DtypeName,
     /// Output directory (created); nothing is written there if the run fails.
     #[arg(long)]
     pub out: PathBuf,
@@ -257,6 +269,23 @@ pub enum ReductionName {
     Mean,
     /// Sum (0-d array).
     Sum,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum DtypeName {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DtypeName {
+    pub fn dtype(self) -> smoothmax::DType {
+        match self {
+            DtypeName::F32 => smoothmax::DType::F32,
+            DtypeName::F16 => smoothmax::DType::F16,
+            DtypeName::Bf16 => smoothmax::DType::BF16,
+        }
+    }
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]

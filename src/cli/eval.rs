@@ -2,15 +2,16 @@
 //! call, write the outputs.
 
 use super::args::{
-    BoltzmannArgs, ClassMetricArgs, CrossEntropyArgs, DeviceName, EvalOp, FormName, Io, LabelArgs,
-    LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, ReductionName, RowArgs,
+    BoltzmannArgs, ClassMetricArgs, CrossEntropyArgs, DeviceName, DtypeName, EvalOp, FormName, Io,
+    LabelArgs, LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, ReductionName, RowArgs,
 };
 use super::failure::Failure;
-use super::npy::{self, TargetArray, WriteNpy};
+use super::npy::{self, TargetArray, TargetArrayNd, WriteNpy};
 use ndarray::{Array1, Array2, Axis};
 use smoothmax::{
-    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Loss, MultiMarginOptions,
-    PairwiseForm, Reduction, Reference, RowOp, RowOutput, Surrogate, Targets, Value,
+    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Loss, MatrixView,
+    MultiMarginOptions, PairwiseForm, Reduction, Reference, RowOp, Surrogate, Targets, Tensor,
+    Value,
 };
 use std::path::Path;
 
@@ -65,11 +66,13 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
         EvalOp::LogSoftmax(a) => row_op(RowOp::LogSoftmax, a),
         EvalOp::CrossEntropy(a) => cross_entropy(a),
         EvalOp::BoltzmannMax(BoltzmannArgs { io, beta }) => {
-            let x = npy::read_matrix(&io.input)?;
-            surrogate(&io, &Surrogate::BoltzmannMax { x: x.view(), beta })
+            let x = input(&io)?;
+            let x = matrix(&x, &io.input)?;
+            surrogate(&io, &Surrogate::BoltzmannMax { x, beta })
         }
         EvalOp::SoftArgmax(RowArgs { io, t }) => {
-            let x = npy::read_matrix(&io.input)?;
+            let x = input(&io)?;
+            let x = matrix(&x, &io.input)?;
             let temperature = t.temperature;
             surrogate(
                 &io,
@@ -82,7 +85,8 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
         EvalOp::SmoothAccuracy(a) => class_metric(a, true),
         EvalOp::SmoothF1Macro(a) => class_metric(a, false),
         EvalOp::SmoothF1(LabelArgs { io, target }) => {
-            let x = npy::read_matrix(&io.input)?;
+            let x = input(&io)?;
+            let x = matrix(&x, &io.input)?;
             let y = npy::read_matrix(&target)?;
             let call = Surrogate::SmoothF1Binary {
                 logits: x.view(),
@@ -100,19 +104,35 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
     }
 }
 
+/// The input in the element type and shape `--input` and `--input-dtype` give.
+fn input(io: &Io) -> Result<Tensor, Failure> {
+    Ok(npy::read_input(
+        &io.input,
+        io.input_dtype.map(DtypeName::dtype),
+    )?)
+}
+
+/// A 2-D input (the surrogates), in its element type.
+fn matrix<'a>(t: &'a Tensor, path: &Path) -> Result<MatrixView<'a>, Failure> {
+    t.matrix()
+        .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))
+}
+
 fn row_op(op: RowOp, RowArgs { io, t }: RowArgs) -> Result<(), Failure> {
     smoothmax::check_temperature(t.temperature)?;
-    let x = npy::read_matrix(&io.input)?;
-    let out = backend(io.device)?.row_op(op, x.view(), t.temperature)?;
-    match out {
-        RowOutput::PerRow(v) => write(&io.out, &[("output.npy", &v)]),
-        RowOutput::Matrix(m) => write(&io.out, &[("output.npy", &m)]),
-    }
+    let x = input(&io)?;
+    let out = backend(io.device)?.row_op_tensor(
+        op,
+        x.view(),
+        t.temperature,
+        Some(io.output_dtype.dtype()),
+    )?;
+    write(&io.out, &[("output.npy", &out)])
 }
 
 fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
-    let x = npy::read_matrix(&a.io.input)?;
-    let targets = npy::read_targets(&a.target)?;
+    let x = input(&a.io)?;
+    let targets = npy::read_nd_targets(&a.target)?;
     let weight = a.weight.as_deref().map(npy::read_vector).transpose()?;
     let o = CrossEntropyOptions {
         weight: weight.as_ref().map(|w| w.view()),
@@ -125,11 +145,33 @@ fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
         ..Default::default()
     };
     let t = match &targets {
-        TargetArray::Classes(c) => Targets::classes(c.view()),
-        TargetArray::Probabilities(q) => Targets::probabilities(q.view()),
+        TargetArrayNd::Classes(c) => Targets::classes(c.view()),
+        TargetArrayNd::Probabilities(q) => Targets::probabilities(q.view()),
     };
-    smoothmax::cross_entropy::validate(x.dim(), t.clone(), &o)?;
-    let out = backend(a.io.device)?.cross_entropy(x.view(), t, &o)?;
+    // Everything is checked on the host before the device opens: the shapes here, the
+    // values by `validate` on the rows.
+    let shape = x.shape().to_vec();
+    let Some((&cols, lead)) = shape.split_last() else {
+        return Err(Failure::Input("the logits need at least one axis".into()));
+    };
+    let want: Vec<usize> = match &targets {
+        TargetArrayNd::Classes(_) => lead.to_vec(),
+        TargetArrayNd::Probabilities(_) => shape.clone(),
+    };
+    if t.shape() != want.as_slice() {
+        return Err(Failure::Input(format!(
+            "{}: targets have shape {:?}, expected {want:?} for logits {shape:?}",
+            a.target.display(),
+            t.shape()
+        )));
+    }
+    smoothmax::cross_entropy::validate((lead.iter().product(), cols), flat(&t)?, &o)?;
+    let out = backend(a.io.device)?.cross_entropy_tensor(
+        x.view(),
+        t,
+        &o,
+        Some(a.io.output_dtype.dtype()),
+    )?;
     let grad = out
         .grad
         .ok_or_else(|| Failure::Runtime("internal: no gradient returned".into()))?;
@@ -148,7 +190,8 @@ fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
 }
 
 fn class_metric(a: ClassMetricArgs, accuracy: bool) -> Result<(), Failure> {
-    let x = npy::read_matrix(&a.io.input)?;
+    let x = input(&a.io)?;
+    let x = matrix(&x, &a.io.input)?;
     let y = classes(&a.target)?;
     let (logits, targets, temperature) = (x.view(), y.view(), a.t.temperature);
     let call = if accuracy {
@@ -189,8 +232,10 @@ fn pairwise(a: PairwiseArgs) -> Result<(), Failure> {
             ))
         }
     };
-    let x = npy::read_matrix(&a.io.input)?;
-    let b = npy::read_matrix(&a.other)?;
+    let x = input(&a.io)?;
+    let x = matrix(&x, &a.io.input)?;
+    let b = npy::read_input(&a.other, a.io.input_dtype.map(DtypeName::dtype))?;
+    let b = matrix(&b, &a.other)?;
     let call = Surrogate::PairwiseMax {
         a: x.view(),
         b: b.view(),
@@ -208,7 +253,8 @@ fn column_weights(path: Option<&Path>) -> Result<Option<Array2<f32>>, Failure> {
 }
 
 fn logistic(a: LogisticArgs) -> Result<(), Failure> {
-    let x = npy::read_matrix(&a.io.input)?;
+    let x = input(&a.io)?;
+    let x = matrix(&x, &a.io.input)?;
     let y = npy::read_matrix(&a.target)?;
     let w = column_weights(a.weight.as_deref())?;
     let pw = a.pos_weight.as_deref().map(npy::read_vector).transpose()?;
@@ -226,7 +272,8 @@ fn logistic(a: LogisticArgs) -> Result<(), Failure> {
 }
 
 fn margin(a: MarginArgs, loss: BinaryLoss) -> Result<(), Failure> {
-    let x = npy::read_matrix(&a.io.input)?;
+    let x = input(&a.io)?;
+    let x = matrix(&x, &a.io.input)?;
     let y = npy::read_matrix(&a.target)?;
     let w = column_weights(a.weight.as_deref())?;
     let call = Surrogate::Binary {
@@ -243,7 +290,8 @@ fn margin(a: MarginArgs, loss: BinaryLoss) -> Result<(), Failure> {
 }
 
 fn multi_margin(a: MultiMarginArgs) -> Result<(), Failure> {
-    let x = npy::read_matrix(&a.io.input)?;
+    let x = input(&a.io)?;
+    let x = matrix(&x, &a.io.input)?;
     let y = classes(&a.target)?;
     let w = a.weight.as_deref().map(npy::read_vector).transpose()?;
     let call = Surrogate::MultiMargin {
@@ -259,11 +307,36 @@ fn multi_margin(a: MultiMarginArgs) -> Result<(), Failure> {
     surrogate(&a.io, &call)
 }
 
+/// The targets with their leading axes merged (what `validate` checks row by row).
+fn flat<'a>(t: &'a Targets<'_>) -> Result<Targets<'a>, Failure> {
+    let bad = |e: ndarray::ShapeError| Failure::Input(format!("targets: {e}"));
+    Ok(match t {
+        Targets::Probabilities(q) => {
+            let c = q.shape().last().copied().unwrap_or(0);
+            Targets::probabilities(
+                q.view()
+                    .into_shape_with_order((q.len() / c.max(1), c))
+                    .map_err(bad)?,
+            )
+        }
+        Targets::Classes(y) => {
+            Targets::classes(y.view().into_shape_with_order(y.len()).map_err(bad)?)
+        }
+        Targets::ClassesI32(y) => {
+            Targets::classes_i32(y.view().into_shape_with_order(y.len()).map_err(bad)?)
+        }
+        Targets::ClassesU32(y) => {
+            Targets::classes_u32(y.view().into_shape_with_order(y.len()).map_err(bad)?)
+        }
+    })
+}
+
 /// Validates a surrogate call on the host, opens the backend, runs it, writes `output.npy` (or
-/// `loss.npy` for the losses), `grad.npy` and, for the pairwise max, `grad_b.npy`.
-fn surrogate(io: &Io, call: &Surrogate) -> Result<(), Failure> {
+/// `loss.npy` for the losses), `grad.npy` (in `--output-dtype`) and, for the pairwise max,
+/// `grad_b.npy`.
+fn surrogate(io: &Io, call: &Surrogate<'_, MatrixView<'_>>) -> Result<(), Failure> {
     smoothmax::surrogates::validate(call)?;
-    let out = backend(io.device)?.surrogate(call)?;
+    let out = backend(io.device)?.surrogate_matrix(call, Some(io.output_dtype.dtype()))?;
     let is_loss = matches!(
         call,
         Surrogate::Binary { .. } | Surrogate::MultiMargin { .. }

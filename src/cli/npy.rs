@@ -142,8 +142,8 @@ pub fn parse(r: &mut impl Read, len: u64) -> Result<Npy, String> {
 fn dtype_of(descr: &str) -> Result<Dtype, String> {
     let unsupported = || {
         format!(
-            "dtype {descr:?} is not supported (float32 or float64 data, or integer \
-             int8-int64 / uint8-uint64 class targets)"
+            "dtype {descr:?} is not supported (float16, float32 or float64 data, uint16 bf16 \
+             bit patterns, or integer int8-int64 / uint8-uint64 class targets)"
         )
     };
     let mut c = descr.chars();
@@ -163,7 +163,7 @@ fn dtype_of(descr: &str) -> Result<Dtype, String> {
         _ => return Err(unsupported()),
     };
     let ok = match kind {
-        Kind::Float => matches!(size, 4 | 8),
+        Kind::Float => matches!(size, 2 | 4 | 8),
         Kind::Int | Kind::Uint => true,
     };
     let big_endian = match order {
@@ -213,10 +213,14 @@ impl Npy {
         a.map_err(|e| e.to_string())
     }
 
-    /// Float data as f32 (float64 rounded to nearest); `None` for integer data.
+    /// Float data as f32 (float16 widened exactly, float64 rounded to nearest); `None` for
+    /// integer data.
     pub fn to_f32(&self) -> Result<Option<ArrayD<f32>>, String> {
         let be = self.dtype.big_endian;
         let v = match (self.dtype.kind, self.dtype.size) {
+            (Kind::Float, 2) => {
+                self.values(|b| half::f16::from_bits(u16::from_ne_bytes(native(b, be))).to_f32())?
+            }
             (Kind::Float, 4) => self.values(|b| f32::from_ne_bytes(native(b, be)))?,
             (Kind::Float, 8) => self.values(|b| f64::from_ne_bytes(native(b, be)) as f32)?,
             _ => return Ok(None),
@@ -256,6 +260,9 @@ impl Npy {
 }
 
 mod header;
+mod typed;
+
+pub use typed::{read_input, read_nd_targets, TargetArrayNd};
 
 /// Reads a 2-D float32 or float64 array as f32 (float64 values are rounded to f32).
 pub fn read_matrix(path: &Path) -> Result<Array2<f32>, String> {
@@ -354,34 +361,44 @@ pub fn write_outputs(dir: &Path, outputs: &[(&str, &dyn WriteNpy)]) -> Result<()
     Ok(())
 }
 
-/// An array that can be written as a float32 .npy file.
+/// An array that can be written as a .npy file.
 pub trait WriteNpy {
     fn write_to(&self, w: BufWriter<File>) -> Result<(), String>;
 }
 
+/// Version 1.0, C order, the header padded with spaces to a multiple of 64 bytes (numpy's
+/// `lib.format`), then the little-endian elements.
+pub(crate) fn write_npy(
+    mut w: BufWriter<File>,
+    descr: &str,
+    shape: &[usize],
+    elems: impl Iterator<Item = impl AsRef<[u8]>>,
+) -> Result<(), String> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
+    let unpadded = 10 + h.len() + 1;
+    h.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    h.push('\n');
+    let len = u16::try_from(h.len()).map_err(|_| "shape too long for a .npy header")?;
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    let io = |e: std::io::Error| e.to_string();
+    w.write_all(&bytes).map_err(io)?;
+    for v in elems {
+        w.write_all(v.as_ref()).map_err(io)?;
+    }
+    w.flush().map_err(io)
+}
+
 impl<S: Data<Elem = f32>, D: Dimension> WriteNpy for ArrayBase<S, D> {
-    /// Version 1.0, little-endian float32, C order, the header padded with spaces to a
-    /// multiple of 64 bytes (numpy's `lib.format`).
-    fn write_to(&self, mut w: BufWriter<File>) -> Result<(), String> {
-        let dims: Vec<String> = self.shape().iter().map(|d| d.to_string()).collect();
-        let tuple = match dims.len() {
-            1 => format!("({},)", dims[0]),
-            _ => format!("({})", dims.join(", ")),
-        };
-        let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
-        let unpadded = 10 + h.len() + 1;
-        h.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
-        h.push('\n');
-        let len = u16::try_from(h.len()).map_err(|_| "shape too long for a .npy header")?;
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend_from_slice(&len.to_le_bytes());
-        bytes.extend_from_slice(h.as_bytes());
-        let io = |e: std::io::Error| e.to_string();
-        w.write_all(&bytes).map_err(io)?;
-        for v in self.iter() {
-            w.write_all(&v.to_le_bytes()).map_err(io)?;
-        }
-        w.flush().map_err(io)
+    /// Little-endian float32.
+    fn write_to(&self, w: BufWriter<File>) -> Result<(), String> {
+        write_npy(w, "<f4", self.shape(), self.iter().map(|v| v.to_le_bytes()))
     }
 }
 

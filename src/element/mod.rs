@@ -395,6 +395,24 @@ impl Tensor {
             .map_err(|_| Error::InvalidInput(format!("the result has {} dimensions", have.1)))
     }
 
+    /// A view of the whole array.
+    pub fn view(&self) -> TensorView<'_> {
+        with_dtype!(Tensor, self, |a: E| E::tag_view(a.view()))
+    }
+
+    /// The array as a `[B, C]` matrix view; an error unless it has two dimensions.
+    pub fn matrix(&self) -> Result<MatrixView<'_>> {
+        fn go<E: Element>(a: &ArrayD<E>) -> Result<MatrixView<'_>> {
+            a.view()
+                .into_dimensionality::<ndarray::Ix2>()
+                .map(E::tag_matrix)
+                .map_err(|_| {
+                    Error::InvalidInput(format!("shape {:?} is not 2-D [B, C]", a.shape()))
+                })
+        }
+        with_dtype!(Tensor, self, |a: E| go::<E>(a))
+    }
+
     /// The exact f32 values (widened for f16 / bf16).
     pub fn to_f32(&self) -> ArrayD<f32> {
         with_dtype!(Tensor, self, |a: E| a.mapv(|v| v.to_f32()))
