@@ -29,7 +29,7 @@ fn shapes() -> Vec<(usize, usize)> {
 
 fn gpu_kernel(g: &Gpu, job: &KernelJob, x: ndarray::ArrayView2<f32>, iters: u64) -> Duration {
     let t = g
-        .kernel_times(job, x, 0, iters as usize)
+        .kernel_times(job, x.into(), 0, iters as usize)
         .expect("kernel timing");
     Duration::from_secs_f64(t.seconds.iter().sum())
 }
@@ -65,7 +65,7 @@ fn ops(c: &mut Criterion) {
             }
         }
         for op in BenchOp::ALL {
-            let (rd, wr) = op.bytes(rows, cols);
+            let (rd, wr) = op.bytes(rows, cols, 4);
             group.throughput(Throughput::Bytes(rd + wr));
             let call = |be: &dyn Backend| match op {
                 BenchOp::LogSumExp => drop((&be).logsumexp(x.view(), 1.0).expect("lse")),

@@ -9,6 +9,8 @@ pub struct Record {
     pub rows: usize,
     /// Columns.
     pub cols: usize,
+    /// Element type of the input and the matrix outputs (`f32`, `f16`, `bf16`).
+    pub dtype: String,
     /// `gpu-kernel`, `gpu-e2e` or `cpu`.
     pub device: String,
     /// Median of the timed runs, milliseconds.

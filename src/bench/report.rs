@@ -12,15 +12,25 @@ pub fn table(records: &[Record]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<12} {:>15} {:<10} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8}",
-        "op", "shape", "device", "median ms", "spread", "GB/s", "/copy", "/exp-map", "vs cpu"
+        "{:<12} {:>15} {:<5} {:<10} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8}",
+        "op",
+        "shape",
+        "type",
+        "device",
+        "median ms",
+        "spread",
+        "GB/s",
+        "/copy",
+        "/exp-map",
+        "vs cpu"
     );
     for r in records {
         let _ = writeln!(
             s,
-            "{:<12} {:>15} {:<10} {:>9.3} {:>9} {:>8.2} {:>7} {:>8} {:>8}",
+            "{:<12} {:>15} {:<5} {:<10} {:>9.3} {:>9} {:>8.2} {:>7} {:>8} {:>8}",
             r.op,
             format!("{}x{}", r.rows, r.cols),
+            r.dtype,
             r.device,
             r.median_ms,
             format!(
@@ -68,6 +78,7 @@ mod tests {
             op: "softmax \"x\"".into(),
             rows: 2,
             cols: 3,
+            dtype: "bf16".into(),
             device: "cpu".into(),
             median_ms: 1.5,
             min_ms: 1.0,

@@ -309,6 +309,10 @@ pub struct BenchArgs {
     /// Op (repeatable): logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd; default: all.
     #[arg(long = "op", value_parser = parse_op)]
     pub ops: Vec<smoothmax::bench::BenchOp>,
+    /// Element type of the inputs and matrix outputs (repeatable): f32, f16, bf16; each op
+    /// and yardstick is measured in each (GB/s count the bytes of that type); default: f32.
+    #[arg(long = "dtype", value_enum)]
+    pub dtypes: Vec<DtypeName>,
     /// Devices to measure.
     #[arg(long, value_enum, default_value = "all")]
     pub device: BenchDevice,

@@ -6,7 +6,8 @@ use super::args::{
     LabelArgs, LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, ReductionName, RowArgs,
 };
 use super::failure::Failure;
-use super::npy::{self, TargetArray, TargetArrayNd, WriteNpy};
+use super::npy::typed::{read_input, read_nd_targets, TargetArrayNd};
+use super::npy::{self, TargetArray, WriteNpy};
 use ndarray::{Array1, Array2, Axis};
 use smoothmax::{
     Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Loss, MatrixView,
@@ -106,10 +107,7 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
 
 /// The input in the element type and shape `--input` and `--input-dtype` give.
 fn input(io: &Io) -> Result<Tensor, Failure> {
-    Ok(npy::read_input(
-        &io.input,
-        io.input_dtype.map(DtypeName::dtype),
-    )?)
+    Ok(read_input(&io.input, io.input_dtype.map(DtypeName::dtype))?)
 }
 
 /// A 2-D input (the surrogates), in its element type.
@@ -132,7 +130,7 @@ fn row_op(op: RowOp, RowArgs { io, t }: RowArgs) -> Result<(), Failure> {
 
 fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
     let x = input(&a.io)?;
-    let targets = npy::read_nd_targets(&a.target)?;
+    let targets = read_nd_targets(&a.target)?;
     let weight = a.weight.as_deref().map(npy::read_vector).transpose()?;
     let o = CrossEntropyOptions {
         weight: weight.as_ref().map(|w| w.view()),
@@ -234,7 +232,7 @@ fn pairwise(a: PairwiseArgs) -> Result<(), Failure> {
     };
     let x = input(&a.io)?;
     let x = matrix(&x, &a.io.input)?;
-    let b = npy::read_input(&a.other, a.io.input_dtype.map(DtypeName::dtype))?;
+    let b = read_input(&a.other, a.io.input_dtype.map(DtypeName::dtype))?;
     let b = matrix(&b, &a.other)?;
     let call = Surrogate::PairwiseMax {
         a: x.view(),

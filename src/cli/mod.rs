@@ -105,6 +105,10 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
     if !args.ops.is_empty() {
         cfg.ops = args.ops.clone();
     }
+    if !args.dtypes.is_empty() {
+        cfg.dtypes = args.dtypes.iter().map(|d| d.dtype()).collect();
+        cfg.dtypes.dedup();
+    }
     cfg.runs = args.runs.unwrap_or(cfg.runs).max(1);
     cfg.warmup = args.warmup.unwrap_or(cfg.warmup);
     cfg.cpu = args.device != BenchDevice::Gpu;

@@ -260,9 +260,7 @@ impl Npy {
 }
 
 mod header;
-mod typed;
-
-pub use typed::{read_input, read_nd_targets, TargetArrayNd};
+pub mod typed;
 
 /// Reads a 2-D float32 or float64 array as f32 (float64 values are rounded to f32).
 pub fn read_matrix(path: &Path) -> Result<Array2<f32>, String> {

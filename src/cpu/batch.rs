@@ -17,10 +17,10 @@ use rayon::prelude::*;
 pub(super) const ELEMS_PER_TASK: usize = 1 << 16;
 
 /// The caller's output buffer as one slice, checked against the input's shape.
-pub(super) fn out_slice<'a>(
+pub(super) fn out_slice<'a, E: Element>(
     dim: (usize, usize),
-    out: &'a mut ArrayViewMut2<f32>,
-) -> Result<&'a mut [f32]> {
+    out: &'a mut ArrayViewMut2<E>,
+) -> Result<&'a mut [E]> {
     if out.dim() != dim {
         let (r, c) = out.dim();
         return Err(Error::InvalidInput(format!(
@@ -33,11 +33,11 @@ pub(super) fn out_slice<'a>(
     })
 }
 
-pub(super) fn softmax_into(
+pub(super) fn softmax_into<E: Element>(
     isa: CpuIsa,
-    x: ArrayView2<f32>,
+    x: ArrayView2<E>,
     t: f32,
-    mut out: ArrayViewMut2<f32>,
+    mut out: ArrayViewMut2<E>,
     log: bool,
 ) -> Result<()> {
     check_temperature(t)?;

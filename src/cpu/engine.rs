@@ -6,7 +6,7 @@ use super::isa::CpuIsa;
 use super::{ce, surrogates};
 use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
-use crate::element::{DType, MatrixView, Tensor};
+use crate::element::{DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
 use crate::rows::RowOp;
 use ndarray::{ArrayView2, ArrayViewMut2, Ix1};
@@ -65,7 +65,8 @@ impl Cpu {
         self.isa.clone()
     }
 
-    /// [`Backend::softmax`] into a caller's `[B, C]` buffer (standard layout), allocating
+    /// [`Backend::softmax`] into a caller's `[B, C]` buffer of the input's element type
+    /// (standard layout), allocating
     /// nothing: for loops that evaluate the same shape again and again. A fresh large output
     /// costs page faults on every call (for `[4096, 32000]`, 524 MB of new pages), which the
     /// reused buffer pays once.
@@ -78,21 +79,21 @@ impl Cpu {
     /// assert_eq!(out, Cpu::new().softmax(x.view(), 1.0)?);
     /// # Ok::<(), smoothmax::Error>(())
     /// ```
-    pub fn softmax_into(
+    pub fn softmax_into<E: Element>(
         &self,
-        x: ArrayView2<f32>,
+        x: ArrayView2<E>,
         temperature: f32,
-        out: ArrayViewMut2<f32>,
+        out: ArrayViewMut2<E>,
     ) -> Result<()> {
         softmax_into(self.isa()?, x, temperature, out, false)
     }
 
     /// [`Backend::log_softmax`] into a caller's buffer, as [`Cpu::softmax_into`].
-    pub fn log_softmax_into(
+    pub fn log_softmax_into<E: Element>(
         &self,
-        x: ArrayView2<f32>,
+        x: ArrayView2<E>,
         temperature: f32,
-        out: ArrayViewMut2<f32>,
+        out: ArrayViewMut2<E>,
     ) -> Result<()> {
         softmax_into(self.isa()?, x, temperature, out, true)
     }
@@ -112,12 +113,12 @@ impl Cpu {
     /// assert_eq!((out.loss, Some(g)), (full.loss, full.grad));
     /// # Ok::<(), smoothmax::Error>(())
     /// ```
-    pub fn cross_entropy_into(
+    pub fn cross_entropy_into<E: Element>(
         &self,
-        logits: ArrayView2<f32>,
+        logits: ArrayView2<E>,
         targets: Targets,
         options: &CrossEntropyOptions,
-        mut grad: ArrayViewMut2<f32>,
+        mut grad: ArrayViewMut2<E>,
     ) -> Result<CrossEntropyOutput> {
         if !options.gradient {
             return Err(Error::InvalidInput(

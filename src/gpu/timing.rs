@@ -19,7 +19,7 @@ use super::split::WG;
 use super::Gpu;
 use crate::cross_entropy::fast::{fast_inputs, FastInputs};
 use crate::cross_entropy::{prepare, CrossEntropyOptions, Targets};
-use crate::element::DType;
+use crate::element::{with_dtype, DType, Element, MatrixView};
 use crate::error::{Error, Result};
 use crate::rows::RowOp;
 use ndarray::ArrayView2;
@@ -49,8 +49,8 @@ pub struct KernelTimes {
     pub timestamps: bool,
 }
 
-/// The yardsticks as a [`Job`]: rows of one vec4, read and written once.
-struct Yardstick(Entry);
+/// The yardsticks as a [`Job`]: rows of four elements of the type, read and written once.
+struct Yardstick(Entry, DType);
 
 impl Job for Yardstick {
     fn record(
@@ -64,7 +64,7 @@ impl Job for Yardstick {
         let pass = record_pass(
             ctx,
             encoder,
-            Kernel::yardstick(self.0),
+            Kernel::yardstick(self.0, self.1),
             chunk.rows.div_ceil(WG),
             params,
             vec![(Slot::X, x.binding()), (Slot::Y, y.binding())],
@@ -82,24 +82,37 @@ enum Timed {
 }
 
 impl Gpu {
-    /// Times `job` on device-resident data: uploads `x` once, runs `warmup` untimed and `runs`
-    /// timed repetitions, each measured with timestamp queries where the adapter has them
-    /// (else the wall clock around submit + wait). For benchmarks; results are discarded.
+    /// Times `job` on device-resident data: uploads `x` once (in its element type; outputs
+    /// are written in the same type), runs `warmup` untimed and `runs` timed repetitions,
+    /// each measured with timestamp queries where the adapter has them (else the wall clock
+    /// around submit + wait). For benchmarks; results are discarded.
     pub fn kernel_times(
         &self,
         job: &KernelJob,
-        x: ArrayView2<f32>,
+        x: MatrixView<'_>,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<KernelTimes> {
+        with_dtype!(MatrixView, x, |a: E| self
+            .kernel_times_of::<E>(job, a, warmup, runs))
+    }
+
+    fn kernel_times_of<E: Element>(
+        &self,
+        job: &KernelJob,
+        x: ArrayView2<E>,
         warmup: usize,
         runs: usize,
     ) -> Result<KernelTimes> {
         let ctx = &*self.ctx;
         ctx.check_alive()?;
         let (rows, cols) = x.dim();
+        let dtype = E::DTYPE;
         let (timed, m) = match job {
             KernelJob::Copy | KernelJob::ExpMap => {
                 // The input as one flat vector of vec4s (zero-padded to a whole one).
-                let mut flat: Vec<f32> = x.iter().copied().collect();
-                flat.resize(flat.len().div_ceil(4) * 4, 0.0);
+                let mut flat: Vec<E> = x.iter().copied().collect();
+                flat.resize(flat.len().div_ceil(4) * 4, E::default());
                 let n4 = flat.len() / 4;
                 let m = self.upload(
                     ArrayView2::from_shape((n4, 4), &flat)
@@ -110,22 +123,22 @@ impl Gpu {
                 } else {
                     Entry::ExpMap
                 };
-                (Timed::Yardstick(Yardstick(entry)), m)
+                (Timed::Yardstick(Yardstick(entry, dtype)), m)
             }
             KernelJob::Row(op, t) => (
                 Timed::Rows(RowsJob {
                     op: *op,
                     temperature: *t,
                     cols,
-                    x_dtype: DType::F32,
-                    y_dtype: DType::F32,
+                    x_dtype: dtype,
+                    y_dtype: dtype,
                 }),
                 self.upload(x)?,
             ),
             KernelJob::CrossEntropy(y, o) => {
                 let p = prepare((rows, cols), &Targets::classes(*y), o)?;
                 let fi = fast_inputs(&p, o);
-                let job = CeJob::new(ctx, &p, &fi, o, false, (DType::F32, DType::F32))?;
+                let job = CeJob::new(ctx, &p, &fi, o, false, (dtype, dtype))?;
                 (
                     Timed::CrossEntropy(Box::new((job, fi, o.gradient))),
                     self.upload(x)?,
@@ -205,7 +218,8 @@ fn record_timed(
     enc: &mut wgpu::CommandEncoder,
 ) -> Result<Vec<PooledBuffer>> {
     let x = || Source::Device(m);
-    let scratch = |bytes| Sink::Scratch(Extent::PerRow(bytes));
+    let elem = m.elem();
+    let scratch = |elems: usize, elem: usize| Sink::Scratch(Extent::PerRow(elems * elem), elem);
     let fut = async {
         match timed {
             Timed::Rows(job) => {
@@ -213,20 +227,24 @@ fn record_timed(
                     ctx,
                     rows,
                     x(),
-                    scratch(job.out_cols() * 4),
+                    if job.op == RowOp::LogSumExp {
+                        scratch(1, 4)
+                    } else {
+                        scratch(cols, elem)
+                    },
                     Mode::Record(enc),
                 )
                 .await
             }
             Timed::CrossEntropy(ce) => {
                 let (job, fi, gradient) = &**ce;
-                let grad = gradient.then(|| scratch(cols * 4));
+                let grad = gradient.then(|| scratch(cols, elem));
                 job.run(
                     ctx,
                     rows,
                     fi,
                     x(),
-                    scratch(ROW_STATS_BYTES),
+                    scratch(ROW_STATS_BYTES / 4, 4),
                     grad,
                     Mode::Record(enc),
                 )
@@ -238,7 +256,7 @@ fn record_timed(
                     layout: Layout::Based,
                 }];
                 let mut outputs = [Output {
-                    sink: scratch(16),
+                    sink: scratch(4, elem),
                     layout: Layout::Based,
                 }];
                 launch(

@@ -442,12 +442,15 @@ pub(crate) struct Kernel {
 
 impl Kernel {
     /// A yardstick (`copy` or `exp_map`, always vec4).
-    pub fn yardstick(entry: Entry) -> Self {
+    /// A yardstick over elements of type `dtype` (read and written in that type).
+    pub fn yardstick(entry: Entry, dtype: DType) -> Self {
         Kernel {
             family: Family::Yardstick,
             entry,
             spec: Spec {
                 vec4: true,
+                x_dtype: dtype,
+                y_dtype: dtype,
                 ..Spec::default()
             },
         }

@@ -99,6 +99,7 @@ fn specs(family: Family) -> Vec<Spec> {
         family,
         Family::LogSumExp | Family::Softmax | Family::CrossEntropy | Family::CrossEntropyInPlace
     ) {
+        // (The yardstick family is checked below, each type read and written as itself.)
         for vec4 in [false, true] {
             for x_dtype in DType::ALL {
                 for y_dtype in DType::ALL {
@@ -115,6 +116,11 @@ fn specs(family: Family) -> Vec<Spec> {
                     }
                 }
             }
+        }
+    }
+    if family == Family::Yardstick {
+        for dtype in DType::ALL {
+            out.push(Kernel::yardstick(Entry::ExpMap, dtype).spec);
         }
     }
     out

@@ -113,7 +113,7 @@ impl Plan<'_, '_> {
                 },
                 (sink, Some(b)) => {
                     let extent = sink.host_extent().or(match sink {
-                        Sink::Scratch(e) => Some(*e),
+                        Sink::Scratch(e, _) => Some(*e),
                         _ => None,
                     });
                     let extent = extent.unwrap_or(Extent::PerRow(0));

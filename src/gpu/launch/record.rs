@@ -54,7 +54,7 @@ impl Plan<'_, '_> {
                             "a recorded call cannot read outputs back to the host".into(),
                         ))
                     }
-                    Sink::Scratch(e) => Some(self.acquire(U::STORAGE, e.bytes(n))),
+                    Sink::Scratch(e, _) => Some(self.acquire(U::STORAGE, e.words_bytes(n))),
                     Sink::Device(m) => self.packed(m, o.layout, Some(r0), n, U::COPY_SRC),
                 };
                 set.outputs.push(b);

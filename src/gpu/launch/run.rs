@@ -42,7 +42,7 @@ pub(crate) async fn launch<'s>(
         })
         .chain(outputs.iter().map(|o| match &o.sink {
             Sink::Host { row_bytes, .. } => *row_bytes,
-            Sink::HostChunks { extent, .. } | Sink::Scratch(extent) => extent.per_row(),
+            Sink::HostChunks { extent, .. } | Sink::Scratch(extent, _) => extent.per_row(),
             Sink::Device(m) => m.row_stride().max(m.dim().1) * m.elem(),
         }))
         .max()

@@ -85,7 +85,7 @@ impl Plan<'_, '_> {
                     Some(self.acquire(U::STORAGE | U::COPY_SRC, extent.words_bytes(n)))
                 }
                 None => match &o.sink {
-                    Sink::Scratch(e) => Some(self.acquire(U::STORAGE, e.bytes(n))),
+                    Sink::Scratch(e, _) => Some(self.acquire(U::STORAGE, e.words_bytes(n))),
                     Sink::Device(m) => self.packed(m, o.layout, None, n, U::COPY_SRC),
                     Sink::Host { .. } | Sink::HostChunks { .. } => None,
                 },
@@ -200,7 +200,7 @@ impl Plan<'_, '_> {
                             row_bytes, data, ..
                         } => data[r0 * *row_bytes..(r0 + n) * *row_bytes].copy_from_slice(part),
                         Sink::HostChunks { deliver, .. } => deliver(r0, n, part),
-                        Sink::Device(_) | Sink::Scratch(_) => {}
+                        Sink::Device(_) | Sink::Scratch(..) => {}
                     }
                     at += words as usize;
                 }

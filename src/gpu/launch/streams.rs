@@ -82,8 +82,8 @@ pub(crate) enum Sink<'a> {
     },
     /// Written into a device matrix.
     Device(&'a GpuMatrix),
-    /// Written to scratch that nobody reads (kernel timing).
-    Scratch(Extent),
+    /// Written to scratch that nobody reads (kernel timing), of elements of this many bytes.
+    Scratch(Extent, usize),
 }
 
 impl Sink<'_> {
@@ -92,7 +92,8 @@ impl Sink<'_> {
         match self {
             Sink::Host { elem, .. } => *elem,
             Sink::Device(m) => m.elem(),
-            Sink::HostChunks { .. } | Sink::Scratch(_) => 4,
+            Sink::Scratch(_, elem) => *elem,
+            Sink::HostChunks { .. } => 4,
         }
     }
 
@@ -101,7 +102,7 @@ impl Sink<'_> {
         match self {
             Sink::Host { row_bytes, .. } => Some(Extent::PerRow(*row_bytes)),
             Sink::HostChunks { extent, .. } => Some(*extent),
-            Sink::Device(_) | Sink::Scratch(_) => None,
+            Sink::Device(_) | Sink::Scratch(..) => None,
         }
     }
 }
