@@ -14,7 +14,7 @@
 //! The loss is finished from the row's statistics in f64 by `cross_entropy::finish`.
 
 use super::arith::Arith;
-use super::batch::{into_row, next_f32, row_f32};
+use super::batch::{into_row, next_f32, put_row_bufs, row_f32, take_row_bufs};
 use super::exp::{Fused, Separate};
 use super::isa::CpuIsa;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
@@ -227,20 +227,11 @@ struct Block<'a, E, O> {
     g: &'a mut [O],
 }
 
-/// Per-task row buffers: the widened logits row, the soft-capped row and its tanh, the f32
-/// gradient row of a half gradient.
-#[derive(Default)]
-struct Bufs {
-    wide: Vec<f32>,
-    capped: Vec<f32>,
-    tanhs: Vec<f32>,
-    grad: Vec<f32>,
-}
-
 macro_rules! ce_block_body {
     ($A:ty, $cfg:ident, $b:ident) => {{
         let c = $cfg.cols;
-        let mut bf = Bufs::default();
+        // The widened logits row, the soft-capped row and its tanh, the f32 gradient row.
+        let mut bf = take_row_bufs();
         for i in 0..$b.stats.len() {
             let next = next_f32($b.x, i, c);
             let mut xr = row_f32($b.x, i, c, &mut bf.wide);
@@ -256,7 +247,7 @@ macro_rules! ce_block_body {
             let (coef, tanhs) = (&$b.coef[i], &bf.tanhs);
             let mut st = RowStats::default();
             if $cfg.grad {
-                into_row(&mut $b.g[i * c..(i + 1) * c], &mut bf.grad, |g| {
+                into_row(&mut $b.g[i * c..(i + 1) * c], &mut bf.out, |g| {
                     st = row::<$A>($cfg, xr, tanhs, next, qr, coef, g);
                 });
             } else {
@@ -264,6 +255,7 @@ macro_rules! ce_block_body {
             }
             $b.stats[i] = st;
         }
+        put_row_bufs(bf);
     }};
 }
 
