@@ -1,9 +1,10 @@
 //! # smoothmax
 //!
 //! Batched, numerically stable smooth-max functions — logsumexp (the smooth maximum, with
-//! temperature), softmax and log-softmax — over the rows of a `[B, C]` f32 matrix, on any GPU
-//! that wgpu reaches (Vulkan, Metal, DX12, and lavapipe on a machine without a GPU), with a
-//! fast multi-threaded CPU path and an f64 reference that checks both.
+//! temperature), softmax and log-softmax — and the losses built on them, over the last axis
+//! of arrays `[d0, ..., C]` of f32, f16 or bf16, on any GPU that wgpu reaches (Vulkan, Metal,
+//! DX12, and lavapipe on a machine without a GPU), with a fast multi-threaded CPU path and an
+//! f64 reference that checks both.
 //!
 //! Three backends implement one [`Backend`] trait: [`Gpu`], [`Cpu`] and [`Reference`].
 //!
@@ -17,9 +18,56 @@
 //! # Ok::<(), smoothmax::Error>(())
 //! ```
 //!
+//! ## Element types and shapes
+//!
+//! Every op takes inputs of any shape `[d0, d1, ..., C]` (at least one axis; reduced over the
+//! last) as `ArrayView<E, D>` for `E` = `f32`, [`half::f16`] or [`half::bf16`]: the leading
+//! axes are merged into `B = d0·d1·…` rows (a view when their strides allow, a row-major copy
+//! otherwise), and results come back in the leading shape (per-row values) or the input's
+//! shape (matrices). Class targets have the leading shape, probability targets the input's.
+//! The typed methods ([`Backend::softmax`], [`Backend::cross_entropy`], ...) return matrices in
+//! the input's element type, as PyTorch does; the type-erased ones
+//! ([`Backend::row_op_tensor`], [`Backend::cross_entropy_tensor`],
+//! [`Backend::surrogate_matrix`]) take the output type as an argument ([`DType`]). Per-row
+//! values (logsumexp, per-row losses) and reduced losses are f32 in every case.
+//!
+//! ```
+//! use smoothmax::{Backend, Cpu, CrossEntropyOptions, Targets};
+//! use smoothmax::half::bf16;
+//! let logits = ndarray::Array3::from_elem((2, 4, 32), bf16::from_f32(0.5)); // [batch, seq, vocab]
+//! let y = ndarray::Array2::<i64>::zeros((2, 4));                              // [batch, seq]
+//! let o = CrossEntropyOptions { gradient: true, ..Default::default() };
+//! let out = Cpu::new().cross_entropy(logits.view(), Targets::classes(y.view()), &o)?;
+//! let g: ndarray::Array3<bf16> = out.grad.unwrap();                           // bf16, [2, 4, 32]
+//! assert!((out.loss.scalar().unwrap() - 32f32.ln()).abs() < 1e-5);
+//! assert_eq!(g[[1, 3, 5]], bf16::from_f32(1.0 / 32.0 / 8.0));
+//! # Ok::<(), smoothmax::Error>(())
+//! ```
+//!
+//! **Accuracy per element type.** Half inputs are widened exactly to f32 (every f16 and bf16
+//! value is an f32 value) and everything is accumulated as for f32 inputs: in f32 on the GPU
+//! and the CPU, in f64 in the reference. So every f32 result (statistics, per-row values,
+//! losses, f32 outputs) meets the f32 bound below against the f64 reference computed from the
+//! widened inputs. A half output is the f32 result rounded to the type — round-to-nearest-even,
+//! a value past the type's range the infinity of its sign (f16's largest finite value is
+//! 65504: a finite f32 result beyond `65520` is `±inf`), NaN kept NaN, with the same integer
+//! bit conversion on every backend ([`bf16_bits`]; the GPU kernels in WGSL, no `SHADER_F16`
+//! needed) — so it is within the f32 bound plus one unit in the last place of its type
+//! (`2⁻¹⁰` relative for f16, `2⁻⁷` for bf16; [`DType::epsilon`]). tests/dtypes.rs checks every
+//! op, type, layout and backend against it; tools/dtype_check.py checks the CLI against
+//! PyTorch in float64.
+//!
+//! On the GPU, half matrices live in `u32` words, two elements per word; rows may start in
+//! the middle of a word (odd column counts, offsets and row strides of device matrices), and
+//! half outputs are written where they lie, a word shared by two rows through atomic
+//! half-word updates. The CPU widens each row into an f32 buffer in cache inside the row
+//! kernels (F16C through the `half` crate for f16, shifts for bf16) and narrows the output row
+//! back. The surrogates widen half scores to f32 on the host ([`Backend::surrogate_matrix`]);
+//! their GPU kernels read f32 only, and refuse a half device matrix with an error.
+//!
 //! ## The numeric contract
 //!
-//! Input is a 2-D `[B, C]` f32 matrix (any `B ≥ 0`, `C ≥ 0`, any memory layout). Temperature
+//! The input rows are `[B, C]` (any `B ≥ 0`, `C ≥ 0`, any memory layout). Temperature
 //! `T` must be finite and `> 0` ([`Error::BadTemperature`] otherwise):
 //! `logsumexp_T(x) = T · ln Σ exp(x/T)`, `softmax_T(x) = softmax(x/T)`,
 //! `log_softmax_T(x) = log_softmax(x/T)`.

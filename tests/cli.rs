@@ -82,6 +82,8 @@ fn bad_inputs_exit_non_zero_with_one_line_and_write_nothing() {
     std::fs::write(&text, "not an array").unwrap();
     let one_d = dir.join("1d.npy");
     write_npy(&one_d, &Array1::<f32>::zeros(4)).unwrap();
+    let zero_d = dir.join("0d.npy");
+    write_npy(&zero_d, &ndarray::arr0(1.0f32)).unwrap();
     let three_d = dir.join("3d.npy");
     write_npy(&three_d, &ArrayD::<f32>::zeros(vec![2, 2, 2])).unwrap();
     let ints = dir.join("ints.npy");
@@ -103,25 +105,38 @@ fn bad_inputs_exit_non_zero_with_one_line_and_write_nothing() {
             vec![],
             "not a valid .npy",
         ),
+        // Row ops take any shape [d0, ..., C]; the surrogates take 2-D [B, C].
         (
-            vec!["eval", "softmax", "--input", one_d.to_str().unwrap()],
+            vec!["eval", "soft-argmax", "--input", one_d.to_str().unwrap()],
             vec![],
-            "2-D",
+            "is not 2-D",
         ),
         (
-            vec!["eval", "softmax", "--input", three_d.to_str().unwrap()],
+            vec!["eval", "soft-argmax", "--input", three_d.to_str().unwrap()],
             vec![],
-            "2-D",
+            "is not 2-D",
+        ),
+        (
+            vec!["eval", "softmax", "--input", zero_d.to_str().unwrap()],
+            vec![],
+            "0-dimensional",
         ),
         (
             vec!["eval", "softmax", "--input", ints.to_str().unwrap()],
             vec![],
-            "dtype int32: expected float32 or float64",
+            "dtype int32: expected float32, float64 or float16",
         ),
         (
-            vec!["eval", "softmax", "--input", half.to_str().unwrap()],
+            vec![
+                "eval",
+                "softmax",
+                "--input",
+                half.to_str().unwrap(),
+                "--input-dtype",
+                "bf16",
+            ],
             vec![],
-            "\"<f2\" is not supported",
+            "dtype float16, which --input-dtype bf16 does not read",
         ),
         (
             vec!["eval", "softmax", "--input", truncated.to_str().unwrap()],
@@ -347,8 +362,8 @@ fn cross_entropy_bad_inputs_exit_non_zero_and_write_nothing() {
             "required arguments were not provided:\n  --target <TARGET>",
         ),
         (base(&y_oob), "target[1] = 4"),
-        (base(&y_2d), "1-D"),
-        (base(&y_len), "length 2"),
+        (base(&y_2d), "targets have shape [3, 4], expected [3]"),
+        (base(&y_len), "targets have shape [2], expected [3]"),
         (base(&q_bad), "shape [3, 5]"),
         (base("/no/such/targets.npy"), "cannot open"),
         (with(&y, &["--weight", &w_len]), "weight has length 3"),

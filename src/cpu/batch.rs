@@ -125,12 +125,17 @@ pub(super) fn row_f32<'b, E: Element>(
     }
 }
 
-/// The next row of `x` for prefetching, where it is f32 (half rows are widened anyway).
+/// The next row of `x` for prefetching: only its addresses are used, so a half row is passed
+/// as the f32 words its bytes span (whole words only; `&[]` where the row does not start on
+/// a word, which only skips the prefetch).
 #[inline(always)]
 pub(super) fn next_f32<E: Element>(x: &[E], i: usize, cols: usize) -> &[f32] {
     match x.get((i + 1) * cols..(i + 2) * cols) {
-        Some(r) if E::DTYPE == DType::F32 => bytemuck::cast_slice(r),
-        _ => &[],
+        Some(r) => {
+            let bytes: &[u8] = bytemuck::cast_slice(r);
+            bytemuck::try_cast_slice(&bytes[..bytes.len() / 4 * 4]).unwrap_or(&[])
+        }
+        None => &[],
     }
 }
 

@@ -162,14 +162,17 @@ impl Kernel {
             );
         }
         if self.family == Family::Yardstick {
-            // The exp-map yardstick in the element type: f32 vec4s, or two words of halves.
-            header.push_str(if x_half {
-                "fn exp4_of(w: vec2<u32>) -> vec2<u32> {\n\
-                 \x20   let a = exp(vec4<f32>(widen2_x(w.x), widen2_x(w.y)));\n\
-                 \x20   return vec2<u32>(narrow1_y(a.x) | (narrow1_y(a.y) << 16u), \
-                 narrow1_y(a.z) | (narrow1_y(a.w) << 16u));\n}\n"
-            } else {
-                "fn exp4_of(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n"
+            // The exp-map yardstick in the element type: f32 (vec4 or scalar), or two words of
+            // halves (the yardstick always runs vec4).
+            header.push_str(match (x_half, sp.vec4) {
+                (false, true) => "fn exp4_of(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n",
+                (false, false) => "fn exp4_of(v: f32) -> f32 { return exp(v); }\n",
+                (true, _) => {
+                    "fn exp4_of(w: vec2<u32>) -> vec2<u32> {\n\
+                     \x20   let a = exp(vec4<f32>(widen2_x(w.x), widen2_x(w.y)));\n\
+                     \x20   return vec2<u32>(narrow1_y(a.x) | (narrow1_y(a.y) << 16u), \
+                     narrow1_y(a.z) | (narrow1_y(a.w) << 16u));\n}\n"
+                }
             });
         }
         let x_part = match (x_half, sp.vec4) {
