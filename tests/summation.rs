@@ -106,7 +106,7 @@ fn many_tiny_terms_beside_a_dominant_one() {
                         let x = dominant_and_tiny(3, cols, t, top, group);
                         let what =
                             format!("{} [3, {cols}] T={t} top={top} group={group}", b.name());
-                        check_row_ops(b, x.view(), t.clone(), &what);
+                        check_row_ops(b, x.view(), t, &what);
                         if t == 1.0 {
                             check_ce(b, &x, &what);
                         }
