@@ -81,3 +81,31 @@ pub(crate) fn out_dtype(out: Option<DType>, input: DType) -> DType {
 pub(crate) fn narrow2(a: ndarray::Array2<f32>, dtype: DType) -> Tensor {
     Tensor::narrow(a.into_dyn(), dtype)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array3};
+
+    /// Leading axes are merged without a copy wherever their strides allow it, and copied
+    /// (row-major) only where they do not.
+    #[test]
+    fn rows_are_views_unless_the_layout_forbids() {
+        let a = Array3::<f32>::from_shape_fn((2, 3, 4), |(i, j, k)| (i * 12 + j * 4 + k) as f32);
+        let is_view = |v: TensorView| match Rows::of(&v).map(|r| r.matrix) {
+            Ok(Flat::F32(c)) => c.is_view(),
+            _ => panic!("f32 rows"),
+        };
+        assert!(is_view(a.view().into())); // contiguous
+        assert!(is_view(a.slice(s![.., .., ..2]).into())); // columns sliced: rows strided
+        assert!(is_view(a.slice(s![1.., .., ..]).into())); // first axis sliced
+        assert!(!is_view(a.view().permuted_axes([1, 0, 2]).into())); // leading axes swapped
+        let swapped: TensorView = a.view().permuted_axes([1, 0, 2]).into();
+        let r = Rows::of(&swapped).unwrap();
+        assert_eq!(r.leading, vec![3, 2]);
+        let MatrixView::F32(m) = r.view() else {
+            panic!()
+        };
+        assert_eq!(m.row(1).to_vec(), vec![12.0, 13.0, 14.0, 15.0]); // [0, 1] of the swapped view
+    }
+}
