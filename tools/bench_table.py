@@ -2,9 +2,9 @@
 """Renders `smoothmax bench --json FILE` as the README's Markdown table.
 
 Usage: python3 tools/bench_table.py docs/bench.json
-One line per op and shape: CPU median and GB/s (fraction of the memcpy yardstick), GPU kernel
-median and GB/s (fractions of the copy and exp-map yardsticks), GPU end-to-end median.
-Yardsticks in italics.
+One line per op, shape and element type: CPU median and GB/s (fraction of the same-type memcpy
+yardstick), GPU kernel median and GB/s (fractions of the same-type copy and exp-map
+yardsticks), GPU end-to-end median. Yardsticks in italics. Records without a type are f32.
 """
 import json
 import sys
@@ -17,17 +17,19 @@ def pct(v):
 def main(path):
     with open(path) as f:
         doc = json.load(f)
-    lines = {}  # (op, rows, cols) -> {device: record}, in first-seen order
+    lines = {}  # (op, rows, cols, dtype) -> {device: record}, in first-seen order
     for r in doc["records"]:
-        lines.setdefault((r["op"], r["rows"], r["cols"]), {})[r["device"]] = r
-    print("| op | shape | CPU ms | CPU GB/s (/memcpy) | GPU kernel ms | "
-          "GPU GB/s (/copy, /exp-map) | GPU e2e ms |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for (op, rows, cols), d in lines.items():
+        key = (r["op"], r["rows"], r["cols"], r.get("dtype", "f32"))
+        lines.setdefault(key, {})[r["device"]] = r
+    typed = any(k[3] != "f32" for k in lines)
+    print("| op | shape |" + (" type |" if typed else "") + " CPU ms | CPU GB/s (/memcpy) | "
+          "GPU kernel ms | GPU GB/s (/copy, /exp-map) | GPU e2e ms |")
+    print("|---|---|" + ("---|" if typed else "") + "---:|---:|---:|---:|---:|")
+    for (op, rows, cols, dtype), d in lines.items():
         cpu, kern, e2e = d.get("cpu"), d.get("gpu-kernel"), d.get("gpu-e2e")
         stick = op in ("copy", "exp-map", "memcpy")
         name = f"*{op}*" if stick else op
-        cells = [name, f"{rows}x{cols}"]
+        cells = [name, f"{rows}x{cols}"] + ([dtype] if typed else [])
         if cpu:
             frac = "" if stick else f" ({pct(cpu['frac_copy'])})"
             cells += [f"{cpu['median_ms']:.2f}", f"{cpu['gbps']:.2f}{frac}"]

@@ -1,5 +1,6 @@
 //! The bench's plot: throughput (GB/s, log scale) per op across shapes, one panel per device,
-//! with the yardsticks drawn as dashed reference lines. Pure-Rust SVG (plotters).
+//! with the yardsticks drawn as dashed reference lines. Pure-Rust SVG (plotters). With several
+//! element types measured, the plot shows the first one's lines (the table and JSON have all).
 
 use super::record::Record;
 use plotters::prelude::*;
@@ -37,7 +38,11 @@ fn panel(
     shapes: &[(usize, usize)],
 ) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let rs: Vec<&Record> = records.iter().filter(|r| r.device == device).collect();
+    let first = records.first().map(|r| r.dtype.as_str());
+    let rs: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.device == device && Some(r.dtype.as_str()) == first)
+        .collect();
     if rs.is_empty() {
         return area
             .titled(&format!("{title}: not measured"), ("sans-serif", 16))
