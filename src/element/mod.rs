@@ -4,8 +4,10 @@
 //! narrowed from the f32 result by round-to-nearest-even, with a result beyond the type's
 //! range becoming the infinity of its sign (f16's largest finite value is 65504) and NaN
 //! staying NaN. The narrowing is the same on every backend: the CPU rounds with the code
-//! below (F16C `vcvtps2ph` through the `half` crate where the processor has it), the GPU with
-//! WGSL's `pack2x16float` for f16 and the bit arithmetic of [`bf16_bits`] for bf16.
+//! below (F16C `vcvtps2ph` through the `half` crate where the processor has it, for f16; the
+//! bit arithmetic of [`bf16_bits`] for bf16), the GPU with the same integer arithmetic in WGSL
+//! (shaders/half.wgsl; not `pack2x16float`, whose result WGSL leaves indeterminate past f16's
+//! range).
 
 use crate::error::{Error, Result};
 use half::{bf16, f16};
