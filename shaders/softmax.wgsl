@@ -49,3 +49,15 @@ fn write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
         write_item(it, row_merged(it.row));
     }
 }
+
+// Element-type conversion (src/gpu/convert.rs): each item's segment read in x's type and
+// written in y's, through the same loads and stores as the ops.
+@compute @workgroup_size(256)
+fn convert(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let it = work_item(wid, lid);
+    if it.valid {
+        for (var j = seg_begin(it) + it.lane; j < seg_end(it); j += ROW_THREADS) {
+            store4(it.row, j, load4(it.row, j));
+        }
+    }
+}

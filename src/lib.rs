@@ -62,8 +62,9 @@
 //! half outputs are written where they lie, a word shared by two rows through atomic
 //! half-word updates. The CPU widens each row into an f32 buffer in cache inside the row
 //! kernels (F16C through the `half` crate for f16, shifts for bf16) and narrows the output row
-//! back. The surrogates widen half scores to f32 on the host ([`Backend::surrogate_matrix`]);
-//! their GPU kernels read f32 only, and refuse a half device matrix with an error.
+//! back. The surrogates read f32: half scores are widened first, host data on the host
+//! ([`Backend::surrogate_matrix`]), device matrices on the device ([`Gpu::convert`], which any
+//! application can call too).
 //!
 //! ## The numeric contract
 //!

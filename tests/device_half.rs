@@ -274,17 +274,58 @@ fn in_place_gradient_over_half_logits() {
     }
 }
 
-/// The surrogate kernels read f32: a half device matrix is refused with a clear error, not
-/// misread.
+/// The surrogate kernels read f32: half device matrices (here at an odd offset and stride)
+/// are widened on the device first, so the result is the f32 op's on the widened values,
+/// exactly; host half scores through the call API likewise.
 #[test]
-fn surrogates_refuse_half_device_matrices() {
+fn surrogates_widen_half_device_matrices() {
     let Some(g) = gpu() else { return };
-    let x = Array2::from_elem((2, 3), bf16::from_f32(1.0));
-    let m = g.upload(x.view()).unwrap();
-    let call = smoothmax::Surrogate::SoftArgmax {
-        x: &m,
-        temperature: 1.0,
-    };
-    let e = g.call(call).run().unwrap_err();
-    assert!(e.to_string().contains("bf16"), "{e}");
+    let x = Array2::from_shape_vec((3, 7), random::<bf16>(21, 2.0, false, 9)).unwrap();
+    let (m, _) = placed(g, &x, 9, 1, bf16::from_f32(5.0));
+    let w = x.mapv(|v| v.to_f32());
+    let want = g
+        .call(smoothmax::Surrogate::SoftArgmax {
+            x: w.view(),
+            temperature: 0.8,
+        })
+        .run()
+        .unwrap();
+    let got = g
+        .call(smoothmax::Surrogate::SoftArgmax {
+            x: &m,
+            temperature: 0.8,
+        })
+        .run()
+        .unwrap();
+    assert_eq!(got, want);
+    let host = g
+        .call(smoothmax::Surrogate::SoftArgmax {
+            x: x.view(),
+            temperature: 0.8,
+        })
+        .run()
+        .unwrap();
+    assert_eq!(host, want);
+}
+
+/// `Gpu::convert`: widening is exact, narrowing rounds as the `half` crate does (to
+/// nearest-even, past f16's range to ±inf), from a matrix at an odd offset and stride.
+#[test]
+fn convert_between_element_types() {
+    let Some(g) = gpu() else { return };
+    let x = Array2::from_shape_vec((4, 5), random::<bf16>(20, 3.0, true, 11)).unwrap();
+    let (m, _) = placed(g, &x, 7, 3, bf16::from_f32(0.0));
+    let wide = g.convert(&m, DType::F32).unwrap();
+    assert_eq!(
+        g.download_typed::<f32>(&wide).unwrap(),
+        x.mapv(|v| v.to_f32())
+    );
+    let mut big = Array2::from_shape_vec((3, 6), random::<f32>(18, 3.0, true, 12)).unwrap();
+    big[[0, 1]] = 70000.0; // past f16's range: +inf
+    big[[2, 5]] = 65519.0; // below the rounding boundary: 65504
+    let m32 = g.upload(big.view()).unwrap();
+    let h = g.convert(&m32, DType::F16).unwrap();
+    let got = g.download_typed::<f16>(&h).unwrap();
+    assert_eq!(got, big.mapv(f16::from_f32));
+    assert_eq!((got[[0, 1]], got[[2, 5]]), (f16::INFINITY, f16::MAX));
 }

@@ -98,6 +98,21 @@ impl GpuInput for MatrixView<'_> {
     }
 }
 
+impl GpuInput for Matrix<'_> {
+    fn matrix(&self) -> Matrix<'_> {
+        match self {
+            Matrix::Host(v) => Matrix::Host(v.view()),
+            Matrix::Device(m) => Matrix::Device(m),
+        }
+    }
+}
+
+impl Shape for Matrix<'_> {
+    fn dim(&self) -> (usize, usize) {
+        Matrix::dim(self)
+    }
+}
+
 impl Shape for MatrixView<'_> {
     fn dim(&self) -> (usize, usize) {
         MatrixView::dim(self)

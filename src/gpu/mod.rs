@@ -14,6 +14,7 @@ mod backend;
 mod call;
 mod ce;
 mod context;
+mod convert;
 mod encode;
 mod engine;
 mod io;

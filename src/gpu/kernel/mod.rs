@@ -204,6 +204,7 @@ pub(crate) enum Entry {
     Margin,
     F1Columns,
     Pointwise,
+    Convert,
 }
 
 impl Entry {
@@ -226,6 +227,7 @@ impl Entry {
             Entry::Margin => "margin",
             Entry::F1Columns => "f1_columns",
             Entry::Pointwise => "pointwise",
+            Entry::Convert => "convert",
         }
     }
 
@@ -238,7 +240,7 @@ impl Entry {
                 self,
                 E::Stats | E::StatsPartial | E::MergeRows | E::LseMerge
             ),
-            Family::Softmax => matches!(self, E::Fused | E::Write),
+            Family::Softmax => matches!(self, E::Fused | E::Write | E::Convert),
             Family::CrossEntropy | Family::CrossEntropyInPlace => {
                 matches!(self, E::CeFused | E::CeStats | E::CeRows | E::CeGrad)
             }

@@ -10,14 +10,24 @@ use crate::cross_entropy::Reduction;
 use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::gpu::context::Context;
+use crate::gpu::convert::convert;
 use crate::gpu::io::{GpuInput, In, Matrix, Out, Place};
 use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, SpFlags, SurrogateOp};
 use crate::gpu::launch::Mode;
+use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
 use crate::surrogates::{grad_scale, prepare, Surrogate};
 
+/// A score matrix widened to f32 for the surrogate kernels.
+enum Wide {
+    Host(ndarray::Array2<f32>),
+    Device(GpuMatrix),
+}
+
 /// Runs one surrogate call: its outputs go to `place` (in a recorded `mode`, to the device).
+/// The surrogate kernels read f32, so f16 / bf16 scores are widened first: host data on the
+/// host, device matrices on the device (recorded in the same `mode`).
 pub(crate) async fn surrogate<M>(
     ctx: &Context,
     call: &Surrogate<'_, M>,
@@ -28,23 +38,48 @@ pub(crate) async fn surrogate<M>(
 where
     M: GpuInput,
 {
-    let pr = prepare(call)?;
-    // The surrogate kernels read f32 words (`Backend::surrogate_matrix` widens half host
-    // scores; a half device matrix would be misread).
-    let mut half = None;
-    let _ = call.map(|m| {
-        let d = m.matrix().dtype();
-        if d != DType::F32 {
-            half = Some(d);
+    prepare(call)?; // every check before any work
+    let scores = call.map(|m| m.matrix());
+    let mut order = Vec::new();
+    let _ = scores.map(|m| order.push(m.clone()));
+    let mut wide = Vec::with_capacity(order.len());
+    for m in &order {
+        wide.push(match m {
+            Matrix::Host(v) if v.dtype() != DType::F32 => Some(Wide::Host(v.to_f32().into_owned())),
+            Matrix::Device(d) if d.dtype() != DType::F32 => Some(Wide::Device(
+                convert(ctx, d, DType::F32, mode.reborrow(), keep).await?,
+            )),
+            _ => None,
+        });
+    }
+    if wide.iter().all(Option::is_none) {
+        return surrogate_f32(ctx, call, place, mode, keep).await;
+    }
+    let mut k = 0;
+    let f32_call = scores.map(|m| {
+        let w = &wide[k];
+        k += 1;
+        match w {
+            Some(Wide::Host(a)) => Matrix::Host(a.view().into()),
+            Some(Wide::Device(g)) => Matrix::Device(g),
+            None => m.clone(),
         }
     });
-    if let Some(d) = half {
-        return Err(Error::InvalidInput(format!(
-            "{} reads f32 scores on the GPU; these are {d}: widen them first (the Backend \
-             methods do that for host data)",
-            call.name()
-        )));
-    }
+    surrogate_f32(ctx, &f32_call, place, mode, keep).await
+}
+
+/// [`surrogate`] on f32 scores.
+async fn surrogate_f32<M>(
+    ctx: &Context,
+    call: &Surrogate<'_, M>,
+    place: Place,
+    mut mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<Raw>
+where
+    M: GpuInput,
+{
+    let pr = prepare(call)?;
     ctx.check_alive()?;
     let place = mode.place(place);
     let (rows, cols) = (pr.rows, pr.cols);
