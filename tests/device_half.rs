@@ -329,3 +329,61 @@ fn convert_between_element_types() {
     assert_eq!(got, big.mapv(f16::from_f32));
     assert_eq!((got[[0, 1]], got[[2, 5]]), (f16::INFINITY, f16::MAX));
 }
+
+/// The call API's `output_dtype`: an f32 softmax and an f32 gradient from bf16 device logits.
+#[test]
+fn call_output_dtype() {
+    let Some(g) = gpu() else { return };
+    let x = Array2::from_shape_vec((3, 6), random::<bf16>(18, 2.0, false, 13)).unwrap();
+    let m = g.upload(x.view()).unwrap();
+    let w = x.mapv(|v| v.to_f32());
+    let p = g
+        .call(Rows {
+            op: RowOp::Softmax,
+            x: &m,
+            temperature: 1.0,
+        })
+        .output_dtype(DType::F32)
+        .on_device()
+        .run()
+        .unwrap();
+    assert_eq!(p.dtype(), DType::F32);
+    let want = Reference.softmax_f64(w.view(), 1.0, false).unwrap();
+    let got: Vec<f64> = g.download(&p).unwrap().iter().map(|&v| v as f64).collect();
+    assert_typed_close(
+        DType::F32,
+        &got,
+        want.as_slice().unwrap(),
+        6,
+        1.0,
+        "softmax f32",
+    );
+    let y = ndarray::array![0i64, 5, 2];
+    let o = CrossEntropyOptions {
+        gradient: true,
+        ..Default::default()
+    };
+    let out = g
+        .call(CrossEntropy {
+            logits: &m,
+            targets: Targets::classes(y.view()),
+            options: o.clone(),
+        })
+        .output_dtype(DType::F32)
+        .on_device()
+        .run()
+        .unwrap();
+    let grad = out.grad.unwrap();
+    assert_eq!(grad.dtype(), DType::F32);
+    let want = Reference
+        .cross_entropy_f64(w.view(), Targets::classes(y.view()), &o)
+        .unwrap();
+    let got: Vec<f64> = g
+        .download(&grad)
+        .unwrap()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let wg: Vec<f64> = want.grad.unwrap().iter().copied().collect();
+    assert_typed_close(DType::F32, &got, &wg, 6, 1.0 / 3.0, "ce grad f32");
+}

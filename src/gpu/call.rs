@@ -35,6 +35,7 @@ use super::rows;
 use super::surrogates::{self, DeviceSurrogateOutput, Raw};
 use super::Gpu;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
+use crate::element::DType;
 use crate::error::Result;
 use crate::rows::{RowOp, RowOutput};
 use crate::surrogates::{Surrogate, SurrogateOutput};
@@ -80,6 +81,9 @@ pub struct Call<'g, O, P = Host> {
     op: O,
     /// A caller's matrix the output goes into (row ops on the device).
     into: Option<GpuMatrix>,
+    /// The element type of the matrix output (softmax, log-softmax, the cross-entropy
+    /// gradient); `None`: the input's.
+    dtype: Option<DType>,
     place: PhantomData<P>,
 }
 
@@ -109,6 +113,7 @@ impl Gpu {
             gpu: self,
             op,
             into: None,
+            dtype: None,
             place: PhantomData,
         }
     }
@@ -121,8 +126,28 @@ impl<'g, O> Call<'g, O, Host> {
             gpu: self.gpu,
             op: self.op,
             into: None,
+            dtype: self.dtype,
             place: PhantomData,
         }
+    }
+}
+
+impl<'g, M> Call<'g, Rows<M>, Host> {
+    /// The element type of the softmax / log-softmax output (default: the input's; host
+    /// results come back as f32 values of that type). A matrix given to `on_device_into` has
+    /// its own type, which wins.
+    pub fn output_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = Some(dtype);
+        self
+    }
+}
+
+impl<'g, 't, 'o, M> Call<'g, CrossEntropy<'t, 'o, M>, Host> {
+    /// The element type of the gradient (default: the logits'; host results come back as f32
+    /// values of that type). An in-place gradient has the logits' type.
+    pub fn output_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = Some(dtype);
+        self
     }
 }
 
@@ -134,6 +159,7 @@ impl<'g, M> Call<'g, Rows<M>, Host> {
             gpu: self.gpu,
             op: self.op,
             into: Some(out.clone()),
+            dtype: self.dtype,
             place: PhantomData,
         }
     }
@@ -147,6 +173,7 @@ impl<'g, 't, 'o, 'm> Call<'g, CrossEntropy<'t, 'o, &'m GpuMatrix>, Host> {
             gpu: self.gpu,
             op: self.op,
             into: None,
+            dtype: None,
             place: PhantomData,
         }
     }
@@ -254,7 +281,7 @@ modes! {
     stage(s, mode, keep) {
         let x = s.op.x.matrix();
         let n = x.dim().0;
-        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Host, None, None, mode, keep).await?;
+        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Host, None, s.dtype, mode, keep).await?;
         Ok(RowsStaged { op: s.op.op, rows: n, out })
     }
     finish(st, gpu, wait) { rows::finish_host(gpu, st.op, st.out, st.rows, wait).await }
@@ -267,7 +294,7 @@ modes! {
         let x = s.op.x.matrix();
         let n = x.dim().0;
         let into = s.into.as_ref();
-        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Device, into, None, mode, keep).await?;
+        let out = rows::stage(&s.gpu.ctx, s.op.op, x, s.op.temperature, Place::Device, into, s.dtype, mode, keep).await?;
         Ok(OnDevice(RowsStaged { op: s.op.op, rows: n, out }))
     }
     finish(st, gpu, wait) {
@@ -281,7 +308,7 @@ modes! {
     impl['t, 'o, M: GpuInput] CrossEntropy<'t, 'o, M>, Host => CrossEntropyOutput, CeStaged;
     stage(s, mode, keep) {
         let o = &s.op;
-        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Host, false, None, mode, keep).await
+        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Host, false, s.dtype, mode, keep).await
     }
     finish(st, gpu, wait) { st.finish_host(gpu, wait).await }
 }
@@ -291,7 +318,7 @@ modes! {
     impl['t, 'o, M: GpuInput] CrossEntropy<'t, 'o, M>, Device => DeviceCrossEntropy, OnDevice<CeStaged>;
     stage(s, mode, keep) {
         let o = &s.op;
-        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Device, false, None, mode, keep)
+        ce::stage(&s.gpu.ctx, o.logits.matrix(), &o.targets, &o.options, Place::Device, false, s.dtype, mode, keep)
             .await
             .map(OnDevice)
     }
