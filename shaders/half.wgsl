@@ -11,7 +11,8 @@ fn f16_widen1(h: u32) -> f32 {
     let e = (h >> 10u) & 0x1fu;
     let m = h & 0x3ffu;
     let normal = bitcast<f32>(s | ((e + 112u) << 23u) | (m << 13u));
-    let special = bitcast<f32>(s | 0x7f800000u | (m << 13u));
+    // inf, or NaN made quiet with its payload kept (as F16C and the `half` crate do)
+    let special = bitcast<f32>(s | 0x7f800000u | (m << 13u) | select(0u, 0x400000u, m != 0u));
     // Zero and subnormals: m · 2^-24, exact in f32.
     let sub = f32(m) * 5.9604644775390625e-8;
     return select(select(normal, special, e == 31u), select(sub, -sub, s != 0u), e == 0u);
@@ -38,7 +39,7 @@ fn f16_narrow1(v: f32) -> u32 {
     let up = rem > mid || (rem == mid && (q & 1u) == 1u);
     var r = select(normal, q + select(0u, 1u, up), a < 0x38800000u);
     r = select(r, 0x7c00u, a >= 0x477ff000u); // |v| >= 65520 (65504 + half an ulp): inf
-    r = select(r, 0x7e00u, a > 0x7f800000u); // NaN
+    r = select(r, 0x7e00u | ((a & 0x7fffffu) >> 13u), a > 0x7f800000u); // NaN, quiet, payload kept
     return s | r;
 }
 

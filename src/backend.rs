@@ -128,8 +128,8 @@ pub trait Backend {
     }
 
     /// Softmax cross-entropy of `[B, C]` logits of any element type against targets for those
-    /// rows (see [`Backend::cross_entropy`]); the gradient in `out`. Every other
-    /// cross-entropy method goes through this one.
+    /// rows (class targets `[B]`, probabilities `[B, C]`; see [`Backend::cross_entropy`]); the
+    /// gradient in `out`. Every other cross-entropy method goes through this one.
     fn cross_entropy_matrix(
         &self,
         logits: MatrixView<'_>,
@@ -151,8 +151,9 @@ pub trait Backend {
         let rows = Rows::of(&logits)?;
         let cols = logits.shape().last().copied().unwrap_or(0);
         targets.check_shape(&rows.leading, cols)?;
+        let flat = targets.flat(rows.leading.iter().product(), cols)?;
         let dtype = out_dtype(out, logits.dtype());
-        let r = self.cross_entropy_matrix(rows.view(), targets, options, dtype)?;
+        let r = self.cross_entropy_matrix(rows.view(), flat.view(), options, dtype)?;
         Ok(CrossEntropyOutput {
             loss: match r.loss {
                 Loss::Scalar(v) => Loss::Scalar(v),

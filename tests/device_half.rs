@@ -387,3 +387,40 @@ fn call_output_dtype() {
     let wg: Vec<f64> = want.grad.unwrap().iter().copied().collect();
     assert_typed_close(DType::F32, &got, &wg, 6, 1.0 / 3.0, "ce grad f32");
 }
+
+/// Logsumexp writes f32: a half matrix to write it into is an error, and so is a matrix whose
+/// last word lies outside its buffer; NaN payloads convert as the `half` crate does.
+#[test]
+fn half_matrix_errors_and_nan_bits() {
+    let Some(g) = gpu() else { return };
+    let x = Array2::from_elem((2, 3), bf16::from_f32(1.0));
+    let m = g.upload(x.view()).unwrap();
+    let out = g
+        .upload(Array2::from_elem((2, 1), f16::ZERO).view())
+        .unwrap();
+    let e = g
+        .call(Rows {
+            op: RowOp::LogSumExp,
+            x: &m,
+            temperature: 1.0,
+        })
+        .on_device_into(&out)
+        .run()
+        .unwrap_err();
+    assert!(e.to_string().contains("logsumexp writes f32"), "{e}");
+    // 16 bytes hold 8 halves; [1, 7] at offset 4 ends at byte 18, inside the fifth word.
+    let e = GpuMatrix::from_buffer_typed(m.buffer().clone(), 4, 1, 7, 7, DType::F16).unwrap_err();
+    assert!(e.to_string().contains("needs 20 bytes"), "{e}");
+    // Quiet and signalling NaNs with payloads, both directions, against the `half` crate.
+    let nans = [0x7fc0_1234u32, 0x7f80_4321, 0xffc0_0001, 0x7fbf_e000];
+    let v = Array2::from_shape_fn((1, 4), |(_, j)| f32::from_bits(nans[j]));
+    let h = g.convert(&g.upload(v.view()).unwrap(), DType::F16).unwrap();
+    let got = g.download_typed::<f16>(&h).unwrap();
+    let want: Vec<u16> = v.iter().map(|&f| f16::from_f32(f).to_bits()).collect();
+    assert_eq!(got.iter().map(|h| h.to_bits()).collect::<Vec<_>>(), want);
+    let back = g
+        .download_typed::<f32>(&g.convert(&h, DType::F32).unwrap())
+        .unwrap();
+    let want: Vec<u32> = got.iter().map(|h| h.to_f32().to_bits()).collect();
+    assert_eq!(back.iter().map(|f| f.to_bits()).collect::<Vec<_>>(), want);
+}

@@ -2,7 +2,9 @@
 
 use crate::error::{Error, Result};
 pub use crate::reduction::Reduction;
-use ndarray::{Array, Array1, Array2, ArrayView, ArrayView1, ArrayViewD, Dimension, Ix1};
+use ndarray::{
+    Array, Array1, Array2, ArrayView, ArrayView1, ArrayViewD, CowArray, Dimension, Ix1, Ix2,
+};
 
 /// Class targets (one index per row) or probability targets (one distribution per row). For
 /// logits `[d0, ..., C]`, class targets have the leading shape `[d0, ...]` and probability
@@ -54,6 +56,20 @@ impl<'a> Targets<'a> {
         }
     }
 
+    /// The targets of `rows` rows of `cols` classes with their leading axes merged (after
+    /// [`Targets::check_shape`]).
+    pub(crate) fn flat(&self, rows: usize, cols: usize) -> Result<FlatTargets<'_>> {
+        let bad = |e: ndarray::ShapeError| Error::InvalidInput(format!("targets: {e}"));
+        Ok(match self {
+            Targets::Classes(t) => FlatTargets::Classes(t.to_shape(rows).map_err(bad)?),
+            Targets::ClassesI32(t) => FlatTargets::ClassesI32(t.to_shape(rows).map_err(bad)?),
+            Targets::ClassesU32(t) => FlatTargets::ClassesU32(t.to_shape(rows).map_err(bad)?),
+            Targets::Probabilities(q) => {
+                FlatTargets::Probabilities(q.to_shape((rows, cols)).map_err(bad)?)
+            }
+        })
+    }
+
     /// Checks the shape against logits of leading shape `leading` and `cols` classes: class
     /// targets have the leading shape, probabilities the full shape. (A `[B, C]` call with 1-D
     /// class targets of length `B` is the two-dimensional case of the same rule.)
@@ -75,6 +91,27 @@ impl<'a> Targets<'a> {
                 "targets have shape {:?}, expected {want:?} ({what})",
                 self.shape()
             )))
+        }
+    }
+}
+
+/// Targets with the logits' leading axes merged, as the row-level entry points take them:
+/// class targets `[B]`, probabilities `[B, C]` (views where the layout allows, else copies).
+pub(crate) enum FlatTargets<'a> {
+    Classes(CowArray<'a, i64, Ix1>),
+    ClassesI32(CowArray<'a, i32, Ix1>),
+    ClassesU32(CowArray<'a, u32, Ix1>),
+    Probabilities(CowArray<'a, f32, Ix2>),
+}
+
+impl FlatTargets<'_> {
+    /// The merged targets as [`Targets`].
+    pub fn view(&self) -> Targets<'_> {
+        match self {
+            FlatTargets::Classes(t) => Targets::classes(t.view()),
+            FlatTargets::ClassesI32(t) => Targets::classes_i32(t.view()),
+            FlatTargets::ClassesU32(t) => Targets::classes_u32(t.view()),
+            FlatTargets::Probabilities(q) => Targets::probabilities(q.view()),
         }
     }
 }

@@ -136,18 +136,15 @@ pub(crate) fn prepare(
             if o.ignore_index.is_some() {
                 return bad("ignore_index cannot be used with probability targets".into());
             }
-            // Any leading shape whose rows are the logits' (the caller checked it against
-            // theirs), merged into [B, C].
-            let q = match q.shape().last() {
-                Some(&c) if c == cols && q.len() == rows * cols => q.to_shape((rows, cols)),
+            let q = match q.view().into_dimensionality::<ndarray::Ix2>() {
+                Ok(q) if q.dim() == (rows, cols) => q,
                 _ => {
                     return bad(format!(
                         "probability targets have shape {:?}, expected [{rows}, {cols}]",
                         q.shape()
                     ))
                 }
-            }
-            .map_err(|e| Error::InvalidInput(format!("probability targets: {e}")))?;
+            };
             if let Some(((r, c), v)) = q.indexed_iter().find(|(_, v)| !v.is_finite()) {
                 return bad(format!(
                     "probability target [{r}, {c}] = {v}: must be finite"
@@ -162,10 +159,10 @@ pub(crate) fn prepare(
                 Targets::ClassesU32(t) => t.iter().map(|&v| v as i64).collect(),
                 Targets::Probabilities(_) => unreachable!(),
             };
-            if t.len() != rows {
+            if targets.shape() != [rows] {
                 return bad(format!(
-                    "targets have length {}, expected B = {rows}",
-                    t.len()
+                    "targets have shape {:?}, expected [{rows}]",
+                    targets.shape()
                 ));
             }
             let ignore = o.effective_ignore_index();

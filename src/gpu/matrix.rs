@@ -92,10 +92,12 @@ impl GpuMatrix {
             row_stride,
             dtype,
         };
-        if m.end() > m.buffer.size() {
+        // Kernels bind whole words: the word holding the last element must be in the buffer.
+        if m.end().next_multiple_of(4) > m.buffer.size() {
             return bad(format!(
-                "[{rows}, {cols}] with row stride {row_stride} at offset {offset} needs {} bytes; the buffer has {}",
-                m.end(),
+                "[{rows}, {cols}] with row stride {row_stride} at offset {offset} needs {} bytes; \
+                 the buffer has {}",
+                m.end().next_multiple_of(4),
                 m.buffer.size()
             ));
         }
@@ -287,16 +289,10 @@ impl Gpu {
             ));
         }
         // Copies move whole words: from the word holding the first element to the one
-        // holding the last (a half matrix may start and end mid-word).
+        // holding the last (a half matrix may start and end mid-word; `from_buffer_typed`
+        // checked that the last word is in the buffer).
         let start = m.offset / 4 * 4;
         let span = (m.end() - start).next_multiple_of(4);
-        if start + span > m.buffer.size() {
-            return Err(Error::InvalidInput(
-                "the matrix ends inside the buffer's last partial word; round the buffer up to \
-                 a multiple of 4 bytes"
-                    .into(),
-            ));
-        }
         let dev = &self.ctx.device;
         let scopes = Scopes::push(dev);
         let staging = self.ctx.pool.acquire(

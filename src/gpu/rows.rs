@@ -125,6 +125,12 @@ pub(crate) async fn stage(
                     .into(),
             ))
         }
+        Some(m) if op == RowOp::LogSumExp && m.dtype() != DType::F32 => {
+            return Err(Error::InvalidInput(format!(
+                "logsumexp writes f32; the output matrix holds {}",
+                m.dtype()
+            )))
+        }
         Some(m) if m.dim() == (rows, out_cols) => Out::Device(m.clone()),
         Some(m) => {
             return Err(Error::InvalidInput(format!(
