@@ -63,3 +63,100 @@ fn json_to_a_file_is_the_same_document() {
     check_document(&std::fs::read_to_string(&path).unwrap());
     assert!(String::from_utf8_lossy(&out.stdout).contains("softmax"));
 }
+
+/// `--dtype` (repeatable): every record carries its type, and the bytes counted are that
+/// type's (softmax of [8, 16] reads and writes 128 elements: 1024 bytes in f32, 512 in bf16
+/// and f16; the memcpy yardstick moves the same).
+#[test]
+fn dtype_runs_each_type_and_counts_its_bytes() {
+    let out = bin()
+        .args(bench_args())
+        .args([
+            "--dtype", "f32", "--dtype", "bf16", "--dtype", "f16", "--json", "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Vec<(String, String, u64)> = doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("op"), s("dtype"), r["bytes"].as_u64().unwrap())
+        })
+        .collect();
+    let want: Vec<(String, String, u64)> = [
+        ("memcpy", "f32", 1024),
+        ("softmax", "f32", 1024),
+        ("memcpy", "bf16", 512),
+        ("softmax", "bf16", 512),
+        ("memcpy", "f16", 512),
+        ("softmax", "f16", 512),
+    ]
+    .iter()
+    .map(|(o, d, b)| (o.to_string(), d.to_string(), *b))
+    .collect();
+    assert_eq!(seen, want);
+}
+
+/// The GPU lines in a half type: the copy and exp-map yardsticks and the op's kernel and end
+/// to end times, each record of type bf16 with bf16 bytes (the kernels read and write half
+/// words; timing runs them on device-resident bf16 data).
+#[test]
+fn gpu_lines_in_bf16() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = bin()
+        .args([
+            "bench",
+            "--device",
+            "gpu",
+            "--shape",
+            "8x16",
+            "--op",
+            "ce-fwd-bwd",
+            "--runs",
+            "1",
+            "--dtype",
+            "bf16",
+            "--json",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Vec<(String, String, u64)> = doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            assert_eq!(s("dtype"), "bf16", "{r}");
+            (s("op"), s("device"), r["bytes"].as_u64().unwrap())
+        })
+        .collect();
+    // ce-fwd-bwd: 2-byte logits and gradient, 8-byte targets, 8 bytes (loss, lse) per row.
+    let ce = 2 * 128 + 8 * 8 + 2 * 128 + 8 * 8;
+    let want: Vec<(String, String, u64)> = [
+        ("copy", "gpu-kernel", 512),
+        ("exp-map", "gpu-kernel", 512),
+        ("ce-fwd-bwd", "gpu-kernel", ce),
+        ("ce-fwd-bwd", "gpu-e2e", ce),
+    ]
+    .iter()
+    .map(|(o, d, b)| (o.to_string(), d.to_string(), *b))
+    .collect();
+    assert_eq!(seen, want);
+}
