@@ -340,65 +340,49 @@ pub trait Backend {
     }
 }
 
-/// A reference to a backend is a backend, so the typed methods (which need a sized `Self`)
-/// work through `&dyn Backend` too: `(&b).softmax(x, 1.0)` for `b: &dyn Backend`.
-impl<B: Backend + ?Sized> Backend for &B {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
+/// `Backend` for a wrapper that dereferences to a backend: the cores forwarded, everything
+/// else provided.
+macro_rules! forward_backend {
+    ($(#[$doc:meta])* $ty:ty) => {
+        $(#[$doc])*
+        impl<B: Backend + ?Sized> Backend for $ty {
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
 
-    fn row_op_matrix(
-        &self,
-        op: RowOp,
-        x: MatrixView<'_>,
-        temperature: f32,
-        out: DType,
-    ) -> Result<Tensor> {
-        (**self).row_op_matrix(op, x, temperature, out)
-    }
+            fn row_op_matrix(
+                &self,
+                op: RowOp,
+                x: MatrixView<'_>,
+                temperature: f32,
+                out: DType,
+            ) -> Result<Tensor> {
+                (**self).row_op_matrix(op, x, temperature, out)
+            }
 
-    fn cross_entropy_matrix(
-        &self,
-        logits: MatrixView<'_>,
-        targets: Targets,
-        options: &CrossEntropyOptions,
-        out: DType,
-    ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
-        (**self).cross_entropy_matrix(logits, targets, options, out)
-    }
+            fn cross_entropy_matrix(
+                &self,
+                logits: MatrixView<'_>,
+                targets: Targets,
+                options: &CrossEntropyOptions,
+                out: DType,
+            ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
+                (**self).cross_entropy_matrix(logits, targets, options, out)
+            }
 
-    fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput> {
-        (**self).surrogate(call)
-    }
+            fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput> {
+                (**self).surrogate(call)
+            }
+        }
+    };
 }
 
-/// A boxed backend is a backend: the typed methods work on `Box<dyn Backend>` directly.
-impl<B: Backend + ?Sized> Backend for Box<B> {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-
-    fn row_op_matrix(
-        &self,
-        op: RowOp,
-        x: MatrixView<'_>,
-        temperature: f32,
-        out: DType,
-    ) -> Result<Tensor> {
-        (**self).row_op_matrix(op, x, temperature, out)
-    }
-
-    fn cross_entropy_matrix(
-        &self,
-        logits: MatrixView<'_>,
-        targets: Targets,
-        options: &CrossEntropyOptions,
-        out: DType,
-    ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
-        (**self).cross_entropy_matrix(logits, targets, options, out)
-    }
-
-    fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput> {
-        (**self).surrogate(call)
-    }
-}
+forward_backend!(
+    /// A reference to a backend is a backend, so the typed methods (which need a sized
+    /// `Self`) work through `&dyn Backend` too: `(&b).softmax(x, 1.0)` for `b: &dyn Backend`.
+    &B
+);
+forward_backend!(
+    /// A boxed backend is a backend: the typed methods work on `Box<dyn Backend>` directly.
+    Box<B>
+);

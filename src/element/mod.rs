@@ -439,7 +439,12 @@ impl Tensor {
     pub fn narrow(a: ArrayD<f32>, dtype: DType) -> Tensor {
         fn go<E: Element>(a: ArrayD<f32>) -> Tensor {
             use rayon::prelude::*;
-            let a = a.as_standard_layout().into_owned();
+            // (`as_standard_layout().into_owned()` would copy a standard array too.)
+            let a = if a.is_standard_layout() {
+                a
+            } else {
+                a.as_standard_layout().into_owned()
+            };
             let mut out = ArrayD::<E>::from_elem(a.raw_dim(), E::default());
             if let (Some(o), Some(s)) = (out.as_slice_mut(), a.as_slice()) {
                 o.par_chunks_mut(1 << 14)

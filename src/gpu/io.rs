@@ -248,9 +248,11 @@ impl Out {
 
     /// An f32 host output as a matrix (half outputs widened exactly).
     pub fn into_host(self, rows: usize) -> Result<Array2<f32>> {
-        self.into_tensor(rows)?
-            .to_f32()
-            .into_dimensionality()
+        let a = match self.into_tensor(rows)? {
+            Tensor::F32(a) => a, // as it is: no copy
+            half => half.to_f32(),
+        };
+        a.into_dimensionality()
             .map_err(|e| Error::InvalidInput(e.to_string()))
     }
 
