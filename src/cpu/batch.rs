@@ -2,7 +2,8 @@
 //! kernels of the build that runs (`multiversion!`).
 
 use super::alloc;
-use super::exp::{Fused, Separate};
+use super::arith::Arith;
+use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
 use super::rows::{row_stats, softmax_row};
 use crate::element::{with_dtype, DType, Element, MatrixView, Tensor};
@@ -81,7 +82,7 @@ macro_rules! multiversion {
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 unsafe fn wide512 $(<$($g: $b),*>)? ($($arg: $ty),*) {
-                    type A = Fused;
+                    type A = Fused512;
                     $body
                 }
                 #[target_feature(enable = "avx2,fma")]
@@ -105,26 +106,6 @@ macro_rules! multiversion {
     };
 }
 
-/// Row `i` of `x` as f32: the row itself for f32 input, else widened into `buf` (one row,
-/// in cache, inside the calling kernel's build: the conversion is part of the row's passes,
-/// not a pass over the matrix).
-#[inline(always)]
-pub(super) fn row_f32<'b, E: Element>(
-    x: &'b [E],
-    i: usize,
-    cols: usize,
-    buf: &'b mut Vec<f32>,
-) -> &'b [f32] {
-    let row = &x[i * cols..(i + 1) * cols];
-    if E::DTYPE == DType::F32 {
-        bytemuck::cast_slice(row)
-    } else {
-        buf.resize(cols, 0.0);
-        E::widen(row, buf);
-        buf
-    }
-}
-
 /// The next row of `x` for prefetching: only its addresses are used, so a half row is passed
 /// as the f32 words its bytes span (whole words only; `&[]` where the row does not start on
 /// a word, which only skips the prefetch).
@@ -140,25 +121,29 @@ pub(super) fn next_f32<E: Element>(x: &[E], i: usize, cols: usize) -> &[f32] {
 }
 
 /// Runs `f` on an f32 output row: `out` itself when it is f32, else `buf`, narrowed into
-/// `out` afterwards (round-to-nearest-even).
+/// `out` afterwards (round-to-nearest-even, by the build's loop).
 #[inline(always)]
-pub(super) fn into_row<O: Element>(out: &mut [O], buf: &mut Vec<f32>, f: impl FnOnce(&mut [f32])) {
+pub(super) fn into_row<A: Arith, O: Element, R>(
+    out: &mut [O],
+    buf: &mut Vec<f32>,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
     if O::DTYPE == DType::F32 {
-        f(bytemuck::cast_slice_mut(out));
+        f(bytemuck::cast_slice_mut(out))
     } else {
         buf.resize(out.len(), 0.0);
-        f(buf);
-        O::narrow(buf, out);
+        let r = f(buf);
+        A::narrow(buf, out);
+        r
     }
 }
 
-/// Row buffers a kernel uses for one row at a time (a widened input row, an f32 output row, a
+/// Row buffers a kernel uses for one row at a time (an f32 output row for a half output, a
 /// soft-capped row and its tanh), kept per thread: a 32000-column row is 128 KB, and a fresh
 /// allocation that large per block of rows is an mmap, page faults and an munmap each time
 /// (measured: they cost the bf16 cross-entropy about half its time).
 #[derive(Default)]
 pub(super) struct RowBufs {
-    pub wide: Vec<f32>,
     pub out: Vec<f32>,
     pub capped: Vec<f32>,
     pub tanhs: Vec<f32>,
@@ -180,13 +165,10 @@ pub(super) fn put_row_bufs(b: RowBufs) {
 
 multiversion! {
     fn lse_rows<E: Element>(x: &[E], out: &mut [f32], cols: usize, t: f32, es: &ExpScale) {
-        let mut bufs = take_row_bufs();
         for (i, o) in out.iter_mut().enumerate() {
             let next = next_f32(x, i, cols);
-            let row = row_f32(x, i, cols, &mut bufs.wide);
-            *o = row_stats::<A>(row, next, es).logsumexp(t);
+            *o = row_stats::<A, E>(&x[i * cols..(i + 1) * cols], next, es).logsumexp(t);
         }
-        put_row_bufs(bufs);
     }
 }
 
@@ -195,8 +177,8 @@ multiversion! {
         let mut bufs = take_row_bufs();
         for (i, o) in out.chunks_exact_mut(cols).enumerate() {
             let next = next_f32(x, i, cols);
-            let row = row_f32(x, i, cols, &mut bufs.wide);
-            into_row(o, &mut bufs.out, |o| softmax_row::<A>(row, next, o, es, log));
+            let row = &x[i * cols..(i + 1) * cols];
+            softmax_row::<A, E, O>(row, next, o, &mut bufs.out, es, log);
         }
         put_row_bufs(bufs);
     }

@@ -14,8 +14,8 @@
 //! The loss is finished from the row's statistics in f64 by `cross_entropy::finish`.
 
 use super::arith::Arith;
-use super::batch::{into_row, next_f32, put_row_bufs, row_f32, take_row_bufs};
-use super::exp::{Fused, Separate};
+use super::batch::{into_row, next_f32, put_row_bufs, take_row_bufs};
+use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::rows::{exp_sum, row_max};
@@ -64,16 +64,17 @@ impl Cfg<'_> {
 }
 
 /// Passes 1 and 2: the row's statistics (`xy` left to the caller); with `store`, each
-/// `e^{x' − m}` is written there.
+/// `e^{x' − m}` is written there. `x` is the row in the logits' own type (or the soft-capped
+/// row in f32).
 #[inline(always)]
-fn stats<A: Arith>(
+fn stats<A: Arith, E: Element>(
     cfg: &Cfg,
-    x: &[f32],
+    x: &[E],
     q: Option<&[f32]>,
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> RowStats {
-    let (m, nan, pos_inf) = row_max::<A>(x);
+    let (m, nan, pos_inf) = row_max::<A, E>(x);
     let mut st = RowStats {
         m,
         flags: if nan {
@@ -89,52 +90,20 @@ fn stats<A: Arith>(
         return st;
     }
     // T = 1: the exponent is `x − m` (an overflowing difference is correctly −inf).
-    st.s = exp_sum::<A>(x, &ExpScale::new(1.0, 1.0).row(m), store, next);
+    st.s = exp_sum::<A, E>(x, &ExpScale::new(1.0, 1.0).row(m), store, next);
     if !cfg.lin {
         return st;
     }
-    let (sigma, msig) = (cfg.sigma, -m * cfg.sigma);
-    let neg;
-    if A::SIMD {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: SIMD is true only for `Fused`, used only where AVX2 + FMA were detected;
-            // weight and q rows are as long as x.
-            let (a, n) =
-                unsafe { super::avx2::linear_sums(x, sigma, msig, cfg.weight, q, |j| cfg.k(j, q)) };
-            st.a = a;
-            neg = n;
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("SIMD arithmetic exists on x86-64 only");
-    } else {
-        // Blocked like `exp_sum` (see `SUM_BLOCK`): f32 lanes per block, block sums in f64.
-        let mut a_total = 0.0f64;
-        for b0 in (0..x.len()).step_by(SUM_BLOCK) {
-            let b1 = (b0 + SUM_BLOCK).min(x.len());
-            let mut a = [0.0f32; L];
-            let mut j0 = b0;
-            while j0 < b1 {
-                let len = L.min(b1 - j0);
-                for l in 0..len {
-                    // σ(x − m) as fma(x, σ, −σm): cannot overflow; −inf exactly at −inf logits.
-                    let d = A::fma(x[j0 + l], sigma, msig);
-                    a[l] += if d > f32::NEG_INFINITY {
-                        cfg.k(j0 + l, q) * d
-                    } else {
-                        0.0
-                    };
-                }
-                j0 += L;
-            }
-            a_total += lanes_sum(a) as f64;
-        }
-        st.a = a_total as f32;
-        neg = x.contains(&f32::NEG_INFINITY);
-    }
+    let (mut a_total, mut neg) = (0.0f64, false);
+    A::f32_blocks(x, |j, b| {
+        let (a, n) = linear_sums::<A>(cfg, b, j, q, m);
+        a_total += a as f64;
+        neg |= n;
+    });
+    st.a = a_total as f32;
     if neg {
-        for (j, &v) in x.iter().enumerate() {
-            if v == f32::NEG_INFINITY {
+        for (j, v) in x.iter().enumerate() {
+            if v.to_f32() == f32::NEG_INFINITY {
                 st.flags |= cfg.neg_kind(j, q);
             }
         }
@@ -142,13 +111,66 @@ fn stats<A: Arith>(
     st
 }
 
+/// The linear sum `Σ_finite k̂_j·σ(x_j − m)` over the columns `j0..` of a row held in `x`
+/// (f32), and whether any of them is −inf.
+#[inline(always)]
+fn linear_sums<A: Arith>(
+    cfg: &Cfg,
+    x: &[f32],
+    j0: usize,
+    q: Option<&[f32]>,
+    m: f32,
+) -> (f32, bool) {
+    let (sigma, msig) = (cfg.sigma, -m * cfg.sigma);
+    let cols = j0..j0 + x.len();
+    if A::SIMD {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SIMD is true only for `Fused` and `Fused512`, used only where AVX2 + FMA
+        // were detected; the weight and q slices are as long as x.
+        return unsafe {
+            super::avx2::linear_sums(
+                x,
+                sigma,
+                msig,
+                cfg.weight.map(|w| &w[cols.clone()]),
+                q.map(|q| &q[cols.clone()]),
+                |j| cfg.k(j0 + j, q),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("SIMD arithmetic exists on x86-64 only");
+    }
+    // Blocked like `exp_sum` (see `SUM_BLOCK`): f32 lanes per block, block sums in f64.
+    let mut a_total = 0.0f64;
+    for b0 in (0..x.len()).step_by(SUM_BLOCK) {
+        let b1 = (b0 + SUM_BLOCK).min(x.len());
+        let mut a = [0.0f32; L];
+        let mut c0 = b0;
+        while c0 < b1 {
+            let len = L.min(b1 - c0);
+            for l in 0..len {
+                // σ(x − m) as fma(x, σ, −σm): cannot overflow; −inf exactly at −inf logits.
+                let d = A::fma(x[c0 + l], sigma, msig);
+                a[l] += if d > f32::NEG_INFINITY {
+                    cfg.k(j0 + c0 + l, q) * d
+                } else {
+                    0.0
+                };
+            }
+            c0 += L;
+        }
+        a_total += lanes_sum(a) as f64;
+    }
+    (a_total as f32, x.contains(&f32::NEG_INFINITY))
+}
+
 /// One row: its statistics, and its gradient written into `g` when asked for. `t` holds
 /// `tanh(x/c)` under softcap (for the chain factor).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row<A: Arith>(
+fn row<A: Arith, E: Element>(
     cfg: &Cfg,
-    x: &[f32],
+    x: &[E],
     t: &[f32],
     next: &[f32],
     q: Option<&[f32]>,
@@ -156,10 +178,10 @@ fn row<A: Arith>(
     g: &mut [f32],
 ) -> RowStats {
     let store = if cfg.grad { Some(&mut *g) } else { None };
-    let mut st = stats::<A>(cfg, x, q, store, next);
+    let mut st = stats::<A, E>(cfg, x, q, store, next);
     let y = rc.class;
     if y >= 0 && q.is_none() {
-        st.xy = x[y as usize];
+        st.xy = x[y as usize].to_f32();
     }
     if !cfg.grad {
         return st;
@@ -230,30 +252,30 @@ struct Block<'a, E, O> {
 macro_rules! ce_block_body {
     ($A:ty, $cfg:ident, $b:ident) => {{
         let c = $cfg.cols;
-        // The widened logits row, the soft-capped row and its tanh, the f32 gradient row.
+        // The soft-capped row and its tanh, the f32 gradient row.
         let mut bf = take_row_bufs();
         for i in 0..$b.stats.len() {
             let next = next_f32($b.x, i, c);
-            let mut xr = row_f32($b.x, i, c, &mut bf.wide);
-            if let Some(cap) = $cfg.softcap {
+            let xr = &$b.x[i * c..(i + 1) * c];
+            let qr = $b.q.map(|q| &q[i * c..(i + 1) * c]);
+            let coef = &$b.coef[i];
+            let g = &mut $b.g[if $cfg.grad { i * c..(i + 1) * c } else { 0..0 }];
+            $b.stats[i] = if let Some(cap) = $cfg.softcap {
                 // tanh(±inf) = ±1: soft-capped logits are finite unless NaN.
                 bf.tanhs.clear();
-                bf.tanhs.extend(xr.iter().map(|&v| (v / cap).tanh()));
+                bf.tanhs
+                    .extend(xr.iter().map(|&v| (v.to_f32() / cap).tanh()));
                 bf.capped.clear();
                 bf.capped.extend(bf.tanhs.iter().map(|&t| cap * t));
-                xr = &bf.capped;
-            }
-            let qr = $b.q.map(|q| &q[i * c..(i + 1) * c]);
-            let (coef, tanhs) = (&$b.coef[i], &bf.tanhs);
-            let mut st = RowStats::default();
-            if $cfg.grad {
-                into_row(&mut $b.g[i * c..(i + 1) * c], &mut bf.out, |g| {
-                    st = row::<$A>($cfg, xr, tanhs, next, qr, coef, g);
-                });
+                let (xr, tanhs) = (&bf.capped[..], &bf.tanhs[..]);
+                into_row::<$A, O, _>(g, &mut bf.out, |g| {
+                    row::<$A, f32>($cfg, xr, tanhs, next, qr, coef, g)
+                })
             } else {
-                st = row::<$A>($cfg, xr, tanhs, next, qr, coef, &mut []);
-            }
-            $b.stats[i] = st;
+                into_row::<$A, O, _>(g, &mut bf.out, |g| {
+                    row::<$A, E>($cfg, xr, &[], next, qr, coef, g)
+                })
+            };
         }
         put_row_bufs(bf);
     }};
@@ -264,7 +286,7 @@ fn ce_block<E: Element, O: Element>(isa: CpuIsa, cfg: &Cfg, b: Block<E, O>) {
     {
         #[target_feature(enable = "avx512f,avx2,fma")]
         unsafe fn wide512<E: Element, O: Element>(cfg: &Cfg, b: Block<E, O>) {
-            ce_block_body!(Fused, cfg, b)
+            ce_block_body!(Fused512, cfg, b)
         }
         #[target_feature(enable = "avx2,fma")]
         unsafe fn wide<E: Element, O: Element>(cfg: &Cfg, b: Block<E, O>) {

@@ -38,11 +38,23 @@ pub(crate) trait Fma: Copy {
 #[derive(Copy, Clone)]
 pub(crate) struct Fused;
 
+/// `a.mul_add(b, c)` in the AVX-512 build (its own type so that `cpu::arith::Arith` can give
+/// that build its sixteen-lane loops): only for code compiled with `avx512f` and `fma`.
+#[derive(Copy, Clone)]
+pub(crate) struct Fused512;
+
 /// `a * b + c`.
 #[derive(Copy, Clone)]
 pub(crate) struct Separate;
 
 impl Fma for Fused {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl Fma for Fused512 {
     #[inline(always)]
     fn fma(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)

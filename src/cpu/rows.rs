@@ -13,6 +13,8 @@
 //! one for the output). Then `T·lse(x/T) = m + T·ln s`.
 
 use super::arith::Arith;
+use super::lanes::SUM_BLOCK;
+use crate::element::{DType, Element};
 use crate::scale::{ExpScale, RowScale};
 
 const INF_BITS: u32 = 0x7f80_0000;
@@ -50,13 +52,13 @@ impl RowStats {
 
 /// Pass 1: the max of the values (NaN and −inf never win a `>`), plus NaN / +inf flags.
 #[inline(always)]
-pub(crate) fn row_max<A: Arith>(x: &[f32]) -> (f32, bool, bool) {
+pub(crate) fn row_max<A: Arith, E: Element>(x: &[E]) -> (f32, bool, bool) {
     let (mut m, abits) = A::max_and_abs_bits(x);
     let (mut nan, mut pos_inf) = (false, false);
     if abits >= INF_BITS {
         // Rare: classify. −inf is harmless (e^{−inf} = 0); NaN and +inf decide the row.
-        nan = x.iter().any(|v| v.is_nan());
-        pos_inf = x.contains(&f32::INFINITY);
+        nan = x.iter().any(|v| v.to_f32().is_nan());
+        pos_inf = x.iter().any(|v| v.to_f32() == f32::INFINITY);
     }
     if m == f32::INFINITY {
         m = f32::MIN; // only reachable with pos_inf set; keep m finite
@@ -67,8 +69,8 @@ pub(crate) fn row_max<A: Arith>(x: &[f32]) -> (f32, bool, bool) {
 /// Pass 2: `Σ e^{κ(x − m)}`, also storing each term into `store` when given; `next` is
 /// the following row (prefetched, where the build can), or empty. Blocked (see `lanes::SUM_BLOCK`).
 #[inline(always)]
-pub(crate) fn exp_sum<A: Arith>(
-    x: &[f32],
+pub(crate) fn exp_sum<A: Arith, E: Element>(
+    x: &[E],
     sc: &RowScale,
     store: Option<&mut [f32]>,
     next: &[f32],
@@ -78,57 +80,84 @@ pub(crate) fn exp_sum<A: Arith>(
 
 /// Passes 1 and 2 (stats only).
 #[inline(always)]
-pub(crate) fn row_stats<A: Arith>(x: &[f32], next: &[f32], es: &ExpScale) -> RowStats {
-    let (m, nan, pos_inf) = row_max::<A>(x);
+pub(crate) fn row_stats<A: Arith, E: Element>(x: &[E], next: &[f32], es: &ExpScale) -> RowStats {
+    let (m, nan, pos_inf) = row_max::<A, E>(x);
     let s = if nan || pos_inf {
         0.0
     } else {
-        exp_sum::<A>(x, &es.row(m), None, next)
+        exp_sum::<A, E>(x, &es.row(m), None, next)
     };
     RowStats { m, s, nan, pos_inf }
 }
 
-/// Softmax (or log-softmax) of one row at the temperature `es` was made for, into `out`.
+/// `out` as f32 when `O` is f32.
 #[inline(always)]
-pub(crate) fn softmax_row<A: Arith>(
-    x: &[f32],
+fn as_f32<O: Element>(out: &mut [O]) -> Option<&mut [f32]> {
+    (O::DTYPE == DType::F32).then(|| bytemuck::cast_slice_mut(out))
+}
+
+/// Softmax (or log-softmax) of one row at the temperature `es` was made for, into `out`;
+/// `buf` holds the row's f32 terms when `out` is not f32.
+#[inline(always)]
+pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
+    x: &[E],
     next: &[f32],
-    out: &mut [f32],
+    out: &mut [O],
+    buf: &mut Vec<f32>,
     es: &ExpScale,
     log: bool,
 ) {
-    let (m, nan, pos_inf) = row_max::<A>(x);
+    let (m, nan, pos_inf) = row_max::<A, E>(x);
     if nan || pos_inf {
-        out.fill(f32::NAN);
+        out.fill(O::from_f32(f32::NAN));
         return;
     }
     let sc = es.row(m);
     if log {
-        let s = exp_sum::<A>(x, &sc, None, next);
+        let s = exp_sum::<A, E>(x, &sc, None, next);
         if s == 0.0 {
-            out.fill(f32::NAN); // no finite value
+            out.fill(O::from_f32(f32::NAN)); // no finite value
             return;
         }
         let ln_s = s.ln();
         // (x − m)/T − ln s: exact under a large common shift, −inf stays −inf.
-        if sc.tiny {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = ((v - m) * sc.h) * sc.c_log - ln_s;
+        let mut tmp = [0.0f32; SUM_BLOCK];
+        A::f32_blocks(x, |j, b| {
+            let o = &mut out[j..j + b.len()];
+            let (dst, narrow) = match as_f32(o) {
+                Some(o) => (o, false),
+                None => (&mut tmp[..b.len()], true),
+            };
+            if sc.tiny {
+                for (d, &v) in dst.iter_mut().zip(b) {
+                    *d = ((v - m) * sc.h) * sc.c_log - ln_s;
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().zip(b) {
+                    *d = A::fma(v, sc.h, sc.mh) * sc.c_log - ln_s;
+                }
             }
-        } else {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = A::fma(v, sc.h, sc.mh) * sc.c_log - ln_s;
+            if narrow {
+                A::narrow(&tmp[..b.len()], &mut out[j..j + b.len()]);
             }
-        }
-    } else {
-        let s = exp_sum::<A>(x, &sc, Some(out), next);
+        });
+    } else if let Some(o) = as_f32(out) {
+        let s = exp_sum::<A, E>(x, &sc, Some(&mut *o), next);
         if s == 0.0 {
-            out.fill(f32::NAN);
+            o.fill(f32::NAN);
             return;
         }
         let inv_s = 1.0 / s;
-        for o in out.iter_mut() {
-            *o *= inv_s;
+        for v in o.iter_mut() {
+            *v *= inv_s;
         }
+    } else {
+        buf.resize(x.len(), 0.0);
+        let s = exp_sum::<A, E>(x, &sc, Some(buf), next);
+        if s == 0.0 {
+            out.fill(O::from_f32(f32::NAN));
+            return;
+        }
+        A::scale_into(buf, 1.0 / s, out);
     }
 }
