@@ -2,7 +2,7 @@
 //! kernels of the build that runs (`multiversion!`).
 
 use super::alloc;
-use super::arith::Arith;
+use super::arith::STREAM_MIN_BYTES;
 use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
 use super::rows::{row_stats, softmax_row};
@@ -61,11 +61,12 @@ pub(super) fn softmax_slices<E: Element, O: Element>(
         .as_slice()
         .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
     let es = ExpScale::temperature(t, 1.0);
+    let stream = std::mem::size_of_val(out) >= STREAM_MIN_BYTES;
     if let Some(per) = ELEMS_PER_TASK.checked_div(cols) {
         let rows_per_task = per.max(1);
         out.par_chunks_mut(rows_per_task * cols)
             .zip(xs.par_chunks(rows_per_task * cols))
-            .for_each(|(o, x)| softmax_rows(isa, x, o, cols, &es, log));
+            .for_each(|(o, x)| softmax_rows(isa, x, o, cols, &es, log, stream));
     }
     Ok(())
 }
@@ -120,21 +121,18 @@ pub(super) fn next_f32<E: Element>(x: &[E], i: usize, cols: usize) -> &[f32] {
     }
 }
 
-/// Runs `f` on an f32 output row: `out` itself when it is f32, else `buf`, narrowed into
-/// `out` afterwards (round-to-nearest-even, by the build's loop).
+/// Where a kernel forms an output row in f32: `out` itself when it is f32 (and no separate
+/// output), else `buf` (resized to the row) and `out` to narrow into.
 #[inline(always)]
-pub(super) fn into_row<A: Arith, O: Element, R>(
-    out: &mut [O],
-    buf: &mut Vec<f32>,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
+pub(super) fn half_out<'a, O: Element>(
+    out: &'a mut [O],
+    buf: &'a mut Vec<f32>,
+) -> (&'a mut [f32], Option<&'a mut [O]>) {
     if O::DTYPE == DType::F32 {
-        f(bytemuck::cast_slice_mut(out))
+        (bytemuck::cast_slice_mut(out), None)
     } else {
         buf.resize(out.len(), 0.0);
-        let r = f(buf);
-        A::narrow(buf, out);
-        r
+        (buf, Some(out))
     }
 }
 
@@ -173,12 +171,12 @@ multiversion! {
 }
 
 multiversion! {
-    fn softmax_rows<E: Element, O: Element>(x: &[E], out: &mut [O], cols: usize, es: &ExpScale, log: bool) {
+    fn softmax_rows<E: Element, O: Element>(x: &[E], out: &mut [O], cols: usize, es: &ExpScale, log: bool, stream: bool) {
         let mut bufs = take_row_bufs();
         for (i, o) in out.chunks_exact_mut(cols).enumerate() {
             let next = next_f32(x, i, cols);
             let row = &x[i * cols..(i + 1) * cols];
-            softmax_row::<A, E, O>(row, next, o, &mut bufs.out, es, log);
+            softmax_row::<A, E, O>(row, next, o, &mut bufs.out, es, log, stream);
         }
         put_row_bufs(bufs);
     }

@@ -14,7 +14,7 @@
 //! The loss is finished from the row's statistics in f64 by `cross_entropy::finish`.
 
 use super::arith::Arith;
-use super::batch::{into_row, next_f32, put_row_bufs, take_row_bufs};
+use super::batch::{half_out, next_f32, put_row_bufs, take_row_bufs};
 use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
@@ -37,6 +37,8 @@ pub(crate) struct Cfg<'a> {
     pub sigma: f32,
     pub softcap: Option<f32>,
     pub grad: bool,
+    /// The gradient is large enough to store past the cache (see `arith::STREAM_MIN_BYTES`).
+    pub stream: bool,
 }
 
 impl Cfg<'_> {
@@ -95,7 +97,20 @@ fn stats<A: Arith, E: Element>(
         return st;
     }
     let (mut a_total, mut neg) = (0.0f64, false);
-    A::f32_blocks(x, |j, b| {
+    #[cfg(target_arch = "x86_64")]
+    if A::AVX512 {
+        // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
+        // the weight and q rows are as long as x.
+        let (a, n) = unsafe {
+            super::avx512::linear_sums(x, cfg.sigma, -m * cfg.sigma, cfg.weight, q, |j| cfg.k(j, q))
+        };
+        (a_total, neg) = (a as f64, n);
+    }
+    #[cfg(target_arch = "x86_64")]
+    let widened = !A::AVX512;
+    #[cfg(not(target_arch = "x86_64"))]
+    let widened = true;
+    A::f32_blocks(if widened { x } else { &[] }, |j, b| {
         let (a, n) = linear_sums::<A>(cfg, b, j, q, m);
         a_total += a as f64;
         neg |= n;
@@ -168,7 +183,7 @@ fn linear_sums<A: Arith>(
 /// `tanh(x/c)` under softcap (for the chain factor).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row<A: Arith, E: Element>(
+fn row<A: Arith, E: Element, O: Element>(
     cfg: &Cfg,
     x: &[E],
     t: &[f32],
@@ -176,7 +191,14 @@ fn row<A: Arith, E: Element>(
     q: Option<&[f32]>,
     rc: &RowCoef,
     g: &mut [f32],
+    mut out: Option<&mut [O]>,
 ) -> RowStats {
+    // The gradient is formed in `g`, then narrowed into `out` when there is one.
+    let emit = |g: &[f32], out: Option<&mut [O]>| {
+        if let Some(o) = out {
+            A::narrow(g, o, cfg.stream);
+        }
+    };
     let store = if cfg.grad { Some(&mut *g) } else { None };
     let mut st = stats::<A, E>(cfg, x, q, store, next);
     let y = rc.class;
@@ -188,10 +210,12 @@ fn row<A: Arith, E: Element>(
     }
     if q.is_none() && y < 0 {
         g.fill(0.0);
+        emit(g, out);
         return st;
     }
     if st.flags & (flag::NAN | flag::POS_INF) != 0 || st.s == 0.0 {
         g.fill(f32::NAN);
+        emit(g, out);
         return st;
     }
     // g_j = p_j·(α + ζ·lse) − β·k̂_j, and for the target γ(p_y − 1) + p_y(α + ζ·lse − γ) − β k̂_y.
@@ -202,6 +226,24 @@ fn row<A: Arith, E: Element>(
     let yk = if q.is_none() { y as usize } else { usize::MAX };
     // g holds e_j = e^{x'_j − m} from pass 2; p_j = e_j / s.
     let p_y = if yk != usize::MAX { g[yk] * inv_s } else { 0.0 };
+    let target = |beta: f32| {
+        let k = if beta != 0.0 { cfg.k(yk, q) } else { 0.0 };
+        gamma * (p_y - 1.0) + p_y * (alpha - gamma) - beta * k
+    };
+    if let Some(o) = out.as_deref_mut() {
+        if cfg.softcap.is_none()
+            && rc.exp == 0
+            && (beta == 0.0 || (cfg.weight.is_none() && q.is_none()))
+        {
+            // k̂ ≡ 1 and nothing after the update: g_j·(α/s) − β straight into the output
+            // in its type, one pass instead of an update and a conversion.
+            A::affine_into(g, [inv_s * alpha, -beta, 1.0, -0.0], o, cfg.stream);
+            if yk != usize::MAX {
+                o[yk] = O::from_f32(target(beta));
+            }
+            return st;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     let simd = A::SIMD;
     #[cfg(not(target_arch = "x86_64"))]
@@ -223,8 +265,7 @@ fn row<A: Arith, E: Element>(
         }
     }
     if yk != usize::MAX {
-        let k = if beta != 0.0 { cfg.k(yk, q) } else { 0.0 };
-        g[yk] = gamma * (p_y - 1.0) + p_y * (alpha - gamma) - beta * k;
+        g[yk] = target(beta);
     }
     if cfg.softcap.is_some() {
         // d(c·tanh(x/c))/dx = 1 − tanh²(x/c), from tanh itself (x'/c would lose it for
@@ -238,6 +279,7 @@ fn row<A: Arith, E: Element>(
             *gj = unnormalize(*gj, rc.exp);
         }
     }
+    emit(g, out);
     st
 }
 
@@ -268,13 +310,11 @@ macro_rules! ce_block_body {
                 bf.capped.clear();
                 bf.capped.extend(bf.tanhs.iter().map(|&t| cap * t));
                 let (xr, tanhs) = (&bf.capped[..], &bf.tanhs[..]);
-                into_row::<$A, O, _>(g, &mut bf.out, |g| {
-                    row::<$A, f32>($cfg, xr, tanhs, next, qr, coef, g)
-                })
+                let (g, out) = half_out(g, &mut bf.out);
+                row::<$A, f32, O>($cfg, xr, tanhs, next, qr, coef, g, out)
             } else {
-                into_row::<$A, O, _>(g, &mut bf.out, |g| {
-                    row::<$A, E>($cfg, xr, &[], next, qr, coef, g)
-                })
+                let (g, out) = half_out(g, &mut bf.out);
+                row::<$A, E, O>($cfg, xr, &[], next, qr, coef, g, out)
             };
         }
         put_row_bufs(bf);
@@ -370,6 +410,7 @@ pub(crate) fn cross_entropy_into<E: Element, O: Element>(
         sigma: fi.sigma,
         softcap: o.softcap,
         grad: o.gradient,
+        stream: std::mem::size_of_val(grad) >= super::arith::STREAM_MIN_BYTES,
     };
     let mut stats = vec![RowStats::default(); rows];
     if let Some(per) = super::batch::ELEMS_PER_TASK.checked_div(cols) {

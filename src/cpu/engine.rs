@@ -33,6 +33,12 @@ impl Default for Cpu {
 }
 
 impl Cpu {
+    /// Matrix outputs (softmax, log-softmax, a half-precision gradient) of at least this many
+    /// bytes are written by the AVX-512 build with non-temporal stores, past the caches: a
+    /// matrix that large leaves them before anyone reads it, and a plain store would first
+    /// read each line it writes. Smaller outputs stay in cache for the caller.
+    pub const STREAM_MIN_BYTES: usize = super::arith::STREAM_MIN_BYTES;
+
     /// A CPU backend on rayon's global thread pool (`RAYON_NUM_THREADS` sets its size), running
     /// the kernel build `SMOOTHMAX_CPU_ISA` names, else the widest this processor supports
     /// (see [`CpuIsa`]). When that variable holds an unknown name or a build the processor

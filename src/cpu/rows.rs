@@ -97,7 +97,8 @@ fn as_f32<O: Element>(out: &mut [O]) -> Option<&mut [f32]> {
 }
 
 /// Softmax (or log-softmax) of one row at the temperature `es` was made for, into `out`;
-/// `buf` holds the row's f32 terms when `out` is not f32.
+/// `buf` holds the row's f32 terms when `out` is not f32; `stream`: see
+/// `Arith::affine_into`.
 #[inline(always)]
 pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
     x: &[E],
@@ -106,6 +107,7 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
     buf: &mut Vec<f32>,
     es: &ExpScale,
     log: bool,
+    stream: bool,
 ) {
     let (m, nan, pos_inf) = row_max::<A, E>(x);
     if nan || pos_inf {
@@ -121,25 +123,16 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
         }
         let ln_s = s.ln();
         // (x − m)/T − ln s: exact under a large common shift, −inf stays −inf.
+        if !sc.tiny {
+            A::affine_into(x, [sc.h, sc.mh, sc.c_log, -ln_s], out, stream);
+            return;
+        }
         let mut tmp = [0.0f32; SUM_BLOCK];
         A::f32_blocks(x, |j, b| {
-            let o = &mut out[j..j + b.len()];
-            let (dst, narrow) = match as_f32(o) {
-                Some(o) => (o, false),
-                None => (&mut tmp[..b.len()], true),
-            };
-            if sc.tiny {
-                for (d, &v) in dst.iter_mut().zip(b) {
-                    *d = ((v - m) * sc.h) * sc.c_log - ln_s;
-                }
-            } else {
-                for (d, &v) in dst.iter_mut().zip(b) {
-                    *d = A::fma(v, sc.h, sc.mh) * sc.c_log - ln_s;
-                }
+            for (d, &v) in tmp.iter_mut().zip(b) {
+                *d = ((v - m) * sc.h) * sc.c_log - ln_s;
             }
-            if narrow {
-                A::narrow(&tmp[..b.len()], &mut out[j..j + b.len()]);
-            }
+            A::narrow(&tmp[..b.len()], &mut out[j..j + b.len()], false);
         });
     } else if let Some(o) = as_f32(out) {
         let s = exp_sum::<A, E>(x, &sc, Some(&mut *o), next);
@@ -158,6 +151,6 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
             out.fill(O::from_f32(f32::NAN));
             return;
         }
-        A::scale_into(buf, 1.0 / s, out);
+        A::scale_into(buf, 1.0 / s, out, stream);
     }
 }
