@@ -251,6 +251,32 @@ pub trait Backend {
         })
     }
 
+    /// [`Backend::surrogate_matrix`] on scores of any shape `[d0, ..., C]` (rows over the
+    /// leading axes): class targets have the leading shape, labels the scores' shape, and
+    /// per-element weights broadcast to it by NumPy's rules. A per-row value comes in the
+    /// leading shape, a per-element value and the gradients in the scores' shape (gradients
+    /// in `out`, `None`: the first scores' type). How each input is merged: `crate::surrogates`
+    /// (module `shaped`).
+    ///
+    /// ```
+    /// use smoothmax::{Backend, Cpu, Surrogate, Tensor, Value};
+    /// let x = ndarray::Array3::<f32>::zeros((2, 3, 4)); // [batch, sequence, classes]
+    /// let call = Surrogate::SoftArgmax { x: x.view().into_dyn().into(), temperature: 1.0 };
+    /// let out = Cpu::new().surrogate_tensor(&call, None)?;
+    /// let Value::PerRow(v) = out.value else { unreachable!() };
+    /// assert_eq!(v.shape(), &[2, 3]);
+    /// assert!((v[[1, 2]] - 1.5).abs() < 1e-6); // uniform over 0..4
+    /// assert_eq!(out.grad.shape(), &[2, 3, 4]);
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    fn surrogate_tensor(
+        &self,
+        call: &Surrogate<'_, TensorView<'_>, IxDyn>,
+        out: Option<DType>,
+    ) -> Result<SurrogateOutput<f32, Tensor, IxDyn>> {
+        crate::surrogates::run_shaped(call, |m| self.surrogate_matrix(m, out))
+    }
+
     /// Boltzmann operator `Σ x e^{βx} / Σ e^{βx}` per row (max as β → ∞, mean at 0).
     fn boltzmann_max(&self, x: ArrayView2<f32>, beta: f32) -> Result<SurrogateOutput> {
         self.surrogate(&Surrogate::BoltzmannMax { x, beta })

@@ -28,8 +28,11 @@
 //! The typed methods ([`Backend::softmax`], [`Backend::cross_entropy`], ...) return matrices in
 //! the input's element type, as PyTorch does; the type-erased ones
 //! ([`Backend::row_op_tensor`], [`Backend::cross_entropy_tensor`],
-//! [`Backend::surrogate_matrix`]) take the output type as an argument ([`DType`]). Per-row
-//! values (logsumexp, per-row losses) and reduced losses are f32 in every case.
+//! [`Backend::surrogate_tensor`], [`Backend::surrogate_matrix`]) take the output type as an
+//! argument ([`DType`]). The surrogates take scores of any shape through
+//! [`Backend::surrogate_tensor`] (labels of the scores' shape, weights broadcast to it). Per-row
+//! values (logsumexp, per-row losses, surrogate values) and reduced losses are f32 in every
+//! case.
 //!
 //! ```
 //! use smoothmax::{Backend, Cpu, CrossEntropyOptions, Targets};

@@ -80,14 +80,14 @@ fn bad_inputs_exit_non_zero_with_one_line_and_write_nothing() {
 
     let text = dir.join("text.npy");
     std::fs::write(&text, "not an array").unwrap();
-    let one_d = dir.join("1d.npy");
-    write_npy(&one_d, &Array1::<f32>::zeros(4)).unwrap();
     let zero_d = dir.join("0d.npy");
     write_npy(&zero_d, &ndarray::arr0(1.0f32)).unwrap();
     let three_d = dir.join("3d.npy");
     write_npy(&three_d, &ArrayD::<f32>::zeros(vec![2, 2, 2])).unwrap();
     let ints = dir.join("ints.npy");
     write_npy(&ints, &Array2::<i32>::zeros((2, 2))).unwrap();
+    let classes4 = dir.join("classes4.npy");
+    write_npy(&classes4, &Array1::<i64>::zeros(4)).unwrap();
     let half = dir.join("half.npy");
     raw_npy(&half, "<f2", "(2, 2)", &[0u8; 8]);
     let truncated = dir.join("short.npy");
@@ -105,16 +105,24 @@ fn bad_inputs_exit_non_zero_with_one_line_and_write_nothing() {
             vec![],
             "not a valid .npy",
         ),
-        // Row ops take any shape [d0, ..., C]; the surrogates take 2-D [B, C].
+        // Every op takes any shape [d0, ..., C] (at least one axis); class targets have the
+        // leading shape.
         (
-            vec!["eval", "soft-argmax", "--input", one_d.to_str().unwrap()],
+            vec!["eval", "soft-argmax", "--input", zero_d.to_str().unwrap()],
             vec![],
-            "is not 2-D",
+            "0-dimensional",
         ),
         (
-            vec!["eval", "soft-argmax", "--input", three_d.to_str().unwrap()],
+            vec![
+                "eval",
+                "smooth-accuracy",
+                "--input",
+                three_d.to_str().unwrap(),
+                "--target",
+                classes4.to_str().unwrap(),
+            ],
             vec![],
-            "is not 2-D",
+            "need the leading shape [2, 2]",
         ),
         (
             vec!["eval", "softmax", "--input", zero_d.to_str().unwrap()],

@@ -289,3 +289,120 @@ fn surrogate_bad_inputs_exit_non_zero_and_write_nothing() {
         assert_rejected(&args, &[], needle, &out);
     }
 }
+
+/// Inputs of any shape: 3-D scores with labels of their shape and targets of their leading
+/// shape give, in those shapes, exactly what the same data flattened to `[B, C]` gives.
+#[test]
+fn surrogates_take_nd_inputs() {
+    let dir = scratch("surrogates-nd");
+    let (rows, cols) = (6, 7);
+    let x = logits(rows, cols, 2.0, 0.0, false, 5);
+    let b = logits(rows, cols, 2.0, 0.5, false, 6);
+    let y: Array1<i64> = (0..rows as i64).map(|i| (i * 3) % cols as i64).collect();
+    let soft = Array2::from_shape_fn((rows, cols), |(i, j)| ((i + 2 * j) % 5) as f32 / 4.0);
+    let w = Array1::from_shape_fn(cols, |j| 0.5 + (j % 3) as f32);
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let nd = |a: &Array2<f32>| a.clone().into_shape_with_order(vec![2, 3, cols]).unwrap();
+    write_npy(p("x.npy"), &x).unwrap();
+    write_npy(p("x3.npy"), &nd(&x)).unwrap();
+    write_npy(p("b.npy"), &b).unwrap();
+    write_npy(p("b3.npy"), &nd(&b)).unwrap();
+    write_npy(p("y.npy"), &y).unwrap();
+    write_npy(
+        p("y3.npy"),
+        &y.clone().into_shape_with_order(vec![2, 3]).unwrap(),
+    )
+    .unwrap();
+    write_npy(p("soft.npy"), &soft).unwrap();
+    write_npy(p("soft3.npy"), &nd(&soft)).unwrap();
+    write_npy(p("w.npy"), &w).unwrap();
+    // (op, options with the 2-D files, options with the 3-D ones, value file, value shape)
+    type Case<'a> = (&'a str, Vec<String>, Vec<String>, &'a str, Vec<usize>);
+    let cases: Vec<Case> = vec![
+        ("soft-argmax", vec![], vec![], "output.npy", vec![2, 3]),
+        (
+            "smooth-accuracy",
+            vec!["--target".into(), p("y.npy")],
+            vec!["--target".into(), p("y3.npy")],
+            "output.npy",
+            vec![],
+        ),
+        (
+            "pairwise-max",
+            vec!["--other".into(), p("b.npy")],
+            vec!["--other".into(), p("b3.npy")],
+            "output.npy",
+            vec![2, 3, cols],
+        ),
+        (
+            "binary-cross-entropy",
+            vec![
+                "--target".into(),
+                p("soft.npy"),
+                "--weight".into(),
+                p("w.npy"),
+                "--reduction".into(),
+                "none".into(),
+            ],
+            vec![
+                "--target".into(),
+                p("soft3.npy"),
+                "--weight".into(),
+                p("w.npy"),
+                "--reduction".into(),
+                "none".into(),
+            ],
+            "loss.npy",
+            vec![2, 3, cols],
+        ),
+        (
+            "multi-margin",
+            vec![
+                "--target".into(),
+                p("y.npy"),
+                "--reduction".into(),
+                "none".into(),
+            ],
+            vec![
+                "--target".into(),
+                p("y3.npy"),
+                "--reduction".into(),
+                "none".into(),
+            ],
+            "loss.npy",
+            vec![2, 3],
+        ),
+    ];
+    for (op, flat_args, nd_args, value, shape) in cases {
+        let run = |input: &str, args: &[String], out: &str| {
+            let args: Vec<&str> = ["--device", "cpu"]
+                .into_iter()
+                .chain(args.iter().map(|s| s.as_str()))
+                .collect();
+            let o = eval(op, std::path::Path::new(&p(input)), &args, &dir.join(out));
+            assert!(
+                o.status.success(),
+                "{op} {input}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        run("x.npy", &flat_args, "flat");
+        run("x3.npy", &nd_args, "nd");
+        let v2: ArrayD<f32> = read_npy(dir.join("flat").join(value)).unwrap();
+        let v3: ArrayD<f32> = read_npy(dir.join("nd").join(value)).unwrap();
+        assert_eq!(v3.shape(), shape.as_slice(), "{op} value shape");
+        assert_eq!(
+            v3.iter().collect::<Vec<_>>(),
+            v2.iter().collect::<Vec<_>>(),
+            "{op} value"
+        );
+        let g2: ArrayD<f32> = read_npy(dir.join("flat").join("grad.npy")).unwrap();
+        let g3: ArrayD<f32> = read_npy(dir.join("nd").join("grad.npy")).unwrap();
+        assert_eq!(g3.shape(), &[2, 3, cols], "{op} grad shape");
+        assert_eq!(
+            g3.iter().collect::<Vec<_>>(),
+            g2.iter().collect::<Vec<_>>(),
+            "{op} grad"
+        );
+    }
+}

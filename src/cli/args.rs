@@ -40,9 +40,9 @@ pub enum Command {
 /// Options every `eval` op has.
 #[derive(clap::Args)]
 pub struct Io {
-    /// Input: a .npy array [d0, ..., C] (reduced over the last axis; the surrogates take 2-D
-    /// [B, C]) of float32 or float64 (read as f32), float16 (read as f16), or uint16 bf16 bit
-    /// patterns with --input-dtype bf16.
+    /// Input: a .npy array [d0, ..., C] (reduced over the last axis; [B] below stands for the
+    /// leading shape [d0, ...]) of float32 or float64 (read as f32), float16 (read as f16), or
+    /// uint16 bf16 bit patterns with --input-dtype bf16.
     #[arg(long)]
     pub input: PathBuf,
     /// How to read --input: f32 (float32/float64 files), f16 (float16 files) or bf16 (uint16
@@ -166,7 +166,7 @@ pub struct BoltzmannArgs {
 pub struct ClassMetricArgs {
     #[command(flatten)]
     pub io: Io,
-    /// Class targets: a 1-D [B] array of any integer dtype.
+    /// Class targets: an array of the input's leading shape [B], of any integer dtype.
     #[arg(long)]
     pub target: PathBuf,
     #[command(flatten)]
@@ -177,7 +177,7 @@ pub struct ClassMetricArgs {
 pub struct LabelArgs {
     #[command(flatten)]
     pub io: Io,
-    /// Labels: a float [B, C] array in [0, 1].
+    /// Labels: a float array of the input's shape, in [0, 1].
     #[arg(long)]
     pub target: PathBuf,
 }
@@ -186,7 +186,7 @@ pub struct LabelArgs {
 pub struct PairwiseArgs {
     #[command(flatten)]
     pub io: Io,
-    /// The second argument, a float [B, C] .npy.
+    /// The second argument, a .npy of the input's shape and type.
     #[arg(long)]
     pub other: PathBuf,
     /// Which smooth max.
@@ -204,7 +204,7 @@ pub struct PairwiseArgs {
 pub struct MarginArgs {
     #[command(flatten)]
     pub io: Io,
-    /// Labels ±1 (0 is read as −1), a float [B, C] array.
+    /// Labels ±1 (0 is read as −1), a float array of the input's shape.
     #[arg(long)]
     pub target: PathBuf,
     /// Weights, one per column: a float [C] array (finite).
@@ -218,7 +218,7 @@ pub struct MarginArgs {
 pub struct LogisticArgs {
     #[command(flatten)]
     pub io: Io,
-    /// Labels in [0, 1], a float [B, C] array.
+    /// Labels in [0, 1], a float array of the input's shape.
     #[arg(long)]
     pub target: PathBuf,
     /// Weights, one per column: a float [C] array (finite).
@@ -235,7 +235,7 @@ pub struct LogisticArgs {
 pub struct MultiMarginArgs {
     #[command(flatten)]
     pub io: Io,
-    /// Class targets: a 1-D [B] array of any integer dtype.
+    /// Class targets: an array of the input's leading shape [B], of any integer dtype.
     #[arg(long)]
     pub target: PathBuf,
     /// The power, 1 or 2.

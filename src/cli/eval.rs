@@ -7,12 +7,11 @@ use super::args::{
 };
 use super::failure::Failure;
 use super::npy::typed::{read_input, read_nd_targets, TargetArrayNd};
-use super::npy::{self, TargetArray, WriteNpy};
-use ndarray::{Array1, Array2, Axis};
+use super::npy::{self, WriteNpy};
+use ndarray::{ArrayD, IxDyn};
 use smoothmax::{
-    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Loss, MatrixView,
-    MultiMarginOptions, PairwiseForm, Reduction, Reference, RowOp, Surrogate, Targets, Tensor,
-    Value,
+    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Loss, MultiMarginOptions,
+    PairwiseForm, Reduction, Reference, RowOp, Surrogate, Targets, Tensor, TensorView, Value,
 };
 use std::path::Path;
 
@@ -48,12 +47,13 @@ fn reduction_of(r: ReductionName) -> Reduction {
     }
 }
 
-/// Class targets from a file; float probabilities are an error here.
-fn classes(path: &Path) -> Result<Array1<i64>, Failure> {
-    match npy::read_targets(path)? {
-        TargetArray::Classes(c) => Ok(c),
-        TargetArray::Probabilities(_) => Err(Failure::Input(format!(
-            "{}: expected integer class targets [B] (any of int8-int64, uint8-uint64)",
+/// Class targets from a file (the scores' leading shape); float probabilities are an error
+/// here.
+fn classes(path: &Path) -> Result<ArrayD<i64>, Failure> {
+    match read_nd_targets(path)? {
+        TargetArrayNd::Classes(c) => Ok(c),
+        TargetArrayNd::Probabilities(_) => Err(Failure::Input(format!(
+            "{}: expected integer class targets (any of int8-int64, uint8-uint64)",
             path.display()
         ))),
     }
@@ -68,12 +68,10 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
         EvalOp::CrossEntropy(a) => cross_entropy(a),
         EvalOp::BoltzmannMax(BoltzmannArgs { io, beta }) => {
             let x = input(&io)?;
-            let x = matrix(&x, &io.input)?;
-            surrogate(&io, &Surrogate::BoltzmannMax { x, beta })
+            surrogate(&io, &Surrogate::BoltzmannMax { x: x.view(), beta })
         }
         EvalOp::SoftArgmax(RowArgs { io, t }) => {
             let x = input(&io)?;
-            let x = matrix(&x, &io.input)?;
             let temperature = t.temperature;
             surrogate(
                 &io,
@@ -87,8 +85,7 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
         EvalOp::SmoothF1Macro(a) => class_metric(a, false),
         EvalOp::SmoothF1(LabelArgs { io, target }) => {
             let x = input(&io)?;
-            let x = matrix(&x, &io.input)?;
-            let y = npy::read_matrix(&target)?;
+            let y = npy::read_floats_nd(&target)?;
             let call = Surrogate::SmoothF1Binary {
                 logits: x.view(),
                 labels: y.view(),
@@ -108,12 +105,6 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
 /// The input in the element type and shape `--input` and `--input-dtype` give.
 fn input(io: &Io) -> Result<Tensor, Failure> {
     Ok(read_input(&io.input, io.input_dtype.map(DtypeName::dtype))?)
-}
-
-/// A 2-D input (the surrogates), in its element type.
-fn matrix<'a>(t: &'a Tensor, path: &Path) -> Result<MatrixView<'a>, Failure> {
-    t.matrix()
-        .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))
 }
 
 fn row_op(op: RowOp, RowArgs { io, t }: RowArgs) -> Result<(), Failure> {
@@ -189,7 +180,6 @@ fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
 
 fn class_metric(a: ClassMetricArgs, accuracy: bool) -> Result<(), Failure> {
     let x = input(&a.io)?;
-    let x = matrix(&x, &a.io.input)?;
     let y = classes(&a.target)?;
     let (logits, targets, temperature) = (x.view(), y.view(), a.t.temperature);
     let call = if accuracy {
@@ -231,9 +221,7 @@ fn pairwise(a: PairwiseArgs) -> Result<(), Failure> {
         }
     };
     let x = input(&a.io)?;
-    let x = matrix(&x, &a.io.input)?;
     let b = read_input(&a.other, a.io.input_dtype.map(DtypeName::dtype))?;
-    let b = matrix(&b, &a.other)?;
     let call = Surrogate::PairwiseMax {
         a: x.view(),
         b: b.view(),
@@ -242,18 +230,17 @@ fn pairwise(a: PairwiseArgs) -> Result<(), Failure> {
     surrogate(&a.io, &call)
 }
 
-/// Per-column weights of a binary loss, as a `[1, C]` row broadcast over the rows.
-fn column_weights(path: Option<&Path>) -> Result<Option<Array2<f32>>, Failure> {
+/// Per-column weights of a binary loss, `[C]` (broadcast over the leading axes).
+fn column_weights(path: Option<&Path>) -> Result<Option<ArrayD<f32>>, Failure> {
     Ok(path
         .map(npy::read_vector)
         .transpose()?
-        .map(|w| w.insert_axis(Axis(0))))
+        .map(|w| w.into_dyn()))
 }
 
 fn logistic(a: LogisticArgs) -> Result<(), Failure> {
     let x = input(&a.io)?;
-    let x = matrix(&x, &a.io.input)?;
-    let y = npy::read_matrix(&a.target)?;
+    let y = npy::read_floats_nd(&a.target)?;
     let w = column_weights(a.weight.as_deref())?;
     let pw = a.pos_weight.as_deref().map(npy::read_vector).transpose()?;
     let call = Surrogate::Binary {
@@ -271,8 +258,7 @@ fn logistic(a: LogisticArgs) -> Result<(), Failure> {
 
 fn margin(a: MarginArgs, loss: BinaryLoss) -> Result<(), Failure> {
     let x = input(&a.io)?;
-    let x = matrix(&x, &a.io.input)?;
-    let y = npy::read_matrix(&a.target)?;
+    let y = npy::read_floats_nd(&a.target)?;
     let w = column_weights(a.weight.as_deref())?;
     let call = Surrogate::Binary {
         logits: x.view(),
@@ -289,7 +275,6 @@ fn margin(a: MarginArgs, loss: BinaryLoss) -> Result<(), Failure> {
 
 fn multi_margin(a: MultiMarginArgs) -> Result<(), Failure> {
     let x = input(&a.io)?;
-    let x = matrix(&x, &a.io.input)?;
     let y = classes(&a.target)?;
     let w = a.weight.as_deref().map(npy::read_vector).transpose()?;
     let call = Surrogate::MultiMargin {
@@ -332,9 +317,9 @@ fn flat<'a>(t: &'a Targets<'_>) -> Result<Targets<'a>, Failure> {
 /// Validates a surrogate call on the host, opens the backend, runs it, writes `output.npy` (or
 /// `loss.npy` for the losses), `grad.npy` (in `--output-dtype`) and, for the pairwise max,
 /// `grad_b.npy`.
-fn surrogate(io: &Io, call: &Surrogate<'_, MatrixView<'_>>) -> Result<(), Failure> {
-    smoothmax::surrogates::validate(call)?;
-    let out = backend(io.device)?.surrogate_matrix(call, Some(io.output_dtype.dtype()))?;
+fn surrogate(io: &Io, call: &Surrogate<'_, TensorView<'_>, IxDyn>) -> Result<(), Failure> {
+    smoothmax::surrogates::validate_tensor(call)?;
+    let out = backend(io.device)?.surrogate_tensor(call, Some(io.output_dtype.dtype()))?;
     let is_loss = matches!(
         call,
         Surrogate::Binary { .. } | Surrogate::MultiMargin { .. }

@@ -9,7 +9,7 @@
 //! that claims `(100000000, 100000000)` is a one-line error, not a 40 PB allocation; buffers for
 //! honest files are reserved fallibly (`try_reserve_exact`).
 
-use ndarray::{Array, Array1, Array2, ArrayBase, ArrayD, Data, Dimension, IxDyn, ShapeBuilder};
+use ndarray::{Array, Array1, ArrayBase, ArrayD, Data, Dimension, IxDyn, ShapeBuilder};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -262,16 +262,16 @@ impl Npy {
 mod header;
 pub mod typed;
 
-/// Reads a 2-D float32 or float64 array as f32 (float64 values are rounded to f32).
-pub fn read_matrix(path: &Path) -> Result<Array2<f32>, String> {
-    read_floats(path, "a 2-D [B, C] array")
+/// Reads a float32 or float64 array of any shape as f32 (float64 values are rounded to f32).
+pub fn read_floats_nd(path: &Path) -> Result<ndarray::ArrayD<f32>, String> {
+    read_floats(path, "an array")
 }
 
 /// Reads a float32 or float64 array of `D`'s dimension as f32; `shape` names it in errors.
 fn read_floats<D: Dimension>(path: &Path, shape: &str) -> Result<Array<f32, D>, String> {
     let f = read(path)?;
     let p = path.display();
-    if Some(f.shape.len()) != D::NDIM {
+    if D::NDIM.is_some_and(|n| n != f.shape.len()) {
         return Err(format!("{p} has shape {:?}: expected {shape}", f.shape));
     }
     let a = f.to_f32()?.ok_or_else(|| {
@@ -281,43 +281,6 @@ fn read_floats<D: Dimension>(path: &Path, shape: &str) -> Result<Array<f32, D>, 
         )
     })?;
     a.into_dimensionality().map_err(|e| format!("{p}: {e}"))
-}
-
-/// Targets as read from a .npy: integer class indices, or float probabilities.
-pub enum TargetArray {
-    Classes(Array1<i64>),
-    Probabilities(Array2<f32>),
-}
-
-/// Reads targets: a 1-D array of class indices of any integer dtype (length B), or a 2-D
-/// float array of probabilities ([B, C]). A class index beyond i64 (a uint64 above 2^63 - 1)
-/// is reported with its row, like any other index out of range.
-pub fn read_targets(path: &Path) -> Result<TargetArray, String> {
-    let f = read(path)?;
-    let p = path.display();
-    if f.dtype.kind != Kind::Float {
-        if f.shape.len() != 1 {
-            return Err(format!(
-                "{p} has shape {:?}: integer targets must be 1-D [B] class indices",
-                f.shape
-            ));
-        }
-        let ints = f.to_i64().map_err(|e| format!("{p}: {e}"))?;
-        return Ok(TargetArray::Classes(Array1::from_vec(
-            ints.unwrap_or_default(),
-        )));
-    }
-    if f.shape.len() != 2 {
-        return Err(format!(
-            "{p} has shape {:?}: float targets must be 2-D [B, C] probabilities (integer \
-             class targets: any of int8-int64, uint8-uint64)",
-            f.shape
-        ));
-    }
-    let a = f.to_f32()?.ok_or("internal: float targets")?;
-    Ok(TargetArray::Probabilities(
-        a.into_dimensionality().map_err(|e| format!("{p}: {e}"))?,
-    ))
 }
 
 /// Reads a 1-D float32/float64 vector (e.g. class weights).

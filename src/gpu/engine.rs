@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// the error is [`crate::Error::DeviceLost`]; on an application's device (see
 /// [`Gpu::from_device`]), where the engine installs no device-lost handler, it shows as the
 /// failing call's [`crate::Error::Readback`] or validation error. Either way: drop this engine
-/// (and every [`GpuMatrix`] of it) and create a new one on a new device.
+/// (and every [`GpuMatrix`](crate::GpuMatrix) of it) and create a new one on a new device.
 ///
 /// Adapter choice: [`GpuOptions`] from code ([`Gpu::with_options`]), or `WGPU_BACKEND` (e.g.
 /// `vulkan`), `WGPU_POWER_PREF` and `WGPU_ADAPTER_NAME` (a case-insensitive substring of the

@@ -2,7 +2,7 @@
 
 use crate::reduction::Reduction;
 use crate::shape::Shape;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array, ArrayView, ArrayView1, Dimension, Ix2};
 
 /// A form of the pairwise smooth maximum `f(a, b) ≈ max(a, b)` (see the module docs).
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -82,17 +82,28 @@ impl BinaryLoss {
     ];
 }
 
-/// Options of the binary losses. `Default`: no weights, mean.
-#[derive(Clone, Debug, Default)]
-pub struct BinaryOptions<'a> {
-    /// Per-element weights, broadcast to the scores' shape (e.g. `[1, C]` per column,
-    /// `[B, 1]` per row); finite.
-    pub weight: Option<ArrayView2<'a, f32>>,
+/// Options of the binary losses. `Default`: no weights, mean. `D` is the dimension of the
+/// scores (2 for a matrix call; `IxDyn` for [`crate::Backend::surrogate_tensor`]).
+#[derive(Clone, Debug)]
+pub struct BinaryOptions<'a, D: Dimension = Ix2> {
+    /// Per-element weights, broadcast to the scores' shape by NumPy's rules (e.g. `[1, C]` or
+    /// `[C]` per column, `[B, 1]` per row); finite.
+    pub weight: Option<ArrayView<'a, f32, D>>,
     /// Logistic loss only: weight of the positive term, one per column (length `C`, or 1 for
     /// all), finite and `≥ 0`.
     pub pos_weight: Option<ArrayView1<'a, f32>>,
     /// How element losses are combined (mean over all elements, as PyTorch).
     pub reduction: Reduction,
+}
+
+impl<D: Dimension> Default for BinaryOptions<'_, D> {
+    fn default() -> Self {
+        BinaryOptions {
+            weight: None,
+            pos_weight: None,
+            reduction: Reduction::default(),
+        }
+    }
 }
 
 /// Options of the multi-class hinge loss (`torch.nn.MultiMarginLoss`). `Default` is PyTorch's:
@@ -124,8 +135,13 @@ impl Default for MultiMarginOptions<'_> {
 /// `logits`, `a`, `b`) are host views by default; the GPU backend also takes device matrices
 /// there (`Surrogate<&GpuMatrix>`, see [`crate::gpu::Call`]). Labels, targets and weights are
 /// always host data: they are checked value by value before any work.
+///
+/// `D` is the scores' dimension: `Ix2` (`[B, C]`, the default) for the matrix entry points,
+/// `IxDyn` for [`crate::Backend::surrogate_tensor`], where scores have any shape
+/// `[d0, ..., C]` (rows over the leading axes), class targets the leading shape and labels the
+/// scores' shape.
 #[derive(Clone, Debug)]
-pub enum Surrogate<'a, M = ArrayView2<'a, f32>> {
+pub enum Surrogate<'a, M = ndarray::ArrayView2<'a, f32>, D: Dimension = Ix2> {
     /// Boltzmann operator per row of `x` `[B, C]`: value `[B]`.
     BoltzmannMax {
         /// Scores `[B, C]`.
@@ -145,7 +161,7 @@ pub enum Surrogate<'a, M = ArrayView2<'a, f32>> {
         /// Logits `[B, C]`.
         logits: M,
         /// Class per row, in `[0, C)`.
-        targets: ArrayView1<'a, i64>,
+        targets: ArrayView<'a, i64, D::Smaller>,
         /// Temperature `T > 0`.
         temperature: f32,
     },
@@ -154,14 +170,14 @@ pub enum Surrogate<'a, M = ArrayView2<'a, f32>> {
         /// Logits, any `[B, C]`.
         logits: M,
         /// Labels in `[0, 1]`, same shape.
-        labels: ArrayView2<'a, f32>,
+        labels: ArrayView<'a, f32, D>,
     },
     /// Macro smooth F1 over the `C` classes, a scalar.
     SmoothF1Macro {
         /// Logits `[B, C]`.
         logits: M,
         /// Class per row, in `[0, C)`.
-        targets: ArrayView1<'a, i64>,
+        targets: ArrayView<'a, i64, D::Smaller>,
         /// Temperature `T > 0`.
         temperature: f32,
     },
@@ -179,29 +195,29 @@ pub enum Surrogate<'a, M = ArrayView2<'a, f32>> {
         /// Scores (logits) `[B, C]`.
         logits: M,
         /// Labels, same shape.
-        labels: ArrayView2<'a, f32>,
+        labels: ArrayView<'a, f32, D>,
         /// Which loss.
         loss: BinaryLoss,
         /// Weights and reduction.
-        options: BinaryOptions<'a>,
+        options: BinaryOptions<'a, D>,
     },
     /// Multi-class hinge: value per row (reduction none) or a scalar.
     MultiMargin {
         /// Scores `[B, C]`.
         logits: M,
         /// Class per row, in `[0, C)`.
-        targets: ArrayView1<'a, i64>,
+        targets: ArrayView<'a, i64, D::Smaller>,
         /// Power, margin, weights, reduction.
         options: MultiMarginOptions<'a>,
     },
 }
 
-impl<M> Surrogate<'_, M> {
+impl<M, D: Dimension> Surrogate<'_, M, D> {
     /// The same call with each score matrix replaced by `f` of it (in field order: `x`,
     /// `logits`, or `a` then `b`), every other view reborrowed for `'s` (ndarray 0.17's views
     /// make structs holding them invariant in their lifetime, so a call cannot be shortened by
     /// subtyping; this gives the shorter call explicitly).
-    pub fn map<'s, N>(&'s self, mut f: impl FnMut(&'s M) -> N) -> Surrogate<'s, N> {
+    pub fn map<'s, N>(&'s self, mut f: impl FnMut(&'s M) -> N) -> Surrogate<'s, N, D> {
         match self {
             Surrogate::BoltzmannMax { x, beta } => Surrogate::BoltzmannMax {
                 x: f(x),
@@ -308,18 +324,19 @@ impl<M> Surrogate<'_, M> {
     }
 }
 
-/// A value: one number, one per row, or one per element.
+/// A value: one number, one per row, or one per element (`D`: the scores' dimension, as in
+/// [`Surrogate`]).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value<T = f32> {
+pub enum Value<T = f32, D: Dimension = Ix2> {
     /// A reduced value.
     Scalar(T),
-    /// One value per row.
-    PerRow(Array1<T>),
-    /// One value per element.
-    Matrix(Array2<T>),
+    /// One value per row (the scores' leading shape).
+    PerRow(Array<T, D::Smaller>),
+    /// One value per element (the scores' shape).
+    Matrix(Array<T, D>),
 }
 
-impl<T: Copy> Value<T> {
+impl<T: Copy, D: Dimension> Value<T, D> {
     /// The scalar, or `None`.
     pub fn scalar(&self) -> Option<T> {
         match self {
@@ -348,11 +365,12 @@ impl<T: Copy> Value<T> {
 }
 
 /// What [`crate::Backend::surrogate`] returns; `G` is the gradients' type (a
-/// [`crate::Tensor`] in the input's element type from [`crate::Backend::surrogate_matrix`]).
+/// [`crate::Tensor`] in the input's element type from [`crate::Backend::surrogate_matrix`]
+/// and [`crate::Backend::surrogate_tensor`]), `D` the scores' dimension.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SurrogateOutput<T = f32, G = Array2<T>> {
+pub struct SurrogateOutput<T = f32, G = ndarray::Array2<T>, D: Dimension = Ix2> {
     /// The value (see each op).
-    pub value: Value<T>,
+    pub value: Value<T, D>,
     /// Gradient with respect to the first input (`x`, `logits` or `a`), its shape.
     pub grad: G,
     /// Pairwise max only: gradient with respect to `b`.

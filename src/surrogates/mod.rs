@@ -41,7 +41,7 @@
 //! A non-finite `a` or `b` makes that element's value and gradients NaN.
 //!
 //! Binary losses on scores `f` ([`BinaryLoss`]), weighted by `w` (broadcast to the scores'
-//! shape) and reduced by [`Reduction`] (mean over all elements, as PyTorch):
+//! shape) and reduced by [`Reduction`](crate::Reduction) (mean over all elements, as PyTorch):
 //!
 //! | loss | labels | `ℓ(f, y)` | `∂ℓ/∂f` |
 //! |------|--------|-----------|---------|
@@ -69,13 +69,14 @@
 //! ## Gradients and reductions
 //!
 //! Every op returns its gradient with respect to its (first) input. For a value per row or per
-//! element (Boltzmann, soft-argmax, pairwise, losses with [`Reduction::None`]) it is the
+//! element (Boltzmann, soft-argmax, pairwise, losses with [`Reduction::None`](crate::Reduction::None)) it is the
 //! gradient of their sum, i.e. each row's or element's own derivative. Mean over zero elements
 //! is NaN and sum is 0, as in PyTorch.
 
 mod call;
 mod prepare;
 pub mod reference;
+mod shaped;
 
 pub use call::{
     BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput, Value,
@@ -84,3 +85,5 @@ pub use prepare::validate;
 pub(crate) use prepare::{
     flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, Prepared,
 };
+pub(crate) use shaped::run as run_shaped;
+pub use shaped::validate_tensor;

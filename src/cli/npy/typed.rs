@@ -2,7 +2,7 @@
 //! patterns as bf16 (numpy has no bfloat16; `x.view(np.uint16)` of an ml_dtypes / JAX array
 //! gives them); and matrix outputs written in their type (bf16 as uint16 bit patterns).
 
-use super::{read, write_npy, Kind, Npy, TargetArray, WriteNpy};
+use super::{read, write_npy, Kind, Npy, WriteNpy};
 use half::{bf16, f16};
 use ndarray::ArrayD;
 use smoothmax::{DType, Tensor};
@@ -53,7 +53,7 @@ pub fn read_input(path: &Path, dtype: Option<DType>) -> Result<Tensor, String> {
     }
 }
 
-/// Reads cross-entropy targets of any shape: integer class indices (the logits' leading
+/// Reads targets of any shape: integer class indices (the logits' leading
 /// shape) or float probabilities (the logits' shape); the library checks the shapes.
 pub fn read_nd_targets(path: &Path) -> Result<TargetArrayNd, String> {
     let f = read(path)?;
@@ -71,15 +71,6 @@ pub fn read_nd_targets(path: &Path) -> Result<TargetArrayNd, String> {
 pub enum TargetArrayNd {
     Classes(ArrayD<i64>),
     Probabilities(ArrayD<f32>),
-}
-
-impl From<TargetArray> for TargetArrayNd {
-    fn from(t: TargetArray) -> Self {
-        match t {
-            TargetArray::Classes(c) => TargetArrayNd::Classes(c.into_dyn()),
-            TargetArray::Probabilities(q) => TargetArrayNd::Probabilities(q.into_dyn()),
-        }
-    }
 }
 
 impl WriteNpy for Tensor {
