@@ -2,9 +2,11 @@
 code: NumPy transcriptions of PyTorch where PyTorch has the op (binary_cross_entropy_with_logits
 from aten/src/ATen/native/Loss.cpp, MultiMarginLoss from LossMultiMargin.cpp), the formula in
 SciPy float64 otherwise, and every gradient by central finite differences of that code, on
-freshly generated cases the Rust tests never saw.
+freshly generated cases the Rust tests never saw; then N-D bf16 scores ([2, k, C], targets
+[2, k], labels [2, k, C]) against the same code on the inputs flattened and rounded to bf16
+in PyTorch.
 
-Usage: cargo build --release && pip install numpy scipy && python3 tools/surrogate_check.py
+Usage: cargo build --release && pip install numpy scipy torch && python3 tools/surrogate_check.py
 """
 import numpy as np, subprocess, os, tempfile
 from scipy.special import erf, expit, softmax
@@ -87,11 +89,22 @@ def fd_grad(f, x, h=1e-6):
 
 # ---- running the binary --------------------------------------------------------------------
 
-def run(op, dev, x, extra, files):
+def bf16_bits(a):
+    """float32 values (already bf16-representable) as their bf16 bit patterns."""
+    return (np.asarray(a, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+def to_bf16(a):
+    """Rounds to bf16 (nearest-even) in PyTorch, back as float64."""
+    import torch
+    return torch.tensor(np.asarray(a, np.float32)).to(torch.bfloat16).to(torch.float64).numpy()
+
+def run(op, dev, x, extra, files, bf16=False):
     d = tempfile.mkdtemp(dir=WORK)
-    np.save(f"{d}/x.npy", x.astype(np.float32))
+    np.save(f"{d}/x.npy", bf16_bits(x) if bf16 else x.astype(np.float32))
     args = [BIN, "eval", op, "--input", f"{d}/x.npy", "--device", dev, "--out", f"{d}/o"]
+    if bf16: args += ["--input-dtype", "bf16"]
     for flag, arr in files.items():
+        if bf16 and flag == "other": arr = bf16_bits(arr)
         np.save(f"{d}/{flag}.npy", arr); args += [f"--{flag}", f"{d}/{flag}.npy"]
     args += [str(a) for a in extra]
     r = subprocess.run(args, capture_output=True, text=True)
@@ -163,5 +176,45 @@ for case in range(12):
             ok &= close(got[1], want_g, C, what + " grad", scale)
             if fb is not None:
                 ok &= close(got[2], fd_grad(fb, b), 1, what + " grad_b")
+
+# ---- N-D scores, in bf16: [2, k, C] scores, [2, k] targets, [2, k, C] labels ---------------
+# The float64 code runs on the inputs flattened to [2k, C] (rounded to bf16 first); the binary
+# must give the same numbers in the N-D shapes.
+for case in range(4):
+    k, C = int(rng.integers(1, 5)), int(rng.choice([3, 17, 40]))
+    B = 2 * k
+    x = to_bf16(rng.normal(0, 2, (B, C)))
+    b = to_bf16(rng.normal(0, 2, (B, C)))
+    t = rng.integers(0, C, B)
+    soft = rng.uniform(0, 1, (B, C)).astype(np.float32).astype(np.float64)
+    w = rng.uniform(0.2, 2, C).astype(np.float32).astype(np.float64)
+    temp = float(rng.uniform(0.5, 2))
+    nd = lambda a: a.reshape((2, k) + a.shape[1:])
+    cases = [
+        ("soft-argmax", ["--temperature", temp], {}, lambda x: soft_argmax(x, temp), None, C, (2, k)),
+        ("smooth-accuracy", ["--temperature", temp], {"target": nd(t)}, lambda x: smooth_accuracy(x, t, temp), None, B * C, ()),
+        ("binary-cross-entropy", ["--reduction", "none"], {"target": nd(soft).astype(np.float32), "weight": w.astype(np.float32)},
+         lambda x: torch_bce(x, soft, w, None, "none"), None, C, (2, k, C)),
+        ("multi-margin", ["--reduction", "none"], {"target": nd(t)}, lambda x: torch_multi_margin(x, t, reduction="none"), None, C, (2, k)),
+        ("pairwise-max", ["--form", "sqrt", "--mu", 0.7], {"other": nd(b)}, lambda x: pairwise("sqrt", x, b, 0.7),
+         lambda bb: pairwise("sqrt", x, bb, 0.7), 1, (2, k, C)),
+    ]
+    for op, extra, files, f, fb, terms, vshape in cases:
+        want_v = np.asarray(f(x)); want_g = fd_grad(f, x)
+        scale = 0.0
+        if op == "soft-argmax":
+            pp = softmax(x / temp, axis=1)
+            scale = pp / temp * (np.arange(C) + np.abs(want_v)[:, None])
+        for dev in devices:
+            got = run(op, dev, nd(x), extra, files, bf16=True)
+            n += 1
+            what = f"N-D case {case} {op} on {dev} [2, {k}, {C}] bf16"
+            shapes_ok = got[0].shape == vshape and got[1].shape == (2, k, C)
+            if not shapes_ok: print(f"BAD {what}: shapes {got[0].shape}, {got[1].shape}")
+            ok &= shapes_ok
+            ok &= close(got[0].reshape(want_v.shape), want_v, terms, what + " value")
+            ok &= close(got[1].reshape(B, C), want_g, C, what + " grad", scale)
+            if fb is not None:
+                ok &= close(got[2].reshape(B, C), fd_grad(fb, b), 1, what + " grad_b")
 print(f"{n} device runs, each value and gradient against float64 (+ finite differences): {'all pass' if ok else 'FAILURES'}")
 raise SystemExit(0 if ok else 1)
