@@ -1,5 +1,6 @@
-//! Outputs large enough for the CPU's non-temporal stores (`Cpu::STREAM_MIN_BYTES`), on every
-//! build this processor runs, in every element type, with rows that start off a 64-byte line
+//! Outputs large enough for the CPU's non-temporal stores (`Cpu::STREAM_MIN_BYTES`: log-softmax
+//! in every type, softmax and the cross-entropy gradient in f16 / bf16; an f32 softmax is
+//! scaled in place, checked here too), on every build this processor runs, with rows that start off a 64-byte line
 //! (odd column count: each row has an unaligned head before the streamed lines, and a tail),
 //! against the f64 reference. The small shapes of the other tests never reach that path.
 

@@ -12,7 +12,7 @@ mod common;
 use common::surrogates::assert_matches;
 use common::typed::random;
 use common::{fast_backends, sized, Rng};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, Dimension, IxDyn, Slice};
 use smoothmax::half::bf16;
 use smoothmax::surrogates::reference::surrogate_f64;
 use smoothmax::{
@@ -73,6 +73,12 @@ fn assert_same(
     what: &str,
 ) {
     let lead = &shape[..shape.len() - 1];
+    let value_shape: &[usize] = match &got.value {
+        Value::Scalar(_) => &[],
+        Value::PerRow(_) => lead,
+        Value::Matrix(_) => shape,
+    };
+    assert_eq!(got.value.shape(), value_shape, "{what}: Value::shape");
     match (&got.value, &want.value) {
         (Value::Scalar(g), Value::Scalar(w)) => assert_eq!(g.to_bits(), w.to_bits(), "{what}"),
         (Value::PerRow(g), Value::PerRow(w)) => {
@@ -121,8 +127,8 @@ fn every_op<E: Element>(shape: &[usize], layout: Layout, seed: u64) {
     let soft = ArrayD::from_shape_fn(IxDyn(&shape), |_| rng.unit() as f32);
     let cw = Array1::from_shape_fn(cols, |j| 0.5 + (j % 3) as f32);
     let pw = Array1::from_shape_fn(cols, |j| (j % 3) as f32 * 1.5);
-    // Element weights: per column ([C]), per leading index of the last-but-one axis
-    // ([d, 1]), and full.
+    // Element weights: per column ([C]), per index of the last-but-one axis ([d, 1]), per row
+    // ([d0, ..., 1]), and full.
     let mut weights = vec![ArrayD::from_shape_fn(IxDyn(&[cols]), |j| {
         0.25 + (j[0] % 4) as f32
     })];
@@ -130,6 +136,10 @@ fn every_op<E: Element>(shape: &[usize], layout: Layout, seed: u64) {
         let d = shape[shape.len() - 2];
         weights.push(ArrayD::from_shape_fn(IxDyn(&[d, 1]), |i| 1.0 + i[0] as f32));
     }
+    let per_row: Vec<usize> = lead.iter().copied().chain([1]).collect();
+    weights.push(ArrayD::from_shape_fn(IxDyn(&per_row), |i| {
+        0.5 + i.as_array_view().sum() as f32
+    }));
     weights.push(ArrayD::from_shape_fn(IxDyn(&shape), |_| {
         rng.unit() as f32 * 2.0
     }));

@@ -84,6 +84,9 @@ pub(crate) const STREAM_MIN_BYTES: usize = 16 << 20;
 /// [`Arith::max_and_abs_bits`] from an f32 loop, a block at a time.
 #[inline(always)]
 fn max_by_blocks<A: Arith, E: Element>(x: &[E], f: impl Fn(&[f32]) -> (f32, u32)) -> (f32, u32) {
+    if E::DTYPE == DType::F32 {
+        return f(bytemuck::cast_slice(x));
+    }
     let (mut m, mut bits) = (f32::MIN, 0u32);
     A::f32_blocks(x, |_, b| {
         let (bm, bb) = f(b);
@@ -132,8 +135,10 @@ impl Arith for Fused {
             // SAFETY: as above.
             return exp_sum_by_blocks::<Self, E>(x, store, |j, b, o| {
                 // The part of the next row (f32 words) that lies as far in as this block.
+                // (A half block spans half as many words as it has elements.)
                 let w = (j * E::DTYPE.size() / 4).min(next.len());
-                unsafe { super::avx2::exp_sum(b, sc, o, &next[w..]) }
+                let end = (w + b.len() * E::DTYPE.size() / 4).min(next.len());
+                unsafe { super::avx2::exp_sum(b, sc, o, &next[w..end]) }
             });
         }
         let _ = next;

@@ -235,8 +235,9 @@ fn row<A: Arith, E: Element, O: Element>(
             && rc.exp == 0
             && (beta == 0.0 || (cfg.weight.is_none() && q.is_none()))
         {
-            // k̂ ≡ 1 and nothing after the update: g_j·(α/s) − β straight into the output
-            // in its type, one pass instead of an update and a conversion.
+            // k̂ enters only through β: with β = 0 or k̂ ≡ 1, and nothing after the update,
+            // g_j·(α/s) − β goes straight into the output in its type, one pass instead of an
+            // update and a conversion.
             A::affine_into(g, [inv_s * alpha, -beta, 1.0, -0.0], o, cfg.stream);
             if yk != usize::MAX {
                 o[yk] = O::from_f32(target(beta));

@@ -33,8 +33,9 @@ impl Default for Cpu {
 }
 
 impl Cpu {
-    /// Matrix outputs (softmax, log-softmax, a half-precision gradient) of at least this many
-    /// bytes are written by the AVX-512 build with non-temporal stores, past the caches: a
+    /// Matrix outputs of at least this many bytes (log-softmax; softmax and the cross-entropy
+    /// gradient in f16 / bf16, whose f32 terms are kept in a row buffer first) are written by
+    /// the AVX-512 build with non-temporal stores, past the caches: a
     /// matrix that large leaves them before anyone reads it, and a plain store would first
     /// read each line it writes. Smaller outputs stay in cache for the caller.
     pub const STREAM_MIN_BYTES: usize = super::arith::STREAM_MIN_BYTES;

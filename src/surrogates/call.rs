@@ -86,8 +86,8 @@ impl BinaryLoss {
 /// scores (2 for a matrix call; `IxDyn` for [`crate::Backend::surrogate_tensor`]).
 #[derive(Clone, Debug)]
 pub struct BinaryOptions<'a, D: Dimension = Ix2> {
-    /// Per-element weights, broadcast to the scores' shape by NumPy's rules (e.g. `[1, C]` or
-    /// `[C]` per column, `[B, 1]` per row); finite.
+    /// Per-element weights, broadcast to the scores' shape by NumPy's rules (e.g. `[1, C]` per
+    /// column, `[B, 1]` per row; with N-D scores also `[C]`, `[d0, ..., 1]`); finite.
     pub weight: Option<ArrayView<'a, f32, D>>,
     /// Logistic loss only: weight of the positive term, one per column (length `C`, or 1 for
     /// all), finite and `≥ 0`.
@@ -358,7 +358,7 @@ impl<T: Copy, D: Dimension> Value<T, D> {
     pub fn shape(&self) -> Vec<usize> {
         match self {
             Value::Scalar(_) => vec![],
-            Value::PerRow(v) => vec![v.len()],
+            Value::PerRow(v) => v.shape().to_vec(),
             Value::Matrix(m) => m.shape().to_vec(),
         }
     }

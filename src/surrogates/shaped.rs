@@ -4,8 +4,9 @@
 //!
 //! What each input becomes: scores (both of a pairwise call) `[B, C]`, checked to share one
 //! shape; labels (same shape as the scores) `[B, C]`; class targets (the leading shape)
-//! `[B]`; per-element weights broadcast to the scores' shape by NumPy's rules, then `[B, C]`
-//! (a view wherever the strides allow it, as for `[C]` or `[d0, ..., 1]` weights). Per-class
+//! `[B]`; per-element weights broadcast to the scores' shape by NumPy's rules: `[C]` as a
+//! `[1, C]` view and `[d0, ..., 1]` as a `[B, 1]` view (the matrix call broadcasts those), any
+//! other broadcast materialized as `[B, C]`. Per-class
 //! and per-column vectors (`pos_weight`, the multi-margin `weight`) are unchanged. Errors that
 //! name a row name it in the merged `[B, C]` rows (row-major order over the leading axes).
 
@@ -58,27 +59,36 @@ fn targets<'a>(
         .map_err(|e| Error::InvalidInput(format!("targets {:?} as [{rows}]: {e}", t.shape())))
 }
 
-/// Per-element weights broadcast to the scores' shape, as `[rows, cols]`.
+/// Per-element weights broadcast to the scores' shape, as `[rows, cols]`: one row of column
+/// weights (`[C]`, `[1, ..., 1, C]`) as a `[1, C]` view and one weight per row (`[d0, ..., 1]`)
+/// as a `[rows, 1]` view, which the matrix call broadcasts itself; any other broadcast
+/// materialized.
 fn weight<'a>(
     w: &'a ArrayView<'_, f32, IxDyn>,
     shape: &[usize],
     dims: (usize, usize),
 ) -> Result<CowArray<'a, f32, Ix2>> {
+    let (rows, cols) = dims;
+    let (ws, n) = (w.shape(), shape.len());
+    let per_column = ws.last() == Some(&cols) && ws[..ws.len() - 1].iter().all(|&d| d == 1);
+    let per_row = ws.len() == n && ws[..n - 1] == shape[..n - 1] && ws[n - 1] == 1;
+    let narrow = if per_column {
+        Some((1, cols))
+    } else {
+        per_row.then_some((rows, 1))
+    };
+    if let Some(Ok(v)) = narrow.map(|d| w.view().into_shape_with_order(d)) {
+        return Ok(v.into());
+    }
     let b = w.broadcast(IxDyn(shape)).ok_or_else(|| {
         Error::InvalidInput(format!(
             "weight of shape {:?} does not broadcast to the scores' shape {shape:?}",
             w.shape()
         ))
     })?;
-    let (rows, cols) = dims;
-    // A view where the broadcast strides merge (weights per column or per row), else a copy.
-    match b.clone().into_shape_with_order((rows, cols)) {
-        Ok(v) => Ok(v.into()),
-        Err(_) => b
-            .to_shape((rows, cols))
-            .map(|c| c.into_owned().into())
-            .map_err(|e| Error::InvalidInput(format!("weight as [{rows}, {cols}]: {e}"))),
-    }
+    b.to_shape((rows, cols))
+        .map(|c| c.into_owned().into())
+        .map_err(|e| Error::InvalidInput(format!("weight as [{rows}, {cols}]: {e}")))
 }
 
 /// Checks a call on scores of any shape as [`crate::surrogates::validate`] checks a matrix
@@ -111,12 +121,19 @@ pub(crate) fn run(
     Ok(SurrogateOutput {
         value: match r.value {
             Value::Scalar(v) => Value::Scalar(v),
-            Value::PerRow(v) => {
-                Value::PerRow(v.into_shape_with_order(IxDyn(lead)).map_err(reshape)?)
-            }
-            Value::Matrix(v) => {
-                Value::Matrix(v.into_shape_with_order(IxDyn(&shape)).map_err(reshape)?)
-            }
+            // Standard layout first: reshaping in row-major order needs it.
+            Value::PerRow(v) => Value::PerRow(
+                v.as_standard_layout()
+                    .into_owned()
+                    .into_shape_with_order(IxDyn(lead))
+                    .map_err(reshape)?,
+            ),
+            Value::Matrix(v) => Value::Matrix(
+                v.as_standard_layout()
+                    .into_owned()
+                    .into_shape_with_order(IxDyn(&shape))
+                    .map_err(reshape)?,
+            ),
         },
         grad: r.grad.into_shape(&shape)?,
         grad_b: r.grad_b.map(|g| g.into_shape(&shape)).transpose()?,
