@@ -31,10 +31,21 @@ pub(crate) trait Arith: Fma {
     fn affine_into<E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O], stream: bool) {
         let _ = stream;
         let [a, b, c, d] = k;
+        let f = |v: f32| Self::fma(Self::fma(v, a, b), c, d);
+        if O::DTYPE == DType::F32 {
+            // Straight into the output: no buffer, no copy.
+            let dst: &mut [f32] = bytemuck::cast_slice_mut(dst);
+            Self::f32_blocks(x, |j, xb| {
+                for (o, &v) in dst[j..j + xb.len()].iter_mut().zip(xb) {
+                    *o = f(v);
+                }
+            });
+            return;
+        }
         let mut tmp = [0.0f32; SUM_BLOCK];
         Self::f32_blocks(x, |j, xb| {
             for (t, &v) in tmp.iter_mut().zip(xb) {
-                *t = Self::fma(Self::fma(v, a, b), c, d);
+                *t = f(v);
             }
             O::narrow(&tmp[..xb.len()], &mut dst[j..j + xb.len()]);
         });
@@ -131,7 +142,7 @@ impl Arith for Fused {
     #[inline(always)]
     fn exp_sum<E: Element>(x: &[E], sc: &RowScale, store: Option<&mut [f32]>, next: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if !sc.tiny {
+        if super::exp::base2_fits(sc) {
             // SAFETY: as above.
             return exp_sum_by_blocks::<Self, E>(x, store, |j, b, o| {
                 // The part of the next row (f32 words) that lies as far in as this block.
@@ -165,7 +176,7 @@ impl Arith for Fused512 {
     #[inline(always)]
     fn exp_sum<E: Element>(x: &[E], sc: &RowScale, store: Option<&mut [f32]>, next: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if super::avx512::exp2_fits(sc) {
+        if super::exp::base2_fits(sc) {
             // SAFETY: as above.
             return unsafe { super::avx512::exp_sum(x, sc, store, next) };
         }

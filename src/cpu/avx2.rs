@@ -1,52 +1,36 @@
 //! The two hot loops of the row kernels written with AVX2 + FMA intrinsics: auto-vectorization
 //! of them proved fragile (a change of lane count turned the exp loop scalar; measured), and
-//! these are most of the CPU time. Same formulas as exp.rs and rows.rs.
+//! these are most of the CPU time. Same formulas as rows.rs and cross_entropy::fast, with the
+//! exponential in base 2 as the AVX-512 build evaluates it (exp.rs: `EXP2_POLY`).
 
 #![cfg(target_arch = "x86_64")]
 
-use super::exp::{C1, C2, HI, LO, LOG2E, MAGIC_BITS, ROUND_MAGIC};
+use super::exp::{EXP2_LO, EXP2_POLY};
 use super::lanes::SUM_BLOCK;
 use crate::scale::RowScale;
 use std::arch::x86_64::*;
 
-/// Eight `e^x` at once (Cephes expf, see exp.rs); lanes below `LO` give exactly 0.
+/// Eight `2^z` at once: the base-2 form of avx512.rs's `exp2_16` (same polynomial, same
+/// flush below `EXP2_LO`, same error bound) with `2^n` built from its exponent bits, which
+/// `n ≥ −126` keeps normal. 15 vector instructions where the Cephes form (exp.rs) takes 20.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp8(x: __m256) -> __m256 {
-    let lo = _mm256_set1_ps(LO);
-    let xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(HI));
-    let t = _mm256_fmadd_ps(xc, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND_MAGIC));
-    let n = _mm256_sub_ps(t, _mm256_set1_ps(ROUND_MAGIC));
-    let r = _mm256_fnmadd_ps(
-        n,
-        _mm256_set1_ps(C2),
-        _mm256_fnmadd_ps(n, _mm256_set1_ps(C1), xc),
-    );
-    let r2 = _mm256_mul_ps(r, r);
-    let mut p = _mm256_fmadd_ps(
-        _mm256_set1_ps(1.987_569_1e-4),
-        r,
-        _mm256_set1_ps(1.398_199_9e-3),
-    );
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
-    let e_r = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-    let bits = _mm256_add_epi32(
-        _mm256_castps_si256(t),
-        _mm256_set1_epi32(127i32.wrapping_sub(MAGIC_BITS as i32)),
-    );
-    let y = _mm256_mul_ps(e_r, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)));
-    // x < LO (−inf included) → 0; NaN lanes never get here (rows with NaN are flagged first).
-    let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(x, lo);
-    let y = _mm256_and_ps(y, keep);
-    // x > HI → +inf (not reached by callers, whose arguments are ≤ 0; kept for the contract).
-    _mm256_blendv_ps(
-        y,
-        _mm256_set1_ps(f32::INFINITY),
-        _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(HI)),
-    )
+fn exp2_8(z: __m256) -> __m256 {
+    let lo = _mm256_set1_ps(EXP2_LO);
+    let zc = _mm256_max_ps(z, lo);
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(zc);
+    let f = _mm256_sub_ps(zc, n);
+    let c = |i: usize| _mm256_set1_ps(EXP2_POLY[i]);
+    let mut p = _mm256_fmadd_ps(c(6), f, c(5));
+    for i in (0..5).rev() {
+        p = _mm256_fmadd_ps(p, f, c(i));
+    }
+    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    let y = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    _mm256_and_ps(y, _mm256_cmp_ps::<_CMP_GE_OQ>(z, lo))
 }
 
 /// Adds the eight f32 lanes of a block sum into two four-lane f64 accumulators (see
@@ -128,12 +112,14 @@ pub(crate) unsafe fn exp_sum(
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> f32 {
-    debug_assert!(!sc.tiny);
+    debug_assert!(super::exp::base2_fits(sc));
     let pf = next.len().min(x.len()) / 16 * 16;
+    // The exponent in base 2, as in avx512.rs.
+    let c2 = (sc.c as f64 * std::f64::consts::LOG2_E) as f32;
     let (vh, vmh, vc) = (
         _mm256_set1_ps(sc.h),
         _mm256_set1_ps(sc.mh),
-        _mm256_set1_ps(sc.c),
+        _mm256_set1_ps(c2),
     );
     let mut total = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let n = x.len() / 16 * 16;
@@ -157,11 +143,11 @@ pub(crate) unsafe fn exp_sum(
                 if i < pf {
                     _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
                 }
-                let e0 = exp8(_mm256_mul_ps(
+                let e0 = exp2_8(_mm256_mul_ps(
                     _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vh, vmh),
                     vc,
                 ));
-                let e1 = exp8(_mm256_mul_ps(
+                let e1 = exp2_8(_mm256_mul_ps(
                     _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vh, vmh),
                     vc,
                 ));
@@ -286,5 +272,56 @@ pub(crate) unsafe fn grad_update(
     }
     for (j, gj) in g.iter_mut().enumerate().skip(n) {
         *gj = *gj * scale - if coef != 0.0 { coef * k_scalar(j) } else { 0.0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Within one ε of `2^z` over the arguments callers pass, with the AVX-512 build's edges:
+    /// exactly 0 below `EXP2_LO` and at −inf, exact at integers (so exactly 1 at 0).
+    #[test]
+    fn exp2_8_matches_f64_to_one_ulp() {
+        if !crate::cpu::CpuIsa::Avx2.is_supported() {
+            eprintln!("no AVX2 here: nothing to test");
+            return;
+        }
+        let mut zs: Vec<f32> = (0..400_000)
+            .map(|i| -126.0 + i as f32 * 0.000_315)
+            .collect();
+        zs.retain(|&z| z <= 0.0);
+        zs.extend((0..=126).map(|k| -(k as f32)));
+        zs.extend([
+            -0.0,
+            -0.5,
+            -126.000_01,
+            -127.0,
+            -1000.0,
+            -f32::MAX,
+            f32::NEG_INFINITY,
+        ]);
+        zs.resize(zs.len().div_ceil(8) * 8, 0.0);
+        let mut worst = 0.0f64;
+        for c in zs.chunks_exact(8) {
+            let mut got = [0.0f32; 8];
+            // SAFETY: AVX2 checked above; eight-element arrays.
+            unsafe { _mm256_storeu_ps(got.as_mut_ptr(), exp2_8(_mm256_loadu_ps(c.as_ptr()))) };
+            for (&z, &g) in c.iter().zip(&got) {
+                if z < EXP2_LO {
+                    assert_eq!(g, 0.0, "2^{z}");
+                    continue;
+                }
+                let want = (z as f64).exp2();
+                if z == z.round() {
+                    assert_eq!(g as f64, want, "2^{z}");
+                }
+                worst = worst.max(((g as f64 - want) / want).abs());
+            }
+        }
+        assert!(
+            worst < f32::EPSILON as f64,
+            "worst relative error {worst:e}"
+        );
     }
 }

@@ -26,6 +26,32 @@ pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
 /// the loop from vectorizing.
 pub(crate) const MAGIC_BITS: u32 = 0x4b40_0000;
 
+/// `2^f` on `[−1/2, 1/2]`, degree 6, lowest first: a relative-error-weighted least-squares
+/// fit on Chebyshev nodes (near-minimax; tools/exp2_poly.py prints them), worst relative
+/// error 1.6e-8 with the coefficients rounded to f32, about 0.13 ε: the f32 evaluation's own
+/// rounding dominates.
+pub(crate) const EXP2_POLY: [f32; 7] = [
+    1.0,
+    std::f32::consts::LN_2, // the fit gives ln 2 to f32 precision
+    0.240_226_46,
+    0.055_503_29,
+    0.009_618_52,
+    0.001_339_986,
+    0.000_153_375_77,
+];
+
+/// Below this, `2^z` would be subnormal: exactly 0 instead, as the other builds' `exp`
+/// flushes below `e^LO` (the crate's accuracy contract allows either).
+pub(crate) const EXP2_LO: f32 = -126.0;
+
+/// Whether the base-2 loops (avx512.rs, avx2.rs) take this row scale: not the tiny form
+/// (this file's `exp` handles it), and `c·log₂e` finite (it is not for temperatures between
+/// 2.9e-39 and 4.2e-39, where `c` alone is).
+#[inline(always)]
+pub(crate) fn base2_fits(sc: &crate::scale::RowScale) -> bool {
+    !sc.tiny && ((sc.c as f64 * std::f64::consts::LOG2_E) as f32).is_finite()
+}
+
 /// How `a·b + c` is formed: one fused instruction where the processor has FMA, else a multiply
 /// and an add. Kernels are generic over it so the FMA build gets vfmadd without the baseline
 /// build calling the (slow, software) `fmaf`. The row loops each build runs are
