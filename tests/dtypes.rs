@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::typed::{assert_typed_close, random, values};
+use common::typed::{assert_typed_close, backing, random, values, view, Layout};
 use common::{ce::grad_unit, fast_backends, sized, Rng};
 use ndarray::{s, Array1, Array2, ArrayD, ArrayViewD, IxDyn};
 use proptest::prelude::*;
@@ -21,66 +21,6 @@ fn backends() -> Vec<&'static &'static dyn Backend> {
     v
 }
 
-/// How the input is laid out in memory: contiguous, every other column of a wider array,
-/// every other row of the first axis, or the first two axes swapped.
-#[derive(Copy, Clone, Debug)]
-enum Layout {
-    Standard,
-    StepLast,
-    StepFirst,
-    SwapLeading,
-}
-
-/// An owned array from which `layout` views `shape`.
-fn backing<E: Element>(shape: &[usize], layout: Layout, seed: u64) -> ArrayD<E> {
-    let mut full = shape.to_vec();
-    match layout {
-        Layout::StepLast => *full.last_mut().unwrap() *= 2,
-        Layout::StepFirst => full[0] *= 2,
-        Layout::SwapLeading if full.len() >= 3 => full.swap(0, 1),
-        _ => {}
-    }
-    let n = full.iter().product();
-    ArrayD::from_shape_vec(IxDyn(&full), random::<E>(n, 3.0, true, seed)).unwrap()
-}
-
-fn view<E: Element>(a: &ArrayD<E>, layout: Layout) -> ArrayViewD<'_, E> {
-    let v = a.view();
-    let last = a.ndim() - 1;
-    match layout {
-        Layout::Standard => v,
-        Layout::StepLast => {
-            let mut v = v;
-            v.slice_each_axis_inplace(|ax| {
-                if ax.axis.index() == last {
-                    ndarray::Slice::new(0, None, 2)
-                } else {
-                    ndarray::Slice::from(..)
-                }
-            });
-            v
-        }
-        Layout::StepFirst => {
-            let mut v = v;
-            v.slice_each_axis_inplace(|ax| {
-                if ax.axis.index() == 0 {
-                    ndarray::Slice::new(0, None, 2)
-                } else {
-                    ndarray::Slice::from(..)
-                }
-            });
-            v
-        }
-        Layout::SwapLeading if a.ndim() >= 3 => v.permuted_axes(
-            std::iter::once(1)
-                .chain(std::iter::once(0))
-                .chain(2..a.ndim())
-                .collect::<Vec<_>>(),
-        ),
-        Layout::SwapLeading => v,
-    }
-}
-
 /// The input's values as `[rows, C]` f32, read in logical order (independent of the crate's
 /// merging of leading axes).
 fn widened<E: Element>(x: &ArrayViewD<E>) -> Array2<f32> {
@@ -93,7 +33,7 @@ fn widened<E: Element>(x: &ArrayViewD<E>) -> Array2<f32> {
 }
 
 fn row_ops_case<E: Element>(shape: &[usize], layout: Layout, t: f32, seed: u64) {
-    let a = backing::<E>(shape, layout, seed);
+    let a = backing::<E>(shape, layout, 3.0, true, seed);
     let x = view(&a, layout);
     let shape = x.shape().to_vec();
     let (lead, cols) = (&shape[..shape.len() - 1], shape[shape.len() - 1]);

@@ -9,52 +9,21 @@
 
 mod common;
 
+use common::ce::all_backends as backends;
 use common::surrogates::assert_matches;
-use common::typed::random;
-use common::{fast_backends, sized, Rng};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, Dimension, IxDyn, Slice};
+use common::typed::{backing, view, Layout};
+use common::Rng;
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Dimension, IxDyn};
 use smoothmax::half::bf16;
 use smoothmax::surrogates::reference::surrogate_f64;
 use smoothmax::{
     Backend, BinaryLoss, BinaryOptions, DType, Element, MatrixView, MultiMarginOptions,
-    PairwiseForm, Reduction, Reference, Surrogate, SurrogateOutput, Tensor, TensorView, Value,
+    PairwiseForm, Reduction, Surrogate, SurrogateOutput, Tensor, TensorView, Value,
 };
 
-fn backends() -> Vec<&'static &'static dyn Backend> {
-    let mut v = fast_backends();
-    v.push(sized(&Reference));
-    v
-}
-
-#[derive(Copy, Clone, Debug)]
-enum Layout {
-    Standard,
-    StepLast,
-    SwapLeading,
-}
-
-/// An owned array and the `shape` view of it `layout` describes.
+/// Scores: normal times 2, no −inf.
 fn scores<E: Element>(shape: &[usize], layout: Layout, seed: u64) -> ArrayD<E> {
-    let mut full = shape.to_vec();
-    match layout {
-        Layout::StepLast => *full.last_mut().unwrap() *= 2,
-        Layout::SwapLeading if full.len() >= 3 => full.swap(0, 1),
-        _ => {}
-    }
-    let n = full.iter().product();
-    ArrayD::from_shape_vec(IxDyn(&full), random::<E>(n, 2.0, false, seed)).unwrap()
-}
-
-fn view<E: Element>(a: &ArrayD<E>, layout: Layout) -> ArrayViewD<'_, E> {
-    let mut v = a.view();
-    let last = Axis(a.ndim() - 1);
-    match layout {
-        Layout::Standard => {}
-        Layout::StepLast => v.slice_axis_inplace(last, Slice::new(0, None, 2)),
-        Layout::SwapLeading if a.ndim() >= 3 => v.swap_axes(0, 1),
-        Layout::SwapLeading => {}
-    }
-    v
+    backing(shape, layout, 2.0, false, seed)
 }
 
 /// `v` as `[rows, cols]` in row-major order over its logical indices (the test's own

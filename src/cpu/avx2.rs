@@ -279,49 +279,20 @@ pub(crate) unsafe fn grad_update(
 mod tests {
     use super::*;
 
-    /// Within one ε of `2^z` over the arguments callers pass, with the AVX-512 build's edges:
-    /// exactly 0 below `EXP2_LO` and at −inf, exact at integers (so exactly 1 at 0).
+    /// `exp2_8` against f64 (`exp::assert_exp2_within_one_ulp`).
     #[test]
     fn exp2_8_matches_f64_to_one_ulp() {
         if !crate::cpu::CpuIsa::Avx2.is_supported() {
             eprintln!("no AVX2 here: nothing to test");
             return;
         }
-        let mut zs: Vec<f32> = (0..400_000)
-            .map(|i| -126.0 + i as f32 * 0.000_315)
-            .collect();
-        zs.retain(|&z| z <= 0.0);
-        zs.extend((0..=126).map(|k| -(k as f32)));
-        zs.extend([
-            -0.0,
-            -0.5,
-            -126.000_01,
-            -127.0,
-            -1000.0,
-            -f32::MAX,
-            f32::NEG_INFINITY,
-        ]);
-        zs.resize(zs.len().div_ceil(8) * 8, 0.0);
-        let mut worst = 0.0f64;
-        for c in zs.chunks_exact(8) {
-            let mut got = [0.0f32; 8];
-            // SAFETY: AVX2 checked above; eight-element arrays.
-            unsafe { _mm256_storeu_ps(got.as_mut_ptr(), exp2_8(_mm256_loadu_ps(c.as_ptr()))) };
-            for (&z, &g) in c.iter().zip(&got) {
-                if z < EXP2_LO {
-                    assert_eq!(g, 0.0, "2^{z}");
-                    continue;
-                }
-                let want = (z as f64).exp2();
-                if z == z.round() {
-                    assert_eq!(g as f64, want, "2^{z}");
-                }
-                worst = worst.max(((g as f64 - want) / want).abs());
+        crate::cpu::exp::assert_exp2_within_one_ulp(|zs| {
+            let mut out = vec![0.0f32; zs.len()];
+            for (o, z) in out.chunks_exact_mut(8).zip(zs.chunks_exact(8)) {
+                // SAFETY: AVX2 checked above; eight-element chunks.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), exp2_8(_mm256_loadu_ps(z.as_ptr()))) };
             }
-        }
-        assert!(
-            worst < f32::EPSILON as f64,
-            "worst relative error {worst:e}"
-        );
+            out
+        });
     }
 }

@@ -127,6 +127,45 @@ pub(crate) fn exp_with<A: Fma>(x: f32) -> f32 {
     }
 }
 
+/// Checks a vectorized `2^z` (`eval` maps a slice whose length is a multiple of 16): within
+/// one ε of f64 over `[−126, 0]`, exact at the integers (so 1 at 0), exactly 0 below
+/// `EXP2_LO` and at −inf.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) fn assert_exp2_within_one_ulp(eval: impl Fn(&[f32]) -> Vec<f32>) {
+    let mut zs: Vec<f32> = (0..400_000)
+        .map(|i| -126.0 + i as f32 * 0.000_315)
+        .collect();
+    zs.retain(|&z| z <= 0.0);
+    zs.extend((0..=126).map(|k| -(k as f32)));
+    zs.extend([
+        -0.0,
+        -0.5,
+        -126.000_01,
+        -127.0,
+        -1000.0,
+        -f32::MAX,
+        f32::NEG_INFINITY,
+    ]);
+    zs.resize(zs.len().div_ceil(16) * 16, 0.0);
+    let got = eval(&zs);
+    let mut worst = 0.0f64;
+    for (&z, &g) in zs.iter().zip(&got) {
+        if z < EXP2_LO {
+            assert_eq!(g, 0.0, "2^{z}");
+            continue;
+        }
+        let want = (z as f64).exp2();
+        if z == z.round() {
+            assert_eq!(g as f64, want, "2^{z}");
+        }
+        worst = worst.max(((g as f64 - want) / want).abs());
+    }
+    assert!(
+        worst < f32::EPSILON as f64,
+        "worst relative error {worst:e}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

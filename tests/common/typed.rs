@@ -6,6 +6,7 @@
 //! rounding, and the f32 error may straddle a rounding boundary).
 
 use super::{tol, FLUSH_FLOOR};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use smoothmax::half::{bf16, f16};
 use smoothmax::{DType, Element, Tensor};
 
@@ -98,4 +99,46 @@ pub fn random<E: Element>(n: usize, scale: f64, neg_inf: bool, seed: u64) -> Vec
             E::from_f32(v)
         })
         .collect()
+}
+
+/// How a test input is laid out in memory: contiguous, every other column of a wider array,
+/// every other row of the first axis, or the first two axes swapped.
+#[derive(Copy, Clone, Debug)]
+pub enum Layout {
+    Standard,
+    StepLast,
+    StepFirst,
+    SwapLeading,
+}
+
+/// An owned array of [`random`] values (`scale`, `neg_inf`) from which `layout` views `shape`.
+pub fn backing<E: Element>(
+    shape: &[usize],
+    layout: Layout,
+    scale: f64,
+    neg_inf: bool,
+    seed: u64,
+) -> ArrayD<E> {
+    let mut full = shape.to_vec();
+    match layout {
+        Layout::StepLast => *full.last_mut().unwrap() *= 2,
+        Layout::StepFirst => full[0] *= 2,
+        Layout::SwapLeading if full.len() >= 3 => full.swap(0, 1),
+        _ => {}
+    }
+    let n = full.iter().product();
+    ArrayD::from_shape_vec(IxDyn(&full), random::<E>(n, scale, neg_inf, seed)).unwrap()
+}
+
+/// The `layout` view of an array made by [`backing`].
+pub fn view<E: Element>(a: &ArrayD<E>, layout: Layout) -> ArrayViewD<'_, E> {
+    let mut v = a.view();
+    match layout {
+        Layout::Standard => {}
+        Layout::StepLast => v.slice_axis_inplace(Axis(a.ndim() - 1), Slice::new(0, None, 2)),
+        Layout::StepFirst => v.slice_axis_inplace(Axis(0), Slice::new(0, None, 2)),
+        Layout::SwapLeading if a.ndim() >= 3 => v.swap_axes(0, 1),
+        Layout::SwapLeading => {}
+    }
+    v
 }

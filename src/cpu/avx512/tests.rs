@@ -12,56 +12,20 @@ fn have() -> bool {
     ok
 }
 
-fn exp2_of(zs: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; zs.len()];
-    for (o, z) in out.chunks_exact_mut(16).zip(zs.chunks_exact(16)) {
-        // SAFETY: AVX-512F checked by the caller; 16-element chunks.
-        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), exp2_16(_mm512_loadu_ps(z.as_ptr()))) };
-    }
-    out
-}
-
-/// Within one ε of `2^z` over the arguments callers pass (`≤ 0`, down to the flush), and
-/// the edges: exactly 0 below `EXP2_LO` and at −inf, exactly 1 at 0, exact at integers.
+/// `exp2_16` against f64 (`exp::assert_exp2_within_one_ulp`).
 #[test]
 fn exp2_16_matches_f64_to_one_ulp() {
     if !have() {
         return;
     }
-    let mut zs: Vec<f32> = (0..400_000)
-        .map(|i| -126.0 + i as f32 * 0.000_315)
-        .collect();
-    zs.retain(|&z| z <= 0.0);
-    zs.extend((0..=126).map(|k| -(k as f32)));
-    zs.extend([
-        0.0,
-        -0.0,
-        -0.5,
-        0.5 - 1.0,
-        -126.000_01,
-        -127.0,
-        -1000.0,
-        -f32::MAX,
-    ]);
-    zs.push(f32::NEG_INFINITY);
-    zs.resize(zs.len().div_ceil(16) * 16, 0.0);
-    let got = exp2_of(&zs);
-    let mut worst = 0.0f64;
-    for (&z, &g) in zs.iter().zip(&got) {
-        if z < EXP2_LO {
-            assert_eq!(g, 0.0, "2^{z}");
-            continue;
+    crate::cpu::exp::assert_exp2_within_one_ulp(|zs| {
+        let mut out = vec![0.0f32; zs.len()];
+        for (o, z) in out.chunks_exact_mut(16).zip(zs.chunks_exact(16)) {
+            // SAFETY: AVX-512F checked above; 16-element chunks.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), exp2_16(_mm512_loadu_ps(z.as_ptr()))) };
         }
-        let want = (z as f64).exp2();
-        if z == z.round() {
-            assert_eq!(g as f64, want, "2^{z}");
-        }
-        worst = worst.max(((g as f64 - want) / want).abs());
-    }
-    assert!(
-        worst < f32::EPSILON as f64,
-        "worst relative error {worst:e}"
-    );
+        out
+    });
 }
 
 /// f32 bit patterns: a stride through all of them, and every pattern within 2 of each
