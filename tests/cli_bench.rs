@@ -11,6 +11,39 @@ fn bench_args() -> [&'static str; 9] {
     ]
 }
 
+/// Runs `smoothmax <args> --json -` (which must succeed) and gives its records as
+/// `(op, key, bytes)`, `key` naming the field the caller groups by; `check` sees each record.
+fn records(
+    args: &[&str],
+    key: &str,
+    check: impl Fn(&serde_json::Value),
+) -> Vec<(String, String, u64)> {
+    let out = bin().args(args).args(["--json", "-"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            check(r);
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("op"), s(key), r["bytes"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// `(op, key, bytes)` triples as `records` gives them.
+fn owned(want: &[(&str, &str, u64)]) -> Vec<(String, String, u64)> {
+    want.iter()
+        .map(|(o, d, b)| (o.to_string(), d.to_string(), *b))
+        .collect()
+}
+
 /// The records of a CPU-only run: the memcpy yardstick and the op asked for, at the shape
 /// asked for, each with a positive time.
 fn check_document(text: &str) {
@@ -69,39 +102,19 @@ fn json_to_a_file_is_the_same_document() {
 /// and f16; the memcpy yardstick moves the same).
 #[test]
 fn dtype_runs_each_type_and_counts_its_bytes() {
-    let out = bin()
-        .args(bench_args())
-        .args([
-            "--dtype", "f32", "--dtype", "bf16", "--dtype", "f16", "--json", "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let seen: Vec<(String, String, u64)> = doc["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap().to_string();
-            (s("op"), s("dtype"), r["bytes"].as_u64().unwrap())
-        })
+    let args: Vec<&str> = bench_args()
+        .into_iter()
+        .chain(["--dtype", "f32", "--dtype", "bf16", "--dtype", "f16"])
         .collect();
-    let want: Vec<(String, String, u64)> = [
+    let seen = records(&args, "dtype", |_| {});
+    let want = owned(&[
         ("memcpy", "f32", 1024),
         ("softmax", "f32", 1024),
         ("memcpy", "bf16", 512),
         ("softmax", "bf16", 512),
         ("memcpy", "f16", 512),
         ("softmax", "f16", 512),
-    ]
-    .iter()
-    .map(|(o, d, b)| (o.to_string(), d.to_string(), *b))
-    .collect();
+    ]);
     assert_eq!(seen, want);
 }
 
@@ -113,50 +126,27 @@ fn gpu_lines_in_bf16() {
     if common::gpu().is_none() {
         return;
     }
-    let out = bin()
-        .args([
-            "bench",
-            "--device",
-            "gpu",
-            "--shape",
-            "8x16",
-            "--op",
-            "ce-fwd-bwd",
-            "--runs",
-            "1",
-            "--dtype",
-            "bf16",
-            "--json",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let seen: Vec<(String, String, u64)> = doc["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap().to_string();
-            assert_eq!(s("dtype"), "bf16", "{r}");
-            (s("op"), s("device"), r["bytes"].as_u64().unwrap())
-        })
-        .collect();
+    let args = [
+        "bench",
+        "--device",
+        "gpu",
+        "--shape",
+        "8x16",
+        "--op",
+        "ce-fwd-bwd",
+        "--runs",
+        "1",
+        "--dtype",
+        "bf16",
+    ];
+    let seen = records(&args, "device", |r| assert_eq!(r["dtype"], "bf16", "{r}"));
     // ce-fwd-bwd: 2-byte logits and gradient, 8-byte targets, 8 bytes (loss, lse) per row.
     let ce = 2 * 128 + 8 * 8 + 2 * 128 + 8 * 8;
-    let want: Vec<(String, String, u64)> = [
+    let want = owned(&[
         ("copy", "gpu-kernel", 512),
         ("exp-map", "gpu-kernel", 512),
         ("ce-fwd-bwd", "gpu-kernel", ce),
         ("ce-fwd-bwd", "gpu-e2e", ce),
-    ]
-    .iter()
-    .map(|(o, d, b)| (o.to_string(), d.to_string(), *b))
-    .collect();
+    ]);
     assert_eq!(seen, want);
 }
