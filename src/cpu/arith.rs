@@ -30,25 +30,7 @@ pub(crate) trait Arith: Fma {
     #[inline(always)]
     fn affine_into<E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O], stream: bool) {
         let _ = stream;
-        let [a, b, c, d] = k;
-        let f = |v: f32| Self::fma(Self::fma(v, a, b), c, d);
-        if O::DTYPE == DType::F32 {
-            // Straight into the output: no buffer, no copy.
-            let dst: &mut [f32] = bytemuck::cast_slice_mut(dst);
-            Self::f32_blocks(x, |j, xb| {
-                for (o, &v) in dst[j..j + xb.len()].iter_mut().zip(xb) {
-                    *o = f(v);
-                }
-            });
-            return;
-        }
-        let mut tmp = [0.0f32; SUM_BLOCK];
-        Self::f32_blocks(x, |j, xb| {
-            for (t, &v) in tmp.iter_mut().zip(xb) {
-                *t = f(v);
-            }
-            O::narrow(&tmp[..xb.len()], &mut dst[j..j + xb.len()]);
-        });
+        affine_by_blocks::<Self, E, O>(x, k, dst)
     }
     /// `dst ← src · s` in `O` (round-to-nearest-even).
     #[inline(always)]
@@ -83,6 +65,42 @@ pub(crate) trait Arith: Fma {
             f(k * SUM_BLOCK, &buf[..b.len()]);
         }
     }
+}
+
+/// [`Arith::affine_into`] in any build: a block of `x` at a time as f32 (`f32_blocks`), written
+/// straight into an f32 output, through a stack buffer and `O::narrow` into a half one.
+#[inline(always)]
+fn affine_by_blocks<A: Arith, E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O]) {
+    let [a, b, c, d] = k;
+    let f = |v: f32| A::fma(A::fma(v, a, b), c, d);
+    if O::DTYPE == DType::F32 {
+        // Straight into the output: no buffer, no copy.
+        let dst: &mut [f32] = bytemuck::cast_slice_mut(dst);
+        A::f32_blocks(x, |j, xb| {
+            for (o, &v) in dst[j..j + xb.len()].iter_mut().zip(xb) {
+                *o = f(v);
+            }
+        });
+        return;
+    }
+    let mut tmp = [0.0f32; SUM_BLOCK];
+    A::f32_blocks(x, |j, xb| {
+        for (t, &v) in tmp.iter_mut().zip(xb) {
+            *t = f(v);
+        }
+        O::narrow(&tmp[..xb.len()], &mut dst[j..j + xb.len()]);
+    });
+}
+
+/// The portable pass 2 (every build's path where the base-2 loops do not apply, the baseline
+/// build's always), a block at a time.
+#[inline(always)]
+fn portable_exp_sum<A: Arith, E: Element>(
+    x: &[E],
+    sc: &RowScale,
+    store: Option<&mut [f32]>,
+) -> f32 {
+    exp_sum_by_blocks::<A, E>(x, store, |_, b, o| lanes::exp_sum_portable::<A>(b, sc, o))
 }
 
 /// Outputs of at least this many bytes are stored past the cache by the builds that can
@@ -153,9 +171,7 @@ impl Arith for Fused {
             });
         }
         let _ = next;
-        exp_sum_by_blocks::<Self, E>(x, store, |_, b, o| {
-            lanes::exp_sum_portable::<Self>(b, sc, o)
-        })
+        portable_exp_sum::<Self, E>(x, sc, store)
     }
 }
 
@@ -181,9 +197,7 @@ impl Arith for Fused512 {
             return unsafe { super::avx512::exp_sum(x, sc, store, next) };
         }
         let _ = next;
-        exp_sum_by_blocks::<Self, E>(x, store, |_, b, o| {
-            lanes::exp_sum_portable::<Self>(b, sc, o)
-        })
+        portable_exp_sum::<Self, E>(x, sc, store)
     }
 
     #[inline(always)]
@@ -196,10 +210,7 @@ impl Arith for Fused512 {
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = stream;
-            let [a, b, c, d] = k;
-            for (o, v) in dst.iter_mut().zip(x) {
-                *o = O::from_f32(Self::fma(Self::fma(v.to_f32(), a, b), c, d));
-            }
+            affine_by_blocks::<Self, E, O>(x, k, dst)
         }
     }
 
@@ -230,8 +241,6 @@ impl Arith for Separate {
         store: Option<&mut [f32]>,
         _next: &[f32],
     ) -> f32 {
-        exp_sum_by_blocks::<Self, E>(x, store, |_, b, o| {
-            lanes::exp_sum_portable::<Self>(b, sc, o)
-        })
+        portable_exp_sum::<Self, E>(x, sc, store)
     }
 }

@@ -96,26 +96,26 @@ fn stats<A: Arith, E: Element>(
     if !cfg.lin {
         return st;
     }
-    let (mut a_total, mut neg) = (0.0f64, false);
-    #[cfg(target_arch = "x86_64")]
-    if A::AVX512 {
+    let (a, neg) = if A::AVX512 {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
         // the weight and q rows are as long as x.
-        let (a, n) = unsafe {
+        let r = unsafe {
             super::avx512::linear_sums(x, cfg.sigma, -m * cfg.sigma, cfg.weight, q, |j| cfg.k(j, q))
         };
-        (a_total, neg) = (a as f64, n);
-    }
-    #[cfg(target_arch = "x86_64")]
-    let widened = !A::AVX512;
-    #[cfg(not(target_arch = "x86_64"))]
-    let widened = true;
-    A::f32_blocks(if widened { x } else { &[] }, |j, b| {
-        let (a, n) = linear_sums::<A>(cfg, b, j, q, m);
-        a_total += a as f64;
-        neg |= n;
-    });
-    st.a = a_total as f32;
+        #[cfg(not(target_arch = "x86_64"))]
+        let r = unreachable!("AVX-512 arithmetic exists on x86-64 only");
+        r
+    } else {
+        let (mut a_total, mut neg) = (0.0f64, false);
+        A::f32_blocks(x, |j, b| {
+            let (a, n) = linear_sums::<A>(cfg, b, j, q, m);
+            a_total += a as f64;
+            neg |= n;
+        });
+        (a_total as f32, neg)
+    };
+    st.a = a;
     if neg {
         for (j, v) in x.iter().enumerate() {
             if v.to_f32() == f32::NEG_INFINITY {
