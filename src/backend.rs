@@ -164,6 +164,7 @@ pub trait Backend {
                 .map(|g| g.into_shape(&rows.shape_with(&[cols])))
                 .transpose()?,
             lse: rows.per_row(r.lse)?,
+            sums: r.sums,
         })
     }
 
@@ -203,6 +204,7 @@ pub trait Backend {
                 .lse
                 .into_dimensionality()
                 .map_err(|e| Error::InvalidInput(format!("lse: {e}")))?,
+            sums: r.sums,
         })
     }
 
@@ -248,6 +250,7 @@ pub trait Backend {
             value: r.value,
             grad: crate::tensor::narrow2(r.grad, dtype),
             grad_b: r.grad_b.map(|g| crate::tensor::narrow2(g, dtype)),
+            sums: r.sums,
         })
     }
 

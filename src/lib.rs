@@ -191,7 +191,7 @@ pub use backend::Backend;
 pub use cpu::{Cpu, CpuIsa};
 pub use cross_entropy::reference::ReferenceCrossEntropy;
 pub use cross_entropy::{
-    CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets, Upstream,
+    CrossEntropyOptions, CrossEntropyOutput, Loss, LossSums, Reduction, Targets, Upstream,
 };
 pub use element::{bf16_bits, DType, Element, MatrixView, Tensor, TensorView};
 pub use error::{Error, Result};

@@ -84,6 +84,7 @@ impl Backend for Reference {
             },
             grad: r.grad.map(|g| narrow2(g.mapv(|v| v as f32), out)),
             lse: r.lse.mapv(|v| v as f32),
+            sums: r.sums,
         })
     }
 

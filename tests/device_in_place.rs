@@ -88,6 +88,7 @@ fn in_place_gradient_equals_the_out_of_place_one() {
             loss: in_place.loss,
             grad: Some(g_in),
             lse: in_place.lse,
+            sums: in_place.sums,
         };
         let unit = if probs {
             1.0 / rows as f64

@@ -312,6 +312,7 @@ fn soft_argmax_of_3d_scores_matches_the_reference() {
             value: Value::PerRow(v.iter().copied().collect()),
             grad: g.to_shape((6, 6)).unwrap().to_owned(),
             grad_b: None,
+            sums: got.sums,
         };
         assert_matches(&as2, &want, 6, &format!("{} soft-argmax 3-D", be.name()));
     }

@@ -385,6 +385,7 @@ fn typed<E: Element, O: Element>(
         loss: r.loss,
         grad,
         lse: r.lse,
+        sums: r.sums,
     })
 }
 

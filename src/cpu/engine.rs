@@ -139,6 +139,7 @@ impl Cpu {
             loss: r.loss,
             grad: None,
             lse: r.lse,
+            sums: r.sums,
         })
     }
 }

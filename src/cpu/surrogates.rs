@@ -228,8 +228,11 @@ pub(crate) fn surrogate(isa: super::isa::CpuIsa, call: &Surrogate) -> Result<Sur
             let (v, g) = par_rows(flat(&c)?, rows, cols, |i, r, g| {
                 weighted_row(r, 1.0, k, Weights::Target(pr.class[i]), 0.0, u, g)
             });
-            let a = reduce(&v, Reduction::Mean).unwrap_or(f32::NAN);
-            Ok(output(Value::Scalar(a), matrix(g, rows, cols)?))
+            let (a, sums) = reduce(&v, Reduction::Mean);
+            Ok(SurrogateOutput {
+                sums: Some(sums),
+                ..output(Value::Scalar(a.unwrap_or(f32::NAN)), matrix(g, rows, cols)?)
+            })
         }
         Surrogate::SmoothF1Macro {
             logits,
@@ -256,6 +259,7 @@ pub(crate) fn surrogate(isa: super::isa::CpuIsa, call: &Surrogate) -> Result<Sur
                 value: Value::Matrix(matrix(v, rows, cols)?),
                 grad: matrix(ga, rows, cols)?,
                 grad_b: Some(matrix(gb, rows, cols)?),
+                sums: None,
             })
         }
         Surrogate::Binary {
@@ -282,11 +286,14 @@ pub(crate) fn surrogate(isa: super::isa::CpuIsa, call: &Surrogate) -> Result<Sur
                         (l[i], g[i]) = binary_element(*loss, x[e], labels[e], pw, w, scale);
                     }
                 });
-            let value = match reduce(&l, options.reduction) {
-                Some(s) => Value::Scalar(s),
-                None => Value::Matrix(matrix(l, rows, cols)?),
+            let (value, sums) = match reduce(&l, options.reduction) {
+                (Some(s), sums) => (Value::Scalar(s), sums),
+                (None, sums) => (Value::Matrix(matrix(l, rows, cols)?), sums),
             };
-            Ok(output(value, matrix(g, rows, cols)?))
+            Ok(SurrogateOutput {
+                sums: Some(sums),
+                ..output(value, matrix(g, rows, cols)?)
+            })
         }
         Surrogate::MultiMargin {
             logits, options, ..
@@ -298,11 +305,14 @@ pub(crate) fn surrogate(isa: super::isa::CpuIsa, call: &Surrogate) -> Result<Sur
                 let w = pr.weight.as_ref().map_or(1.0, |w| w[y]);
                 margin_row(r, y, (options.p, options.margin), w, scale, g)
             });
-            let value = match reduce(&v, options.reduction) {
-                Some(s) => Value::Scalar(s),
-                None => Value::PerRow(Array1::from(v)),
+            let (value, sums) = match reduce(&v, options.reduction) {
+                (Some(s), sums) => (Value::Scalar(s), sums),
+                (None, sums) => (Value::PerRow(Array1::from(v)), sums),
             };
-            Ok(output(value, matrix(g, rows, cols)?))
+            Ok(SurrogateOutput {
+                sums: Some(sums),
+                ..output(value, matrix(g, rows, cols)?)
+            })
         }
     }
 }

@@ -332,9 +332,11 @@ pub(crate) fn finish<G>(
     grad: Option<G>,
 ) -> CrossEntropyOutput<G> {
     let (ce, lse) = row_losses(p, fi, stats);
+    let (loss, sums) = reduce(p, o, &ce, &lse);
     CrossEntropyOutput {
-        loss: reduce(p, o, &ce, &lse),
+        loss,
         grad,
         lse: Array1::from_vec(lse),
+        sums,
     }
 }

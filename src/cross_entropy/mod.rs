@@ -22,6 +22,8 @@ mod prepare;
 pub mod reference;
 
 pub(crate) use fast::finish;
-pub use options::{CrossEntropyOptions, CrossEntropyOutput, Loss, Reduction, Targets, Upstream};
+pub use options::{
+    CrossEntropyOptions, CrossEntropyOutput, Loss, LossSums, Reduction, Targets, Upstream,
+};
 pub use prepare::validate;
 pub(crate) use prepare::{prepare, reduce, Prepared};

@@ -1,7 +1,7 @@
 //! What a cross-entropy call takes and returns: targets, options, the loss and the output.
 
 use crate::error::{Error, Result};
-pub use crate::reduction::Reduction;
+pub use crate::reduction::{LossSums, Reduction};
 use ndarray::{
     Array, Array1, Array2, ArrayView, ArrayView1, ArrayViewD, CowArray, Dimension, Ix1, Ix2,
 };
@@ -201,4 +201,7 @@ pub struct CrossEntropyOutput<G = Array2<f32>, R: Dimension = Ix1> {
     pub grad: Option<G>,
     /// Per-row logsumexp of the logits actually used (after softcap), for every row.
     pub lse: Array<f32, R>,
+    /// The loss's numerator and denominator in f64 (whatever the reduction), to combine
+    /// batches into the exact global loss: see [`LossSums`].
+    pub sums: LossSums,
 }

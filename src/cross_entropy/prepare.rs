@@ -4,6 +4,7 @@
 
 use super::options::{CrossEntropyOptions, Loss, Reduction, Targets, Upstream};
 use crate::error::{Error, Result};
+use crate::reduction::LossSums;
 use ndarray::{Array2, ArrayView1};
 
 /// Everything the fast backends need, checked and resolved on the host before any work.
@@ -190,10 +191,15 @@ pub(crate) fn prepare(
 }
 
 /// Combines per-row CE losses (z-loss not included, f64) and per-row lse into the loss
-/// output: `none` → `ce_i + z·lse_i²` (0 for ignored rows); `sum`/`mean` → summed in f64 and
-/// divided by the mean denominators. An empty or all-ignored batch gives NaN for mean, 0 for
-/// sum.
-pub(crate) fn reduce(p: &Prepared, o: &CrossEntropyOptions, ce: &[f64], lse: &[f32]) -> Loss {
+/// output and its [`LossSums`]: `none` → `ce_i + z·lse_i²` (0 for ignored rows); `sum`/`mean`
+/// → the sums in f64, the mean over each part's denominator. An empty or all-ignored batch
+/// gives NaN for mean, 0 for sum.
+pub(crate) fn reduce(
+    p: &Prepared,
+    o: &CrossEntropyOptions,
+    ce: &[f64],
+    lse: &[f32],
+) -> (Loss, LossSums) {
     let counted = |i: usize| p.class.as_ref().is_none_or(|c| c[i] >= 0);
     let z = o.z_loss as f64;
     let zpart = |i: usize| {
@@ -203,18 +209,15 @@ pub(crate) fn reduce(p: &Prepared, o: &CrossEntropyOptions, ce: &[f64], lse: &[f
             0.0
         }
     };
-    match o.reduction {
-        Reduction::None => Loss::PerRow((0..p.rows).map(|i| (ce[i] + zpart(i)) as f32).collect()),
-        r @ (Reduction::Sum | Reduction::Mean) => {
-            let ce_sum: f64 = ce.iter().sum();
-            let z_sum: f64 = (0..p.rows).map(zpart).sum();
-            // Each part over its own mean denominator (0/0 = NaN for an empty or all-ignored
-            // batch); the z part only when there is one.
-            let mut v = r.apply(ce_sum, p.denom_ce).unwrap_or(f64::NAN);
-            if z != 0.0 {
-                v += r.apply(z_sum, p.denom_z).unwrap_or(f64::NAN);
-            }
-            Loss::Scalar(v as f32)
-        }
-    }
+    let sums = LossSums {
+        loss: ce.iter().sum(),
+        weight: p.denom_ce,
+        z_loss: (0..p.rows).map(zpart).sum(),
+        z_rows: p.denom_z,
+    };
+    let loss = match sums.reduce(o.reduction) {
+        None => Loss::PerRow((0..p.rows).map(|i| (ce[i] + zpart(i)) as f32).collect()),
+        Some(v) => Loss::Scalar(v as f32),
+    };
+    (loss, sums)
 }

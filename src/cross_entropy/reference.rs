@@ -10,7 +10,7 @@
 //! with `p = softmax(x')`, `W = Σ_c w_c`, `q' = q(1−ls) + ls/C`, `s_ce`, `s_z` the upstream
 //! gradient over the mean denominators, and, with softcap, the chain factor `1 − tanh²(x/c)`.
 
-use super::{prepare, CrossEntropyOptions, Prepared, Reduction, Targets};
+use super::{prepare, CrossEntropyOptions, LossSums, Prepared, Reduction, Targets};
 use crate::error::Result;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
@@ -25,6 +25,8 @@ pub struct ReferenceCrossEntropy {
     pub grad: Option<Array2<f64>>,
     /// Per-row logsumexp of the (soft-capped) logits.
     pub lse: Array1<f64>,
+    /// The reduction's numerator and denominator (see [`LossSums`]).
+    pub sums: LossSums,
 }
 
 /// `logsumexp` and `log_softmax` of one row, with PyTorch's non-finite rules.
@@ -140,25 +142,26 @@ pub fn cross_entropy_f64_logits(
             }
         }
     }
+    let z_sum: f64 = (0..rows)
+        .filter(|&i| p.class.as_ref().is_none_or(|c| c[i] >= 0))
+        .map(|i| if z != 0.0 { z * lse[i] * lse[i] } else { 0.0 })
+        .sum();
+    let sums = LossSums {
+        loss: ce_rows.iter().sum(),
+        weight: p.denom_ce,
+        z_loss: z_sum,
+        z_rows: p.denom_z,
+    };
     let reduced = match o.reduction {
         Reduction::None => f64::NAN,
         Reduction::Sum => per_row.sum(),
-        Reduction::Mean => {
-            let counted: Vec<usize> = (0..rows)
-                .filter(|&i| p.class.as_ref().is_none_or(|c| c[i] >= 0))
-                .collect();
-            let ce_sum: f64 = ce_rows.iter().sum();
-            let z_sum: f64 = counted
-                .iter()
-                .map(|&i| if z != 0.0 { z * lse[i] * lse[i] } else { 0.0 })
-                .sum();
-            ce_sum / p.denom_ce + if z != 0.0 { z_sum / p.denom_z } else { 0.0 }
-        }
+        Reduction::Mean => sums.mean(),
     };
     Ok(ReferenceCrossEntropy {
         per_row,
         reduced,
         grad,
         lse,
+        sums,
     })
 }

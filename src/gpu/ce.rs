@@ -17,7 +17,8 @@ use super::split::{RowSplit, WG};
 use super::Gpu;
 use crate::cross_entropy::fast::{fast_inputs, needs_linear, row_losses, FastInputs, RowStats};
 use crate::cross_entropy::{
-    prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Loss, Prepared, Reduction, Targets,
+    prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Loss, LossSums, Prepared, Reduction,
+    Targets,
 };
 use crate::element::{DType, Tensor};
 use crate::error::{Error, Result};
@@ -169,6 +170,8 @@ pub struct DeviceCrossEntropy {
     /// The gradient, `[B, C]` contiguous, when asked for (in place: the logits' matrix, with
     /// its row stride).
     pub grad: Option<GpuMatrix>,
+    /// The loss's numerator and denominator, to combine batches (see [`LossSums`]).
+    pub sums: LossSums,
 }
 
 /// A cross-entropy call whose kernels have run or been recorded: each row's statistics and
@@ -271,7 +274,7 @@ pub(crate) async fn stage(
 
 impl CeStaged {
     /// The loss and lse, reading the statistics back if they are on the device.
-    async fn loss(&self, gpu: &Gpu, wait: Wait) -> Result<(Loss, Array1<f32>)> {
+    async fn loss(&self, gpu: &Gpu, wait: Wait) -> Result<(Loss, Array1<f32>, LossSums)> {
         let downloaded;
         let words: &[f32] = match &self.stats {
             Out::Host { .. } => self.stats.host_data(),
@@ -289,7 +292,8 @@ impl CeStaged {
             z_loss: self.z_loss,
             ..Default::default()
         };
-        Ok((reduce(&self.prepared, &o, &ce, &lse), Array1::from_vec(lse)))
+        let (loss, sums) = reduce(&self.prepared, &o, &ce, &lse);
+        Ok((loss, Array1::from_vec(lse), sums))
     }
 
     /// Everything on the host, the gradient in its element type (a host output).
@@ -298,7 +302,7 @@ impl CeStaged {
         gpu: &Gpu,
         wait: Wait,
     ) -> Result<CrossEntropyOutput<Tensor>> {
-        let (loss, lse) = self.loss(gpu, wait).await?;
+        let (loss, lse, sums) = self.loss(gpu, wait).await?;
         let grad = match self.grad {
             None => None,
             Some(Out::Device(m)) => {
@@ -306,23 +310,33 @@ impl CeStaged {
             }
             Some(host) => Some(host.into_tensor(self.prepared.rows)?),
         };
-        Ok(CrossEntropyOutput { loss, grad, lse })
+        Ok(CrossEntropyOutput {
+            loss,
+            grad,
+            lse,
+            sums,
+        })
     }
 
     /// Everything on the host (a half gradient widened exactly).
     pub(crate) async fn finish_host(self, gpu: &Gpu, wait: Wait) -> Result<CrossEntropyOutput> {
-        let (loss, lse) = self.loss(gpu, wait).await?;
+        let (loss, lse, sums) = self.loss(gpu, wait).await?;
         let grad = match self.grad {
             None => None,
             Some(Out::Device(m)) => Some(gpu.download_with(&m, wait).await?),
             Some(host) => Some(host.into_host(self.prepared.rows)?),
         };
-        Ok(CrossEntropyOutput { loss, grad, lse })
+        Ok(CrossEntropyOutput {
+            loss,
+            grad,
+            lse,
+            sums,
+        })
     }
 
     /// The gradient on the device.
     pub(crate) async fn finish_device(self, gpu: &Gpu, wait: Wait) -> Result<DeviceCrossEntropy> {
-        let (loss, lse) = self.loss(gpu, wait).await?;
+        let (loss, lse, sums) = self.loss(gpu, wait).await?;
         let grad =
             match (self.over_logits, self.grad) {
                 (Some(m), _) => Some(m),
@@ -331,7 +345,12 @@ impl CeStaged {
                 })?),
                 (None, None) => None,
             };
-        Ok(DeviceCrossEntropy { loss, lse, grad })
+        Ok(DeviceCrossEntropy {
+            loss,
+            lse,
+            grad,
+            sums,
+        })
     }
 }
 

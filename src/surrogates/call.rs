@@ -375,4 +375,9 @@ pub struct SurrogateOutput<T = f32, G = ndarray::Array2<T>, D: Dimension = Ix2> 
     pub grad: G,
     /// Pairwise max only: gradient with respect to `b`.
     pub grad_b: Option<G>,
+    /// For the values that are a mean or sum over rows or elements (smooth accuracy, the
+    /// binary and multi-margin losses, whatever their reduction): the sum of the row or
+    /// element values and their count in f64, to combine batches exactly (see
+    /// [`crate::LossSums`]). `None` for the other ops.
+    pub sums: Option<crate::LossSums>,
 }

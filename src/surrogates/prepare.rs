@@ -3,7 +3,7 @@
 
 use super::call::{BinaryLoss, PairwiseForm, Surrogate, SurrogateOutput, Value};
 use crate::error::{Error, Result};
-use crate::reduction::Reduction;
+use crate::reduction::{LossSums, Reduction};
 use crate::rows::check_temperature;
 use crate::shape::Shape;
 use ndarray::{Array2, ArrayView1};
@@ -228,14 +228,29 @@ pub(crate) fn output(value: Value, grad: Array2<f32>) -> SurrogateOutput {
         value,
         grad,
         grad_b: None,
+        sums: None,
+    }
+}
+
+/// The sum of element (or row) values in f64 and their count.
+pub(crate) fn loss_sums(values: impl IntoIterator<Item = f64>) -> LossSums {
+    let (mut loss, mut n) = (0.0, 0usize);
+    for v in values {
+        loss += v;
+        n += 1;
+    }
+    LossSums {
+        loss,
+        weight: n as f64,
+        ..LossSums::default()
     }
 }
 
 /// Reduces element (or row) losses in f64: `None` keeps them, `Mean` divides the sum by their
-/// count (NaN for none), `Sum` adds them.
-pub(crate) fn reduce(losses: &[f32], reduction: Reduction) -> Option<f32> {
-    let sum = losses.iter().map(|&v| v as f64).sum::<f64>();
-    reduction.apply(sum, losses.len() as f64).map(|v| v as f32)
+/// count (NaN for none), `Sum` adds them; with the sums themselves.
+pub(crate) fn reduce(losses: &[f32], reduction: Reduction) -> (Option<f32>, LossSums) {
+    let sums = loss_sums(losses.iter().map(|&v| v as f64));
+    (sums.reduce(reduction).map(|v| v as f32), sums)
 }
 
 /// The factor a per-element gradient is multiplied by for a reduction over `n` elements.

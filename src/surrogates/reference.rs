@@ -2,6 +2,7 @@
 //! docs of [`crate::surrogates`]), on f64 inputs so that finite differences can check the
 //! gradients to ~1e-8. [`surrogate_f64`] runs a [`Surrogate`] call through them.
 
+use super::prepare::loss_sums;
 use super::{prepare, BinaryLoss, PairwiseForm, Surrogate, SurrogateOutput, Value};
 use crate::cross_entropy::Reduction;
 use crate::error::Result;
@@ -369,7 +370,9 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
         value,
         grad,
         grad_b: None,
+        sums: None,
     };
+
     Ok(match call {
         Surrogate::BoltzmannMax { x, beta } => {
             let (v, g) = boltzmann_max(f64_of(x).view(), *beta as f64);
@@ -385,7 +388,20 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
             ..
         } => {
             let (v, g) = smooth_accuracy(f64_of(logits).view(), &pr.class, *temperature as f64);
-            out(Value::Scalar(v), g)
+            // The mean times the row count is the sum (0 for no rows, where the mean is NaN).
+            let sum = if pr.rows == 0 {
+                0.0
+            } else {
+                v * pr.rows as f64
+            };
+            SurrogateOutput {
+                sums: Some(crate::LossSums {
+                    loss: sum,
+                    weight: pr.rows as f64,
+                    ..Default::default()
+                }),
+                ..out(Value::Scalar(v), g)
+            }
         }
         Surrogate::SmoothF1Binary { logits, labels } => {
             let (v, g) = smooth_f1_binary(f64_of(logits).view(), f64_of(labels).view());
@@ -405,6 +421,7 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
                 value: Value::Matrix(v),
                 grad: ga,
                 grad_b: Some(gb),
+                sums: None,
             }
         }
         Surrogate::Binary {
@@ -431,7 +448,11 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
                 l[[r, c]] = w * li;
                 g[[r, c]] = w * gi * scale;
             }
-            out(reduce_f64(l, options.reduction), g)
+            let sums = loss_sums(l.iter().copied());
+            SurrogateOutput {
+                sums: Some(sums),
+                ..out(reduce_f64(l, options.reduction), g)
+            }
         }
         Surrogate::MultiMargin {
             logits, options, ..
@@ -447,6 +468,7 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
                 options.margin as f64,
                 w.as_deref(),
             );
+            let sums = Some(loss_sums(l.iter().copied()));
             let value = match options.reduction {
                 Reduction::None => Value::PerRow(l),
                 Reduction::Sum => Value::Scalar(l.sum()),
@@ -455,7 +477,10 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
                     Value::Scalar(l.sum() / pr.rows as f64)
                 }
             };
-            out(value, g)
+            SurrogateOutput {
+                sums,
+                ..out(value, g)
+            }
         }
     })
 }
@@ -471,5 +496,6 @@ pub fn narrow(o: SurrogateOutput<f64>) -> SurrogateOutput<f32> {
         },
         grad: f(o.grad),
         grad_b: o.grad_b.map(f),
+        sums: o.sums,
     }
 }

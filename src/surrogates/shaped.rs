@@ -137,6 +137,7 @@ pub(crate) fn run(
         },
         grad: r.grad.into_shape(&shape)?,
         grad_b: r.grad_b.map(|g| g.into_shape(&shape)).transpose()?,
+        sums: r.sums,
     })
 }
 

@@ -257,6 +257,7 @@ pub fn assert_ce_close(
         cols,
         &format!("{what}: lse"),
     );
+    assert_sums_close(&got.sums, &want.sums, want.per_row.view(), cols, what);
     match (&got.grad, &want.grad) {
         (Some(g), Some(w)) => {
             let g = g.mapv(|v| (v as f64 / grad_unit) as f32);
@@ -266,6 +267,33 @@ pub fn assert_ce_close(
         (None, None) => {}
         _ => panic!("{what}: gradient presence differs"),
     }
+}
+
+/// A result's [`LossSums`] against the reference's: the denominators exactly (both come from
+/// the targets on the host), the total `loss + z_loss` within the sum of the rows' own
+/// tolerances, `tol·Σ_i (1 + |l_i|)` for reference row losses `l_i` (z-loss included).
+pub fn assert_sums_close(
+    got: &smoothmax::LossSums,
+    want: &smoothmax::LossSums,
+    rows: ArrayView1<f64>,
+    cols: usize,
+    what: &str,
+) {
+    assert_eq!(got.weight, want.weight, "{what}: sums' weight");
+    assert_eq!(got.z_rows, want.z_rows, "{what}: sums' z rows");
+    let (g, w) = (got.sum(), want.sum());
+    if !w.is_finite() || !g.is_finite() {
+        assert!(
+            (g.is_nan() && w.is_nan()) || g == w,
+            "{what}: sums' total {g}, want {w}"
+        );
+        return;
+    }
+    let bound = tol(cols) * rows.iter().map(|l| 1.0 + l.abs()).sum::<f64>();
+    assert!(
+        (g - w).abs() <= bound,
+        "{what}: sums' total {g}, want {w} (bound {bound:e})"
+    );
 }
 
 /// `x` on the device inside a wider buffer: rows `stride` apart, starting `pad` elements in.

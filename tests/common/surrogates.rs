@@ -44,6 +44,15 @@ pub fn assert_matches(
     if let (Some(g), Some(w)) = (&got.grad_b, &want.grad_b) {
         assert_close_2d(g.view(), w.view(), &format!("{what}: grad_b"));
     }
+    assert_eq!(got.sums.is_some(), want.sums.is_some(), "{what}: sums");
+    if let (Some(g), Some(w)) = (&got.sums, &want.sums) {
+        assert_eq!(g.weight, w.weight, "{what}: sums' count");
+        // Every op with sums has values >= 0 (accuracy, losses), so Σ|v| = |Σ v|: the sum is
+        // within the elements' own tolerances added up, tol·(n + |Σ v|).
+        let bound = tol(terms) * (w.weight + w.loss.abs());
+        let ok = (g.loss.is_nan() && w.loss.is_nan()) || (g.loss - w.loss).abs() <= bound;
+        assert!(ok, "{what}: sums' loss {}, want {}", g.loss, w.loss);
+    }
 }
 
 /// Every fast backend against the reference on one call.

@@ -2,7 +2,7 @@
 //! host in f64, and the gradients, each on the host or the device), and how it becomes the
 //! output with every array on the host or the gradients on the device.
 
-use crate::cross_entropy::Reduction;
+use crate::cross_entropy::{LossSums, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::engine::Gpu;
 use crate::gpu::io::Out;
@@ -55,6 +55,8 @@ pub struct DeviceSurrogateOutput {
     pub grad: GpuMatrix,
     /// The pairwise max's gradient with respect to `b`.
     pub grad_b: Option<GpuMatrix>,
+    /// The sums of a mean or sum over rows or elements (see [`SurrogateOutput::sums`]).
+    pub sums: Option<LossSums>,
 }
 
 /// A surrogate's value when its outputs stay on the device.
@@ -76,19 +78,23 @@ async fn host_values(gpu: &Gpu, out: Out, rows: usize, wait: Wait) -> Result<Arr
     }
 }
 
-/// The folded value on the host.
-fn fold_value(v: Array2<f32>, per_row: bool, fold: Fold) -> Value {
+/// The folded value on the host, with its sums when it is a reduction.
+fn fold_value(v: Array2<f32>, per_row: bool, fold: Fold) -> (Value, Option<LossSums>) {
     let flat: Vec<f32> = v.iter().copied().collect();
+    let mut sums = None;
     if let Fold::Reduce(r) = fold {
-        if let Some(s) = reduce(&flat, r) {
-            return Value::Scalar(s);
+        let (value, s) = reduce(&flat, r);
+        if let Some(v) = value {
+            return (Value::Scalar(v), Some(s));
         }
+        sums = Some(s);
     }
-    if per_row {
+    let value = if per_row {
         Value::PerRow(Array1::from(flat))
     } else {
         Value::Matrix(v)
-    }
+    };
+    (value, sums)
 }
 
 /// The result with every output on the host.
@@ -98,8 +104,8 @@ pub(crate) async fn finish_host(
     rows: usize,
     wait: Wait,
 ) -> Result<SurrogateOutput> {
-    let value = match raw.value {
-        RawValue::Done(v) => v,
+    let (value, sums) = match raw.value {
+        RawValue::Done(v) => (v, None),
         RawValue::Rows(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, true, f),
         RawValue::Elements(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, false, f),
     };
@@ -112,6 +118,7 @@ pub(crate) async fn finish_host(
         value,
         grad,
         grad_b,
+        sums,
     })
 }
 
@@ -126,27 +133,32 @@ pub(crate) async fn finish_device(
         o.into_device()
             .ok_or_else(|| Error::InvalidInput("a device output was left on the host".into()))
     };
-    let value = match raw.value {
-        RawValue::Elements(Out::Device(m), Fold::Keep) => DeviceValue::Matrix(m),
-        RawValue::Elements(Out::Device(m), Fold::Reduce(Reduction::None)) => DeviceValue::Matrix(m),
+    let (value, sums) = match raw.value {
+        RawValue::Elements(Out::Device(m), Fold::Keep) => (DeviceValue::Matrix(m), None),
+        // Per-element losses left on the device: their sums would need a read back.
+        RawValue::Elements(Out::Device(m), Fold::Reduce(Reduction::None)) => {
+            (DeviceValue::Matrix(m), None)
+        }
         other => {
-            let v = match other {
-                RawValue::Done(v) => v,
+            let (v, sums) = match other {
+                RawValue::Done(v) => (v, None),
                 RawValue::Rows(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, true, f),
                 RawValue::Elements(o, f) => {
                     fold_value(host_values(gpu, o, rows, wait).await?, false, f)
                 }
             };
-            match v {
+            let value = match v {
                 Value::Scalar(s) => DeviceValue::Scalar(s),
                 Value::PerRow(r) => DeviceValue::PerRow(r),
                 Value::Matrix(m) => DeviceValue::Matrix(gpu.upload(m.view())?),
-            }
+            };
+            (value, sums)
         }
     };
     Ok(DeviceSurrogateOutput {
         value,
         grad: on_device(raw.grad)?,
         grad_b: raw.grad_b.map(on_device).transpose()?,
+        sums,
     })
 }
