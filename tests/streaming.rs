@@ -225,6 +225,9 @@ fn batches_from_different_backends_add_up() {
     assert_eq!((acc + none).mean(), acc.mean());
 }
 
+/// One surrogate call on rows `a..b`, its sums.
+type Batch<'a> = Box<dyn Fn(usize, usize) -> LossSums + 'a>;
+
 #[test]
 fn surrogate_losses_batches_add_up() {
     let (rows, cols) = (19, 9);
@@ -244,7 +247,7 @@ fn surrogate_losses_batches_add_up() {
                 reduction,
                 ..Default::default()
             };
-            let calls: Vec<(&str, Box<dyn Fn(usize, usize) -> LossSums>)> = vec![
+            let calls: Vec<(&str, Batch)> = vec![
                 (
                     "hinge",
                     Box::new(|a, c| {
