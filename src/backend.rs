@@ -10,6 +10,7 @@ use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Loss, Target
 use crate::element::{DType, Element, MatrixView, Tensor, TensorView};
 use crate::error::{Error, Result};
 use crate::rows::{RowOp, RowOutput};
+use crate::shard::{ShardPass, ShardResult};
 use crate::surrogates::{
     BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput,
 };
@@ -137,6 +138,15 @@ pub trait Backend {
         options: &CrossEntropyOptions,
         out: DType,
     ) -> Result<CrossEntropyOutput<Tensor, Ix1>>;
+
+    /// One pass of a vocabulary-sharded cross-entropy over a shard's `[B, C_k]` logits: the
+    /// engine half of [`crate::shard::ShardedCrossEntropy`], which prepares the pass and reads
+    /// the result (call that, not this).
+    fn cross_entropy_shard(
+        &self,
+        logits: MatrixView<'_>,
+        pass: &ShardPass<'_>,
+    ) -> Result<ShardResult>;
 
     /// [`Backend::cross_entropy`] on logits of any shape `[d0, ..., C]` and element type: the
     /// per-row loss and logsumexp in the leading shape, the gradient in the logits' shape and
@@ -401,6 +411,14 @@ macro_rules! forward_backend {
 
             fn surrogate(&self, call: &Surrogate) -> Result<SurrogateOutput> {
                 (**self).surrogate(call)
+            }
+
+            fn cross_entropy_shard(
+                &self,
+                logits: MatrixView<'_>,
+                pass: &ShardPass<'_>,
+            ) -> Result<ShardResult> {
+                (**self).cross_entropy_shard(logits, pass)
             }
         }
     };

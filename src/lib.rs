@@ -184,6 +184,7 @@ mod reference;
 mod rows;
 mod scale;
 mod shape;
+pub mod shard;
 pub mod surrogates;
 mod tensor;
 

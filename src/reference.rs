@@ -92,6 +92,14 @@ impl Backend for Reference {
         "reference"
     }
 
+    fn cross_entropy_shard(
+        &self,
+        logits: MatrixView<'_>,
+        pass: &crate::shard::ShardPass<'_>,
+    ) -> Result<crate::shard::ShardResult> {
+        crate::shard::exact_pass(pass, logits)
+    }
+
     /// The f64 results rounded to f32, then (for a half `out`) to `out`: the double rounding
     /// moves a value by at most one unit of `out` beyond the correct rounding.
     fn row_op_matrix(

@@ -19,8 +19,12 @@ use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::rows::{exp_sum, row_max};
-use crate::cross_entropy::fast::{fast_inputs, flag, needs_linear, unnormalize, RowCoef, RowStats};
-use crate::cross_entropy::{finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Targets};
+use crate::cross_entropy::fast::{
+    fast_inputs, flag, needs_linear, unnormalize, FastInputs, RowCoef, RowStats,
+};
+use crate::cross_entropy::{
+    finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
+};
 use crate::element::{with_dtype, DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
 use crate::scale::ExpScale;
@@ -354,39 +358,49 @@ pub(crate) fn cross_entropy(
     o: &CrossEntropyOptions,
     out: DType,
 ) -> Result<CrossEntropyOutput<Tensor>> {
+    let p = prepare(logits.dim(), targets, o)?;
+    let fi = fast_inputs(&p, o);
+    let (stats, grad) = planned(isa, logits, &p, &fi, o, out)?;
+    Ok(finish(&p, &fi, o, &stats, grad))
+}
+
+/// A prepared call (its checked inputs `p` and kernel inputs `fi`; a whole call's or a
+/// vocabulary shard's, see `crate::shard`) on logits of any element type: every row's
+/// statistics, and the gradient in `out` when `o.gradient`.
+pub(crate) fn planned(
+    isa: CpuIsa,
+    logits: MatrixView<'_>,
+    p: &Prepared,
+    fi: &FastInputs,
+    o: &CrossEntropyOptions,
+    out: DType,
+) -> Result<(Vec<RowStats>, Option<Tensor>)> {
     with_dtype!(MatrixView, logits, |a: E| match out {
-        DType::F32 => typed::<E, f32>(isa, a, targets, o),
-        DType::F16 => typed::<E, half::f16>(isa, a, targets, o),
-        DType::BF16 => typed::<E, half::bf16>(isa, a, targets, o),
+        DType::F32 => typed::<E, f32>(isa, a, p, fi, o),
+        DType::F16 => typed::<E, half::f16>(isa, a, p, fi, o),
+        DType::BF16 => typed::<E, half::bf16>(isa, a, p, fi, o),
     })
 }
 
 fn typed<E: Element, O: Element>(
     isa: CpuIsa,
     logits: ArrayView2<E>,
-    targets: &Targets,
+    p: &Prepared,
+    fi: &FastInputs,
     o: &CrossEntropyOptions,
-) -> Result<CrossEntropyOutput<Tensor>> {
+) -> Result<(Vec<RowStats>, Option<Tensor>)> {
     let mut grad = if o.gradient {
         super::alloc::output_vec::<O>(logits.len())
     } else {
         Vec::new()
     };
-    let (dim, r) = (
-        logits.dim(),
-        cross_entropy_into(isa, logits, targets, o, &mut grad)?,
-    );
+    let stats = run(isa, logits, p, fi, o, &mut grad)?;
     let grad = o
         .gradient
-        .then(|| ArrayD::from_shape_vec(IxDyn(&[dim.0, dim.1]), grad).map(O::tag))
+        .then(|| ArrayD::from_shape_vec(IxDyn(&[p.rows, p.cols]), grad).map(O::tag))
         .transpose()
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    Ok(CrossEntropyOutput {
-        loss: r.loss,
-        grad,
-        lse: r.lse,
-        sums: r.sums,
-    })
+    Ok((stats, grad))
 }
 
 /// The CPU cross-entropy with the gradient (when `o.gradient`) written into `grad` (`B·C`
@@ -400,6 +414,20 @@ pub(crate) fn cross_entropy_into<E: Element, O: Element>(
 ) -> Result<CrossEntropyOutput<()>> {
     let p = prepare(logits.dim(), targets, o)?;
     let fi = fast_inputs(&p, o);
+    let stats = run(isa, logits, &p, &fi, o, grad)?;
+    Ok(finish(&p, &fi, o, &stats, None))
+}
+
+/// Runs the row passes over every row in parallel blocks: the rows' statistics, and the
+/// gradient into `grad` when `o.gradient`.
+fn run<E: Element, O: Element>(
+    isa: CpuIsa,
+    logits: ArrayView2<E>,
+    p: &Prepared,
+    fi: &FastInputs,
+    o: &CrossEntropyOptions,
+    grad: &mut [O],
+) -> Result<Vec<RowStats>> {
     let (rows, cols) = (p.rows, p.cols);
     let x = logits.as_standard_layout();
     let xs = x
@@ -408,7 +436,7 @@ pub(crate) fn cross_entropy_into<E: Element, O: Element>(
     let cfg = Cfg {
         cols,
         weight: fi.weight.as_deref(),
-        lin: needs_linear(&p, o),
+        lin: needs_linear(p, o),
         sigma: fi.sigma,
         softcap: o.softcap,
         grad: o.gradient,
@@ -444,5 +472,5 @@ pub(crate) fn cross_entropy_into<E: Element, O: Element>(
                 );
             });
     }
-    Ok(finish(&p, &fi, o, &stats, None))
+    Ok(stats)
 }

@@ -9,6 +9,7 @@ use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
 use crate::rows::RowOp;
+use crate::shard::{ShardPass, ShardResult};
 use ndarray::{ArrayView2, ArrayViewMut2, Ix1};
 
 /// The multi-threaded f32 CPU backend.
@@ -161,6 +162,16 @@ impl Backend for Cpu {
         out: DType,
     ) -> Result<CrossEntropyOutput<Tensor, Ix1>> {
         ce::cross_entropy(self.isa()?, logits, &targets, options, out)
+    }
+
+    fn cross_entropy_shard(
+        &self,
+        logits: MatrixView<'_>,
+        pass: &ShardPass<'_>,
+    ) -> Result<ShardResult> {
+        let (p, fi, o) = pass.fast_call();
+        let (stats, grad) = ce::planned(self.isa()?, logits, p, fi, o, pass.out)?;
+        Ok(pass.fast_result(&stats, grad))
     }
 
     fn row_op_matrix(

@@ -33,23 +33,11 @@
 //!   coefficient, as every result made of several terms is.)
 
 use super::options::{CrossEntropyOptions, CrossEntropyOutput};
+use super::partial::RowPartial;
 use super::prepare::{reduce, Prepared};
 use ndarray::{Array1, Array2};
 
-/// Flag bits of [`RowStats::flags`] (the shaders' `FLAG_*`, generated from these values by
-/// `gpu::kernel`).
-pub(crate) mod flag {
-    /// A NaN logit.
-    pub const NAN: u32 = 1;
-    /// A +inf logit (and no NaN).
-    pub const POS_INF: u32 = 2;
-    /// A −inf logit with `k > 0`: PyTorch's `−k·logp` is +inf there.
-    pub const NEG_POS: u32 = 4;
-    /// A −inf logit with `k = 0`: `0·inf` is NaN.
-    pub const NEG_ZERO: u32 = 8;
-    /// A −inf logit with `k < 0`: −inf.
-    pub const NEG_NEG: u32 = 16;
-}
+pub(crate) use super::partial::flag;
 
 /// One row's statistics, as a kernel leaves them.
 #[repr(C)]
@@ -82,6 +70,7 @@ pub(crate) struct RowCoef {
 }
 
 /// The inputs of the f32 kernels.
+#[derive(Clone)]
 pub(crate) struct FastInputs {
     /// `ŵ = w / max w` (`None` unweighted).
     pub weight: Option<Vec<f32>>,
@@ -92,14 +81,18 @@ pub(crate) struct FastInputs {
     /// Per row (every row, ignored ones included).
     pub coef: Vec<RowCoef>,
     /// `max w` (1 unweighted).
-    w_max: f64,
+    pub w_max: f64,
+    /// `Σ_j w_j` over these columns (`C` unweighted).
+    pub w_sum: f64,
     /// Per row, `max_j |w_j q'_ij|` and `K_i = Σ_j w_j q'_ij` (probability targets).
-    k_max: Vec<f64>,
-    k_all: Vec<f64>,
+    pub k_max: Vec<f64>,
+    pub k_all: Vec<f64>,
     /// Per row, the target's weight (class targets; 0 for ignored rows).
-    w_y: Vec<f64>,
+    pub w_y: Vec<f64>,
     /// Label smoothing.
-    ls: f64,
+    pub ls: f64,
+    /// Smoothing or probability targets: the statistics carry the linear sum.
+    pub linear: bool,
 }
 
 impl FastInputs {
@@ -143,6 +136,12 @@ fn sigma(cols: usize) -> f32 {
 
 /// The kernels' inputs and per-row coefficients for a prepared call.
 pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions) -> FastInputs {
+    fast_inputs_of(p, o, p.cols)
+}
+
+/// [`fast_inputs`] for `p.cols` columns of rows of `total` classes (a vocabulary shard; the
+/// weights in `o` are the shard's): smoothing spreads `ls/total` over every class.
+pub(crate) fn fast_inputs_of(p: &Prepared, o: &CrossEntropyOptions, total: usize) -> FastInputs {
     let (rows, cols) = (p.rows, p.cols);
     let ls = o.label_smoothing as f64;
     let w = |j: usize| o.weight.as_ref().map_or(1.0, |w| w[j] as f64);
@@ -160,7 +159,7 @@ pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions) -> FastInputs {
                 let ks: Vec<f64> = qr
                     .iter()
                     .enumerate()
-                    .map(|(j, &v)| w(j) * (v as f64 * (1.0 - ls) + ls / cols as f64))
+                    .map(|(j, &v)| w(j) * (v as f64 * (1.0 - ls) + ls / total as f64))
                     .collect();
                 let mx = ks.iter().fold(0.0f64, |a, v| a.max(v.abs()));
                 k_max[i] = if mx > 0.0 { mx } else { 1.0 };
@@ -173,25 +172,41 @@ pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions) -> FastInputs {
         }
         None => None,
     };
-    let (scale_ce, scale_z) = p.scales(o.reduction);
-    let z = o.z_loss as f64;
-    let mut coef = Vec::with_capacity(rows);
-    let mut w_y = vec![0.0; rows];
-    for i in 0..rows {
-        let u = p.upstream[i] as f64;
-        let (s_ce, s_z) = (u * scale_ce, u * scale_z);
-        let class = p.class.as_ref().map_or(0, |c| c[i]);
-        let (alpha, beta, gamma) = match &p.class {
-            Some(_) if class < 0 => (0.0, 0.0, 0.0),
-            Some(_) => {
-                w_y[i] = w(class as usize);
-                let gamma = s_ce * (1.0 - ls) * w_y[i];
-                let smooth = s_ce * ls / cols as f64;
-                (gamma + smooth * p.w_total, smooth * w_max, gamma)
-            }
-            None => (s_ce * k_all[i], s_ce * k_max[i], 0.0),
-        };
-        let zeta = if class < 0 { 0.0 } else { s_z * 2.0 * z };
+    let w_y: Vec<f64> = (0..rows)
+        .map(|i| match &p.class {
+            // (A shard's class targets lying elsewhere are 0, its width perhaps 0 too: the
+            // shard sets their weights itself.)
+            Some(c) if c[i] >= 0 && (c[i] as usize) < cols => w(c[i] as usize),
+            _ => 0.0,
+        })
+        .collect();
+    let mut fi = FastInputs {
+        weight,
+        probs,
+        sigma: sigma(cols),
+        coef: Vec::new(),
+        w_max,
+        w_sum: (0..cols).map(w).sum(),
+        k_max,
+        k_all,
+        w_y,
+        ls,
+        linear: needs_linear(p, o),
+    };
+    fi.coef = (0..rows)
+        .map(|i| {
+            let class = p.class.as_ref().map_or(0, |c| c[i]);
+            let [alpha, beta, gamma, zeta] = fi.coefficients(p, o, i, fi.k_all[i], total);
+            RowCoef::new(class, alpha, beta, gamma, zeta)
+        })
+        .collect();
+    fi
+}
+
+impl RowCoef {
+    /// The coefficients `α, β, γ, ζ` (f64) of a row with class `class`, divided by the power of
+    /// two `2^n` that brings the largest to at most 1.
+    pub fn new(class: i32, alpha: f64, beta: f64, gamma: f64, zeta: f64) -> RowCoef {
         let big = [alpha, beta, gamma, zeta]
             .iter()
             .fold(0.0f64, |a, v| a.max(v.abs()));
@@ -201,25 +216,76 @@ pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions) -> FastInputs {
             0
         };
         let d = 2f64.powi(-exp);
-        coef.push(RowCoef {
+        RowCoef {
             class,
             alpha: (alpha * d) as f32,
             beta: (beta * d) as f32,
             gamma: (gamma * d) as f32,
             zeta: (zeta * d) as f32,
             exp,
-        });
+        }
     }
-    FastInputs {
-        weight,
-        probs,
-        sigma: sigma(cols),
-        coef,
-        w_max,
-        k_max,
-        k_all,
-        w_y,
-        ls,
+}
+
+impl FastInputs {
+    /// Row `i`'s gradient coefficients `[α, β, γ, ζ]` in f64 (module docs), for rows of
+    /// `total` classes whose `K_i = Σ_j w_j q'_ij` is `k_all` (probability targets).
+    pub fn coefficients(
+        &self,
+        p: &Prepared,
+        o: &CrossEntropyOptions,
+        i: usize,
+        k_all: f64,
+        total: usize,
+    ) -> [f64; 4] {
+        let (scale_ce, scale_z) = p.scales(o.reduction);
+        let u = p.upstream[i] as f64;
+        let (s_ce, s_z) = (u * scale_ce, u * scale_z);
+        let ls = self.ls;
+        let zeta = s_z * 2.0 * o.z_loss as f64;
+        match &p.class {
+            Some(c) if c[i] < 0 => [0.0; 4],
+            Some(_) => {
+                let gamma = s_ce * (1.0 - ls) * self.w_y[i];
+                let smooth = s_ce * ls / total as f64;
+                [gamma + smooth * p.w_total, smooth * self.w_max, gamma, zeta]
+            }
+            None => [s_ce * k_all, s_ce * self.k_max[i], 0.0, zeta],
+        }
+    }
+
+    /// Row `i`'s statistics in f64, as [`RowPartial`]s carry them: the linear sum with its
+    /// normalization taken back off (`a·norm/σ`), `k_sum` the `Σ k_j` of these columns, and
+    /// [`RowPartial::HAS_TARGET`] for a counted row of class targets.
+    pub fn partial(&self, p: &Prepared, i: usize, st: &RowStats) -> RowPartial {
+        let class = p.class.as_ref().map(|c| c[i]);
+        let (lin, k_sum) = match (self.linear, class) {
+            (false, _) => (0.0, 0.0),
+            (true, None) => (
+                st.a as f64 * self.k_max[i] / self.sigma as f64,
+                self.k_all[i],
+            ),
+            (true, Some(_)) => (st.a as f64 * self.w_max / self.sigma as f64, self.w_sum),
+        };
+        let has_target = matches!(class, Some(c) if c >= 0);
+        RowPartial {
+            m: if st.s > 0.0 {
+                st.m as f64
+            } else {
+                f64::NEG_INFINITY
+            },
+            s: st.s as f64,
+            lin,
+            k_sum,
+            xy: st.xy as f64,
+            flags: st.flags
+                | if has_target {
+                    RowPartial::HAS_TARGET
+                } else {
+                    0
+                },
+            cols: p.cols as u32,
+        }
     }
 }
 
@@ -242,45 +308,53 @@ fn with_neg_inf(v: f64, flags: u32) -> f64 {
     }
 }
 
-/// A row's `(cross-entropy loss without z-loss, lse)` from its statistics, in f64.
-pub(crate) fn row_loss(p: &Prepared, fi: &FastInputs, i: usize, st: &RowStats) -> (f64, f64) {
-    let cols = p.cols;
-    let lse = if st.flags & flag::NAN != 0 {
-        f64::NAN
-    } else if st.flags & flag::POS_INF != 0 {
-        f64::INFINITY
-    } else if st.s == 0.0 {
-        f64::NEG_INFINITY
-    } else {
-        st.m as f64 + (st.s as f64).ln()
-    };
-    let class = fi.coef[i].class;
-    if cols == 0 || (p.class.is_some() && class < 0) {
+/// What a row's loss is formed against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RowTarget {
+    /// An ignored row: loss 0.
+    Ignored,
+    /// A class target of weight `w_y`.
+    Class { w_y: f64 },
+    /// Probability targets.
+    Probabilities,
+}
+
+/// A row's `(cross-entropy loss without z-loss, lse)` from its statistics over all of its
+/// `cols` columns, in f64 (module docs): `W` is `Σ_c w_c` (class targets with smoothing),
+/// `K = Σ_c w_c q'_c` is `st.k_sum` (probability targets).
+pub(crate) fn partial_loss(
+    st: &RowPartial,
+    target: RowTarget,
+    ls: f64,
+    cols: usize,
+    w_total: f64,
+) -> (f64, f64) {
+    let lse = st.lse();
+    if cols == 0 || matches!(target, RowTarget::Ignored) {
         // No classes: an empty sum (lse −inf); ignored rows: 0.
         return (0.0, if cols == 0 { f64::NEG_INFINITY } else { lse });
     }
     if !lse.is_finite() {
         return (f64::NAN, lse);
     }
-    let ln_s = (st.s as f64).ln();
-    let ls = fi.ls;
+    let ln_s = st.s.ln();
     // Σ_finite k_j (m − x'_j) ≥ 0, with k_j = w_j (smoothing) or w_j q'_j.
-    let lin = |norm: f64| -(st.a as f64) * norm / fi.sigma as f64;
-    let loss = match &p.class {
-        None => with_neg_inf(fi.k_all[i] * ln_s + lin(fi.k_max[i]), st.flags),
-        Some(_) => {
-            let wy = fi.w_y[i];
-            let nll = if st.xy == f32::NEG_INFINITY {
-                if wy > 0.0 {
+    let lin = -st.lin;
+    let loss = match target {
+        RowTarget::Ignored => 0.0,
+        RowTarget::Probabilities => with_neg_inf(st.k_sum * ln_s + lin, st.flags),
+        RowTarget::Class { w_y } => {
+            let nll = if st.xy == f64::NEG_INFINITY {
+                if w_y > 0.0 {
                     f64::INFINITY
                 } else {
                     f64::NAN
                 }
             } else {
-                wy * ((st.m as f64 - st.xy as f64) + ln_s)
+                w_y * ((st.m - st.xy) + ln_s)
             };
             if ls > 0.0 {
-                let smooth = with_neg_inf(p.w_total * ln_s + lin(fi.w_max), st.flags);
+                let smooth = with_neg_inf(w_total * ln_s + lin, st.flags);
                 (1.0 - ls) * nll + (ls / cols as f64) * smooth
             } else {
                 nll
@@ -288,6 +362,16 @@ pub(crate) fn row_loss(p: &Prepared, fi: &FastInputs, i: usize, st: &RowStats) -
         }
     };
     (loss, lse)
+}
+
+/// A row's `(cross-entropy loss without z-loss, lse)` from its kernel statistics, in f64.
+pub(crate) fn row_loss(p: &Prepared, fi: &FastInputs, i: usize, st: &RowStats) -> (f64, f64) {
+    let target = match &p.class {
+        None => RowTarget::Probabilities,
+        Some(c) if c[i] < 0 => RowTarget::Ignored,
+        Some(_) => RowTarget::Class { w_y: fi.w_y[i] },
+    };
+    partial_loss(&fi.partial(p, i, st), target, fi.ls, p.cols, p.w_total)
 }
 
 /// Every row's `(loss, lse)`: losses in f64 for the reduction, lse as the f32 output.

@@ -18,6 +18,7 @@
 
 pub(crate) mod fast;
 mod options;
+mod partial;
 mod prepare;
 pub mod reference;
 
@@ -25,5 +26,6 @@ pub(crate) use fast::finish;
 pub use options::{
     CrossEntropyOptions, CrossEntropyOutput, Loss, LossSums, Reduction, Targets, Upstream,
 };
+pub use partial::{merge_rows, RowPartial};
 pub use prepare::validate;
 pub(crate) use prepare::{prepare, reduce, Prepared};

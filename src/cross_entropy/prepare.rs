@@ -8,6 +8,7 @@ use crate::reduction::LossSums;
 use ndarray::{Array2, ArrayView1};
 
 /// Everything the fast backends need, checked and resolved on the host before any work.
+#[derive(Clone)]
 pub(crate) struct Prepared {
     pub rows: usize,
     pub cols: usize,

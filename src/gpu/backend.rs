@@ -12,6 +12,7 @@ use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, MatrixView, Tensor};
 use crate::error::Result;
 use crate::rows::RowOp;
+use crate::shard::{ShardPass, ShardResult};
 use crate::surrogates::{Surrogate, SurrogateOutput};
 use ndarray::Ix1;
 
@@ -50,6 +51,32 @@ impl Backend for Gpu {
             .await?;
             drop(keep);
             rows::finish_tensor(op, staged, rows)
+        })
+    }
+
+    fn cross_entropy_shard(
+        &self,
+        logits: MatrixView<'_>,
+        pass: &ShardPass<'_>,
+    ) -> Result<ShardResult> {
+        let (p, fi, o) = pass.fast_call();
+        pollster::block_on(async {
+            let mut keep = Vec::new();
+            let mode = Mode::Stream(Wait::Inline);
+            let staged = ce::stage_planned(
+                &self.ctx,
+                Matrix::Host(logits),
+                p.clone(),
+                fi.clone(),
+                o,
+                (Place::Host, false, Some(pass.out)),
+                mode,
+                &mut keep,
+            )
+            .await?;
+            drop(keep);
+            let (stats, grad) = staged.finish_raw(self, Wait::Inline).await?;
+            Ok(pass.fast_result(&stats, grad))
         })
     }
 

@@ -204,14 +204,30 @@ pub(crate) async fn stage(
     mode: Mode<'_>,
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<CeStaged> {
+    let p = prepare(logits.dim(), targets, o)?;
+    let fi = fast_inputs(&p, o);
+    stage_planned(ctx, logits, p, fi, o, (place, in_place, out), mode, keep).await
+}
+
+/// [`stage`] of a prepared call (its checked inputs `p` and kernel inputs `fi`: a whole
+/// call's or a vocabulary shard's, see `crate::shard`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn stage_planned(
+    ctx: &Context,
+    logits: Matrix<'_>,
+    p: Prepared,
+    fi: FastInputs,
+    o: &CrossEntropyOptions<'_>,
+    (place, in_place, out): (Place, bool, Option<DType>),
+    mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<CeStaged> {
     let x_dtype = logits.dtype();
     let g_dtype = if in_place {
         x_dtype
     } else {
         out.unwrap_or(x_dtype)
     };
-    let p = prepare(logits.dim(), targets, o)?;
-    let fi = fast_inputs(&p, o);
     ctx.check_alive()?;
     let over_logits = match (in_place, &logits) {
         (false, _) => None,
@@ -294,6 +310,27 @@ impl CeStaged {
         };
         let (loss, sums) = reduce(&self.prepared, &o, &ce, &lse);
         Ok((loss, Array1::from_vec(lse), sums))
+    }
+
+    /// Each row's statistics and the gradient in its element type, on the host.
+    pub(crate) async fn finish_raw(
+        self,
+        gpu: &Gpu,
+        wait: Wait,
+    ) -> Result<(Vec<RowStats>, Option<Tensor>)> {
+        let stats = match &self.stats {
+            Out::Host { .. } => self.stats.host_data().to_vec(),
+            Out::Device(m) => gpu.download_with(m, wait).await?.iter().copied().collect(),
+        };
+        let stats = bytemuck::cast_slice::<f32, RowStats>(&stats).to_vec();
+        let grad = match self.grad {
+            None => None,
+            Some(Out::Device(m)) => {
+                Some(Tensor::F32(gpu.download_with(&m, wait).await?.into_dyn()))
+            }
+            Some(host) => Some(host.into_tensor(self.prepared.rows)?),
+        };
+        Ok((stats, grad))
     }
 
     /// Everything on the host, the gradient in its element type (a host output).

@@ -1,0 +1,116 @@
+//! The row ops of a row split over shards: logsumexp, softmax and log-softmax at temperature
+//! `T` from each shard's logsumexp and the merged statistics.
+//!
+//! A shard's statistics are its own `lse_k(x/T)` (the backend's logsumexp divided by `T`),
+//! held as `m = lse_k`, `s = 1`. With the merged `lse` of the whole row, the shard's outputs
+//! are its own softmax times `r = e^{lse_k − lse}` and its own log-softmax plus
+//! `lse_k − lse`: both terms `≤ 0` in the log form (and `≤ 1` in the product), so neither
+//! step cancels and the result keeps its relative accuracy (two roundings of `x` where the
+//! unsharded call has one). The outputs are formed in f32 and narrowed once.
+
+use crate::backend::Backend;
+use crate::cross_entropy::fast::flag;
+use crate::cross_entropy::RowPartial;
+use crate::element::{DType, MatrixView, Tensor};
+use crate::error::{Error, Result};
+use crate::rows::RowOp;
+use ndarray::Axis;
+
+/// Each row's statistics over this shard's columns `x [B, C_k]` at temperature `T` (the
+/// values `x/T`), for [`crate::shard::merge_rows`] and [`row_op`]; one logsumexp on `backend`.
+pub fn row_statistics(
+    backend: &dyn Backend,
+    x: MatrixView<'_>,
+    temperature: f32,
+) -> Result<Vec<RowPartial>> {
+    let cols = u32::try_from(x.dim().1)
+        .map_err(|_| Error::InvalidInput("a shard of more than 2^32 columns".into()))?;
+    let lse = backend.row_op_matrix(RowOp::LogSumExp, x, temperature, DType::F32)?;
+    Ok(lse
+        .to_f32()
+        .iter()
+        .map(|&v| {
+            let mut p = RowPartial {
+                cols,
+                ..RowPartial::EMPTY
+            };
+            if v.is_nan() {
+                p.flags = flag::NAN;
+            } else if v == f32::INFINITY {
+                p.flags = flag::POS_INF;
+            } else if v > f32::NEG_INFINITY {
+                (p.m, p.s) = (v as f64 / temperature as f64, 1.0);
+            }
+            p
+        })
+        .collect())
+}
+
+/// The logsumexp at temperature `T` of whole rows from their merged statistics:
+/// `T·lse(x/T)`.
+pub fn logsumexp(merged: &[RowPartial], temperature: f32) -> Vec<f32> {
+    merged
+        .iter()
+        .map(|p| (temperature as f64 * p.lse()) as f32)
+        .collect()
+}
+
+/// This shard's columns of the softmax or log-softmax (`op`) at temperature `T` of whole
+/// rows, in `out`, from its own statistics `local` ([`row_statistics`] of `x`) and the merged
+/// statistics of every shard. Non-finite rows follow the crate's table exactly as an
+/// unsharded call: NaN everywhere for a row with a NaN or +inf anywhere, or with no finite
+/// value at all; where this shard has only −inf and others do not, softmax 0 and log-softmax
+/// −inf.
+pub fn row_op(
+    backend: &dyn Backend,
+    op: RowOp,
+    x: MatrixView<'_>,
+    temperature: f32,
+    local: &[RowPartial],
+    merged: &[RowPartial],
+    out: DType,
+) -> Result<Tensor> {
+    let rows = x.dim().0;
+    if op == RowOp::LogSumExp {
+        return Err(Error::InvalidInput(
+            "a sharded logsumexp comes from the merged statistics: shard::logsumexp".into(),
+        ));
+    }
+    for (what, v) in [("this shard's", local), ("merged", merged)] {
+        if v.len() != rows {
+            return Err(Error::InvalidInput(format!(
+                "{what} statistics have {} rows, the input {rows}",
+                v.len()
+            )));
+        }
+    }
+    let y = backend.row_op_matrix(op, x, temperature, DType::F32)?;
+    let Tensor::F32(mut y) = y else {
+        return Err(Error::InvalidInput("the row op gave no f32 result".into()));
+    };
+    for (i, mut row) in y.axis_iter_mut(Axis(0)).enumerate() {
+        let (l, m) = (&local[i], &merged[i]);
+        let lse = m.lse();
+        if !lse.is_finite() {
+            row.fill(f32::NAN);
+        } else if l.s == 0.0 {
+            row.fill(match op {
+                RowOp::Softmax => 0.0,
+                _ => f32::NEG_INFINITY,
+            });
+        } else {
+            let d = l.lse() - lse;
+            match op {
+                RowOp::Softmax => {
+                    let r = d.exp();
+                    row.mapv_inplace(|v| (v as f64 * r) as f32);
+                }
+                _ => row.mapv_inplace(|v| (v as f64 + d) as f32),
+            }
+        }
+    }
+    Ok(match out {
+        DType::F32 => Tensor::F32(y),
+        other => Tensor::narrow(y, other),
+    })
+}
