@@ -10,7 +10,7 @@ use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Loss, Target
 use crate::element::{DType, Element, MatrixView, Tensor, TensorView};
 use crate::error::{Error, Result};
 use crate::rows::{RowOp, RowOutput};
-use crate::shard::{ShardPass, ShardResult};
+use crate::shard::pass::{ShardPass, ShardResult};
 use crate::surrogates::{
     BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput,
 };

@@ -95,9 +95,9 @@ impl Backend for Reference {
     fn cross_entropy_shard(
         &self,
         logits: MatrixView<'_>,
-        pass: &crate::shard::ShardPass<'_>,
-    ) -> Result<crate::shard::ShardResult> {
-        crate::shard::exact_pass(pass, logits)
+        pass: &crate::shard::pass::ShardPass<'_>,
+    ) -> Result<crate::shard::pass::ShardResult> {
+        crate::shard::exact::run(pass, logits)
     }
 
     /// The f64 results rounded to f32, then (for a half `out`) to `out`: the double rounding

@@ -9,7 +9,7 @@ use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
 use crate::rows::RowOp;
-use crate::shard::{ShardPass, ShardResult};
+use crate::shard::pass::{ShardPass, ShardResult};
 use ndarray::{ArrayView2, ArrayViewMut2, Ix1};
 
 /// The multi-threaded f32 CPU backend.

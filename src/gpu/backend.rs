@@ -6,13 +6,13 @@ use super::engine::Gpu;
 use super::io::{Matrix, Place};
 use super::launch::Mode;
 use super::readback::Wait;
-use super::{ce, rows};
+use super::{ce_call as ce, rows};
 use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, MatrixView, Tensor};
 use crate::error::Result;
 use crate::rows::RowOp;
-use crate::shard::{ShardPass, ShardResult};
+use crate::shard::pass::{ShardPass, ShardResult};
 use crate::surrogates::{Surrogate, SurrogateOutput};
 use ndarray::Ix1;
 

@@ -25,7 +25,7 @@
 //! # Ok::<(), smoothmax::Error>(())
 //! ```
 
-use super::ce::{self, CeStaged, DeviceCrossEntropy};
+use super::ce_call::{self as ce, CeStaged, DeviceCrossEntropy};
 use super::io::{GpuInput, Out, Place};
 use super::launch::Mode;
 use super::matrix::GpuMatrix;

@@ -13,6 +13,7 @@ mod adapter;
 mod backend;
 mod call;
 mod ce;
+mod ce_call;
 mod context;
 mod convert;
 mod encode;
@@ -35,7 +36,7 @@ pub use call::{
     Call, CrossEntropy, Device, Host, InPlace, OnDevice, OverLogits, Recorded, Rows, RowsStaged,
     SurrogateStaged,
 };
-pub use ce::{CeStaged, DeviceCrossEntropy};
+pub use ce_call::{CeStaged, DeviceCrossEntropy};
 pub use engine::{Gpu, GpuCounters};
 pub use io::{GpuInput, Matrix};
 pub use matrix::GpuMatrix;

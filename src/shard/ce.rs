@@ -1,8 +1,7 @@
 //! The cross-entropy of a vocabulary shard: statistics, the loss from merged statistics, and
 //! the shard's slice of the gradient.
 
-use super::pass::{Setup, ShardPass};
-use super::VocabShard;
+use super::pass::{Setup, ShardPass, VocabShard};
 use crate::backend::Backend;
 use crate::cross_entropy::fast::{partial_loss, RowTarget};
 use crate::cross_entropy::{reduce, CrossEntropyOptions, CrossEntropyOutput, RowPartial, Targets};
@@ -73,6 +72,11 @@ impl<'t, 'o> ShardedCrossEntropy<'t, 'o> {
             targets,
             options: options.clone(),
         }
+    }
+
+    /// The call's options.
+    pub fn options(&self) -> &CrossEntropyOptions<'o> {
+        &self.options
     }
 
     fn setup(&self, dim: (usize, usize)) -> Result<Setup<'o>> {

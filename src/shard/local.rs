@@ -2,9 +2,11 @@
 //! engines, the CPU, the reference), the shards at once, one thread each.
 
 use super::ce::ShardedCrossEntropy;
-use super::{merge_rows, VocabShard};
+use super::pass::VocabShard;
 use crate::backend::Backend;
-use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, RowPartial, Targets};
+use crate::cross_entropy::{
+    merge_rows, CrossEntropyOptions, CrossEntropyOutput, RowPartial, Targets,
+};
 use crate::element::{MatrixView, Tensor};
 use crate::error::{Error, Result};
 use ndarray::s;

@@ -28,23 +28,14 @@
 //! from each) and [`merge_rows`] on each rank.
 
 mod ce;
-mod exact;
+pub(crate) mod exact;
 pub mod local;
-mod pass;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub(crate) mod pass;
 mod rows;
 
 pub use crate::cross_entropy::{merge_rows, RowPartial};
 pub use ce::ShardedCrossEntropy;
-pub(crate) use exact::run as exact_pass;
-pub use pass::{ShardPass, ShardResult};
+pub use pass::{ShardPass, ShardResult, VocabShard};
 pub use rows::{logsumexp, row_op, row_statistics};
-
-/// A shard's place in the vocabulary: its columns start at `offset` of rows of `total`
-/// classes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VocabShard {
-    /// The shard's first column.
-    pub offset: usize,
-    /// The number of classes of the whole rows.
-    pub total: usize,
-}

@@ -13,12 +13,21 @@
 //! shard holds no finite logit of while others do (`p_j = 0`: `g_j = −β·k̂_j − [j = y]·γ`;
 //! the kernel would see an all −inf row of its own).
 
-use super::VocabShard;
 use crate::cross_entropy::fast::{fast_inputs_of, FastInputs, RowCoef, RowStats};
 use crate::cross_entropy::{prepare, CrossEntropyOptions, Prepared, RowPartial, Targets};
 use crate::element::{DType, Element, Tensor};
 use crate::error::{Error, Result};
 use ndarray::{s, Array2, ArrayD, Axis};
+
+/// A shard's place in the vocabulary: its columns start at `offset` of rows of `total`
+/// classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VocabShard {
+    /// The shard's first column.
+    pub offset: usize,
+    /// The number of classes of the whole rows.
+    pub total: usize,
+}
 
 /// What a shard's rows are: the shard's checked inputs, and the rows' targets in the whole
 /// vocabulary.

@@ -4,7 +4,7 @@
 
 use super::prepare::loss_sums;
 use super::{prepare, BinaryLoss, PairwiseForm, Surrogate, SurrogateOutput, Value};
-use crate::cross_entropy::Reduction;
+use crate::cross_entropy::{LossSums, Reduction};
 use crate::error::Result;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use std::f64::consts::PI;
@@ -372,6 +372,10 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
         grad_b: None,
         sums: None,
     };
+    let with_sums = |o, sums| SurrogateOutput {
+        sums: Some(sums),
+        ..o
+    };
 
     Ok(match call {
         Surrogate::BoltzmannMax { x, beta } => {
@@ -389,19 +393,17 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
         } => {
             let (v, g) = smooth_accuracy(f64_of(logits).view(), &pr.class, *temperature as f64);
             // The mean times the row count is the sum (0 for no rows, where the mean is NaN).
-            let sum = if pr.rows == 0 {
+            let loss = if pr.rows == 0 {
                 0.0
             } else {
                 v * pr.rows as f64
             };
-            SurrogateOutput {
-                sums: Some(crate::LossSums {
-                    loss: sum,
-                    weight: pr.rows as f64,
-                    ..Default::default()
-                }),
-                ..out(Value::Scalar(v), g)
-            }
+            let sums = LossSums {
+                loss,
+                weight: pr.rows as f64,
+                ..LossSums::default()
+            };
+            with_sums(out(Value::Scalar(v), g), sums)
         }
         Surrogate::SmoothF1Binary { logits, labels } => {
             let (v, g) = smooth_f1_binary(f64_of(logits).view(), f64_of(labels).view());
@@ -449,10 +451,7 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
                 g[[r, c]] = w * gi * scale;
             }
             let sums = loss_sums(l.iter().copied());
-            SurrogateOutput {
-                sums: Some(sums),
-                ..out(reduce_f64(l, options.reduction), g)
-            }
+            with_sums(out(reduce_f64(l, options.reduction), g), sums)
         }
         Surrogate::MultiMargin {
             logits, options, ..
@@ -468,7 +467,7 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
                 options.margin as f64,
                 w.as_deref(),
             );
-            let sums = Some(loss_sums(l.iter().copied()));
+            let sums = loss_sums(l.iter().copied());
             let value = match options.reduction {
                 Reduction::None => Value::PerRow(l),
                 Reduction::Sum => Value::Scalar(l.sum()),
@@ -477,10 +476,7 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
                     Value::Scalar(l.sum() / pr.rows as f64)
                 }
             };
-            SurrogateOutput {
-                sums,
-                ..out(value, g)
-            }
+            with_sums(out(value, g), sums)
         }
     })
 }
