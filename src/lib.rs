@@ -150,6 +150,15 @@
 //! there), so that changing the logits of ignored rows changes nothing. Bad input ([`cross_entropy::validate`]) is an error naming
 //! the row, value or limit, checked before any GPU work. Formulas: [`cross_entropy`].
 //!
+//! ## Batches, shards and processes
+//!
+//! Each cross-entropy output (and each mean or sum surrogate) carries [`LossSums`], the
+//! loss's numerator and denominator in f64: batches add up to the exact loss of their
+//! concatenation. [`shard`] splits a vocabulary: per-row statistics ([`shard::RowPartial`],
+//! 48 bytes) merged by an associative operation, each shard's gradient slice from the merged
+//! statistics, on any backend or several at once; the `mpi` feature carries the statistics
+//! and sums across processes in one all-reduce each.
+//!
 //! ## Surrogates and margin losses
 //!
 //! [`Backend::surrogate`] (and its named wrappers such as [`Backend::boltzmann_max`],
