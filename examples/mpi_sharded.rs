@@ -46,10 +46,12 @@ fn tol(c: usize) -> f64 {
     2.0 * f32::EPSILON as f64 * (32.0 + 4.0 * (c as f64).sqrt())
 }
 
-/// The largest of `|a − b| / (unit + |b|)` over two slices.
+/// The largest of `|a − b| / (unit + |b|)` over two slices; a NaN on either side counts as
+/// infinitely wrong (the inputs here are finite, so every result must be).
 fn worst(a: impl Iterator<Item = f32>, b: impl Iterator<Item = f32>, unit: f64) -> f64 {
     a.zip(b)
         .map(|(x, y)| (x as f64 - y as f64).abs() / (unit + (y as f64).abs()))
+        .map(|d| if d.is_nan() { f64::INFINITY } else { d })
         .fold(0.0, f64::max)
 }
 

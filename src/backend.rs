@@ -141,12 +141,15 @@ pub trait Backend {
 
     /// One pass of a vocabulary-sharded cross-entropy over a shard's `[B, C_k]` logits: the
     /// engine half of [`crate::shard::ShardedCrossEntropy`], which prepares the pass and reads
-    /// the result (call that, not this).
+    /// the result (call that, not this). The default runs the f64 reference pass, so a
+    /// backend implemented outside the crate shards correctly, if slowly.
     fn cross_entropy_shard(
         &self,
         logits: MatrixView<'_>,
         pass: &ShardPass<'_>,
-    ) -> Result<ShardResult>;
+    ) -> Result<ShardResult> {
+        crate::shard::exact::run(pass, logits)
+    }
 
     /// [`Backend::cross_entropy`] on logits of any shape `[d0, ..., C]` and element type: the
     /// per-row loss and logsumexp in the leading shape, the gradient in the logits' shape and

@@ -92,14 +92,6 @@ impl Backend for Reference {
         "reference"
     }
 
-    fn cross_entropy_shard(
-        &self,
-        logits: MatrixView<'_>,
-        pass: &crate::shard::pass::ShardPass<'_>,
-    ) -> Result<crate::shard::pass::ShardResult> {
-        crate::shard::exact::run(pass, logits)
-    }
-
     /// The f64 results rounded to f32, then (for a half `out`) to `out`: the double rounding
     /// moves a value by at most one unit of `out` beyond the correct rounding.
     fn row_op_matrix(

@@ -170,12 +170,28 @@ fn option_sets(
                 ..d()
             },
         ),
+        (
+            "probs none",
+            true,
+            CrossEntropyOptions {
+                reduction: Reduction::None,
+                upstream: Upstream::PerRow(upv.clone()),
+                label_smoothing: 0.3,
+                ..d()
+            },
+        ),
     ]
 }
 
+/// Every option set, reduced as it says and per row, on `bs` over every split, against the
+/// reference; on logits with the non-finite table's rows and on finite ones (where every
+/// reduced loss is finite, so the merged linear sums are checked through it).
 fn check_sharded(bs: &[&'static (dyn Backend + Sync)], what: &str) {
     let (rows, total) = (9, 61);
-    let x = hard_logits(rows, total, 41);
+    let inputs = [
+        ("non-finite", hard_logits(rows, total, 41)),
+        ("finite", logits(rows, total, 3.0, 0.5, false, 45)),
+    ];
     let mut y = classes(rows, total, 0.2, -100, 42);
     y[0] = 2; // a target at −inf in a row whose left half is −inf
     y[1] = (total - 1) as i64;
@@ -189,19 +205,25 @@ fn check_sharded(bs: &[&'static (dyn Backend + Sync)], what: &str) {
         } else {
             Targets::classes(y.view())
         };
-        let want = Reference
-            .cross_entropy_f64(x.view(), t.clone(), &o)
-            .unwrap();
-        let unit = grad_unit(&t, o.weight.map(|v| v.to_owned()).as_ref(), &o, rows);
-        for cuts in splits(total) {
-            let got = sharded(bs, &x, &cuts, &t, &o);
-            assert_ce_close(
-                &got,
-                &want,
-                total,
-                unit,
-                &format!("{what} {name} shards {cuts:?}"),
-            );
+        let per_row = CrossEntropyOptions {
+            reduction: Reduction::None,
+            ..o.clone()
+        };
+        for o in [o, per_row] {
+            for (kind, x) in &inputs {
+                let want = Reference
+                    .cross_entropy_f64(x.view(), t.clone(), &o)
+                    .unwrap();
+                if *kind == "finite" && o.reduction != Reduction::None {
+                    assert!(want.reduced.is_finite(), "{name}: a finite case");
+                }
+                let unit = grad_unit(&t, o.weight.map(|v| v.to_owned()).as_ref(), &o, rows);
+                for cuts in splits(total) {
+                    let got = sharded(bs, x, &cuts, &t, &o);
+                    let what = format!("{what} {name} {:?} {kind} shards {cuts:?}", o.reduction);
+                    assert_ce_close(&got, &want, total, unit, &what);
+                }
+            }
         }
     }
 }
@@ -216,6 +238,11 @@ fn sharded_cross_entropy_matches_the_reference_on_every_backend() {
 #[test]
 fn shards_on_different_backends_at_once() {
     check_sharded(&backends(), "mixed backends");
+    // Two GPU engines (each its own device, as on a machine with two adapters) and the CPU.
+    if let Some(g) = common::gpu() {
+        let second: &'static smoothmax::Gpu = Box::leak(Box::new(smoothmax::Gpu::new().unwrap()));
+        check_sharded(&[g, common::cpu(), second], "two GPU engines and the CPU");
+    }
 }
 
 #[test]
@@ -276,8 +303,10 @@ fn half_precision_shards() {
 #[test]
 fn merge_order_does_not_matter() {
     let (rows, total) = (9, 61);
-    let x = hard_logits(rows, total, 61);
-    let y = classes(rows, total, 0.1, -100, 62);
+    let mut x = logits(rows, total, 3.0, 0.5, false, 61);
+    x.slice_mut(s![0, ..total / 2]).fill(f32::NEG_INFINITY);
+    let mut y = classes(rows, total, 0.1, -100, 62);
+    y[0] = (total - 1) as i64;
     let w = weights(total, 63);
     let o = CrossEntropyOptions {
         weight: Some(w.view()),
@@ -354,7 +383,9 @@ fn sharded_row_ops_match_the_reference() {
     let (rows, total) = (9, 61);
     let x = hard_logits(rows, total, 71);
     let bs = backends();
-    for t in [1.0f32, 0.5, 3.0] {
+    // 1e38: T·lse(x/T) passes f32::MAX where lse(x/T) does not (the statistics then come
+    // from the host).
+    for t in [1.0f32, 0.5, 3.0, 1e38] {
         for cuts in splits(total) {
             let what = format!("T = {t}, shards {cuts:?}");
             let parts: Vec<(usize, usize, Vec<RowPartial>)> = cuts
@@ -373,7 +404,7 @@ fn sharded_row_ops_match_the_reference() {
             for (_, _, p) in &parts {
                 merge_rows(&mut merged, p).unwrap();
             }
-            let lse = Array1::from(shard::logsumexp(&merged, t));
+            let lse = Array1::from(shard::logsumexp(&merged, t).unwrap());
             assert_lse_close(
                 lse.view(),
                 Reference.logsumexp_f64(x.view(), t).unwrap().view(),
@@ -479,4 +510,45 @@ fn bad_shards_are_errors() {
         e.contains("this shard's statistics have 2 rows, the logits 3"),
         "{e}"
     );
+    // The shard's own statistics passed as the merged ones; another shard's as its own.
+    let e = sh
+        .gradient(cpu, x.slice(s![.., 0..5]).into(), &a, &a, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("row 0: the merged statistics cover 5 of 10 classes"),
+        "{e}"
+    );
+    let narrow = stats(0, 0, 4).unwrap();
+    let e = sh
+        .gradient(cpu, x.slice(s![.., 0..5]).into(), &narrow, &m, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("row 0: this shard's statistics cover 4 classes, its logits 5"),
+        "{e}"
+    );
+    // In one process the shards must tile the row: a doubled shard with a missing one of the
+    // same width has the right total width, and is still refused.
+    let piece = |offset: usize, a: usize, b: usize| LocalShard {
+        backend: cpu,
+        logits: x.slice(s![.., a..b]).into(),
+        offset,
+    };
+    let doubled = [piece(0, 0, 5), piece(0, 0, 5)];
+    let e = shard::local::cross_entropy(&doubled, total, &t, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("do not tile the 10 classes"), "{e}");
+    let short = [piece(0, 0, 5), piece(5, 5, 9)];
+    let e = shard::local::cross_entropy(&short, total, &t, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cover columns [0, 9) of 10"), "{e}");
+    let past = [piece(0, 0, 5), piece(usize::MAX, 5, 10)];
+    assert!(shard::local::cross_entropy(&past, total, &t, &o).is_err());
+    assert!(shard::logsumexp(&m, 0.0)
+        .unwrap_err()
+        .to_string()
+        .contains("temperature"));
 }

@@ -33,8 +33,10 @@ pub(crate) mod flag {
 /// ```
 ///
 /// with the kinds of non-finite logits met in `flags`, and the shard's width in `cols` (the
-/// merged width must be the whole row: a missing or doubled shard is an error, not a wrong
-/// number). Merging is associative and commutative up to rounding ([`RowPartial::merge`]);
+/// merged width must be the whole row's: a merge whose widths do not add up to it, such as
+/// a shard missing or merged twice, is an error; a set of shards that does not tile the
+/// row but happens to have the right total width is the caller's to rule out, as
+/// `shard::local` does). Merging is associative and commutative up to rounding ([`RowPartial::merge`]);
 /// the per-row statistics of any split of a row merge to those of the whole row.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

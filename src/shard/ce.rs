@@ -1,7 +1,7 @@
 //! The cross-entropy of a vocabulary shard: statistics, the loss from merged statistics, and
 //! the shard's slice of the gradient.
 
-use super::pass::{Setup, ShardPass, VocabShard};
+use super::pass::{covers, has_target, Setup, ShardPass, VocabShard};
 use crate::backend::Backend;
 use crate::cross_entropy::fast::{partial_loss, RowTarget};
 use crate::cross_entropy::{reduce, CrossEntropyOptions, CrossEntropyOutput, RowPartial, Targets};
@@ -112,23 +112,12 @@ impl<'t, 'o> ShardedCrossEntropy<'t, 'o> {
         let mut ce = Vec::with_capacity(rows);
         let mut lse = Vec::with_capacity(rows);
         for (i, m) in merged.iter().enumerate() {
-            if m.cols as usize != total {
-                return Err(Error::InvalidInput(format!(
-                    "row {i}: the merged statistics cover {} of {total} classes (a shard \
-                     missing or merged twice)",
-                    m.cols
-                )));
-            }
+            covers(i, m, total)?;
             let target = match &st.global {
                 None => RowTarget::Probabilities,
                 Some(g) if g[i] < 0 => RowTarget::Ignored,
                 Some(g) => {
-                    if m.flags & RowPartial::HAS_TARGET == 0 {
-                        return Err(Error::InvalidInput(format!(
-                            "row {i}: no shard holds its target class {}",
-                            g[i]
-                        )));
-                    }
+                    has_target(i, m, g[i])?;
                     RowTarget::Class {
                         w_y: st.weight(g[i] as usize),
                     }

@@ -23,6 +23,34 @@ pub struct LocalShard<'a> {
     pub offset: usize,
 }
 
+/// An error unless the shards' columns tile `[0, total)`: each column in exactly one shard.
+fn tiles(shards: &[LocalShard<'_>], total: usize) -> Result<()> {
+    let mut spans: Vec<(usize, usize)> = shards
+        .iter()
+        .map(|sh| (sh.offset, sh.logits.dim().1))
+        .collect();
+    spans.sort_unstable();
+    let mut next = 0usize;
+    for (offset, cols) in spans {
+        let end = offset.checked_add(cols);
+        match end {
+            Some(e) if offset == next && e <= total => next = e,
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "the shards do not tile the {total} classes: a shard of {cols} columns at \
+                     offset {offset} where column {next} comes next"
+                )))
+            }
+        }
+    }
+    if next != total {
+        return Err(Error::InvalidInput(format!(
+            "the shards cover columns [0, {next}) of {total}"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `f` on every shard at once (one scoped thread each), in order.
 fn each<T: Send>(
     shards: &[LocalShard<'_>],
@@ -58,6 +86,7 @@ pub fn cross_entropy(
     targets: &Targets<'_>,
     options: &CrossEntropyOptions<'_>,
 ) -> Result<CrossEntropyOutput<Vec<Tensor>>> {
+    tiles(shards, total)?;
     let calls: Vec<ShardedCrossEntropy> = shards
         .iter()
         .map(|sh| {
@@ -68,7 +97,7 @@ pub fn cross_entropy(
                         .clone()
                         .into_dimensionality::<ndarray::Ix2>()
                         .map_err(|e| Error::InvalidInput(format!("probability targets: {e}")))?;
-                    if q.dim().1 != total || sh.offset + cols > total {
+                    if q.dim().1 != total {
                         return Err(Error::InvalidInput(format!(
                             "probability targets of {} columns for a shard [{}, {}) of {total}",
                             q.dim().1,

@@ -20,9 +20,11 @@
 //! bytes). Any collective that takes a user-defined reduction carries it in one all-reduce
 //! with [`merge_rows`] as the operation (MPI: a contiguous 48-byte datatype and a commutative
 //! user operation; see `examples/mpi_sharded.rs`). A collective with only built-in
-//! reductions (NCCL) needs two rounds, as flash-attention does: an all-reduce max of `m`,
-//! then an all-reduce sum of `s·e^{m−M}`, `lin + k_sum·(m − M)`, `k_sum`, `xy` (0 on shards
-//! without the target), `cols` and the flag bits (summed as counts; a count > 0 is the flag),
+//! reductions (NCCL) needs two rounds, as flash-attention does: an all-reduce max of `m` over
+//! the shards with `s > 0` (−inf from the others), then an all-reduce sum of `s·e^{m−M}`,
+//! `lin + k_sum·(m − M)` (a shard with `s = 0` sends 0 and its `lin` unshifted; with no
+//! finite logit anywhere, `M = −inf`, every shard sends that), `k_sum`, `xy` (0 on shards
+//! without the target), `cols`, and one count per flag bit (a count > 0 sets the flag);
 //! after which each rank fills a [`RowPartial`] and carries on from
 //! [`ShardedCrossEntropy::finish`]. Or an all-gather of every shard's partials (48·B bytes
 //! from each) and [`merge_rows`] on each rank.

@@ -28,13 +28,13 @@ const SIZE: usize = std::mem::size_of::<RowPartial>();
 
 /// `inout[k] = merge(in[k], inout[k])` on the raw buffers of one reduction step (they hold
 /// whole [`RowPartial`]s but need not be aligned for them: each is read and written as bytes).
-fn merge_buffers(input: DynBuffer, inout: DynBufferMut) {
+fn merge_buffers(input: DynBuffer, mut inout: DynBufferMut) {
     let n = input.len();
     // SAFETY: MPI hands both buffers with `n` elements of the 48-byte datatype above.
     let (a, b) = unsafe {
         (
             std::slice::from_raw_parts(input.as_ptr() as *const u8, n * SIZE),
-            std::slice::from_raw_parts_mut(inout.as_ptr() as *mut u8, n * SIZE),
+            std::slice::from_raw_parts_mut(inout.as_mut_ptr() as *mut u8, n * SIZE),
         )
     };
     for (x, y) in a.chunks_exact(SIZE).zip(b.chunks_exact_mut(SIZE)) {

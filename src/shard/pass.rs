@@ -14,7 +14,7 @@
 //! the kernel would see an all −inf row of its own).
 
 use crate::cross_entropy::fast::{fast_inputs_of, FastInputs, RowCoef, RowStats};
-use crate::cross_entropy::{prepare, CrossEntropyOptions, Prepared, RowPartial, Targets};
+use crate::cross_entropy::{prepare, CrossEntropyOptions, Prepared, RowPartial, Targets, Upstream};
 use crate::element::{DType, Element, Tensor};
 use crate::error::{Error, Result};
 use ndarray::{s, Array2, ArrayD, Axis};
@@ -95,8 +95,14 @@ impl<'a> Setup<'a> {
             Targets::Probabilities(_) => {
                 // The options against the whole row (weights of length `total`), the targets
                 // against the shard.
+                // (Of no rows: so with no per-row upstream gradient, which the shard's own
+                // preparation checks against its rows.)
                 let none = Array2::<f32>::zeros((0, total));
-                let whole = prepare((0, total), &Targets::probabilities(none.view()), o)?;
+                let ow = CrossEntropyOptions {
+                    upstream: Upstream::One,
+                    ..o.clone()
+                };
+                let whole = prepare((0, total), &Targets::probabilities(none.view()), &ow)?;
                 let mut p = prepare(dim, targets, &so)?;
                 p.w_total = whole.w_total;
                 (p, None)
@@ -223,6 +229,7 @@ impl<'a> ShardPass<'a> {
                 }
             }
             for i in 0..p.rows {
+                check_row(&setup, i, &local[i], &m[i])?;
                 let ignored = p.class.as_ref().is_some_and(|c| c[i] < 0);
                 let lse = m[i].lse();
                 fixes[i] = if ignored {
@@ -308,6 +315,42 @@ impl<'a> ShardPass<'a> {
             }
         }
     }
+}
+
+/// Checks that row `i`'s statistics are this shard's own (`local`) and the whole row's
+/// (`merged`, its target included): the gradient pass would otherwise give wrong numbers.
+fn check_row(st: &Setup, i: usize, local: &RowPartial, merged: &RowPartial) -> Result<()> {
+    covers(i, merged, st.shard.total)?;
+    if local.cols as usize != st.p.cols {
+        return bad(format!(
+            "row {i}: this shard's statistics cover {} classes, its logits {}",
+            local.cols, st.p.cols
+        ));
+    }
+    match &st.global {
+        Some(g) if g[i] >= 0 => has_target(i, merged, g[i]),
+        _ => Ok(()),
+    }
+}
+
+/// An error unless row `i`'s merged statistics cover `total` classes.
+pub(crate) fn covers(i: usize, merged: &RowPartial, total: usize) -> Result<()> {
+    if merged.cols as usize == total {
+        return Ok(());
+    }
+    bad(format!(
+        "row {i}: the merged statistics cover {} of {total} classes (a shard missing or \
+         merged twice)",
+        merged.cols
+    ))
+}
+
+/// An error unless row `i`'s merged statistics hold its target class `y`.
+pub(crate) fn has_target(i: usize, merged: &RowPartial, y: i32) -> Result<()> {
+    if merged.flags & RowPartial::HAS_TARGET != 0 {
+        return Ok(());
+    }
+    bad(format!("row {i}: no shard holds its target class {y}"))
 }
 
 /// Sets row `i` of a `[B, C]` gradient to `f(j)`, narrowed to its element type.

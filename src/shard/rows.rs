@@ -13,7 +13,7 @@ use crate::cross_entropy::fast::flag;
 use crate::cross_entropy::RowPartial;
 use crate::element::{DType, MatrixView, Tensor};
 use crate::error::{Error, Result};
-use crate::rows::RowOp;
+use crate::rows::{check_temperature, RowOp};
 use ndarray::Axis;
 
 /// Each row's statistics over this shard's columns `x [B, C_k]` at temperature `T` (the
@@ -25,34 +25,60 @@ pub fn row_statistics(
 ) -> Result<Vec<RowPartial>> {
     let cols = u32::try_from(x.dim().1)
         .map_err(|_| Error::InvalidInput("a shard of more than 2^32 columns".into()))?;
-    let lse = backend.row_op_matrix(RowOp::LogSumExp, x, temperature, DType::F32)?;
-    Ok(lse
-        .to_f32()
-        .iter()
-        .map(|&v| {
-            let mut p = RowPartial {
-                cols,
-                ..RowPartial::EMPTY
-            };
-            if v.is_nan() {
-                p.flags = flag::NAN;
-            } else if v == f32::INFINITY {
-                p.flags = flag::POS_INF;
-            } else if v > f32::NEG_INFINITY {
-                (p.m, p.s) = (v as f64 / temperature as f64, 1.0);
-            }
-            p
-        })
-        .collect())
+    let lse = backend.row_op_matrix(RowOp::LogSumExp, x.view(), temperature, DType::F32)?;
+    let t = temperature as f64;
+    let mut wide = None;
+    let mut out = Vec::with_capacity(x.dim().0);
+    for (i, &v) in lse.to_f32().iter().enumerate() {
+        let mut p = RowPartial {
+            cols,
+            ..RowPartial::EMPTY
+        };
+        if v.is_nan() {
+            p.flags = flag::NAN;
+        } else if v == f32::INFINITY {
+            // +inf logits, or finite ones whose T·lse(x/T) passes f32::MAX at a huge T: the
+            // row's statistics in f64 on the host tell which (a rare row).
+            let x = wide.get_or_insert_with(|| x.to_f32().into_owned());
+            p = host_row(x.row(i).as_slice().unwrap_or(&x.row(i).to_vec()), t, cols);
+        } else if v > f32::NEG_INFINITY {
+            (p.m, p.s) = (v as f64 / t, 1.0);
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// One row's statistics of `x/T` in f64.
+fn host_row(x: &[f32], t: f64, cols: u32) -> RowPartial {
+    let mut p = RowPartial {
+        cols,
+        ..RowPartial::EMPTY
+    };
+    if x.iter().any(|v| v.is_nan()) {
+        p.flags = flag::NAN;
+    } else if x.contains(&f32::INFINITY) {
+        p.flags = flag::POS_INF;
+    } else {
+        p.m = x
+            .iter()
+            .map(|&v| v as f64 / t)
+            .fold(f64::NEG_INFINITY, f64::max);
+        if p.m > f64::NEG_INFINITY {
+            p.s = x.iter().map(|&v| (v as f64 / t - p.m).exp()).sum();
+        }
+    }
+    p
 }
 
 /// The logsumexp at temperature `T` of whole rows from their merged statistics:
-/// `T·lse(x/T)`.
-pub fn logsumexp(merged: &[RowPartial], temperature: f32) -> Vec<f32> {
-    merged
+/// `T·lse(x/T)` (an error for a temperature the row ops refuse).
+pub fn logsumexp(merged: &[RowPartial], temperature: f32) -> Result<Vec<f32>> {
+    check_temperature(temperature)?;
+    Ok(merged
         .iter()
         .map(|p| (temperature as f64 * p.lse()) as f32)
-        .collect()
+        .collect())
 }
 
 /// This shard's columns of the softmax or log-softmax (`op`) at temperature `T` of whole
