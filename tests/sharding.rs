@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::ce::{classes, grad_unit, probs, weights};
+use common::ce::{classes, grad_unit, ignoring_3, option_sets, probs, weights};
 use common::{assert_ce_close, assert_close_2d, assert_lse_close, logits, tol};
 use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
 use smoothmax::shard::{
@@ -14,7 +14,6 @@ use smoothmax::shard::{
 };
 use smoothmax::{
     Backend, CrossEntropyOptions, CrossEntropyOutput, DType, Reduction, Reference, RowOp, Targets,
-    Upstream,
 };
 
 /// Every backend, as shards can hold them.
@@ -86,103 +85,6 @@ fn sharded(
     }
 }
 
-/// The option sets (class targets unless `probs`), all with the gradient.
-fn option_sets(
-    w: &Array1<f32>,
-    up: &Array1<f32>,
-) -> Vec<(&'static str, bool, CrossEntropyOptions<'static>)> {
-    let d = || CrossEntropyOptions {
-        gradient: true,
-        ..Default::default()
-    };
-    // Leak the weights for 'static views: a test's few bytes.
-    let wv = Box::leak(Box::new(w.clone())).view();
-    let upv = up.clone();
-    vec![
-        ("plain", false, d()),
-        (
-            "weights",
-            false,
-            CrossEntropyOptions {
-                weight: Some(wv),
-                ..d()
-            },
-        ),
-        (
-            "smoothing",
-            false,
-            CrossEntropyOptions {
-                label_smoothing: 0.2,
-                weight: Some(wv),
-                ..d()
-            },
-        ),
-        (
-            "z-loss sum",
-            false,
-            CrossEntropyOptions {
-                z_loss: 1e-2,
-                reduction: Reduction::Sum,
-                ..d()
-            },
-        ),
-        (
-            "softcap",
-            false,
-            CrossEntropyOptions {
-                softcap: Some(4.0),
-                label_smoothing: 0.1,
-                ..d()
-            },
-        ),
-        (
-            "none",
-            false,
-            CrossEntropyOptions {
-                reduction: Reduction::None,
-                upstream: Upstream::PerRow(upv.clone()),
-                ..d()
-            },
-        ),
-        (
-            "upstream",
-            false,
-            CrossEntropyOptions {
-                upstream: Upstream::Scalar(-2.5),
-                ..d()
-            },
-        ),
-        (
-            "probs",
-            true,
-            CrossEntropyOptions {
-                label_smoothing: 0.1,
-                z_loss: 1e-2,
-                ..d()
-            },
-        ),
-        (
-            "probs weighted",
-            true,
-            CrossEntropyOptions {
-                weight: Some(wv),
-                softcap: Some(6.0),
-                ..d()
-            },
-        ),
-        (
-            "probs none",
-            true,
-            CrossEntropyOptions {
-                reduction: Reduction::None,
-                upstream: Upstream::PerRow(upv.clone()),
-                label_smoothing: 0.3,
-                ..d()
-            },
-        ),
-    ]
-}
-
 /// Every option set, reduced as it says and per row, on `bs` over every split, against the
 /// reference; on logits with the non-finite table's rows and on finite ones (where every
 /// reduced loss is finite, so the merged linear sums are checked through it).
@@ -199,7 +101,9 @@ fn check_sharded(bs: &[&'static (dyn Backend + Sync)], what: &str) {
     let q = probs(rows, total, 43);
     let w = weights(total, 44);
     let up = Array1::from_shape_fn(rows, |i| 0.5 + i as f32);
+    let y3 = ignoring_3(&y);
     for (name, prob, o) in option_sets(&w, &up) {
+        let y = if o.ignore_index == Some(3) { &y3 } else { &y };
         let t = if prob {
             Targets::probabilities(q.view())
         } else {

@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::ce::{all_backends, classes, probs, weights};
+use common::ce::{all_backends, classes, ignoring_3, option_sets, probs, weights};
 use common::{assert_sums_close, logits};
 use ndarray::{s, Array1, Array2};
 use smoothmax::{
     Backend, BinaryLoss, BinaryOptions, CrossEntropyOptions, LossSums, MultiMarginOptions,
-    Reduction, Reference, Targets,
+    Reduction, Reference, Targets, Upstream,
 };
 
 /// The batch boundaries the suites split `rows` rows at: one batch, halves, uneven thirds,
@@ -42,90 +42,6 @@ fn assert_reassociated(got: &LossSums, want: &LossSums, abs_sum: f64, n: usize, 
     }
 }
 
-/// The cross-entropy option sets the suite runs (with class targets unless `probs`).
-fn option_sets<'a>(w: &'a Array1<f32>) -> Vec<(&'static str, bool, CrossEntropyOptions<'a>)> {
-    let d = CrossEntropyOptions::default;
-    vec![
-        ("plain", false, d()),
-        (
-            "weights",
-            false,
-            CrossEntropyOptions {
-                weight: Some(w.view()),
-                ..d()
-            },
-        ),
-        (
-            "ignore 3",
-            false,
-            CrossEntropyOptions {
-                ignore_index: Some(3),
-                ..d()
-            },
-        ),
-        (
-            "smoothing",
-            false,
-            CrossEntropyOptions {
-                label_smoothing: 0.2,
-                weight: Some(w.view()),
-                ..d()
-            },
-        ),
-        (
-            "z-loss",
-            false,
-            CrossEntropyOptions {
-                z_loss: 1e-2,
-                ..d()
-            },
-        ),
-        (
-            "softcap",
-            false,
-            CrossEntropyOptions {
-                softcap: Some(4.0),
-                z_loss: 1e-3,
-                ..d()
-            },
-        ),
-        (
-            "sum",
-            false,
-            CrossEntropyOptions {
-                reduction: Reduction::Sum,
-                z_loss: 0.1,
-                ..d()
-            },
-        ),
-        (
-            "none",
-            false,
-            CrossEntropyOptions {
-                reduction: Reduction::None,
-                ..d()
-            },
-        ),
-        (
-            "probs",
-            true,
-            CrossEntropyOptions {
-                label_smoothing: 0.1,
-                z_loss: 1e-2,
-                ..d()
-            },
-        ),
-        (
-            "probs weighted",
-            true,
-            CrossEntropyOptions {
-                weight: Some(w.view()),
-                ..d()
-            },
-        ),
-    ]
-}
-
 #[test]
 fn cross_entropy_batches_add_up_to_one_call() {
     let (rows, cols) = (23, 37);
@@ -137,8 +53,9 @@ fn cross_entropy_batches_add_up_to_one_call() {
     let q = probs(rows, cols, 13);
     let w = weights(cols, 14);
     // The same rows ignored through a valid class as the ignore index.
-    let y3 = y.mapv(|v| if v == -100 { 3 } else { v });
-    for (name, prob, o) in option_sets(&w) {
+    let y3 = ignoring_3(&y);
+    let up = Array1::from_shape_fn(rows, |i| 1.0 + i as f32);
+    for (name, prob, o) in option_sets(&w, &up) {
         let y = if o.ignore_index == Some(3) { &y3 } else { &y };
         let t = |a: usize, b: usize| {
             if prob {
@@ -159,7 +76,8 @@ fn cross_entropy_batches_add_up_to_one_call() {
                     .windows(2)
                     .map(|c| {
                         let xb = x.slice(s![c[0]..c[1], ..]);
-                        b.cross_entropy(xb, t(c[0], c[1]), &o).unwrap().sums
+                        let ob = batch_options(&o, c[0], c[1]);
+                        b.cross_entropy(xb, t(c[0], c[1]), &ob).unwrap().sums
                     })
                     .sum();
                 assert_reassociated(&acc, &whole.sums, abs_sum, rows, &what);
@@ -170,6 +88,18 @@ fn cross_entropy_batches_add_up_to_one_call() {
                 assert_sums_close(&acc, &want.sums, want.per_row.view(), cols, &what);
             }
         }
+    }
+}
+
+/// `o` for the batch of rows `a..b`: a per-row upstream gradient sliced to it.
+fn batch_options<'a>(o: &CrossEntropyOptions<'a>, a: usize, b: usize) -> CrossEntropyOptions<'a> {
+    let upstream = match &o.upstream {
+        Upstream::PerRow(u) => Upstream::PerRow(u.slice(s![a..b]).to_owned()),
+        other => other.clone(),
+    };
+    CrossEntropyOptions {
+        upstream,
+        ..o.clone()
     }
 }
 

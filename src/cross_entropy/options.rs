@@ -188,6 +188,19 @@ impl<R: Dimension> Loss<R> {
     }
 }
 
+impl<R: Dimension> CrossEntropyOutput<(), R> {
+    /// The same result with the gradient `grad` (a loss finished without one, such as
+    /// [`crate::shard::ShardedCrossEntropy::finish`]'s).
+    pub fn with_grad<G>(self, grad: Option<G>) -> CrossEntropyOutput<G, R> {
+        CrossEntropyOutput {
+            loss: self.loss,
+            grad,
+            lse: self.lse,
+            sums: self.sums,
+        }
+    }
+}
+
 /// What [`crate::Backend::cross_entropy`] returns: by default for `[B, C]` f32 logits; `G` is
 /// the gradient's type (`Array<E, D>` for logits `ArrayView<E, D>`, a [`crate::Tensor`] from
 /// the type-erased entry point) and `R` the leading shape's dimension.

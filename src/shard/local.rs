@@ -135,10 +135,5 @@ pub fn cross_entropy(
     } else {
         None
     };
-    Ok(CrossEntropyOutput {
-        loss: head.loss,
-        grad,
-        lse: head.lse,
-        sums: head.sums,
-    })
+    Ok(head.with_grad(grad))
 }

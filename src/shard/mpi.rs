@@ -79,10 +79,5 @@ pub fn cross_entropy<C: Communicator>(
     } else {
         None
     };
-    Ok(CrossEntropyOutput {
-        loss: head.loss,
-        grad,
-        lse: head.lse,
-        sums: head.sums,
-    })
+    Ok(head.with_grad(grad))
 }

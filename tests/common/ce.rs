@@ -3,7 +3,7 @@
 
 use super::{assert_ce_close, fast_backends, Rng};
 use ndarray::{Array1, Array2};
-use smoothmax::{Backend, CrossEntropyOptions, Reduction, Reference, Targets};
+use smoothmax::{Backend, CrossEntropyOptions, Reduction, Reference, Targets, Upstream};
 
 pub fn classes(rows: usize, cols: usize, ignore_frac: f64, ignore: i64, seed: u64) -> Array1<i64> {
     let mut rng = Rng(seed);
@@ -76,4 +76,78 @@ pub fn all_backends() -> Vec<&'static &'static dyn Backend> {
     let mut v = fast_backends();
     v.push(super::sized(&Reference));
     v
+}
+
+/// The cross-entropy option sets the streaming and sharding suites run, each with its name
+/// and whether it takes probability targets: every option, alone or with the others that
+/// interact with it, and every reduction and kind of upstream gradient. "ignore 3" ignores
+/// through a valid class: run it on targets whose ignored rows hold 3 ([`ignoring_3`]).
+pub fn option_sets<'a>(
+    w: &'a Array1<f32>,
+    up: &Array1<f32>,
+) -> Vec<(&'static str, bool, CrossEntropyOptions<'a>)> {
+    let d = || CrossEntropyOptions {
+        gradient: true,
+        ..Default::default()
+    };
+    let wv = Some(w.view());
+    let per_row = || Upstream::PerRow(up.clone());
+    let o = |f: &dyn Fn(&mut CrossEntropyOptions<'a>)| {
+        let mut o = d();
+        f(&mut o);
+        o
+    };
+    vec![
+        ("plain", false, d()),
+        ("weights", false, o(&|o| o.weight = wv)),
+        ("ignore 3", false, o(&|o| o.ignore_index = Some(3))),
+        (
+            "smoothing",
+            false,
+            o(&|o| (o.label_smoothing, o.weight) = (0.2, wv)),
+        ),
+        ("z-loss", false, o(&|o| o.z_loss = 1e-2)),
+        (
+            "z-loss sum",
+            false,
+            o(&|o| (o.z_loss, o.reduction) = (0.1, Reduction::Sum)),
+        ),
+        (
+            "softcap",
+            false,
+            o(&|o| (o.softcap, o.label_smoothing, o.z_loss) = (Some(4.0), 0.1, 1e-3)),
+        ),
+        (
+            "none",
+            false,
+            o(&|o| (o.reduction, o.upstream) = (Reduction::None, per_row())),
+        ),
+        (
+            "upstream",
+            false,
+            o(&|o| o.upstream = Upstream::Scalar(-2.5)),
+        ),
+        (
+            "probs",
+            true,
+            o(&|o| (o.label_smoothing, o.z_loss) = (0.1, 1e-2)),
+        ),
+        (
+            "probs weighted",
+            true,
+            o(&|o| (o.weight, o.softcap) = (wv, Some(6.0))),
+        ),
+        (
+            "probs none",
+            true,
+            o(&|o| {
+                (o.reduction, o.upstream, o.label_smoothing) = (Reduction::None, per_row(), 0.3)
+            }),
+        ),
+    ]
+}
+
+/// `y` with its ignored rows (−100) holding class 3 instead, for the "ignore 3" set.
+pub fn ignoring_3(y: &Array1<i64>) -> Array1<i64> {
+    y.mapv(|v| if v == -100 { 3 } else { v })
 }
