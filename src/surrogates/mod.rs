@@ -66,6 +66,10 @@
 //! a row with a NaN or infinite logit gives NaN loss and gradient (PyTorch's `z > 0` test
 //! silently drops NaN terms, which can make a NaN row's loss 0).
 //!
+//! More smoothings, the smooth absolute value (and the smooth max built from it), the
+//! power-mean max and the smoothed floor: their f64 definitions, gradients and bounds in
+//! [`smoothings`] (the backends' kernels are to follow them).
+//!
 //! ## Gradients and reductions
 //!
 //! Every op returns its gradient with respect to its (first) input. For a value per row or per
@@ -77,6 +81,7 @@ mod call;
 mod prepare;
 pub mod reference;
 mod shaped;
+pub mod smoothings;
 
 pub use call::{
     BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput, Value,
