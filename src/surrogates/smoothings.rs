@@ -137,7 +137,7 @@ fn floor_series(r: f64, t: f64) -> (f64, f64) {
     for k in 1.. {
         let w = 2.0 * PI * k as f64 / t;
         let phi = PI * w / (PI * w).sinh();
-        if !(phi > 2f64.powi(-60)) {
+        if phi.is_nan() || phi <= 2f64.powi(-60) {
             break; // (sinh overflows to inf for tiny t: φ = 0)
         }
         let a = 2.0 * PI * k as f64 * r;
