@@ -218,6 +218,61 @@ fn pairwise(a: f32, b: f32) -> vec3<f32> {
     return select(vec3<f32>(f, small, 1.0 - small), vec3<f32>(f, 1.0 - small, small), dh >= 0.0);
 }
 
+// The element-wise smoothings (src/surrogates/smoothings.rs), (value, derivative) of one
+// element at sharpness k or t (>= 2^-126: the host checks). Non-finite values by bit tests.
+const PI: f32 = 3.14159265358979;
+
+// |v| + ln(1 + e^{-2k|v|})/k and tanh(kv): +-inf give (+inf, +-1), NaN gives NaN. k|v| is
+// clamped at 64 (e^{-128} is 0 in f32) so that no infinity reaches exp; tanh's at 9 (+-1).
+fn smooth_abs1(v: f32, k: f32) -> vec2<f32> {
+    if is_nan1(v) {
+        return vec2<f32>(params.nan);
+    }
+    let a = abs(v);
+    let e = exp(-2.0 * min(k * a, 64.0));
+    let t = tanh4(vec4<f32>(clamp(k * v, -9.0, 9.0))).x;
+    return vec2<f32>(a + log1p_small(e) / k, t);
+}
+
+// The smoothed floor a + g(r), a = floor(v), r = v - a in [0, 1) (exact). For t >= 1 the
+// direct sums, whose terms fall like e^{-t m}: below 2^-26 of the total within 19 of them.
+// Below t = 1, r - 1/2 and the Fourier series' first term, 2 pi w e^{-pi w} sin(2 pi r) / pi
+// with pi w = 2 pi^2 / t >= 19.7 (clamped at 200, where e^{-200} is 0, so that no infinity
+// arises): the next term is below e^{-39}. +-inf give (+-inf, 0), NaN gives NaN.
+fn smooth_floor1(v: f32, t: f32) -> vec2<f32> {
+    let bits = bitcast<u32>(v) & 0x7fffffffu;
+    if bits > 0x7f800000u {
+        return vec2<f32>(params.nan);
+    }
+    if bits == 0x7f800000u {
+        return vec2<f32>(v, 0.0);
+    }
+    let a = floor(v);
+    let r = v - a;
+    if t < 1.0 {
+        let pw = min(2.0 * PI * PI / t, 200.0);
+        let phi = 2.0 * pw * exp(-pw);
+        let s = sin(2.0 * PI * r);
+        let c = cos(2.0 * PI * r);
+        return vec2<f32>(a + ((r - 0.5) + phi * s / PI), 1.0 + 2.0 * phi * c);
+    }
+    var up = 0.0;
+    var down = 0.0;
+    var d = 0.0;
+    for (var m = 0u; m < 64u; m++) {
+        let mf = f32(m);
+        let hi = sigmoid1(-t * (mf + 1.0 - r));
+        let lo = sigmoid1(-t * (r + mf));
+        up += hi;
+        down += lo;
+        d += t * (hi * (1.0 - hi) + lo * (1.0 - lo));
+        if hi + lo <= 1.5e-8 * (1.0 + up + down) {
+            break;
+        }
+    }
+    return vec2<f32>(a + (up - down), d);
+}
+
 @compute @workgroup_size(256)
 fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let e = (wid.y * params.groups_x + wid.x) * WG + lid;
@@ -231,6 +286,15 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         y[e] = r.x;
         grad[e] = r.y;
         grad_b[e] = r.z;
+        return;
+    }
+    if OP == OP_SMOOTH_ABS || OP == OP_SMOOTH_FLOOR {
+        var r = smooth_floor1(f, sp.kappa);
+        if OP == OP_SMOOTH_ABS {
+            r = smooth_abs1(f, sp.kappa);
+        }
+        y[e] = r.x;
+        grad[e] = r.y;
         return;
     }
     if OP == OP_F1_SIGMOID {

@@ -216,7 +216,8 @@ pub use shape::Shape;
 pub use wgpu;
 
 pub use surrogates::{
-    BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput, Value,
+    BinaryLoss, BinaryOptions, ElementSmoothing, MultiMarginOptions, PairwiseForm, Surrogate,
+    SurrogateOutput, Value,
 };
 
 /// The README's examples, compiled and run as doctests so they stay true.

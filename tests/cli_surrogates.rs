@@ -14,7 +14,8 @@ use ndarray_npy::{read_npy, write_npy};
 fn surrogate_ops_round_trip_on_every_device() {
     use smoothmax::surrogates::reference::surrogate_f64;
     use smoothmax::{
-        BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Reduction, Surrogate,
+        BinaryLoss, BinaryOptions, ElementSmoothing, MultiMarginOptions, PairwiseForm, Reduction,
+        Surrogate,
     };
     let dir = scratch("surrogates");
     let (rows, cols) = (9, 13);
@@ -168,6 +169,24 @@ fn surrogate_ops_round_trip_on_every_device() {
                 },
             },
             "loss.npy",
+        ),
+        (
+            "smooth-abs",
+            vec!["--k".into(), "3".into()],
+            Surrogate::Smoothing {
+                x: x.view(),
+                op: ElementSmoothing::Abs { k: 3.0 },
+            },
+            "output.npy",
+        ),
+        (
+            "smooth-floor",
+            vec!["--t".into(), "2.5".into()],
+            Surrogate::Smoothing {
+                x: x.view(),
+                op: ElementSmoothing::Floor { t: 2.5 },
+            },
+            "output.npy",
         ),
     ];
     for dev in devices() {

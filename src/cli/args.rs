@@ -117,6 +117,30 @@ pub enum EvalOp {
     Squared(MarginArgs),
     /// PyTorch's MultiMarginLoss against class --target [B]: loss.npy, grad.npy.
     MultiMargin(MultiMarginArgs),
+    /// Smooth absolute value |x| + ln(1 + e^{−2k|x|})/k element-wise (any shape): output.npy,
+    /// grad.npy (tanh(kx)).
+    SmoothAbs(SmoothAbsArgs),
+    /// Smoothed floor Σ_n (σ(t(x − n)) − [n ≤ 0]) element-wise (any shape): output.npy,
+    /// grad.npy.
+    SmoothFloor(SmoothFloorArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SmoothAbsArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Sharpness k ≥ 2^-126, finite (within ln 2/k of |x|).
+    #[arg(long, default_value = "1", value_parser = parse_f32, allow_hyphen_values = true)]
+    pub k: f32,
+}
+
+#[derive(clap::Args)]
+pub struct SmoothFloorArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// Sharpness t ≥ 2^-126, finite (the floor as t → ∞, x − 1/2 as t → 0).
+    #[arg(long, default_value = "10", value_parser = parse_f32, allow_hyphen_values = true)]
+    pub t: f32,
 }
 
 #[derive(clap::Args)]

@@ -4,14 +4,16 @@
 use super::args::{
     BoltzmannArgs, ClassMetricArgs, CrossEntropyArgs, DeviceName, DtypeName, EvalOp, FormName, Io,
     LabelArgs, LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, ReductionName, RowArgs,
+    SmoothAbsArgs, SmoothFloorArgs,
 };
 use super::failure::Failure;
 use super::npy::typed::{read_input, read_nd_targets, TargetArrayNd};
 use super::npy::{self, WriteNpy};
 use ndarray::{ArrayD, IxDyn};
 use smoothmax::{
-    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Loss, MultiMarginOptions,
-    PairwiseForm, Reduction, Reference, RowOp, Surrogate, Targets, Tensor, TensorView, Value,
+    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, ElementSmoothing, Gpu, Loss,
+    MultiMarginOptions, PairwiseForm, Reduction, Reference, RowOp, Surrogate, Targets, Tensor,
+    TensorView, Value,
 };
 use std::path::Path;
 
@@ -93,6 +95,16 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
             surrogate(&io, &call)
         }
         EvalOp::PairwiseMax(a) => pairwise(a),
+        EvalOp::SmoothAbs(SmoothAbsArgs { io, k }) => {
+            let x = input(&io)?;
+            let op = ElementSmoothing::Abs { k };
+            surrogate(&io, &Surrogate::Smoothing { x: x.view(), op })
+        }
+        EvalOp::SmoothFloor(SmoothFloorArgs { io, t }) => {
+            let x = input(&io)?;
+            let op = ElementSmoothing::Floor { t };
+            surrogate(&io, &Surrogate::Smoothing { x: x.view(), op })
+        }
         EvalOp::BinaryCrossEntropy(a) => logistic(a),
         EvalOp::Hinge(a) => margin(a, BinaryLoss::Hinge),
         EvalOp::SquaredHinge(a) => margin(a, BinaryLoss::SquaredHinge),

@@ -240,6 +240,13 @@ pub(crate) fn surrogate(isa: super::isa::CpuIsa, call: &Surrogate) -> Result<Sur
             ..
         } => macro_f1(isa, logits, &pr, *temperature),
         Surrogate::SmoothF1Binary { logits, .. } => binary_f1(logits, &pr),
+        Surrogate::Smoothing { x, op } => {
+            // In f64 by the reference's own definitions, rounded once: at most ~10 terms per
+            // element for the floor (crate::surrogates::smoothings).
+            let (v, g) = crate::surrogates::smoothings::elementwise(x.view(), *op);
+            let f = |a: ndarray::Array2<f64>| a.mapv(|v| v as f32);
+            Ok(output(Value::Matrix(f(v)), f(g)))
+        }
         Surrogate::PairwiseMax { a, b, form } => {
             let (ca, cb) = (a.as_standard_layout(), b.as_standard_layout());
             let (sa, sb) = (flat(&ca)?, flat(&cb)?);

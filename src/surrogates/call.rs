@@ -44,6 +44,35 @@ impl PairwiseForm {
     }
 }
 
+/// An element-wise smoothing of a non-smooth function (formulas, gradients and bounds:
+/// [`crate::surrogates::smoothings`]).
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum ElementSmoothing {
+    /// The smooth absolute value `|x| + ln(1 + e^{−2k|x|})/k = ln(e^{kx} + e^{−kx})/k`,
+    /// gradient `tanh(kx)`, within `ln 2/k` above `|x|`. Needs `k ≥ 2⁻¹²⁶`, finite.
+    Abs {
+        /// Sharpness `k`.
+        k: f32,
+    },
+    /// The smoothed floor `Σ_{n∈ℤ} (σ(t(x − n)) − [n ≤ 0])`, gradient `Σ_n t·σ'(t(x − n))`,
+    /// within `e^{−t·d}/(1 − e^{−t})` of `⌊x⌋` at distance `d` from the nearest integer.
+    /// Needs `t ≥ 2⁻¹²⁶`, finite.
+    Floor {
+        /// Sharpness `t`.
+        t: f32,
+    },
+}
+
+impl ElementSmoothing {
+    /// The op's name as the CLI spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ElementSmoothing::Abs { .. } => "smooth-abs",
+            ElementSmoothing::Floor { .. } => "smooth-floor",
+        }
+    }
+}
+
 /// A binary loss on a score `f` and a label `y` (see the module docs for formulas).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryLoss {
@@ -201,6 +230,13 @@ pub enum Surrogate<'a, M = ndarray::ArrayView2<'a, f32>, D: Dimension = Ix2> {
         /// Weights and reduction.
         options: BinaryOptions<'a, D>,
     },
+    /// An element-wise smoothing of `x` (any shape): value and gradient per element.
+    Smoothing {
+        /// The input.
+        x: M,
+        /// Which smoothing.
+        op: ElementSmoothing,
+    },
     /// Multi-class hinge: value per row (reduction none) or a scalar.
     MultiMargin {
         /// Scores `[B, C]`.
@@ -272,6 +308,7 @@ impl<M, D: Dimension> Surrogate<'_, M, D> {
                     reduction: options.reduction,
                 },
             },
+            Surrogate::Smoothing { x, op } => Surrogate::Smoothing { x: f(x), op: *op },
             Surrogate::MultiMargin {
                 logits,
                 targets,
@@ -303,6 +340,7 @@ impl<M, D: Dimension> Surrogate<'_, M, D> {
                 BinaryLoss::Exponential => "exponential",
                 BinaryLoss::Squared => "squared",
             },
+            Surrogate::Smoothing { op, .. } => op.name(),
             Surrogate::MultiMargin { .. } => "multi-margin",
         }
     }
@@ -313,7 +351,9 @@ impl<M, D: Dimension> Surrogate<'_, M, D> {
         M: Shape,
     {
         match self {
-            Surrogate::BoltzmannMax { x, .. } | Surrogate::SoftArgmax { x, .. } => x.dim(),
+            Surrogate::BoltzmannMax { x, .. }
+            | Surrogate::SoftArgmax { x, .. }
+            | Surrogate::Smoothing { x, .. } => x.dim(),
             Surrogate::SmoothAccuracy { logits, .. }
             | Surrogate::SmoothF1Binary { logits, .. }
             | Surrogate::SmoothF1Macro { logits, .. }

@@ -68,7 +68,9 @@
 //!
 //! More smoothings, the smooth absolute value (and the smooth max built from it), the
 //! power-mean max and the smoothed floor: their f64 definitions, gradients and bounds in
-//! [`smoothings`] (the backends' kernels are to follow them).
+//! [`smoothings`]. The element-wise ones run on every backend as
+//! [`Surrogate::Smoothing`] ([`ElementSmoothing`]); the power-mean max and the smooth-abs
+//! max are the f64 definitions only so far.
 //!
 //! ## Gradients and reductions
 //!
@@ -84,7 +86,8 @@ mod shaped;
 pub mod smoothings;
 
 pub use call::{
-    BinaryLoss, BinaryOptions, MultiMarginOptions, PairwiseForm, Surrogate, SurrogateOutput, Value,
+    BinaryLoss, BinaryOptions, ElementSmoothing, MultiMarginOptions, PairwiseForm, Surrogate,
+    SurrogateOutput, Value,
 };
 pub use prepare::validate;
 pub(crate) use prepare::{

@@ -1,7 +1,7 @@
 //! Validation and the host-side preparation every backend shares, and the small f64 helpers
 //! the fast backends finish with (reductions, macro F1's coefficients).
 
-use super::call::{BinaryLoss, PairwiseForm, Surrogate, SurrogateOutput, Value};
+use super::call::{BinaryLoss, ElementSmoothing, PairwiseForm, Surrogate, SurrogateOutput, Value};
 use crate::error::{Error, Result};
 use crate::reduction::{LossSums, Reduction};
 use crate::rows::check_temperature;
@@ -90,6 +90,16 @@ pub(crate) fn prepare<M: Shape>(call: &Surrogate<'_, M>) -> Result<Prepared> {
     };
     match call {
         Surrogate::BoltzmannMax { beta, .. } => check_finite_param("beta", *beta, false)?,
+        Surrogate::Smoothing { op, .. } => {
+            let (what, v) = match *op {
+                ElementSmoothing::Abs { k } => ("k", k),
+                ElementSmoothing::Floor { t } => ("t", t),
+            };
+            // At least the smallest normal f32: devices may flush a subnormal to 0.
+            if !(v.is_finite() && v >= f32::MIN_POSITIVE) {
+                return bad(format!("{what} must be finite and >= 2^-126, got {v}"));
+            }
+        }
         Surrogate::SoftArgmax { temperature, .. } => check_temperature(*temperature)?,
         Surrogate::SmoothAccuracy {
             targets,

@@ -393,15 +393,12 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
         } => {
             let (v, g) = smooth_accuracy(f64_of(logits).view(), &pr.class, *temperature as f64);
             // The mean times the row count is the sum (0 for no rows, where the mean is NaN).
-            let loss = if pr.rows == 0 {
-                0.0
-            } else {
-                v * pr.rows as f64
-            };
+            let (n, none) = (pr.rows as f64, LossSums::default());
+            let loss = if n > 0.0 { v * n } else { 0.0 };
             let sums = LossSums {
                 loss,
-                weight: pr.rows as f64,
-                ..LossSums::default()
+                weight: n,
+                ..none
             };
             with_sums(out(Value::Scalar(v), g), sums)
         }
@@ -452,6 +449,10 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
             }
             let sums = loss_sums(l.iter().copied());
             with_sums(out(reduce_f64(l, options.reduction), g), sums)
+        }
+        Surrogate::Smoothing { x, op } => {
+            let (v, g) = super::smoothings::elementwise(x.view(), *op);
+            out(Value::Matrix(v), g)
         }
         Surrogate::MultiMargin {
             logits, options, ..

@@ -208,6 +208,10 @@ fn as_matrix<R>(
                 temperature: *temperature,
             }
         }
+        Surrogate::Smoothing { op, .. } => Surrogate::Smoothing {
+            x: next()?,
+            op: *op,
+        },
         Surrogate::PairwiseMax { form, .. } => Surrogate::PairwiseMax {
             a: next()?,
             b: next()?,

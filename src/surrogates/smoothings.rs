@@ -1,6 +1,7 @@
 //! The f64 oracles of three more smoothings of non-smooth functions, each with its gradient
-//! and its stated distance to the function it smooths (the backends' kernels are to follow
-//! these; see the module docs of [`crate::surrogates`]).
+//! and its stated distance to the function it smooths. The element-wise two run on every
+//! backend as [`crate::Surrogate::Smoothing`] (the GPU in f32 by the same two evaluations of
+//! the floor, switching at `t = 1`; the CPU by these functions, rounded once).
 //!
 //! | smoothing | value | gradient | bound |
 //! |-----------|-------|----------|-------|
@@ -27,6 +28,7 @@
 //! needs at most `⌈ln(2/ε)/(π√2)⌉ + 2` terms per side for a remainder below `ε` relative to
 //! the result: no window to choose, whatever `x` and `t`.
 
+use super::call::ElementSmoothing;
 use super::reference::sigmoid;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use std::f64::consts::PI;
@@ -92,6 +94,15 @@ pub fn power_max(x: ArrayView2<f64>, p: f64) -> (Array1<f64>, Array2<f64>) {
         }
     }
     (v, g)
+}
+
+/// An element-wise smoothing of every element of `x`: the values and the gradient, in f64.
+pub fn elementwise(x: ArrayView2<f32>, op: ElementSmoothing) -> (Array2<f64>, Array2<f64>) {
+    let vg = x.mapv(|v| match op {
+        ElementSmoothing::Abs { k } => smooth_abs(v as f64, k as f64),
+        ElementSmoothing::Floor { t } => smooth_floor(v as f64, t as f64),
+    });
+    (vg.mapv(|p| p.0), vg.mapv(|p| p.1))
 }
 
 /// The smoothed floor of one value at sharpness `t > 0`: `(value, derivative)` (module

@@ -312,12 +312,14 @@ pub(crate) enum SurrogateOp {
     PairwiseAcon,
     F1Sigmoid,
     F1BinaryGrad,
+    SmoothAbs,
+    SmoothFloor,
 }
 
 impl SurrogateOp {
     /// Every op with its shader constant's name and value. The pointwise shader tests ranges
     /// (the binary losses are 10..14, the pairwise forms 20..22), so the values are grouped.
-    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 16] = [
+    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 18] = [
         (SurrogateOp::Boltzmann, "OP_BOLTZMANN", 1),
         (SurrogateOp::SoftArgmax, "OP_SOFT_ARGMAX", 2),
         (SurrogateOp::Accuracy, "OP_ACCURACY", 3),
@@ -334,6 +336,8 @@ impl SurrogateOp {
         (SurrogateOp::PairwiseAcon, "OP_PAIRWISE_ACON", 22),
         (SurrogateOp::F1Sigmoid, "OP_F1_SIGMOID", 30),
         (SurrogateOp::F1BinaryGrad, "OP_F1_BINARY_GRAD", 31),
+        (SurrogateOp::SmoothAbs, "OP_SMOOTH_ABS", 40),
+        (SurrogateOp::SmoothFloor, "OP_SMOOTH_FLOOR", 41),
     ];
 
     /// The op's value in the shader (`ALL`'s entry; the tests check every op has one).
@@ -355,6 +359,8 @@ impl SurrogateOp {
             SurrogateOp::PairwiseAcon => 13,
             SurrogateOp::F1Sigmoid => 14,
             SurrogateOp::F1BinaryGrad => 15,
+            SurrogateOp::SmoothAbs => 16,
+            SurrogateOp::SmoothFloor => 17,
         };
         SurrogateOp::ALL[i].2
     }

@@ -17,7 +17,7 @@ use crate::gpu::kernel::{Entry, SpFlags, SurrogateOp};
 use crate::gpu::launch::Mode;
 use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
-use crate::surrogates::{grad_scale, prepare, Surrogate};
+use crate::surrogates::{grad_scale, prepare, ElementSmoothing, Surrogate};
 
 /// A score matrix widened to f32 for the surrogate kernels.
 enum Wide {
@@ -152,6 +152,27 @@ where
         Surrogate::SmoothF1Binary { logits, .. } => {
             let x = In::new(logits.matrix());
             Staged::Done(binary_f1(ctx, &x, &pr, place, mode.reborrow()).await?)
+        }
+        &Surrogate::Smoothing { ref x, op } => {
+            let (code, kappa) = match op {
+                ElementSmoothing::Abs { k } => (SurrogateOp::SmoothAbs, k),
+                ElementSmoothing::Floor { t } => (SurrogateOp::SmoothFloor, t),
+            };
+            let sp = SParams {
+                kappa,
+                ..Default::default()
+            };
+            // One input: bound as the second argument too (the kernel does not read it).
+            let x = In::new(x.matrix());
+            let job = PointJob::new(ctx, code, sp, cols, None)?;
+            let (mut v, mut g) = (new(cols)?, new(cols)?);
+            let outs = (Some(&mut v), Some(&mut g), None);
+            keep.extend(job.run(ctx, &x, &x, None, outs, mode.reborrow()).await?);
+            Staged::Done(Raw {
+                value: RawValue::Elements(v, Fold::Keep),
+                grad: g,
+                grad_b: None,
+            })
         }
         &Surrogate::PairwiseMax { ref a, ref b, form } => {
             let sp = SParams {
