@@ -6,7 +6,7 @@
 // done by the host in f64 from y. Formulas and sources: src/surrogates/mod.rs.
 //
 //   OP_LOGISTIC, OP_HINGE, OP_SQUARED_HINGE, OP_EXPONENTIAL, OP_SQUARED: the binary losses
-//   OP_PAIRWISE_ERF ..= OP_PAIRWISE_ACON (consecutive): the pairwise smooth max forms
+//   OP_PAIRWISE_ERF ..= OP_PAIRWISE_LOGCOSH (consecutive): the pairwise smooth max forms
 //   OP_F1_SIGMOID: binary F1, first pass: y = sigma(x)
 //   OP_F1_BINARY_GRAD: binary F1, second pass: grad = p (1 - p) (2 y - F) / D
 
@@ -191,7 +191,15 @@ fn pairwise(a: f32, b: f32) -> vec3<f32> {
     }
     var f: f32;
     var small: f32;
-    if OP == OP_PAIRWISE_ERF {
+    if OP == OP_PAIRWISE_LOGCOSH {
+        // max + ln(1 + e)/(2k), e = e^{-2k|a - b|} = e^{-4k|d/2|} (the exponent clamped at
+        // 128, where e is 0 in f32, so no infinity reaches exp); the smaller argument's partial
+        // (1 - tanh(k|a - b|))/2 = e/(1 + e).
+        // (keep: regrouped as (4k)·|d/2|, 4k overflows to inf and inf·0 is NaN at a = b.)
+        let e = exp(-min(4.0 * keep(k * adh), 128.0));
+        f = hi + log1p_small(e) / (2.0 * k);
+        small = e / (1.0 + e);
+    } else if OP == OP_PAIRWISE_ERF {
         // z = mu |a - b|, clamped at 10 (erfc(10) = 2e-45: the correction is 0 beyond).
         let z = min(keep(k * adh) * 2.0, 10.0);
         let e = erfc1(z);
@@ -223,13 +231,14 @@ fn pairwise(a: f32, b: f32) -> vec3<f32> {
 const PI: f32 = 3.14159265358979;
 
 // |v| + ln(1 + e^{-2k|v|})/k and tanh(kv): +-inf give (+inf, +-1), NaN gives NaN. k|v| is
-// clamped at 64 (e^{-128} is 0 in f32) so that no infinity reaches exp; tanh's at 9 (+-1).
+// clamped at 64 (e^{-128} is 0 in f32) so that no infinity reaches exp, and kept whole ((2k)|v|
+// would be inf * 0 = NaN at v = 0 for k near f32::MAX); tanh's argument at 9 (+-1).
 fn smooth_abs1(v: f32, k: f32) -> vec2<f32> {
     if is_nan1(v) {
         return vec2<f32>(params.nan);
     }
     let a = abs(v);
-    let e = exp(-2.0 * min(k * a, 64.0));
+    let e = exp(-2.0 * min(keep(k * a), 64.0));
     let t = tanh4(vec4<f32>(clamp(k * v, -9.0, 9.0))).x;
     return vec2<f32>(a + log1p_small(e) / k, t);
 }
@@ -261,8 +270,9 @@ fn smooth_floor1(v: f32, t: f32) -> vec2<f32> {
     var d = 0.0;
     for (var m = 0u; m < 64u; m++) {
         let mf = f32(m);
-        let hi = sigmoid1(-t * (mf + 1.0 - r));
-        let lo = sigmoid1(-t * (r + mf));
+        // keep: t * (m + 1 - r) distributed could meet inf - inf at t near f32::MAX.
+        let hi = sigmoid1(-t * keep(mf + 1.0 - r));
+        let lo = sigmoid1(-t * keep(r + mf));
         up += hi;
         down += lo;
         d += t * (hi * (1.0 - hi) + lo * (1.0 - lo));
@@ -281,7 +291,7 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
     let f = x[e];
     let yv = b_in[e];
-    if OP >= OP_PAIRWISE_ERF && OP <= OP_PAIRWISE_ACON {
+    if OP >= OP_PAIRWISE_ERF && OP <= OP_PAIRWISE_LOGCOSH {
         let r = pairwise(f, yv);
         y[e] = r.x;
         grad[e] = r.y;

@@ -65,8 +65,7 @@ impl Reference {
 
 impl Backend for Reference {
     fn surrogate(&self, call: &crate::Surrogate) -> Result<crate::SurrogateOutput> {
-        use crate::surrogates::reference::{narrow, surrogate_f64};
-        Ok(narrow(surrogate_f64(call)?))
+        Ok(crate::surrogates::reference::surrogate_f64(call)?.narrow())
     }
 
     fn cross_entropy_matrix(

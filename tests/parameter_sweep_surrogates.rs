@@ -229,7 +229,11 @@ fn pairwise_max_at_every_mu_and_beta() {
         grad_floor: vec![0.0; n],
     };
     for mu in positives() {
-        for form in [PairwiseForm::Erf { mu }, PairwiseForm::Sqrt { mu }] {
+        let logcosh = (mu >= f32::MIN_POSITIVE).then_some(PairwiseForm::LogCosh { k: mu });
+        for form in [PairwiseForm::Erf { mu }, PairwiseForm::Sqrt { mu }]
+            .into_iter()
+            .chain(logcosh)
+        {
             let call = Surrogate::PairwiseMax {
                 a: a.view(),
                 b: b.view(),

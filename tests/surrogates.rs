@@ -65,6 +65,7 @@ fn reference_gradients_match_finite_differences() {
         PairwiseForm::Sqrt { mu: 0.5 },
         PairwiseForm::Acon { beta: 1.5 },
         PairwiseForm::Acon { beta: -0.7 },
+        PairwiseForm::LogCosh { k: 0.8 },
     ] {
         let (_, ga, gb) = r::pairwise_max(x.view(), b.view(), form);
         check_fd(
@@ -194,7 +195,10 @@ proptest! {
     ) {
         let a = matrix(rows, cols, scale, seed);
         let b = matrix(rows, cols, scale, seed ^ 7);
-        for form in [PairwiseForm::Erf { mu }, PairwiseForm::Sqrt { mu }, PairwiseForm::Acon { beta }] {
+        for form in [
+            PairwiseForm::Erf { mu }, PairwiseForm::Sqrt { mu }, PairwiseForm::Acon { beta },
+            PairwiseForm::LogCosh { k: mu },
+        ] {
             check_all(&Surrogate::PairwiseMax { a: a.view(), b: b.view(), form }, 1, form.name());
         }
         let mut rng = Rng(seed ^ 3);

@@ -100,6 +100,14 @@ fn pairwise_limits_and_bounds() {
                 "{} acon β {k}",
                 b.name()
             );
+            // logcosh: [0, ln 2/(2k)], reached where a = b.
+            let l = gap(PairwiseForm::LogCosh { k });
+            let top = std::f32::consts::LN_2 / (2.0 * k);
+            assert!(
+                l.iter().all(|&g| g >= -slack && g <= top + slack),
+                "{} logcosh k {k}",
+                b.name()
+            );
         }
     }
     // The constants are the maxima they claim to be: z·erfc(z)/2 and t·σ(−t).

@@ -222,6 +222,9 @@ pub struct PairwiseArgs {
     /// --form acon: the sharpness β, finite (default 1).
     #[arg(long, value_parser = parse_f32, allow_hyphen_values = true)]
     pub beta: Option<f32>,
+    /// --form logcosh: the sharpness k ≥ 2^-126 (default 1).
+    #[arg(long, value_parser = parse_f32, allow_hyphen_values = true)]
+    pub k: Option<f32>,
 }
 
 #[derive(clap::Args)]
@@ -283,6 +286,8 @@ pub enum FormName {
     Sqrt,
     /// (a − b)·σ(β(a − b)) + b
     Acon,
+    /// (a + b + ln(e^{k(a−b)} + e^{−k(a−b)})/k)/2
+    Logcosh,
 }
 
 #[derive(Copy, Clone, ValueEnum)]

@@ -211,26 +211,28 @@ fn class_metric(a: ClassMetricArgs, accuracy: bool) -> Result<(), Failure> {
 }
 
 fn pairwise(a: PairwiseArgs) -> Result<(), Failure> {
-    let form = match (a.form, a.mu, a.beta) {
-        (FormName::Erf, mu, None) => PairwiseForm::Erf {
-            mu: mu.unwrap_or(1.0),
-        },
-        (FormName::Sqrt, mu, None) => PairwiseForm::Sqrt {
-            mu: mu.unwrap_or(1.0),
-        },
-        (FormName::Acon, None, beta) => PairwiseForm::Acon {
-            beta: beta.unwrap_or(1.0),
-        },
-        (FormName::Acon, Some(_), _) => {
-            return Err(Failure::Usage(
-                "--mu does not apply to pairwise-max --form acon (it takes --beta)".into(),
-            ))
-        }
-        (_, _, Some(_)) => {
-            return Err(Failure::Usage(
-                "--beta applies to pairwise-max --form acon only (erf and sqrt take --mu)".into(),
-            ))
-        }
+    // Each form takes its own parameter option; another form's is a usage error.
+    let (name, takes) = match a.form {
+        FormName::Erf => ("erf", "--mu"),
+        FormName::Sqrt => ("sqrt", "--mu"),
+        FormName::Acon => ("acon", "--beta"),
+        FormName::Logcosh => ("logcosh", "--k"),
+    };
+    let given = [("--mu", a.mu), ("--beta", a.beta), ("--k", a.k)];
+    if let Some((opt, _)) = given.iter().find(|(o, v)| v.is_some() && *o != takes) {
+        return Err(Failure::Usage(format!(
+            "{opt} does not apply to pairwise-max --form {name} (it takes {takes})"
+        )));
+    }
+    let p = given
+        .iter()
+        .find_map(|(o, v)| (*o == takes).then_some(*v).flatten())
+        .unwrap_or(1.0);
+    let form = match a.form {
+        FormName::Erf => PairwiseForm::Erf { mu: p },
+        FormName::Sqrt => PairwiseForm::Sqrt { mu: p },
+        FormName::Acon => PairwiseForm::Acon { beta: p },
+        FormName::Logcosh => PairwiseForm::LogCosh { k: p },
     };
     let x = input(&a.io)?;
     let b = read_input(&a.other, a.io.input_dtype.map(DtypeName::dtype))?;

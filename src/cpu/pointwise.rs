@@ -81,6 +81,13 @@ pub(crate) fn pairwise(a: f32, b: f32, form: PairwiseForm) -> (f32, f32, f32) {
             let c = mu * (mu / (r + ad)); // r − |d| without cancellation
             (hi + c / 2.0, (mu / r) * (mu / (r + ad)) / 2.0)
         }
+        PairwiseForm::LogCosh { k } => {
+            // max + ln(1 + e)/(2k), e = e^{−2k|d|}; the smaller argument's partial is
+            // (1 − tanh(k|d|))/2 = e/(1 + e).
+            let k = k as f64;
+            let e = (-2.0 * k * ad).exp();
+            (hi + e.ln_1p() / (2.0 * k), e / (1.0 + e))
+        }
         PairwiseForm::Acon { beta } => {
             // f = σ(βd)·a + σ(−βd)·b (a convex combination: no overflow), and
             // ∂f/∂a = σ(βd) + t·σ(t)·σ(−t) with t = βd, bounded (0 beyond |t| = 800).

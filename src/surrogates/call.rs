@@ -23,6 +23,13 @@ pub enum PairwiseForm {
         /// Sharpness `β`.
         beta: f32,
     },
+    /// `(a + b + |a − b|_k)/2` with the smooth absolute value `|d|_k = ln(e^{kd} + e^{−kd})/k`
+    /// ([`crate::surrogates::smoothings`]): `max + ln(1 + e^{−2k|a−b|})/(2k)`, within
+    /// `ln 2/(2k)` above the max; exact as `k → ∞`. Needs `k ≥ 2⁻¹²⁶`, finite.
+    LogCosh {
+        /// Sharpness `k`.
+        k: f32,
+    },
 }
 
 impl PairwiseForm {
@@ -32,6 +39,7 @@ impl PairwiseForm {
             PairwiseForm::Erf { .. } => "erf",
             PairwiseForm::Sqrt { .. } => "sqrt",
             PairwiseForm::Acon { .. } => "acon",
+            PairwiseForm::LogCosh { .. } => "logcosh",
         }
     }
 
@@ -40,6 +48,7 @@ impl PairwiseForm {
         match *self {
             PairwiseForm::Erf { mu } | PairwiseForm::Sqrt { mu } => mu,
             PairwiseForm::Acon { beta } => beta,
+            PairwiseForm::LogCosh { k } => k,
         }
     }
 }
@@ -360,6 +369,23 @@ impl<M, D: Dimension> Surrogate<'_, M, D> {
             | Surrogate::Binary { logits, .. }
             | Surrogate::MultiMargin { logits, .. } => logits.dim(),
             Surrogate::PairwiseMax { a, .. } => a.dim(),
+        }
+    }
+}
+
+impl SurrogateOutput<f64> {
+    /// The f64 result rounded to f32 (what [`crate::Reference`] returns).
+    pub fn narrow(self) -> SurrogateOutput<f32> {
+        let f = |a: ndarray::Array2<f64>| a.mapv(|v| v as f32);
+        SurrogateOutput {
+            value: match self.value {
+                Value::Scalar(v) => Value::Scalar(v as f32),
+                Value::PerRow(v) => Value::PerRow(v.mapv(|v| v as f32)),
+                Value::Matrix(m) => Value::Matrix(f(m)),
+            },
+            grad: f(self.grad),
+            grad_b: self.grad_b.map(f),
+            sums: self.sums,
         }
     }
 }

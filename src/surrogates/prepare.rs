@@ -64,6 +64,15 @@ fn check_finite_param(what: &str, v: f32, positive: bool) -> Result<()> {
     Ok(())
 }
 
+/// A sharpness: finite and at least the smallest normal f32 (devices may flush a subnormal
+/// to 0, and the results' `1/k` terms are finite above it).
+fn check_sharpness(what: &str, v: f32) -> Result<()> {
+    if v.is_finite() && v >= f32::MIN_POSITIVE {
+        return Ok(());
+    }
+    bad(format!("{what} must be finite and >= 2^-126, got {v}"))
+}
+
 /// Checks a surrogate call's inputs without running it (what every backend checks first); the
 /// error names the element, value or limit.
 ///
@@ -90,16 +99,10 @@ pub(crate) fn prepare<M: Shape>(call: &Surrogate<'_, M>) -> Result<Prepared> {
     };
     match call {
         Surrogate::BoltzmannMax { beta, .. } => check_finite_param("beta", *beta, false)?,
-        Surrogate::Smoothing { op, .. } => {
-            let (what, v) = match *op {
-                ElementSmoothing::Abs { k } => ("k", k),
-                ElementSmoothing::Floor { t } => ("t", t),
-            };
-            // At least the smallest normal f32: devices may flush a subnormal to 0.
-            if !(v.is_finite() && v >= f32::MIN_POSITIVE) {
-                return bad(format!("{what} must be finite and >= 2^-126, got {v}"));
-            }
-        }
+        Surrogate::Smoothing { op, .. } => match *op {
+            ElementSmoothing::Abs { k } => check_sharpness("k", k)?,
+            ElementSmoothing::Floor { t } => check_sharpness("t", t)?,
+        },
         Surrogate::SoftArgmax { temperature, .. } => check_temperature(*temperature)?,
         Surrogate::SmoothAccuracy {
             targets,
@@ -131,6 +134,7 @@ pub(crate) fn prepare<M: Shape>(call: &Surrogate<'_, M>) -> Result<Prepared> {
                     check_finite_param("mu", mu, true)?
                 }
                 PairwiseForm::Acon { beta } => check_finite_param("beta", beta, false)?,
+                PairwiseForm::LogCosh { k } => check_sharpness("k", k)?,
             }
         }
         Surrogate::Binary {

@@ -268,6 +268,9 @@ pub fn pairwise_max(
                     *ga = (1.0 + d / r) / 2.0;
                     *gb = (1.0 - d / r) / 2.0;
                 }
+                PairwiseForm::LogCosh { .. } => {
+                    (*v, *ga, *gb) = super::smoothings::smooth_abs_max(a, b, k);
+                }
                 PairwiseForm::Acon { .. } => {
                     // f = d·σ(βd) + b; ∂f/∂a = σ + βd·σ(1 − σ).
                     let s = sigmoid(k * d);
@@ -480,19 +483,4 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
             with_sums(out(value, g), sums)
         }
     })
-}
-
-/// Narrows an f64 result to f32 (what [`crate::Reference`] returns).
-pub fn narrow(o: SurrogateOutput<f64>) -> SurrogateOutput<f32> {
-    let f = |a: Array2<f64>| a.mapv(|v| v as f32);
-    SurrogateOutput {
-        value: match o.value {
-            Value::Scalar(v) => Value::Scalar(v as f32),
-            Value::PerRow(v) => Value::PerRow(v.mapv(|v| v as f32)),
-            Value::Matrix(m) => Value::Matrix(f(m)),
-        },
-        grad: f(o.grad),
-        grad_b: o.grad_b.map(f),
-        sums: o.sums,
-    }
 }

@@ -310,6 +310,7 @@ pub(crate) enum SurrogateOp {
     PairwiseErf,
     PairwiseSqrt,
     PairwiseAcon,
+    PairwiseLogCosh,
     F1Sigmoid,
     F1BinaryGrad,
     SmoothAbs,
@@ -318,8 +319,8 @@ pub(crate) enum SurrogateOp {
 
 impl SurrogateOp {
     /// Every op with its shader constant's name and value. The pointwise shader tests ranges
-    /// (the binary losses are 10..14, the pairwise forms 20..22), so the values are grouped.
-    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 18] = [
+    /// (the binary losses are 10..14, the pairwise forms 20..23), so the values are grouped.
+    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 19] = [
         (SurrogateOp::Boltzmann, "OP_BOLTZMANN", 1),
         (SurrogateOp::SoftArgmax, "OP_SOFT_ARGMAX", 2),
         (SurrogateOp::Accuracy, "OP_ACCURACY", 3),
@@ -334,6 +335,7 @@ impl SurrogateOp {
         (SurrogateOp::PairwiseErf, "OP_PAIRWISE_ERF", 20),
         (SurrogateOp::PairwiseSqrt, "OP_PAIRWISE_SQRT", 21),
         (SurrogateOp::PairwiseAcon, "OP_PAIRWISE_ACON", 22),
+        (SurrogateOp::PairwiseLogCosh, "OP_PAIRWISE_LOGCOSH", 23),
         (SurrogateOp::F1Sigmoid, "OP_F1_SIGMOID", 30),
         (SurrogateOp::F1BinaryGrad, "OP_F1_BINARY_GRAD", 31),
         (SurrogateOp::SmoothAbs, "OP_SMOOTH_ABS", 40),
@@ -357,10 +359,11 @@ impl SurrogateOp {
             SurrogateOp::PairwiseErf => 11,
             SurrogateOp::PairwiseSqrt => 12,
             SurrogateOp::PairwiseAcon => 13,
-            SurrogateOp::F1Sigmoid => 14,
-            SurrogateOp::F1BinaryGrad => 15,
-            SurrogateOp::SmoothAbs => 16,
-            SurrogateOp::SmoothFloor => 17,
+            SurrogateOp::PairwiseLogCosh => 14,
+            SurrogateOp::F1Sigmoid => 15,
+            SurrogateOp::F1BinaryGrad => 16,
+            SurrogateOp::SmoothAbs => 17,
+            SurrogateOp::SmoothFloor => 18,
         };
         SurrogateOp::ALL[i].2
     }

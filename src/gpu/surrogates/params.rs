@@ -21,6 +21,7 @@ pub(super) fn pairwise_op(form: PairwiseForm) -> SurrogateOp {
         PairwiseForm::Erf { .. } => SurrogateOp::PairwiseErf,
         PairwiseForm::Sqrt { .. } => SurrogateOp::PairwiseSqrt,
         PairwiseForm::Acon { .. } => SurrogateOp::PairwiseAcon,
+        PairwiseForm::LogCosh { .. } => SurrogateOp::PairwiseLogCosh,
     }
 }
 

@@ -58,7 +58,10 @@ impl PointJob {
     fn pairwise(&self) -> bool {
         matches!(
             self.op,
-            SurrogateOp::PairwiseErf | SurrogateOp::PairwiseSqrt | SurrogateOp::PairwiseAcon
+            SurrogateOp::PairwiseErf
+                | SurrogateOp::PairwiseSqrt
+                | SurrogateOp::PairwiseAcon
+                | SurrogateOp::PairwiseLogCosh
         )
     }
 
