@@ -93,18 +93,24 @@ fn edges_of_the_range_match_the_definitions() {
     }
 }
 
+/// The per-element values of `op` on `x` from `b`.
+fn values(b: &dyn Backend, x: &Array2<f32>, op: ElementSmoothing) -> Array2<f32> {
+    let r = b
+        .surrogate(&Surrogate::Smoothing { x: x.view(), op })
+        .unwrap();
+    let Value::Matrix(v) = r.value else {
+        panic!("a value per element")
+    };
+    v
+}
+
 #[test]
 fn bounds_hold_on_every_backend() {
     let x = matrix(4, 300, 20.0, 5);
     for b in fast_backends() {
         for k in [0.01f32, 1.0, 50.0] {
             let op = ElementSmoothing::Abs { k };
-            let r = b
-                .surrogate(&Surrogate::Smoothing { x: x.view(), op })
-                .unwrap();
-            let Value::Matrix(v) = r.value else {
-                panic!("a value per element")
-            };
+            let v = values(b, &x, op);
             for (&f, &xv) in v.iter().zip(x.iter()) {
                 let (a, slack) = (xv.abs() as f64, tol(1) * (1.0 + f.abs() as f64));
                 let top = a + std::f64::consts::LN_2 / k as f64;
@@ -117,12 +123,7 @@ fn bounds_hold_on_every_backend() {
         }
         for t in [2.0f32, 8.0, 40.0] {
             let op = ElementSmoothing::Floor { t };
-            let r = b
-                .surrogate(&Surrogate::Smoothing { x: x.view(), op })
-                .unwrap();
-            let Value::Matrix(v) = r.value else {
-                panic!("a value per element")
-            };
+            let v = values(b, &x, op);
             for (&f, &xv) in v.iter().zip(x.iter()) {
                 let x64 = xv as f64;
                 let d = (x64 - x64.round()).abs();
