@@ -197,7 +197,7 @@ fn pairwise(a: f32, b: f32) -> vec3<f32> {
         // (1 - tanh(k|a - b|))/2 = e/(1 + e).
         // (keep: regrouped as (4k)·|d/2|, 4k overflows to inf and inf·0 is NaN at a = b.)
         let e = exp(-min(4.0 * keep(k * adh), 128.0));
-        f = hi + log1p_small(e) / (2.0 * k);
+        f = hi + (log1p_small(e) / k) * 0.5; // (not / (2k): 2k overflows for k > f32::MAX/2)
         small = e / (1.0 + e);
     } else if OP == OP_PAIRWISE_ERF {
         // z = mu |a - b|, clamped at 10 (erfc(10) = 2e-45: the correction is 0 beyond).
@@ -232,22 +232,29 @@ const PI: f32 = 3.14159265358979;
 
 // |v| + ln(1 + e^{-2k|v|})/k and tanh(kv): +-inf give (+inf, +-1), NaN gives NaN. k|v| is
 // clamped at 64 (e^{-128} is 0 in f32) so that no infinity reaches exp, and kept whole ((2k)|v|
-// would be inf * 0 = NaN at v = 0 for k near f32::MAX); tanh's argument at 9 (+-1).
+// would be inf * 0 = NaN at v = 0 for k near f32::MAX); tanh's argument at 10 (tanh is 1 in
+// f32 beyond 9.01).
 fn smooth_abs1(v: f32, k: f32) -> vec2<f32> {
     if is_nan1(v) {
         return vec2<f32>(params.nan);
     }
     let a = abs(v);
     let e = exp(-2.0 * min(keep(k * a), 64.0));
-    let t = tanh4(vec4<f32>(clamp(k * v, -9.0, 9.0))).x;
+    let t = tanh4(vec4<f32>(clamp(k * v, -10.0, 10.0))).x;
     return vec2<f32>(a + log1p_small(e) / k, t);
 }
 
-// The smoothed floor a + g(r), a = floor(v), r = v - a in [0, 1) (exact). For t >= 1 the
-// direct sums, whose terms fall like e^{-t m}: below 2^-26 of the total within 19 of them.
-// Below t = 1, r - 1/2 and the Fourier series' first term, 2 pi w e^{-pi w} sin(2 pi r) / pi
-// with pi w = 2 pi^2 / t >= 19.7 (clamped at 200, where e^{-200} is 0, so that no infinity
-// arises): the next term is below e^{-39}. +-inf give (+-inf, 0), NaN gives NaN.
+// The smoothed floor a + g, a = floor(v). For t >= 1 the direct sums over the integers above
+// (distances du + m) and at or below v (dl + m), whose terms fall like e^{-t m}: below 2^-26
+// of the total within 19 of them. Each distance is taken where it is exact when it is the
+// smaller one: dl = v - a, except for v in (-1/2, 0) (a = -1), whose distance up is -v; and
+// du = 1 - dl where dl >= 1/2 (r = 1 + v rounded would lose a tiny negative v, whose nearest
+// integer decides the result at large t). Below t = 1: r - 1/2 and the Fourier series' first
+// term 2 pi w e^{-pi w} sin(2 pi r) / pi with pi w = 2 pi^2 / t >= 19.7 (t floored at 0.1,
+// below which the term is 0 in f32 anyway, so that pi w stays finite); the next term is below
+// 2^-49, and this one below 4e-8, so the sine's precision does not matter (its argument is
+// still kept in [-pi, pi): sin(2 pi r) = -sin(2 pi (r - 1/2))). +-inf give (+-inf, 0), NaN
+// gives NaN.
 fn smooth_floor1(v: f32, t: f32) -> vec2<f32> {
     let bits = bitcast<u32>(v) & 0x7fffffffu;
     if bits > 0x7f800000u {
@@ -257,22 +264,22 @@ fn smooth_floor1(v: f32, t: f32) -> vec2<f32> {
         return vec2<f32>(v, 0.0);
     }
     let a = floor(v);
-    let r = v - a;
+    let dl = v - a;
     if t < 1.0 {
-        let pw = min(2.0 * PI * PI / t, 200.0);
+        let pw = 2.0 * PI * PI / max(t, 0.1);
         let phi = 2.0 * pw * exp(-pw);
-        let s = sin(2.0 * PI * r);
-        let c = cos(2.0 * PI * r);
-        return vec2<f32>(a + ((r - 0.5) + phi * s / PI), 1.0 + 2.0 * phi * c);
+        let u = 2.0 * PI * (dl - 0.5);
+        return vec2<f32>(a + ((dl - 0.5) - phi * sin(u) / PI), 1.0 - 2.0 * phi * cos(u));
     }
+    let du = select(1.0 - dl, -v, a == -1.0);
     var up = 0.0;
     var down = 0.0;
     var d = 0.0;
     for (var m = 0u; m < 64u; m++) {
         let mf = f32(m);
-        // keep: t * (m + 1 - r) distributed could meet inf - inf at t near f32::MAX.
-        let hi = sigmoid1(-t * keep(mf + 1.0 - r));
-        let lo = sigmoid1(-t * keep(r + mf));
+        // keep: t * (m + du) distributed could meet inf - inf at t near f32::MAX.
+        let hi = sigmoid1(-t * keep(mf + du));
+        let lo = sigmoid1(-t * keep(mf + dl));
         up += hi;
         down += lo;
         d += t * (hi * (1.0 - hi) + lo * (1.0 - lo));

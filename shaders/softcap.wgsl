@@ -3,10 +3,10 @@
 // Appended to cross_entropy.wgsl (src/gpu/kernel/source.rs); reads its `ce` uniform and
 // CE_SOFTCAP.
 
-// tanh(x / c), its argument clamped at +-9 (which gives +-1 in f32, and keeps +-inf from exp
-// under the finite-math assumption); NaN lanes stay NaN.
+// tanh(x / c), its argument clamped at +-10 (tanh is +-1 in f32 beyond 9.01; the clamp keeps
+// +-inf from exp under the finite-math assumption); NaN lanes stay NaN.
 fn cap_t4(v: vec4<f32>) -> vec4<f32> {
-    let t = tanh4(clamp(v / ce.softcap, vec4<f32>(-9.0), vec4<f32>(9.0)));
+    let t = tanh4(clamp(v / ce.softcap, vec4<f32>(-10.0), vec4<f32>(10.0)));
     let not_nan = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) <= vec4<u32>(0x7f800000u);
     return select(v, t, not_nan);
 }

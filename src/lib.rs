@@ -164,7 +164,7 @@
 //! [`Backend::surrogate`] (and its named wrappers such as [`Backend::boltzmann_max`],
 //! [`Backend::soft_argmax`], [`Backend::binary_loss`]) runs the smooth surrogates built on the
 //! smooth max — Boltzmann operator, pairwise smooth max, soft-argmax, smooth accuracy, binary
-//! and macro smooth F1 — and the margin losses — logistic (PyTorch's
+//! and macro smooth F1, the smooth absolute value and the smoothed floor — and the margin losses — logistic (PyTorch's
 //! `binary_cross_entropy_with_logits`), hinge, squared hinge, exponential, squared, and
 //! PyTorch's `MultiMarginLoss` — each with its gradient. Formulas, limits, bounds and edge
 //! cases: [`surrogates`].

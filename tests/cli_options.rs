@@ -45,27 +45,32 @@ fn options_of_other_ops_are_usage_errors() {
         );
     }
     // A pairwise form's parameter that the chosen form does not take.
-    let o = bin()
-        .args([
-            "eval",
-            "pairwise-max",
-            "--input",
-            x,
-            "--other",
-            x,
-            "--form",
-            "acon",
-        ])
-        .args(["--mu", "2", "--out", "unused"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("--mu does not apply to pairwise-max --form acon"),
-        "{err}"
-    );
-    assert!(!Path::new("unused").exists());
+    for (form, stray, takes) in [
+        ("acon", "--mu", "--beta"),
+        ("logcosh", "--beta", "--k"),
+        ("erf", "--k", "--mu"),
+    ] {
+        let o = bin()
+            .args([
+                "eval",
+                "pairwise-max",
+                "--input",
+                x,
+                "--other",
+                x,
+                "--form",
+                form,
+            ])
+            .args([stray, "2", "--out", "unused"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        let want =
+            format!("{stray} does not apply to pairwise-max --form {form} (it takes {takes})");
+        assert!(err.contains(&want), "{err}");
+        assert!(!Path::new("unused").exists());
+    }
 }
 
 /// Numeric options take every float syntax Rust, Python and C print (an exponent with a sign,

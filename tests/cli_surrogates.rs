@@ -104,6 +104,23 @@ fn surrogate_ops_round_trip_on_every_device() {
             "output.npy",
         ),
         (
+            "pairwise-max",
+            vec![
+                "--other".into(),
+                path("b.npy"),
+                "--form".into(),
+                "logcosh".into(),
+                "--k".into(),
+                "2".into(),
+            ],
+            Surrogate::PairwiseMax {
+                a: x.view(),
+                b: other.view(),
+                form: PairwiseForm::LogCosh { k: 2.0 },
+            },
+            "output.npy",
+        ),
+        (
             "binary-cross-entropy",
             vec![
                 "--target".into(),

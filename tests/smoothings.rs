@@ -32,15 +32,17 @@ proptest! {
     }
 }
 
-/// Values at the edges of the domain: zeros, subnormals, integers and half-integers, values
-/// past f32's integer resolution, the largest finite values, infinities and NaN.
-fn edge_values() -> Array2<f32> {
-    let v = [
+/// Values at the edges of the domain: zeros, integers and half-integers, values near 0 of
+/// both signs (a tiny negative one is the floor's hardest case at large t), values past f32's
+/// integer resolution, the largest finite values, infinities and NaN; with `subnormal`, also
+/// subnormal values (left out against huge parameters, where k·x or t·x is of order 1 and a
+/// device that flushes subnormal inputs to 0, as Vulkan allows, would rightly differ).
+fn edge_values(subnormal: bool) -> Array2<f32> {
+    let mut v = vec![
         0.0,
         -0.0,
-        1e-45,
-        -3e-39,
         1e-7,
+        1e-4,
         0.5,
         -0.5,
         1.0,
@@ -57,14 +59,17 @@ fn edge_values() -> Array2<f32> {
         f32::NEG_INFINITY,
         f32::NAN,
     ];
+    if subnormal {
+        v.extend([1e-45, -3e-39]);
+    }
     Array2::from_shape_fn((2, v.len()), |(i, j)| if i == 0 { v[j] } else { -v[j] })
 }
 
 #[test]
 fn edges_of_the_range_match_the_definitions() {
-    let x = edge_values();
     let tiny = f32::MIN_POSITIVE;
     for k in [tiny, 1e-20, 0.5, 1.0, 3e3, 1e20, f32::MAX] {
+        let x = edge_values(k < 1e20);
         let op = ElementSmoothing::Abs { k };
         check_all(
             &Surrogate::Smoothing { x: x.view(), op },
@@ -72,7 +77,7 @@ fn edges_of_the_range_match_the_definitions() {
             &format!("abs k = {k}"),
         );
     }
-    for t in [
+    let ts = [
         tiny,
         1e-20,
         0.3,
@@ -81,9 +86,12 @@ fn edges_of_the_range_match_the_definitions() {
         1.000_000_1,
         4.0,
         60.0,
-        1e20,
-        f32::MAX,
-    ] {
+        1e4,
+        1.5e4,
+        1e7,
+    ];
+    for t in ts.into_iter().chain([1e20, f32::MAX]) {
+        let x = edge_values(t < 1e20);
         let op = ElementSmoothing::Floor { t };
         check_all(
             &Surrogate::Smoothing { x: x.view(), op },
@@ -184,6 +192,37 @@ fn any_shape_and_every_backend_with_the_reference() {
 }
 
 #[test]
+fn the_smooth_abs_max_reaches_its_bound_at_equal_arguments() {
+    let a = matrix(3, 50, 3.0, 9);
+    for b in fast_backends()
+        .into_iter()
+        .chain([common::sized(&smoothmax::Reference)])
+    {
+        for k in [0.5f32, 4.0, 64.0, 4096.0] {
+            let form = smoothmax::PairwiseForm::LogCosh { k };
+            let r = b.pairwise_max(a.view(), a.view(), form).unwrap();
+            let Value::Matrix(v) = r.value else {
+                panic!("a value per element")
+            };
+            let top = std::f64::consts::LN_2 / (2.0 * k as f64);
+            for (&f, &x) in v.iter().zip(a.iter()) {
+                let err = (f as f64 - x as f64 - top).abs();
+                assert!(
+                    err <= 4.0 * f32::EPSILON as f64 * (1.0 + x.abs() as f64),
+                    "{} {k}",
+                    b.name()
+                );
+            }
+            assert!(
+                r.grad.iter().all(|&g| (g - 0.5).abs() < 1e-6),
+                "{} {k}",
+                b.name()
+            );
+        }
+    }
+}
+
+#[test]
 fn bad_parameters_are_errors_on_every_backend() {
     let x = Array2::<f32>::zeros((2, 2));
     let bad = [0.0, -1.0, 1e-39, f32::NAN, f32::INFINITY];
@@ -205,6 +244,15 @@ fn bad_parameters_are_errors_on_every_backend() {
                     "{e}"
                 );
             }
+            let form = smoothmax::PairwiseForm::LogCosh { k: v };
+            let e = b
+                .pairwise_max(x.view(), x.view(), form)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("k must be finite and >= 2^-126, got {v}")),
+                "{e}"
+            );
         }
     }
 }

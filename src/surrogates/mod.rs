@@ -27,7 +27,7 @@
 //! a NaN logit makes `F` and every gradient NaN.
 //!
 //! Element-wise on two same-shaped arrays, `d = a − b`, the pairwise smooth maximum in its three
-//! classic forms ([`PairwiseForm`]), each `max(a, b)` in the limit of its parameter and each
+//! classic forms and one built on the smooth absolute value ([`PairwiseForm`]), each `max(a, b)` in the limit of its parameter and each
 //! with `∂f/∂a + ∂f/∂b = 1`:
 //!
 //! | form | `f(a, b)` | limit | `f − max(a, b)` |
@@ -35,6 +35,7 @@
 //! | `Erf { mu }` | `(a + b + d·erf(μd)) / 2 = max − |d|·erfc(μ|d|)/2` | μ → ∞ | in `[−0.1202/μ, 0]` |
 //! | `Sqrt { mu }` | `(a + b + √(d² + μ²)) / 2 = max + μ² / (2(r + |d|))` | μ → 0 | in `(0, μ/2]` |
 //! | `Acon { beta }` | `d·σ(βd) + b` (ACON-C with `p1 = 1, p2 = 0`, Ma et al. 2021) | β → ∞ | in `[−0.2785/β, 0]` |
+//! | `LogCosh { k }` | `(a + b + ln(e^{kd} + e^{−kd})/k) / 2 = max + ln(1 + e^{−2k|d|})/(2k)` | k → ∞ | in `[0, ln 2/(2k)]` |
 //!
 //! (`0.1202 = max_z z·erfc(z)/2`, `0.2785 = max_t t·σ(−t)`; both checked numerically in the
 //! tests.) The erf form is not monotone in the smaller argument (`∂f/∂b < 0` for large `d`).
@@ -69,8 +70,8 @@
 //! More smoothings, the smooth absolute value (and the smooth max built from it), the
 //! power-mean max and the smoothed floor: their f64 definitions, gradients and bounds in
 //! [`smoothings`]. The element-wise ones run on every backend as
-//! [`Surrogate::Smoothing`] ([`ElementSmoothing`]); the power-mean max and the smooth-abs
-//! max are the f64 definitions only so far.
+//! [`Surrogate::Smoothing`] ([`ElementSmoothing`]), the smooth-abs max as
+//! [`PairwiseForm::LogCosh`]; the power-mean max is its f64 definition only so far.
 //!
 //! ## Gradients and reductions
 //!

@@ -191,15 +191,7 @@ pub fn smooth_f1_macro(x: ArrayView2<f64>, targets: &[u32], t: f64) -> (f64, Arr
     (f, grad)
 }
 
-/// `σ(x) = 1 / (1 + e^{−x})`, without overflow for either sign.
-pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
+pub use super::smoothings::sigmoid;
 
 /// `erfc(x)` in f64 to about 1e-14 relative: the Maclaurin series of erf below 2.5 (terms
 /// peak near 300, so ~13 digits survive), Laplace's continued fraction above (A&S 7.1.14).
@@ -483,4 +475,10 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
             with_sums(out(value, g), sums)
         }
     })
+}
+
+/// Narrows an f64 result to f32 (what [`crate::Reference`] returns); the same as
+/// [`SurrogateOutput::narrow`].
+pub fn narrow(o: SurrogateOutput<f64>) -> SurrogateOutput<f32> {
+    o.narrow()
 }

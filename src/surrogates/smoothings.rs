@@ -15,7 +15,7 @@
 //!
 //! **The smoothed floor without a window.** The sum over all integers is periodic up to the
 //! integer part: `f(x + 1) = f(x) + 1`, so `f(x) = ⌊x⌋ + g(r)` with `r = x − ⌊x⌋ ∈ [0, 1)`
-//! (exact in floating point) and
+//! and
 //!
 //! ```text
 //! g(r) = Σ_{m≥1} σ(−t(m − r)) − Σ_{m≥0} σ(−t(r + m))          (terms ≤ e^{−t(m−1)} for m ≥ 1)
@@ -26,12 +26,23 @@
 //! characteristic function is `φ`); its terms fall like `e^{−2π²k/t}` where the first's fall
 //! like `e^{−tm}`. So the direct sum is used for `t ≥ π√2` and the series below it, and either
 //! needs at most `⌈ln(2/ε)/(π√2)⌉ + 2` terms per side for a remainder below `ε` relative to
-//! the result: no window to choose, whatever `x` and `t`.
+//! the result: no window to choose, whatever `x` and `t`. The direct sum takes the distances
+//! to the integers above and below from `x` itself ([`distances`]): `r` and `1 − r` rounded
+//! would lose a tiny negative `x`, whose nearest integer decides the result at large `t`.
 
 use super::call::ElementSmoothing;
-use super::reference::sigmoid;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use std::f64::consts::PI;
+
+/// `σ(x) = 1 / (1 + e^{−x})`, without overflow for either sign.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
 
 /// `ln(1 + e^{−z})` for `z ≥ 0`, without cancellation.
 fn log1p_exp_neg(z: f64) -> f64 {
@@ -55,12 +66,12 @@ pub fn smooth_abs_max(a: f64, b: f64, k: f64) -> (f64, f64, f64) {
         return (f64::NAN, f64::NAN, f64::NAN);
     }
     let d = a - b;
-    let (s, g) = smooth_abs(d, k);
-    // max + (s − |d|)/2, so the small correction is not lost in a + b.
+    // max + ln(1 + e^{−2k|d|})/(2k), and (1 ± tanh(kd))/2 = σ(±2kd): no term cancels.
+    let z = 2.0 * k * d;
     (
-        a.max(b) + (s - d.abs()) / 2.0,
-        (1.0 + g) / 2.0,
-        (1.0 - g) / 2.0,
+        a.max(b) + log1p_exp_neg(z.abs()) / (2.0 * k),
+        sigmoid(z),
+        sigmoid(-z),
     )
 }
 
@@ -71,6 +82,14 @@ pub fn smooth_abs_max(a: f64, b: f64, k: f64) -> (f64, f64, f64) {
 /// has value `+inf` and gradient NaN. (Inputs are assumed validated: finite or `+inf`,
 /// non-negative.)
 pub fn power_max(x: ArrayView2<f64>, p: f64) -> (Array1<f64>, Array2<f64>) {
+    if !(p.is_finite() && p >= 1.0) {
+        // (Outside its domain: p ≥ 1, finite.)
+        let nan = f64::NAN;
+        return (
+            Array1::from_elem(x.nrows(), nan),
+            Array2::from_elem(x.dim(), nan),
+        );
+    }
     let mut v = Array1::zeros(x.nrows());
     let mut g = Array2::zeros(x.dim());
     for (i, row) in x.axis_iter(Axis(0)).enumerate() {
@@ -114,24 +133,35 @@ pub fn smooth_floor(x: f64, t: f64) -> (f64, f64) {
     if x.is_infinite() {
         return (x, 0.0);
     }
-    let a = x.floor();
-    let r = x - a;
+    let (a, dl, du) = distances(x);
     let (g, dg) = if t >= PI * std::f64::consts::SQRT_2 {
-        floor_direct(r, t)
+        floor_direct(dl, du, t)
     } else {
-        floor_series(r, t)
+        floor_series(dl, t)
     };
     (a + g, dg)
 }
 
-/// `g(r)` and `g'(r)` by the direct sums, for large `t`: terms until both fall below
-/// `2^{−60}` of the running totals.
-fn floor_direct(r: f64, t: f64) -> (f64, f64) {
+/// `(⌊x⌋, x − ⌊x⌋, ⌊x⌋ + 1 − x)` with each distance exact where it is the smaller one: `x − a`
+/// is exact but for `x ∈ (−1/2, 0)` (then `a = −1` and the distance up is `−x`, exact), and
+/// `1 − (x − a)` is exact where `x − a ≥ 1/2`. (`r = 1 + x` would round away a tiny negative
+/// `x`: the term that decides the result is the nearest integer's.)
+pub fn distances(x: f64) -> (f64, f64, f64) {
+    let a = x.floor();
+    let dl = x - a;
+    let du = if a == -1.0 { -x } else { 1.0 - dl };
+    (a, dl, du)
+}
+
+/// `g` and `g'` by the direct sums over the integers above (distances `du + m`) and at or
+/// below (`dl + m`), for large `t`: terms until both fall below `2^{−60}` of the totals.
+fn floor_direct(dl: f64, du: f64, t: f64) -> (f64, f64) {
     let (mut up, mut down, mut d) = (0.0, 0.0, 0.0);
     for m in 0.. {
         let mf = m as f64;
-        // σ(−t(m + 1 − r)) from n = m + 1 above x, σ(−t(r + m)) from n = −m at or below x.
-        let (hi, lo) = (sigmoid(-t * (mf + 1.0 - r)), sigmoid(-t * (r + mf)));
+        // σ(−t(du + m)) from the m-th integer above x, σ(−t(dl + m)) from the m-th at or
+        // below it.
+        let (hi, lo) = (sigmoid(-t * (mf + du)), sigmoid(-t * (dl + mf)));
         up += hi;
         down += lo;
         d += t * (hi * (1.0 - hi) + lo * (1.0 - lo));
@@ -272,7 +302,9 @@ mod tests {
                 .sum()
         };
         for t in [0.5, 1.0, 3.0, 4.4, 4.5, 10.0, 60.0] {
-            for x in [-7.3, -1.0, -0.5, 0.0, 0.2, 0.5, 0.999, 1.0, 2.75, 13.1] {
+            for x in [
+                -7.3, -1.0, -0.5, -0.01, 0.0, 0.2, 0.5, 0.999, 1.0, 2.75, 13.1,
+            ] {
                 let (f, d) = smooth_floor(x, t);
                 let want = literal(x, t);
                 assert!((f - want).abs() < 1e-12, "x = {x}, t = {t}: {f} vs {want}");
@@ -282,8 +314,8 @@ mod tests {
                     "x = {x}, t = {t}: {d} vs {fd}"
                 );
                 // Both forms agree where both converge.
-                let r = x - x.floor();
-                let (a, b) = (floor_direct(r, t), floor_series(r, t));
+                let (_, dl, du) = distances(x);
+                let (a, b) = (floor_direct(dl, du, t), floor_series(dl, t));
                 assert!(
                     (a.0 - b.0).abs() < 1e-12 && (a.1 - b.1).abs() < 1e-9,
                     "{x} {t}"
@@ -298,6 +330,24 @@ mod tests {
             }
             // The step's midpoint at an integer, whatever t.
             assert!((smooth_floor(3.0, t).0 - 2.5).abs() < 1e-12);
+        }
+        // Tiny negative x at a huge t: the nearest integer, 0, decides (σ(−t|x|) − 1, and
+        // no other term counts); the antisymmetry f(−x) = −1 − f(x) holds there too.
+        for (x, t) in [
+            (-1e-20f64, 1e20f64),
+            (-3e-39, 3.4e38),
+            (-1e-4, 1.5e4),
+            (-1e-12, 1e12),
+        ] {
+            let (f, d) = smooth_floor(x, t);
+            let want = sigmoid(t * x) - 1.0;
+            assert!((f - want).abs() < 1e-12, "x = {x}, t = {t}: {f} vs {want}");
+            let dw = t * sigmoid(t * x) * sigmoid(-t * x);
+            assert!(
+                (d - dw).abs() <= 1e-12 * dw,
+                "x = {x}, t = {t}: {d} vs {dw}"
+            );
+            assert!((smooth_floor(-x, t).0 + 1.0 + f).abs() < 1e-12);
         }
         // The limits: the floor as t → ∞ (away from integers), x − 1/2 as t → 0.
         assert!((smooth_floor(2.3, 400.0).0 - 2.0).abs() < 1e-15);
