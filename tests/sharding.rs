@@ -406,28 +406,26 @@ fn bad_shards_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("3 rows with 2 rows"));
-    let e = sh
-        .gradient(cpu, x.slice(s![.., 0..5]).into(), &a[..2], &m, None)
-        .unwrap_err()
-        .to_string();
+    // The first shard's gradient pass from given statistics: its error.
+    let grad_err = |local: &[RowPartial], merged: &[RowPartial]| {
+        let xs = x.slice(s![.., 0..5]).into();
+        sh.gradient(cpu, xs, local, merged, None)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = grad_err(&a[..2], &m);
     assert!(
         e.contains("this shard's statistics have 2 rows, the logits 3"),
         "{e}"
     );
     // The shard's own statistics passed as the merged ones; another shard's as its own.
-    let e = sh
-        .gradient(cpu, x.slice(s![.., 0..5]).into(), &a, &a, None)
-        .unwrap_err()
-        .to_string();
+    let e = grad_err(&a, &a);
     assert!(
         e.contains("row 0: the merged statistics cover 5 of 10 classes"),
         "{e}"
     );
     let narrow = stats(0, 0, 4).unwrap();
-    let e = sh
-        .gradient(cpu, x.slice(s![.., 0..5]).into(), &narrow, &m, None)
-        .unwrap_err()
-        .to_string();
+    let e = grad_err(&narrow, &m);
     assert!(
         e.contains("row 0: this shard's statistics cover 4 classes, its logits 5"),
         "{e}"

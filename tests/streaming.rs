@@ -170,39 +170,24 @@ fn surrogate_losses_batches_add_up() {
     let cuts = [0, 5, 6, 19];
     for b in all_backends() {
         for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
-            let bo = BinaryOptions {
-                reduction,
-                ..Default::default()
-            };
             let mo = MultiMarginOptions {
                 reduction,
                 ..Default::default()
             };
+            let (xr, lr) = (&x, &lab);
+            let binary = |loss: BinaryLoss| -> Batch {
+                Box::new(move |a, c| {
+                    let (xs, ls) = (xr.slice(s![a..c, ..]), lr.slice(s![a..c, ..]));
+                    let bo = BinaryOptions {
+                        reduction,
+                        ..Default::default()
+                    };
+                    b.binary_loss(xs, ls, loss, bo).unwrap().sums.unwrap()
+                })
+            };
             let calls: Vec<(&str, Batch)> = vec![
-                (
-                    "hinge",
-                    Box::new(|a, c| {
-                        let o = b.binary_loss(
-                            x.slice(s![a..c, ..]),
-                            lab.slice(s![a..c, ..]),
-                            BinaryLoss::Hinge,
-                            bo.clone(),
-                        );
-                        o.unwrap().sums.unwrap()
-                    }),
-                ),
-                (
-                    "logistic",
-                    Box::new(|a, c| {
-                        let o = b.binary_loss(
-                            x.slice(s![a..c, ..]),
-                            lab.slice(s![a..c, ..]),
-                            BinaryLoss::Logistic,
-                            bo.clone(),
-                        );
-                        o.unwrap().sums.unwrap()
-                    }),
-                ),
+                ("hinge", binary(BinaryLoss::Hinge)),
+                ("logistic", binary(BinaryLoss::Logistic)),
                 (
                     "multi-margin",
                     Box::new(|a, c| {

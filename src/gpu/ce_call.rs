@@ -18,6 +18,7 @@ use crate::cross_entropy::{
 use crate::element::{DType, Tensor};
 use crate::error::{Error, Result};
 use ndarray::Array1;
+use std::borrow::Cow;
 
 /// Cross-entropy with the gradient left on the device.
 #[derive(Clone, Debug)]
@@ -149,18 +150,38 @@ pub(crate) async fn stage_planned(
 
 impl CeStaged {
     /// The loss and lse, reading the statistics back if they are on the device.
-    async fn loss(&self, gpu: &Gpu, wait: Wait) -> Result<(Loss, Array1<f32>, LossSums)> {
-        let downloaded;
-        let words: &[f32] = match &self.stats {
-            Out::Host { .. } => self.stats.host_data(),
-            Out::Device(m) => {
-                downloaded = gpu.download_with(m, wait).await?;
-                downloaded
-                    .as_slice()
-                    .ok_or_else(|| Error::InvalidInput("statistics not contiguous".into()))?
+    /// Each row's statistics as words, read back if they are on the device.
+    async fn stat_words(&self, gpu: &Gpu, wait: Wait) -> Result<Cow<'_, [f32]>> {
+        Ok(match &self.stats {
+            Out::Host { .. } => Cow::Borrowed(self.stats.host_data()),
+            Out::Device(m) => Cow::Owned(
+                gpu.download_with(m, wait)
+                    .await?
+                    .into_raw_vec_and_offset()
+                    .0,
+            ),
+        })
+    }
+
+    /// The gradient in its element type on the host, read back if it is on the device.
+    async fn grad_tensor(
+        grad: Option<Out>,
+        rows: usize,
+        gpu: &Gpu,
+        wait: Wait,
+    ) -> Result<Option<Tensor>> {
+        Ok(match grad {
+            None => None,
+            Some(Out::Device(m)) => {
+                Some(Tensor::F32(gpu.download_with(&m, wait).await?.into_dyn()))
             }
-        };
-        let stats: &[RowStats] = bytemuck::cast_slice(words);
+            Some(host) => Some(host.into_tensor(rows)?),
+        })
+    }
+
+    async fn loss(&self, gpu: &Gpu, wait: Wait) -> Result<(Loss, Array1<f32>, LossSums)> {
+        let words = self.stat_words(gpu, wait).await?;
+        let stats: &[RowStats] = bytemuck::cast_slice(&words);
         let (ce, lse) = row_losses(&self.prepared, &self.fast, stats);
         let o = CrossEntropyOptions {
             reduction: self.reduction,
@@ -177,18 +198,9 @@ impl CeStaged {
         gpu: &Gpu,
         wait: Wait,
     ) -> Result<(Vec<RowStats>, Option<Tensor>)> {
-        let stats = match &self.stats {
-            Out::Host { .. } => self.stats.host_data().to_vec(),
-            Out::Device(m) => gpu.download_with(m, wait).await?.iter().copied().collect(),
-        };
-        let stats = bytemuck::cast_slice::<f32, RowStats>(&stats).to_vec();
-        let grad = match self.grad {
-            None => None,
-            Some(Out::Device(m)) => {
-                Some(Tensor::F32(gpu.download_with(&m, wait).await?.into_dyn()))
-            }
-            Some(host) => Some(host.into_tensor(self.prepared.rows)?),
-        };
+        let stats =
+            bytemuck::cast_slice::<f32, RowStats>(&self.stat_words(gpu, wait).await?).to_vec();
+        let grad = Self::grad_tensor(self.grad, self.prepared.rows, gpu, wait).await?;
         Ok((stats, grad))
     }
 
@@ -199,13 +211,7 @@ impl CeStaged {
         wait: Wait,
     ) -> Result<CrossEntropyOutput<Tensor>> {
         let (loss, lse, sums) = self.loss(gpu, wait).await?;
-        let grad = match self.grad {
-            None => None,
-            Some(Out::Device(m)) => {
-                Some(Tensor::F32(gpu.download_with(&m, wait).await?.into_dyn()))
-            }
-            Some(host) => Some(host.into_tensor(self.prepared.rows)?),
-        };
+        let grad = Self::grad_tensor(self.grad, self.prepared.rows, gpu, wait).await?;
         Ok(CrossEntropyOutput {
             loss,
             grad,

@@ -58,7 +58,7 @@ pub(crate) fn run(pass: &ShardPass, logits: MatrixView<'_>) -> Result<ShardResul
             }
         }
         let local = p.class.as_ref().map_or(0, |c| c[i]);
-        if st.in_shard[i] {
+        if st.in_shard(i) {
             q.flags |= RowPartial::HAS_TARGET;
             q.xy = xs[local as usize];
         }
@@ -84,7 +84,7 @@ pub(crate) fn run(pass: &ShardPass, logits: MatrixView<'_>) -> Result<ShardResul
                 None => pj * merged[i].k_sum - st.k(i, j),
                 Some(gl) => {
                     let w_y = st.weight(gl[i] as usize);
-                    let hit = if st.in_shard[i] && j == local as usize {
+                    let hit = if st.in_shard(i) && j == local as usize {
                         1.0
                     } else {
                         0.0

@@ -39,13 +39,16 @@ pub(crate) struct Setup<'a> {
     pub p: Prepared,
     /// Class targets in the whole vocabulary (−1 ignored).
     pub global: Option<Vec<i32>>,
-    /// Whether each row's class target lies in this shard.
-    pub in_shard: Vec<bool>,
     /// The options with the shard's slice of the class weights.
     pub o: CrossEntropyOptions<'a>,
     /// The weights of the whole vocabulary (`None` unweighted).
     pub full_weight: Option<ndarray::ArrayView1<'a, f32>>,
     pub shard: VocabShard,
+}
+
+/// Whether class `y` (−1: ignored) lies in the columns `[offset, end)`.
+fn holds(offset: usize, end: usize, y: i32) -> bool {
+    y >= 0 && (offset..end).contains(&(y as usize))
 }
 
 fn bad<T>(m: String) -> Result<T> {
@@ -114,7 +117,7 @@ impl<'a> Setup<'a> {
                     .iter()
                     .map(|&y| match y {
                         y if y < 0 => -1,
-                        y if (offset..end).contains(&(y as usize)) => y - offset as i32,
+                        y if holds(offset, end, y) => y - offset as i32,
                         _ => 0,
                     })
                     .collect();
@@ -126,21 +129,21 @@ impl<'a> Setup<'a> {
                 (p, Some(global))
             }
         };
-        let in_shard = match &global {
-            Some(g) => g
-                .iter()
-                .map(|&y| y >= 0 && (offset..end).contains(&(y as usize)))
-                .collect(),
-            None => vec![false; rows],
-        };
         Ok(Setup {
             p,
             global,
-            in_shard,
             o: so,
             full_weight: o.weight,
             shard,
         })
+    }
+
+    /// Whether row `i`'s class target lies in this shard.
+    pub fn in_shard(&self, i: usize) -> bool {
+        let (offset, end) = (self.shard.offset, self.shard.offset + self.p.cols);
+        self.global
+            .as_ref()
+            .is_some_and(|g| holds(offset, end, g[i]))
     }
 
     /// The weight of class `c` of the whole vocabulary.
@@ -245,7 +248,7 @@ impl<'a> ShardPass<'a> {
                     continue;
                 }
                 let [a, b, g, z] = fast.coefficients(p, o, i, m[i].k_sum, total);
-                let g = if setup.in_shard[i] { g } else { 0.0 };
+                let g = if setup.in_shard(i) { g } else { 0.0 };
                 let r = (local[i].lse() - lse).exp();
                 let class = p.class.as_ref().map_or(0, |c| c[i]);
                 fast.coef[i] = RowCoef::new(class, r * (a + z * lse), b, g, 0.0);
@@ -275,7 +278,7 @@ impl<'a> ShardPass<'a> {
             .enumerate()
             .map(|(i, s)| {
                 let mut q = self.fast.partial(&st.p, i, s);
-                if !st.in_shard[i] {
+                if !st.in_shard(i) {
                     q.flags &= !RowPartial::HAS_TARGET;
                 }
                 q
@@ -305,7 +308,7 @@ impl<'a> ShardPass<'a> {
             None => -s_ce * st.k(i, j),
             Some(g) => {
                 let smooth = s_ce * ls / st.shard.total as f64 * st.k(i, j);
-                let hit = st.in_shard[i] && g[i] as usize == st.shard.offset + j;
+                let hit = st.in_shard(i) && g[i] as usize == st.shard.offset + j;
                 let target = if hit {
                     s_ce * (1.0 - ls) * st.weight(g[i] as usize)
                 } else {
