@@ -25,9 +25,9 @@ struct SParams {
     quarter2: f32,
     small_h: f32,
     small_h2: f32,
-    _pad0: u32,
+    inv_p: f32,    // power-mean max: 1 / p (kappa = p, a = p - 1)
     kappa_r: f32,  // rows: kappa = kappa_s * kappa_r, kappa_s a power of two (see kappa_times)
-    _pad1: u32,
+    inv_pm1: f32,  // power-mean max: 1 / (p - 1), 0 for p = 1
     _pad2: u32,
 }
 

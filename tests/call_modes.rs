@@ -10,8 +10,9 @@ use common::{gpu, logits, strided};
 use ndarray::{Array1, Array2};
 use smoothmax::gpu::{CrossEntropy, DeviceValue, Rows};
 use smoothmax::{
-    BinaryLoss, BinaryOptions, CrossEntropyOptions, Error, Gpu, MultiMarginOptions, PairwiseForm,
-    Reduction, RowOp, RowOutput, Surrogate, SurrogateOutput, Targets, Value,
+    BinaryLoss, BinaryOptions, CrossEntropyOptions, ElementSmoothing, Error, Gpu,
+    MultiMarginOptions, PairwiseForm, Reduction, RowOp, RowOutput, Surrogate, SurrogateOutput,
+    Targets, Value,
 };
 
 const ROWS: usize = 6;
@@ -265,16 +266,27 @@ fn interfere(g: &Gpu, x: &Array2<f32>, b: &Array2<f32>) {
     }
 }
 
-/// Every surrogate, with its scores of type `M` (host view or device matrix).
+/// Every surrogate, with its scores of type `M` (host view or device matrix); `nonneg` are
+/// scores the power-mean max accepts.
 fn surrogates<'a, M: Copy>(
     x: M,
     b: M,
+    nonneg: M,
     classes: &'a Array1<i64>,
     labels: &'a Array2<f32>,
     signs: &'a Array2<f32>,
 ) -> Vec<Surrogate<'a, M>> {
     let mut v = vec![
         Surrogate::BoltzmannMax { x, beta: -1.5 },
+        Surrogate::PowerMax { x: nonneg, p: 3.5 },
+        Surrogate::Smoothing {
+            x,
+            op: ElementSmoothing::Abs { k: 2.0 },
+        },
+        Surrogate::Smoothing {
+            x,
+            op: ElementSmoothing::Floor { t: 0.7 },
+        },
         Surrogate::SoftArgmax {
             x,
             temperature: 0.3,
@@ -352,9 +364,11 @@ fn surrogates_in_every_mode() {
     let classes = Array1::from_shape_fn(ROWS, |i| (i * 7 % COLS) as i64);
     let labels = Array2::from_shape_fn((ROWS, COLS), |(r, c)| ((r + c) % 3) as f32 / 2.0);
     let signs = labels.mapv(|v| if v > 0.4 { 1.0 } else { -1.0 });
+    let a = x.mapv(f32::abs);
     let (dx, db) = (strided(g, &x, COLS + 3, 2), strided(g, &b, COLS + 1, 7));
-    let host = surrogates(x.view(), b.view(), &classes, &labels, &signs);
-    let device = surrogates(&dx, &db, &classes, &labels, &signs);
+    let da = strided(g, &a, COLS + 2, 1);
+    let host = surrogates(x.view(), b.view(), a.view(), &classes, &labels, &signs);
+    let device = surrogates(&dx, &db, &da, &classes, &labels, &signs);
     let dev = (g.device(), g.queue());
     for (h, d) in host.into_iter().zip(device) {
         let name = h.name();

@@ -1,9 +1,12 @@
-"""Checks `smoothmax eval smooth-abs` and `smooth-floor` on every device against their
+"""Checks `smoothmax eval smooth-abs`, `smooth-floor` and `power-max` on every device against their
 definitions evaluated in NumPy float64, independently of the crate's own f64 code:
 
 - the smooth absolute value literally, (1/k)·logaddexp(kx, −kx), and its derivative tanh(kx);
 - the pairwise smooth max built on it, max + logaddexp(0, −2k|a − b|)/(2k), gradient
   σ(2k(a − b));
+- the power-mean max literally, (Σ x_j^p)^{1/p} and (x_j/f)^{p−1}, in 60-digit arithmetic
+  (mpmath: no overflow however large p), and for moderate p also PyTorch's float64
+  torch.linalg.vector_norm and its autograd gradient;
 - the smoothed floor as the literal sum Σ_n (σ(t(x − n)) − [n ≤ 0]) over every integer within
   60/t + 2 of x (the rest is below e^-60), and its derivative Σ_n t·σ'(t(x − n));
 
@@ -14,6 +17,7 @@ tolerance |a − r| ≤ ε(32 + 4)(1 + |r|) for a single-element op.
 Usage: cargo build --release && python3 tools/smoothing_check.py
 """
 import numpy as np, subprocess, os, tempfile
+import mpmath, torch
 from scipy.special import expit
 
 BIN = os.environ.get("SMOOTHMAX_BIN", "target/release/smoothmax")
@@ -40,6 +44,21 @@ def smooth_floor(x, t):
         v.flat[i] = np.sum(s - (n <= 0)) + max(0.0, lo - 1) - max(0.0, -hi)
         d.flat[i] = np.sum(t * s * (1 - s))
     return v, d
+
+
+def power_max(x, p):
+    """Per row (Σ x^p)^{1/p} and (x_j/f)^{p−1}, literally, at 60 digits."""
+    mpmath.mp.dps = 60
+    p = mpmath.mpf(float(p))
+    v = np.empty(x.shape[0])
+    g = np.empty_like(x)
+    for i, row in enumerate(x):
+        xs = [mpmath.mpf(float(e)) for e in row]
+        f = mpmath.fsum(e ** p for e in xs) ** (1 / p)
+        v[i] = float(f)
+        for j, e in enumerate(xs):
+            g[i, j] = float((e / f) ** (p - 1)) if f > 0 else (1.0 if p == 1 else 0.0)
+    return v, g
 
 
 def inputs(n):
@@ -94,6 +113,30 @@ def main():
             compare(f"smooth-floor t={t} {device} value", v, wv)
             # The derivative reaches t/4 at the integers: its errors scale with it.
             compare(f"smooth-floor t={t} {device} grad", g, wg, unit=max(1.0, t / 4))
+            runs += 1
+        # The power-mean max: rows spread over magnitudes, with zeros and ties.
+        xp = np.abs(x).astype(np.float32)
+        xp[:, ::7] = 0.0
+        xp[1, 3] = xp[1].max()
+        for p in [1.0, 1.25, 2.0, 3.5, 17.0, 300.0, 1e5]:
+            v, g = run("power-max", xp, "--p", p, device)
+            p32 = np.float64(np.float32(p))
+            wv, wg = power_max(xp.astype(np.float64), p32)
+            compare(f"power-max p={p} {device} value", v, wv, unit=0.0)
+            # The gradient's conditioning is (p − 1) in the ratio x_j/f (tests/power_max.rs).
+            bad = np.abs(g - wg) > TOL * (1 + p32 * np.abs(wg))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise SystemExit(f"power-max p={p} {device} grad {i}: {g.ravel()[i]} vs {wg.ravel()[i]}")
+            if p <= 17.0:
+                t = torch.tensor(xp.astype(np.float64), requires_grad=True)
+                n = torch.linalg.vector_norm(t, ord=p32, dim=1)
+                n.sum().backward()
+                compare(f"power-max p={p} torch value", v, n.detach().numpy(), unit=0.0)
+                # Off zero only: torch differentiates |x| there (0), the domain x ≥ 0 gives the
+                # one-sided derivative (1 at p = 1).
+                pos = xp > 0
+                compare(f"power-max p={p} torch grad", g[pos], t.grad.numpy()[pos])
             runs += 1
         # The pairwise smooth max built on the smooth absolute value.
         other = inputs(40).reshape(4, 50)

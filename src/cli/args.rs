@@ -123,6 +123,18 @@ pub enum EvalOp {
     /// Smoothed floor Σ_n (σ(t(x − n)) − [n ≤ 0]) element-wise (any shape): output.npy,
     /// grad.npy.
     SmoothFloor(SmoothFloorArgs),
+    /// Power-mean max (Σ_j x_j^p)^{1/p} per row of finite x ≥ 0: output.npy [B], grad.npy
+    /// ((x_j/f)^{p−1}).
+    PowerMax(PowerMaxArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PowerMaxArgs {
+    #[command(flatten)]
+    pub io: Io,
+    /// The power p ≥ 1, finite (the row max as p → ∞, within a factor C^{1/p} of it).
+    #[arg(long, value_parser = parse_f32, allow_hyphen_values = true)]
+    pub p: f32,
 }
 
 #[derive(clap::Args)]

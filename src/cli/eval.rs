@@ -3,8 +3,8 @@
 
 use super::args::{
     BoltzmannArgs, ClassMetricArgs, CrossEntropyArgs, DeviceName, DtypeName, EvalOp, FormName, Io,
-    LabelArgs, LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, ReductionName, RowArgs,
-    SmoothAbsArgs, SmoothFloorArgs,
+    LabelArgs, LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, PowerMaxArgs,
+    ReductionName, RowArgs, SmoothAbsArgs, SmoothFloorArgs,
 };
 use super::failure::Failure;
 use super::npy::typed::{read_input, read_nd_targets, TargetArrayNd};
@@ -104,6 +104,10 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
             let x = input(&io)?;
             let op = ElementSmoothing::Floor { t };
             surrogate(&io, &Surrogate::Smoothing { x: x.view(), op })
+        }
+        EvalOp::PowerMax(PowerMaxArgs { io, p }) => {
+            let x = input(&io)?;
+            surrogate(&io, &Surrogate::PowerMax { x: x.view(), p })
         }
         EvalOp::BinaryCrossEntropy(a) => logistic(a),
         EvalOp::Hinge(a) => margin(a, BinaryLoss::Hinge),

@@ -10,9 +10,10 @@ use super::pointwise::{binary_element, pairwise, sigmoid};
 use crate::cross_entropy::Reduction;
 use crate::error::Result;
 use crate::scale::ExpScale;
+use crate::surrogates::smoothings::power_max_row;
 use crate::surrogates::{
-    flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, Prepared, Surrogate,
-    SurrogateOutput, Value,
+    check_power_input, flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce,
+    Prepared, Surrogate, SurrogateOutput, Value,
 };
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
@@ -246,6 +247,22 @@ pub(crate) fn surrogate(isa: super::isa::CpuIsa, call: &Surrogate) -> Result<Sur
             let (v, g) = crate::surrogates::smoothings::elementwise(x.view(), *op);
             let f = |a: ndarray::Array2<f64>| a.mapv(|v| v as f32);
             Ok(output(Value::Matrix(f(v)), f(g)))
+        }
+        Surrogate::PowerMax { x, p } => {
+            // In f64 by the reference's own definition, rounded once.
+            check_power_input(x.view())?;
+            let c = x.as_standard_layout();
+            let (v, g) = par_rows(flat(&c)?, rows, cols, |_, r, g| {
+                let mut g64 = vec![0.0; r.len()];
+                let wide = r.iter().map(|&v| v as f64);
+                let v = power_max_row(wide, *p as f64, g64.iter_mut());
+                g.iter_mut().zip(&g64).for_each(|(g, &w)| *g = w as f32);
+                v as f32
+            });
+            Ok(output(
+                Value::PerRow(Array1::from(v)),
+                matrix(g, rows, cols)?,
+            ))
         }
         Surrogate::PairwiseMax { a, b, form } => {
             let (ca, cb) = (a.as_standard_layout(), b.as_standard_layout());

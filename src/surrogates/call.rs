@@ -239,6 +239,17 @@ pub enum Surrogate<'a, M = ndarray::ArrayView2<'a, f32>, D: Dimension = Ix2> {
         /// Weights and reduction.
         options: BinaryOptions<'a, D>,
     },
+    /// Power-mean max per row of non-negative `x` `[B, C]`: `(Σ_j x_j^p)^{1/p}`, value `[B]`,
+    /// gradient `(x_j/f)^{p−1}`; within `[max, C^{1/p}·max]` (formulas and edge rows:
+    /// [`crate::surrogates::smoothings::power_max`]). Host scores must be finite and `≥ 0`
+    /// (`−0` counts as 0); device scores cannot be checked, and a row holding a negative,
+    /// NaN or infinite value gives NaN value and gradient there.
+    PowerMax {
+        /// Non-negative scores `[B, C]`.
+        x: M,
+        /// The power `p ≥ 1`, finite.
+        p: f32,
+    },
     /// An element-wise smoothing of `x` (any shape): value and gradient per element.
     Smoothing {
         /// The input.
@@ -318,6 +329,7 @@ impl<M, D: Dimension> Surrogate<'_, M, D> {
                 },
             },
             Surrogate::Smoothing { x, op } => Surrogate::Smoothing { x: f(x), op: *op },
+            Surrogate::PowerMax { x, p } => Surrogate::PowerMax { x: f(x), p: *p },
             Surrogate::MultiMargin {
                 logits,
                 targets,
@@ -350,6 +362,7 @@ impl<M, D: Dimension> Surrogate<'_, M, D> {
                 BinaryLoss::Squared => "squared",
             },
             Surrogate::Smoothing { op, .. } => op.name(),
+            Surrogate::PowerMax { .. } => "power-max",
             Surrogate::MultiMargin { .. } => "multi-margin",
         }
     }
@@ -362,7 +375,8 @@ impl<M, D: Dimension> Surrogate<'_, M, D> {
         match self {
             Surrogate::BoltzmannMax { x, .. }
             | Surrogate::SoftArgmax { x, .. }
-            | Surrogate::Smoothing { x, .. } => x.dim(),
+            | Surrogate::Smoothing { x, .. }
+            | Surrogate::PowerMax { x, .. } => x.dim(),
             Surrogate::SmoothAccuracy { logits, .. }
             | Surrogate::SmoothF1Binary { logits, .. }
             | Surrogate::SmoothF1Macro { logits, .. }

@@ -71,7 +71,7 @@
 //! power-mean max and the smoothed floor: their f64 definitions, gradients and bounds in
 //! [`smoothings`]. The element-wise ones run on every backend as
 //! [`Surrogate::Smoothing`] ([`ElementSmoothing`]), the smooth-abs max as
-//! [`PairwiseForm::LogCosh`]; the power-mean max is its f64 definition only so far.
+//! [`PairwiseForm::LogCosh`], the power-mean max as [`Surrogate::PowerMax`].
 //!
 //! ## Gradients and reductions
 //!
@@ -92,7 +92,8 @@ pub use call::{
 };
 pub use prepare::validate;
 pub(crate) use prepare::{
-    flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce, Prepared,
+    check_power_input, flat, grad_scale, macro_f1_from_columns, matrix, output, prepare, reduce,
+    Prepared,
 };
 pub(crate) use shaped::run as run_shaped;
 pub use shaped::validate_tensor;

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::reduction::{LossSums, Reduction};
 use crate::rows::check_temperature;
 use crate::shape::Shape;
-use ndarray::{Array2, ArrayView1};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 
 /// Everything the fast backends need, checked and resolved on the host before any work.
 pub(crate) struct Prepared {
@@ -73,6 +73,20 @@ fn check_sharpness(what: &str, v: f32) -> Result<()> {
     bad(format!("{what} must be finite and >= 2^-126, got {v}"))
 }
 
+/// The power-mean max's domain, checked wherever the scores are host data: every value
+/// finite and `≥ 0` (`−0` is 0). The error names the first bad element.
+pub(crate) fn check_power_input(x: ArrayView2<f32>) -> Result<()> {
+    match x
+        .indexed_iter()
+        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+    {
+        Some(((r, c), v)) => bad(format!(
+            "x[{r}, {c}] = {v}: the power-mean max needs finite x >= 0"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Checks a surrogate call's inputs without running it (what every backend checks first); the
 /// error names the element, value or limit.
 ///
@@ -104,6 +118,11 @@ pub(crate) fn prepare<M: Shape>(call: &Surrogate<'_, M>) -> Result<Prepared> {
             ElementSmoothing::Floor { t } => check_sharpness("t", t)?,
         },
         Surrogate::SoftArgmax { temperature, .. } => check_temperature(*temperature)?,
+        Surrogate::PowerMax { p, .. } => {
+            if !(p.is_finite() && *p >= 1.0) {
+                return bad(format!("p must be finite and >= 1, got {p}"));
+            }
+        }
         Surrogate::SmoothAccuracy {
             targets,
             temperature,

@@ -449,6 +449,11 @@ pub fn surrogate_f64(call: &Surrogate) -> Result<SurrogateOutput<f64>> {
             let (v, g) = super::smoothings::elementwise(x.view(), *op);
             out(Value::Matrix(v), g)
         }
+        Surrogate::PowerMax { x, p } => {
+            super::check_power_input(x.view())?;
+            let (v, g) = super::smoothings::power_max(f64_of(x).view(), *p as f64);
+            out(Value::PerRow(v), g)
+        }
         Surrogate::MultiMargin {
             logits, options, ..
         } => {

@@ -212,6 +212,7 @@ fn as_matrix<R>(
             x: next()?,
             op: *op,
         },
+        Surrogate::PowerMax { p, .. } => Surrogate::PowerMax { x: next()?, p: *p },
         Surrogate::PairwiseMax { form, .. } => Surrogate::PairwiseMax {
             a: next()?,
             b: next()?,

@@ -1,7 +1,9 @@
 //! The f64 oracles of three more smoothings of non-smooth functions, each with its gradient
-//! and its stated distance to the function it smooths. The element-wise two run on every
-//! backend as [`crate::Surrogate::Smoothing`] (the GPU in f32 by the same two evaluations of
-//! the floor, switching at `t = 1`; the CPU by these functions, rounded once).
+//! and its stated distance to the function it smooths. All run on every backend: the
+//! element-wise two as [`crate::Surrogate::Smoothing`] (the GPU in f32 by the same two
+//! evaluations of the floor, switching at `t = 1`), the power-mean max as
+//! [`crate::Surrogate::PowerMax`] (the GPU in f32 from each value's exponent and significand:
+//! shaders/surrogate_rows.wgsl); the CPU by these functions, rounded once.
 //!
 //! | smoothing | value | gradient | bound |
 //! |-----------|-------|----------|-------|
@@ -31,7 +33,7 @@
 //! would lose a tiny negative `x`, whose nearest integer decides the result at large `t`.
 
 use super::call::ElementSmoothing;
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2};
 use std::f64::consts::PI;
 
 /// `σ(x) = 1 / (1 + e^{−x})`, without overflow for either sign.
@@ -82,37 +84,43 @@ pub fn smooth_abs_max(a: f64, b: f64, k: f64) -> (f64, f64, f64) {
 /// has value `+inf` and gradient NaN. (Inputs are assumed validated: finite or `+inf`,
 /// non-negative.)
 pub fn power_max(x: ArrayView2<f64>, p: f64) -> (Array1<f64>, Array2<f64>) {
-    if !(p.is_finite() && p >= 1.0) {
-        // (Outside its domain: p ≥ 1, finite.)
-        let nan = f64::NAN;
-        return (
-            Array1::from_elem(x.nrows(), nan),
-            Array2::from_elem(x.dim(), nan),
-        );
-    }
     let mut v = Array1::zeros(x.nrows());
     let mut g = Array2::zeros(x.dim());
-    for (i, row) in x.axis_iter(Axis(0)).enumerate() {
-        let m = row.iter().copied().fold(0.0, f64::max);
-        let mut gi = g.row_mut(i);
-        if m == f64::INFINITY {
-            v[i] = f64::INFINITY;
-            gi.fill(f64::NAN);
-            continue;
-        }
-        if m == 0.0 {
-            gi.fill(if p == 1.0 { 1.0 } else { 0.0 });
-            continue;
-        }
-        let s: f64 = row.iter().map(|&xj| (xj / m).powf(p)).sum();
-        v[i] = m * s.powf(1.0 / p);
-        // (x_j / f)^{p−1} = (x_j/m)^{p−1} / s^{(p−1)/p}
-        let d = s.powf((p - 1.0) / p);
-        for (gj, &xj) in gi.iter_mut().zip(row.iter()) {
-            *gj = (xj / m).powf(p - 1.0) / d;
-        }
+    for (i, (row, gi)) in x.outer_iter().zip(g.outer_iter_mut()).enumerate() {
+        v[i] = power_max_row(row.iter().copied(), p, gi.into_iter());
     }
     (v, g)
+}
+
+/// One row of [`power_max`]: the value, with the gradient written into `grad` (one slot per
+/// value of `x`, which is read twice).
+pub(crate) fn power_max_row<'g>(
+    x: impl Iterator<Item = f64> + Clone,
+    p: f64,
+    grad: impl Iterator<Item = &'g mut f64>,
+) -> f64 {
+    if !(p.is_finite() && p >= 1.0) {
+        // (Outside its domain: p ≥ 1, finite.)
+        grad.for_each(|g| *g = f64::NAN);
+        return f64::NAN;
+    }
+    let m = x.clone().fold(0.0, f64::max);
+    if m == f64::INFINITY {
+        grad.for_each(|g| *g = f64::NAN);
+        return f64::INFINITY;
+    }
+    if m == 0.0 {
+        let g0 = if p == 1.0 { 1.0 } else { 0.0 };
+        grad.for_each(|g| *g = g0);
+        return 0.0;
+    }
+    let s: f64 = x.clone().map(|xj| (xj / m).powf(p)).sum();
+    // (x_j / f)^{p−1} = (x_j/m)^{p−1} / s^{(p−1)/p}
+    let d = s.powf((p - 1.0) / p);
+    for (gj, xj) in grad.zip(x) {
+        *gj = (xj / m).powf(p - 1.0) / d;
+    }
+    m * s.powf(1.0 / p)
 }
 
 /// An element-wise smoothing of every element of `x`: the values and the gradient, in f64.
@@ -255,7 +263,7 @@ mod tests {
         let x = ndarray::array![[0.5, 2.0, 1.0, 0.0], [3.0, 3.0, 3.0, 3.0], [0.0; 4]];
         for p in [1.0, 1.5, 2.0, 8.0, 300.0, 1e6] {
             let (v, g) = power_max(x.view(), p);
-            for (i, row) in x.axis_iter(Axis(0)).enumerate() {
+            for (i, row) in x.outer_iter().enumerate() {
                 let m = row.iter().copied().fold(0.0, f64::max);
                 let c = row.len() as f64;
                 assert!(v[i] >= m * (1.0 - 1e-15) && v[i] <= c.powf(1.0 / p) * m * (1.0 + 1e-15));

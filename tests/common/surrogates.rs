@@ -1,7 +1,7 @@
 //! Shared support of the surrogate suites: generated inputs, the comparison of a fast backend
 //! with the f64 reference, and central finite differences.
 
-use super::{assert_close_1d, assert_close_2d, fast_backends, tol, Rng};
+use super::{assert_close_1d, assert_close_2d, fast_backends, tol, Rng, FLUSH_FLOOR};
 use ndarray::{Array1, Array2};
 use smoothmax::surrogates::reference::{self as r, surrogate_f64};
 use smoothmax::{Surrogate, SurrogateOutput, Value};
@@ -52,6 +52,62 @@ pub fn assert_matches(
         let bound = tol(terms) * (w.weight + w.loss.abs());
         let ok = (g.loss.is_nan() && w.loss.is_nan()) || (g.loss - w.loss).abs() <= bound;
         assert!(ok, "{what}: sums' loss {}, want {}", g.loss, w.loss);
+    }
+}
+
+/// Non-negative scores: `|normal|·scale`, every fifth exactly 0, and each row's max repeated
+/// once (ties), so rows hold zeros, ties and a spread of magnitudes.
+pub fn nonneg(rows: usize, cols: usize, scale: f64, seed: u64) -> Array2<f32> {
+    let mut x = matrix(rows, cols, scale, seed).mapv(f32::abs);
+    for (k, v) in x.iter_mut().enumerate() {
+        if k % 5 == 3 {
+            *v = 0.0;
+        }
+    }
+    for mut row in x.rows_mut() {
+        if row.len() >= 2 {
+            let m = row.iter().copied().fold(0.0, f32::max);
+            let mid = row.len() / 2;
+            row[mid] = m;
+        }
+    }
+    x
+}
+
+/// Compares a fast backend's power-mean max with the f64 definition.
+///
+/// Value: `f = m·s^{1/p}` with `s = Σ (x_j/m)^p ∈ [1, C]`: a relative error `δ` of `s` moves
+/// `f` by `δ/p`, so the crate's tolerance for a sum of `C` terms applies.
+///
+/// Gradient: `g_j = (x_j/f)^{p−1} = 2^{(p−1)·log2(x_j/f)}`. An absolute error `δ` of the log
+/// ratio (a few ulp, the f32 log of a ratio in (1/2, 2)) moves `g_j` by `(p−1)·δ·ln 2`
+/// relative: the function's own conditioning in `x_j/f`. The rounding of the log's integer part
+/// moves it by `u·2^{−u}·ε·ln 2 ≤ ε` absolute (`u = −(p−1)·log2(x_j/f)`). So
+/// `|g − r| ≤ tol(C)·(1 + p·|r|)`, less the flush floor (a gradient below 2⁻¹²⁶ may be 0).
+pub fn assert_power_close(got: &SurrogateOutput, want: &SurrogateOutput<f64>, p: f32, what: &str) {
+    let cols = want.grad.ncols();
+    assert_eq!(got.value.shape(), want.value.shape(), "{what}: value shape");
+    assert_close_1d(
+        Array1::from(got.value.to_vec()).view(),
+        Array1::from(want.value.to_vec()).view(),
+        cols,
+        &format!("{what}: value"),
+    );
+    let t = tol(cols);
+    for ((idx, &g), &r) in got.grad.indexed_iter().zip(want.grad.iter()) {
+        if r.is_nan() || g.is_nan() {
+            assert!(
+                r.is_nan() && g.is_nan(),
+                "{what}: grad {idx:?}: got {g}, want {r}"
+            );
+            continue;
+        }
+        let err = ((g as f64 - r).abs() - FLUSH_FLOOR).max(0.0);
+        let bound = t * (1.0 + p as f64 * r.abs());
+        assert!(
+            err <= bound,
+            "{what}: grad {idx:?}: got {g}, want {r} (p = {p}): error {err:e} > {bound:e}"
+        );
     }
 }
 

@@ -202,6 +202,7 @@ pub(crate) enum Entry {
     ExpMap,
     Weighted,
     Margin,
+    Power,
     F1Columns,
     Pointwise,
     Convert,
@@ -225,6 +226,7 @@ impl Entry {
             Entry::ExpMap => "exp_map",
             Entry::Weighted => "weighted",
             Entry::Margin => "margin",
+            Entry::Power => "power",
             Entry::F1Columns => "f1_columns",
             Entry::Pointwise => "pointwise",
             Entry::Convert => "convert",
@@ -245,7 +247,9 @@ impl Entry {
                 matches!(self, E::CeFused | E::CeStats | E::CeRows | E::CeGrad)
             }
             Family::Yardstick => matches!(self, E::Copy | E::ExpMap),
-            Family::SurrogateRows => matches!(self, E::Weighted | E::Margin | E::F1Columns),
+            Family::SurrogateRows => {
+                matches!(self, E::Weighted | E::Margin | E::Power | E::F1Columns)
+            }
             Family::Pointwise => self == E::Pointwise,
         }
     }
@@ -302,6 +306,7 @@ pub(crate) enum SurrogateOp {
     F1Grad,
     Margin,
     F1Columns,
+    PowerMax,
     Logistic,
     Hinge,
     SquaredHinge,
@@ -320,13 +325,14 @@ pub(crate) enum SurrogateOp {
 impl SurrogateOp {
     /// Every op with its shader constant's name and value. The pointwise shader tests ranges
     /// (the binary losses are 10..14, the pairwise forms 20..23), so the values are grouped.
-    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 19] = [
+    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 20] = [
         (SurrogateOp::Boltzmann, "OP_BOLTZMANN", 1),
         (SurrogateOp::SoftArgmax, "OP_SOFT_ARGMAX", 2),
         (SurrogateOp::Accuracy, "OP_ACCURACY", 3),
         (SurrogateOp::F1Grad, "OP_F1_GRAD", 4),
         (SurrogateOp::Margin, "OP_MARGIN", 5),
         (SurrogateOp::F1Columns, "OP_F1_COLUMNS", 6),
+        (SurrogateOp::PowerMax, "OP_POWER_MAX", 7),
         (SurrogateOp::Logistic, "OP_LOGISTIC", 10),
         (SurrogateOp::Hinge, "OP_HINGE", 11),
         (SurrogateOp::SquaredHinge, "OP_SQUARED_HINGE", 12),
@@ -351,19 +357,20 @@ impl SurrogateOp {
             SurrogateOp::F1Grad => 3,
             SurrogateOp::Margin => 4,
             SurrogateOp::F1Columns => 5,
-            SurrogateOp::Logistic => 6,
-            SurrogateOp::Hinge => 7,
-            SurrogateOp::SquaredHinge => 8,
-            SurrogateOp::Exponential => 9,
-            SurrogateOp::Squared => 10,
-            SurrogateOp::PairwiseErf => 11,
-            SurrogateOp::PairwiseSqrt => 12,
-            SurrogateOp::PairwiseAcon => 13,
-            SurrogateOp::PairwiseLogCosh => 14,
-            SurrogateOp::F1Sigmoid => 15,
-            SurrogateOp::F1BinaryGrad => 16,
-            SurrogateOp::SmoothAbs => 17,
-            SurrogateOp::SmoothFloor => 18,
+            SurrogateOp::PowerMax => 6,
+            SurrogateOp::Logistic => 7,
+            SurrogateOp::Hinge => 8,
+            SurrogateOp::SquaredHinge => 9,
+            SurrogateOp::Exponential => 10,
+            SurrogateOp::Squared => 11,
+            SurrogateOp::PairwiseErf => 12,
+            SurrogateOp::PairwiseSqrt => 13,
+            SurrogateOp::PairwiseAcon => 14,
+            SurrogateOp::PairwiseLogCosh => 15,
+            SurrogateOp::F1Sigmoid => 16,
+            SurrogateOp::F1BinaryGrad => 17,
+            SurrogateOp::SmoothAbs => 18,
+            SurrogateOp::SmoothFloor => 19,
         };
         SurrogateOp::ALL[i].2
     }

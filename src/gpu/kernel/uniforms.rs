@@ -94,10 +94,12 @@ uniform! {
         quarter2: f32,
         small_h: f32,
         small_h2: f32,
-        _pad0: u32,
+        /// Power-mean max: `1/p`.
+        inv_p: f32,
         /// Rows: `κ = kappa·kappa_r` (see `Kappa::split`).
         kappa_r: f32,
-        _pad1: u32,
+        /// Power-mean max: `1/(p − 1)` (0 for `p = 1`).
+        inv_pm1: f32,
         _pad2: u32,
     }
 }
@@ -186,9 +188,9 @@ impl Default for SParams {
             quarter2: 0.25,
             small_h: 1.0 / 512.0,
             small_h2: 1.0 / 512.0,
-            _pad0: 0,
+            inv_p: 0.0,
             kappa_r: 0.0,
-            _pad1: 0,
+            inv_pm1: 0.0,
             _pad2: 0,
         }
     }

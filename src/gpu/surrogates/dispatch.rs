@@ -17,7 +17,7 @@ use crate::gpu::kernel::{Entry, SpFlags, SurrogateOp};
 use crate::gpu::launch::Mode;
 use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
-use crate::surrogates::{grad_scale, prepare, ElementSmoothing, Surrogate};
+use crate::surrogates::{check_power_input, grad_scale, prepare, ElementSmoothing, Surrogate};
 
 /// A score matrix widened to f32 for the surrogate kernels.
 enum Wide {
@@ -141,6 +141,29 @@ where
             let fold = Fold::Reduce(options.reduction);
             Staged::Rows(job, logits.matrix(), Some(&pr.class[..]), fold)
         }
+        &Surrogate::PowerMax { ref x, p } => {
+            if let Matrix::Host(v) = x.matrix() {
+                check_power_input(v.to_f32().view())?;
+            }
+            let sp = SParams {
+                kappa: p,
+                a: p - 1.0,
+                inv_p: 1.0 / p,
+                inv_pm1: if p > 1.0 { 1.0 / (p - 1.0) } else { 0.0 },
+                ..Default::default()
+            };
+            let kappa = Kappa::Temperature(1.0); // (the kernel forms no exponent of κ·x)
+            let job = RowJob::new(
+                ctx,
+                Entry::Power,
+                SurrogateOp::PowerMax,
+                kappa,
+                cols,
+                sp,
+                None,
+            )?;
+            Staged::Rows(job, x.matrix(), None, Fold::Keep)
+        }
         &Surrogate::SmoothF1Macro {
             ref logits,
             temperature,
@@ -230,7 +253,25 @@ where
         Staged::Done(raw) => Ok(raw),
         Staged::Rows(job, x, classes, fold) => {
             let grad = new(cols)?;
-            row_values(ctx, job, x, classes, grad, row_place, fold, mode, keep).await
+            // An empty row's value: the power-mean max of nothing is 0; the others have no
+            // finite value (targets cannot exist when C = 0).
+            let empty = match call {
+                Surrogate::PowerMax { .. } => 0.0,
+                _ => f32::NAN,
+            };
+            let values = Out::new(ctx, row_place, rows, 1, empty)?;
+            row_values(
+                ctx,
+                job,
+                x,
+                classes,
+                grad,
+                values,
+                (fold, empty),
+                mode,
+                keep,
+            )
+            .await
         }
     }
 }
@@ -242,7 +283,8 @@ enum Staged<'a> {
     Rows(RowJob, Matrix<'a>, Option<&'a [u32]>, Fold),
 }
 
-/// Runs a row job: the gradient into `grad`, one value per row to `row_place`.
+/// Runs a row job: the gradient into `grad`, one value per row into `values` (`empty` for
+/// rows of no columns).
 #[allow(clippy::too_many_arguments)]
 async fn row_values(
     ctx: &Context,
@@ -250,14 +292,12 @@ async fn row_values(
     x: Matrix<'_>,
     classes: Option<&[u32]>,
     mut grad: Out,
-    row_place: Place,
-    fold: Fold,
+    mut values: Out,
+    (fold, empty): (Fold, f32),
     mode: Mode<'_>,
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<Raw> {
     let (rows, cols) = x.dim();
-    // No finite value in an empty row: NaN (targets cannot exist when C = 0).
-    let mut values = Out::new(ctx, row_place, rows, 1, f32::NAN)?;
     if rows > 0 && cols > 0 {
         let x = In::new(x);
         keep.extend(
@@ -268,7 +308,7 @@ async fn row_values(
     // Recorded, the job's uniform and weights must outlive the caller's submission too.
     keep.extend(job.into_buffers());
     if let (0, Out::Device(m)) = (cols, &values) {
-        m.fill(ctx, f32::NAN)?; // no kernel writes the values of empty rows
+        m.fill(ctx, empty)?; // no kernel writes the values of empty rows
     }
     Ok(Raw {
         value: RawValue::Rows(values, fold),
