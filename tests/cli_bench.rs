@@ -150,3 +150,61 @@ fn gpu_lines_in_bf16() {
     ]);
     assert_eq!(seen, want);
 }
+
+/// Every surrogate through `--op` by its `eval` name, on the CPU and (with an adapter) the
+/// GPU's kernel and end-to-end lines, with its compulsory bytes at [8, 16] in f32 (n = 128
+/// elements, B = 8 rows): the scores read once, gradients written in the scores' type,
+/// labels as f32, class targets as 8-byte integers, per-row values as f32.
+#[test]
+fn every_surrogate_op_with_its_bytes() {
+    let (n, b) = (128u64, 8u64);
+    let ops: [(&str, u64); 15] = [
+        ("boltzmann-max", 4 * n + 4 * n + 4 * b),
+        ("soft-argmax", 4 * n + 4 * n + 4 * b),
+        ("power-max", 4 * n + 4 * n + 4 * b),
+        ("smooth-accuracy", 4 * n + 8 * b + 4 * n),
+        ("smooth-f1", 4 * n + 4 * n + 4 * n),
+        ("smooth-f1-macro", 4 * n + 8 * b + 4 * n),
+        ("multi-margin", 4 * n + 8 * b + 4 * n),
+        ("binary-cross-entropy", 4 * n + 4 * n + 4 * n),
+        ("hinge", 4 * n + 4 * n + 4 * n),
+        ("squared-hinge", 4 * n + 4 * n + 4 * n),
+        ("exponential", 4 * n + 4 * n + 4 * n),
+        ("squared", 4 * n + 4 * n + 4 * n),
+        ("pairwise-max", 2 * 4 * n + 3 * 4 * n),
+        ("smooth-abs", 4 * n + 2 * 4 * n),
+        ("smooth-floor", 4 * n + 2 * 4 * n),
+    ];
+    let mut args = vec!["bench", "--shape", "8x16", "--runs", "1", "--warmup", "0"];
+    for (op, _) in &ops {
+        args.extend(["--op", op]);
+    }
+    let seen = records(&args, "device", |_| {});
+    let devices: &[&str] = if common::gpu().is_some() {
+        &["cpu", "gpu-kernel", "gpu-e2e"]
+    } else {
+        &["cpu"]
+    };
+    let mut want: Vec<(&str, &str, u64)> = Vec::new();
+    if common::gpu().is_some() {
+        want.extend([
+            ("copy", "gpu-kernel", 1024),
+            ("exp-map", "gpu-kernel", 1024),
+        ]);
+    }
+    want.push(("memcpy", "cpu", 1024));
+    for (op, bytes) in ops {
+        for d in devices {
+            want.push((op, d, bytes));
+        }
+    }
+    assert_eq!(seen, owned(&want));
+    // A misspelt op is a usage error listing the names.
+    let out = bin().args(["bench", "--op", "power_max"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown op \"power_max\"") && err.contains("power-max"),
+        "{err}"
+    );
+}

@@ -2,6 +2,7 @@
 //! shares: inputs, timing, records.
 
 use super::record::Record;
+use super::surrogates::SurrogateBench;
 use crate::cross_entropy::{CrossEntropyOptions, Reduction};
 use crate::element::DType;
 use crate::error::Result;
@@ -22,10 +23,12 @@ pub enum BenchOp {
     CeForward,
     /// Cross-entropy, loss and gradient (same options).
     CeForwardBackward,
+    /// A surrogate, value and gradient (only when asked for with `--op`).
+    Surrogate(SurrogateBench),
 }
 
 impl BenchOp {
-    /// Every op, in report order.
+    /// The row ops and cross-entropy, in report order: the default set.
     pub const ALL: [BenchOp; 5] = [
         BenchOp::LogSumExp,
         BenchOp::Softmax,
@@ -42,15 +45,24 @@ impl BenchOp {
             BenchOp::LogSoftmax => "log-softmax",
             BenchOp::CeForward => "ce-fwd",
             BenchOp::CeForwardBackward => "ce-fwd-bwd",
+            BenchOp::Surrogate(s) => s.name(),
         }
+    }
+
+    /// Every op the bench knows: [`BenchOp::ALL`], then every surrogate.
+    pub fn every() -> impl Iterator<Item = BenchOp> {
+        Self::ALL
+            .into_iter()
+            .chain(SurrogateBench::ALL.map(BenchOp::Surrogate))
     }
 
     /// Parses a name as printed by [`BenchOp::name`].
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.name() == s)
+        Self::every().find(|o| o.name() == s)
     }
 
-    /// Whether the op writes a `[B, C]` result (softmax, log-softmax, the CE gradient).
+    /// Whether the op writes a `[B, C]` result the CPU bench writes into a reused buffer
+    /// (softmax, log-softmax, the CE gradient; the surrogates allocate theirs per call).
     pub fn writes_matrix(self) -> bool {
         matches!(
             self,
@@ -68,6 +80,7 @@ impl BenchOp {
             BenchOp::Softmax | BenchOp::LogSoftmax => (e * n, e * n),
             BenchOp::CeForward => (e * n + 8 * b, 8 * b),
             BenchOp::CeForwardBackward => (e * n + 8 * b, e * n + 8 * b),
+            BenchOp::Surrogate(s) => s.bytes(rows, cols, elem),
         }
     }
 }

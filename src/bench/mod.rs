@@ -8,9 +8,11 @@ mod plot;
 mod record;
 mod report;
 mod run;
+mod surrogates;
 
 pub use config::{bench_ce_options, bench_inputs, parallel_copy, BenchConfig, BenchOp};
 pub use plot::write_svg;
 pub use record::Record;
 pub use report::{table, to_json};
 pub use run::run;
+pub use surrogates::{SurrogateBench, SurrogateInputs};

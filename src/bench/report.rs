@@ -10,9 +10,10 @@ fn opt(v: Option<f64>, digits: usize, suffix: &str) -> String {
 /// A fixed-width table, one line per record.
 pub fn table(records: &[Record]) -> String {
     let mut s = String::new();
+    let w = records.iter().map(|r| r.op.len()).fold(12, usize::max);
     let _ = writeln!(
         s,
-        "{:<12} {:>15} {:<5} {:<10} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8}",
+        "{:<w$} {:>15} {:<5} {:<10} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8}",
         "op",
         "shape",
         "type",
@@ -27,7 +28,7 @@ pub fn table(records: &[Record]) -> String {
     for r in records {
         let _ = writeln!(
             s,
-            "{:<12} {:>15} {:<5} {:<10} {:>9.3} {:>9} {:>8.2} {:>7} {:>8} {:>8}",
+            "{:<w$} {:>15} {:<5} {:<10} {:>9.3} {:>9} {:>8.2} {:>7} {:>8} {:>8}",
             r.op,
             format!("{}x{}", r.rows, r.cols),
             r.dtype,

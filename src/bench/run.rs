@@ -6,6 +6,7 @@ use super::config::{
     bench_ce_options, bench_inputs, parallel_copy, record, timed, BenchConfig, BenchOp,
 };
 use super::record::Record;
+use super::surrogates::SurrogateInputs;
 use crate::backend::Backend;
 use crate::cross_entropy::Targets;
 use crate::element::{DType, Element, Tensor};
@@ -105,8 +106,21 @@ fn shape<E: Element>(
     for &op in &cfg.ops {
         let (rd, wr) = op.bytes(rows, cols, elem);
         let bytes = rd + wr;
+        // A surrogate's extra inputs, made once before its timed runs.
+        let extra = match op {
+            BenchOp::Surrogate(s) => Some((s, SurrogateInputs::new(s, &x, y))),
+            _ => None,
+        };
         let run_on = |b: &dyn Backend| -> Result<()> {
             let t = match op {
+                BenchOp::Surrogate(_) => {
+                    let Some((s, inputs)) = &extra else {
+                        return Ok(());
+                    };
+                    return b
+                        .surrogate_matrix(&inputs.call(*s, x.view().into()), None)
+                        .map(drop);
+                }
                 BenchOp::LogSumExp => RowOp::LogSumExp,
                 BenchOp::Softmax => RowOp::Softmax,
                 BenchOp::LogSoftmax => RowOp::LogSoftmax,
@@ -153,11 +167,15 @@ fn shape<E: Element>(
         }
         if let Some(g) = gpu {
             tick(&format!("gpu {} kernel", op.name()));
-            let job = match op {
-                BenchOp::LogSumExp => KernelJob::Row(RowOp::LogSumExp, 1.0),
-                BenchOp::Softmax => KernelJob::Row(RowOp::Softmax, 1.0),
-                BenchOp::LogSoftmax => KernelJob::Row(RowOp::LogSoftmax, 1.0),
-                BenchOp::CeForward | BenchOp::CeForwardBackward => KernelJob::CrossEntropy(
+            let job = match (op, &extra) {
+                (BenchOp::Surrogate(_), Some((s, inputs))) => {
+                    KernelJob::Surrogate(inputs.call(*s, x.view().into()))
+                }
+                (BenchOp::Surrogate(_), None) => continue,
+                (BenchOp::LogSumExp, _) => KernelJob::Row(RowOp::LogSumExp, 1.0),
+                (BenchOp::Softmax, _) => KernelJob::Row(RowOp::Softmax, 1.0),
+                (BenchOp::LogSoftmax, _) => KernelJob::Row(RowOp::LogSoftmax, 1.0),
+                (BenchOp::CeForward | BenchOp::CeForwardBackward, _) => KernelJob::CrossEntropy(
                     y.view(),
                     bench_ce_options(op == BenchOp::CeForwardBackward),
                 ),

@@ -347,7 +347,10 @@ pub struct BenchArgs {
     /// Shape BxC (repeatable); default: 4096x32000 512x128256 8x256000 65536x1000 32x1000.
     #[arg(long = "shape", value_parser = parse_shape)]
     pub shapes: Vec<(usize, usize)>,
-    /// Op (repeatable): logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd; default: all.
+    /// Op (repeatable): logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd (the default
+    /// set), or any surrogate by its `eval` name (boltzmann-max, soft-argmax, power-max,
+    /// smooth-accuracy, smooth-f1, smooth-f1-macro, multi-margin, binary-cross-entropy, hinge,
+    /// squared-hinge, exponential, squared, pairwise-max, smooth-abs, smooth-floor).
     #[arg(long = "op", value_parser = parse_op)]
     pub ops: Vec<smoothmax::bench::BenchOp>,
     /// Element type of the inputs and matrix outputs (repeatable): f32, f16, bf16; each op
@@ -401,7 +404,9 @@ fn parse_shape(s: &str) -> Result<(usize, usize), String> {
 }
 
 fn parse_op(s: &str) -> Result<smoothmax::bench::BenchOp, String> {
-    smoothmax::bench::BenchOp::parse(s).ok_or_else(|| {
-        format!("unknown op {s:?}: logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd")
+    use smoothmax::bench::BenchOp;
+    BenchOp::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = BenchOp::every().map(BenchOp::name).collect();
+        format!("unknown op {s:?}: {}", names.join(", "))
     })
 }

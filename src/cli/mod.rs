@@ -175,7 +175,8 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         "GB/s counts bytes read + written; /copy and /exp-map: fraction of the yardstick kernels' \
          GB/s on this adapter (cpu: of the multi-threaded memcpy); vs cpu: CPU median / this median.\n\
          gpu-kernel: device time, data already on the device; gpu-e2e: the whole call (upload, \
-         compute, readback); cpu: the fast CPU path writing into a reused output buffer."
+         compute, readback); cpu: the fast CPU path writing into a reused output buffer (the \
+         surrogates, value and gradient, allocate theirs per call)."
     )
     .map_err(out)?;
     if let Some(path) = &args.json {

@@ -38,6 +38,11 @@ pub enum KernelJob<'a> {
     Copy,
     /// Yardstick: `y = exp(x)` per element (read, one exp, write).
     ExpMap,
+    /// A surrogate call: its score matrices (not `kernel_times`' `x`) uploaded once, each
+    /// run recorded with every output on the device. The smooth F1 scores, which read sums
+    /// back between their two passes and cannot be recorded, are timed by the wall clock
+    /// around the whole device-resident call instead.
+    Surrogate(crate::surrogates::Surrogate<'a, MatrixView<'a>>),
 }
 
 /// Device times of the timed runs.
@@ -97,6 +102,50 @@ impl Gpu {
             .kernel_times_of::<E>(job, a, warmup, runs))
     }
 
+    /// [`KernelJob::Surrogate`].
+    fn surrogate_times(
+        &self,
+        call: &crate::surrogates::Surrogate<'_, MatrixView<'_>>,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<KernelTimes> {
+        let mut mats = Vec::new();
+        let mut failed = Ok(());
+        let _ = call.map(|m| {
+            if failed.is_ok() {
+                match with_dtype!(MatrixView, m.clone(), |a: E| self.upload(a)) {
+                    Ok(g) => mats.push(g),
+                    Err(e) => failed = Err(e),
+                }
+            }
+        });
+        failed?;
+        let mut k = 0;
+        let on_device = call.map(|_| {
+            k += 1;
+            &mats[k - 1]
+        });
+        use crate::surrogates::Surrogate as S;
+        if matches!(call, S::SmoothF1Binary { .. } | S::SmoothF1Macro { .. }) {
+            let mut seconds = Vec::with_capacity(runs);
+            for i in 0..warmup + runs {
+                let t0 = Instant::now();
+                self.call(on_device.clone()).on_device().run()?;
+                if i >= warmup {
+                    seconds.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            return Ok(KernelTimes {
+                seconds,
+                timestamps: false,
+            });
+        }
+        self.timed_runs(warmup, runs, &mut |enc| {
+            let rec = self.call(on_device.clone()).on_device().record(enc)?;
+            Ok(Box::new(move || rec.finish().map(drop)))
+        })
+    }
+
     fn kernel_times_of<E: Element>(
         &self,
         job: &KernelJob,
@@ -109,6 +158,7 @@ impl Gpu {
         let (rows, cols) = x.dim();
         let dtype = E::DTYPE;
         let (timed, m) = match job {
+            KernelJob::Surrogate(call) => return self.surrogate_times(call, warmup, runs),
             KernelJob::Copy | KernelJob::ExpMap => {
                 // The input as one flat vector of vec4s (zero-padded to a whole one).
                 let mut flat: Vec<E> = x.iter().copied().collect();
@@ -146,6 +196,26 @@ impl Gpu {
             }
         };
         let (mrows, mcols) = m.dim();
+        self.timed_runs(warmup, runs, &mut |enc| {
+            let keep = record_timed(ctx, &timed, &m, mrows, mcols, enc)?;
+            Ok(Box::new(move || {
+                drop(keep);
+                Ok(())
+            }))
+        })
+    }
+
+    /// Runs `warmup` untimed and `runs` timed submissions of what `record` puts into an
+    /// encoder, each measured with timestamp queries around it where the adapter has them,
+    /// else by the wall clock around submit + wait; what `record` returns is called once the
+    /// work is done (releasing scratch, finishing a recorded call), outside the clock.
+    fn timed_runs(
+        &self,
+        warmup: usize,
+        runs: usize,
+        record: &mut Recorder<'_>,
+    ) -> Result<KernelTimes> {
+        let ctx = &*self.ctx;
         let ts = ctx.features.contains(
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
         );
@@ -173,7 +243,7 @@ impl Gpu {
             if let Some((qs, _, _)) = &query {
                 enc.write_timestamp(qs, 0);
             }
-            let _keep = record_timed(ctx, &timed, &m, mrows, mcols, &mut enc)?;
+            let done = record(&mut enc)?;
             if let Some((qs, resolve, staging)) = &query {
                 enc.write_timestamp(qs, 1);
                 enc.resolve_query_set(qs, 0..2, resolve.buffer(), 0);
@@ -186,6 +256,7 @@ impl Gpu {
                 .map_err(|e| Error::Readback(e.to_string()))?;
             let wall = t0.elapsed().as_secs_f64();
             scopes.pop()?;
+            done()?;
             let dt = match &query {
                 Some((_, _, staging)) => {
                     let mut raw = [0.0f32; 4];
@@ -206,6 +277,10 @@ impl Gpu {
         })
     }
 }
+
+/// Records one timed run into an encoder; returns what to do once it has run.
+type Recorder<'a> =
+    dyn FnMut(&mut wgpu::CommandEncoder) -> Result<Box<dyn FnOnce() -> Result<()> + 'a>> + 'a;
 
 /// Records one run of `timed` over the device matrix `m` into `enc`, through the launch
 /// path; outputs go to scratch.
