@@ -3,12 +3,13 @@
 // x (binding 1) holds the scores (or `a`), b_in the labels (or `b`), y the per-element value,
 // grad the gradient (for the pairwise max d/da, and grad_b d/db); weight (6) is
 // per element, q (7) the logistic loss's pos_weight per column. Reductions over the batch are
-// done by the host in f64 from y. Formulas and sources: src/surrogates/mod.rs.
+// done on the device (the sums at the end of this file). Formulas and sources: src/surrogates/mod.rs.
 //
 //   OP_LOGISTIC, OP_HINGE, OP_SQUARED_HINGE, OP_EXPONENTIAL, OP_SQUARED: the binary losses
 //   OP_PAIRWISE_ERF ..= OP_PAIRWISE_LOGCOSH (consecutive): the pairwise smooth max forms
-//   OP_F1_SIGMOID: binary F1, first pass: y = sigma(x)
-//   OP_F1_BINARY_GRAD: binary F1, second pass: grad = p (1 - p) (2 y - F) / D
+//   OP_F1_SIGMOID: binary F1, first pass: y = sigma(x) b, grad = sigma(x) + b (summed next)
+//   OP_F1_BINARY_GRAD: binary F1, second pass: grad = p (1 - p) (2 b - F) / D, with
+//     (sum p b, flags, D = sum (p + b), flags) from the device sums in `weight`
 
 @group(0) @binding(4) var<storage, read> b_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad: array<f32>;
@@ -315,12 +316,22 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         return;
     }
     if OP == OP_F1_SIGMOID {
-        y[e] = select(params.nan, sigmoid1(f), !is_nan1(f));
+        // The two sums' terms: p y (value) and p + y (grad), summed on the device.
+        let p = sigmoid1(f);
+        y[e] = select(params.nan, p * yv, !is_nan1(f));
+        grad[e] = select(params.nan, p + yv, !is_nan1(f));
         return;
     }
     if OP == OP_F1_BINARY_GRAD {
+        // From the device sums in `weight`: (s, c, flags) of sum p y, then of D = sum (p + y).
+        let tp = weight[0] + weight[1];
+        let d = weight[3] + weight[4];
+        let bad = weight[2] != 0.0 || weight[5] != 0.0 || is_nan1(f);
         let p = sigmoid1(f);
-        grad[e] = select(params.nan, p * (1.0 - p) * (2.0 * yv - sp.f1) * sp.inv_d, !is_nan1(f));
+        // D = 0: every p and y is 0, F = 0 and so is the gradient.
+        let inv_d = select(1.0 / d, 0.0, d == 0.0);
+        let f1 = 2.0 * tp * inv_d;
+        grad[e] = select(p * (1.0 - p) * (2.0 * yv - f1) * inv_d, params.nan, bad);
         return;
     }
     var pw = 1.0;
@@ -334,4 +345,124 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     let r = binary(f, yv, pw, w, sp.u);
     y[e] = r.x;
     grad[e] = r.y;
+}
+
+// ---- device sums: the batch reductions (src/gpu/surrogates/sums.rs) ---------------------------
+// Sums of one or two f32 arrays (x, and b_in when sp.p == 2), in two passes: `sum_blocks`, with
+// SUM_GROUPS (header) workgroups per chunk, each summing a strided share of the chunk's sp.n elements
+// and writing (s, c, flags) per array to y; then `sum_final`, one workgroup over every chunk's
+// partials (params.rows chunks of params.cols floats, SUM_GROUPS · 6 used), writing
+// (s, c, flags) per array to y. Sums are Neumaier's compensated ones (s + c carries the
+// rounding errors of every addition: error about ε|Σ| + n ε² Σ|v|, against n ε Σ|v| plain),
+// merged through TwoSum in the trees. Non-finite values are kept out of the sums and
+// flagged (SUM_NAN, SUM_POS_INF, SUM_NEG_INF), so the host gets the IEEE result exactly:
+// NaN for a NaN or for both infinities, else the infinity, else the compensated sum.
+
+const SUM_NAN: u32 = 1u;
+const SUM_POS_INF: u32 = 2u;
+const SUM_NEG_INF: u32 = 4u;
+
+struct NSum {
+    s: f32,
+    c: f32,
+    flags: u32,
+}
+
+// s + v with its rounding error added into c (Neumaier). `keep` stops the compiler from
+// folding (s - t) + v into 0.
+fn nsum_add(a: NSum, v: f32) -> NSum {
+    let bits = bitcast<u32>(v);
+    let mag = bits & 0x7fffffffu;
+    if mag > 0x7f800000u {
+        return NSum(a.s, a.c, a.flags | SUM_NAN);
+    }
+    if mag == 0x7f800000u {
+        return NSum(a.s, a.c, a.flags | select(SUM_POS_INF, SUM_NEG_INF, bits != mag));
+    }
+    let t = keep(a.s + v);
+    var e = keep(v - t) + a.s;
+    if abs(a.s) >= abs(v) {
+        e = keep(a.s - t) + v;
+    }
+    return NSum(t, a.c + e, a.flags);
+}
+
+// a + b: the sums' TwoSum error joins the two compensations.
+fn nsum_merge(a: NSum, b: NSum) -> NSum {
+    let t = keep(a.s + b.s);
+    let bb = keep(t - a.s);
+    let e = (a.s - keep(t - bb)) + (b.s - bb);
+    return NSum(t, a.c + b.c + e, a.flags | b.flags);
+}
+
+var<workgroup> sh_c: array<f32, WG>;
+
+// The workgroup's sum of `mine` (every invocation takes part).
+fn nsum_tree(mine: NSum, lid: u32) -> NSum {
+    sh_m[lid] = mine.s;
+    sh_c[lid] = mine.c;
+    sh_a[lid] = mine.flags;
+    for (var off = WG / 2u; off > 0u; off >>= 1u) {
+        workgroupBarrier();
+        if lid < off {
+            let m = nsum_merge(NSum(sh_m[lid], sh_c[lid], sh_a[lid]),
+                NSum(sh_m[lid + off], sh_c[lid + off], sh_a[lid + off]));
+            sh_m[lid] = m.s;
+            sh_c[lid] = m.c;
+            sh_a[lid] = m.flags;
+        }
+    }
+    workgroupBarrier();
+    let r = NSum(sh_m[0], sh_c[0], sh_a[0]);
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(256)
+fn sum_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x;
+    var a = NSum(0.0, 0.0, 0u);
+    var b = NSum(0.0, 0.0, 0u);
+    for (var e = g * WG + lid; e < sp.n; e += SUM_GROUPS * WG) {
+        a = nsum_add(a, x[e]);
+        if sp.p == 2u {
+            b = nsum_add(b, b_in[e]);
+        }
+    }
+    a = nsum_tree(a, lid);
+    b = nsum_tree(b, lid);
+    if lid == 0u {
+        let o = 6u * g;
+        y[o] = a.s;
+        y[o + 1u] = a.c;
+        y[o + 2u] = f32(a.flags);
+        y[o + 3u] = b.s;
+        y[o + 4u] = b.c;
+        y[o + 5u] = f32(b.flags);
+    }
+}
+
+// (s, c, flags as a float) of a final sum: the host adds s + c in f64, which keeps the
+// compensation's digits that an f32 s + c would round away.
+fn nsum_out(v: NSum, at: u32) {
+    y[at] = v.s;
+    y[at + 1u] = v.c;
+    y[at + 2u] = f32(v.flags);
+}
+
+@compute @workgroup_size(256)
+fn sum_final(@builtin(local_invocation_index) lid: u32) {
+    var a = NSum(0.0, 0.0, 0u);
+    var b = NSum(0.0, 0.0, 0u);
+    for (var t = lid; t < params.rows * SUM_GROUPS; t += WG) {
+        let o = (t / SUM_GROUPS) * params.cols + 6u * (t % SUM_GROUPS);
+        a = nsum_merge(a, NSum(x[o], x[o + 1u], u32(x[o + 2u])));
+        b = nsum_merge(b, NSum(x[o + 3u], x[o + 4u], u32(x[o + 5u])));
+    }
+    a = nsum_tree(a, lid);
+    b = nsum_tree(b, lid);
+    if lid == 0u {
+        nsum_out(a, 0u);
+        nsum_out(b, 3u);
+    }
 }

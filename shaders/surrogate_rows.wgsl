@@ -190,8 +190,13 @@ fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         return;
     }
     // NaN, +inf (after the sign), no finite value, or kappa == 0 with any infinity: NaN row.
-    let ok = st.abits <= 0x7f800000u && st.ibits < 0x7f800000 && st.s > 0.0
+    // Macro F1's gradient: NaN everywhere when F is (a NaN row reached the column sums; `q`
+    // holds the device sum of the classes' F1, its flags at 2: see `f1_classes`).
+    var ok = st.abits <= 0x7f800000u && st.ibits < 0x7f800000 && st.s > 0.0
         && (sp.kappa_r > 0.0 || st.abits < 0x7f800000u);
+    if OP == OP_F1_GRAD {
+        ok = ok && q[2] == 0.0;
+    }
     if it.lane == 0u {
         var value = st.f;
         if OP == OP_BOLTZMANN {
@@ -351,6 +356,47 @@ fn f1_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
     row_out[c] = pred;
     row_out[params.cols + c] = tp;
+}
+
+// ---- macro F1: per class, from every chunk's column sums ------------------------------------
+// One invocation per class c. x holds the chunks' column sums (params.rows chunks, row k at
+// x_base + k * x_stride: pred_c at c, tp_c at cols + c), `targets` the count N_c of each class.
+// Writes (h_c, v_c) = (1 / (C D_c), -F1_c h_c) at row_out[2c], [2c + 1] (the gradient's
+// `weight`, OP_F1_GRAD) and F1_c = 2 tp_c / D_c at row_out[2 C + c], with D_c = pred_c + N_c;
+// all three 0 for D_c = 0, NaN for a NaN column (src/surrogates/prepare.rs
+// `macro_f1_from_columns`, the host's f64 form).
+@compute @workgroup_size(256)
+fn f1_classes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = (wid.y * params.groups_x + wid.x) * WG + lid;
+    if c >= params.cols {
+        return;
+    }
+    var pred = 0.0;
+    var pred_c = 0.0;
+    var tp = 0.0;
+    var tp_c = 0.0;
+    for (var k = 0u; k < params.rows; k++) {
+        // Kahan over the chunks, as in f1_columns.
+        let p = load1(k, c) - pred_c;
+        let t = keep(pred + p);
+        pred_c = keep(t - pred) - p;
+        pred = t;
+        let q1 = load1(k, params.cols + c) - tp_c;
+        let t2 = keep(tp + q1);
+        tp_c = keep(t2 - tp) - q1;
+        tp = t2;
+    }
+    let d = pred + f32(targets[c]);
+    var h = 0.0;
+    var f1 = 0.0;
+    if d > 0.0 {
+        f1 = 2.0 * tp / d;
+        h = 1.0 / (f32(params.cols) * d);
+    }
+    let nan = is_nan1(d) || is_nan1(tp);
+    row_out[2u * c] = select(h, params.nan, nan);
+    row_out[2u * c + 1u] = select(-f1 * h, params.nan, nan);
+    row_out[2u * params.cols + c] = select(f1, params.nan, nan);
 }
 
 // ---- power-mean max: f = (sum_j x_j^p)^(1/p) per row of x >= 0, p >= 1 ----------------------

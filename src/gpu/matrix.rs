@@ -159,6 +159,27 @@ impl GpuMatrix {
         })
     }
 
+    /// [`Gpu::upload`] on an engine's context (queued: the data reach the device before the
+    /// next submission).
+    pub(crate) fn upload<E: Element>(ctx: &Context, x: ArrayView2<E>) -> Result<GpuMatrix> {
+        ctx.check_alive()?;
+        let (rows, cols) = x.dim();
+        let x = x.as_standard_layout();
+        let data = x
+            .as_slice()
+            .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
+        let scopes = Scopes::push(&ctx.device);
+        let m = GpuMatrix::new_typed(ctx, rows, cols, E::DTYPE)?;
+        let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
+        // Writes are whole words (the buffer is rounded up to 16 bytes).
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        if !bytes.is_empty() {
+            ctx.queue.write_buffer(&m.buffer, 0, &bytes);
+        }
+        scopes.pop()?;
+        Ok(m)
+    }
+
     /// One past the last byte of the last row.
     fn end(&self) -> u64 {
         if self.rows == 0 || self.cols == 0 {
@@ -221,22 +242,7 @@ impl GpuMatrix {
 impl Gpu {
     /// Copies a host matrix (f32, f16 or bf16) into a new device buffer of that type.
     pub fn upload<E: Element>(&self, x: ArrayView2<E>) -> Result<GpuMatrix> {
-        self.ctx.check_alive()?;
-        let (rows, cols) = x.dim();
-        let x = x.as_standard_layout();
-        let data = x
-            .as_slice()
-            .ok_or_else(|| Error::InvalidInput("input could not be made contiguous".into()))?;
-        let scopes = Scopes::push(&self.ctx.device);
-        let m = GpuMatrix::new_typed(&self.ctx, rows, cols, E::DTYPE)?;
-        let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
-        // Writes are whole words (the buffer is rounded up to 16 bytes).
-        bytes.resize(bytes.len().next_multiple_of(4), 0);
-        if !bytes.is_empty() {
-            self.ctx.queue.write_buffer(&m.buffer, 0, &bytes);
-        }
-        scopes.pop()?;
-        Ok(m)
+        GpuMatrix::upload(&self.ctx, x)
     }
 
     /// Copies a device matrix back to the host as f32 (f16 / bf16 elements widened exactly;

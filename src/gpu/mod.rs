@@ -40,5 +40,5 @@ pub use ce_call::{CeStaged, DeviceCrossEntropy};
 pub use engine::{Gpu, GpuCounters};
 pub use io::{GpuInput, Matrix};
 pub use matrix::GpuMatrix;
-pub use surrogates::{DeviceSurrogateOutput, DeviceValue};
+pub use surrogates::{device_sum_bound, DeviceSurrogateOutput, DeviceValue};
 pub use timing::{KernelJob, KernelTimes};

@@ -204,7 +204,10 @@ pub(crate) enum Entry {
     Margin,
     Power,
     F1Columns,
+    F1Classes,
     Pointwise,
+    SumBlocks,
+    SumFinal,
     Convert,
 }
 
@@ -228,7 +231,10 @@ impl Entry {
             Entry::Margin => "margin",
             Entry::Power => "power",
             Entry::F1Columns => "f1_columns",
+            Entry::F1Classes => "f1_classes",
             Entry::Pointwise => "pointwise",
+            Entry::SumBlocks => "sum_blocks",
+            Entry::SumFinal => "sum_final",
             Entry::Convert => "convert",
         }
     }
@@ -248,9 +254,12 @@ impl Entry {
             }
             Family::Yardstick => matches!(self, E::Copy | E::ExpMap),
             Family::SurrogateRows => {
-                matches!(self, E::Weighted | E::Margin | E::Power | E::F1Columns)
+                matches!(
+                    self,
+                    E::Weighted | E::Margin | E::Power | E::F1Columns | E::F1Classes
+                )
             }
-            Family::Pointwise => self == E::Pointwise,
+            Family::Pointwise => matches!(self, E::Pointwise | E::SumBlocks | E::SumFinal),
         }
     }
 }
@@ -296,6 +305,10 @@ impl CeFlags {
     }
 }
 
+/// Workgroups of `sum_blocks` per chunk, each writing one partial sum (`SUM_GROUPS` in the
+/// shader; src/gpu/surrogates/sums.rs).
+pub(crate) const SUM_GROUPS: usize = 64;
+
 /// A surrogate kernel's op (`OP` in the shader; the `OP_*` constants are generated from this
 /// list, so the numbers live here only).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -320,12 +333,14 @@ pub(crate) enum SurrogateOp {
     F1BinaryGrad,
     SmoothAbs,
     SmoothFloor,
+    /// The device sums (`sum_blocks`, `sum_final`), which read no op.
+    Sum,
 }
 
 impl SurrogateOp {
     /// Every op with its shader constant's name and value. The pointwise shader tests ranges
     /// (the binary losses are 10..14, the pairwise forms 20..23), so the values are grouped.
-    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 20] = [
+    pub(crate) const ALL: [(SurrogateOp, &'static str, u32); 21] = [
         (SurrogateOp::Boltzmann, "OP_BOLTZMANN", 1),
         (SurrogateOp::SoftArgmax, "OP_SOFT_ARGMAX", 2),
         (SurrogateOp::Accuracy, "OP_ACCURACY", 3),
@@ -346,6 +361,7 @@ impl SurrogateOp {
         (SurrogateOp::F1BinaryGrad, "OP_F1_BINARY_GRAD", 31),
         (SurrogateOp::SmoothAbs, "OP_SMOOTH_ABS", 40),
         (SurrogateOp::SmoothFloor, "OP_SMOOTH_FLOOR", 41),
+        (SurrogateOp::Sum, "OP_SUM", 50),
     ];
 
     /// The op's value in the shader (`ALL`'s entry; the tests check every op has one).
@@ -371,6 +387,7 @@ impl SurrogateOp {
             SurrogateOp::F1BinaryGrad => 17,
             SurrogateOp::SmoothAbs => 18,
             SurrogateOp::SmoothFloor => 19,
+            SurrogateOp::Sum => 20,
         };
         SurrogateOp::ALL[i].2
     }

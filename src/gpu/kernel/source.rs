@@ -6,7 +6,7 @@
 //! access mode is the one thing the in-place variant changes. Each variant is plain WGSL that
 //! naga validates on its own (see `tests.rs`, which needs no GPU).
 
-use super::{BindingKind, CeFlags, Family, Kernel, Slot, SpFlags, SurrogateOp};
+use super::{BindingKind, CeFlags, Family, Kernel, Slot, SpFlags, SurrogateOp, SUM_GROUPS};
 use crate::cross_entropy::fast::flag;
 use crate::element::DType;
 use crate::gpu::split::WG;
@@ -60,7 +60,7 @@ impl Family {
 
 /// The constants every module gets, from their Rust definitions.
 fn shared_constants() -> String {
-    let mut s = format!("const WG: u32 = {WG}u;\n");
+    let mut s = format!("const WG: u32 = {WG}u;\nconst SUM_GROUPS: u32 = {SUM_GROUPS}u;\n");
     for (name, f) in CeFlags::NAMED {
         let _ = writeln!(s, "const {name}: u32 = {}u;", f.bits());
     }

@@ -111,6 +111,11 @@ impl Plan<'_, '_> {
                     slice: Slice::at0(b.buffer(), (n * m.dim().1 * m.elem()) as u64),
                     stride: m.dim().1,
                 },
+                // Chunk k's row (every chunk but the last has `chunk` rows).
+                (Sink::DeviceChunks(m), _) => Bound {
+                    slice: m.rows_slice(r0 / self.chunk, 1, self.align),
+                    stride: m.row_stride(),
+                },
                 (sink, Some(b)) => {
                     let extent = sink.host_extent().or(match sink {
                         Sink::Scratch(e, _) => Some(*e),

@@ -20,7 +20,7 @@ mod run;
 mod stream;
 mod streams;
 
-pub(crate) use run::launch;
+pub(crate) use run::{chunk_outputs, launch};
 pub(crate) use streams::{
     host, to_host, Chunk, Extent, Input, Job, Layout, Mode, Output, Place, Sink, Source,
 };

@@ -49,13 +49,14 @@ impl Plan<'_, '_> {
             }
             for o in self.outputs.iter() {
                 let b = match &o.sink {
-                    Sink::Host { .. } | Sink::HostChunks { .. } => {
+                    Sink::Host { .. } => {
                         return Err(Error::InvalidInput(
                             "a recorded call cannot read outputs back to the host".into(),
                         ))
                     }
                     Sink::Scratch(e, _) => Some(self.acquire(U::STORAGE, e.words_bytes(n))),
                     Sink::Device(m) => self.packed(m, o.layout, Some(r0), n, U::COPY_SRC),
+                    Sink::DeviceChunks(_) => None,
                 };
                 set.outputs.push(b);
             }

@@ -30,33 +30,20 @@ pub(crate) async fn launch<'s>(
     let host = inputs
         .iter()
         .any(|i| matches!(i.source, Source::Host { .. }))
-        || outputs
-            .iter()
-            .any(|o| matches!(o.sink, Sink::Host { .. } | Sink::HostChunks { .. }));
+        || outputs.iter().any(|o| matches!(o.sink, Sink::Host { .. }));
     let streamed = matches!(mode, Mode::Stream(_)) && host;
-    let widest = inputs
-        .iter()
-        .map(|i| match i.source {
-            Source::Host { row_bytes, .. } => row_bytes,
-            Source::Device(m) => m.row_stride().max(m.dim().1) * m.elem(),
-        })
-        .chain(outputs.iter().map(|o| match &o.sink {
-            Sink::Host { row_bytes, .. } => *row_bytes,
-            Sink::HostChunks { extent, .. } | Sink::Scratch(extent, _) => extent.per_row(),
-            Sink::Device(m) => m.row_stride().max(m.dim().1) * m.elem(),
-        }))
-        .max()
-        .unwrap_or(4);
-    let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-    let chunk = chunk_rows(
-        rows,
-        cols,
-        widest as u64,
-        ctx.max_binding(),
-        align,
-        max_dim,
-        streamed,
-    )?;
+    let chunk = chunk_of(ctx, rows, cols, inputs, outputs, streamed)?;
+    for o in outputs.iter() {
+        if let Sink::DeviceChunks(m) = o.sink {
+            if m.dim().0 < rows.div_ceil(chunk) {
+                return Err(Error::InvalidInput(format!(
+                    "internal: {} rows of per-chunk output for {} chunks",
+                    m.dim().0,
+                    rows.div_ceil(chunk)
+                )));
+            }
+        }
+    }
     let mut plan = Plan {
         ctx,
         inputs,
@@ -91,6 +78,70 @@ pub(crate) async fn launch<'s>(
         keep.iter_mut().for_each(PooledBuffer::discard);
     }
     res.map(|()| keep)
+}
+
+/// The rows per chunk of a launch over these streams (the one rule, [`chunk_rows`], on the
+/// widest row any stream holds).
+fn chunk_of(
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    inputs: &[Input],
+    outputs: &[Output],
+    streamed: bool,
+) -> Result<usize> {
+    let widest = inputs
+        .iter()
+        .map(|i| match i.source {
+            Source::Host { row_bytes, .. } => row_bytes,
+            Source::Device(m) => m.row_stride().max(m.dim().1) * m.elem(),
+        })
+        .chain(outputs.iter().map(|o| match &o.sink {
+            Sink::Host { row_bytes, .. } => *row_bytes,
+            Sink::Scratch(extent, _) => extent.per_row(),
+            Sink::Device(m) => m.row_stride().max(m.dim().1) * m.elem(),
+            Sink::DeviceChunks(_) => 0,
+        }))
+        .max()
+        .unwrap_or(4);
+    chunk_rows(
+        rows,
+        cols,
+        widest as u64,
+        ctx.max_binding(),
+        ctx.limits.min_storage_buffer_offset_alignment as u64,
+        ctx.limits.max_compute_workgroups_per_dimension,
+        streamed,
+    )
+}
+
+/// A zeroed f32 matrix with a row for each chunk of a launch in `mode` over `rows` rows of
+/// `inputs` whose other outputs are device matrices no wider than the widest input row, each
+/// row `floats` long and starting at a bindable offset: the [`Sink::DeviceChunks`] of that
+/// launch.
+pub(crate) fn chunk_outputs(
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    inputs: &[Input],
+    mode: &Mode,
+    floats: usize,
+) -> Result<GpuMatrix> {
+    let host = inputs
+        .iter()
+        .any(|i| matches!(i.source, Source::Host { .. }));
+    let streamed = matches!(mode, Mode::Stream(_)) && host;
+    let chunk = chunk_of(ctx, rows, cols, inputs, &[], streamed)?;
+    let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let stride = floats.next_multiple_of(align);
+    let m = GpuMatrix::new_typed(
+        ctx,
+        rows.div_ceil(chunk).max(1),
+        stride,
+        crate::element::DType::F32,
+    )?;
+    m.fill(ctx, 0.0)?;
+    Ok(m)
 }
 
 /// A device matrix whose rows a launch may copy (packed inputs, and outputs its kernel

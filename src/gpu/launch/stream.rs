@@ -87,7 +87,7 @@ impl Plan<'_, '_> {
                 None => match &o.sink {
                     Sink::Scratch(e, _) => Some(self.acquire(U::STORAGE, e.words_bytes(n))),
                     Sink::Device(m) => self.packed(m, o.layout, None, n, U::COPY_SRC),
-                    Sink::Host { .. } | Sink::HostChunks { .. } => None,
+                    Sink::DeviceChunks(_) | Sink::Host { .. } => None,
                 },
             });
         }
@@ -199,8 +199,7 @@ impl Plan<'_, '_> {
                         Sink::Host {
                             row_bytes, data, ..
                         } => data[r0 * *row_bytes..(r0 + n) * *row_bytes].copy_from_slice(part),
-                        Sink::HostChunks { deliver, .. } => deliver(r0, n, part),
-                        Sink::Device(_) | Sink::Scratch(..) => {}
+                        Sink::Device(_) | Sink::DeviceChunks(_) | Sink::Scratch(..) => {}
                     }
                     at += words as usize;
                 }

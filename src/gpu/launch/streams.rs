@@ -25,15 +25,12 @@ pub(crate) enum Layout {
 pub(crate) enum Extent {
     /// This many bytes per row.
     PerRow(usize),
-    /// This many bytes per chunk, whatever its rows (e.g. per-class column sums).
-    PerChunk(usize),
 }
 
 impl Extent {
     pub(super) fn bytes(self, rows: usize) -> u64 {
         match self {
             Extent::PerRow(b) => (b * rows) as u64,
-            Extent::PerChunk(b) => b as u64,
         }
     }
 
@@ -46,7 +43,6 @@ impl Extent {
     pub(super) fn per_row(self) -> usize {
         match self {
             Extent::PerRow(b) => b,
-            Extent::PerChunk(_) => 0,
         }
     }
 }
@@ -63,9 +59,6 @@ pub(crate) enum Source<'a> {
     Device(&'a GpuMatrix),
 }
 
-/// Receives each chunk's bytes of a host output: `(first row, rows, bytes)`.
-pub(crate) type Deliver<'a> = &'a mut (dyn FnMut(usize, usize, &[u8]) + Send + Sync);
-
 /// Where a job's output rows go.
 pub(crate) enum Sink<'a> {
     /// Read back to the host, into `data` (row `r` at `r·row_bytes`), of `elem`-byte
@@ -75,13 +68,12 @@ pub(crate) enum Sink<'a> {
         data: &'a mut [u8],
         elem: usize,
     },
-    /// Read back to the host, each chunk handed to `deliver`.
-    HostChunks {
-        extent: Extent,
-        deliver: Deliver<'a>,
-    },
     /// Written into a device matrix.
     Device(&'a GpuMatrix),
+    /// One row of this device matrix per chunk, whatever the chunk's rows: chunk `k` writes
+    /// row `k` (per-chunk partial sums). Its rows must start at bindable offsets (see
+    /// [`super::chunk_outputs`], which makes such a matrix).
+    DeviceChunks(&'a GpuMatrix),
     /// Written to scratch that nobody reads (kernel timing), of elements of this many bytes.
     Scratch(Extent, usize),
 }
@@ -91,9 +83,8 @@ impl Sink<'_> {
     pub(super) fn elem(&self) -> usize {
         match self {
             Sink::Host { elem, .. } => *elem,
-            Sink::Device(m) => m.elem(),
+            Sink::Device(m) | Sink::DeviceChunks(m) => m.elem(),
             Sink::Scratch(_, elem) => *elem,
-            Sink::HostChunks { .. } => 4,
         }
     }
 
@@ -101,8 +92,7 @@ impl Sink<'_> {
     pub(super) fn host_extent(&self) -> Option<Extent> {
         match self {
             Sink::Host { row_bytes, .. } => Some(Extent::PerRow(*row_bytes)),
-            Sink::HostChunks { extent, .. } => Some(*extent),
-            Sink::Device(_) | Sink::Scratch(..) => None,
+            Sink::Device(_) | Sink::DeviceChunks(_) | Sink::Scratch(..) => None,
         }
     }
 }

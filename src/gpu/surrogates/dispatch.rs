@@ -2,10 +2,11 @@
 //! backends), then each op's kernels through the one launch path.
 
 use super::f1::{binary_f1, macro_f1};
-use super::output::{Fold, Raw, RawValue};
+use super::output::{Finish, Fold, Raw, RawValue};
 use super::params::{binary_op, pairwise_op, Kappa};
 use super::points::PointJob;
 use super::rows::RowJob;
+use super::sums::device_sums;
 use crate::cross_entropy::Reduction;
 use crate::element::DType;
 use crate::error::{Error, Result};
@@ -170,11 +171,11 @@ where
             ..
         } => {
             let x = In::new(logits.matrix());
-            Staged::Done(macro_f1(ctx, &x, &pr, temperature, place, mode.reborrow()).await?)
+            Staged::Done(macro_f1(ctx, &x, &pr, temperature, place, mode.reborrow(), keep).await?)
         }
         Surrogate::SmoothF1Binary { logits, .. } => {
             let x = In::new(logits.matrix());
-            Staged::Done(binary_f1(ctx, &x, &pr, place, mode.reborrow()).await?)
+            Staged::Done(binary_f1(ctx, &x, &pr, place, mode.reborrow(), keep).await?)
         }
         &Surrogate::Smoothing { ref x, op } => {
             let (code, kappa) = match op {
@@ -232,18 +233,17 @@ where
                 .map_err(|e| Error::InvalidInput(e.to_string()))?;
             let (x, y) = (In::new(logits.matrix()), In::new(labels.into()));
             let job = PointJob::new(ctx, binary_op(loss), sp, cols, pr.pos_weight.as_deref())?;
-            // Reduced values are summed on the host: they come back whatever `place` says.
-            let value_place = match options.reduction {
-                Reduction::None => place,
-                _ => mode.place(Place::Host),
-            };
+            // Reduced values are summed on the device: only the sum comes back.
+            let reduced = options.reduction != Reduction::None;
+            let value_place = if reduced { Place::Device } else { place };
             let mut v = Out::new(ctx, value_place, rows, cols, f32::NAN)?;
             let mut g = new(cols)?;
             let w = pr.weight.as_deref();
             let outs = (Some(&mut v), Some(&mut g), None);
             keep.extend(job.run(ctx, &x, &y, w, outs, mode.reborrow()).await?);
+            let value = RawValue::Elements(v, Fold::Reduce(options.reduction));
             Staged::Done(Raw {
-                value: RawValue::Elements(v, Fold::Reduce(options.reduction)),
+                value: sum_on_device(ctx, value, mode.reborrow(), keep).await?,
                 grad: g,
                 grad_b: None,
             })
@@ -273,6 +273,27 @@ where
             )
             .await
         }
+    }
+}
+
+/// A mean or sum of per-row or per-element values on the device, summed there (the values
+/// never come back); every other value as it is.
+async fn sum_on_device(
+    ctx: &Context,
+    value: RawValue,
+    mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<RawValue> {
+    match value {
+        RawValue::Rows(Out::Device(m), Fold::Reduce(r))
+        | RawValue::Elements(Out::Device(m), Fold::Reduce(r))
+            if r != Reduction::None =>
+        {
+            let (rows, cols) = m.dim();
+            let sums = device_sums(ctx, &m, None, mode, keep).await?;
+            Ok(RawValue::Summed(sums, Finish::Reduce(rows * cols, r)))
+        }
+        other => Ok(other),
     }
 }
 

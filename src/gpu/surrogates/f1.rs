@@ -1,34 +1,32 @@
-//! The smooth F1 scores: two device passes with sums on the host in f64 between them (macro
-//! F1's column sums, binary F1's `Σ p·y` and `Σ (p + y)`).
+//! The smooth F1 scores, every step on the device (so they record like any other op): macro
+//! F1's column sums, per-class coefficients and mean; binary F1's `Σ p·y` and `Σ (p + y)`.
+//! Host scores are uploaded once for both passes; what comes back is the sums of
+//! [`device_sums`].
 
-use super::output::Raw;
+use super::output::{Finish, Raw, RawValue};
 use super::params::Kappa;
 use super::points::PointJob;
 use super::rows::RowJob;
+use super::sums::device_sums;
+use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::gpu::context::Context;
+use crate::gpu::encode::{binding, record_pass, Params};
 use crate::gpu::io::{HostRows, In, Out, Place};
 use crate::gpu::kernel::uniforms::SParams;
-use crate::gpu::kernel::{Entry, SurrogateOp};
-use crate::gpu::launch::Mode;
+use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
+use crate::gpu::launch::{launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source};
+use crate::gpu::matrix::GpuMatrix;
+use crate::gpu::pool::PooledBuffer;
+use crate::gpu::split::WG;
 use crate::surrogates::{macro_f1_from_columns, Prepared, Value};
 use ndarray::ArrayView2;
+use wgpu::BufferUsages as U;
 
-/// The host sums between the passes cannot be recorded into an encoder.
-fn streamed_only(mode: &Mode) -> Result<()> {
-    match mode {
-        Mode::Stream(_) => Ok(()),
-        Mode::Record(_) => Err(Error::InvalidInput(
-            "smooth F1 reads its sums back between its two passes: run it, it cannot be \
-             recorded into an encoder"
-                .into(),
-        )),
-    }
-}
-
-/// Macro F1: per chunk, softmax on the device then its column sums (`f1_columns`); the
-/// per-class coefficients on the host in f64; then the gradient through `weighted`
-/// (`F1Grad`).
+/// Macro F1: per chunk, softmax then its column sums (`f1_columns`, one row of sums per
+/// chunk); per class, the chunks' sums, `F1_c` and the gradient's coefficients
+/// (`f1_classes`); `F = ΣF1_c / C` ([`device_sums`]); then the gradient through `weighted`
+/// (`F1Grad`), which reads the coefficients and the sum's NaN flag where they lie.
 pub(super) async fn macro_f1(
     ctx: &Context,
     x: &In<'_>,
@@ -36,37 +34,69 @@ pub(super) async fn macro_f1(
     t: f32,
     place: Place,
     mut mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
 ) -> Result<Raw> {
-    streamed_only(&mode)?;
     let (rows, cols) = (pr.rows, pr.cols);
-    let mut count = vec![0.0; cols];
-    for &y in &pr.class {
-        count[y as usize] += 1.0;
-    }
-    let (mut pred, mut tp) = (vec![0.0; cols], vec![0.0; cols]);
-    if rows > 0 && cols > 0 {
-        let job = RowJob::new(
-            ctx,
-            Entry::F1Columns,
-            SurrogateOp::F1Columns,
-            Kappa::Temperature(t),
-            cols,
-            SParams::default(),
-            None,
-        )?;
-        (pred, tp) = job.column_sums(ctx, x, &pr.class, mode.reborrow()).await?;
-    }
-    let (f, coef) = macro_f1_from_columns(&tp, &pred, &count);
     let mut grad = Out::new(ctx, place, rows, cols, f32::NAN)?;
-    if f.is_nan() || rows == 0 || cols == 0 {
-        // NaN everywhere (a NaN row reached the sums), or nothing to compute.
+    if rows == 0 || cols == 0 {
+        // Nothing to compute: the value of no rows (0) or no classes (NaN), on the host.
+        let zeros = vec![0.0; cols];
+        let (f, _) = macro_f1_from_columns(&zeros, &zeros, &zeros);
         fill(ctx, &mut grad, f32::NAN)?;
         return Ok(Raw::done(Value::Scalar(f as f32), grad));
     }
-    let weight: Vec<f32> = coef
-        .iter()
-        .flat_map(|&(h, v)| [h as f32, v as f32])
-        .collect();
+    let mut store = None;
+    let x = on_device(ctx, x, &mut store)?;
+    let columns = RowJob::new(
+        ctx,
+        Entry::F1Columns,
+        SurrogateOp::F1Columns,
+        Kappa::Temperature(t),
+        cols,
+        SParams::default(),
+        None,
+    )?;
+    let parts = columns
+        .column_sums(ctx, &x, &pr.class, mode.reborrow(), keep)
+        .await?;
+    keep.extend(columns.into_buffers());
+    let mut count = vec![0u32; cols];
+    for &y in &pr.class {
+        count[y as usize] += 1;
+    }
+    // [h, v interleaved per class (2C) | F1_c (C)]
+    let coef = GpuMatrix::new_typed(ctx, 1, 3 * cols, DType::F32)?;
+    let classes = Classes {
+        counts: ctx.upload_small(U::STORAGE, bytemuck::cast_slice(&count))?,
+        chunks: parts.dim().0,
+        stride: parts.dim().1,
+        cols,
+    };
+    let flat_len = parts.dim().0 * parts.dim().1;
+    let flat = GpuMatrix::from_buffer(parts.buffer().clone(), 0, 1, flat_len, flat_len)?;
+    let inputs = [Input {
+        source: Source::Device(&flat),
+        layout: Layout::Strided,
+    }];
+    let mut outputs = [Output {
+        sink: Sink::Device(&coef),
+        layout: Layout::Packed,
+    }];
+    keep.extend(
+        launch(
+            ctx,
+            &classes,
+            1,
+            flat_len,
+            &inputs,
+            &mut outputs,
+            mode.reborrow(),
+        )
+        .await?,
+    );
+    keep.push(classes.counts);
+    let f1s = GpuMatrix::from_buffer(coef.buffer().clone(), (8 * cols) as u64, 1, cols, cols)?;
+    let sums = device_sums(ctx, &f1s, None, mode.reborrow(), keep).await?;
     let sp = SParams {
         kappa: 1.0,
         sign: 1.0,
@@ -79,69 +109,128 @@ pub(super) async fn macro_f1(
         sp,
         Kappa::Temperature(t),
         cols,
-        Some(&weight),
-    )?;
-    let mut values = Out::new(ctx, Place::Host, rows, 1, f32::NAN)?;
-    job.run(ctx, x, Some(&pr.class), &mut grad, &mut values, mode)
-        .await?;
-    Ok(Raw::done(Value::Scalar(f as f32), grad))
+        None,
+    )?
+    .with_device(coef.buffer(), sums.0.buffer());
+    let mut values = Out::new(ctx, Place::Device, rows, 1, f32::NAN)?;
+    keep.extend(
+        job.run(ctx, &x, Some(&pr.class), &mut grad, &mut values, mode)
+            .await?,
+    );
+    keep.extend(job.into_buffers());
+    Ok(Raw {
+        value: RawValue::Summed(sums, Finish::F1Macro(cols)),
+        grad,
+        grad_b: None,
+    })
 }
 
-/// Binary F1: `σ(x)` on the device (`F1Sigmoid`), the sums on the host in f64, then the
-/// gradient on the device (`F1BinaryGrad`).
+/// `f1_classes` over the chunks' column sums (bound as one row), one invocation per class.
+struct Classes {
+    counts: PooledBuffer,
+    chunks: usize,
+    stride: usize,
+    cols: usize,
+}
+
+impl Job for Classes {
+    fn record(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        chunk: &Chunk,
+    ) -> Result<Vec<PooledBuffer>> {
+        let x = chunk.inputs[0];
+        let kernel = Kernel {
+            family: Family::SurrogateRows,
+            entry: Entry::F1Classes,
+            spec: Spec {
+                op: Some(SurrogateOp::F1Columns),
+                ..Spec::default()
+            },
+        };
+        // (The kernel reads no `sp`; a uniform must be bound all the same.)
+        let sp = SParams::default();
+        let ub = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp))?;
+        let b = vec![
+            (Slot::X, x.slice.binding()),
+            (Slot::RowOut, chunk.outputs[0].slice.binding()),
+            (
+                Slot::Targets,
+                binding(self.counts.buffer(), (self.cols * 4) as u64),
+            ),
+            (
+                Slot::SParams,
+                binding(ub.buffer(), std::mem::size_of::<SParams>() as u64),
+            ),
+        ];
+        let params =
+            Params::new(self.chunks, self.cols, 1, 1, 1.0).placed(x.slice.base, self.stride, 0);
+        let pass = record_pass(ctx, encoder, kernel, self.cols.div_ceil(WG), params, b)?;
+        Ok(vec![pass, ub])
+    }
+}
+
+/// Binary F1, all on the device: `σ(x)·y` and `σ(x) + y` (`F1Sigmoid`), their sums
+/// ([`device_sums`]), then the gradient (`F1BinaryGrad`) from those sums where they lie.
+/// Host scores and labels are uploaded once for both passes.
 pub(super) async fn binary_f1(
     ctx: &Context,
     x: &In<'_>,
     pr: &Prepared,
     place: Place,
     mut mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
 ) -> Result<Raw> {
-    streamed_only(&mode)?;
     let (rows, cols) = (pr.rows, pr.cols);
     let labels = pr.labels.as_deref().unwrap_or(&[]);
     let y = ArrayView2::from_shape((rows, cols), labels)
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    let y = In::new(y.into());
-    let mut p = Out::new(ctx, Place::Host, rows, cols, 0.0)?;
+    let y = GpuMatrix::upload(ctx, y)?;
+    let mut store = None;
+    let x = on_device(ctx, x, &mut store)?;
+    let y = In::Device(&y);
+    let mut py = Out::new(ctx, Place::Device, rows, cols, 0.0)?;
+    let mut p_plus_y = Out::new(ctx, Place::Device, rows, cols, 0.0)?;
     let first = PointJob::new(ctx, SurrogateOp::F1Sigmoid, SParams::default(), cols, None)?;
-    first
-        .run(
-            ctx,
-            x,
-            &y,
-            None,
-            (Some(&mut p), None, None),
-            mode.reborrow(),
-        )
-        .await?;
-    let p = p.host_data();
-    let tp: f64 = p
-        .iter()
-        .zip(labels)
-        .map(|(&p, &y)| p as f64 * y as f64)
-        .sum();
-    let d: f64 =
-        p.iter().map(|&p| p as f64).sum::<f64>() + labels.iter().map(|&y| y as f64).sum::<f64>();
-    let mut grad = Out::new(ctx, place, rows, cols, 0.0)?;
-    if d.is_nan() {
-        fill(ctx, &mut grad, f32::NAN)?;
-        return Ok(Raw::done(Value::Scalar(f32::NAN), grad));
-    }
-    if d == 0.0 {
-        fill(ctx, &mut grad, 0.0)?;
-        return Ok(Raw::done(Value::Scalar(0.0), grad));
-    }
-    let f = 2.0 * tp / d;
-    let sp = SParams {
-        f1: f as f32,
-        inv_d: (1.0 / d) as f32,
-        ..Default::default()
+    let outs = (Some(&mut py), Some(&mut p_plus_y), None);
+    keep.extend(first.run(ctx, &x, &y, None, outs, mode.reborrow()).await?);
+    let (Some(a), Some(b)) = (py.into_device(), p_plus_y.into_device()) else {
+        return Err(Error::InvalidInput(
+            "internal: F1 terms left on the host".into(),
+        ));
     };
-    let second = PointJob::new(ctx, SurrogateOp::F1BinaryGrad, sp, cols, None)?;
-    second
-        .run(ctx, x, &y, None, (None, Some(&mut grad), None), mode)
-        .await?;
-    Ok(Raw::done(Value::Scalar(f as f32), grad))
+    let sums = device_sums(ctx, &a, Some(&b), mode.reborrow(), keep).await?;
+    let mut grad = Out::new(ctx, place, rows, cols, 0.0)?;
+    let second = PointJob::new(
+        ctx,
+        SurrogateOp::F1BinaryGrad,
+        SParams::default(),
+        cols,
+        None,
+    )?
+    .with_sums(sums.0.buffer());
+    let outs = (None, Some(&mut grad), None);
+    keep.extend(second.run(ctx, &x, &y, None, outs, mode).await?);
+    Ok(Raw {
+        value: RawValue::Summed(sums, Finish::F1Binary),
+        grad,
+        grad_b: None,
+    })
+}
+
+/// `x` on the device: host scores (f32, as the surrogate kernels read them) uploaded once
+/// into `store`, for ops that read them in more than one pass.
+fn on_device<'a>(ctx: &Context, x: &'a In<'a>, store: &'a mut Option<GpuMatrix>) -> Result<In<'a>> {
+    match x {
+        In::Host { data, dim, .. } => {
+            let floats: Vec<f32> = bytemuck::pod_collect_to_vec(data);
+            let view = ArrayView2::from_shape(*dim, &floats)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            Ok(In::Device(store.insert(GpuMatrix::upload(ctx, view)?)))
+        }
+        In::Device(m) => Ok(In::Device(m)),
+    }
 }
 
 /// Sets every element of an output that no kernel writes.

@@ -1,7 +1,9 @@
-//! What the surrogate kernels leave ([`Raw`]: the value, computed already or to fold on the
-//! host in f64, and the gradients, each on the host or the device), and how it becomes the
-//! output with every array on the host or the gradients on the device.
+//! What the surrogate kernels leave ([`Raw`]: the value, computed already, summed on the
+//! device, or per row or element to keep, and the gradients, each on the host or the device),
+//! and how it becomes the output with every array on the host or the gradients on the
+//! device.
 
+use super::sums::{reduced, DeviceSums};
 use crate::cross_entropy::{LossSums, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::engine::Gpu;
@@ -34,6 +36,42 @@ pub(super) enum RawValue {
     Rows(Out, Fold),
     /// `[B, C]` per-element values.
     Elements(Out, Fold),
+    /// Sums made on the device, finished into the value once read back.
+    Summed(DeviceSums, Finish),
+}
+
+/// How a value is made from its device sums `(Σa, Σb)`.
+#[derive(Copy, Clone, Debug)]
+pub(super) enum Finish {
+    /// `Σa` over this many values, reduced (mean or sum), with its [`LossSums`].
+    Reduce(usize, Reduction),
+    /// Binary F1 `2·Σ p·y / Σ (p + y)` (0 for a zero denominator).
+    F1Binary,
+    /// Macro F1: `Σa` over the classes' F1, divided by their number (NaN for none).
+    F1Macro(usize),
+}
+
+impl Finish {
+    /// The value and, for a reduction, its sums.
+    fn apply(self, [a, b]: [f64; 2]) -> (Value, Option<LossSums>) {
+        match self {
+            Finish::Reduce(count, r) => {
+                let (v, sums) = reduced(a, count, r);
+                (Value::Scalar(v.unwrap_or(f64::NAN) as f32), Some(sums))
+            }
+            Finish::F1Binary => {
+                let f = if b.is_nan() || a.is_nan() {
+                    f64::NAN
+                } else if b == 0.0 {
+                    0.0
+                } else {
+                    2.0 * a / b
+                };
+                (Value::Scalar(f as f32), None)
+            }
+            Finish::F1Macro(c) => (Value::Scalar((a / c as f64) as f32), None),
+        }
+    }
 }
 
 impl Raw {
@@ -108,6 +146,7 @@ pub(crate) async fn finish_host(
         RawValue::Done(v) => (v, None),
         RawValue::Rows(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, true, f),
         RawValue::Elements(o, f) => fold_value(host_values(gpu, o, rows, wait).await?, false, f),
+        RawValue::Summed(s, finish) => finish.apply(s.read(gpu, wait).await?),
     };
     let grad = host_values(gpu, raw.grad, rows, wait).await?;
     let grad_b = match raw.grad_b {
@@ -146,6 +185,7 @@ pub(crate) async fn finish_device(
                 RawValue::Elements(o, f) => {
                     fold_value(host_values(gpu, o, rows, wait).await?, false, f)
                 }
+                RawValue::Summed(s, finish) => finish.apply(s.read(gpu, wait).await?),
             };
             let value = match v {
                 Value::Scalar(s) => DeviceValue::Scalar(s),

@@ -22,6 +22,8 @@ pub(super) struct PointJob {
     pub(super) cols: usize,
     /// The logistic loss's `pos_weight`, per column.
     pos_weight: Option<PooledBuffer>,
+    /// Binary F1's second pass: the device sums of the first, bound as `weight`.
+    sums: Option<wgpu::Buffer>,
     /// Which outputs the launch has, in order.
     values: bool,
     grad: bool,
@@ -48,11 +50,20 @@ impl PointJob {
             pos_weight: pos_weight
                 .map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w)))
                 .transpose()?,
+            sums: None,
             values: false,
             grad: false,
             grad_b: false,
             weighted: false,
         })
+    }
+
+    /// Binds `sums` (binary F1's device sums) as the kernel's `weight`.
+    pub(super) fn with_sums(self, sums: &wgpu::Buffer) -> Self {
+        PointJob {
+            sums: Some(sums.clone()),
+            ..self
+        }
     }
 
     fn pairwise(&self) -> bool {
@@ -145,6 +156,8 @@ impl Job for PointJob {
         ];
         if self.weighted {
             b.push((Slot::Weight, chunk.inputs[WEIGHT].slice.binding()));
+        } else if let Some(sums) = &self.sums {
+            b.push((Slot::Weight, binding(sums, sums.size())));
         }
         let mut outs = chunk.outputs.iter();
         if self.values {

@@ -10,7 +10,10 @@ use crate::gpu::encode::{binding, record_pass, Params, Slice};
 use crate::gpu::io::{In, Out};
 use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
-use crate::gpu::launch::{host, launch, Chunk, Extent, Input, Job, Layout, Mode, Output, Sink};
+use crate::gpu::launch::{
+    chunk_outputs, host, launch, Chunk, Input, Job, Layout, Mode, Output, Sink,
+};
+use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::rows::{record_rows, RowsJob};
 use crate::gpu::split::{RowSplit, WG};
@@ -28,6 +31,9 @@ pub(super) struct RowJob {
     sp: PooledBuffer,
     /// Class weights (margin) or F1's interleaved `(h, v)`.
     weight: Option<PooledBuffer>,
+    /// Macro F1's gradient: `(h, v)` and the device sum of the classes' F1 (for its NaN
+    /// flag), where `f1_classes` and the sums left them (bound as `weight` and `q`).
+    device: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 const X: usize = 0;
@@ -55,7 +61,16 @@ impl RowJob {
             weight: weight
                 .map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w)))
                 .transpose()?,
+            device: None,
         })
+    }
+
+    /// Reads its weights (`F1Grad`'s coefficients) and `q` (the F sum) from device buffers.
+    pub(super) fn with_device(self, weight: &wgpu::Buffer, q: &wgpu::Buffer) -> Self {
+        RowJob {
+            device: Some((weight.clone(), q.clone())),
+            ..self
+        }
     }
 
     /// The `weighted` ops: `κ` split as `kappa_times` wants it.
@@ -114,24 +129,18 @@ impl RowJob {
         launch(ctx, self, rows, self.cols, &inputs, &mut outputs, mode).await
     }
 
-    /// Macro F1's column sums, added up over the chunks in f64: `(Σ_i p_ic, Σ_{i: y_i = c}
-    /// p_ic)` per class (streamed only: the sums come back chunk by chunk).
+    /// Macro F1's column sums per chunk, `(Σ_i p_ic, Σ_{i: y_i = c} p_ic)` for every class:
+    /// row `k` of the returned matrix holds chunk `k`'s (`2C` floats; see
+    /// `launch::chunk_outputs`).
     pub(super) async fn column_sums(
         &self,
         ctx: &Context,
         x: &In<'_>,
         classes: &[u32],
         mode: Mode<'_>,
-    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        keep: &mut Vec<PooledBuffer>,
+    ) -> Result<GpuMatrix> {
         let (rows, cols) = x.dim();
-        let (mut pred, mut tp) = (vec![0.0; cols], vec![0.0; cols]);
-        let mut add = |_: usize, _: usize, bytes: &[u8]| {
-            let sums: &[f32] = bytemuck::cast_slice(bytes);
-            for k in 0..cols {
-                pred[k] += sums[k] as f64;
-                tp[k] += sums[cols + k] as f64;
-            }
-        };
         let inputs = [
             Input {
                 source: x.source()?,
@@ -142,15 +151,13 @@ impl RowJob {
                 layout: Layout::Packed,
             },
         ];
+        let parts = chunk_outputs(ctx, rows, cols, &inputs, &mode, 2 * cols)?;
         let mut outputs = [Output {
-            sink: Sink::HostChunks {
-                extent: Extent::PerChunk(2 * cols * 4),
-                deliver: &mut add,
-            },
+            sink: Sink::DeviceChunks(&parts),
             layout: Layout::Packed,
         }];
-        launch(ctx, self, rows, cols, &inputs, &mut outputs, mode).await?;
-        Ok((pred, tp))
+        keep.extend(launch(ctx, self, rows, cols, &inputs, &mut outputs, mode).await?);
+        Ok(parts)
     }
 }
 
@@ -239,6 +246,10 @@ impl Job for RowJob {
                 .as_ref()
                 .map(|w| (Slot::Weight, binding(w.buffer(), w.buffer().size()))),
         );
+        if let Some((w, q)) = &self.device {
+            b.push((Slot::Weight, binding(w, w.size())));
+            b.push((Slot::Q, binding(q, q.size())));
+        }
         let params =
             self.kappa
                 .params(n, cols, split.seg_len)
@@ -252,6 +263,7 @@ impl RowJob {
     /// The per-call buffers the kernels read (the uniform, the weights): a recorded call
     /// keeps them until its encoder has been submitted.
     pub(super) fn into_buffers(self) -> Vec<PooledBuffer> {
+        // (The device buffers are clones of buffers their owners keep.)
         std::iter::once(self.sp).chain(self.weight).collect()
     }
 
