@@ -328,9 +328,10 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         let d = weight[3] + weight[4];
         let bad = weight[2] != 0.0 || weight[5] != 0.0 || is_nan1(f);
         let p = sigmoid1(f);
-        // D = 0: every p and y is 0, F = 0 and so is the gradient.
-        let inv_d = select(1.0 / d, 0.0, d == 0.0);
-        let f1 = 2.0 * tp * inv_d;
+        // The sums are in units of 2^-32 (see the device sums below): F is their ratio, 1/D
+        // scales back. D = 0: every p and y is 0, F = 0 and so is the gradient.
+        let f1 = select(2.0 * tp / d, 0.0, d == 0.0);
+        let inv_d = select(SUM_SCALE / d, 0.0, d == 0.0);
         grad[e] = select(p * (1.0 - p) * (2.0 * yv - f1) * inv_d, params.nan, bad);
         return;
     }
@@ -348,19 +349,21 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
 }
 
 // ---- device sums: the batch reductions (src/gpu/surrogates/sums.rs) ---------------------------
-// Sums of one or two f32 arrays (x, and b_in when sp.p == 2), in two passes: `sum_blocks`, with
-// SUM_GROUPS (header) workgroups per chunk, each summing a strided share of the chunk's sp.n elements
-// and writing (s, c, flags) per array to y; then `sum_final`, one workgroup over every chunk's
-// partials (params.rows chunks of params.cols floats, SUM_GROUPS · 6 used), writing
-// (s, c, flags) per array to y. Sums are Neumaier's compensated ones (s + c carries the
-// rounding errors of every addition: error about ε|Σ| + n ε² Σ|v|, against n ε Σ|v| plain),
-// merged through TwoSum in the trees. Non-finite values are kept out of the sums and
-// flagged (SUM_NAN, SUM_POS_INF, SUM_NEG_INF), so the host gets the IEEE result exactly:
-// NaN for a NaN or for both infinities, else the infinity, else the compensated sum.
+// Sums of one or two f32 arrays (x, and b_in when sp.p == 2). `sum_blocks`: SUM_GROUPS (header)
+// workgroups per chunk, each summing a strided share of the chunk's sp.n elements into
+// (s, c, flags) per array at y[6g ..]. `sum_final`: one workgroup per chunk of rows of such
+// groups (sp.p groups per row, rows at x_base + r x_stride), merged into one group at y[0 .. 6];
+// the host repeats it until one group is left. Sums are Neumaier's compensated ones (c carries
+// every addition's rounding error), merged through TwoSum in the trees, of the values times
+// 2^-32 (exact; the host scales back in f64), so that no sum of up to 2^32 finite f32 values
+// overflows. Non-finite values are kept out of the sums and flagged (SUM_NAN, SUM_POS_INF,
+// SUM_NEG_INF), so the host gets the IEEE result: NaN for a NaN or for both infinities, else
+// the infinity, else s + c.
 
 const SUM_NAN: u32 = 1u;
 const SUM_POS_INF: u32 = 2u;
 const SUM_NEG_INF: u32 = 4u;
+const SUM_SCALE: f32 = 2.3283064365386963e-10; // 2^-32
 
 struct NSum {
     s: f32,
@@ -368,10 +371,10 @@ struct NSum {
     flags: u32,
 }
 
-// s + v with its rounding error added into c (Neumaier). `keep` stops the compiler from
+// s + v·2^-32 with its rounding error added into c (Neumaier). `keep` stops the compiler from
 // folding (s - t) + v into 0.
-fn nsum_add(a: NSum, v: f32) -> NSum {
-    let bits = bitcast<u32>(v);
+fn nsum_add(a: NSum, raw: f32) -> NSum {
+    let bits = bitcast<u32>(raw);
     let mag = bits & 0x7fffffffu;
     if mag > 0x7f800000u {
         return NSum(a.s, a.c, a.flags | SUM_NAN);
@@ -379,6 +382,7 @@ fn nsum_add(a: NSum, v: f32) -> NSum {
     if mag == 0x7f800000u {
         return NSum(a.s, a.c, a.flags | select(SUM_POS_INF, SUM_NEG_INF, bits != mag));
     }
+    let v = raw * SUM_SCALE;
     let t = keep(a.s + v);
     var e = keep(v - t) + a.s;
     if abs(a.s) >= abs(v) {
@@ -418,6 +422,16 @@ fn nsum_tree(mine: NSum, lid: u32) -> NSum {
     return r;
 }
 
+// Both arrays' sums as one group of six floats at y[at ..].
+fn nsum_store(a: NSum, b: NSum, at: u32) {
+    y[at] = a.s;
+    y[at + 1u] = a.c;
+    y[at + 2u] = f32(a.flags);
+    y[at + 3u] = b.s;
+    y[at + 4u] = b.c;
+    y[at + 5u] = f32(b.flags);
+}
+
 @compute @workgroup_size(256)
 fn sum_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = wid.x;
@@ -432,37 +446,23 @@ fn sum_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     a = nsum_tree(a, lid);
     b = nsum_tree(b, lid);
     if lid == 0u {
-        let o = 6u * g;
-        y[o] = a.s;
-        y[o + 1u] = a.c;
-        y[o + 2u] = f32(a.flags);
-        y[o + 3u] = b.s;
-        y[o + 4u] = b.c;
-        y[o + 5u] = f32(b.flags);
+        nsum_store(a, b, 6u * g);
     }
-}
-
-// (s, c, flags as a float) of a final sum: the host adds s + c in f64, which keeps the
-// compensation's digits that an f32 s + c would round away.
-fn nsum_out(v: NSum, at: u32) {
-    y[at] = v.s;
-    y[at + 1u] = v.c;
-    y[at + 2u] = f32(v.flags);
 }
 
 @compute @workgroup_size(256)
 fn sum_final(@builtin(local_invocation_index) lid: u32) {
     var a = NSum(0.0, 0.0, 0u);
     var b = NSum(0.0, 0.0, 0u);
-    for (var t = lid; t < params.rows * SUM_GROUPS; t += WG) {
-        let o = (t / SUM_GROUPS) * params.cols + 6u * (t % SUM_GROUPS);
-        a = nsum_merge(a, NSum(x[o], x[o + 1u], u32(x[o + 2u])));
-        b = nsum_merge(b, NSum(x[o + 3u], x[o + 4u], u32(x[o + 5u])));
+    for (var t = lid; t < params.rows * sp.p; t += WG) {
+        let r = t / sp.p;
+        let o = 6u * (t % sp.p);
+        a = nsum_merge(a, NSum(load1(r, o), load1(r, o + 1u), u32(load1(r, o + 2u))));
+        b = nsum_merge(b, NSum(load1(r, o + 3u), load1(r, o + 4u), u32(load1(r, o + 5u))));
     }
     a = nsum_tree(a, lid);
     b = nsum_tree(b, lid);
     if lid == 0u {
-        nsum_out(a, 0u);
-        nsum_out(b, 3u);
+        nsum_store(a, b, 0u);
     }
 }

@@ -358,6 +358,26 @@ fn f1_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     row_out[params.cols + c] = tp;
 }
 
+// ---- macro F1: the chunks' column sums merged: params.rows rows (at x_base + r x_stride) of
+// params.cols floats into one row at row_out, Kahan-compensated; repeated by the host until
+// one row is left (once unless the rows outgrow a storage binding).
+@compute @workgroup_size(256)
+fn f1_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = (wid.y * params.groups_x + wid.x) * WG + lid;
+    if j >= params.cols {
+        return;
+    }
+    var sum = 0.0;
+    var comp = 0.0;
+    for (var k = 0u; k < params.rows; k++) {
+        let p = load1(k, j) - comp;
+        let t = keep(sum + p);
+        comp = keep(t - sum) - p;
+        sum = t;
+    }
+    row_out[j] = sum;
+}
+
 // ---- macro F1: per class, from every chunk's column sums ------------------------------------
 // One invocation per class c. x holds the chunks' column sums (params.rows chunks, row k at
 // x_base + k * x_stride: pred_c at c, tp_c at cols + c), `targets` the count N_c of each class.

@@ -5,9 +5,9 @@
 //! last method: [`run`](Call::run) (blocking), [`run_async`](Call::run_async) (awaits the
 //! readback without blocking the executor thread) or [`record`](Call::record) (into the
 //! caller's encoder; the returned [`Recorded`] is finished after the encoder was submitted).
-//! Every combination works for every op, with two exceptions the types or an error state:
-//! in place is cross-entropy on device logits only, and the smooth F1 scores, which read sums
-//! back between their two passes, run but cannot be recorded.
+//! Every combination works for every op, with one exception the types state: in place is
+//! cross-entropy on device logits only. (The surrogates' batch reductions, the F1 scores'
+//! included, are made on the device: a recorded call's scalars are read in `finish`.)
 //!
 //! ```
 //! # let Ok(gpu) = smoothmax::Gpu::new() else { return Ok(()) };

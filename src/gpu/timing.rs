@@ -39,9 +39,8 @@ pub enum KernelJob<'a> {
     /// Yardstick: `y = exp(x)` per element (read, one exp, write).
     ExpMap,
     /// A surrogate call: its score matrices (not `kernel_times`' `x`) uploaded once, each
-    /// run recorded with every output on the device. The smooth F1 scores, which read sums
-    /// back between their two passes and cannot be recorded, are timed by the wall clock
-    /// around the whole device-resident call instead.
+    /// run recorded with every output on the device (its host labels, targets and weights
+    /// uploaded by the recorded call, as a device-resident call does).
     Surrogate(crate::surrogates::Surrogate<'a, MatrixView<'a>>),
 }
 
@@ -125,21 +124,6 @@ impl Gpu {
             k += 1;
             &mats[k - 1]
         });
-        use crate::surrogates::Surrogate as S;
-        if matches!(call, S::SmoothF1Binary { .. } | S::SmoothF1Macro { .. }) {
-            let mut seconds = Vec::with_capacity(runs);
-            for i in 0..warmup + runs {
-                let t0 = Instant::now();
-                self.call(on_device.clone()).on_device().run()?;
-                if i >= warmup {
-                    seconds.push(t0.elapsed().as_secs_f64());
-                }
-            }
-            return Ok(KernelTimes {
-                seconds,
-                timestamps: false,
-            });
-        }
         self.timed_runs(warmup, runs, &mut |enc| {
             let rec = self.call(on_device.clone()).on_device().record(enc)?;
             Ok(Box::new(move || rec.finish().map(drop)))

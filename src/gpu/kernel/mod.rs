@@ -204,6 +204,7 @@ pub(crate) enum Entry {
     Margin,
     Power,
     F1Columns,
+    F1Merge,
     F1Classes,
     Pointwise,
     SumBlocks,
@@ -231,6 +232,7 @@ impl Entry {
             Entry::Margin => "margin",
             Entry::Power => "power",
             Entry::F1Columns => "f1_columns",
+            Entry::F1Merge => "f1_merge",
             Entry::F1Classes => "f1_classes",
             Entry::Pointwise => "pointwise",
             Entry::SumBlocks => "sum_blocks",
@@ -256,7 +258,7 @@ impl Entry {
             Family::SurrogateRows => {
                 matches!(
                     self,
-                    E::Weighted | E::Margin | E::Power | E::F1Columns | E::F1Classes
+                    E::Weighted | E::Margin | E::Power | E::F1Columns | E::F1Merge | E::F1Classes
                 )
             }
             Family::Pointwise => matches!(self, E::Pointwise | E::SumBlocks | E::SumFinal),

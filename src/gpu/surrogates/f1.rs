@@ -15,7 +15,9 @@ use crate::gpu::encode::{binding, record_pass, Params};
 use crate::gpu::io::{HostRows, In, Out, Place};
 use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
-use crate::gpu::launch::{launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source};
+use crate::gpu::launch::{
+    chunk_outputs, launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source,
+};
 use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::split::WG;
@@ -56,45 +58,57 @@ pub(super) async fn macro_f1(
         SParams::default(),
         None,
     )?;
-    let parts = columns
+    let mut parts = columns
         .column_sums(ctx, &x, &pr.class, mode.reborrow(), keep)
         .await?;
     keep.extend(columns.into_buffers());
+    // The chunks' column sums into one row (`f1_merge`, a level per binding's worth of rows).
+    while parts.dim().0 > 1 {
+        let (n, stride) = parts.dim();
+        let inputs = [Input {
+            source: Source::Device(&parts),
+            layout: Layout::Strided,
+        }];
+        let next = chunk_outputs(ctx, n, stride, &inputs, &mode, 2 * cols)?;
+        let mut outputs = [Output {
+            sink: Sink::DeviceChunks(&next),
+            layout: Layout::Packed,
+        }];
+        let job = ColumnPass::new(ctx, Entry::F1Merge, 2 * cols, None)?;
+        keep.extend(launch(ctx, &job, n, stride, &inputs, &mut outputs, mode.reborrow()).await?);
+        keep.extend(job.into_buffers());
+        parts = next;
+    }
     let mut count = vec![0u32; cols];
     for &y in &pr.class {
         count[y as usize] += 1;
     }
     // [h, v interleaved per class (2C) | F1_c (C)]
     let coef = GpuMatrix::new_typed(ctx, 1, 3 * cols, DType::F32)?;
-    let classes = Classes {
-        counts: ctx.upload_small(U::STORAGE, bytemuck::cast_slice(&count))?,
-        chunks: parts.dim().0,
-        stride: parts.dim().1,
-        cols,
-    };
-    let flat_len = parts.dim().0 * parts.dim().1;
-    let flat = GpuMatrix::from_buffer(parts.buffer().clone(), 0, 1, flat_len, flat_len)?;
+    let counts = ctx.upload_small(U::STORAGE, bytemuck::cast_slice(&count))?;
+    let classes = ColumnPass::new(ctx, Entry::F1Classes, cols, Some(counts))?;
     let inputs = [Input {
-        source: Source::Device(&flat),
+        source: Source::Device(&parts),
         layout: Layout::Strided,
     }];
     let mut outputs = [Output {
         sink: Sink::Device(&coef),
         layout: Layout::Packed,
     }];
+    let stride = parts.dim().1;
     keep.extend(
         launch(
             ctx,
             &classes,
             1,
-            flat_len,
+            stride,
             &inputs,
             &mut outputs,
             mode.reborrow(),
         )
         .await?,
     );
-    keep.push(classes.counts);
+    keep.extend(classes.into_buffers());
     let f1s = GpuMatrix::from_buffer(coef.buffer().clone(), (8 * cols) as u64, 1, cols, cols)?;
     let sums = device_sums(ctx, &f1s, None, mode.reborrow(), keep).await?;
     let sp = SParams {
@@ -125,15 +139,34 @@ pub(super) async fn macro_f1(
     })
 }
 
-/// `f1_classes` over the chunks' column sums (bound as one row), one invocation per class.
-struct Classes {
-    counts: PooledBuffer,
-    chunks: usize,
-    stride: usize,
+/// A pass of one invocation per column over a chunk's rows of column sums (`f1_merge`: `cols`
+/// = `2C` sums merged; `f1_classes`: `cols` = `C` classes, with their counts).
+struct ColumnPass {
+    entry: Entry,
     cols: usize,
+    sp: PooledBuffer,
+    counts: Option<PooledBuffer>,
 }
 
-impl Job for Classes {
+impl ColumnPass {
+    fn new(ctx: &Context, entry: Entry, cols: usize, counts: Option<PooledBuffer>) -> Result<Self> {
+        // (The kernels read no `sp`; a uniform must be bound all the same.)
+        let sp = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&SParams::default()))?;
+        Ok(ColumnPass {
+            entry,
+            cols,
+            sp,
+            counts,
+        })
+    }
+
+    /// Its buffers, kept until a recorded call's encoder is submitted.
+    fn into_buffers(self) -> Vec<PooledBuffer> {
+        std::iter::once(self.sp).chain(self.counts).collect()
+    }
+}
+
+impl Job for ColumnPass {
     fn record(
         &self,
         ctx: &Context,
@@ -143,31 +176,27 @@ impl Job for Classes {
         let x = chunk.inputs[0];
         let kernel = Kernel {
             family: Family::SurrogateRows,
-            entry: Entry::F1Classes,
+            entry: self.entry,
             spec: Spec {
                 op: Some(SurrogateOp::F1Columns),
                 ..Spec::default()
             },
         };
-        // (The kernel reads no `sp`; a uniform must be bound all the same.)
-        let sp = SParams::default();
-        let ub = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp))?;
-        let b = vec![
+        let mut b = vec![
             (Slot::X, x.slice.binding()),
             (Slot::RowOut, chunk.outputs[0].slice.binding()),
             (
-                Slot::Targets,
-                binding(self.counts.buffer(), (self.cols * 4) as u64),
-            ),
-            (
                 Slot::SParams,
-                binding(ub.buffer(), std::mem::size_of::<SParams>() as u64),
+                binding(self.sp.buffer(), std::mem::size_of::<SParams>() as u64),
             ),
         ];
+        if let Some(c) = &self.counts {
+            b.push((Slot::Targets, binding(c.buffer(), (self.cols * 4) as u64)));
+        }
         let params =
-            Params::new(self.chunks, self.cols, 1, 1, 1.0).placed(x.slice.base, self.stride, 0);
+            Params::new(chunk.rows, self.cols, 1, 1, 1.0).placed(x.slice.base, x.stride, 0);
         let pass = record_pass(ctx, encoder, kernel, self.cols.div_ceil(WG), params, b)?;
-        Ok(vec![pass, ub])
+        Ok(vec![pass])
     }
 }
 

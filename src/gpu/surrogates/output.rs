@@ -18,7 +18,9 @@ use ndarray::{Array1, Array2};
 pub(super) enum Fold {
     /// Kept as written (one per row or per element).
     Keep,
-    /// Reduced on the host in f64.
+    /// Reduced: with `None`, kept with their [`LossSums`] made on the host in f64 (the
+    /// values come back anyway); a mean or sum is summed on the device instead
+    /// (`dispatch::sum_on_device`).
     Reduce(Reduction),
 }
 

@@ -1,9 +1,10 @@
 //! Batch reductions on the device: the sums behind smooth accuracy, the reduced binary and
 //! margin losses and the two F1 scores (shaders/pointwise.wgsl, `sum_blocks` and
 //! `sum_final`). Per chunk, [`SUM_GROUPS`] workgroups each write a compensated partial sum of
-//! a strided share of the chunk (one row per chunk of a [`Sink::DeviceChunks`] matrix); one
-//! workgroup then sums every partial. What comes back is six floats: `(s, c, flags)` per
-//! array, finished into the IEEE sum on the host, `s + c` in f64 ([`DeviceSums::read`]).
+//! a strided share of the chunk (one row per chunk of a [`Sink::DeviceChunks`] matrix); then
+//! one workgroup per chunk of those rows merges them, until one group is left. What comes
+//! back is six floats: `(s, c, flags)` per array, finished into the IEEE sum on the host,
+//! `(s + c)·2³²` in f64 ([`DeviceSums::read`]).
 //!
 //! Error: Neumaier's summation keeps each addition's rounding error in a second term `c`, and
 //! the trees merge pairs with TwoSum, so `s + c` formed in f64 is within
@@ -12,7 +13,8 @@
 //! Algorithms", §4.3: a compensated sum's error is `2u|S| + O(nu²)Σ|v|`; the first term is the
 //! final f32 rounding, which the f64 addition leaves out; the rounding of the running `c`,
 //! at most `k·u·Σ|v|` within an invocation, adds `k²u²Σ|v|`.) That is far inside the crate's
-//! `ε·(32 + 4√n)·(1 + |Σv|)`.
+//! `ε·(32 + 4√n)·(1 + |Σv|)`. The values are summed times 2⁻³², exactly except below
+//! 2⁻⁹⁴, where a device may flush the scaled value to 0: at most `n·2⁻⁹⁴` more.
 
 use crate::error::{Error, Result};
 use crate::gpu::context::Context;
@@ -32,6 +34,10 @@ use wgpu::BufferUsages as U;
 /// Floats each workgroup of `sum_blocks` writes: `(s, c, flags)` per array.
 const PARTIAL: usize = 6;
 
+/// The sums are of the values times 2⁻³² (the shader's `SUM_SCALE`): exact, and no sum of up
+/// to 2³² finite f32 values overflows.
+const SCALE: f64 = 4294967296.0;
+
 /// The `sum_*` kernels' non-finite flags (the shader's `SUM_NAN`, `SUM_POS_INF`,
 /// `SUM_NEG_INF`).
 const NAN: u32 = 1;
@@ -43,7 +49,8 @@ const NEG_INF: u32 = 4;
 /// absolute sum `abs_sum` is within this of their exact sum. Derivation: Neumaier's
 /// compensated sum in f32 with its compensation added in f64, `4·(n + k²)·u²·Σ|v|` with
 /// `u = 2⁻²⁴` and `k = ⌈n / 16384⌉` the most values one invocation adds (Higham, "Accuracy
-/// and Stability of Numerical Algorithms", §4.3).
+/// and Stability of Numerical Algorithms", §4.3), plus `n·2⁻⁹⁴` for values below `2⁻⁹⁴`,
+/// which the sums' scaling by 2⁻³² may flush to 0.
 ///
 /// ```
 /// let b = smoothmax::gpu::device_sum_bound(1_000_000, 1e6);
@@ -52,10 +59,11 @@ const NEG_INF: u32 = 4;
 pub fn bound(n: usize, abs_sum: f64) -> f64 {
     let u = f32::EPSILON as f64 / 2.0;
     let k = n.div_ceil(SUM_GROUPS * crate::gpu::split::WG) as f64;
-    4.0 * (n as f64 + k * k) * u * u * abs_sum
+    4.0 * (n as f64 + k * k) * u * u * abs_sum + n as f64 * 2f64.powi(-94)
 }
 
-/// Where a device sum lies: `[1, 6]` f32, `(s, c, flags)` per array.
+/// Where a device sum lies: row 0 of an f32 matrix, `(s, c, flags)` per array, `s` and `c`
+/// in units of 2⁻³².
 #[derive(Clone, Debug)]
 pub(crate) struct DeviceSums(pub(crate) GpuMatrix);
 
@@ -72,10 +80,8 @@ impl DeviceSums {
                 f64::INFINITY
             } else if f & NEG_INF != 0 {
                 f64::NEG_INFINITY
-            } else if !s.is_finite() {
-                s as f64 // the f32 sum overflowed: s is the infinity of its sign
             } else {
-                s as f64 + c as f64
+                (s as f64 + c as f64) * SCALE
             }
         };
         let at = |k: usize| r[[0, k]];
@@ -131,10 +137,9 @@ impl Job for Blocks {
     }
 }
 
-/// `sum_final` over every chunk's partials (`chunks` rows of `stride` floats).
+/// `sum_final`: each chunk's rows of `groups` partial groups merged into one group.
 struct Final {
-    chunks: usize,
-    stride: usize,
+    groups: usize,
 }
 
 impl Job for Final {
@@ -144,13 +149,22 @@ impl Job for Final {
         encoder: &mut wgpu::CommandEncoder,
         chunk: &Chunk,
     ) -> Result<Vec<PooledBuffer>> {
-        let ub = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&SParams::default()))?;
+        let sp = SParams {
+            p: self.groups as u32,
+            ..SParams::default()
+        };
+        let ub = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp))?;
+        let x = chunk.inputs[0];
         let b = vec![
-            (Slot::X, chunk.inputs[0].slice.binding()),
+            (Slot::X, x.slice.binding()),
             (Slot::Y, chunk.outputs[0].slice.binding()),
             (Slot::SParams, binding(ub.buffer(), SPARAMS_BYTES)),
         ];
-        let params = Params::new(self.chunks, self.stride, 1, 1, 1.0);
+        let params = Params::new(chunk.rows, PARTIAL * self.groups, 1, 1, 1.0).placed(
+            x.slice.base,
+            x.stride,
+            0,
+        );
         let pass = record_pass(ctx, encoder, kernel(Entry::SumFinal), 1, params, b)?;
         Ok(vec![pass, ub])
     }
@@ -184,9 +198,9 @@ pub(crate) async fn device_sums(
             "internal: summed matrices differ in shape".into(),
         ));
     }
-    let out = GpuMatrix::new_typed(ctx, 1, 6, crate::element::DType::F32)?;
-    out.fill(ctx, 0.0)?;
     if rows * cols == 0 {
+        let out = GpuMatrix::new_typed(ctx, 1, PARTIAL, crate::element::DType::F32)?;
+        out.fill(ctx, 0.0)?;
         return Ok(DeviceSums(out));
     }
     let inputs = [
@@ -199,13 +213,13 @@ pub(crate) async fn device_sums(
             layout: Layout::Packed,
         },
     ];
-    let parts = chunk_outputs(ctx, rows, cols, &inputs, &mode, PARTIAL * SUM_GROUPS)?;
+    let mut level = chunk_outputs(ctx, rows, cols, &inputs, &mode, PARTIAL * SUM_GROUPS)?;
     let blocks = Blocks {
         cols,
         arrays: if b.is_some() { 2 } else { 1 },
     };
     let mut outputs = [Output {
-        sink: Sink::DeviceChunks(&parts),
+        sink: Sink::DeviceChunks(&level),
         layout: Layout::Packed,
     }];
     keep.extend(
@@ -220,18 +234,25 @@ pub(crate) async fn device_sums(
         )
         .await?,
     );
-    // Every chunk's partials as one row for the final pass.
-    let (chunks, stride) = parts.dim();
-    let flat = GpuMatrix::from_buffer(parts.buffer().clone(), 0, 1, chunks * stride, 0)?;
-    let inputs = [Input {
-        source: Source::Device(&flat),
-        layout: Layout::Packed,
-    }];
-    let mut outputs = [Output {
-        sink: Sink::Device(&out),
-        layout: Layout::Packed,
-    }];
-    let fin = Final { chunks, stride };
-    keep.extend(launch(ctx, &fin, 1, chunks * stride, &inputs, &mut outputs, mode).await?);
-    Ok(DeviceSums(out))
+    // Each chunk's rows of partial groups into one group per chunk, until one is left (once
+    // unless the partials outgrow a storage binding).
+    let mut groups = SUM_GROUPS;
+    loop {
+        let (n, stride) = level.dim();
+        let inputs = [Input {
+            source: Source::Device(&level),
+            layout: Layout::Strided,
+        }];
+        let next = chunk_outputs(ctx, n, stride, &inputs, &mode, PARTIAL)?;
+        let mut outputs = [Output {
+            sink: Sink::DeviceChunks(&next),
+            layout: Layout::Packed,
+        }];
+        let fin = Final { groups };
+        keep.extend(launch(ctx, &fin, n, stride, &inputs, &mut outputs, mode.reborrow()).await?);
+        if next.dim().0 == 1 {
+            return Ok(DeviceSums(next));
+        }
+        (level, groups) = (next, 1);
+    }
 }
