@@ -11,7 +11,7 @@
 //! them, else wall clock around submit + wait), so the clock covers device work only.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use smoothmax::bench::{bench_ce_options, bench_inputs, parallel_copy, BenchOp, SurrogateInputs};
+use smoothmax::bench::{bench_ce_options, bench_inputs, parallel_copy, BenchOp};
 use smoothmax::gpu::KernelJob;
 use smoothmax::{Backend, Cpu, Gpu, RowOp, Targets};
 use std::time::Duration;
@@ -67,18 +67,9 @@ fn ops(c: &mut Criterion) {
         for op in BenchOp::ALL {
             let (rd, wr) = op.bytes(rows, cols, 4);
             group.throughput(Throughput::Bytes(rd + wr));
-            // (The surrogates are in `smoothmax bench --op NAME`; `ALL` holds none.)
-            let surrogate = match op {
-                BenchOp::Surrogate(s) => Some((s, SurrogateInputs::new(s, &x, &y))),
-                _ => None,
-            };
             let call = |be: &dyn Backend| match op {
-                BenchOp::Surrogate(_) => {
-                    if let Some((s, inputs)) = &surrogate {
-                        let c = inputs.call(*s, x.view().into());
-                        drop(be.surrogate_matrix(&c, None).expect("surrogate"))
-                    }
-                }
+                // (`ALL` holds no surrogate: they are measured by `smoothmax bench --op NAME`.)
+                BenchOp::Surrogate(_) => {}
                 BenchOp::LogSumExp => drop((&be).logsumexp(x.view(), 1.0).expect("lse")),
                 BenchOp::Softmax => drop((&be).softmax(x.view(), 1.0).expect("softmax")),
                 BenchOp::LogSoftmax => drop((&be).log_softmax(x.view(), 1.0).expect("log_softmax")),
@@ -99,10 +90,7 @@ fn ops(c: &mut Criterion) {
                     BenchOp::LogSumExp => KernelJob::Row(RowOp::LogSumExp, 1.0),
                     BenchOp::Softmax => KernelJob::Row(RowOp::Softmax, 1.0),
                     BenchOp::LogSoftmax => KernelJob::Row(RowOp::LogSoftmax, 1.0),
-                    BenchOp::Surrogate(s) => match &surrogate {
-                        Some((_, inputs)) => KernelJob::Surrogate(inputs.call(s, x.view().into())),
-                        None => continue,
-                    },
+                    BenchOp::Surrogate(_) => continue,
                     _ => KernelJob::CrossEntropy(
                         y.view(),
                         bench_ce_options(op == BenchOp::CeForwardBackward),

@@ -27,8 +27,12 @@ struct SParams {
     small_h2: f32,
     inv_p: f32,    // power-mean max: 1 / p (kappa = p, a = p - 1)
     kappa_r: f32,  // rows: kappa = kappa_s * kappa_r, kappa_s a power of two (see kappa_times)
-    inv_pm1: f32,  // power-mean max: 1 / (p - 1), 0 for p = 1
-    _pad2: u32,
+    lo_p: f32,     // power-mean max: -200 / p (normal for any finite p; 1 / p may not be)
+    lo_pm1: f32,   // power-mean max: -200 / (p - 1), 0 for p = 1
+    q_p: f32,      // power-mean max: (p - 1) / p
+    _pad3: u32,
+    _pad4: u32,
+    _pad5: u32,
 }
 
 @group(0) @binding(8) var<uniform> sp: SParams;

@@ -4,12 +4,9 @@
 mod common;
 
 use common::cli::{assert_rejected, devices, eval, scratch};
-use common::surrogates::{assert_power_close, nonneg};
 use common::{assert_close_1d, assert_close_2d, logits};
 use ndarray::{Array1, Array2, ArrayD};
 use ndarray_npy::{read_npy, write_npy};
-use smoothmax::surrogates::reference::surrogate_f64;
-use smoothmax::{Surrogate, SurrogateOutput, Value};
 
 /// Every surrogate op through the binary on every device: the files it writes equal the
 /// library's reference result within the tolerance.
@@ -443,60 +440,5 @@ fn surrogates_take_nd_inputs() {
             g2.iter().collect::<Vec<_>>(),
             "{op} grad"
         );
-    }
-}
-
-#[test]
-fn cli_power_max_on_every_device() {
-    let dir = scratch("power-max");
-    let x = nonneg(7, 11, 3.0, 4);
-    write_npy(dir.join("x.npy"), &x).unwrap();
-    write_npy(dir.join("neg.npy"), &ndarray::array![[1.0f32, -2.0]]).unwrap();
-    let want = surrogate_f64(&Surrogate::PowerMax {
-        x: x.view(),
-        p: 4.5,
-    })
-    .unwrap();
-    for dev in devices() {
-        let out = dir.join(format!("out-{dev}"));
-        let o = eval(
-            "power-max",
-            &dir.join("x.npy"),
-            &["--p", "4.5", "--device", dev],
-            &out,
-        );
-        assert!(
-            o.status.success(),
-            "{dev}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let v: ArrayD<f32> = read_npy(out.join("output.npy")).unwrap();
-        let grad: Array2<f32> = read_npy(out.join("grad.npy")).unwrap();
-        assert_eq!(v.shape(), &[7], "{dev}");
-        let got = SurrogateOutput {
-            value: Value::PerRow(Array1::from_iter(v.iter().copied())),
-            grad,
-            grad_b: None,
-            sums: None,
-        };
-        assert_power_close(&got, &want, 4.5, &format!("CLI on {dev}"));
-    }
-    let x = dir.join("x.npy");
-    let x = x.to_str().unwrap();
-    let neg = dir.join("neg.npy");
-    let neg = neg.to_str().unwrap();
-    let out = dir.join("bad");
-    for (args, needle) in [
-        (vec!["eval", "power-max", "--input", x], "--p <P>"),
-        (
-            vec!["eval", "power-max", "--input", x, "--p", "0.5"],
-            "p must be finite and >= 1",
-        ),
-        (
-            vec!["eval", "power-max", "--input", neg, "--p", "2"],
-            "x[0, 1] = -2",
-        ),
-    ] {
-        assert_rejected(&args, &[], needle, &out);
     }
 }

@@ -84,6 +84,38 @@ fn edge_rows_match_the_definition() {
     }
 }
 
+/// Ties at huge powers: the gradient of `k` tied maxima is `k^{−(p−1)/p} → 1/k`, exactly
+/// where the general tolerance (which grows with `p`) says nothing, and no other entry
+/// counts. (On the GPU `1/p` is subnormal above 2¹²⁶; the clamps come from the host.)
+#[test]
+fn ties_at_huge_powers() {
+    let x = ndarray::array![[5.0f32, 5.0, 1.0, 0.0], [3.0, 3.0, 3.0, 2.999_999_8]];
+    let want = [[0.5, 0.5, 0.0, 0.0], [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 0.0]];
+    for p in [1e30f32, 1e38, f32::MAX] {
+        for b in fast_backends() {
+            let (v, g) = per_row(*b, &x, p);
+            let name = b.name();
+            assert!(
+                (v[0] - 5.0).abs() <= 4.0 * f32::EPSILON * 5.0,
+                "{name}: p = {p}: {v:?}"
+            );
+            assert!(
+                (v[1] - 3.0).abs() <= 4.0 * f32::EPSILON * 3.0,
+                "{name}: p = {p}: {v:?}"
+            );
+            for (i, row) in want.iter().enumerate() {
+                for (j, &w) in row.iter().enumerate() {
+                    let got = g[[i, j]] as f64;
+                    assert!(
+                        (got - w).abs() <= 4.0 * f32::EPSILON as f64,
+                        "{name}: p = {p}: grad [{i}, {j}] = {got}, want {w}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn per_row(b: &dyn Backend, x: &Array2<f32>, p: f32) -> (Vec<f32>, Array2<f32>) {
     let out = b.surrogate(&call(x, p)).unwrap();
     match out.value {
@@ -235,6 +267,73 @@ fn bad_powers_are_errors_on_every_backend() {
                 }
                 other => panic!("{} at p = {p}: {other:?}", b.name()),
             }
+        }
+    }
+}
+
+/// `smoothmax eval power-max` on every device against the library's reference, and its bad
+/// inputs.
+#[cfg(feature = "cli")]
+mod cli {
+    use super::common::cli::{assert_rejected, devices, eval, scratch};
+    use super::common::surrogates::{assert_power_close, nonneg};
+    use ndarray::{Array1, Array2, ArrayD};
+    use ndarray_npy::{read_npy, write_npy};
+    use smoothmax::surrogates::reference::surrogate_f64;
+    use smoothmax::{Surrogate, SurrogateOutput, Value};
+
+    #[test]
+    fn power_max_on_every_device() {
+        let dir = scratch("power-max");
+        let x = nonneg(7, 11, 3.0, 4);
+        write_npy(dir.join("x.npy"), &x).unwrap();
+        write_npy(dir.join("neg.npy"), &ndarray::array![[1.0f32, -2.0]]).unwrap();
+        let want = surrogate_f64(&Surrogate::PowerMax {
+            x: x.view(),
+            p: 4.5,
+        })
+        .unwrap();
+        for dev in devices() {
+            let out = dir.join(format!("out-{dev}"));
+            let o = eval(
+                "power-max",
+                &dir.join("x.npy"),
+                &["--p", "4.5", "--device", dev],
+                &out,
+            );
+            assert!(
+                o.status.success(),
+                "{dev}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let v: ArrayD<f32> = read_npy(out.join("output.npy")).unwrap();
+            let grad: Array2<f32> = read_npy(out.join("grad.npy")).unwrap();
+            assert_eq!(v.shape(), &[7], "{dev}");
+            let got = SurrogateOutput {
+                value: Value::PerRow(Array1::from_iter(v.iter().copied())),
+                grad,
+                grad_b: None,
+                sums: None,
+            };
+            assert_power_close(&got, &want, 4.5, &format!("CLI on {dev}"));
+        }
+        let x = dir.join("x.npy");
+        let x = x.to_str().unwrap();
+        let neg = dir.join("neg.npy");
+        let neg = neg.to_str().unwrap();
+        let out = dir.join("bad");
+        for (args, needle) in [
+            (vec!["eval", "power-max", "--input", x], "--p <P>"),
+            (
+                vec!["eval", "power-max", "--input", x, "--p", "0.5"],
+                "p must be finite and >= 1",
+            ),
+            (
+                vec!["eval", "power-max", "--input", neg, "--p", "2"],
+                "x[0, 1] = -2",
+            ),
+        ] {
+            assert_rejected(&args, &[], needle, &out);
         }
     }
 }

@@ -38,7 +38,11 @@ const CROSS_ENTROPY: &str = concat!(
 );
 const YARDSTICK: &str = include_str!("../../../shaders/yardstick.wgsl");
 const SURROGATE_COMMON: &str = include_str!("../../../shaders/surrogate_common.wgsl");
-const SURROGATE_ROWS: &str = include_str!("../../../shaders/surrogate_rows.wgsl");
+const SURROGATE_ROWS: &str = concat!(
+    include_str!("../../../shaders/surrogate_rows.wgsl"),
+    include_str!("../../../shaders/macro_f1.wgsl"),
+    include_str!("../../../shaders/power_max.wgsl")
+);
 const POINTWISE: &str = include_str!("../../../shaders/pointwise.wgsl");
 
 impl Family {

@@ -75,7 +75,7 @@ uniform! {
 }
 
 uniform! {
-    /// The surrogates' `sp` (80 bytes).
+    /// The surrogates' `sp` (96 bytes).
     SParams {
         n: u32,
         flags: u32,
@@ -98,9 +98,16 @@ uniform! {
         inv_p: f32,
         /// Rows: `κ = kappa·kappa_r` (see `Kappa::split`).
         kappa_r: f32,
-        /// Power-mean max: `1/(p − 1)` (0 for `p = 1`).
-        inv_pm1: f32,
-        _pad2: u32,
+        /// Power-mean max: `−200/p`, the clamp of a term's log ratio (normal for every
+        /// finite `p`, where `1/p` may be subnormal).
+        lo_p: f32,
+        /// Power-mean max: `−200/(p − 1)`, the gradient's clamp (0 for `p = 1`).
+        lo_pm1: f32,
+        /// Power-mean max: `(p − 1)/p`.
+        q_p: f32,
+        _pad3: u32,
+        _pad4: u32,
+        _pad5: u32,
     }
 }
 
@@ -190,8 +197,12 @@ impl Default for SParams {
             small_h2: 1.0 / 512.0,
             inv_p: 0.0,
             kappa_r: 0.0,
-            inv_pm1: 0.0,
-            _pad2: 0,
+            lo_p: 0.0,
+            lo_pm1: 0.0,
+            q_p: 0.0,
+            _pad3: 0,
+            _pad4: 0,
+            _pad5: 0,
         }
     }
 }

@@ -149,8 +149,14 @@ where
             let sp = SParams {
                 kappa: p,
                 a: p - 1.0,
-                inv_p: 1.0 / p,
-                inv_pm1: if p > 1.0 { 1.0 / (p - 1.0) } else { 0.0 },
+                inv_p: (1.0 / p as f64) as f32,
+                lo_p: (-200.0 / p as f64) as f32,
+                lo_pm1: if p > 1.0 {
+                    (-200.0 / (p as f64 - 1.0)) as f32
+                } else {
+                    0.0
+                },
+                q_p: ((p as f64 - 1.0) / p as f64) as f32,
                 ..Default::default()
             };
             let kappa = Kappa::Temperature(1.0); // (the kernel forms no exponent of κ·x)
@@ -259,19 +265,27 @@ where
                 Surrogate::PowerMax { .. } => 0.0,
                 _ => f32::NAN,
             };
-            let values = Out::new(ctx, row_place, rows, 1, empty)?;
-            row_values(
+            // A mean or sum of the rows' values is summed on the device.
+            let reduced = matches!(fold, Fold::Reduce(Reduction::Mean | Reduction::Sum));
+            let values_place = if reduced { Place::Device } else { row_place };
+            let values = Out::new(ctx, values_place, rows, 1, empty)?;
+            let fold_empty = (fold, empty);
+            let raw = row_values(
                 ctx,
                 job,
                 x,
                 classes,
                 grad,
                 values,
-                (fold, empty),
-                mode,
+                fold_empty,
+                mode.reborrow(),
                 keep,
             )
-            .await
+            .await?;
+            Ok(Raw {
+                value: sum_on_device(ctx, raw.value, mode, keep).await?,
+                ..raw
+            })
         }
     }
 }

@@ -74,6 +74,15 @@ pub(super) async fn macro_f1(
             sink: Sink::DeviceChunks(&next),
             layout: Layout::Packed,
         }];
+        if next.dim().0 >= n {
+            // One row per chunk: two rows of sums do not fit one storage binding.
+            return Err(Error::ShapeTooLarge {
+                rows,
+                cols,
+                what: "macro F1's column sums (2·C floats), twice in one storage binding",
+                limit: ctx.max_binding(),
+            });
+        }
         let job = ColumnPass::new(ctx, Entry::F1Merge, 2 * cols, None)?;
         keep.extend(launch(ctx, &job, n, stride, &inputs, &mut outputs, mode.reborrow()).await?);
         keep.extend(job.into_buffers());

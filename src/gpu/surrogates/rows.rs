@@ -263,7 +263,8 @@ impl RowJob {
     /// The per-call buffers the kernels read (the uniform, the weights): a recorded call
     /// keeps them until its encoder has been submitted.
     pub(super) fn into_buffers(self) -> Vec<PooledBuffer> {
-        // (The device buffers are clones of buffers their owners keep.)
+        // (The device buffers are handles: wgpu keeps a buffer alive while recorded work
+        // uses it, whoever drops the handle.)
         std::iter::once(self.sp).chain(self.weight).collect()
     }
 
