@@ -7,7 +7,7 @@
 //
 //   OP_LOGISTIC, OP_HINGE, OP_SQUARED_HINGE, OP_EXPONENTIAL, OP_SQUARED: the binary losses
 //   OP_PAIRWISE_ERF ..= OP_PAIRWISE_LOGCOSH (consecutive): the pairwise smooth max forms
-//   OP_F1_SIGMOID: binary F1, first pass: y = sigma(x) b, grad = sigma(x) + b (summed next)
+//   OP_F1_SIGMOID: binary F1, first pass (`pointwise_sum`: sigma(x) b and sigma(x) + b summed)
 //   OP_F1_BINARY_GRAD: binary F1, second pass: grad = p (1 - p) (2 b - F) / D, with
 //     (sum p b, flags, D = sum (p + b), flags) from the device sums in `weight`
 
@@ -315,13 +315,6 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         grad[e] = r.y;
         return;
     }
-    if OP == OP_F1_SIGMOID {
-        // The two sums' terms: p y (value) and p + y (grad), summed on the device.
-        let p = sigmoid1(f);
-        y[e] = select(params.nan, p * yv, !is_nan1(f));
-        grad[e] = select(params.nan, p + yv, !is_nan1(f));
-        return;
-    }
     if OP == OP_F1_BINARY_GRAD {
         // From the device sums in `weight`: (s, c, flags) of sum p y, then of D = sum (p + y).
         let tp = weight[0] + weight[1];
@@ -335,6 +328,13 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         grad[e] = select(p * (1.0 - p) * (2.0 * yv - f1) * inv_d, params.nan, bad);
         return;
     }
+    let r = binary_at(e, f, yv);
+    y[e] = r.x;
+    grad[e] = r.y;
+}
+
+// A binary loss's (value, gradient) at element e, with its weights.
+fn binary_at(e: u32, f: f32, yv: f32) -> vec2<f32> {
     var pw = 1.0;
     if (sp.flags & SP_POS_WEIGHT) != 0u {
         pw = q[e % params.cols];
@@ -343,9 +343,38 @@ fn pointwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     if (sp.flags & SP_WEIGHT) != 0u {
         w = weight[e];
     }
-    let r = binary(f, yv, pw, w, sp.u);
-    y[e] = r.x;
-    grad[e] = r.y;
+    return binary(f, yv, pw, w, sp.u);
+}
+
+// The element-wise ops whose values are only summed: each workgroup sums its elements' values
+// and writes (s, c, flags) for two arrays at y[6g] (g: the workgroup in this chunk; the
+// device sums below, then src/gpu/surrogates/sums.rs `sum_partials`), so no value is stored.
+//   OP_F1_SIGMOID: binary F1's first pass, a = sigma(x) b, b = sigma(x) + b (NaN x: NaN)
+//   the binary losses: a = the loss, and the gradient written to grad as `pointwise` does
+@compute @workgroup_size(256)
+fn pointwise_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.y * params.groups_x + wid.x;
+    let e = g * WG + lid;
+    var a = NSum(0.0, 0.0, 0u);
+    var b = NSum(0.0, 0.0, 0u);
+    if e < sp.n {
+        let f = x[e];
+        let yv = b_in[e];
+        if OP == OP_F1_SIGMOID {
+            let p = sigmoid1(f);
+            a = nsum_add(a, select(p * yv, params.nan, is_nan1(f)));
+            b = nsum_add(b, select(p + yv, params.nan, is_nan1(f)));
+        } else {
+            let r = binary_at(e, f, yv);
+            grad[e] = r.y;
+            a = nsum_add(a, r.x);
+        }
+    }
+    a = nsum_tree(a, lid);
+    b = nsum_tree(b, lid);
+    if lid == 0u {
+        nsum_store(a, b, 6u * g);
+    }
 }
 
 // ---- device sums: the batch reductions (src/gpu/surrogates/sums.rs) ---------------------------

@@ -248,7 +248,10 @@ fn larger_than_one_binding_matches_the_reference() {
         let want = surrogate_f64(&call).unwrap();
         let got = g.call(call.clone()).run().unwrap();
         check(&got, &want, rows * cols, &name);
-        check_device_sum(g, &call, &name);
+        if name == "hinge Mean" {
+            // (One at this size: the many-chunk test checks every op's sum this way.)
+            check_device_sum(g, &call, &name);
+        }
     }
 }
 

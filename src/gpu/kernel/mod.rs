@@ -210,6 +210,7 @@ pub(crate) enum Entry {
     F1Merge,
     F1Classes,
     Pointwise,
+    PointwiseSum,
     SumBlocks,
     SumFinal,
     Convert,
@@ -238,6 +239,7 @@ impl Entry {
             Entry::F1Merge => "f1_merge",
             Entry::F1Classes => "f1_classes",
             Entry::Pointwise => "pointwise",
+            Entry::PointwiseSum => "pointwise_sum",
             Entry::SumBlocks => "sum_blocks",
             Entry::SumFinal => "sum_final",
             Entry::Convert => "convert",
@@ -264,7 +266,10 @@ impl Entry {
                     E::Weighted | E::Margin | E::Power | E::F1Columns | E::F1Merge | E::F1Classes
                 )
             }
-            Family::Pointwise => matches!(self, E::Pointwise | E::SumBlocks | E::SumFinal),
+            Family::Pointwise => matches!(
+                self,
+                E::Pointwise | E::PointwiseSum | E::SumBlocks | E::SumFinal
+            ),
         }
     }
 }

@@ -12,7 +12,7 @@ use naga::{AddressSpace, ScalarKind, StorageAccess, TypeInner};
 
 const EXP_FORMS: [ExpForm; 3] = [ExpForm::Unit, ExpForm::Half, ExpForm::Tiny];
 const ROW_THREADS: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
-const ENTRIES: [Entry; 22] = [
+const ENTRIES: [Entry; 23] = [
     Entry::Stats,
     Entry::StatsPartial,
     Entry::MergeRows,
@@ -32,6 +32,7 @@ const ENTRIES: [Entry; 22] = [
     Entry::F1Merge,
     Entry::F1Classes,
     Entry::Pointwise,
+    Entry::PointwiseSum,
     Entry::SumBlocks,
     Entry::SumFinal,
     Entry::Convert,

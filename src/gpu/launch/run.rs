@@ -116,24 +116,24 @@ fn chunk_of(
 }
 
 /// A zeroed f32 matrix with a row for each chunk of a launch in `mode` over `rows` rows of
-/// `inputs` whose other outputs are device matrices no wider than the widest input row, each
-/// row `floats` long and starting at a bindable offset: the [`Sink::DeviceChunks`] of that
-/// launch.
+/// `inputs` with `outputs` besides it: the [`Sink::DeviceChunks`] of that launch. Each row
+/// holds `floats(rows per chunk)` floats and starts at a bindable offset.
 pub(crate) fn chunk_outputs(
     ctx: &Context,
-    rows: usize,
-    cols: usize,
+    (rows, cols): (usize, usize),
     inputs: &[Input],
+    outputs: &[Output],
     mode: &Mode,
-    floats: usize,
+    floats: impl Fn(usize) -> usize,
 ) -> Result<GpuMatrix> {
     let host = inputs
         .iter()
-        .any(|i| matches!(i.source, Source::Host { .. }));
+        .any(|i| matches!(i.source, Source::Host { .. }))
+        || outputs.iter().any(|o| matches!(o.sink, Sink::Host { .. }));
     let streamed = matches!(mode, Mode::Stream(_)) && host;
-    let chunk = chunk_of(ctx, rows, cols, inputs, &[], streamed)?;
+    let chunk = chunk_of(ctx, rows, cols, inputs, outputs, streamed)?;
     let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-    let stride = floats.next_multiple_of(align);
+    let stride = floats(chunk.min(rows)).next_multiple_of(align);
     let m = GpuMatrix::new_typed(
         ctx,
         rows.div_ceil(chunk).max(1),

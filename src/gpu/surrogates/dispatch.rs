@@ -239,17 +239,24 @@ where
                 .map_err(|e| Error::InvalidInput(e.to_string()))?;
             let (x, y) = (In::new(logits.matrix()), In::new(labels.into()));
             let job = PointJob::new(ctx, binary_op(loss), sp, cols, pr.pos_weight.as_deref())?;
-            // Reduced values are summed on the device: only the sum comes back.
-            let reduced = options.reduction != Reduction::None;
-            let value_place = if reduced { Place::Device } else { place };
-            let mut v = Out::new(ctx, value_place, rows, cols, f32::NAN)?;
             let mut g = new(cols)?;
             let w = pr.weight.as_deref();
-            let outs = (Some(&mut v), Some(&mut g), None);
-            keep.extend(job.run(ctx, &x, &y, w, outs, mode.reborrow()).await?);
-            let value = RawValue::Elements(v, Fold::Reduce(options.reduction));
+            let r = options.reduction;
+            let value = if r == Reduction::None {
+                let mut v = new(cols)?;
+                let outs = (Some(&mut v), Some(&mut g), None);
+                keep.extend(job.run(ctx, &x, &y, w, outs, mode.reborrow()).await?);
+                RawValue::Elements(v, Fold::Reduce(r))
+            } else {
+                // Summed per workgroup on the device, never stored: only the sum comes back.
+                let grad = Some(&mut g);
+                let sums = job
+                    .run_summed(ctx, (&x, &y), w, grad, mode.reborrow(), keep)
+                    .await?;
+                RawValue::Summed(sums, Finish::Reduce(rows * cols, r))
+            };
             Staged::Done(Raw {
-                value: sum_on_device(ctx, value, mode.reborrow(), keep).await?,
+                value,
                 grad: g,
                 grad_b: None,
             })
@@ -290,8 +297,8 @@ where
     }
 }
 
-/// A mean or sum of per-row or per-element values on the device, summed there (the values
-/// never come back); every other value as it is.
+/// A mean or sum of per-row values on the device, summed there (the values never come back);
+/// every other value as it is.
 async fn sum_on_device(
     ctx: &Context,
     value: RawValue,
@@ -299,10 +306,7 @@ async fn sum_on_device(
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<RawValue> {
     match value {
-        RawValue::Rows(Out::Device(m), Fold::Reduce(r))
-        | RawValue::Elements(Out::Device(m), Fold::Reduce(r))
-            if r != Reduction::None =>
-        {
+        RawValue::Rows(Out::Device(m), Fold::Reduce(r)) if r != Reduction::None => {
             let (rows, cols) = m.dim();
             let sums = device_sums(ctx, &m, None, mode, keep).await?;
             Ok(RawValue::Summed(sums, Finish::Reduce(rows * cols, r)))

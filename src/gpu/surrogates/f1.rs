@@ -69,7 +69,7 @@ pub(super) async fn macro_f1(
             source: Source::Device(&parts),
             layout: Layout::Strided,
         }];
-        let next = chunk_outputs(ctx, n, stride, &inputs, &mode, 2 * cols)?;
+        let next = chunk_outputs(ctx, (n, stride), &inputs, &[], &mode, |_| 2 * cols)?;
         let mut outputs = [Output {
             sink: Sink::DeviceChunks(&next),
             layout: Layout::Packed,
@@ -209,9 +209,10 @@ impl Job for ColumnPass {
     }
 }
 
-/// Binary F1, all on the device: `σ(x)·y` and `σ(x) + y` (`F1Sigmoid`), their sums
-/// ([`device_sums`]), then the gradient (`F1BinaryGrad`) from those sums where they lie.
-/// Host scores and labels are uploaded once for both passes.
+/// Binary F1, all on the device: `σ(x)·y` and `σ(x) + y` summed per workgroup
+/// (`F1Sigmoid` through `pointwise_sum`, nothing stored per element) and to the end, then the
+/// gradient (`F1BinaryGrad`) from those sums where they lie. Host scores and labels are
+/// uploaded once for both passes.
 pub(super) async fn binary_f1(
     ctx: &Context,
     x: &In<'_>,
@@ -228,17 +229,10 @@ pub(super) async fn binary_f1(
     let mut store = None;
     let x = on_device(ctx, x, &mut store)?;
     let y = In::Device(&y);
-    let mut py = Out::new(ctx, Place::Device, rows, cols, 0.0)?;
-    let mut p_plus_y = Out::new(ctx, Place::Device, rows, cols, 0.0)?;
     let first = PointJob::new(ctx, SurrogateOp::F1Sigmoid, SParams::default(), cols, None)?;
-    let outs = (Some(&mut py), Some(&mut p_plus_y), None);
-    keep.extend(first.run(ctx, &x, &y, None, outs, mode.reborrow()).await?);
-    let (Some(a), Some(b)) = (py.into_device(), p_plus_y.into_device()) else {
-        return Err(Error::InvalidInput(
-            "internal: F1 terms left on the host".into(),
-        ));
-    };
-    let sums = device_sums(ctx, &a, Some(&b), mode.reborrow(), keep).await?;
+    let sums = first
+        .run_summed(ctx, (&x, &y), None, None, mode.reborrow(), keep)
+        .await?;
     let mut grad = Out::new(ctx, place, rows, cols, 0.0)?;
     let second = PointJob::new(
         ctx,

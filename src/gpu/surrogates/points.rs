@@ -2,13 +2,18 @@
 //! element (two gradients for the pairwise max). Every stream is packed: the kernel indexes
 //! elements `0..n` of its chunk.
 
+use super::sums::{device_sums, sum_partials, DeviceSums, PARTIAL};
+use crate::element::DType;
 use crate::error::Result;
 use crate::gpu::context::Context;
 use crate::gpu::encode::{binding, record_pass, Params};
 use crate::gpu::io::{In, Out};
 use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
-use crate::gpu::launch::{host, launch, Chunk, Input, Job, Layout, Mode, Output};
+use crate::gpu::launch::{
+    chunk_outputs, host, launch, Chunk, Input, Job, Layout, Mode, Output, Sink,
+};
+use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::split::WG;
 use wgpu::BufferUsages as U;
@@ -24,6 +29,8 @@ pub(super) struct PointJob {
     pos_weight: Option<PooledBuffer>,
     /// Binary F1's second pass: the device sums of the first, bound as `weight`.
     sums: Option<wgpu::Buffer>,
+    /// Whether the values are summed per workgroup (`pointwise_sum`) rather than stored.
+    summed: bool,
     /// Which outputs the launch has, in order.
     values: bool,
     grad: bool,
@@ -51,6 +58,7 @@ impl PointJob {
                 .map(|w| ctx.upload_small(U::STORAGE, bytemuck::cast_slice(w)))
                 .transpose()?,
             sums: None,
+            summed: false,
             values: false,
             grad: false,
             grad_b: false,
@@ -125,6 +133,85 @@ impl PointJob {
     }
 }
 
+impl PointJob {
+    /// Runs over every element with the values summed on the device instead of stored
+    /// (`pointwise_sum`): the gradient into `grad` if asked for, the workgroups' partial sums
+    /// into a new matrix, one row per chunk, summed to the end ([`sum_partials`]).
+    pub(super) async fn run_summed(
+        mut self,
+        ctx: &Context,
+        (x, b): (&In<'_>, &In<'_>),
+        weight: Option<&[f32]>,
+        grad: Option<&mut Out>,
+        mut mode: Mode<'_>,
+        keep: &mut Vec<PooledBuffer>,
+    ) -> Result<DeviceSums> {
+        let (rows, cols) = x.dim();
+        if rows * cols == 0 {
+            return device_sums(
+                ctx,
+                &GpuMatrix::new_typed(ctx, 0, 0, DType::F32)?,
+                None,
+                mode,
+                keep,
+            )
+            .await;
+        }
+        let mut inputs = vec![
+            Input {
+                source: x.source()?,
+                layout: Layout::Packed,
+            },
+            Input {
+                source: b.source()?,
+                layout: Layout::Packed,
+            },
+        ];
+        inputs.extend(weight.map(|w| Input {
+            source: host(w, cols),
+            layout: Layout::Packed,
+        }));
+        self.weighted = weight.is_some();
+        self.summed = true;
+        self.grad = grad.is_some();
+        let mut outputs: Vec<Output> = grad
+            .into_iter()
+            .map(|o| Output {
+                sink: o.sink(),
+                layout: Layout::Packed,
+            })
+            .collect();
+        // Per chunk: one group of (s, c, flags) per workgroup of WG elements.
+        let groups = |chunk_rows: usize| (chunk_rows * cols).div_ceil(WG);
+        let parts = chunk_outputs(ctx, (rows, cols), &inputs, &outputs, &mode, |r| {
+            PARTIAL * groups(r)
+        })?;
+        let per_row = parts.dim().1 / PARTIAL;
+        outputs.insert(
+            0,
+            Output {
+                sink: Sink::DeviceChunks(&parts),
+                layout: Layout::Packed,
+            },
+        );
+        keep.extend(
+            launch(
+                ctx,
+                &self,
+                rows,
+                cols,
+                &inputs,
+                &mut outputs,
+                mode.reborrow(),
+            )
+            .await?,
+        );
+        drop(outputs);
+        keep.extend(self.pos_weight);
+        sum_partials(ctx, parts, per_row, mode, keep).await
+    }
+}
+
 impl Job for PointJob {
     fn record(
         &self,
@@ -138,9 +225,14 @@ impl Job for PointJob {
             ..self.sp
         };
         let ub = ctx.upload_small(U::UNIFORM, bytemuck::bytes_of(&sp))?;
+        let entry = if self.summed {
+            Entry::PointwiseSum
+        } else {
+            Entry::Pointwise
+        };
         let kernel = Kernel {
             family: Family::Pointwise,
-            entry: Entry::Pointwise,
+            entry,
             spec: Spec {
                 op: Some(self.op),
                 ..Spec::default()
@@ -160,7 +252,7 @@ impl Job for PointJob {
             b.push((Slot::Weight, binding(sums, sums.size())));
         }
         let mut outs = chunk.outputs.iter();
-        if self.values {
+        if self.values || self.summed {
             b.extend(outs.next().map(|v| (Slot::Y, v.slice.binding())));
         }
         if self.grad {

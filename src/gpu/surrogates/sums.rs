@@ -32,7 +32,7 @@ use crate::reduction::{LossSums, Reduction};
 use wgpu::BufferUsages as U;
 
 /// Floats each workgroup of `sum_blocks` writes: `(s, c, flags)` per array.
-const PARTIAL: usize = 6;
+pub(crate) const PARTIAL: usize = 6;
 
 /// The sums are of the values times 2⁻³² (the shader's `SUM_SCALE`): exact, and no sum of up
 /// to 2³² finite f32 values overflows.
@@ -216,7 +216,9 @@ pub(crate) async fn device_sums(
             layout: Layout::Packed,
         },
     ];
-    let mut level = chunk_outputs(ctx, rows, cols, &inputs, &mode, PARTIAL * SUM_GROUPS)?;
+    let level = chunk_outputs(ctx, (rows, cols), &inputs, &[], &mode, |_| {
+        PARTIAL * SUM_GROUPS
+    })?;
     let blocks = Blocks {
         cols,
         arrays: if b.is_some() { 2 } else { 1 },
@@ -237,21 +239,31 @@ pub(crate) async fn device_sums(
         )
         .await?,
     );
-    // Each chunk's rows of partial groups into one group per chunk, until one is left (once
-    // unless the partials outgrow a storage binding).
-    let mut groups = SUM_GROUPS;
+    sum_partials(ctx, level, SUM_GROUPS, mode, keep).await
+}
+
+/// The sum of partial sums: `parts` holds rows of `groups` groups of `(s, c, flags)` per
+/// array (a [`Sink::DeviceChunks`] matrix of `sum_blocks`, or of a kernel that sums its own
+/// values per workgroup); each chunk of rows is merged into one group (`sum_final`), until
+/// one is left (once, unless the partials outgrow a storage binding).
+pub(crate) async fn sum_partials(
+    ctx: &Context,
+    mut parts: GpuMatrix,
+    mut groups: usize,
+    mut mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<DeviceSums> {
     loop {
-        let (n, stride) = level.dim();
+        let (n, stride) = parts.dim();
         let inputs = [Input {
-            source: Source::Device(&level),
+            source: Source::Device(&parts),
             layout: Layout::Strided,
         }];
-        let next = chunk_outputs(ctx, n, stride, &inputs, &mode, PARTIAL)?;
+        let next = chunk_outputs(ctx, (n, stride), &inputs, &[], &mode, |_| PARTIAL)?;
         if n > 1 && next.dim().0 >= n {
-            // (Rows of partials are a few KiB: only a binding smaller than two of them.)
             return Err(Error::ShapeTooLarge {
-                rows,
-                cols,
+                rows: n,
+                cols: stride,
                 what: "the device sums' partials, twice in one storage binding",
                 limit: ctx.max_binding(),
             });
@@ -265,6 +277,6 @@ pub(crate) async fn device_sums(
         if next.dim().0 == 1 {
             return Ok(DeviceSums(next));
         }
-        (level, groups) = (next, 1);
+        (parts, groups) = (next, 1);
     }
 }
