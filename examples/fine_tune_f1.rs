@@ -24,24 +24,13 @@
 //! cargo run --release --example fine_tune_f1
 //! ```
 
+mod common;
+
 use ndarray::{Array1, Array2, Axis};
 use smoothmax::{
     Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, MultiMarginOptions,
     Reduction, Surrogate, Targets,
 };
-
-/// SplitMix64, for a shuffle that is the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 /// Standardized features with a bias column, and the quality class (0..6 for 3..8).
 struct Split {
@@ -58,40 +47,14 @@ fn load() -> Split {
     let (n, d) = (wine.records.nrows(), wine.records.ncols());
     let x = Array2::from_shape_fn((n, d), |(i, j)| wine.records[[i, j]]);
     let q: Vec<i64> = wine.targets.iter().map(|&t| t as i64 - 3).collect();
-    // Shuffle, then stratify: every fourth wine of each quality is held out.
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = Rng(2009);
-    for i in (1..n).rev() {
-        order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
-    }
-    let mut seen = [0usize; CLASSES];
-    let (mut train, mut test) = (vec![], vec![]);
-    for &i in &order {
-        let c = q[i] as usize;
-        seen[c] += 1;
-        if seen[c] % 4 == 0 {
-            test.push(i)
-        } else {
-            train.push(i)
-        }
-    }
-    let xt = x.select(Axis(0), &train);
-    let mean = xt.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(d));
-    let std = xt.std_axis(Axis(0), 0.0);
-    let design = |idx: &[usize]| {
-        let mut m = Array2::<f32>::ones((idx.len(), d + 1));
-        for (r, &i) in idx.iter().enumerate() {
-            for j in 0..d {
-                m[[r, j]] = ((x[[i, j]] - mean[j]) / std[j]) as f32;
-            }
-        }
-        m
-    };
+    // Every fourth wine of each quality is held out.
+    let (train, test) = common::stratified(&q, 4, 2009);
+    let (x_train, x_test) = common::design(&x, &train, &test);
     let labels = |idx: &[usize]| idx.iter().map(|&i| q[i]).collect::<Array1<i64>>();
     Split {
-        x_train: design(&train),
+        x_train,
         q_train: labels(&train),
-        x_test: design(&test),
+        x_test,
         q_test: labels(&test),
     }
 }
@@ -232,7 +195,7 @@ fn binary_task(b: &dyn Backend, s: &Split, checks: &mut Checks) {
          train smooth F1 {sf0:.4}, held-out F1 {before}"
     );
     // Gradient ascent on the training smooth F1, from the cross-entropy weights.
-    let (epochs, lr) = (300, 200.0);
+    let (epochs, lr) = (600, 50.0);
     let mut sf = sf0;
     for _ in 0..epochs {
         let (v, g) = smooth_f1(b, &s.x_train, &w, &y);
@@ -315,7 +278,7 @@ fn multiclass_task(b: &dyn Backend, s: &Split, checks: &mut Checks) {
         "  softmax regression, 500 epochs: cross-entropy {l0:.4} -> {l1:.4}, train smooth \
          macro F1 {sf0:.4}, held-out macro F1 {before:.4}"
     );
-    let (epochs, lr) = (300, 200.0);
+    let (epochs, lr) = (1000, 20.0);
     for _ in 0..epochs {
         let (_, g) = smooth_macro(b, &s.x_train, &w, &s.q_train);
         w = w + lr * s.x_train.t().dot(&g);

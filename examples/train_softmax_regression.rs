@@ -11,23 +11,12 @@
 //! cargo run --release --example train_softmax_regression
 //! ```
 
+mod common;
+
 use ndarray::{s, Array1, Array2, Axis};
 use smoothmax::{
     Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Reduction, Targets,
 };
-
-/// SplitMix64, for a shuffle that is the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 /// Features standardized with the training set's mean and deviation, plus a bias column.
 struct Split {
@@ -43,39 +32,13 @@ fn load() -> Split {
     let x = Array2::from_shape_fn((n, d), |(i, j)| iris.records[[i, j]]);
     let y: Vec<i64> = iris.targets.iter().map(|&t| t as i64).collect();
     // Shuffle, then stratify: every fifth sample of each class is held out (30 of 150).
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = Rng(2024);
-    for i in (1..n).rev() {
-        order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
-    }
-    let mut seen = [0usize; 3];
-    let (mut train, mut test) = (vec![], vec![]);
-    for &i in &order {
-        let c = y[i] as usize;
-        seen[c] += 1;
-        if seen[c] % 5 == 0 {
-            test.push(i)
-        } else {
-            train.push(i)
-        }
-    }
-    let xt = x.select(Axis(0), &train);
-    let mean = xt.mean_axis(Axis(0)).expect("non-empty training set");
-    let std = xt.std_axis(Axis(0), 0.0);
-    let design = |idx: &[usize]| {
-        let mut m = Array2::<f32>::ones((idx.len(), d + 1));
-        for (r, &i) in idx.iter().enumerate() {
-            for j in 0..d {
-                m[[r, j]] = ((x[[i, j]] - mean[j]) / std[j]) as f32;
-            }
-        }
-        m
-    };
+    let (train, test) = common::stratified(&y, 5, 2024);
+    let (x_train, x_test) = common::design(&x, &train, &test);
     let labels = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Array1<i64>>();
     Split {
-        x_train: design(&train),
+        x_train,
         y_train: labels(&train),
-        x_test: design(&test),
+        x_test,
         y_test: labels(&test),
     }
 }

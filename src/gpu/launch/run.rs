@@ -27,10 +27,7 @@ pub(crate) async fn launch<'s>(
     }
     let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
     check_usages(inputs, outputs)?;
-    let host = inputs
-        .iter()
-        .any(|i| matches!(i.source, Source::Host { .. }))
-        || outputs.iter().any(|o| matches!(o.sink, Sink::Host { .. }));
+    let host = has_host(inputs, outputs);
     let streamed = matches!(mode, Mode::Stream(_)) && host;
     let chunk = chunk_of(ctx, rows, cols, inputs, outputs, streamed)?;
     for o in outputs.iter() {
@@ -80,6 +77,14 @@ pub(crate) async fn launch<'s>(
     res.map(|()| keep)
 }
 
+/// Whether a launch moves host data (so that, streamed, its chunks overlap transfers).
+fn has_host(inputs: &[Input], outputs: &[Output]) -> bool {
+    inputs
+        .iter()
+        .any(|i| matches!(i.source, Source::Host { .. }))
+        || outputs.iter().any(|o| matches!(o.sink, Sink::Host { .. }))
+}
+
 /// The rows per chunk of a launch over these streams (the one rule, [`chunk_rows`], on the
 /// widest row any stream holds).
 fn chunk_of(
@@ -126,11 +131,7 @@ pub(crate) fn chunk_outputs(
     mode: &Mode,
     floats: impl Fn(usize) -> usize,
 ) -> Result<GpuMatrix> {
-    let host = inputs
-        .iter()
-        .any(|i| matches!(i.source, Source::Host { .. }))
-        || outputs.iter().any(|o| matches!(o.sink, Sink::Host { .. }));
-    let streamed = matches!(mode, Mode::Stream(_)) && host;
+    let streamed = matches!(mode, Mode::Stream(_)) && has_host(inputs, outputs);
     let chunk = chunk_of(ctx, rows, cols, inputs, outputs, streamed)?;
     let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
     let stride = floats(chunk.min(rows)).next_multiple_of(align);

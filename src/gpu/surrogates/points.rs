@@ -74,6 +74,32 @@ impl PointJob {
         }
     }
 
+    /// The streams every pass reads: the scores, the labels or second argument, and the
+    /// per-element weights if any (packed: the kernel indexes elements `0..n`).
+    fn inputs<'a>(
+        &mut self,
+        (x, b): (&'a In<'_>, &'a In<'_>),
+        weight: Option<&'a [f32]>,
+        cols: usize,
+    ) -> Result<Vec<Input<'a>>> {
+        let mut inputs = vec![
+            Input {
+                source: x.source()?,
+                layout: Layout::Packed,
+            },
+            Input {
+                source: b.source()?,
+                layout: Layout::Packed,
+            },
+        ];
+        inputs.extend(weight.map(|w| Input {
+            source: host(w, cols),
+            layout: Layout::Packed,
+        }));
+        self.weighted = weight.is_some();
+        Ok(inputs)
+    }
+
     fn pairwise(&self) -> bool {
         matches!(
             self.op,
@@ -99,21 +125,7 @@ impl PointJob {
         if rows * cols == 0 {
             return Ok(Vec::new());
         }
-        let mut inputs = vec![
-            Input {
-                source: x.source()?,
-                layout: Layout::Packed,
-            },
-            Input {
-                source: b.source()?,
-                layout: Layout::Packed,
-            },
-        ];
-        inputs.extend(weight.map(|w| Input {
-            source: host(w, cols),
-            layout: Layout::Packed,
-        }));
-        self.weighted = weight.is_some();
+        let inputs = self.inputs((x, b), weight, cols)?;
         self.values = values.is_some();
         self.grad = grad.is_some();
         self.grad_b = grad_b.is_some();
@@ -157,21 +169,7 @@ impl PointJob {
             )
             .await;
         }
-        let mut inputs = vec![
-            Input {
-                source: x.source()?,
-                layout: Layout::Packed,
-            },
-            Input {
-                source: b.source()?,
-                layout: Layout::Packed,
-            },
-        ];
-        inputs.extend(weight.map(|w| Input {
-            source: host(w, cols),
-            layout: Layout::Packed,
-        }));
-        self.weighted = weight.is_some();
+        let inputs = self.inputs((x, b), weight, cols)?;
         self.summed = true;
         self.grad = grad.is_some();
         let mut outputs: Vec<Output> = grad
