@@ -346,18 +346,19 @@ fn binary_at(e: u32, f: f32, yv: f32) -> vec2<f32> {
     return binary(f, yv, pw, w, sp.u);
 }
 
-// The element-wise ops whose values are only summed: each workgroup sums its elements' values
-// and writes (s, c, flags) for two arrays at y[6g] (g: the workgroup in this chunk; the
-// device sums below, then src/gpu/surrogates/sums.rs `sum_partials`), so no value is stored.
+// The element-wise ops whose values are only summed: SUM_GROUPS workgroups per chunk, each
+// over a strided share of the chunk's sp.n elements (as `sum_blocks`: one tree per workgroup,
+// not one per WG elements, which lavapipe pays for in barriers), summing its elements' values
+// and writing (s, c, flags) for two arrays at y[6g] (the device sums below, then
+// src/gpu/surrogates/sums.rs `sum_partials`), so no value is stored.
 //   OP_F1_SIGMOID: binary F1's first pass, a = sigma(x) b, b = sigma(x) + b (NaN x: NaN)
 //   the binary losses: a = the loss, and the gradient written to grad as `pointwise` does
 @compute @workgroup_size(256)
 fn pointwise_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let g = wid.y * params.groups_x + wid.x;
-    let e = g * WG + lid;
+    let g = wid.x;
     var a = NSum(0.0, 0.0, 0u);
     var b = NSum(0.0, 0.0, 0u);
-    if e < sp.n {
+    for (var e = g * WG + lid; e < sp.n; e += SUM_GROUPS * WG) {
         let f = x[e];
         let yv = b_in[e];
         if OP == OP_F1_SIGMOID {

@@ -78,7 +78,9 @@
 //! Every op returns its gradient with respect to its (first) input. For a value per row or per
 //! element (Boltzmann, soft-argmax, pairwise, losses with [`Reduction::None`](crate::Reduction::None)) it is the
 //! gradient of their sum, i.e. each row's or element's own derivative. Mean over zero elements
-//! is NaN and sum is 0, as in PyTorch.
+//! is NaN and sum is 0, as in PyTorch. The CPU and the reference reduce in f64; the GPU reduces
+//! on the device with compensated f32 sums finished in f64, within
+//! [`crate::gpu::device_sum_bound`] of the exact sum of its f32 values.
 
 mod call;
 mod prepare;

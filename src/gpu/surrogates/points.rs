@@ -9,7 +9,7 @@ use crate::gpu::context::Context;
 use crate::gpu::encode::{binding, record_pass, Params};
 use crate::gpu::io::{In, Out};
 use crate::gpu::kernel::uniforms::SParams;
-use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
+use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp, SUM_GROUPS};
 use crate::gpu::launch::{
     chunk_outputs, host, launch, Chunk, Input, Job, Layout, Mode, Output, Sink,
 };
@@ -147,8 +147,9 @@ impl PointJob {
 
 impl PointJob {
     /// Runs over every element with the values summed on the device instead of stored
-    /// (`pointwise_sum`): the gradient into `grad` if asked for, the workgroups' partial sums
-    /// into a new matrix, one row per chunk, summed to the end ([`sum_partials`]).
+    /// (`pointwise_sum`): the gradient into `grad` if asked for, the [`SUM_GROUPS`]
+    /// workgroups' partial sums into a new matrix, one row per chunk, summed to the end
+    /// ([`sum_partials`]).
     pub(super) async fn run_summed(
         mut self,
         ctx: &Context,
@@ -179,12 +180,10 @@ impl PointJob {
                 layout: Layout::Packed,
             })
             .collect();
-        // Per chunk: one group of (s, c, flags) per workgroup of WG elements.
-        let groups = |chunk_rows: usize| (chunk_rows * cols).div_ceil(WG);
-        let parts = chunk_outputs(ctx, (rows, cols), &inputs, &outputs, &mode, |r| {
-            PARTIAL * groups(r)
+        // Per chunk: one group of (s, c, flags) per workgroup, SUM_GROUPS of them.
+        let parts = chunk_outputs(ctx, (rows, cols), &inputs, &outputs, &mode, |_| {
+            PARTIAL * SUM_GROUPS
         })?;
-        let per_row = parts.dim().1 / PARTIAL;
         outputs.insert(
             0,
             Output {
@@ -206,7 +205,7 @@ impl PointJob {
         );
         drop(outputs);
         keep.extend(self.pos_weight);
-        sum_partials(ctx, parts, per_row, mode, keep).await
+        sum_partials(ctx, parts, SUM_GROUPS, mode, keep).await
     }
 }
 
@@ -263,7 +262,13 @@ impl Job for PointJob {
             b.push((Slot::Q, binding(pw.buffer(), (self.cols * 4) as u64)));
         }
         let params = Params::new(chunk.rows, self.cols, 1, 1, 1.0);
-        let pass = record_pass(ctx, encoder, kernel, n.div_ceil(WG), params, b)?;
+        // The summing entry runs SUM_GROUPS workgroups over strided shares of the chunk.
+        let groups = if self.summed {
+            SUM_GROUPS
+        } else {
+            n.div_ceil(WG)
+        };
+        let pass = record_pass(ctx, encoder, kernel, groups, params, b)?;
         debug_assert!(self.pairwise() == self.grad_b);
         Ok(vec![pass, ub])
     }

@@ -1,8 +1,10 @@
 //! Batch reductions on the device: the sums behind smooth accuracy, the reduced binary and
-//! margin losses and the two F1 scores (shaders/pointwise.wgsl, `sum_blocks` and
-//! `sum_final`). Per chunk, [`SUM_GROUPS`] workgroups each write a compensated partial sum of
-//! a strided share of the chunk (one row per chunk of a [`Sink::DeviceChunks`] matrix); then
-//! one workgroup per chunk of those rows merges them, until one group is left. What comes
+//! margin losses and the two F1 scores (shaders/pointwise.wgsl, `sum_blocks`,
+//! `pointwise_sum` and `sum_final`). Per chunk, each workgroup writes a compensated partial
+//! sum (one row per chunk of a [`Sink::DeviceChunks`] matrix): [`SUM_GROUPS`] workgroups over
+//! strided shares of values already on the device ([`device_sums`]), or of an op that sums
+//! its own values as it computes them (`PointJob::run_summed`); then one workgroup per chunk
+//! of those rows merges them, until one group is left ([`sum_partials`]). What comes
 //! back is six floats: `(s, c, flags)` per array, finished into the IEEE sum on the host,
 //! `(s + c)·2³²` in f64 ([`DeviceSums::read`]).
 //!
