@@ -28,8 +28,8 @@ mod common;
 
 use ndarray::{Array1, Array2, Axis};
 use smoothmax::{
-    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, MultiMarginOptions,
-    Reduction, Surrogate, Targets,
+    Backend, BinaryLoss, BinaryOptions, CrossEntropyOptions, MultiMarginOptions, Reduction,
+    Surrogate, Targets,
 };
 
 /// Standardized features with a bias column, and the quality class (0..6 for 3..8).
@@ -320,16 +320,7 @@ fn multiclass_task(b: &dyn Backend, s: &Split, checks: &mut Checks) {
 }
 
 fn main() {
-    let (backend, name): (Box<dyn Backend>, String) = match Gpu::new() {
-        Ok(g) => {
-            let n = g.adapter().name.clone();
-            (Box::new(g), format!("GPU ({n})"))
-        }
-        Err(e) => {
-            eprintln!("no GPU adapter ({e}); using the CPU path");
-            (Box::new(Cpu::new()), "CPU".into())
-        }
-    };
+    let (backend, name) = common::backend();
     let b = backend.as_ref();
     let s = load();
     println!(

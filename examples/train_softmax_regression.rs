@@ -14,9 +14,7 @@
 mod common;
 
 use ndarray::{s, Array1, Array2, Axis};
-use smoothmax::{
-    Backend, BinaryLoss, BinaryOptions, Cpu, CrossEntropyOptions, Gpu, Reduction, Targets,
-};
+use smoothmax::{Backend, BinaryLoss, BinaryOptions, CrossEntropyOptions, Reduction, Targets};
 
 /// Features standardized with the training set's mean and deviation, plus a bias column.
 struct Split {
@@ -214,17 +212,7 @@ fn gd_steps_to(b: &dyn Backend, x: &Array2<f32>, y: &Array2<f32>, target: f64) -
 }
 
 fn main() {
-    let gpu = Gpu::new();
-    let (backend, name): (Box<dyn Backend>, String) = match gpu {
-        Ok(g) => {
-            let n = g.adapter().name.clone();
-            (Box::new(g), format!("GPU ({n})"))
-        }
-        Err(e) => {
-            eprintln!("no GPU adapter ({e}); using the CPU path");
-            (Box::new(Cpu::new()), "CPU".into())
-        }
-    };
+    let (backend, name) = common::backend();
     let b = backend.as_ref();
     let s = load();
     println!(

@@ -1,7 +1,23 @@
-//! What the training examples share: a reproducible stratified split and the standardized
-//! design matrix (features scaled by the training part's mean and deviation, plus a bias).
+//! What the training examples share: the backend they run on, a reproducible stratified
+//! split and the standardized design matrix (features scaled by the training part's mean and
+//! deviation, plus a bias).
 
 use ndarray::{Array1, Array2, Axis};
+use smoothmax::{Backend, Cpu, Gpu};
+
+/// The GPU when an adapter opens, else the CPU path (saying so), with its name.
+pub fn backend() -> (Box<dyn Backend>, String) {
+    match Gpu::new() {
+        Ok(g) => {
+            let n = g.adapter().name.clone();
+            (Box::new(g), format!("GPU ({n})"))
+        }
+        Err(e) => {
+            eprintln!("no GPU adapter ({e}); using the CPU path");
+            (Box::new(Cpu::new()), "CPU".into())
+        }
+    }
+}
 
 /// SplitMix64, for a shuffle that is the same on every machine.
 struct Rng(u64);

@@ -122,19 +122,19 @@ fn chunk_of(
 
 /// A zeroed f32 matrix with a row for each chunk of a launch in `mode` over `rows` rows of
 /// `inputs` with `outputs` besides it: the [`Sink::DeviceChunks`] of that launch. Each row
-/// holds `floats(rows per chunk)` floats and starts at a bindable offset.
+/// holds `floats` floats and starts at a bindable offset.
 pub(crate) fn chunk_outputs(
     ctx: &Context,
     (rows, cols): (usize, usize),
     inputs: &[Input],
     outputs: &[Output],
     mode: &Mode,
-    floats: impl Fn(usize) -> usize,
+    floats: usize,
 ) -> Result<GpuMatrix> {
     let streamed = matches!(mode, Mode::Stream(_)) && has_host(inputs, outputs);
     let chunk = chunk_of(ctx, rows, cols, inputs, outputs, streamed)?;
     let align = (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-    let stride = floats(chunk.min(rows)).next_multiple_of(align);
+    let stride = floats.next_multiple_of(align);
     let m = GpuMatrix::new_typed(
         ctx,
         rows.div_ceil(chunk).max(1),

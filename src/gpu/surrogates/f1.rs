@@ -7,7 +7,7 @@ use super::output::{Finish, Raw, RawValue};
 use super::params::Kappa;
 use super::points::PointJob;
 use super::rows::RowJob;
-use super::sums::device_sums;
+use super::sums::{device_sums, merge_level};
 use crate::element::DType;
 use crate::error::{Error, Result};
 use crate::gpu::context::Context;
@@ -15,9 +15,7 @@ use crate::gpu::encode::{binding, record_pass, Params};
 use crate::gpu::io::{HostRows, In, Out, Place};
 use crate::gpu::kernel::uniforms::SParams;
 use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp};
-use crate::gpu::launch::{
-    chunk_outputs, launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source,
-};
+use crate::gpu::launch::{launch, Chunk, Input, Job, Layout, Mode, Output, Sink, Source};
 use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::split::WG;
@@ -63,30 +61,11 @@ pub(super) async fn macro_f1(
         .await?;
     keep.extend(columns.into_buffers());
     // The chunks' column sums into one row (`f1_merge`, a level per binding's worth of rows).
+    let what = "macro F1's column sums (2·C floats), twice in one storage binding";
     while parts.dim().0 > 1 {
-        let (n, stride) = parts.dim();
-        let inputs = [Input {
-            source: Source::Device(&parts),
-            layout: Layout::Strided,
-        }];
-        let next = chunk_outputs(ctx, (n, stride), &inputs, &[], &mode, |_| 2 * cols)?;
-        let mut outputs = [Output {
-            sink: Sink::DeviceChunks(&next),
-            layout: Layout::Packed,
-        }];
-        if next.dim().0 >= n {
-            // One row per chunk: two rows of sums do not fit one storage binding.
-            return Err(Error::ShapeTooLarge {
-                rows,
-                cols,
-                what: "macro F1's column sums (2·C floats), twice in one storage binding",
-                limit: ctx.max_binding(),
-            });
-        }
         let job = ColumnPass::new(ctx, Entry::F1Merge, 2 * cols, None)?;
-        keep.extend(launch(ctx, &job, n, stride, &inputs, &mut outputs, mode.reborrow()).await?);
+        parts = merge_level(ctx, &parts, 2 * cols, &job, what, mode.reborrow(), keep).await?;
         keep.extend(job.into_buffers());
-        parts = next;
     }
     let mut count = vec![0u32; cols];
     for &y in &pr.class {

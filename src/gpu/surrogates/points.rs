@@ -2,8 +2,7 @@
 //! element (two gradients for the pairwise max). Every stream is packed: the kernel indexes
 //! elements `0..n` of its chunk.
 
-use super::sums::{device_sums, sum_partials, DeviceSums, PARTIAL};
-use crate::element::DType;
+use super::sums::{sum_partials, DeviceSums, PARTIAL};
 use crate::error::Result;
 use crate::gpu::context::Context;
 use crate::gpu::encode::{binding, record_pass, Params};
@@ -13,7 +12,6 @@ use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec, SurrogateOp, SUM_GRO
 use crate::gpu::launch::{
     chunk_outputs, host, launch, Chunk, Input, Job, Layout, Mode, Output, Sink,
 };
-use crate::gpu::matrix::GpuMatrix;
 use crate::gpu::pool::PooledBuffer;
 use crate::gpu::split::WG;
 use wgpu::BufferUsages as U;
@@ -161,14 +159,7 @@ impl PointJob {
     ) -> Result<DeviceSums> {
         let (rows, cols) = x.dim();
         if rows * cols == 0 {
-            return device_sums(
-                ctx,
-                &GpuMatrix::new_typed(ctx, 0, 0, DType::F32)?,
-                None,
-                mode,
-                keep,
-            )
-            .await;
+            return DeviceSums::zero(ctx);
         }
         let inputs = self.inputs((x, b), weight, cols)?;
         self.summed = true;
@@ -181,9 +172,14 @@ impl PointJob {
             })
             .collect();
         // Per chunk: one group of (s, c, flags) per workgroup, SUM_GROUPS of them.
-        let parts = chunk_outputs(ctx, (rows, cols), &inputs, &outputs, &mode, |_| {
-            PARTIAL * SUM_GROUPS
-        })?;
+        let parts = chunk_outputs(
+            ctx,
+            (rows, cols),
+            &inputs,
+            &outputs,
+            &mode,
+            PARTIAL * SUM_GROUPS,
+        )?;
         outputs.insert(
             0,
             Output {

@@ -151,7 +151,7 @@ impl RowJob {
                 layout: Layout::Packed,
             },
         ];
-        let parts = chunk_outputs(ctx, (rows, cols), &inputs, &[], &mode, |_| 2 * cols)?;
+        let parts = chunk_outputs(ctx, (rows, cols), &inputs, &[], &mode, 2 * cols)?;
         let mut outputs = [Output {
             sink: Sink::DeviceChunks(&parts),
             layout: Layout::Packed,

@@ -70,6 +70,13 @@ pub fn bound(n: usize, abs_sum: f64) -> f64 {
 pub(crate) struct DeviceSums(pub(crate) GpuMatrix);
 
 impl DeviceSums {
+    /// The sums of no values.
+    pub(crate) fn zero(ctx: &Context) -> Result<Self> {
+        let out = GpuMatrix::new_typed(ctx, 1, PARTIAL, crate::element::DType::F32)?;
+        out.fill(ctx, 0.0)?;
+        Ok(DeviceSums(out))
+    }
+
     /// The two sums, each the IEEE result of adding every value: NaN if a value is NaN or
     /// both infinities occur, an infinity if one does, else the compensated sum.
     pub(crate) async fn read(&self, gpu: &Gpu, wait: Wait) -> Result<[f64; 2]> {
@@ -204,9 +211,7 @@ pub(crate) async fn device_sums(
         ));
     }
     if rows * cols == 0 {
-        let out = GpuMatrix::new_typed(ctx, 1, PARTIAL, crate::element::DType::F32)?;
-        out.fill(ctx, 0.0)?;
-        return Ok(DeviceSums(out));
+        return DeviceSums::zero(ctx);
     }
     let inputs = [
         Input {
@@ -218,9 +223,7 @@ pub(crate) async fn device_sums(
             layout: Layout::Packed,
         },
     ];
-    let level = chunk_outputs(ctx, (rows, cols), &inputs, &[], &mode, |_| {
-        PARTIAL * SUM_GROUPS
-    })?;
+    let level = chunk_outputs(ctx, (rows, cols), &inputs, &[], &mode, PARTIAL * SUM_GROUPS)?;
     let blocks = Blocks {
         cols,
         arrays: if b.is_some() { 2 } else { 1 },
@@ -255,30 +258,47 @@ pub(crate) async fn sum_partials(
     mut mode: Mode<'_>,
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<DeviceSums> {
+    let what = "the device sums' partials, twice in one storage binding";
     loop {
-        let (n, stride) = parts.dim();
-        let inputs = [Input {
-            source: Source::Device(&parts),
-            layout: Layout::Strided,
-        }];
-        let next = chunk_outputs(ctx, (n, stride), &inputs, &[], &mode, |_| PARTIAL)?;
-        if n > 1 && next.dim().0 >= n {
-            return Err(Error::ShapeTooLarge {
-                rows: n,
-                cols: stride,
-                what: "the device sums' partials, twice in one storage binding",
-                limit: ctx.max_binding(),
-            });
-        }
-        let mut outputs = [Output {
-            sink: Sink::DeviceChunks(&next),
-            layout: Layout::Packed,
-        }];
         let fin = Final { groups };
-        keep.extend(launch(ctx, &fin, n, stride, &inputs, &mut outputs, mode.reborrow()).await?);
+        let next = merge_level(ctx, &parts, PARTIAL, &fin, what, mode.reborrow(), keep).await?;
         if next.dim().0 == 1 {
             return Ok(DeviceSums(next));
         }
         (parts, groups) = (next, 1);
     }
+}
+
+/// One level of a merge on the device: `job` over the rows of `parts`, each chunk of rows into
+/// one row of `floats` floats of the returned matrix. A level that cannot shrink `parts` (no
+/// chunk holds two of its rows) is an error naming `what`, not an endless loop.
+pub(crate) async fn merge_level(
+    ctx: &Context,
+    parts: &GpuMatrix,
+    floats: usize,
+    job: &dyn Job,
+    what: &'static str,
+    mode: Mode<'_>,
+    keep: &mut Vec<PooledBuffer>,
+) -> Result<GpuMatrix> {
+    let (n, stride) = parts.dim();
+    let inputs = [Input {
+        source: Source::Device(parts),
+        layout: Layout::Strided,
+    }];
+    let next = chunk_outputs(ctx, (n, stride), &inputs, &[], &mode, floats)?;
+    if n > 1 && next.dim().0 >= n {
+        return Err(Error::ShapeTooLarge {
+            rows: n,
+            cols: stride,
+            what,
+            limit: ctx.max_binding(),
+        });
+    }
+    let mut outputs = [Output {
+        sink: Sink::DeviceChunks(&next),
+        layout: Layout::Packed,
+    }];
+    keep.extend(launch(ctx, job, n, stride, &inputs, &mut outputs, mode).await?);
+    Ok(next)
 }
