@@ -9,6 +9,7 @@
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Loss, Targets};
 use crate::element::{DType, Element, MatrixView, Tensor, TensorView};
 use crate::error::{Error, Result};
+use crate::linear_ce::{LinearCrossEntropyOutput, LinearPass, LinearPassResult};
 use crate::rows::{RowOp, RowOutput};
 use crate::shard::pass::{ShardPass, ShardResult};
 use crate::surrogates::{
@@ -149,6 +150,52 @@ pub trait Backend {
         pass: &ShardPass<'_>,
     ) -> Result<ShardResult> {
         crate::shard::exact::run(pass, logits)
+    }
+
+    /// One pass of a fused linear cross-entropy over one vocabulary shard's weights: the
+    /// engine half of [`Backend::linear_cross_entropy`] and
+    /// [`crate::shard::ShardedLinearCrossEntropy`] (call those, not this). The default runs the
+    /// f64 reference, which materializes the shard's logits: correct for a backend implemented
+    /// outside the crate, but not memory-bounded.
+    fn linear_ce_pass(&self, pass: &LinearPass<'_, '_>) -> Result<LinearPassResult> {
+        crate::linear_ce::reference::pass(pass)
+    }
+
+    /// Fused linear cross-entropy: `cross_entropy(hidden·weightᵀ + bias, targets)` with every
+    /// option of [`Backend::cross_entropy`], without the `[N, V]` logits in memory (see
+    /// [`crate::linear_ce`]). `hidden` is `[d0, ..., D]` (f32, f16 or bf16), `weight` `[V, D]`
+    /// (any of the three), `bias` `[V]`; targets as for logits `[d0, ..., V]`. With
+    /// `options.gradient`, the gradients with respect to the hidden states (their shape and
+    /// type), the weights (their type) and the bias.
+    ///
+    /// ```
+    /// use smoothmax::{Backend, Cpu, CrossEntropyOptions, Targets};
+    /// let h = ndarray::array![[1.0f32, 0.5], [-1.0, 2.0], [0.0, 0.0]];   // [N = 3, D = 2]
+    /// let w = ndarray::array![[0.5f32, 1.0], [2.0, -1.0], [0.0, 0.25], [1.0, 1.0]]; // [V = 4, D]
+    /// let y = ndarray::array![3i64, 0, -100];
+    /// let o = CrossEntropyOptions { gradient: true, ..Default::default() };
+    /// let cpu = Cpu::new();
+    /// let fused = cpu.linear_cross_entropy(h.view().into(), w.view().into(), None,
+    ///                                      Targets::classes(y.view()), &o)?;
+    /// // The same as the cross-entropy of the materialized logits h·wᵀ:
+    /// let logits = h.dot(&w.t());
+    /// let plain = cpu.cross_entropy(logits.view(), Targets::classes(y.view()), &o)?;
+    /// assert!((fused.loss.scalar().unwrap() - plain.loss.scalar().unwrap()).abs() < 1e-6);
+    /// // and d loss / d h = (d loss / d logits)·w:
+    /// let dh = plain.grad.unwrap().dot(&w);
+    /// let fused_dh = fused.grad_hidden.unwrap().into_typed::<f32, ndarray::Ix2>()?;
+    /// assert!((fused_dh[[1, 0]] - dh[[1, 0]]).abs() < 1e-6);
+    /// # Ok::<(), smoothmax::Error>(())
+    /// ```
+    fn linear_cross_entropy(
+        &self,
+        hidden: TensorView<'_>,
+        weight: MatrixView<'_>,
+        bias: Option<ArrayView1<'_, f32>>,
+        targets: Targets,
+        options: &CrossEntropyOptions,
+    ) -> Result<LinearCrossEntropyOutput> {
+        crate::linear_ce::linear_cross_entropy(self, hidden, weight, bias, targets, options, None)
     }
 
     /// [`Backend::cross_entropy`] on logits of any shape `[d0, ..., C]` and element type: the
@@ -422,6 +469,10 @@ macro_rules! forward_backend {
                 pass: &ShardPass<'_>,
             ) -> Result<ShardResult> {
                 (**self).cross_entropy_shard(logits, pass)
+            }
+
+            fn linear_ce_pass(&self, pass: &LinearPass<'_, '_>) -> Result<LinearPassResult> {
+                (**self).linear_ce_pass(pass)
             }
         }
     };

@@ -188,6 +188,7 @@ mod element;
 mod env;
 mod error;
 pub mod gpu;
+pub mod linear_ce;
 mod reduction;
 mod reference;
 mod rows;
@@ -206,6 +207,7 @@ pub use cross_entropy::{
 pub use element::{bf16_bits, DType, Element, MatrixView, Tensor, TensorView};
 pub use error::{Error, Result};
 pub use gpu::{DeviceCrossEntropy, Gpu, GpuCounters, GpuMatrix};
+pub use linear_ce::LinearCrossEntropyOutput;
 /// The `half` crate whose `f16` and `bf16` smoothmax reads and writes.
 pub use half;
 pub use reference::Reference;

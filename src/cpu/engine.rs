@@ -9,6 +9,7 @@ use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
 use crate::rows::RowOp;
+use crate::linear_ce::{LinearPass, LinearPassResult};
 use crate::shard::pass::{ShardPass, ShardResult};
 use ndarray::{ArrayView2, ArrayViewMut2, Ix1};
 
@@ -172,6 +173,10 @@ impl Backend for Cpu {
         let (p, fi, o) = pass.fast_call();
         let (stats, grad) = ce::planned(self.isa()?, logits, p, fi, o, pass.out)?;
         Ok(pass.fast_result(&stats, grad))
+    }
+
+    fn linear_ce_pass(&self, pass: &LinearPass<'_, '_>) -> Result<LinearPassResult> {
+        super::linear::pass(self, pass)
     }
 
     fn row_op_matrix(

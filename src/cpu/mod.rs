@@ -17,6 +17,7 @@ mod engine;
 mod exp;
 mod isa;
 mod lanes;
+mod linear;
 mod pointwise;
 mod rows;
 pub(crate) mod surrogates;

@@ -7,13 +7,24 @@ use crate::cross_entropy::fast::flag;
 use crate::cross_entropy::RowPartial;
 use crate::element::{MatrixView, Tensor};
 use crate::error::Result;
-use ndarray::{Array2, Axis};
+use ndarray::{Array2, ArrayView2, Axis};
 
 /// Runs `pass` in f64 on `logits` (the reference backend's shard pass).
 pub(crate) fn run(pass: &ShardPass, logits: MatrixView<'_>) -> Result<ShardResult> {
+    let x = logits.to_f32().mapv(|v| v as f64);
+    let (partials, grad) = run_f64(pass, x.view());
+    let grad = grad.map(|g| Tensor::narrow(g.mapv(|v| v as f32).into_dyn(), pass.out));
+    Ok(ShardResult { partials, grad })
+}
+
+/// [`run`] on f64 logits (the fused linear cross-entropy's reference, whose logits are never
+/// rounded to f32): the statistics and the f64 gradient.
+pub(crate) fn run_f64(
+    pass: &ShardPass,
+    x: ArrayView2<f64>,
+) -> (Vec<RowPartial>, Option<Array2<f64>>) {
     let st = &pass.setup;
     let (p, o) = (&st.p, &st.o);
-    let x = logits.to_f32();
     let (rows, cols) = (p.rows, p.cols);
     let cap = o.softcap.map(|c| c as f64);
     let linear = o.label_smoothing > 0.0 || p.probs.is_some();
@@ -25,7 +36,7 @@ pub(crate) fn run(pass: &ShardPass, logits: MatrixView<'_>) -> Result<ShardResul
     let (scale_ce, scale_z) = p.scales(o.reduction);
     let (ls, z) = (o.label_smoothing as f64, o.z_loss as f64);
     for (i, row) in x.axis_iter(Axis(0)).enumerate() {
-        let raw: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let raw: Vec<f64> = row.to_vec();
         let xs: Vec<f64> = match cap {
             Some(c) => raw.iter().map(|&v| c * (v / c).tanh()).collect(),
             None => raw.clone(),
@@ -101,6 +112,5 @@ pub(crate) fn run(pass: &ShardPass, logits: MatrixView<'_>) -> Result<ShardResul
             gi[j] = gj;
         }
     }
-    let grad = grad.map(|g| Tensor::narrow(g.mapv(|v| v as f32).into_dyn(), pass.out));
-    Ok(ShardResult { partials, grad })
+    (partials, grad)
 }

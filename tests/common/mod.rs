@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod ce;
+pub mod linear;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod surrogates;

@@ -1,0 +1,204 @@
+//! What a fused linear cross-entropy takes and returns, and the whole call: the statistics
+//! pass, the loss finished from the merged statistics, the gradient pass.
+
+use crate::backend::Backend;
+use crate::cross_entropy::{CrossEntropyOptions, Loss, LossSums, RowPartial, Targets};
+use crate::element::{MatrixView, Tensor, TensorView};
+use crate::error::{Error, Result};
+use crate::shard::{ShardedCrossEntropy, VocabShard};
+use crate::tensor::Rows;
+use ndarray::{Array1, Array2, ArrayD, ArrayView1, IxDyn};
+
+/// What [`Backend::linear_cross_entropy`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearCrossEntropyOutput {
+    /// The loss: per row in the hidden states' leading shape ([`crate::Reduction::None`]),
+    /// else one number.
+    pub loss: Loss<IxDyn>,
+    /// Per-row logsumexp of the logits used (after softcap), in the leading shape.
+    pub lse: ArrayD<f32>,
+    /// The loss's numerator and denominator in f64, to combine batches (see [`LossSums`]).
+    pub sums: LossSums,
+    /// `d loss / d hidden`, the hidden states' shape and element type (with `gradient`).
+    pub grad_hidden: Option<Tensor>,
+    /// `d loss / d weight`, `[V, D]` in the weight's element type (with `gradient`).
+    pub grad_weight: Option<Tensor>,
+    /// `d loss / d bias`, `[V]` (with `gradient` and a bias).
+    pub grad_bias: Option<Array1<f32>>,
+}
+
+/// One pass's gradients, in f32 (a shard's `hidden` is a summand of the whole gradient).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearGrads {
+    /// `[N, D]`: this shard's part of `d loss / d hidden`.
+    pub hidden: Array2<f32>,
+    /// `[V_k, D]`: `d loss / d W_k`.
+    pub weight: Array2<f32>,
+    /// `[V_k]`: `d loss / d b_k` (when there is a bias).
+    pub bias: Option<Array1<f32>>,
+}
+
+/// One pass of a fused linear cross-entropy over one vocabulary shard's weights, prepared by
+/// [`Backend::linear_cross_entropy`] or [`crate::shard::ShardedLinearCrossEntropy`]; engines
+/// run it through [`Backend::linear_ce_pass`].
+pub struct LinearPass<'a, 'o> {
+    /// `[N, D]`.
+    pub(crate) hidden: MatrixView<'a>,
+    /// `[V_k, D]`: the shard's classes.
+    pub(crate) weight: MatrixView<'a>,
+    /// `[V_k]`.
+    pub(crate) bias: Option<ArrayView1<'a, f32>>,
+    pub(crate) shard: VocabShard,
+    /// Class targets `[N]` over the whole vocabulary, or the shard's probabilities `[N, V_k]`.
+    pub(crate) targets: Targets<'a>,
+    pub(crate) options: CrossEntropyOptions<'o>,
+    /// The gradient pass: this shard's own statistics and the merged ones.
+    pub(crate) grad: Option<(&'a [RowPartial], &'a [RowPartial])>,
+    /// Per-tile statistics from this engine's statistics pass of the same call (saves the
+    /// gradient pass one statistics pass per tile).
+    pub(crate) tile_stats: Option<&'a [Vec<RowPartial>]>,
+    /// Classes per tile (`None`: the engine's choice).
+    pub(crate) tile_cols: Option<usize>,
+}
+
+/// What an engine returns from a [`LinearPass`].
+#[derive(Clone, Debug)]
+pub struct LinearPassResult {
+    /// This shard's statistics, merged over its tiles.
+    pub(crate) partials: Vec<RowPartial>,
+    /// Each tile's statistics (statistics pass).
+    pub(crate) tile_stats: Vec<Vec<RowPartial>>,
+    /// The gradient pass's gradients.
+    pub(crate) grads: Option<LinearGrads>,
+}
+
+impl LinearPassResult {
+    /// This shard's statistics.
+    pub fn partials(&self) -> &[RowPartial] {
+        &self.partials
+    }
+}
+
+fn bad<T>(m: String) -> Result<T> {
+    Err(Error::InvalidInput(m))
+}
+
+impl<'a, 'o> LinearPass<'a, 'o> {
+    /// A statistics pass; checks the shapes (`hidden [N, D]`, `weight [V_k, D]`, `bias [V_k]`).
+    pub(crate) fn new(
+        hidden: MatrixView<'a>,
+        weight: MatrixView<'a>,
+        bias: Option<ArrayView1<'a, f32>>,
+        shard: VocabShard,
+        targets: Targets<'a>,
+        options: &CrossEntropyOptions<'o>,
+    ) -> Result<Self> {
+        let ((_, d), (v, dw)) = (hidden.dim(), weight.dim());
+        if d != dw {
+            return bad(format!(
+                "hidden states have {d} features per row, the weight matrix {dw} (weight is \
+                 [V, D], hidden [..., D])"
+            ));
+        }
+        if let Some(b) = &bias {
+            if b.len() != v {
+                return bad(format!(
+                    "bias has length {}, the weight matrix {v} classes",
+                    b.len()
+                ));
+            }
+        }
+        Ok(LinearPass {
+            hidden,
+            weight,
+            bias,
+            shard,
+            targets,
+            options: options.clone(),
+            grad: None,
+            tile_stats: None,
+            tile_cols: None,
+        })
+    }
+
+    /// `(N, D, V_k)`.
+    pub(crate) fn dims(&self) -> (usize, usize, usize) {
+        let (n, d) = self.hidden.dim();
+        (n, d, self.weight.dim().0)
+    }
+}
+
+/// [`Backend::linear_cross_entropy`] with the vocabulary cut into tiles of `tile_cols`
+/// classes (the last one shorter) instead of the engine's choice: for tests that need many
+/// tiles at small sizes, and for tuning. Every width gives the same result within the
+/// tolerance; the reference honours it too.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_cross_entropy_tiled<B: Backend + ?Sized>(
+    backend: &B,
+    hidden: TensorView<'_>,
+    weight: MatrixView<'_>,
+    bias: Option<ArrayView1<'_, f32>>,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions<'_>,
+    tile_cols: usize,
+) -> Result<LinearCrossEntropyOutput> {
+    linear_cross_entropy(backend, hidden, weight, bias, targets, options, Some(tile_cols))
+}
+
+/// `Backend::linear_cross_entropy` (see there): hidden states of any leading shape.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_cross_entropy<B: Backend + ?Sized>(
+    backend: &B,
+    hidden: TensorView<'_>,
+    weight: MatrixView<'_>,
+    bias: Option<ArrayView1<'_, f32>>,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions<'_>,
+    tile_cols: Option<usize>,
+) -> Result<LinearCrossEntropyOutput> {
+    let rows = Rows::of(&hidden)?;
+    let v = weight.dim().0;
+    targets.check_shape(&rows.leading, v)?;
+    let n: usize = rows.leading.iter().product();
+    let flat = targets.flat(n, v)?;
+    let shard = VocabShard {
+        offset: 0,
+        total: v,
+    };
+    let new_pass = || -> Result<LinearPass<'_, '_>> {
+        let mut p = LinearPass::new(rows.view(), weight.view(), bias, shard, flat.view(), options)?;
+        p.tile_cols = tile_cols;
+        Ok(p)
+    };
+    let stats = backend.linear_ce_pass(&new_pass()?)?;
+    let done = ShardedCrossEntropy::new(shard, flat.view(), options).finish(&stats.partials)?;
+    let grads = if options.gradient {
+        let mut pass = new_pass()?;
+        pass.grad = Some((&stats.partials, &stats.partials));
+        pass.tile_stats = Some(&stats.tile_stats);
+        let g = backend.linear_ce_pass(&pass)?.grads;
+        Some(g.ok_or_else(|| Error::InvalidInput("the gradient pass gave no gradients".into()))?)
+    } else {
+        None
+    };
+    let d = hidden.shape().last().copied().unwrap_or(0);
+    let (grad_hidden, grad_weight, grad_bias) = match grads {
+        Some(g) => (
+            Some(Tensor::narrow(g.hidden.into_dyn(), hidden.dtype()).into_shape(&rows.shape_with(&[d]))?),
+            Some(Tensor::narrow(g.weight.into_dyn(), weight.dtype())),
+            g.bias,
+        ),
+        None => (None, None, None),
+    };
+    Ok(LinearCrossEntropyOutput {
+        loss: match done.loss {
+            Loss::Scalar(s) => Loss::Scalar(s),
+            Loss::PerRow(l) => Loss::PerRow(rows.per_row(l)?),
+        },
+        lse: rows.per_row(done.lse)?,
+        sums: done.sums,
+        grad_hidden,
+        grad_weight,
+        grad_bias,
+    })
+}
