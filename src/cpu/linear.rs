@@ -68,7 +68,7 @@ impl TileEngine for CpuTiles<'_> {
         let n = self.h.nrows();
         self.w_tile = match &self.w {
             MatrixView::F32(_) => None,
-            w => Some(slice_rows(w, cols.clone()).to_f32().into_owned()),
+            w => Some(w.slice_rows(cols.clone()).to_f32().into_owned()),
         };
         self.cols = cols.clone();
         let len = n * cols.len();
@@ -126,24 +126,16 @@ impl TileEngine for CpuTiles<'_> {
     }
 }
 
-/// Rows `r` of `m`.
-fn slice_rows<'a>(m: &'a MatrixView<'_>, r: Range<usize>) -> MatrixView<'a> {
-    match m {
-        MatrixView::F32(a) => MatrixView::F32(a.slice(s![r, ..])),
-        MatrixView::F16(a) => MatrixView::F16(a.slice(s![r, ..])),
-        MatrixView::BF16(a) => MatrixView::BF16(a.slice(s![r, ..])),
-    }
-}
-
 /// Runs `p` on the CPU in tiles of about [`TILE_LOGITS`] logits.
 pub(crate) fn pass(cpu: &Cpu, p: &LinearPass) -> Result<LinearPassResult> {
     cpu.isa()?;
     let (n, d, v) = p.dims();
+    let (h, w) = p.host()?;
     let grad = p.grad.is_some();
     let engine = CpuTiles {
         cpu,
-        h: p.hidden.to_f32(),
-        w: p.weight.view(),
+        h: h.to_f32(),
+        w,
         bias: p.bias,
         cols: 0..0,
         w_tile: None,

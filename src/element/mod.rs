@@ -333,6 +333,11 @@ impl MatrixView<'_> {
         with_dtype!(MatrixView, self, |a: E| a.dim())
     }
 
+    /// Rows `r` (a view).
+    pub(crate) fn slice_rows(&self, r: std::ops::Range<usize>) -> MatrixView<'_> {
+        with_dtype!(MatrixView, self, |a: E| E::tag_matrix(a.slice(ndarray::s![r, ..])))
+    }
+
     /// The exact f32 values: the view itself for f32, a widened copy (vectorized) otherwise.
     pub fn to_f32(&self) -> ndarray::CowArray<'_, f32, ndarray::Ix2> {
         match self {

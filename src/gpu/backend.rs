@@ -12,6 +12,7 @@ use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, MatrixView, Tensor};
 use crate::error::Result;
 use crate::rows::RowOp;
+use crate::linear_ce::{LinearPass, LinearPassResult};
 use crate::shard::pass::{ShardPass, ShardResult};
 use crate::surrogates::{Surrogate, SurrogateOutput};
 use ndarray::Ix1;
@@ -78,6 +79,10 @@ impl Backend for Gpu {
             let (stats, grad) = staged.finish_raw(self, Wait::Inline).await?;
             Ok(pass.fast_result(&stats, grad))
         })
+    }
+
+    fn linear_ce_pass(&self, pass: &LinearPass<'_, '_>) -> Result<LinearPassResult> {
+        super::linear::pass(self, pass)
     }
 
     fn cross_entropy_matrix(

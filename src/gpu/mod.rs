@@ -21,6 +21,7 @@ mod engine;
 mod io;
 mod kernel;
 mod launch;
+mod linear;
 mod matrix;
 mod pipelines;
 mod pool;

@@ -5,6 +5,7 @@ use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, Loss, LossSums, RowPartial, Targets};
 use crate::element::{MatrixView, Tensor, TensorView};
 use crate::error::{Error, Result};
+use crate::gpu::Matrix;
 use crate::shard::{ShardedCrossEntropy, VocabShard};
 use crate::tensor::Rows;
 use ndarray::{Array1, Array2, ArrayD, ArrayView1, IxDyn};
@@ -42,10 +43,10 @@ pub struct LinearGrads {
 /// [`Backend::linear_cross_entropy`] or [`crate::shard::ShardedLinearCrossEntropy`]; engines
 /// run it through [`Backend::linear_ce_pass`].
 pub struct LinearPass<'a, 'o> {
-    /// `[N, D]`.
-    pub(crate) hidden: MatrixView<'a>,
-    /// `[V_k, D]`: the shard's classes.
-    pub(crate) weight: MatrixView<'a>,
+    /// `[N, D]`, host or device.
+    pub(crate) hidden: Matrix<'a>,
+    /// `[V_k, D]`: the shard's classes, host or device.
+    pub(crate) weight: Matrix<'a>,
     /// `[V_k]`.
     pub(crate) bias: Option<ArrayView1<'a, f32>>,
     pub(crate) shard: VocabShard,
@@ -86,8 +87,8 @@ fn bad<T>(m: String) -> Result<T> {
 impl<'a, 'o> LinearPass<'a, 'o> {
     /// A statistics pass; checks the shapes (`hidden [N, D]`, `weight [V_k, D]`, `bias [V_k]`).
     pub(crate) fn new(
-        hidden: MatrixView<'a>,
-        weight: MatrixView<'a>,
+        hidden: Matrix<'a>,
+        weight: Matrix<'a>,
         bias: Option<ArrayView1<'a, f32>>,
         shard: VocabShard,
         targets: Targets<'a>,
@@ -125,6 +126,15 @@ impl<'a, 'o> LinearPass<'a, 'o> {
     pub(crate) fn dims(&self) -> (usize, usize, usize) {
         let (n, d) = self.hidden.dim();
         (n, d, self.weight.dim().0)
+    }
+
+    /// The hidden states and weights on the host (the host engines), or an error naming the
+    /// device matrix.
+    pub(crate) fn host(&self) -> Result<(MatrixView<'_>, MatrixView<'_>)> {
+        match (&self.hidden, &self.weight) {
+            (Matrix::Host(h), Matrix::Host(w)) => Ok((h.view(), w.view())),
+            _ => bad("device matrices: only the GPU backend reads those".into()),
+        }
     }
 }
 
@@ -166,7 +176,8 @@ pub(crate) fn linear_cross_entropy<B: Backend + ?Sized>(
         total: v,
     };
     let new_pass = || -> Result<LinearPass<'_, '_>> {
-        let mut p = LinearPass::new(rows.view(), weight.view(), bias, shard, flat.view(), options)?;
+        let (h, w) = (Matrix::Host(rows.view()), Matrix::Host(weight.view()));
+        let mut p = LinearPass::new(h, w, bias, shard, flat.view(), options)?;
         p.tile_cols = tile_cols;
         Ok(p)
     };

@@ -69,10 +69,11 @@ impl TileEngine for Exact {
 /// Runs `p` in f64, the whole shard as one tile (unless `p` asks for narrower ones).
 pub(crate) fn pass(p: &LinearPass) -> Result<LinearPassResult> {
     let (n, d, v) = p.dims();
+    let (h, w) = p.host()?;
     let f64_of = |m: &crate::MatrixView| m.to_f32().mapv(|x| x as f64);
     let engine = Exact {
-        h: f64_of(&p.hidden),
-        w: f64_of(&p.weight),
+        h: f64_of(&h),
+        w: f64_of(&w),
         b: p.bias.map(|b| b.mapv(|x| x as f64)),
         z: Array2::zeros((0, 0)),
         dh: Array2::zeros((n, d)),

@@ -285,16 +285,24 @@ impl<'a> ShardPass<'a> {
             })
             .collect();
         let grad = grad.map(|mut g| {
-            for (i, fix) in self.fixes.iter().enumerate() {
-                match fix {
-                    Fix::None => {}
-                    Fix::Nan => fill_row(&mut g, i, |_| f32::NAN),
-                    Fix::NoMass => fill_row(&mut g, i, |j| self.no_mass(i, j) as f32),
-                }
+            for (i, row) in self.host_rows() {
+                fill_row(&mut g, i, |j| row[j]);
             }
             g
         });
         ShardResult { partials, grad }
+    }
+
+    /// The gradient rows the host finishes (module docs), as `(row, values)`: what an
+    /// engine whose gradient stays on the device writes over its kernel's rows.
+    pub(crate) fn host_rows(&self) -> Vec<(usize, Vec<f32>)> {
+        let cols = self.setup.p.cols;
+        let fixed = |(i, fix): (usize, &Fix)| match fix {
+            Fix::None => None,
+            Fix::Nan => Some((i, vec![f32::NAN; cols])),
+            Fix::NoMass => Some((i, (0..cols).map(|j| self.no_mass(i, j) as f32).collect())),
+        };
+        self.fixes.iter().enumerate().filter_map(fixed).collect()
     }
 
     /// `g_j = −β·k̂_j − [j = y]·γ` of row `i` (no probability mass in this shard), unscaled.

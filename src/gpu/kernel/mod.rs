@@ -31,10 +31,13 @@ pub(crate) enum Family {
     SurrogateRows,
     /// The element-wise surrogates.
     Pointwise,
+    /// Matrix products and column sums (the fused linear cross-entropy): `x` is the first
+    /// operand, `b_in` the second, `y` the f32 result.
+    Matmul,
 }
 
 impl Family {
-    pub(crate) const ALL: [Family; 7] = [
+    pub(crate) const ALL: [Family; 8] = [
         Family::LogSumExp,
         Family::Softmax,
         Family::CrossEntropy,
@@ -42,6 +45,7 @@ impl Family {
         Family::Yardstick,
         Family::SurrogateRows,
         Family::Pointwise,
+        Family::Matmul,
     ];
 
     /// The family's bindings: slot, binding number, kind. Slots a pass does not bind get a
@@ -86,6 +90,14 @@ impl Family {
                 (Slot::Q, 7, R),
                 (Slot::SParams, 8, U),
                 (Slot::GradB, 9, S),
+            ],
+            Family::Matmul => &[
+                (Slot::Params, 0, U),
+                (Slot::X, 1, R),
+                (Slot::Y, 2, S),
+                (Slot::BIn, 4, R),
+                (Slot::Weight, 5, R),
+                (Slot::MParams, 6, U),
             ],
         }
     }
@@ -151,6 +163,8 @@ pub(crate) enum Slot {
     Grad,
     /// `grad_b`: the pairwise max's gradient with respect to its second argument.
     GradB,
+    /// `mm`: [`uniforms::MParams`].
+    MParams,
 }
 
 impl Slot {
@@ -173,6 +187,7 @@ impl Slot {
             Slot::BIn => "b_in",
             Slot::Grad => "grad",
             Slot::GradB => "grad_b",
+            Slot::MParams => "mm",
         }
     }
 }
@@ -214,6 +229,8 @@ pub(crate) enum Entry {
     SumBlocks,
     SumFinal,
     Convert,
+    Matmul,
+    ColSums,
 }
 
 impl Entry {
@@ -243,6 +260,8 @@ impl Entry {
             Entry::SumBlocks => "sum_blocks",
             Entry::SumFinal => "sum_final",
             Entry::Convert => "convert",
+            Entry::Matmul => "matmul",
+            Entry::ColSums => "col_sums",
         }
     }
 
@@ -270,6 +289,7 @@ impl Entry {
                 self,
                 E::Pointwise | E::PointwiseSum | E::SumBlocks | E::SumFinal
             ),
+            Family::Matmul => matches!(self, E::Matmul | E::ColSums),
         }
     }
 }
@@ -340,7 +360,8 @@ pub(crate) struct Spec {
     pub exp_form: ExpForm,
     /// The element type of `x` in storage (f16 / bf16 as u32 words).
     pub x_dtype: DType,
-    /// The element type of the matrix output (`y`).
+    /// The element type of the matrix output (`y`); for [`Family::Matmul`], of the second
+    /// operand (`b_in`: its result is always f32).
     pub y_dtype: DType,
 }
 

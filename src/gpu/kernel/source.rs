@@ -1,11 +1,12 @@
 //! The WGSL text of a kernel. A module is `header + half codecs (when an element type is f16
-//! or bf16) + prelude + x loads + y stores + cross-entropy extras + gradient store + family`,
+//! or bf16) + params + prelude + x loads + y stores + cross-entropy extras + gradient store + family`,
 //! each a whole file chosen by the kernel's `Spec` (vec4 or scalar; f32 or half words); the header is generated here: the specialization
 //! constants, every constant the shaders share with Rust (op codes, flag bits, exponent forms,
 //! the workgroup size, each from its one Rust definition), and the declaration of `x`, whose
 //! access mode is the one thing the in-place variant changes. Each variant is plain WGSL that
 //! naga validates on its own (see `tests.rs`, which needs no GPU).
 
+use super::uniforms::{MM_ACC, MM_BIAS};
 use super::{BindingKind, CeFlags, Family, Kernel, Slot, SpFlags, SurrogateOp, SUM_GROUPS};
 use crate::cross_entropy::fast::flag;
 use crate::element::DType;
@@ -13,6 +14,7 @@ use crate::gpu::split::WG;
 use crate::scale::ExpForm;
 use std::fmt::Write;
 
+const PARAMS: &str = include_str!("../../../shaders/params.wgsl");
 const PRELUDE: &str = include_str!("../../../shaders/prelude.wgsl");
 const HALF: &str = include_str!("../../../shaders/half.wgsl");
 const X_VEC4: &str = include_str!("../../../shaders/x_vec4.wgsl");
@@ -44,6 +46,7 @@ const SURROGATE_ROWS: &str = concat!(
     include_str!("../../../shaders/power_max.wgsl")
 );
 const POINTWISE: &str = include_str!("../../../shaders/pointwise.wgsl");
+const MATMUL: &str = include_str!("../../../shaders/matmul.wgsl");
 
 impl Family {
     fn source(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Family {
             Family::Yardstick => YARDSTICK,
             Family::SurrogateRows => SURROGATE_ROWS,
             Family::Pointwise => POINTWISE,
+            Family::Matmul => MATMUL,
         }
     }
 
@@ -64,7 +68,10 @@ impl Family {
 
 /// The constants every module gets, from their Rust definitions.
 fn shared_constants() -> String {
-    let mut s = format!("const WG: u32 = {WG}u;\nconst SUM_GROUPS: u32 = {SUM_GROUPS}u;\n");
+    let mut s = format!(
+        "const WG: u32 = {WG}u;\nconst SUM_GROUPS: u32 = {SUM_GROUPS}u;\n\
+         const MM_ACC: u32 = {MM_ACC}u;\nconst MM_BIAS: u32 = {MM_BIAS}u;\n"
+    );
     for (name, f) in CeFlags::NAMED {
         let _ = writeln!(s, "const {name}: u32 = {}u;", f.bits());
     }
@@ -179,6 +186,9 @@ impl Kernel {
                 }
             });
         }
+        if self.family == Family::Matmul {
+            return [header.as_str(), half_codecs(sp), PARAMS, &operands(sp), MATMUL].join("\n");
+        }
         let x_part = match (x_half, sp.vec4) {
             (false, true) => X_VEC4,
             (false, false) => X_SCALAR,
@@ -208,6 +218,7 @@ impl Kernel {
         [
             header.as_str(),
             half,
+            PARAMS,
             PRELUDE,
             x_part,
             y_part,
@@ -218,4 +229,38 @@ impl Kernel {
         ]
         .join("\n")
     }
+}
+
+/// The half codecs, when any element type of `sp` is f16 or bf16.
+fn half_codecs(sp: &super::Spec) -> &'static str {
+    if sp.x_dtype != DType::F32 || sp.y_dtype != DType::F32 {
+        HALF
+    } else {
+        ""
+    }
+}
+
+/// The matrix products' operand loads: `a_at(i)` from `x` (its type `x_dtype`, declared in
+/// the header), and `b_in` declared and read by `b_at(i)` in `y_dtype` (f16 / bf16 elements
+/// two to a word, the lower-addressed in the low half).
+fn operands(sp: &super::Spec) -> String {
+    let (binding, _) = Family::Matmul
+        .slot(Slot::BIn)
+        .unwrap_or((4, BindingKind::ReadOnly));
+    let a = match sp.x_dtype {
+        DType::F32 => "fn a_at(i: u32) -> f32 { return x[i]; }".to_string(),
+        _ => "fn a_at(i: u32) -> f32 { return widen1_of(x_word(i >> 1u), i); }".to_string(),
+    };
+    let b = match sp.y_dtype {
+        DType::F32 => format!(
+            "@group(0) @binding({binding}) var<storage, read> b_in: array<f32>;\n\
+             fn b_at(i: u32) -> f32 {{ return b_in[i]; }}"
+        ),
+        d => format!(
+            "@group(0) @binding({binding}) var<storage, read> b_in: array<u32>;\n\
+             fn b_at(i: u32) -> f32 {{ return {}_widen2(b_in[i >> 1u])[i & 1u]; }}",
+            codec(d)
+        ),
+    };
+    format!("{a}\n{b}\n")
 }

@@ -4,7 +4,7 @@
 //! (`uniforms.rs`) match their WGSL declarations field by field. Any drift between the two
 //! sides fails here, in plain `cargo test`.
 
-use super::uniforms::{CeParams, Params, SParams};
+use super::uniforms::{CeParams, MParams, Params, SParams};
 use super::{BindingKind, CeFlags, Entry, Family, Kernel, Spec, SurrogateOp};
 use crate::element::DType;
 use crate::scale::ExpForm;
@@ -12,7 +12,7 @@ use naga::{AddressSpace, ScalarKind, StorageAccess, TypeInner};
 
 const EXP_FORMS: [ExpForm; 3] = [ExpForm::Unit, ExpForm::Half, ExpForm::Tiny];
 const ROW_THREADS: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
-const ENTRIES: [Entry; 23] = [
+const ENTRIES: [Entry; 25] = [
     Entry::Stats,
     Entry::StatsPartial,
     Entry::MergeRows,
@@ -36,6 +36,8 @@ const ENTRIES: [Entry; 23] = [
     Entry::SumBlocks,
     Entry::SumFinal,
     Entry::Convert,
+    Entry::Matmul,
+    Entry::ColSums,
 ];
 
 /// Every specialization the engine can ask for, per family (one entry point per module: the
@@ -77,6 +79,18 @@ fn specs(family: Family) -> Vec<Spec> {
                             });
                         }
                     }
+                }
+            }
+        }
+        Family::Matmul => {
+            // Each operand type against each.
+            for x_dtype in DType::ALL {
+                for y_dtype in DType::ALL {
+                    out.push(Spec {
+                        x_dtype,
+                        y_dtype,
+                        ..Spec::default()
+                    });
                 }
             }
         }
@@ -309,6 +323,11 @@ fn uniform_structs_match_their_wgsl_declarations() {
         wgsl_struct(&sur, "SParams"),
         rust_struct::<SParams>(SParams::FIELDS)
     );
+    let mm = module(Family::Matmul, Entry::Matmul, Spec::default());
+    assert_eq!(
+        wgsl_struct(&mm, "MParams"),
+        rust_struct::<MParams>(MParams::FIELDS)
+    );
 }
 
 #[test]
@@ -332,12 +351,13 @@ fn every_op_and_family_is_listed_once() {
             | Family::CrossEntropyInPlace
             | Family::Yardstick
             | Family::SurrogateRows
-            | Family::Pointwise => {}
+            | Family::Pointwise
+            | Family::Matmul => {}
         }
     }
     assert_eq!(
         seen.len(),
-        7,
+        8,
         "a new family needs a place in Family::ALL and here"
     );
 }

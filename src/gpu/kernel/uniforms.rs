@@ -111,6 +111,35 @@ uniform! {
     }
 }
 
+uniform! {
+    /// The matrix products' `mm` (64 bytes): `C[M, N] = A[M, K]·B[K, N]`, each operand at any
+    /// strides (elements from its binding's start), see shaders/matmul.wgsl.
+    MParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        a_base: u32,
+        a_rs: u32,
+        a_cs: u32,
+        b_base: u32,
+        b_rs: u32,
+        b_cs: u32,
+        c_base: u32,
+        c_rs: u32,
+        /// `MM_ACC` (add to `C`), `MM_BIAS` (add `bias[bias_base + col]`).
+        flags: u32,
+        tiles_n: u32,
+        bias_base: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
+
+/// [`MParams::flags`]: add the product to `C`.
+pub(crate) const MM_ACC: u32 = 1;
+/// [`MParams::flags`]: add the bias of each column.
+pub(crate) const MM_BIAS: u32 = 2;
+
 /// Size of [`Params`] in bytes.
 pub(crate) const PARAMS_BYTES: u64 = std::mem::size_of::<Params>() as u64;
 

@@ -1,0 +1,151 @@
+// ---- matrix products for the fused linear cross-entropy ---------------------------------
+//
+// C[M, N] = A[M, K] · B[K, N] (+ bias[col]) (+ C when accumulating), f32 accumulation, with
+// each operand at any strides: element (r, c) of A at a_base + r * a_rs + c * a_cs, so a
+// transposed operand is the same matrix with its strides swapped. A is `x` and B is `b_in`,
+// each f32 or half words (`a_at`, `b_at` come with the header); C, the bias and the sums are
+// f32.
+//
+// One workgroup computes a TM x TN tile of C: 256 invocations in a 16 x 16 grid, each owning
+// 4 x 4 outputs (registers), over K in steps of TK staged through workgroup memory (the
+// classic shared-memory tiling: each staged element is read by 16 invocations). Out-of-range
+// elements are staged as 0, so M, N, K need not be multiples of anything. The K loop adds
+// in order 0, 1, ..., K - 1 for every output: the error of a dot product summed in order,
+// gamma_K * sum |a b| (Higham, Accuracy and Stability of Numerical Algorithms, 3.1).
+
+struct MParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_base: u32,
+    a_rs: u32,
+    a_cs: u32,
+    b_base: u32,
+    b_rs: u32,
+    b_cs: u32,
+    c_base: u32,
+    c_rs: u32,
+    flags: u32,     // MM_ACC, MM_BIAS
+    tiles_n: u32,   // tiles along N: the workgroup index is tile_m * tiles_n + tile_n
+    bias_base: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> weight: array<f32>;
+@group(0) @binding(6) var<uniform> mm: MParams;
+
+const TM: u32 = 64u;
+const TN: u32 = 64u;
+const TK: u32 = 16u;
+
+// Staged tiles, k-major: sa[kk * TM + r], sb[kk * TN + c].
+var<workgroup> sa: array<f32, 1024>;
+var<workgroup> sb: array<f32, 1024>;
+
+@compute @workgroup_size(256)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tile = wid.y * params.groups_x + wid.x;
+    let tm = tile / mm.tiles_n;
+    let tn = tile % mm.tiles_n;
+    let row0 = tm * TM;
+    let col0 = tn * TN;
+    let tx = lid % 16u;
+    let ty = lid / 16u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < mm.k; k0 += TK) {
+        // Stage A[row0 .. row0 + TM, k0 .. k0 + TK] and B[k0 .. k0 + TK, col0 .. col0 + TN],
+        // four elements of each per invocation, the contiguous index fastest where one is.
+        for (var e = 0u; e < 4u; e++) {
+            let i = lid + e * 256u;
+            var r: u32;
+            var kk: u32;
+            if (mm.a_cs == 1u) {
+                kk = i % TK;
+                r = i / TK;
+            } else {
+                r = i % TM;
+                kk = i / TM;
+            }
+            let gr = row0 + r;
+            let gk = k0 + kk;
+            var va = 0.0;
+            if (gr < mm.m && gk < mm.k) {
+                va = a_at(mm.a_base + gr * mm.a_rs + gk * mm.a_cs);
+            }
+            sa[kk * TM + r] = va;
+            var c: u32;
+            var kb: u32;
+            if (mm.b_cs == 1u) {
+                c = i % TN;
+                kb = i / TN;
+            } else {
+                kb = i % TK;
+                c = i / TK;
+            }
+            let gc = col0 + c;
+            let gkb = k0 + kb;
+            var vb = 0.0;
+            if (gc < mm.n && gkb < mm.k) {
+                vb = b_at(mm.b_base + gkb * mm.b_rs + gc * mm.b_cs);
+            }
+            sb[kb * TN + c] = vb;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let ar = kk * TM + ty * 4u;
+            let bc = kk * TN + tx * 4u;
+            let b = vec4<f32>(sb[bc], sb[bc + 1u], sb[bc + 2u], sb[bc + 3u]);
+            acc0 = fma(vec4<f32>(sa[ar]), b, acc0);
+            acc1 = fma(vec4<f32>(sa[ar + 1u]), b, acc1);
+            acc2 = fma(vec4<f32>(sa[ar + 2u]), b, acc2);
+            acc3 = fma(vec4<f32>(sa[ar + 3u]), b, acc3);
+        }
+        workgroupBarrier();
+    }
+    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < 4u; i++) {
+        let r = row0 + ty * 4u + i;
+        if (r >= mm.m) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let c = col0 + tx * 4u + j;
+            if (c >= mm.n) {
+                break;
+            }
+            var v = acc[i][j];
+            if ((mm.flags & MM_BIAS) != 0u) {
+                v += weight[mm.bias_base + c];
+            }
+            let at = mm.c_base + r * mm.c_rs + c;
+            if ((mm.flags & MM_ACC) != 0u) {
+                v += y[at];
+            }
+            y[at] = v;
+        }
+    }
+}
+
+// Column sums of A: y[c_base + c] (+)= sum over the M rows of A[r, c], in row order, one
+// invocation per column (the bias gradient: N is one tile of classes, M the rows).
+@compute @workgroup_size(256)
+fn col_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = (wid.y * params.groups_x + wid.x) * 256u + lid;
+    if (c >= mm.n) {
+        return;
+    }
+    var s = 0.0;
+    for (var r = 0u; r < mm.m; r++) {
+        s += a_at(mm.a_base + r * mm.a_rs + c * mm.a_cs);
+    }
+    let at = mm.c_base + c;
+    if ((mm.flags & MM_ACC) != 0u) {
+        s += y[at];
+    }
+    y[at] = s;
+}

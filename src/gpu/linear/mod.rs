@@ -1,0 +1,308 @@
+//! The GPU engine of the fused linear cross-entropy (`crate::linear_ce`): every tile's logits
+//! by the tiled product kernel into one device tile buffer kept across tiles; the tile's shard
+//! passes by the ordinary cross-entropy kernels on that device tile (the gradient written over
+//! it in place); the gradients by two more products and a column sum per tile. `dH`
+//! accumulates on the device; each tile's `dW` and `db` rows are read back as the tile
+//! finishes, so no buffer holds more than one tile of them.
+//!
+//! Inputs may be host data or device matrices (an application's hidden-state and weight
+//! buffers, read where they lie). Host hidden states are uploaded once; host weights one tile
+//! at a time. Device memory beyond the inputs: the tile (`N·V_t` f32, about
+//! [`TILE_LOGITS`]), `dH` (`N·D` f32), one tile of `dW`, and the cross-entropy's per-row
+//! buffers.
+
+mod product;
+
+use super::ce_call as ce;
+use super::io::Place;
+use super::launch::Mode;
+use super::matrix::GpuMatrix;
+use super::readback::Wait;
+use super::{Gpu, Matrix};
+use crate::cross_entropy::RowPartial;
+use crate::element::DType;
+use crate::error::{Error, Result};
+use crate::linear_ce::tiles::{self, TileEngine};
+use crate::linear_ce::{LinearGrads, LinearPass, LinearPassResult};
+use crate::shard::pass::ShardPass;
+use ndarray::{s, Array1, Array2, ArrayView1};
+use product::{record_col_sums, record_product, Operand, Product};
+use std::ops::Range;
+
+/// Logits per tile: 16 MiB of f32 (a tile's passes are a small part of its product's time;
+/// fewer, larger tiles mean fewer submissions).
+pub(crate) const TILE_LOGITS: usize = 1 << 22;
+
+/// A matrix the engine reads: the caller's device matrix or one it uploaded.
+enum Held<'a> {
+    Borrowed(&'a GpuMatrix),
+    Owned(GpuMatrix),
+}
+
+impl Held<'_> {
+    fn get(&self) -> &GpuMatrix {
+        match self {
+            Held::Borrowed(m) => m,
+            Held::Owned(m) => m,
+        }
+    }
+}
+
+/// `m` as an operand: element `(r, c)` at `(offset + r·stride + c)·size` bytes.
+fn operand(m: &GpuMatrix) -> Operand<'_> {
+    let size = m.dtype().size() as u64;
+    Operand {
+        buffer: m.buffer(),
+        start: m.offset() / size,
+        rs: m.row_stride() as u64,
+        cs: 1,
+        dtype: m.dtype(),
+    }
+}
+
+struct GpuTiles<'a> {
+    gpu: &'a Gpu,
+    h: Held<'a>,
+    /// The weights: the caller's device matrix, or host rows uploaded per tile.
+    w: Matrix<'a>,
+    w_tile: Option<GpuMatrix>,
+    bias: Option<GpuMatrix>,
+    cols: Range<usize>,
+    /// The tile buffer (`N × widest tile` f32) and the current tile in it, `[N, V_t]`.
+    z_buf: Option<GpuMatrix>,
+    z: Option<GpuMatrix>,
+    dh: Option<GpuMatrix>,
+    dw: Array2<f32>,
+    db: Option<Array1<f32>>,
+}
+
+impl<'a> GpuTiles<'a> {
+    fn z(&self) -> Result<&GpuMatrix> {
+        self.z
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput("internal: no tile".into()))
+    }
+
+    /// The current tile's weight rows as an operand `[V_t, D]`.
+    fn w_rows(&self) -> Result<Operand<'_>> {
+        match (&self.w, &self.w_tile) {
+            (Matrix::Device(w), _) => {
+                let o = operand(w);
+                Ok(Operand {
+                    start: o.start + self.cols.start as u64 * o.rs,
+                    ..o
+                })
+            }
+            (Matrix::Host(_), Some(t)) => Ok(operand(t)),
+            (Matrix::Host(_), None) => Err(Error::InvalidInput("internal: no weight tile".into())),
+        }
+    }
+
+    /// Records passes with `f` and submits them.
+    fn submit(
+        &self,
+        f: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<Vec<super::pool::PooledBuffer>>,
+    ) -> Result<()> {
+        let ctx = &self.gpu.ctx;
+        let scopes = super::scopes::Scopes::push(&ctx.device);
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("smoothmax/linear-ce"),
+            });
+        let keep = f(&mut enc);
+        ctx.queue.submit([enc.finish()]);
+        scopes.pop()?;
+        drop(keep?);
+        Ok(())
+    }
+
+    /// Runs one shard pass of the cross-entropy kernels on the device tile; the gradient
+    /// pass writes `G` over it.
+    fn shard_pass(&self, pass: &ShardPass) -> Result<Vec<RowPartial>> {
+        let (p, fi, o) = pass.fast_call();
+        let z = self.z()?;
+        let ctx = &self.gpu.ctx;
+        let in_place = pass.merged.is_some();
+        pollster::block_on(async {
+            let mut keep = Vec::new();
+            let staged = ce::stage_planned(
+                ctx,
+                Matrix::Device(z),
+                p.clone(),
+                fi.clone(),
+                o,
+                (Place::Device, in_place, Some(DType::F32)),
+                Mode::Stream(Wait::Inline),
+                &mut keep,
+            )
+            .await?;
+            drop(keep);
+            let (stats, _) = staged.finish_raw(self.gpu, Wait::Inline).await?;
+            Ok(pass.fast_result(&stats, None).partials)
+        })
+    }
+}
+
+impl TileEngine for GpuTiles<'_> {
+    fn product(&mut self, cols: Range<usize>) -> Result<()> {
+        let ctx = &self.gpu.ctx;
+        let (n, d) = self.h.get().dim();
+        self.cols = cols.clone();
+        if let Matrix::Host(w) = &self.w {
+            let rows = w.slice_rows(cols.clone());
+            self.w_tile = Some(crate::element::with_dtype!(MatrixView, rows, |a: E| {
+                GpuMatrix::upload(ctx, a)
+            })?);
+        }
+        let width = self.z_buf.as_ref().map_or(0, |b| b.dim().1);
+        if width < cols.len() {
+            self.z_buf = Some(GpuMatrix::new_typed(ctx, n, cols.len(), DType::F32)?);
+        }
+        let buf = self
+            .z_buf
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput("internal: no tile buffer".into()))?;
+        let z = GpuMatrix::from_buffer(buf.buffer().clone(), 0, n, cols.len(), cols.len())?;
+        let w = self.w_rows()?;
+        let bias = self.bias.as_ref().map(|b| Operand {
+            start: operand(b).start + cols.start as u64,
+            ..operand(b)
+        });
+        let p = Product {
+            a: operand(self.h.get()),
+            b: w.t(),
+            c: operand(&z),
+            mnk: (n, cols.len(), d),
+            accumulate: false,
+            bias,
+        };
+        self.submit(|enc| record_product(ctx, enc, &p))?;
+        self.z = Some(z);
+        Ok(())
+    }
+
+    fn statistics(&mut self, pass: &ShardPass) -> Result<Vec<RowPartial>> {
+        self.shard_pass(pass)
+    }
+
+    fn gradient(&mut self, pass: &ShardPass) -> Result<()> {
+        self.shard_pass(pass)?;
+        let z = self.z()?;
+        let ctx = &self.gpu.ctx;
+        for (i, row) in pass.host_rows() {
+            ctx.queue
+                .write_buffer(z.buffer(), z.row_offset(i), bytemuck::cast_slice(&row));
+        }
+        Ok(())
+    }
+
+    fn accumulate(&mut self, cols: Range<usize>) -> Result<()> {
+        let ctx = &self.gpu.ctx;
+        let (n, d) = self.h.get().dim();
+        let len = cols.len();
+        let dw_tile = GpuMatrix::new_typed(ctx, len, d, DType::F32)?;
+        let db_tile = match self.db {
+            Some(_) => Some(GpuMatrix::new_typed(ctx, 1, len, DType::F32)?),
+            None => None,
+        };
+        let (z, w, h) = (operand(self.z()?), self.w_rows()?, operand(self.h.get()));
+        let dh = self
+            .dh
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput("internal: no dH".into()))?;
+        let products = [
+            // dH += G·W_t
+            Product {
+                a: z,
+                b: w,
+                c: operand(dh),
+                mnk: (n, d, len),
+                accumulate: true,
+                bias: None,
+            },
+            // dW_t = Gᵀ·H
+            Product {
+                a: z.t(),
+                b: h,
+                c: operand(&dw_tile),
+                mnk: (len, d, n),
+                accumulate: false,
+                bias: None,
+            },
+        ];
+        self.submit(|enc| {
+            let mut keep = Vec::new();
+            for p in &products {
+                keep.extend(record_product(ctx, enc, p)?);
+            }
+            if let Some(db) = &db_tile {
+                keep.extend(record_col_sums(ctx, enc, z, (n, len), operand(db), false)?);
+            }
+            Ok(keep)
+        })?;
+        let part = self.gpu.download(&dw_tile)?;
+        self.dw.slice_mut(s![cols.clone(), ..]).assign(&part);
+        if let (Some(db), Some(t)) = (&mut self.db, &db_tile) {
+            db.slice_mut(s![cols]).assign(&self.gpu.download(t)?.row(0));
+        }
+        Ok(())
+    }
+
+    fn grads(self) -> Result<LinearGrads> {
+        let hidden = match &self.dh {
+            Some(m) => self.gpu.download(m)?,
+            None => Array2::zeros((0, 0)),
+        };
+        Ok(LinearGrads {
+            hidden,
+            weight: self.dw,
+            bias: self.db,
+        })
+    }
+}
+
+/// Runs `p` on the GPU in tiles of about [`TILE_LOGITS`] logits (and at most one binding).
+pub(crate) fn pass(gpu: &Gpu, p: &LinearPass) -> Result<LinearPassResult> {
+    let ctx = &gpu.ctx;
+    ctx.check_alive()?;
+    let (n, d, v) = p.dims();
+    let h = match &p.hidden {
+        Matrix::Device(m) => Held::Borrowed(m),
+        Matrix::Host(h) => Held::Owned(crate::element::with_dtype!(MatrixView, h, |a: E| {
+            GpuMatrix::upload(ctx, a.view())
+        })?),
+    };
+    let w = match &p.weight {
+        Matrix::Host(v) => Matrix::Host(v.view()),
+        Matrix::Device(m) => Matrix::Device(m),
+    };
+    let bias = p
+        .bias
+        .map(|b: ArrayView1<f32>| GpuMatrix::upload(ctx, b.insert_axis(ndarray::Axis(0))))
+        .transpose()?;
+    let grad = p.grad.is_some();
+    let dh = grad
+        .then(|| -> Result<GpuMatrix> {
+            let m = GpuMatrix::new_typed(ctx, n, d, DType::F32)?;
+            m.fill(ctx, 0.0)?;
+            Ok(m)
+        })
+        .transpose()?;
+    let engine = GpuTiles {
+        gpu,
+        h,
+        w,
+        w_tile: None,
+        bias,
+        cols: 0..0,
+        z_buf: None,
+        z: None,
+        dh,
+        dw: Array2::zeros(if grad { (v, d) } else { (0, 0) }),
+        db: p.bias.filter(|_| grad).map(|_| Array1::zeros(v)),
+    };
+    let fit = (ctx.max_binding() / 4 / n.max(1) as u64) as usize;
+    let width = tiles::tile_cols(n, v, TILE_LOGITS).min(fit.max(1));
+    tiles::run(engine, p, width)
+}
