@@ -49,6 +49,9 @@ pub struct GpuCounters {
     pub buffers_created: u64,
     /// Compute pipelines compiled.
     pub pipelines_created: u64,
+    /// The largest buffer the engine has created, in bytes (pooled buffers, and the device
+    /// matrices it makes for uploads and device-resident results).
+    pub largest_buffer_bytes: u64,
 }
 
 impl Gpu {
@@ -174,6 +177,7 @@ impl Gpu {
         GpuCounters {
             buffers_created: self.ctx.pool.created(),
             pipelines_created: self.ctx.pipelines.created(),
+            largest_buffer_bytes: self.ctx.pool.largest(),
         }
     }
 }

@@ -23,6 +23,14 @@ pub enum Matrix<'a> {
 }
 
 impl Matrix<'_> {
+    /// The same matrix, borrowed again.
+    pub(crate) fn reborrow(&self) -> Matrix<'_> {
+        match self {
+            Matrix::Host(v) => Matrix::Host(v.view()),
+            Matrix::Device(m) => Matrix::Device(m),
+        }
+    }
+
     /// `(rows, cols)`.
     pub fn dim(&self) -> (usize, usize) {
         match self {

@@ -142,6 +142,7 @@ impl GpuMatrix {
             .max(16)
             .next_multiple_of(16);
         let scopes = Scopes::push(&ctx.device);
+        ctx.pool.note_created(bytes);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("smoothmax/matrix"),
             size: bytes,

@@ -37,6 +37,8 @@ pub(crate) struct BufferPool {
     retain_bytes: AtomicU64,
     enabled: bool,
     created: AtomicU64,
+    /// The largest buffer the engine has created, pooled or not (`note_created`).
+    largest: AtomicU64,
 }
 
 impl BufferPool {
@@ -52,12 +54,24 @@ impl BufferPool {
             retain_bytes: AtomicU64::new(DEFAULT_RETAIN_BYTES),
             enabled,
             created: AtomicU64::new(0),
+            largest: AtomicU64::new(0),
         })
     }
 
     /// Buffers created since the pool was made (for tests and reports).
     pub fn created(&self) -> u64 {
         self.created.load(Ordering::Relaxed)
+    }
+
+    /// Records a buffer of `bytes` created by the engine (the pool's own, and device
+    /// matrices made outside it).
+    pub fn note_created(&self, bytes: u64) {
+        self.largest.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// The largest buffer created since the pool was made, in bytes.
+    pub fn largest(&self) -> u64 {
+        self.largest.load(Ordering::Relaxed)
     }
 
     /// Bytes held by idle buffers now.
@@ -96,6 +110,7 @@ impl BufferPool {
         };
         let buffer = reused.unwrap_or_else(|| {
             self.created.fetch_add(1, Ordering::Relaxed);
+            self.note_created(class);
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("smoothmax/pooled"),
                 size: class,

@@ -2,7 +2,9 @@
 //! pass, the loss finished from the merged statistics, the gradient pass.
 
 use crate::backend::Backend;
-use crate::cross_entropy::{CrossEntropyOptions, Loss, LossSums, RowPartial, Targets};
+use crate::cross_entropy::{
+    CrossEntropyOptions, CrossEntropyOutput, Loss, LossSums, RowPartial, Targets,
+};
 use crate::element::{MatrixView, Tensor, TensorView};
 use crate::error::{Error, Result};
 use crate::gpu::Matrix;
@@ -171,27 +173,8 @@ pub(crate) fn linear_cross_entropy<B: Backend + ?Sized>(
     targets.check_shape(&rows.leading, v)?;
     let n: usize = rows.leading.iter().product();
     let flat = targets.flat(n, v)?;
-    let shard = VocabShard {
-        offset: 0,
-        total: v,
-    };
-    let new_pass = || -> Result<LinearPass<'_, '_>> {
-        let (h, w) = (Matrix::Host(rows.view()), Matrix::Host(weight.view()));
-        let mut p = LinearPass::new(h, w, bias, shard, flat.view(), options)?;
-        p.tile_cols = tile_cols;
-        Ok(p)
-    };
-    let stats = backend.linear_ce_pass(&new_pass()?)?;
-    let done = ShardedCrossEntropy::new(shard, flat.view(), options).finish(&stats.partials)?;
-    let grads = if options.gradient {
-        let mut pass = new_pass()?;
-        pass.grad = Some((&stats.partials, &stats.partials));
-        pass.tile_stats = Some(&stats.tile_stats);
-        let g = backend.linear_ce_pass(&pass)?.grads;
-        Some(g.ok_or_else(|| Error::InvalidInput("the gradient pass gave no gradients".into()))?)
-    } else {
-        None
-    };
+    let (h, w) = (Matrix::Host(rows.view()), Matrix::Host(weight.view()));
+    let (done, grads) = rows_call(backend, h, w, bias, flat.view(), options, tile_cols)?;
     let d = hidden.shape().last().copied().unwrap_or(0);
     let (grad_hidden, grad_weight, grad_bias) = match grads {
         Some(g) => (
@@ -212,4 +195,116 @@ pub(crate) fn linear_cross_entropy<B: Backend + ?Sized>(
         grad_weight,
         grad_bias,
     })
+}
+
+/// [`Backend::linear_cross_entropy`] on `[N, D]` hidden states and `[V, D]` weights that may
+/// be device matrices ([`Matrix::Device`]: an application's hidden-state and weight buffers,
+/// read where they lie; the GPU backend only) or host data, with class targets `[N]` or
+/// probabilities `[N, V]`. The results are on the host; the gradients in the inputs' element
+/// types, `[N, D]` and `[V, D]`.
+///
+/// ```
+/// use smoothmax::gpu::Matrix;
+/// use smoothmax::linear_ce::linear_cross_entropy_rows;
+/// use smoothmax::{CrossEntropyOptions, Gpu, Targets};
+/// let h = ndarray::array![[1.0f32, 0.5], [-1.0, 2.0]];
+/// let w = ndarray::array![[0.5f32, 1.0], [2.0, -1.0], [0.0, 0.25]];
+/// let y = ndarray::array![2i64, 0];
+/// let o = CrossEntropyOptions { gradient: true, ..Default::default() };
+/// if let Ok(gpu) = Gpu::new() {
+///     let (hd, wd) = (gpu.upload(h.view())?, gpu.upload(w.view())?);
+///     let on_device = linear_cross_entropy_rows(&gpu, Matrix::Device(&hd), Matrix::Device(&wd),
+///                                               None, Targets::classes(y.view()), &o)?;
+///     let on_host = linear_cross_entropy_rows(&gpu, h.view().into(), w.view().into(),
+///                                             None, Targets::classes(y.view()), &o)?;
+///     assert_eq!(on_device, on_host);
+/// }
+/// # Ok::<(), smoothmax::Error>(())
+/// ```
+pub fn linear_cross_entropy_rows<B: Backend + ?Sized>(
+    backend: &B,
+    hidden: Matrix<'_>,
+    weight: Matrix<'_>,
+    bias: Option<ArrayView1<'_, f32>>,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions<'_>,
+) -> Result<LinearCrossEntropyOutput> {
+    let (n, v) = (hidden.dim().0, weight.dim().0);
+    targets.check_shape(&[n], v)?;
+    let flat = targets.flat(n, v)?;
+    let (hd, wd) = (hidden.dtype(), weight.dtype());
+    let (done, grads) = rows_call(backend, hidden, weight, bias, flat.view(), options, None)?;
+    let (grad_hidden, grad_weight, grad_bias) = match grads {
+        Some(g) => (
+            Some(Tensor::narrow(g.hidden.into_dyn(), hd)),
+            Some(Tensor::narrow(g.weight.into_dyn(), wd)),
+            g.bias,
+        ),
+        None => (None, None, None),
+    };
+    Ok(LinearCrossEntropyOutput {
+        loss: match done.loss {
+            Loss::Scalar(s) => Loss::Scalar(s),
+            Loss::PerRow(l) => Loss::PerRow(l.into_dyn()),
+        },
+        lse: done.lse.into_dyn(),
+        sums: done.sums,
+        grad_hidden,
+        grad_weight,
+        grad_bias,
+    })
+}
+
+/// The whole call on `[N, D]` hidden states (host or device) against flat targets: the
+/// statistics pass, the loss from the merged statistics, and the gradient pass when asked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_call<B: Backend + ?Sized>(
+    backend: &B,
+    hidden: Matrix<'_>,
+    weight: Matrix<'_>,
+    bias: Option<ArrayView1<'_, f32>>,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions<'_>,
+    tile_cols: Option<usize>,
+) -> Result<(CrossEntropyOutput<()>, Option<LinearGrads>)> {
+    let v = weight.dim().0;
+    let shard = VocabShard {
+        offset: 0,
+        total: v,
+    };
+    let new_pass = || -> Result<LinearPass<'_, '_>> {
+        let mut p = LinearPass::new(
+            hidden.reborrow(),
+            weight.reborrow(),
+            bias.as_ref().map(|b| b.view()),
+            shard,
+            reborrow(&targets),
+            options,
+        )?;
+        p.tile_cols = tile_cols;
+        Ok(p)
+    };
+    let stats = backend.linear_ce_pass(&new_pass()?)?;
+    let done = ShardedCrossEntropy::new(shard, reborrow(&targets), options).finish(&stats.partials)?;
+    let grads = if options.gradient {
+        let mut pass = new_pass()?;
+        pass.grad = Some((&stats.partials, &stats.partials));
+        pass.tile_stats = Some(&stats.tile_stats);
+        let g = backend.linear_ce_pass(&pass)?.grads;
+        Some(g.ok_or_else(|| Error::InvalidInput("the gradient pass gave no gradients".into()))?)
+    } else {
+        None
+    };
+    Ok((done, grads))
+}
+
+/// `t` borrowed again (`Targets` is invariant in its lifetime, so a shorter one needs a new
+/// value).
+pub(crate) fn reborrow<'s>(t: &'s Targets<'_>) -> Targets<'s> {
+    match t {
+        Targets::Classes(t) => Targets::Classes(t.view()),
+        Targets::ClassesI32(t) => Targets::ClassesI32(t.view()),
+        Targets::ClassesU32(t) => Targets::ClassesU32(t.view()),
+        Targets::Probabilities(q) => Targets::Probabilities(q.view()),
+    }
 }

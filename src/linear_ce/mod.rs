@@ -25,12 +25,12 @@
 //! cross-entropy's own bounds on those logits, and the gradients add one more product of the
 //! same kind (`tests/common/linear.rs` states the bound each test applies).
 
-mod call;
+pub(crate) mod call;
 pub(crate) mod product;
 pub(crate) mod reference;
 pub(crate) mod tiles;
 
 pub use call::{
-    linear_cross_entropy_tiled, LinearCrossEntropyOutput, LinearGrads, LinearPass, LinearPassResult,
+    linear_cross_entropy_rows, linear_cross_entropy_tiled, LinearCrossEntropyOutput, LinearGrads, LinearPass, LinearPassResult,
 };
 pub(crate) use call::linear_cross_entropy;

@@ -26,6 +26,11 @@ pub(crate) trait TileEngine {
     fn grads(self) -> Result<LinearGrads>;
 }
 
+/// The most bytes of per-tile statistics a statistics pass keeps for the gradient pass (48
+/// per row and tile). Past it the gradient pass recomputes each tile's statistics (one more
+/// read of the tile, next to its three products) rather than hold `48·N·V/V_t` bytes.
+const KEEP_STATS_BYTES: usize = 16 << 20;
+
 /// Classes per tile for `rows` rows: about `budget` logits per tile, a multiple of 64, at
 /// least 64 (the tile's products keep their efficiency) and at most the vocabulary.
 pub(crate) fn tile_cols(rows: usize, vocab: usize, budget: usize) -> usize {
@@ -49,9 +54,7 @@ fn setup<'o>(p: &LinearPass<'_, 'o>, cols: &Range<usize>) -> Result<Setup<'o>> {
     };
     let targets = match &p.targets {
         Targets::Probabilities(q) => Targets::Probabilities(q.slice(s![.., cols.clone()]).into_dyn()),
-        Targets::Classes(t) => Targets::Classes(t.view()),
-        Targets::ClassesI32(t) => Targets::ClassesI32(t.view()),
-        Targets::ClassesU32(t) => Targets::ClassesU32(t.view()),
+        t => super::call::reborrow(t),
     };
     Setup::new(shard, (p.dims().0, cols.len()), &targets, &p.options)
 }
@@ -76,6 +79,7 @@ pub(crate) fn run<E: TileEngine>(
         n
     ];
     let mut tile_stats = Vec::new();
+    let keep = tiles.len() * n * std::mem::size_of::<RowPartial>() <= KEEP_STATS_BYTES;
     match p.grad {
         None => {
             for cols in &tiles {
@@ -83,7 +87,9 @@ pub(crate) fn run<E: TileEngine>(
                 let pass = ShardPass::new(setup(p, cols)?, None, DType::F32)?;
                 let part = engine.statistics(&pass)?;
                 merge_rows(&mut partials, &part)?;
-                tile_stats.push(part);
+                if keep {
+                    tile_stats.push(part);
+                }
             }
             Ok(LinearPassResult {
                 partials,

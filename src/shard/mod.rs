@@ -9,6 +9,8 @@
 //!   backend, each shard on its own.
 //! - [`row_statistics`], [`logsumexp`], [`row_op`]: logsumexp, softmax and log-softmax of
 //!   split rows.
+//! - [`ShardedLinearCrossEntropy`]: the fused linear cross-entropy (hidden states times
+//!   each shard's weight rows, no logits in memory), the same way.
 //! - [`local::cross_entropy`]: all shards in one process, each on its own backend (GPU
 //!   engines and the CPU) at once.
 //!
@@ -31,6 +33,7 @@
 
 mod ce;
 pub(crate) mod exact;
+mod linear;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -39,5 +42,6 @@ mod rows;
 
 pub use crate::cross_entropy::{merge_rows, RowPartial};
 pub use ce::ShardedCrossEntropy;
+pub use linear::ShardedLinearCrossEntropy;
 pub use pass::{ShardPass, ShardResult, VocabShard};
 pub use rows::{logsumexp, row_op, row_statistics};

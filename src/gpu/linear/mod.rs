@@ -273,10 +273,7 @@ pub(crate) fn pass(gpu: &Gpu, p: &LinearPass) -> Result<LinearPassResult> {
             GpuMatrix::upload(ctx, a.view())
         })?),
     };
-    let w = match &p.weight {
-        Matrix::Host(v) => Matrix::Host(v.view()),
-        Matrix::Device(m) => Matrix::Device(m),
-    };
+    let w = p.weight.reborrow();
     let bias = p
         .bias
         .map(|b: ArrayView1<f32>| GpuMatrix::upload(ctx, b.insert_axis(ndarray::Axis(0))))
