@@ -131,6 +131,140 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     }
 }
 
+// The CPU-adapter layout (lavapipe: each invocation is a SIMD lane of a CPU thread, and a
+// barrier is a coroutine switch, so the staging above costs more than it saves; the CPU's
+// caches are the shared memory). A workgroup of 64 invocations computes CR rows x 256 columns
+// of C: invocation `lid` owns columns col0 + lid + 64 j (j < 4), so at each k the workgroup
+// reads each of its CR elements of A once (the same address in every lane) and 256 elements
+// of B. No barrier, no branch in the K loop: out-of-range rows and columns read a clamped
+// in-range element and are never stored.
+const CR: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn matmul_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tile = wid.y * params.groups_x + wid.x;
+    let tm = tile / mm.tiles_n;
+    let tn = tile % mm.tiles_n;
+    let row0 = tm * CR;
+    let c0 = tn * 256u + lid;
+    let last_c = mm.n - 1u;
+    let cols = vec4<u32>(min(c0, last_c), min(c0 + 64u, last_c), min(c0 + 128u, last_c),
+                         min(c0 + 192u, last_c));
+    // (Unrolled by hand: a private array indexed in a loop lives in memory on lavapipe.)
+    let lr = mm.m - 1u;
+    let ra = vec4<u32>(min(row0, lr), min(row0 + 1u, lr), min(row0 + 2u, lr), min(row0 + 3u, lr));
+    let rb = vec4<u32>(min(row0 + 4u, lr), min(row0 + 5u, lr), min(row0 + 6u, lr), min(row0 + 7u, lr));
+    let pa = vec4<u32>(mm.a_base) + ra * mm.a_rs;
+    let pb = vec4<u32>(mm.a_base) + rb * mm.a_rs;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    let bcol = vec4<u32>(mm.b_base) + cols * mm.b_cs;
+    for (var k = 0u; k < mm.k; k++) {
+        let bk = bcol + vec4<u32>(k * mm.b_rs);
+        let b = vec4<f32>(b_at(bk.x), b_at(bk.y), b_at(bk.z), b_at(bk.w));
+        let ka = vec4<u32>(k * mm.a_cs);
+        let ia = pa + ka;
+        let ib = pb + ka;
+        acc0 = fma(vec4<f32>(a_at(ia.x)), b, acc0);
+        acc1 = fma(vec4<f32>(a_at(ia.y)), b, acc1);
+        acc2 = fma(vec4<f32>(a_at(ia.z)), b, acc2);
+        acc3 = fma(vec4<f32>(a_at(ia.w)), b, acc3);
+        acc4 = fma(vec4<f32>(a_at(ib.x)), b, acc4);
+        acc5 = fma(vec4<f32>(a_at(ib.y)), b, acc5);
+        acc6 = fma(vec4<f32>(a_at(ib.z)), b, acc6);
+        acc7 = fma(vec4<f32>(a_at(ib.w)), b, acc7);
+    }
+    var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    store_block(row0, c0, acc);
+}
+
+// Stores a CPU-layout block: rows row0 .. row0 + CR, columns c0 + 64 j, with the bias and
+// the accumulation the flags ask for.
+fn store_block(row0: u32, c0: u32, acc: array<vec4<f32>, 8>) {
+    var a = acc;
+    for (var i = 0u; i < CR; i++) {
+        let r = row0 + i;
+        if (r >= mm.m) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let c = c0 + 64u * j;
+            if (c >= mm.n) {
+                break;
+            }
+            var v = a[i][j];
+            if ((mm.flags & MM_BIAS) != 0u) {
+                v += weight[mm.bias_base + c];
+            }
+            let at = mm.c_base + r * mm.c_rs + c;
+            if ((mm.flags & MM_ACC) != 0u) {
+                v += y[at];
+            }
+            y[at] = v;
+        }
+    }
+}
+
+// The CPU-adapter layout when both operands run along K in memory (a_cs = b_rs = 1, every
+// row start and K multiples of 4: the logits H·W_t^T): the same tile as `matmul_lanes`, each
+// load four consecutive k (vec4 bindings), each output a sum of 4-term dot products. Storage
+// loads are per-lane loops on lavapipe, so a quarter of the loads is most of the gain.
+@compute @workgroup_size(64)
+fn matmul_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tile = wid.y * params.groups_x + wid.x;
+    let tm = tile / mm.tiles_n;
+    let tn = tile % mm.tiles_n;
+    let row0 = tm * CR;
+    let c0 = tn * 256u + lid;
+    let last_c = mm.n - 1u;
+    let cols = vec4<u32>(min(c0, last_c), min(c0 + 64u, last_c), min(c0 + 128u, last_c),
+                         min(c0 + 192u, last_c));
+    let lr = mm.m - 1u;
+    let ra = vec4<u32>(min(row0, lr), min(row0 + 1u, lr), min(row0 + 2u, lr), min(row0 + 3u, lr));
+    let rb = vec4<u32>(min(row0 + 4u, lr), min(row0 + 5u, lr), min(row0 + 6u, lr), min(row0 + 7u, lr));
+    let pa = (vec4<u32>(mm.a_base) + ra * mm.a_rs) / 4u;
+    let pb = (vec4<u32>(mm.a_base) + rb * mm.a_rs) / 4u;
+    let pc = (vec4<u32>(mm.b_base) + cols * mm.b_cs) / 4u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var q = 0u; q < mm.k / 4u; q++) {
+        let b0 = b4_at(pc.x + q);
+        let b1 = b4_at(pc.y + q);
+        let b2 = b4_at(pc.z + q);
+        let b3 = b4_at(pc.w + q);
+        var a = a4_at(pa.x + q);
+        acc0 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+        a = a4_at(pa.y + q);
+        acc1 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+        a = a4_at(pa.z + q);
+        acc2 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+        a = a4_at(pa.w + q);
+        acc3 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+        a = a4_at(pb.x + q);
+        acc4 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+        a = a4_at(pb.y + q);
+        acc5 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+        a = a4_at(pb.z + q);
+        acc6 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+        a = a4_at(pb.w + q);
+        acc7 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+    }
+    var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    store_block(row0, c0, acc);
+}
+
 // Column sums of A: y[c_base + c] (+)= sum over the M rows of A[r, c], in row order, one
 // invocation per column (the bias gradient: N is one tile of classes, M the rows).
 @compute @workgroup_size(256)

@@ -230,6 +230,8 @@ pub(crate) enum Entry {
     SumFinal,
     Convert,
     Matmul,
+    MatmulLanes,
+    MatmulDot,
     ColSums,
 }
 
@@ -261,6 +263,8 @@ impl Entry {
             Entry::SumFinal => "sum_final",
             Entry::Convert => "convert",
             Entry::Matmul => "matmul",
+            Entry::MatmulLanes => "matmul_lanes",
+            Entry::MatmulDot => "matmul_dot",
             Entry::ColSums => "col_sums",
         }
     }
@@ -289,7 +293,9 @@ impl Entry {
                 self,
                 E::Pointwise | E::PointwiseSum | E::SumBlocks | E::SumFinal
             ),
-            Family::Matmul => matches!(self, E::Matmul | E::ColSums),
+            Family::Matmul => {
+                matches!(self, E::Matmul | E::MatmulLanes | E::MatmulDot | E::ColSums)
+            }
         }
     }
 }
@@ -340,7 +346,8 @@ impl CeFlags {
 /// mask, so a forward-only call paid for the gradient loop (measured 2×).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Spec {
-    /// vec4 loads and stores (needs `C % 4 == 0` and aligned rows), else scalar.
+    /// vec4 loads and stores (needs `C % 4 == 0` and aligned rows), else scalar. For
+    /// [`Family::Matmul`]: both operands bound as vec4 (`matmul_dot`).
     pub vec4: bool,
     /// Invocations per (row, segment) item: a power of two in 1..=256.
     pub row_threads: u32,

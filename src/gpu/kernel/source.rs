@@ -240,27 +240,58 @@ fn half_codecs(sp: &super::Spec) -> &'static str {
     }
 }
 
-/// The matrix products' operand loads: `a_at(i)` from `x` (its type `x_dtype`, declared in
-/// the header), and `b_in` declared and read by `b_at(i)` in `y_dtype` (f16 / bf16 elements
-/// two to a word, the lower-addressed in the low half).
+/// The matrix products' operand loads in `x_dtype` (`x`, declared in the header) and
+/// `y_dtype` (`b_in`, declared here): `a_at(i)` / `b_at(i)` read element `i`; with `vec4`
+/// (the bindings hold vec4 of f32, or pairs of words of halves) also `a4_at(q)` / `b4_at(q)`,
+/// elements `4q .. 4q + 4`.
 fn operands(sp: &super::Spec) -> String {
     let (binding, _) = Family::Matmul
         .slot(Slot::BIn)
         .unwrap_or((4, BindingKind::ReadOnly));
-    let a = match sp.x_dtype {
-        DType::F32 => "fn a_at(i: u32) -> f32 { return x[i]; }".to_string(),
-        _ => "fn a_at(i: u32) -> f32 { return widen1_of(x_word(i >> 1u), i); }".to_string(),
+    let x_codec = codec(sp.x_dtype);
+    let a = match (sp.x_dtype, sp.vec4) {
+        (DType::F32, false) => "fn a_at(i: u32) -> f32 { return x[i]; }".to_string(),
+        (_, false) => "fn a_at(i: u32) -> f32 { return widen1_of(x_word(i >> 1u), i); }".into(),
+        (DType::F32, true) => "fn a4_at(q: u32) -> vec4<f32> { return x[q]; }\n\
+                               fn a_at(i: u32) -> f32 { return x[i >> 2u][i & 3u]; }"
+            .into(),
+        (_, true) => format!(
+            "fn a4_at(q: u32) -> vec4<f32> {{ let w = x[q]; \
+             return vec4<f32>({x_codec}_widen2(w.x), {x_codec}_widen2(w.y)); }}\n\
+             fn a_at(i: u32) -> f32 {{ return a4_at(i >> 2u)[i & 3u]; }}"
+        ),
     };
-    let b = match sp.y_dtype {
-        DType::F32 => format!(
+    let b_codec = codec(sp.y_dtype);
+    let b = match (sp.y_dtype, sp.vec4) {
+        (DType::F32, false) => format!(
             "@group(0) @binding({binding}) var<storage, read> b_in: array<f32>;\n\
              fn b_at(i: u32) -> f32 {{ return b_in[i]; }}"
         ),
-        d => format!(
+        (_, false) => format!(
             "@group(0) @binding({binding}) var<storage, read> b_in: array<u32>;\n\
-             fn b_at(i: u32) -> f32 {{ return {}_widen2(b_in[i >> 1u])[i & 1u]; }}",
-            codec(d)
+             fn b_at(i: u32) -> f32 {{ return {b_codec}_widen2(b_in[i >> 1u])[i & 1u]; }}"
+        ),
+        (DType::F32, true) => format!(
+            "@group(0) @binding({binding}) var<storage, read> b_in: array<vec4<f32>>;\n\
+             fn b4_at(q: u32) -> vec4<f32> {{ return b_in[q]; }}\n\
+             fn b_at(i: u32) -> f32 {{ return b_in[i >> 2u][i & 3u]; }}"
+        ),
+        (_, true) => format!(
+            "@group(0) @binding({binding}) var<storage, read> b_in: array<vec2<u32>>;\n\
+             fn b4_at(q: u32) -> vec4<f32> {{ let w = b_in[q]; \
+             return vec4<f32>({b_codec}_widen2(w.x), {b_codec}_widen2(w.y)); }}\n\
+             fn b_at(i: u32) -> f32 {{ return b4_at(i >> 2u)[i & 3u]; }}"
         ),
     };
-    format!("{a}\n{b}\n")
+    // The other form of each, so every entry point of the module resolves (the vec4 loads
+    // from scalar bindings are never run: `matmul_dot` binds vec4).
+    let extra = if sp.vec4 {
+        ""
+    } else {
+        "fn a4_at(q: u32) -> vec4<f32> { let i = 4u * q; \
+         return vec4<f32>(a_at(i), a_at(i + 1u), a_at(i + 2u), a_at(i + 3u)); }\n\
+         fn b4_at(q: u32) -> vec4<f32> { let i = 4u * q; \
+         return vec4<f32>(b_at(i), b_at(i + 1u), b_at(i + 2u), b_at(i + 3u)); }\n"
+    };
+    format!("{a}\n{b}\n{extra}")
 }

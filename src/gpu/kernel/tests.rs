@@ -12,7 +12,7 @@ use naga::{AddressSpace, ScalarKind, StorageAccess, TypeInner};
 
 const EXP_FORMS: [ExpForm; 3] = [ExpForm::Unit, ExpForm::Half, ExpForm::Tiny];
 const ROW_THREADS: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
-const ENTRIES: [Entry; 25] = [
+const ENTRIES: [Entry; 27] = [
     Entry::Stats,
     Entry::StatsPartial,
     Entry::MergeRows,
@@ -37,6 +37,8 @@ const ENTRIES: [Entry; 25] = [
     Entry::SumFinal,
     Entry::Convert,
     Entry::Matmul,
+    Entry::MatmulLanes,
+    Entry::MatmulDot,
     Entry::ColSums,
 ];
 
@@ -84,13 +86,16 @@ fn specs(family: Family) -> Vec<Spec> {
         }
         Family::Matmul => {
             // Each operand type against each.
-            for x_dtype in DType::ALL {
-                for y_dtype in DType::ALL {
-                    out.push(Spec {
-                        x_dtype,
-                        y_dtype,
-                        ..Spec::default()
-                    });
+            for vec4 in [false, true] {
+                for x_dtype in DType::ALL {
+                    for y_dtype in DType::ALL {
+                        out.push(Spec {
+                            vec4,
+                            x_dtype,
+                            y_dtype,
+                            ..Spec::default()
+                        });
+                    }
                 }
             }
         }

@@ -10,10 +10,30 @@ use crate::gpu::encode::{binding, record_pass, Params, Slice};
 use crate::gpu::kernel::uniforms::{MParams, MM_ACC, MM_BIAS};
 use crate::gpu::kernel::{Entry, Family, Kernel, Slot, Spec};
 use crate::gpu::pool::PooledBuffer;
+use crate::gpu::split::Policy;
 use wgpu::BufferUsages as U;
 
-/// Output tile of one workgroup (`TM`, `TN` in the shader).
-const TILE: usize = 64;
+/// A workgroup's output tile, `(rows, columns)`, and its entry point, per adapter class (see
+/// shaders/matmul.wgsl): 64 × 64 staged through shared memory on a GPU; `CR` × 256 with no
+/// barrier on a CPU adapter, and there with loads of four consecutive `k` when both operands
+/// run along `K` in memory (`dot`: every row start and `K` a multiple of 4).
+fn layout(ctx: &Context, dot: bool) -> (usize, usize, Entry) {
+    match (ctx.policy(), dot) {
+        (Policy::Gpu, _) => (64, 64, Entry::Matmul),
+        (Policy::Cpu, false) => (8, 256, Entry::MatmulLanes),
+        (Policy::Cpu, true) => (8, 256, Entry::MatmulDot),
+    }
+}
+
+/// Whether `p` can run as dot products of four consecutive `k` (see [`layout`]).
+fn dot_form(p: &Product) -> bool {
+    let (a, b) = (&p.a, &p.b);
+    a.cs == 1
+        && b.rs == 1
+        && [a.start, a.rs, b.start, b.cs, p.mnk.2 as u64]
+            .iter()
+            .all(|v| v % 4 == 0)
+}
 /// `K` per staged step (`TK`): pieces along `K` are multiples of it.
 const STEP: usize = 16;
 
@@ -87,12 +107,15 @@ pub(crate) fn record_product(
         return Ok(Vec::new());
     }
     let cap = ctx.max_binding();
+    let dot = dot_form(p);
+    let (tile_m, tile_n, entry) = layout(ctx, dot);
     let (mut mc, mut kc) = (m, k.max(1));
     loop {
         let (a, c) = (p.a.bytes(mc, kc), p.c.bytes(mc, n));
-        if (a > cap || c > cap) && halve(mc, TILE).is_some() {
-            mc = halve(mc, TILE).unwrap_or(mc);
+        if (a > cap || c > cap) && halve(mc, tile_m).is_some() {
+            mc = halve(mc, tile_m).unwrap_or(mc);
         } else if (a > cap || p.b.bytes(kc, n) > cap) && halve(kc, STEP).is_some() {
+            // (Multiples of STEP keep every piece's K a multiple of 4 for `dot`.)
             kc = halve(kc, STEP).unwrap_or(kc);
         } else if a > cap || c > cap || p.b.bytes(kc, n) > cap {
             return Err(Error::ShapeTooLarge {
@@ -116,7 +139,7 @@ pub(crate) fn record_product(
             let sb = p.b.slice(ctx, k0, 0, depth, n);
             let sc = p.c.slice(ctx, m0, 0, rows, n);
             let first = step == 0;
-            let tiles_n = n.div_ceil(TILE);
+            let tiles_n = n.div_ceil(tile_n);
             let mut flags = 0;
             if p.accumulate || !first {
                 flags |= MM_ACC;
@@ -154,14 +177,15 @@ pub(crate) fn record_product(
             bindings.extend(sbias.map(|s| (Slot::Weight, s.binding())));
             let kernel = Kernel {
                 family: Family::Matmul,
-                entry: Entry::Matmul,
+                entry,
                 spec: Spec {
+                    vec4: entry == Entry::MatmulDot,
                     x_dtype: p.a.dtype,
                     y_dtype: p.b.dtype,
                     ..Spec::default()
                 },
             };
-            let wgs = rows.div_ceil(TILE) * tiles_n;
+            let wgs = rows.div_ceil(tile_m) * tiles_n;
             let params = Params::new(rows, n, 1, 1, 1.0);
             keep.push(record_pass(ctx, encoder, kernel, wgs, params, bindings)?);
             keep.push(ubuf);
