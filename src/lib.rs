@@ -207,9 +207,9 @@ pub use cross_entropy::{
 pub use element::{bf16_bits, DType, Element, MatrixView, Tensor, TensorView};
 pub use error::{Error, Result};
 pub use gpu::{DeviceCrossEntropy, Gpu, GpuCounters, GpuMatrix};
-pub use linear_ce::LinearCrossEntropyOutput;
 /// The `half` crate whose `f16` and `bf16` smoothmax reads and writes.
 pub use half;
+pub use linear_ce::LinearCrossEntropyOutput;
 pub use reference::Reference;
 pub use rows::{check_temperature, RowOp, RowOutput};
 pub use shape::Shape;

@@ -74,7 +74,13 @@ fn cpu_peak_heap_is_a_tile_not_the_logits() {
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let out = common::cpu()
-        .linear_cross_entropy(h.view().into(), w.view().into(), None, Targets::classes(y.view()), &o)
+        .linear_cross_entropy(
+            h.view().into(),
+            w.view().into(),
+            None,
+            Targets::classes(y.view()),
+            &o,
+        )
         .unwrap();
     let peak = PEAK.load(Ordering::Relaxed) - base;
     // The outputs: grad_hidden [N, D], grad_weight [V, D], lse [N] (f32).
@@ -89,7 +95,10 @@ fn cpu_peak_heap_is_a_tile_not_the_logits() {
         LOGITS as f64 / 1e6
     );
     assert!(out.loss.scalar().unwrap().is_finite());
-    assert!(extra < LOGITS / 50, "extra heap {extra} bytes is not far below {LOGITS}");
+    assert!(
+        extra < LOGITS / 50,
+        "extra heap {extra} bytes is not far below {LOGITS}"
+    );
 }
 
 #[test]
@@ -99,7 +108,13 @@ fn gpu_largest_buffer_is_a_tile_not_the_logits() {
     let (h, w, y) = inputs();
     let o = CrossEntropyOptions::default();
     let out = gpu
-        .linear_cross_entropy(h.view().into(), w.view().into(), None, Targets::classes(y.view()), &o)
+        .linear_cross_entropy(
+            h.view().into(),
+            w.view().into(),
+            None,
+            Targets::classes(y.view()),
+            &o,
+        )
         .unwrap();
     let largest = gpu.counters().largest_buffer_bytes as usize;
     eprintln!(
@@ -108,5 +123,8 @@ fn gpu_largest_buffer_is_a_tile_not_the_logits() {
         LOGITS as f64 / 1e6
     );
     assert!(out.loss.scalar().unwrap().is_finite());
-    assert!(largest < LOGITS / 50, "largest buffer {largest} bytes is not far below {LOGITS}");
+    assert!(
+        largest < LOGITS / 50,
+        "largest buffer {largest} bytes is not far below {LOGITS}"
+    );
 }

@@ -89,6 +89,10 @@ pub enum EvalOp {
     LogSoftmax(RowArgs),
     /// Softmax cross-entropy against --target: loss.npy, grad.npy, lse.npy.
     CrossEntropy(CrossEntropyArgs),
+    /// Cross-entropy of the logits --input·Wᵀ + bias, with --input the hidden states
+    /// [..., D] and --weight-matrix W [V, D], without the logits in memory: loss.npy, lse.npy,
+    /// grad_hidden.npy, grad_weight.npy (and grad_bias.npy with --bias).
+    LinearCrossEntropy(LinearCrossEntropyArgs),
     /// Boltzmann operator Σ x e^{βx} / Σ e^{βx} per row: output.npy [B], grad.npy.
     BoltzmannMax(BoltzmannArgs),
     /// Σ_j j·softmax(x/T)_j per row: output.npy [B], grad.npy.
@@ -187,6 +191,22 @@ pub struct CrossEntropyArgs {
     /// Logit soft-capping c > 0 (logits become c·tanh(x/c)).
     #[arg(long, value_parser = parse_f32, allow_hyphen_values = true)]
     pub softcap: Option<f32>,
+}
+
+#[derive(clap::Args)]
+pub struct LinearCrossEntropyArgs {
+    #[command(flatten)]
+    pub ce: CrossEntropyArgs,
+    /// The classifier weights W [V, D] (float32/float64, float16, or uint16 bf16 bit patterns
+    /// with --weight-dtype bf16).
+    #[arg(long)]
+    pub weight_matrix: PathBuf,
+    /// How to read --weight-matrix (as --input-dtype). Default: from the file's dtype.
+    #[arg(long, value_enum)]
+    pub weight_dtype: Option<DtypeName>,
+    /// A bias [V] (float).
+    #[arg(long)]
+    pub bias: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

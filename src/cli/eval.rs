@@ -3,8 +3,8 @@
 
 use super::args::{
     BoltzmannArgs, ClassMetricArgs, CrossEntropyArgs, DeviceName, DtypeName, EvalOp, FormName, Io,
-    LabelArgs, LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs, PowerMaxArgs,
-    ReductionName, RowArgs, SmoothAbsArgs, SmoothFloorArgs,
+    LabelArgs, LinearCrossEntropyArgs, LogisticArgs, MarginArgs, MultiMarginArgs, PairwiseArgs,
+    PowerMaxArgs, ReductionName, RowArgs, SmoothAbsArgs, SmoothFloorArgs,
 };
 use super::failure::Failure;
 use super::npy::typed::{read_input, read_nd_targets, TargetArrayNd};
@@ -68,6 +68,7 @@ pub fn eval(op: EvalOp) -> Result<(), Failure> {
         EvalOp::Softmax(a) => row_op(RowOp::Softmax, a),
         EvalOp::LogSoftmax(a) => row_op(RowOp::LogSoftmax, a),
         EvalOp::CrossEntropy(a) => cross_entropy(a),
+        EvalOp::LinearCrossEntropy(a) => linear_cross_entropy(a),
         EvalOp::BoltzmannMax(BoltzmannArgs { io, beta }) => {
             let x = input(&io)?;
             surrogate(&io, &Surrogate::BoltzmannMax { x: x.view(), beta })
@@ -135,11 +136,13 @@ fn row_op(op: RowOp, RowArgs { io, t }: RowArgs) -> Result<(), Failure> {
     write(&io.out, &[("output.npy", &out)])
 }
 
-fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
-    let x = input(&a.io)?;
-    let targets = read_nd_targets(&a.target)?;
-    let weight = a.weight.as_deref().map(npy::read_vector).transpose()?;
-    let o = CrossEntropyOptions {
+/// The cross-entropy options of `a` (with the gradient), the class weights read into
+/// `weight`.
+fn ce_options<'w>(
+    a: &CrossEntropyArgs,
+    weight: &'w Option<ndarray::Array1<f32>>,
+) -> CrossEntropyOptions<'w> {
+    CrossEntropyOptions {
         weight: weight.as_ref().map(|w| w.view()),
         ignore_index: a.ignore_index,
         label_smoothing: a.label_smoothing,
@@ -148,29 +151,23 @@ fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
         softcap: a.softcap,
         gradient: true,
         ..Default::default()
-    };
-    let t = match &targets {
+    }
+}
+
+fn targets_of(targets: &TargetArrayNd) -> Targets<'_> {
+    match targets {
         TargetArrayNd::Classes(c) => Targets::classes(c.view()),
         TargetArrayNd::Probabilities(q) => Targets::probabilities(q.view()),
-    };
-    // Everything is checked on the host before the device opens: the shapes here, the
-    // values by `validate` on the rows.
-    let shape = x.shape().to_vec();
-    let Some((&cols, lead)) = shape.split_last() else {
-        return Err(Failure::Input("the logits need at least one axis".into()));
-    };
-    let want: Vec<usize> = match &targets {
-        TargetArrayNd::Classes(_) => lead.to_vec(),
-        TargetArrayNd::Probabilities(_) => shape.clone(),
-    };
-    if t.shape() != want.as_slice() {
-        return Err(Failure::Input(format!(
-            "{}: targets have shape {:?}, expected {want:?} for logits {shape:?}",
-            a.target.display(),
-            t.shape()
-        )));
     }
-    smoothmax::cross_entropy::validate((lead.iter().product(), cols), flat(&t)?, &o)?;
+}
+
+fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
+    let x = input(&a.io)?;
+    let targets = read_nd_targets(&a.target)?;
+    let weight = a.weight.as_deref().map(npy::read_vector).transpose()?;
+    let o = ce_options(&a, &weight);
+    let t = targets_of(&targets);
+    check_targets(&x, &targets, &t, &a.target, &o)?;
     let out = backend(a.io.device)?.cross_entropy_tensor(
         x.view(),
         t,
@@ -180,18 +177,122 @@ fn cross_entropy(a: CrossEntropyArgs) -> Result<(), Failure> {
     let grad = out
         .grad
         .ok_or_else(|| Failure::Runtime("internal: no gradient returned".into()))?;
-    let loss: Box<dyn WriteNpy> = match out.loss {
-        Loss::PerRow(v) => Box::new(v),
-        Loss::Scalar(v) => Box::new(ndarray::arr0(v)),
-    };
     write(
         &a.io.out,
         &[
-            ("loss.npy", loss.as_ref()),
+            ("loss.npy", loss_npy(out.loss).as_ref()),
             ("grad.npy", &grad),
             ("lse.npy", &out.lse),
         ],
     )
+}
+
+fn loss_npy<D: ndarray::Dimension + 'static>(l: Loss<D>) -> Box<dyn WriteNpy>
+where
+    ndarray::Array<f32, D>: WriteNpy,
+{
+    match l {
+        Loss::PerRow(v) => Box::new(v),
+        Loss::Scalar(v) => Box::new(ndarray::arr0(v)),
+    }
+}
+
+fn linear_cross_entropy(a: LinearCrossEntropyArgs) -> Result<(), Failure> {
+    let ce = &a.ce;
+    let h = input(&ce.io)?;
+    let w = read_input(&a.weight_matrix, a.weight_dtype.map(DtypeName::dtype))?;
+    let wm = w.matrix().map_err(|e| {
+        Failure::Input(format!(
+            "{}: the weight matrix is [V, D]: {e}",
+            a.weight_matrix.display()
+        ))
+    })?;
+    let bias = a.bias.as_deref().map(npy::read_vector).transpose()?;
+    let targets = read_nd_targets(&ce.target)?;
+    let weight = ce.weight.as_deref().map(npy::read_vector).transpose()?;
+    let o = ce_options(ce, &weight);
+    let t = targets_of(&targets);
+    let (v, d) = wm.dim();
+    if h.shape().last() != Some(&d) {
+        return Err(Failure::Input(format!(
+            "{}: hidden states {:?} need D = {d} features per row, as the weight matrix [{v}, {d}] has",
+            ce.io.input.display(),
+            h.shape()
+        )));
+    }
+    // The targets and options checked as for logits [..., V], before the device opens.
+    let mut shape = h.shape().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = v;
+    }
+    check_target_shape(&shape, &targets, &t, &ce.target)?;
+    smoothmax::cross_entropy::validate(
+        (shape[..shape.len() - 1].iter().product(), v),
+        flat(&t)?,
+        &o,
+    )?;
+    let out = backend(ce.io.device)?.linear_cross_entropy(
+        h.view(),
+        wm,
+        bias.as_ref().map(|b| b.view()),
+        t,
+        &o,
+    )?;
+    let missing = || Failure::Runtime("internal: no gradient returned".into());
+    let as_out = |g: Option<Tensor>| -> Result<Tensor, Failure> {
+        let g = g.ok_or_else(missing)?;
+        Ok(Tensor::narrow(g.to_f32(), ce.io.output_dtype.dtype()))
+    };
+    let (gh, gw) = (as_out(out.grad_hidden)?, as_out(out.grad_weight)?);
+    let mut files: Vec<(&str, &dyn WriteNpy)> = Vec::new();
+    let loss = loss_npy(out.loss);
+    files.push(("loss.npy", loss.as_ref()));
+    files.push(("lse.npy", &out.lse));
+    files.push(("grad_hidden.npy", &gh));
+    files.push(("grad_weight.npy", &gw));
+    if let Some(gb) = &out.grad_bias {
+        files.push(("grad_bias.npy", gb));
+    }
+    write(&ce.io.out, &files)
+}
+
+/// Checks targets against logits of `shape` (the host checks before any device work): class
+/// targets of the leading shape or probabilities of the whole shape, then their values.
+fn check_targets(
+    x: &Tensor,
+    targets: &TargetArrayNd,
+    t: &Targets,
+    path: &Path,
+    o: &CrossEntropyOptions,
+) -> Result<(), Failure> {
+    let shape = x.shape().to_vec();
+    check_target_shape(&shape, targets, t, path)?;
+    let (&cols, lead) = shape.split_last().unwrap_or((&0, &[]));
+    smoothmax::cross_entropy::validate((lead.iter().product(), cols), flat(t)?, o)?;
+    Ok(())
+}
+
+fn check_target_shape(
+    shape: &[usize],
+    targets: &TargetArrayNd,
+    t: &Targets,
+    path: &Path,
+) -> Result<(), Failure> {
+    let Some((_, lead)) = shape.split_last() else {
+        return Err(Failure::Input("the logits need at least one axis".into()));
+    };
+    let want: &[usize] = match targets {
+        TargetArrayNd::Classes(_) => lead,
+        TargetArrayNd::Probabilities(_) => shape,
+    };
+    if t.shape() != want {
+        return Err(Failure::Input(format!(
+            "{}: targets have shape {:?}, expected {want:?} for logits {shape:?}",
+            path.display(),
+            t.shape()
+        )));
+    }
+    Ok(())
 }
 
 fn class_metric(a: ClassMetricArgs, accuracy: bool) -> Result<(), Failure> {

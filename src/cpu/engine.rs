@@ -8,8 +8,8 @@ use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
-use crate::rows::RowOp;
 use crate::linear_ce::{LinearPass, LinearPassResult};
+use crate::rows::RowOp;
 use crate::shard::pass::{ShardPass, ShardResult};
 use ndarray::{ArrayView2, ArrayViewMut2, Ix1};
 

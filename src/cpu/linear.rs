@@ -59,7 +59,9 @@ fn weight_tile<'s>(
     match (w, widened) {
         (MatrixView::F32(w), _) => Ok(w.slice(s![cols, ..])),
         (_, Some(t)) => Ok(t.view()),
-        (_, None) => Err(Error::InvalidInput("internal: no widened weight tile".into())),
+        (_, None) => Err(Error::InvalidInput(
+            "internal: no widened weight tile".into(),
+        )),
     }
 }
 
@@ -80,21 +82,29 @@ impl TileEngine for CpuTiles<'_> {
         let mut z = ndarray::ArrayViewMut2::from_shape((n, cols.len()), &mut self.z[..len])
             .map_err(|e| Error::InvalidInput(format!("internal: tile: {e}")))?;
         match bias {
-            Some(b) => z.assign(&b.slice(s![cols]).broadcast((n, w_tile.nrows())).ok_or_else(
-                || Error::InvalidInput("internal: bias does not broadcast".into()),
-            )?),
+            Some(b) => z.assign(
+                &b.slice(s![cols])
+                    .broadcast((n, w_tile.nrows()))
+                    .ok_or_else(|| {
+                        Error::InvalidInput("internal: bias does not broadcast".into())
+                    })?,
+            ),
             None => z.fill(0.0),
         }
         gemm(z, bias.is_some(), h, w_tile.t())
     }
 
     fn statistics(&mut self, pass: &ShardPass) -> Result<Vec<RowPartial>> {
-        Ok(self.cpu.cross_entropy_shard(self.z()?.into(), pass)?.partials)
+        Ok(self
+            .cpu
+            .cross_entropy_shard(self.z()?.into(), pass)?
+            .partials)
     }
 
     fn gradient(&mut self, pass: &ShardPass) -> Result<()> {
         let g = self.cpu.cross_entropy_shard(self.z()?.into(), pass)?.grad;
-        let g = g.ok_or_else(|| Error::InvalidInput("the gradient pass gave no gradient".into()))?;
+        let g =
+            g.ok_or_else(|| Error::InvalidInput("the gradient pass gave no gradient".into()))?;
         self.g = Some(g.into_typed()?);
         Ok(())
     }

@@ -335,7 +335,9 @@ impl MatrixView<'_> {
 
     /// Rows `r` (a view).
     pub(crate) fn slice_rows(&self, r: std::ops::Range<usize>) -> MatrixView<'_> {
-        with_dtype!(MatrixView, self, |a: E| E::tag_matrix(a.slice(ndarray::s![r, ..])))
+        with_dtype!(MatrixView, self, |a: E| E::tag_matrix(
+            a.slice(ndarray::s![r, ..])
+        ))
     }
 
     /// The exact f32 values: the view itself for f32, a widened copy (vectorized) otherwise.

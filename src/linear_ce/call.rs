@@ -154,7 +154,15 @@ pub fn linear_cross_entropy_tiled<B: Backend + ?Sized>(
     options: &CrossEntropyOptions<'_>,
     tile_cols: usize,
 ) -> Result<LinearCrossEntropyOutput> {
-    linear_cross_entropy(backend, hidden, weight, bias, targets, options, Some(tile_cols))
+    linear_cross_entropy(
+        backend,
+        hidden,
+        weight,
+        bias,
+        targets,
+        options,
+        Some(tile_cols),
+    )
 }
 
 /// `Backend::linear_cross_entropy` (see there): hidden states of any leading shape.
@@ -178,7 +186,10 @@ pub(crate) fn linear_cross_entropy<B: Backend + ?Sized>(
     let d = hidden.shape().last().copied().unwrap_or(0);
     let (grad_hidden, grad_weight, grad_bias) = match grads {
         Some(g) => (
-            Some(Tensor::narrow(g.hidden.into_dyn(), hidden.dtype()).into_shape(&rows.shape_with(&[d]))?),
+            Some(
+                Tensor::narrow(g.hidden.into_dyn(), hidden.dtype())
+                    .into_shape(&rows.shape_with(&[d]))?,
+            ),
             Some(Tensor::narrow(g.weight.into_dyn(), weight.dtype())),
             g.bias,
         ),
@@ -285,7 +296,8 @@ pub(crate) fn rows_call<B: Backend + ?Sized>(
         Ok(p)
     };
     let stats = backend.linear_ce_pass(&new_pass()?)?;
-    let done = ShardedCrossEntropy::new(shard, reborrow(&targets), options).finish(&stats.partials)?;
+    let done =
+        ShardedCrossEntropy::new(shard, reborrow(&targets), options).finish(&stats.partials)?;
     let grads = if options.gradient {
         let mut pass = new_pass()?;
         pass.grad = Some((&stats.partials, &stats.partials));

@@ -30,7 +30,8 @@ pub(crate) mod product;
 pub(crate) mod reference;
 pub(crate) mod tiles;
 
-pub use call::{
-    linear_cross_entropy_rows, linear_cross_entropy_tiled, LinearCrossEntropyOutput, LinearGrads, LinearPass, LinearPassResult,
-};
 pub(crate) use call::linear_cross_entropy;
+pub use call::{
+    linear_cross_entropy_rows, linear_cross_entropy_tiled, LinearCrossEntropyOutput, LinearGrads,
+    LinearPass, LinearPassResult,
+};

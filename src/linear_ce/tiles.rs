@@ -53,7 +53,9 @@ fn setup<'o>(p: &LinearPass<'_, 'o>, cols: &Range<usize>) -> Result<Setup<'o>> {
         total: p.shard.total,
     };
     let targets = match &p.targets {
-        Targets::Probabilities(q) => Targets::Probabilities(q.slice(s![.., cols.clone()]).into_dyn()),
+        Targets::Probabilities(q) => {
+            Targets::Probabilities(q.slice(s![.., cols.clone()]).into_dyn())
+        }
         t => super::call::reborrow(t),
     };
     Setup::new(shard, (p.dims().0, cols.len()), &targets, &p.options)
@@ -101,9 +103,9 @@ pub(crate) fn run<E: TileEngine>(
             check_local(local, n, v)?;
             let cached = p.tile_stats.filter(|c| {
                 c.len() == tiles.len()
-                    && c.iter().zip(&tiles).all(|(s, t)| {
-                        s.len() == n && s.iter().all(|q| q.cols as usize == t.len())
-                    })
+                    && c.iter()
+                        .zip(&tiles)
+                        .all(|(s, t)| s.len() == n && s.iter().all(|q| q.cols as usize == t.len()))
             });
             for (k, cols) in tiles.iter().enumerate() {
                 engine.product(cols.clone())?;

@@ -117,7 +117,10 @@ pub fn oracle(
     for i in 0..n {
         let (di, lse) = (delta_i[i], ce.lse[i]);
         if lse.is_finite() {
-            assert!(di <= 0.1, "row {i}: logit error bound {di} too large for this oracle");
+            assert!(
+                di <= 0.1,
+                "row {i}: logit error bound {di} too large for this oracle"
+            );
         }
         let l_i = 2.0 * (w_max * q_i[i] + 2.0 * zl * (lse.abs() + di));
         loss_bound[i] = tv * (1.0 + ce.per_row[i].abs()) + di * l_i;
@@ -187,7 +190,13 @@ pub fn assert_loss(got: &Loss<ndarray::IxDyn>, or: &Oracle, o: &CrossEntropyOpti
     match got {
         Loss::PerRow(l) => {
             let l = l.iter().copied().collect::<Array1<f32>>();
-            assert_within(l.view(), or.ce.per_row.view(), or.loss_bound.view(), 0.0, what);
+            assert_within(
+                l.view(),
+                or.ce.per_row.view(),
+                or.loss_bound.view(),
+                0.0,
+                what,
+            );
         }
         Loss::Scalar(s) => {
             let scale = match o.reduction {

@@ -3,9 +3,9 @@
 
 pub mod app;
 pub mod ce;
-pub mod linear;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod linear;
 pub mod surrogates;
 pub mod sweep;
 pub mod typed;

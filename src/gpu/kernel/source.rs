@@ -187,7 +187,14 @@ impl Kernel {
             });
         }
         if self.family == Family::Matmul {
-            return [header.as_str(), half_codecs(sp), PARAMS, &operands(sp), MATMUL].join("\n");
+            return [
+                header.as_str(),
+                half_codecs(sp),
+                PARAMS,
+                &operands(sp),
+                MATMUL,
+            ]
+            .join("\n");
         }
         let x_part = match (x_half, sp.vec4) {
             (false, true) => X_VEC4,

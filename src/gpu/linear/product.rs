@@ -132,7 +132,11 @@ pub(crate) fn record_product(
     for m0 in (0..m).step_by(mc) {
         let rows = mc.min(m - m0);
         // K = 0 still writes C once: the bias alone, or 0.
-        let k_steps: Vec<usize> = if k == 0 { vec![0] } else { (0..k).step_by(kc).collect() };
+        let k_steps: Vec<usize> = if k == 0 {
+            vec![0]
+        } else {
+            (0..k).step_by(kc).collect()
+        };
         for (step, &k0) in k_steps.iter().enumerate() {
             let depth = kc.min(k - k0);
             let sa = p.a.slice(ctx, m0, k0, rows, depth);
@@ -220,7 +224,11 @@ pub(crate) fn record_col_sums(
         })?;
     }
     let mut keep = Vec::new();
-    let starts: Vec<usize> = if rows == 0 { vec![0] } else { (0..rows).step_by(mc).collect() };
+    let starts: Vec<usize> = if rows == 0 {
+        vec![0]
+    } else {
+        (0..rows).step_by(mc).collect()
+    };
     for (i, &r0) in starts.iter().enumerate() {
         let n_rows = mc.min(rows - r0);
         let sa = a.slice(ctx, r0, 0, n_rows, cols);
@@ -255,7 +263,14 @@ pub(crate) fn record_col_sums(
             spec: Spec::default(),
         };
         let params = Params::new(n_rows, cols, 1, 1, 1.0);
-        keep.push(record_pass(ctx, encoder, kernel, cols.div_ceil(256), params, bindings)?);
+        keep.push(record_pass(
+            ctx,
+            encoder,
+            kernel,
+            cols.div_ceil(256),
+            params,
+            bindings,
+        )?);
         keep.push(ubuf);
     }
     Ok(keep)
