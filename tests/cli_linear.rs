@@ -21,7 +21,11 @@ fn every_device_matches_the_oracle() {
     let bias = Array1::from_shape_fn(v, |_| (r.normal() * 0.5) as f32);
     let cw = Array1::from_shape_fn(v, |j| 0.5 + (j % 5) as f32 * 0.25);
     let y = ndarray::Array2::from_shape_fn((b0, s), |(i, j)| {
-        if (i + j) % 4 == 3 { -100 } else { ((i * 17 + j * 7) % v) as i64 }
+        if (i + j) % 4 == 3 {
+            -100
+        } else {
+            ((i * 17 + j * 7) % v) as i64
+        }
     });
     for (name, a) in [("h", h.clone().into_dyn()), ("w", w.clone().into_dyn())] {
         write_npy(dir.join(format!("{name}.npy")), &a).unwrap();
@@ -30,30 +34,87 @@ fn every_device_matches_the_oracle() {
     write_npy(dir.join("cw.npy"), &cw).unwrap();
     write_npy(dir.join("y.npy"), &y).unwrap();
     let p = |f: &str| dir.join(f).display().to_string();
-    let o = CrossEntropyOptions { weight: Some(cw.view()), label_smoothing: 0.1, gradient: true, ..Default::default() };
+    let o = CrossEntropyOptions {
+        weight: Some(cw.view()),
+        label_smoothing: 0.1,
+        gradient: true,
+        ..Default::default()
+    };
     let h2 = h.clone().into_shape_with_order((b0 * s, d)).unwrap();
     let y1 = y.clone().into_shape_with_order(b0 * s).unwrap();
-    let or = oracle(h2.view(), w.view(), Some(bias.view()), &Targets::classes(y1.view()), &o);
+    let or = oracle(
+        h2.view(),
+        w.view(),
+        Some(bias.view()),
+        &Targets::classes(y1.view()),
+        &o,
+    );
     for dev in devices() {
         let out = dir.join(format!("out-{dev}"));
-        let args = ["--target", &p("y.npy"), "--weight-matrix", &p("w.npy"), "--bias", &p("b.npy"), "--weight", &p("cw.npy"), "--label-smoothing", "0.1", "--device", dev];
+        let args = [
+            "--target",
+            &p("y.npy"),
+            "--weight-matrix",
+            &p("w.npy"),
+            "--bias",
+            &p("b.npy"),
+            "--weight",
+            &p("cw.npy"),
+            "--label-smoothing",
+            "0.1",
+            "--device",
+            dev,
+        ];
         let o2 = eval("linear-cross-entropy", &dir.join("h.npy"), &args, &out);
-        assert!(o2.status.success(), "{dev}: {}", String::from_utf8_lossy(&o2.stderr));
+        assert!(
+            o2.status.success(),
+            "{dev}: {}",
+            String::from_utf8_lossy(&o2.stderr)
+        );
         let loss: ndarray::Array0<f32> = read_npy(out.join("loss.npy")).unwrap();
         let bound = or.loss_bound.sum() / or.ce.sums.weight;
-        assert!((loss[()] as f64 - or.ce.reduced).abs() <= bound, "{dev}: loss {} vs {}", loss[()], or.ce.reduced);
+        assert!(
+            (loss[()] as f64 - or.ce.reduced).abs() <= bound,
+            "{dev}: loss {} vs {}",
+            loss[()],
+            or.ce.reduced
+        );
         let lse: ndarray::Array2<f32> = read_npy(out.join("lse.npy")).unwrap();
         assert_eq!(lse.dim(), (b0, s), "{dev}: lse shape");
         let flat = |a: ArrayD<f32>| a.iter().copied().collect::<Array1<f32>>();
         let flat64 = |a: &Array2<f64>| a.iter().copied().collect::<Array1<f64>>();
-        assert_within(flat(lse.into_dyn()).view(), or.ce.lse.view(), or.lse_bound.view(), 0.0, &format!("{dev}: lse"));
+        assert_within(
+            flat(lse.into_dyn()).view(),
+            or.ce.lse.view(),
+            or.lse_bound.view(),
+            0.0,
+            &format!("{dev}: lse"),
+        );
         let gh: ArrayD<f32> = read_npy(out.join("grad_hidden.npy")).unwrap();
         assert_eq!(gh.shape(), &[b0, s, d], "{dev}: grad_hidden shape");
-        assert_within(flat(gh).view(), flat64(&or.dh).view(), flat64(&or.dh_bound).view(), 0.0, &format!("{dev}: grad_hidden"));
+        assert_within(
+            flat(gh).view(),
+            flat64(&or.dh).view(),
+            flat64(&or.dh_bound).view(),
+            0.0,
+            &format!("{dev}: grad_hidden"),
+        );
         let gw: ArrayD<f32> = read_npy(out.join("grad_weight.npy")).unwrap();
-        assert_within(flat(gw).view(), flat64(&or.dw).view(), flat64(&or.dw_bound).view(), 0.0, &format!("{dev}: grad_weight"));
+        assert_within(
+            flat(gw).view(),
+            flat64(&or.dw).view(),
+            flat64(&or.dw_bound).view(),
+            0.0,
+            &format!("{dev}: grad_weight"),
+        );
         let gb: Array1<f32> = read_npy(out.join("grad_bias.npy")).unwrap();
-        assert_within(gb.view(), or.db.view(), or.db_bound.view(), 0.0, &format!("{dev}: grad_bias"));
+        assert_within(
+            gb.view(),
+            or.db.view(),
+            or.db_bound.view(),
+            0.0,
+            &format!("{dev}: grad_bias"),
+        );
     }
 }
 
@@ -70,7 +131,18 @@ fn bad_inputs_are_rejected_before_any_work() {
     let p = |f: &str| dir.join(f).display().to_string();
     let out = dir.join("out");
     let run = |w: &str, y: &str, needle: &str| {
-        let args = ["eval", "linear-cross-entropy", "--input", &p("h.npy"), "--weight-matrix", &p(w), "--target", &p(y), "--device", "cpu"];
+        let args = [
+            "eval",
+            "linear-cross-entropy",
+            "--input",
+            &p("h.npy"),
+            "--weight-matrix",
+            &p(w),
+            "--target",
+            &p(y),
+            "--device",
+            "cpu",
+        ];
         assert_rejected(&args, &[], needle, &out);
     };
     run("w.npy", "y.npy", "need D = 5");

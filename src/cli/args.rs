@@ -370,9 +370,14 @@ pub struct BenchArgs {
     /// Op (repeatable): logsumexp, softmax, log-softmax, ce-fwd, ce-fwd-bwd (the default
     /// set), or any surrogate by its `eval` name (boltzmann-max, soft-argmax, power-max,
     /// smooth-accuracy, smooth-f1, smooth-f1-macro, multi-margin, binary-cross-entropy, hinge,
-    /// squared-hinge, exponential, squared, pairwise-max, smooth-abs, smooth-floor).
+    /// squared-hinge, exponential, squared, pairwise-max, smooth-abs, smooth-floor), or
+    /// linear-ce (the fused linear cross-entropy, at --linear-shape).
     #[arg(long = "op", value_parser = parse_op)]
-    pub ops: Vec<smoothmax::bench::BenchOp>,
+    pub ops: Vec<OpChoice>,
+    /// Shape NxDxV of --op linear-ce (repeatable): hidden states [N, D], weights [V, D];
+    /// default: 2048x1024x32000 512x1024x128256.
+    #[arg(long = "linear-shape", value_parser = parse_linear_shape)]
+    pub linear_shapes: Vec<(usize, usize, usize)>,
     /// Element type of the inputs and matrix outputs (repeatable): f32, f16, bf16; each op
     /// and yardstick is measured in each (GB/s count the bytes of that type); default: f32.
     #[arg(long = "dtype", value_enum)]
@@ -423,10 +428,36 @@ fn parse_shape(s: &str) -> Result<(usize, usize), String> {
     Ok((b, c))
 }
 
-fn parse_op(s: &str) -> Result<smoothmax::bench::BenchOp, String> {
+/// A `--op`: one of the row bench's ops, or the fused linear cross-entropy.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum OpChoice {
+    Rows(smoothmax::bench::BenchOp),
+    LinearCe,
+}
+
+fn parse_op(s: &str) -> Result<OpChoice, String> {
     use smoothmax::bench::BenchOp;
-    BenchOp::parse(s).ok_or_else(|| {
+    if s == "linear-ce" {
+        return Ok(OpChoice::LinearCe);
+    }
+    BenchOp::parse(s).map(OpChoice::Rows).ok_or_else(|| {
         let names: Vec<&str> = BenchOp::every().map(BenchOp::name).collect();
-        format!("unknown op {s:?}: {}", names.join(", "))
+        format!("unknown op {s:?}: {}, linear-ce", names.join(", "))
     })
+}
+
+fn parse_linear_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let dims: Vec<&str> = s.split(['x', 'X']).collect();
+    let [n, d, v] = dims.as_slice() else {
+        return Err(format!("linear shape {s:?} is not NxDxV"));
+    };
+    let num = |t: &str| -> Result<usize, String> {
+        match t.trim().parse::<usize>() {
+            Ok(0) | Err(_) => Err(format!(
+                "linear shape {s:?}: {t:?} is not a positive integer"
+            )),
+            Ok(k) => Ok(k),
+        }
+    };
+    Ok((num(n)?, num(d)?, num(v)?))
 }

@@ -102,8 +102,16 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
     if !args.shapes.is_empty() {
         cfg.shapes = args.shapes.clone();
     }
+    let linear = args.ops.contains(&args::OpChoice::LinearCe);
     if !args.ops.is_empty() {
-        cfg.ops = args.ops.clone();
+        cfg.ops = args
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                args::OpChoice::Rows(op) => Some(*op),
+                args::OpChoice::LinearCe => None,
+            })
+            .collect();
     }
     if !args.dtypes.is_empty() {
         cfg.dtypes = args.dtypes.iter().map(|d| d.dtype()).collect();
@@ -156,6 +164,48 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
             let _ = e.flush();
         }
     };
+    if linear {
+        let shapes = if args.linear_shapes.is_empty() {
+            bench::LINEAR_SHAPES.to_vec()
+        } else {
+            args.linear_shapes.clone()
+        };
+        let runs = (cfg.warmup, cfg.runs);
+        let lines = bench::run_linear(
+            &shapes,
+            &cfg.dtypes,
+            runs,
+            cfg.cpu,
+            gpu.as_ref(),
+            &mut progress,
+        )?;
+        write!(human, "{}", bench::linear_table(&lines)).map_err(out)?;
+        writeln!(
+            human,
+            "GFLOP/s count 2NVD forward and 6NVD forward+backward (the fused backward's \
+             recomputed logits not counted); /matmul: of the plain product H·Wᵀ on the same \
+             device (cpu: gemm into [N, V]; gpu: the same kernels, tile by tile); vs mat.: time \
+             over the materialized path (gemm, cross-entropy on [N, V] logits, gemm for dH and \
+             dW); extra MB: cpu peak heap beyond inputs and results, gpu the largest buffer the \
+             call created; logits MB: N·V·4, what the materialized path holds before its \
+             gradient (as much again with it)."
+        )
+        .map_err(out)?;
+        if cfg.ops.is_empty() {
+            if let Some(path) = &args.json {
+                let json = serde_json::to_string_pretty(&lines)
+                    .map_err(|e| Failure::Runtime(format!("cannot encode the records: {e}")))?;
+                if json_stdout {
+                    std::io::stdout().write_all(json.as_bytes()).map_err(out)?;
+                } else {
+                    std::fs::write(path, json).map_err(|e| {
+                        Failure::Runtime(format!("cannot write {}: {e}", path.display()))
+                    })?;
+                }
+            }
+            return Ok(());
+        }
+    }
     let records = bench::run(&cfg, gpu.as_ref(), &mut progress)?;
     write!(human, "{}", bench::table(&records)).map_err(out)?;
     // The floor under any end-to-end GPU call, to read small-shape e2e figures against.

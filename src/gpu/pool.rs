@@ -69,7 +69,12 @@ impl BufferPool {
         self.largest.fetch_max(bytes, Ordering::Relaxed);
     }
 
-    /// The largest buffer created since the pool was made, in bytes.
+    /// Starts [`BufferPool::largest`] over (to measure one call).
+    pub fn reset_largest(&self) {
+        self.largest.store(0, Ordering::Relaxed);
+    }
+
+    /// The largest buffer created since the pool was made (or reset), in bytes.
     pub fn largest(&self) -> u64 {
         self.largest.load(Ordering::Relaxed)
     }

@@ -262,23 +262,26 @@ impl TileEngine for GpuTiles<'_> {
     }
 }
 
-/// Runs `p` on the GPU in tiles of about [`TILE_LOGITS`] logits (and at most one binding).
-pub(crate) fn pass(gpu: &Gpu, p: &LinearPass) -> Result<LinearPassResult> {
+/// The engine for hidden states `h` and weights `w` with gradient accumulators when `grad`.
+fn engine<'a>(
+    gpu: &'a Gpu,
+    h: Matrix<'a>,
+    w: Matrix<'a>,
+    bias: Option<ArrayView1<f32>>,
+    grad: bool,
+) -> Result<GpuTiles<'a>> {
     let ctx = &gpu.ctx;
-    ctx.check_alive()?;
-    let (n, d, v) = p.dims();
-    let h = match &p.hidden {
+    let (n, d) = h.dim();
+    let v = w.dim().0;
+    let h = match h {
         Matrix::Device(m) => Held::Borrowed(m),
         Matrix::Host(h) => Held::Owned(crate::element::with_dtype!(MatrixView, h, |a: E| {
             GpuMatrix::upload(ctx, a.view())
         })?),
     };
-    let w = p.weight.reborrow();
-    let bias = p
-        .bias
-        .map(|b: ArrayView1<f32>| GpuMatrix::upload(ctx, b.insert_axis(ndarray::Axis(0))))
+    let bias_m = bias
+        .map(|b| GpuMatrix::upload(ctx, b.insert_axis(ndarray::Axis(0))))
         .transpose()?;
-    let grad = p.grad.is_some();
     let dh = grad
         .then(|| -> Result<GpuMatrix> {
             let m = GpuMatrix::new_typed(ctx, n, d, DType::F32)?;
@@ -286,20 +289,58 @@ pub(crate) fn pass(gpu: &Gpu, p: &LinearPass) -> Result<LinearPassResult> {
             Ok(m)
         })
         .transpose()?;
-    let engine = GpuTiles {
+    Ok(GpuTiles {
         gpu,
         h,
         w,
         w_tile: None,
-        bias,
+        bias: bias_m,
         cols: 0..0,
         z_buf: None,
         z: None,
         dh,
         dw: Array2::zeros(if grad { (v, d) } else { (0, 0) }),
-        db: p.bias.filter(|_| grad).map(|_| Array1::zeros(v)),
-    };
-    let fit = (ctx.max_binding() / 4 / n.max(1) as u64) as usize;
-    let width = tiles::tile_cols(n, v, TILE_LOGITS).min(fit.max(1));
-    tiles::run(engine, p, width)
+        db: bias.filter(|_| grad).map(|_| Array1::zeros(v)),
+    })
+}
+
+/// Classes per tile for `n` rows on this device: about [`TILE_LOGITS`], within one binding.
+fn width(gpu: &Gpu, n: usize, v: usize) -> usize {
+    let fit = (gpu.ctx.max_binding() / 4 / n.max(1) as u64) as usize;
+    tiles::tile_cols(n, v, TILE_LOGITS).min(fit.max(1))
+}
+
+impl Gpu {
+    /// The benchmarks' yardstick for the fused linear cross-entropy: the plain product
+    /// `hidden·weightᵀ` (`[N, D]`, `[V, D]`) by the same product kernels and tiles, each tile
+    /// of logits written to one device buffer (and overwritten by the next), blocking until
+    /// the device is done.
+    pub(crate) fn plain_product(&self, hidden: &GpuMatrix, weight: &GpuMatrix) -> Result<()> {
+        let (n, v) = (hidden.dim().0, weight.dim().0);
+        let mut e = engine(
+            self,
+            Matrix::Device(hidden),
+            Matrix::Device(weight),
+            None,
+            false,
+        )?;
+        let w = width(self, n, v);
+        for a in (0..v).step_by(w.max(1)) {
+            e.product(a..(a + w).min(v))?;
+        }
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Runs `p` on the GPU in tiles of about [`TILE_LOGITS`] logits (and at most one binding).
+pub(crate) fn pass(gpu: &Gpu, p: &LinearPass) -> Result<LinearPassResult> {
+    gpu.ctx.check_alive()?;
+    let (n, _, v) = p.dims();
+    let grad = p.grad.is_some();
+    let e = engine(gpu, p.hidden.reborrow(), p.weight.reborrow(), p.bias, grad)?;
+    tiles::run(e, p, width(gpu, n, v))
 }
