@@ -5,6 +5,9 @@
 //!    statistics; each rank gets the loss and its slice of the gradient.
 //! 2. **Data-parallel loss** over a dataset split by rows: each rank evaluates its own batches
 //!    and accumulates their `LossSums`; one all-reduce of 32 bytes gives the global mean.
+//! 3. **Vocabulary-sharded fused linear cross-entropy**: every rank holds the hidden states
+//!    and its rows of the classifier weights (no logits anywhere); the same all-reduce of the
+//!    statistics, then one all-reduce sum of the hidden states' gradient.
 //!
 //! ```text
 //! cargo build --release --features mpi --example mpi_sharded
@@ -20,7 +23,9 @@
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 use ndarray::{s, Array1, Array2, ArrayView2};
-use smoothmax::shard::{mpi as shard_mpi, ShardedCrossEntropy, VocabShard};
+use smoothmax::shard::{
+    mpi as shard_mpi, ShardedCrossEntropy, ShardedLinearCrossEntropy, VocabShard,
+};
 use smoothmax::{Backend, Cpu, CrossEntropyOptions, LossSums, Targets};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -213,6 +218,102 @@ fn main() -> ExitCode {
         );
         ok &= good;
     }
+    // ---- 3. vocabulary-sharded fused linear cross-entropy ------------------------------
+    // Every rank holds the hidden states and its own rows of the classifier weights; no rank
+    // ever holds logits. Checked against one process's unsharded fused call.
+    let (n, d, v) = (rows.min(128), 64, total);
+    let (v0, v1) = (rank * v / size, (rank + 1) * v / size);
+    let h = Array2::from_shape_fn((n, d), |(i, k)| logit(i, k + 7) / 4.0);
+    let wscale = 1.0 / (4.0 * (d as f32).sqrt());
+    let wk = Array2::from_shape_fn((v1 - v0, d), |(j, k)| logit(v0 + j + 1000, k) * wscale);
+    let ol = CrossEntropyOptions {
+        gradient: true,
+        ..Default::default()
+    };
+    let yl = y
+        .slice(s![..n])
+        .mapv(|c| if c < 0 { c } else { c % v as i64 });
+    let call = ShardedLinearCrossEntropy::new(
+        VocabShard {
+            offset: v0,
+            total: v,
+        },
+        Targets::classes(yl.view()),
+        &ol,
+    );
+    let sharded = shard_mpi::linear_cross_entropy(
+        &world,
+        &call,
+        &cpu,
+        h.view().into(),
+        wk.view().into(),
+        None,
+    );
+    let (head, grads) = match sharded {
+        Ok((head, Some(g))) => (head, g),
+        Ok((_, None)) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("rank {rank}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let w_all = Array2::from_shape_fn((v, d), |(j, k)| logit(j + 1000, k) * wscale);
+    let one = cpu
+        .linear_cross_entropy(
+            h.view().into(),
+            w_all.view().into(),
+            None,
+            Targets::classes(yl.view()),
+            &ol,
+        )
+        .expect("the one-process call");
+    // Both sides are f32 evaluations of the same function, each within its bound of the exact
+    // one (tests/common/linear.rs states them), so their difference is within twice that:
+    // - a logit within Δ = γ_{D+1}·Σ_k |h_k w_k| ≤ γ_{D+1}·√D (|h| ≤ 1, |w| ≤ 1/√D as made);
+    // - the loss (a mean of lse − z_y) and each lse within tol(V)(1 + |r|) + 2Δ;
+    // - at the scale s = 1/count of the mean, each entry of the logits' gradient within
+    //   s·tol(V)(1 + |G|/s) + 4Δ·s·p (a row's |G| sums to at most 2s), so dH = G·W within
+    //   s·max|w|·((V + 2)·tol(V) + 4Δ + 2γ_V) and dW = Gᵀ·H within
+    //   s·max|h|·((N + 2)·tol(V) + 4ΔN + 2γ_N·N).
+    let gamma = |k: usize| k as f64 * 2f64.powi(-24) / (1.0 - k as f64 * 2f64.powi(-24));
+    let delta = gamma(d + 1) * (d as f64).sqrt();
+    let b_loss = 2.0 * (tol(v) + 2.0 * delta);
+    let b_dh = 2.0 / (d as f64).sqrt() * ((v + 2) as f64 * tol(v) + 4.0 * delta + 2.0 * gamma(v));
+    let b_dw = 2.0 * ((n + 2) as f64 * tol(v) + 4.0 * delta * n as f64 + 2.0 * gamma(n) * n as f64);
+    let dl = worst(
+        [head.loss.scalar().unwrap_or(f32::NAN)].into_iter(),
+        one.loss.scalar().into_iter(),
+        1.0,
+    );
+    let dlse = worst(head.lse.iter().copied(), one.lse.iter().copied(), 1.0);
+    let unit = 1.0 / head.sums.weight;
+    let want_h = one
+        .grad_hidden
+        .expect("grad_hidden")
+        .into_typed::<f32, ndarray::Ix2>()
+        .expect("[N, D]");
+    let want_w = one
+        .grad_weight
+        .expect("grad_weight")
+        .into_typed::<f32, ndarray::Ix2>()
+        .expect("[V, D]");
+    let dh = worst(grads.hidden.iter().copied(), want_h.iter().copied(), unit);
+    let dw = worst(
+        grads.weight.iter().copied(),
+        want_w.slice(s![v0..v1, ..]).iter().copied(),
+        unit,
+    );
+    let good = dl <= b_loss && dlse <= b_loss && dh <= b_dh && dw <= b_dw;
+    println!(
+        "rank {rank}: sharded fused linear cross-entropy [{n}, {d}]·[{v}, {d}]ᵀ (this rank \
+         [{}, {d}]): scaled differences from one process's call: loss {dl:.1e}, lse {dlse:.1e} \
+         (bound {b_loss:.1e}), grad_hidden {dh:.1e} (bound {b_dh:.1e}), grad_weight rows \
+         {dw:.1e} (bound {b_dw:.1e}) {}",
+        v1 - v0,
+        if good { "ok" } else { "FAILED" }
+    );
+    ok &= good;
+
     // Every rank's verdict, so that mpirun's exit status is the job's.
     let mut all_ok = 0i32;
     world.all_reduce_into(&(ok as i32), &mut all_ok, SystemOperation::min());

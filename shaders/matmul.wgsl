@@ -181,12 +181,12 @@ fn matmul_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         acc7 = fma(vec4<f32>(a_at(ib.w)), b, acc7);
     }
     var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
-    store_block(row0, c0, acc);
+    store_block(row0, c0, 64u, acc);
 }
 
-// Stores a CPU-layout block: rows row0 .. row0 + CR, columns c0 + 64 j, with the bias and
-// the accumulation the flags ask for.
-fn store_block(row0: u32, c0: u32, acc: array<vec4<f32>, 8>) {
+// Stores a CPU-layout block: rows row0 .. row0 + CR, columns c0 + cstep j (j < 4), with the
+// bias and the accumulation the flags ask for.
+fn store_block(row0: u32, c0: u32, cstep: u32, acc: array<vec4<f32>, 8>) {
     var a = acc;
     for (var i = 0u; i < CR; i++) {
         let r = row0 + i;
@@ -194,7 +194,7 @@ fn store_block(row0: u32, c0: u32, acc: array<vec4<f32>, 8>) {
             break;
         }
         for (var j = 0u; j < 4u; j++) {
-            let c = c0 + 64u * j;
+            let c = c0 + cstep * j;
             if (c >= mm.n) {
                 break;
             }
@@ -262,7 +262,99 @@ fn matmul_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         acc7 += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
     }
     var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
-    store_block(row0, c0, acc);
+    store_block(row0, c0, 64u, acc);
+}
+
+// The CPU-adapter layout when B runs along N in memory (b_cs = 1) and A along K (a_cs = 1:
+// `matmul_nn`, dH = G·W_t) or along M (a_rs = 1: `matmul_tn`, dW_t = G^T·H), row starts and
+// the strides across them multiples of 4: invocation `lid` owns the 4 consecutive columns
+// col0 + 4 lid .. + 4 (one vec4 of B per k), the workgroup CR rows. Per four k: 8 + 4 loads
+// (nn) or 3 per k (tn) for 128 multiply-adds, against 48 in `matmul_lanes`.
+@compute @workgroup_size(64)
+fn matmul_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tile = wid.y * params.groups_x + wid.x;
+    let tm = tile / mm.tiles_n;
+    let tn = tile % mm.tiles_n;
+    let row0 = tm * CR;
+    let c0 = tn * 256u + 4u * lid;
+    let lr = mm.m - 1u;
+    let ra = vec4<u32>(min(row0, lr), min(row0 + 1u, lr), min(row0 + 2u, lr), min(row0 + 3u, lr));
+    let rb = vec4<u32>(min(row0 + 4u, lr), min(row0 + 5u, lr), min(row0 + 6u, lr), min(row0 + 7u, lr));
+    let pa = (vec4<u32>(mm.a_base) + ra * mm.a_rs) / 4u;
+    let pb = (vec4<u32>(mm.a_base) + rb * mm.a_rs) / 4u;
+    // (Columns past N read the next elements in the binding, or a clamped one: never stored.)
+    let pc = (mm.b_base + c0) / 4u;
+    let step = mm.b_rs / 4u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var q = 0u; q < mm.k / 4u; q++) {
+        let kb = pc + 4u * q * step;
+        let b0 = b4_at(kb);
+        let b1 = b4_at(kb + step);
+        let b2 = b4_at(kb + 2u * step);
+        let b3 = b4_at(kb + 3u * step);
+        var a = a4_at(pa.x + q);
+        acc0 = fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc0))));
+        a = a4_at(pa.y + q);
+        acc1 = fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc1))));
+        a = a4_at(pa.z + q);
+        acc2 = fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc2))));
+        a = a4_at(pa.w + q);
+        acc3 = fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc3))));
+        a = a4_at(pb.x + q);
+        acc4 = fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc4))));
+        a = a4_at(pb.y + q);
+        acc5 = fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc5))));
+        a = a4_at(pb.z + q);
+        acc6 = fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc6))));
+        a = a4_at(pb.w + q);
+        acc7 = fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc7))));
+    }
+    var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    store_block(row0, c0, 1u, acc);
+}
+
+@compute @workgroup_size(64)
+fn matmul_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tile = wid.y * params.groups_x + wid.x;
+    let tm = tile / mm.tiles_n;
+    let tn = tile % mm.tiles_n;
+    let row0 = tm * CR;
+    let c0 = tn * 256u + 4u * lid;
+    // A's CR rows at column k are two vec4 along M (rows past M read neighbours: not stored).
+    let pa = (mm.a_base + row0) / 4u;
+    let astep = mm.a_cs / 4u;
+    let pc = (mm.b_base + c0) / 4u;
+    let bstep = mm.b_rs / 4u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var k = 0u; k < mm.k; k++) {
+        let b = b4_at(pc + k * bstep);
+        let lo = a4_at(pa + k * astep);
+        let hi = a4_at(pa + k * astep + 1u);
+        acc0 = fma(vec4<f32>(lo.x), b, acc0);
+        acc1 = fma(vec4<f32>(lo.y), b, acc1);
+        acc2 = fma(vec4<f32>(lo.z), b, acc2);
+        acc3 = fma(vec4<f32>(lo.w), b, acc3);
+        acc4 = fma(vec4<f32>(hi.x), b, acc4);
+        acc5 = fma(vec4<f32>(hi.y), b, acc5);
+        acc6 = fma(vec4<f32>(hi.z), b, acc6);
+        acc7 = fma(vec4<f32>(hi.w), b, acc7);
+    }
+    var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    store_block(row0, c0, 1u, acc);
 }
 
 // Column sums of A: y[c_base + c] (+)= sum over the M rows of A[r, c], in row order, one

@@ -304,14 +304,16 @@ fn half_precision_case(d: usize) {
     let wb = w.mapv(bf16::from_f32);
     let hf = h.mapv(f16::from_f32);
     let wf = w.mapv(f16::from_f32);
-    let cases: Vec<(
-        &str,
-        smoothmax::TensorView,
-        smoothmax::MatrixView,
+    /// (name, hidden, weight, their f32 values, the output type's unit roundoff)
+    type Case<'a> = (
+        &'a str,
+        smoothmax::TensorView<'a>,
+        smoothmax::MatrixView<'a>,
         Array2<f32>,
         Array2<f32>,
         f64,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             "bf16",
             hb.view().into(),

@@ -69,7 +69,8 @@ impl BufferPool {
         self.largest.fetch_max(bytes, Ordering::Relaxed);
     }
 
-    /// Starts [`BufferPool::largest`] over (to measure one call).
+    /// Starts [`BufferPool::largest`] over (to measure one call: the bench).
+    #[cfg(feature = "cli")]
     pub fn reset_largest(&self) {
         self.largest.store(0, Ordering::Relaxed);
     }

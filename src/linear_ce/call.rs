@@ -1,6 +1,7 @@
 //! What a fused linear cross-entropy takes and returns, and the whole call: the statistics
 //! pass, the loss finished from the merged statistics, the gradient pass.
 
+use super::kept::{kept_rows, Kept};
 use crate::backend::Backend;
 use crate::cross_entropy::{
     CrossEntropyOptions, CrossEntropyOutput, Loss, LossSums, RowPartial, Targets,
@@ -298,16 +299,36 @@ pub(crate) fn rows_call<B: Backend + ?Sized>(
     let stats = backend.linear_ce_pass(&new_pass()?)?;
     let done =
         ShardedCrossEntropy::new(shard, reborrow(&targets), options).finish(&stats.partials)?;
-    let grads = if options.gradient {
-        let mut pass = new_pass()?;
-        pass.grad = Some((&stats.partials, &stats.partials));
-        pass.tile_stats = Some(&stats.tile_stats);
-        let g = backend.linear_ce_pass(&pass)?.grads;
-        Some(g.ok_or_else(|| Error::InvalidInput("the gradient pass gave no gradients".into()))?)
-    } else {
-        None
-    };
-    Ok((done, grads))
+    if !options.gradient {
+        return Ok((done, None));
+    }
+    let no_grads = || Error::InvalidInput("the gradient pass gave no gradients".into());
+    let n = hidden.dim().0;
+    // Ignored rows cost nothing backward (`kept`); host hidden states only (a device matrix
+    // would need a gather on the device).
+    if let (Matrix::Host(h), Some(rows)) = (&hidden, kept_rows(&targets, options)) {
+        if rows.len() < n {
+            let k = Kept::new(rows, h, &targets, options, &stats)?;
+            let mut pass = LinearPass::new(
+                Matrix::Host(k.hidden.matrix()?),
+                weight.reborrow(),
+                bias.as_ref().map(|b| b.view()),
+                shard,
+                k.targets(),
+                &k.options,
+            )?;
+            pass.tile_cols = tile_cols;
+            pass.grad = Some((&k.partials, &k.partials));
+            pass.tile_stats = Some(&k.tile_stats);
+            let g = backend.linear_ce_pass(&pass)?.grads.ok_or_else(no_grads)?;
+            return Ok((done, Some(k.scatter(g, n))));
+        }
+    }
+    let mut pass = new_pass()?;
+    pass.grad = Some((&stats.partials, &stats.partials));
+    pass.tile_stats = Some(&stats.tile_stats);
+    let g = backend.linear_ce_pass(&pass)?.grads.ok_or_else(no_grads)?;
+    Ok((done, Some(g)))
 }
 
 /// `t` borrowed again (`Targets` is invariant in its lifetime, so a shorter one needs a new

@@ -83,6 +83,11 @@ impl<'t, 'o> ShardedLinearCrossEntropy<'t, 'o> {
         }
     }
 
+    /// The call's options.
+    pub fn options(&self) -> &CrossEntropyOptions<'o> {
+        self.ce.options()
+    }
+
     /// The pass over these inputs (each borrowed again for the call: the views are
     /// invariant in their lifetimes).
     fn pass<'a>(

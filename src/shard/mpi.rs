@@ -1,12 +1,17 @@
 //! The partials and loss sums across processes on MPI (rsmpi): one all-reduce each, with
-//! [`RowPartial::merge`] as a user-defined commutative operation.
+//! [`RowPartial::merge`] as a user-defined commutative operation; and the two whole sharded
+//! calls built on them (cross-entropy of logit shards, fused linear cross-entropy of weight
+//! shards).
 
 use super::ce::ShardedCrossEntropy;
+use super::linear::ShardedLinearCrossEntropy;
 use crate::backend::Backend;
 use crate::cross_entropy::RowPartial;
 use crate::cross_entropy::{CrossEntropyOutput, LossSums};
 use crate::element::{MatrixView, Tensor};
 use crate::error::Result;
+use crate::gpu::Matrix;
+use crate::linear_ce::LinearGrads;
 use mpi::collective::{CommunicatorCollectives, SystemOperation, UserOperation};
 use mpi::datatype::{DynBuffer, DynBufferMut, Equivalence, UserDatatype};
 use mpi::topology::Communicator;
@@ -80,4 +85,36 @@ pub fn cross_entropy<C: Communicator>(
         None
     };
     Ok(head.with_grad(grad))
+}
+
+/// A whole vocabulary-sharded fused linear cross-entropy on this rank: its statistics from
+/// the hidden states `[N, D]` and its weight rows `[V_k, D]` (and bias) on `backend`, the
+/// all-reduce of the statistics, the loss of the whole rows (the same on every rank), and,
+/// when the options ask for the gradient, the gradients of its weight rows and bias and of
+/// the hidden states: every rank's summand added by one all-reduce of `N·D` floats, so each
+/// rank holds the whole `d loss / d hidden`.
+pub fn linear_cross_entropy<C: Communicator>(
+    comm: &C,
+    call: &ShardedLinearCrossEntropy,
+    backend: &dyn Backend,
+    hidden: Matrix<'_>,
+    weight: Matrix<'_>,
+    bias: Option<ndarray::ArrayView1<'_, f32>>,
+) -> Result<(CrossEntropyOutput<()>, Option<LinearGrads>)> {
+    let local = call.statistics(backend, hidden.reborrow(), weight.reborrow(), bias)?;
+    let mut merged = local.clone();
+    all_reduce_partials(comm, &mut merged);
+    let head = call.finish(&merged)?;
+    if !call.options().gradient {
+        return Ok((head, None));
+    }
+    let mut g = call.gradient(backend, hidden, weight, bias, &local, &merged)?;
+    let mine = g.hidden.clone();
+    let (Some(src), Some(dst)) = (mine.as_slice(), g.hidden.as_slice_mut()) else {
+        return Err(crate::Error::InvalidInput(
+            "internal: the hidden states' gradient is not contiguous".into(),
+        ));
+    };
+    comm.all_reduce_into(src, dst, SystemOperation::sum());
+    Ok((head, Some(g)))
 }

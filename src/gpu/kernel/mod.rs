@@ -232,6 +232,8 @@ pub(crate) enum Entry {
     Matmul,
     MatmulLanes,
     MatmulDot,
+    MatmulNn,
+    MatmulTn,
     ColSums,
 }
 
@@ -265,6 +267,8 @@ impl Entry {
             Entry::Matmul => "matmul",
             Entry::MatmulLanes => "matmul_lanes",
             Entry::MatmulDot => "matmul_dot",
+            Entry::MatmulNn => "matmul_nn",
+            Entry::MatmulTn => "matmul_tn",
             Entry::ColSums => "col_sums",
         }
     }
@@ -294,7 +298,15 @@ impl Entry {
                 E::Pointwise | E::PointwiseSum | E::SumBlocks | E::SumFinal
             ),
             Family::Matmul => {
-                matches!(self, E::Matmul | E::MatmulLanes | E::MatmulDot | E::ColSums)
+                matches!(
+                    self,
+                    E::Matmul
+                        | E::MatmulLanes
+                        | E::MatmulDot
+                        | E::MatmulNn
+                        | E::MatmulTn
+                        | E::ColSums
+                )
             }
         }
     }

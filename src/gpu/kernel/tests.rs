@@ -12,7 +12,7 @@ use naga::{AddressSpace, ScalarKind, StorageAccess, TypeInner};
 
 const EXP_FORMS: [ExpForm; 3] = [ExpForm::Unit, ExpForm::Half, ExpForm::Tiny];
 const ROW_THREADS: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
-const ENTRIES: [Entry; 27] = [
+const ENTRIES: [Entry; 29] = [
     Entry::Stats,
     Entry::StatsPartial,
     Entry::MergeRows,
@@ -39,6 +39,8 @@ const ENTRIES: [Entry; 27] = [
     Entry::Matmul,
     Entry::MatmulLanes,
     Entry::MatmulDot,
+    Entry::MatmulNn,
+    Entry::MatmulTn,
     Entry::ColSums,
 ];
 

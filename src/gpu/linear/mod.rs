@@ -7,9 +7,9 @@
 //!
 //! Inputs may be host data or device matrices (an application's hidden-state and weight
 //! buffers, read where they lie). Host hidden states are uploaded once; host weights one tile
-//! at a time. Device memory beyond the inputs: the tile (`N·V_t` f32, about
-//! [`TILE_LOGITS`]), `dH` (`N·D` f32), one tile of `dW`, and the cross-entropy's per-row
-//! buffers.
+//! at a time. Device memory beyond the inputs: the tile (`N·V_t` f32) and one tile of `dW`
+//! (`V_t·D`), each at most about [`TILE_LOGITS`] elements, `dH` (`N·D` f32), and the
+//! cross-entropy's per-row buffers.
 
 mod product;
 
@@ -304,19 +304,22 @@ fn engine<'a>(
     })
 }
 
-/// Classes per tile for `n` rows on this device: about [`TILE_LOGITS`], within one binding.
-fn width(gpu: &Gpu, n: usize, v: usize) -> usize {
-    let fit = (gpu.ctx.max_binding() / 4 / n.max(1) as u64) as usize;
-    tiles::tile_cols(n, v, TILE_LOGITS).min(fit.max(1))
+/// Classes per tile for `n` rows of `d` features on this device: about [`TILE_LOGITS`]
+/// logits, and as many elements in the tile's `dW` rows (`V_t·D`), within one binding.
+fn width(gpu: &Gpu, (n, d): (usize, usize), v: usize) -> usize {
+    let widest = n.max(d).max(1);
+    let fit = (gpu.ctx.max_binding() / 4 / widest as u64) as usize;
+    tiles::tile_cols(widest, v, TILE_LOGITS).min(fit.max(1))
 }
 
+#[cfg(feature = "cli")]
 impl Gpu {
     /// The benchmarks' yardstick for the fused linear cross-entropy: the plain product
     /// `hidden·weightᵀ` (`[N, D]`, `[V, D]`) by the same product kernels and tiles, each tile
     /// of logits written to one device buffer (and overwritten by the next), blocking until
     /// the device is done.
     pub(crate) fn plain_product(&self, hidden: &GpuMatrix, weight: &GpuMatrix) -> Result<()> {
-        let (n, v) = (hidden.dim().0, weight.dim().0);
+        let v = weight.dim().0;
         let mut e = engine(
             self,
             Matrix::Device(hidden),
@@ -324,7 +327,7 @@ impl Gpu {
             None,
             false,
         )?;
-        let w = width(self, n, v);
+        let w = width(self, hidden.dim(), v);
         for a in (0..v).step_by(w.max(1)) {
             e.product(a..(a + w).min(v))?;
         }
@@ -339,8 +342,8 @@ impl Gpu {
 /// Runs `p` on the GPU in tiles of about [`TILE_LOGITS`] logits (and at most one binding).
 pub(crate) fn pass(gpu: &Gpu, p: &LinearPass) -> Result<LinearPassResult> {
     gpu.ctx.check_alive()?;
-    let (n, _, v) = p.dims();
+    let (n, d, v) = p.dims();
     let grad = p.grad.is_some();
     let e = engine(gpu, p.hidden.reborrow(), p.weight.reborrow(), p.bias, grad)?;
-    tiles::run(e, p, width(gpu, n, v))
+    tiles::run(e, p, width(gpu, (n, d), v))
 }

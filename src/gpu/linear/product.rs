@@ -15,24 +15,36 @@ use wgpu::BufferUsages as U;
 
 /// A workgroup's output tile, `(rows, columns)`, and its entry point, per adapter class (see
 /// shaders/matmul.wgsl): 64 × 64 staged through shared memory on a GPU; `CR` × 256 with no
-/// barrier on a CPU adapter, and there with loads of four consecutive `k` when both operands
-/// run along `K` in memory (`dot`: every row start and `K` a multiple of 4).
-fn layout(ctx: &Context, dot: bool) -> (usize, usize, Entry) {
-    match (ctx.policy(), dot) {
+/// barrier on a CPU adapter, and there with vec4 loads where the operands' layouts allow them
+/// ([`vec4_entry`]).
+fn layout(ctx: &Context, p: &Product) -> (usize, usize, Entry) {
+    match (ctx.policy(), vec4_entry(p)) {
         (Policy::Gpu, _) => (64, 64, Entry::Matmul),
-        (Policy::Cpu, false) => (8, 256, Entry::MatmulLanes),
-        (Policy::Cpu, true) => (8, 256, Entry::MatmulDot),
+        (Policy::Cpu, None) => (8, 256, Entry::MatmulLanes),
+        (Policy::Cpu, Some(e)) => (8, 256, e),
     }
 }
 
-/// Whether `p` can run as dot products of four consecutive `k` (see [`layout`]).
-fn dot_form(p: &Product) -> bool {
-    let (a, b) = (&p.a, &p.b);
-    a.cs == 1
-        && b.rs == 1
-        && [a.start, a.rs, b.start, b.cs, p.mnk.2 as u64]
-            .iter()
-            .all(|v| v % 4 == 0)
+/// The CPU-adapter kernel with vec4 loads that fits `p`'s layout, if one does: both operands
+/// along `K` (`matmul_dot`: the logits), `A` along `K` and `B` along `N` (`matmul_nn`: dH),
+/// `A` along `M` and `B` along `N` (`matmul_tn`: dW). Every start and every stride across
+/// the vec4 direction must be a multiple of 4 (and `K`, where vec4 run along it).
+fn vec4_entry(p: &Product) -> Option<Entry> {
+    let (a, b, k) = (&p.a, &p.b, p.mnk.2 as u64);
+    let (m, n, kk) = p.mnk;
+    if !a.fits_vec4(m, kk) || !b.fits_vec4(kk, n) {
+        return None;
+    }
+    let aligned = |v: &[u64]| v.iter().all(|x| x % 4 == 0);
+    if a.cs == 1 && b.rs == 1 && aligned(&[a.start, a.rs, b.start, b.cs, k]) {
+        Some(Entry::MatmulDot)
+    } else if a.cs == 1 && b.cs == 1 && aligned(&[a.start, a.rs, b.start, b.rs, k]) {
+        Some(Entry::MatmulNn)
+    } else if a.rs == 1 && b.cs == 1 && aligned(&[a.start, a.cs, b.start, b.rs]) {
+        Some(Entry::MatmulTn)
+    } else {
+        None
+    }
 }
 /// `K` per staged step (`TK`): pieces along `K` are multiples of it.
 const STEP: usize = 16;
@@ -70,10 +82,25 @@ impl<'a> Operand<'a> {
         self.span(0, 0, rows, cols).1 * self.dtype.size() as u64
     }
 
-    /// The binding of the block `rows × cols` from `(r, c)`, and its first element's index
-    /// in the binding.
-    fn slice(&self, ctx: &Context, r: usize, c: usize, rows: usize, cols: usize) -> Slice<'a> {
+    /// Whether the whole `rows × cols` operand, its span rounded up to whole groups of 4
+    /// elements, lies in its buffer (what a vec4 binding of it reads).
+    fn fits_vec4(&self, rows: usize, cols: usize) -> bool {
+        let (first, n) = self.span(0, 0, rows, cols);
+        (first + n.next_multiple_of(4)) * self.dtype.size() as u64 <= self.buffer.size()
+    }
+
+    /// The binding of the block `rows × cols` from `(r, c)` (its span rounded up to whole
+    /// groups of 4 elements for a vec4 binding, whose last partial group would otherwise be
+    /// out of bounds), and its first element's index in the binding.
+    fn slice(
+        &self,
+        ctx: &Context,
+        (r, c): (usize, usize),
+        (rows, cols): (usize, usize),
+        vec4: bool,
+    ) -> Slice<'a> {
         let (first, n) = self.span(r, c, rows, cols);
+        let n = if vec4 { n.next_multiple_of(4) } else { n };
         let elem = self.dtype.size() as u64;
         let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
         Slice::new(self.buffer, first * elem, n * elem, align, elem as usize)
@@ -107,8 +134,8 @@ pub(crate) fn record_product(
         return Ok(Vec::new());
     }
     let cap = ctx.max_binding();
-    let dot = dot_form(p);
-    let (tile_m, tile_n, entry) = layout(ctx, dot);
+    let (tile_m, tile_n, entry) = layout(ctx, p);
+    let vec4 = matches!(entry, Entry::MatmulDot | Entry::MatmulNn | Entry::MatmulTn);
     let (mut mc, mut kc) = (m, k.max(1));
     loop {
         let (a, c) = (p.a.bytes(mc, kc), p.c.bytes(mc, n));
@@ -139,9 +166,9 @@ pub(crate) fn record_product(
         };
         for (step, &k0) in k_steps.iter().enumerate() {
             let depth = kc.min(k - k0);
-            let sa = p.a.slice(ctx, m0, k0, rows, depth);
-            let sb = p.b.slice(ctx, k0, 0, depth, n);
-            let sc = p.c.slice(ctx, m0, 0, rows, n);
+            let sa = p.a.slice(ctx, (m0, k0), (rows, depth), vec4);
+            let sb = p.b.slice(ctx, (k0, 0), (depth, n), vec4);
+            let sc = p.c.slice(ctx, (m0, 0), (rows, n), false);
             let first = step == 0;
             let tiles_n = n.div_ceil(tile_n);
             let mut flags = 0;
@@ -149,7 +176,7 @@ pub(crate) fn record_product(
                 flags |= MM_ACC;
             }
             let bias = p.bias.filter(|_| first);
-            let sbias = bias.map(|b| b.slice(ctx, 0, 0, 1, n));
+            let sbias = bias.map(|b| b.slice(ctx, (0, 0), (1, n), false));
             if sbias.is_some() {
                 flags |= MM_BIAS;
             }
@@ -183,7 +210,7 @@ pub(crate) fn record_product(
                 family: Family::Matmul,
                 entry,
                 spec: Spec {
-                    vec4: entry == Entry::MatmulDot,
+                    vec4,
                     x_dtype: p.a.dtype,
                     y_dtype: p.b.dtype,
                     ..Spec::default()
@@ -231,8 +258,8 @@ pub(crate) fn record_col_sums(
     };
     for (i, &r0) in starts.iter().enumerate() {
         let n_rows = mc.min(rows - r0);
-        let sa = a.slice(ctx, r0, 0, n_rows, cols);
-        let so = out.slice(ctx, 0, 0, 1, cols);
+        let sa = a.slice(ctx, (r0, 0), (n_rows, cols), false);
+        let so = out.slice(ctx, (0, 0), (1, cols), false);
         let mp = MParams {
             m: n_rows as u32,
             n: cols as u32,
