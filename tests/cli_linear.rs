@@ -5,7 +5,7 @@
 mod common;
 
 use common::cli::{assert_rejected, devices, eval, scratch};
-use common::linear::{assert_within, oracle};
+use common::linear::{assert_within, oracle, F32_OUT};
 use common::Rng;
 use ndarray::{Array1, Array2, Array3, ArrayD};
 use ndarray_npy::{read_npy, write_npy};
@@ -87,7 +87,7 @@ fn every_device_matches_the_oracle() {
             flat(lse.into_dyn()).view(),
             or.ce.lse.view(),
             or.lse_bound.view(),
-            0.0,
+            F32_OUT,
             &format!("{dev}: lse"),
         );
         let gh: ArrayD<f32> = read_npy(out.join("grad_hidden.npy")).unwrap();
@@ -96,7 +96,7 @@ fn every_device_matches_the_oracle() {
             flat(gh).view(),
             flat64(&or.dh).view(),
             flat64(&or.dh_bound).view(),
-            0.0,
+            F32_OUT,
             &format!("{dev}: grad_hidden"),
         );
         let gw: ArrayD<f32> = read_npy(out.join("grad_weight.npy")).unwrap();
@@ -104,7 +104,7 @@ fn every_device_matches_the_oracle() {
             flat(gw).view(),
             flat64(&or.dw).view(),
             flat64(&or.dw_bound).view(),
-            0.0,
+            F32_OUT,
             &format!("{dev}: grad_weight"),
         );
         let gb: Array1<f32> = read_npy(out.join("grad_bias.npy")).unwrap();
@@ -112,7 +112,7 @@ fn every_device_matches_the_oracle() {
             gb.view(),
             or.db.view(),
             or.db_bound.view(),
-            0.0,
+            F32_OUT,
             &format!("{dev}: grad_bias"),
         );
     }

@@ -162,25 +162,6 @@ fn check_device_sum(g: &Gpu, call: &Surrogate, what: &str) {
     );
 }
 
-/// A GPU on the default adapter whose storage bindings hold 64 KiB: every input of more than
-/// 16384 floats runs in several chunks.
-fn small_binding_gpu() -> Option<Gpu> {
-    gpu()?;
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter =
-        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-            .ok()?;
-    let mut limits = adapter.limits();
-    limits.max_storage_buffer_binding_size = 1 << 16;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: limits,
-        ..Default::default()
-    }))
-    .ok()?;
-    Gpu::from_device(device, queue, None).ok()
-}
-
 fn bits(o: &SurrogateOutput) -> Vec<u32> {
     let mut v: Vec<u32> = o.value.to_vec().iter().map(|x| x.to_bits()).collect();
     v.extend(o.grad.iter().map(|x| x.to_bits()));
@@ -189,7 +170,9 @@ fn bits(o: &SurrogateOutput) -> Vec<u32> {
 
 #[test]
 fn many_chunks_match_the_reference_in_every_mode() {
-    let Some(g) = small_binding_gpu() else { return };
+    let Some(g) = common::small_binding_gpu() else {
+        return;
+    };
     // [300, 2000] floats = 2.4 MB over 64 KiB bindings: dozens of chunks (each at most 8 rows).
     let (rows, cols) = (300, 2000);
     assert!(

@@ -4,12 +4,14 @@
 
 mod common;
 
-use common::linear::{assert_loss, assert_within, oracle, Oracle};
+use common::linear::{
+    assert_loss, assert_within, oracle, out_rounding, Oracle, OutRounding, F32_OUT,
+};
 use common::Rng;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use smoothmax::linear_ce::linear_cross_entropy_tiled;
 use smoothmax::{
-    Backend, CrossEntropyOptions, LinearCrossEntropyOutput, Reduction, Targets, Upstream,
+    Backend, CrossEntropyOptions, DType, LinearCrossEntropyOutput, Reduction, Targets, Upstream,
 };
 
 /// Every backend under test, the reference included (it has its own tiled path).
@@ -45,7 +47,7 @@ fn check(
     got: &LinearCrossEntropyOutput,
     or: &Oracle,
     o: &CrossEntropyOptions,
-    u_out: f64,
+    out: OutRounding,
     what: &str,
 ) {
     assert_loss(&got.loss, or, o, &format!("{what}: loss"));
@@ -54,7 +56,7 @@ fn check(
         lse.view(),
         or.ce.lse.view(),
         or.lse_bound.view(),
-        0.0,
+        F32_OUT,
         &format!("{what}: lse"),
     );
     if !o.gradient {
@@ -72,14 +74,14 @@ fn check(
         flat(dh.view()).view(),
         f64flat(&or.dh).view(),
         f64flat(&or.dh_bound).view(),
-        u_out,
+        out,
         &format!("{what}: grad_hidden"),
     );
     assert_within(
         flat(dw.view()).view(),
         f64flat(&or.dw).view(),
         f64flat(&or.dw_bound).view(),
-        u_out,
+        out,
         &format!("{what}: grad_weight"),
     );
     if let Some(db) = &got.grad_bias {
@@ -87,7 +89,7 @@ fn check(
             db.view(),
             or.db.view(),
             or.db_bound.view(),
-            0.0,
+            F32_OUT,
             &format!("{what}: grad_bias"),
         );
     }
@@ -109,14 +111,20 @@ fn run_case(
         let got = be
             .linear_cross_entropy(h.into(), w.into(), b, targets.clone(), o)
             .unwrap_or_else(|e| panic!("{what} on {name}: {e}"));
-        check(&got, &or, o, 0.0, &format!("{what} on {name}"));
+        check(&got, &or, o, F32_OUT, &format!("{what} on {name}"));
+        let want_db = b.is_some() && o.gradient;
+        assert_eq!(
+            got.grad_bias.is_some(),
+            want_db,
+            "{what} on {name}: grad_bias"
+        );
         let got = linear_cross_entropy_tiled(*be, h.into(), w.into(), b, targets.clone(), o, tile)
             .unwrap_or_else(|e| panic!("{what} on {name}, tiles of {tile}: {e}"));
         check(
             &got,
             &or,
             o,
-            0.0,
+            F32_OUT,
             &format!("{what} on {name}, tiles of {tile}"),
         );
     }
@@ -304,14 +312,14 @@ fn half_precision_case(d: usize) {
     let wb = w.mapv(bf16::from_f32);
     let hf = h.mapv(f16::from_f32);
     let wf = w.mapv(f16::from_f32);
-    /// (name, hidden, weight, their f32 values, the output type's unit roundoff)
+    /// (name, hidden, weight, their f32 values, the gradients' rounding to their types)
     type Case<'a> = (
         &'a str,
         smoothmax::TensorView<'a>,
         smoothmax::MatrixView<'a>,
         Array2<f32>,
         Array2<f32>,
-        f64,
+        OutRounding,
     );
     let cases: Vec<Case> = vec![
         (
@@ -320,7 +328,7 @@ fn half_precision_case(d: usize) {
             wb.view().into(),
             hb.mapv(|x| x.to_f32()),
             wb.mapv(|x| x.to_f32()),
-            2f64.powi(-8),
+            out_rounding(DType::BF16),
         ),
         (
             "f16",
@@ -328,7 +336,7 @@ fn half_precision_case(d: usize) {
             wf.view().into(),
             hf.mapv(|x| x.to_f32()),
             wf.mapv(|x| x.to_f32()),
-            2f64.powi(-11),
+            out_rounding(DType::F16),
         ),
         (
             "bf16 hidden, f32 weight",
@@ -336,7 +344,7 @@ fn half_precision_case(d: usize) {
             w.view().into(),
             hb.mapv(|x| x.to_f32()),
             w.clone(),
-            2f64.powi(-8),
+            out_rounding(DType::BF16),
         ),
     ];
     for (name, ht, wt, h32, w32, u_out) in cases {
@@ -506,7 +514,7 @@ fn gradients_match_finite_differences() {
             &got,
             &or,
             &o,
-            0.0,
+            F32_OUT,
             &format!("finite-difference case on {}", be.name()),
         );
     }
@@ -576,5 +584,69 @@ fn bad_input_is_a_clear_error() {
         )
         .unwrap_err();
         assert!(e.to_string().contains("0 classes"), "{e}");
+    }
+}
+
+/// Empty dimensions and rows that all count for nothing, on every backend: N = 0, D = 0
+/// (the logits are the bias), V = 0 (every row ignored), every row ignored.
+#[test]
+fn empty_and_all_ignored() {
+    let o = CrossEntropyOptions {
+        gradient: true,
+        ..Default::default()
+    };
+    let on = CrossEntropyOptions {
+        reduction: Reduction::None,
+        ..o.clone()
+    };
+    for &(n, d, v, ignored, opts, what) in &[
+        (0, 5, 10, false, &o, "N = 0"),
+        (4, 0, 10, false, &o, "D = 0"),
+        (4, 0, 10, false, &on, "D = 0, per row"),
+        (3, 5, 0, true, &on, "V = 0"),
+        (5, 6, 20, true, &o, "every row ignored, mean"),
+        (5, 6, 20, true, &on, "every row ignored, per row"),
+    ] {
+        let (h, w, b) = inputs(n, d, v, 3);
+        let y = if ignored {
+            Array1::from_elem(n, -100i64)
+        } else {
+            classes(n, v, 1, 0)
+        };
+        run_case(
+            h.view(),
+            w.view(),
+            Some(b.view()),
+            Targets::classes(y.view()),
+            opts,
+            4,
+            what,
+        );
+    }
+}
+
+/// On a device whose storage bindings hold 64 KiB, every product is cut into pieces along M
+/// and K (the hidden states alone are 84-86 KB), and the results still meet the bound.
+#[test]
+fn products_cut_to_small_bindings() {
+    let Some(g) = common::small_binding_gpu() else {
+        return;
+    };
+    for d in [70, 72] {
+        let (n, v) = (300, 500);
+        let (h, w, b) = inputs(n, d, v, 17);
+        assert!(n * d * 4 > 1 << 16);
+        let y = classes(n, v, 5, 7);
+        let o = CrossEntropyOptions {
+            gradient: true,
+            label_smoothing: 0.1,
+            ..Default::default()
+        };
+        let t = Targets::classes(y.view());
+        let or = oracle(h.view(), w.view(), Some(b.view()), &t, &o);
+        let got = g
+            .linear_cross_entropy(h.view().into(), w.view().into(), Some(b.view()), t, &o)
+            .unwrap();
+        check(&got, &or, &o, F32_OUT, &format!("64 KiB bindings, D = {d}"));
     }
 }

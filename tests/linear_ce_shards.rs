@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::linear::{assert_loss, assert_within, oracle};
+use common::linear::{assert_loss, assert_within, oracle, F32_OUT};
 use common::Rng;
 use ndarray::{s, Array1, Array2};
 use smoothmax::gpu::Matrix;
@@ -33,7 +33,9 @@ fn backends() -> Vec<&'static dyn Backend> {
 
 /// Runs the sharded call with shard `k` on `on[k % on.len()]` and checks it against the
 /// oracle: loss, lse, each shard's weight and bias gradients, the summed hidden gradient.
+/// `rot` rotates the backends, so that each shard meets each backend over the rotations.
 fn sharded<'a>(
+    rot: usize,
     cuts: &[usize],
     targets: Targets<'a>,
     o: &CrossEntropyOptions,
@@ -43,7 +45,8 @@ fn sharded<'a>(
     let (n, d, v) = (23, 17, *cuts.last().unwrap());
     let (h, w, b) = inputs(n, d, v, 99);
     let or = oracle(h.view(), w.view(), Some(b.view()), &targets, o);
-    let on = backends();
+    let mut on = backends();
+    on.rotate_left(rot);
     let spans: Vec<(usize, usize)> = cuts.windows(2).map(|c| (c[0], c[1])).collect();
     let shards: Vec<ShardedLinearCrossEntropy> = spans
         .iter()
@@ -93,7 +96,7 @@ fn sharded<'a>(
         lse.view(),
         or.ce.lse.view(),
         or.lse_bound.view(),
-        0.0,
+        F32_OUT,
         &format!("{what}: lse"),
     );
     let grads: Vec<LinearGrads> = (0..spans.len())
@@ -116,7 +119,7 @@ fn sharded<'a>(
         flat32(&dh).view(),
         flat(&or.dh).view(),
         flat(&or.dh_bound).view(),
-        0.0,
+        F32_OUT,
         &format!("{what}: grad_hidden"),
     );
     for (k, g) in grads.iter().enumerate() {
@@ -127,7 +130,7 @@ fn sharded<'a>(
             flat32(&g.weight).view(),
             flat(&want).view(),
             flat(&bound).view(),
-            0.0,
+            F32_OUT,
             &format!("{what}: shard {k} grad_weight"),
         );
         let gb = g.bias.as_ref().expect("bias gradient");
@@ -135,7 +138,7 @@ fn sharded<'a>(
             gb.view(),
             or.db.slice(s![a..e]),
             or.db_bound.slice(s![a..e]),
-            0.0,
+            F32_OUT,
             &format!("{what}: shard {k} grad_bias"),
         );
     }
@@ -159,20 +162,24 @@ fn shards_merge_to_the_whole_call() {
         softcap: Some(4.0),
         ..Default::default()
     };
-    // Uneven shards, one of them empty, each on a different backend in turn.
-    sharded(
-        &[0, 100, 100, 177, 301],
-        Targets::classes(y.view()),
-        &o,
-        None,
-        "class targets",
-    );
+    // Uneven shards, one of them empty, each shard on each backend over the rotations.
+    for rot in 0..backends().len() {
+        sharded(
+            rot,
+            &[0, 100, 100, 177, 301],
+            Targets::classes(y.view()),
+            &o,
+            None,
+            &format!("class targets, rotation {rot}"),
+        );
+    }
     let o = CrossEntropyOptions {
         gradient: true,
         reduction: Reduction::Sum,
         ..Default::default()
     };
     sharded(
+        0,
         &[0, 64, 301],
         Targets::classes(y.view()),
         &o,
@@ -188,6 +195,7 @@ fn shards_merge_to_the_whole_call() {
         ..Default::default()
     };
     sharded(
+        0,
         &[0, 150, 301],
         Targets::probabilities(q.view()),
         &o,

@@ -62,6 +62,20 @@ impl PipelineCache {
     }
 
     /// Pipelines compiled since the cache was made (for tests and reports).
+    /// The entry points of `family` compiled so far (for tests that prove a kernel ran).
+    #[cfg(test)]
+    pub fn entries_of(&self, family: Family) -> Vec<super::kernel::Entry> {
+        self.pipelines
+            .lock()
+            .map(|m| {
+                m.keys()
+                    .filter(|k| k.family == family)
+                    .map(|k| k.entry)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn created(&self) -> u64 {
         self.created.load(Ordering::Relaxed)
     }

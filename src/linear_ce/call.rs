@@ -1,7 +1,7 @@
 //! What a fused linear cross-entropy takes and returns, and the whole call: the statistics
 //! pass, the loss finished from the merged statistics, the gradient pass.
 
-use super::kept::{kept_rows, Kept};
+use super::kept::{ignored_rows_finite, kept_rows, Kept};
 use crate::backend::Backend;
 use crate::cross_entropy::{
     CrossEntropyOptions, CrossEntropyOutput, Loss, LossSums, RowPartial, Targets,
@@ -74,6 +74,8 @@ pub struct LinearPassResult {
     pub(crate) tile_stats: Vec<Vec<RowPartial>>,
     /// The gradient pass's gradients.
     pub(crate) grads: Option<LinearGrads>,
+    /// Classes per tile (what `tile_stats` were made with).
+    pub(crate) tile_cols: usize,
 }
 
 impl LinearPassResult {
@@ -111,6 +113,19 @@ impl<'a, 'o> LinearPass<'a, 'o> {
                     b.len()
                 ));
             }
+        }
+        let (n, want) = (hidden.dim().0, &targets);
+        let expected: Vec<usize> = match want {
+            Targets::Probabilities(_) => vec![n, v],
+            _ => vec![n],
+        };
+        if want.shape() != expected.as_slice() {
+            return bad(format!(
+                "targets have shape {:?}, expected {expected:?} for {n} rows and this weight \
+                 matrix's {v} classes (class targets [N]; probabilities [N, V_k], the \
+                 shard's own columns)",
+                want.shape()
+            ));
         }
         Ok(LinearPass {
             hidden,
@@ -307,7 +322,7 @@ pub(crate) fn rows_call<B: Backend + ?Sized>(
     // Ignored rows cost nothing backward (`kept`); host hidden states only (a device matrix
     // would need a gather on the device).
     if let (Matrix::Host(h), Some(rows)) = (&hidden, kept_rows(&targets, options)) {
-        if rows.len() < n {
+        if rows.len() < n && ignored_rows_finite(h, &rows) {
             let k = Kept::new(rows, h, &targets, options, &stats)?;
             let mut pass = LinearPass::new(
                 Matrix::Host(k.hidden.matrix()?),
@@ -317,7 +332,8 @@ pub(crate) fn rows_call<B: Backend + ?Sized>(
                 k.targets(),
                 &k.options,
             )?;
-            pass.tile_cols = tile_cols;
+            // The statistics pass's tiles, which the kept rows alone would not choose.
+            pass.tile_cols = Some(stats.tile_cols);
             pass.grad = Some((&k.partials, &k.partials));
             pass.tile_stats = Some(&k.tile_stats);
             let g = backend.linear_ce_pass(&pass)?.grads.ok_or_else(no_grads)?;

@@ -1,8 +1,10 @@
 //! The gradient pass over the rows that count: a row whose class target is `ignore_index`
-//! has a zero gradient row, adds nothing to `dW` or `db`, and so costs nothing in the
-//! backward. Its hidden states, targets, statistics and upstream gradient are left out (a
-//! copy of the kept rows of `H`, `N_kept·D` elements) and its `dH` row is 0. The mean's
-//! denominators are unchanged: they count only rows that are not ignored.
+//! has a zero gradient row, adds nothing to `dW` or `db` (when its hidden states are finite:
+//! `0·inf` is NaN in `Gᵀ·H`, as in PyTorch, so a row with a non-finite hidden state stays),
+//! and so costs nothing in the backward. Its hidden states, targets, statistics and upstream
+//! gradient are left out (a copy of the kept rows of `H`, `N_kept·D` elements) and its `dH`
+//! row is 0. The mean's denominators are unchanged: they count only rows that are not
+//! ignored. Host hidden states only: device ones would need a gather on the device.
 
 use super::{LinearGrads, LinearPassResult};
 use crate::cross_entropy::{CrossEntropyOptions, RowPartial, Targets, Upstream};
@@ -27,6 +29,22 @@ pub(crate) fn kept_rows(targets: &Targets, o: &CrossEntropyOptions) -> Option<Ve
         Targets::ClassesU32(t) => Some(keep(t, ignore)),
         Targets::Probabilities(_) => None,
     }
+}
+
+/// Whether every row of `h` outside `kept` (sorted) is finite: leaving those rows out then
+/// changes no result.
+pub(crate) fn ignored_rows_finite(h: &MatrixView, kept: &[usize]) -> bool {
+    fn go<E: Element>(a: &ndarray::ArrayView2<E>, kept: &[usize]) -> bool {
+        let mut next = kept.iter().peekable();
+        a.outer_iter().enumerate().all(|(i, row)| {
+            if next.peek() == Some(&&i) {
+                next.next();
+                return true;
+            }
+            row.iter().all(|v| v.to_f32().is_finite())
+        })
+    }
+    with_dtype!(MatrixView, h, |a: E| go::<E>(a, kept))
 }
 
 /// Class targets of the kept rows.

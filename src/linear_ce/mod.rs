@@ -11,7 +11,7 @@
 //! logits are recomputed and the shard gradient pass turns them, in place, into
 //! `G_t = d loss / d Z_t`; then `dH += G_t·W_t`, `dW_t = G_tᵀ·H`, `db_t = Σ_rows G_t`. Peak
 //! extra memory is one tile (plus its gradient and the per-tile statistics, `48·N` bytes per
-//! tile, kept for the backward up to 16 MiB and recomputed past it), never `N·V`. Rows are
+//! tile, kept for the backward up to 4 MiB and recomputed past it), never `N·V`. Rows are
 //! never split, so a tile's shard pass sees the whole call's targets, weights and mean
 //! denominators. Rows whose target is `ignore_index` are left out of the backward (`kept.rs`):
 //! their gradient is 0, so they cost nothing there (the forward still gives their lse, as every

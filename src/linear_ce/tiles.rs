@@ -27,9 +27,11 @@ pub(crate) trait TileEngine {
 }
 
 /// The most bytes of per-tile statistics a statistics pass keeps for the gradient pass (48
-/// per row and tile). Past it the gradient pass recomputes each tile's statistics (one more
-/// read of the tile, next to its three products) rather than hold `48·N·V/V_t` bytes.
-const KEEP_STATS_BYTES: usize = 16 << 20;
+/// per row and tile): as much as a CPU tile of logits. Past it the gradient pass recomputes
+/// each tile's statistics (one more read of the tile, next to its three products) rather
+/// than hold `48·N·V/V_t` bytes (at `[2048, 1024]·[32000, 1024]`, 6.2 MB of a fused call's
+/// 28 MB of heap beyond its results, against the materialized path's 525 MB).
+const KEEP_STATS_BYTES: usize = 4 << 20;
 
 /// Classes per tile for `rows` rows: about `budget` logits per tile, a multiple of 64, at
 /// least 64 (the tile's products keep their efficiency) and at most the vocabulary.
@@ -97,6 +99,7 @@ pub(crate) fn run<E: TileEngine>(
                 partials,
                 tile_stats,
                 grads: None,
+                tile_cols: width,
             })
         }
         Some((local, merged)) => {
@@ -124,6 +127,7 @@ pub(crate) fn run<E: TileEngine>(
                 partials: local.to_vec(),
                 tile_stats,
                 grads: Some(engine.grads()?),
+                tile_cols: width,
             })
         }
     }

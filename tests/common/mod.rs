@@ -313,3 +313,25 @@ pub fn strided(g: &Gpu, x: &Array2<f32>, stride: usize, pad: usize) -> smoothmax
     smoothmax::GpuMatrix::from_buffer(m.buffer().clone(), (pad * 4) as u64, rows, cols, stride)
         .unwrap()
 }
+
+/// A GPU on the default adapter whose storage bindings hold 64 KiB: every input of more than
+/// 16384 floats runs in several chunks.
+pub fn small_binding_gpu() -> Option<Gpu> {
+    gpu()?;
+    let instance = smoothmax::wgpu::Instance::new(
+        smoothmax::wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
+    );
+    let adapter = pollster::block_on(
+        instance.request_adapter(&smoothmax::wgpu::RequestAdapterOptions::default()),
+    )
+    .ok()?;
+    let mut limits = adapter.limits();
+    limits.max_storage_buffer_binding_size = 1 << 16;
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&smoothmax::wgpu::DeviceDescriptor {
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .ok()?;
+    Gpu::from_device(device, queue, None).ok()
+}

@@ -359,7 +359,8 @@ impl CeFlags {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Spec {
     /// vec4 loads and stores (needs `C % 4 == 0` and aligned rows), else scalar. For
-    /// [`Family::Matmul`]: both operands bound as vec4 (`matmul_dot`).
+    /// [`Family::Matmul`]: both operands bound as vec4 (`matmul_dot`, `matmul_nn`,
+    /// `matmul_tn`).
     pub vec4: bool,
     /// Invocations per (row, segment) item: a power of two in 1..=256.
     pub row_threads: u32,

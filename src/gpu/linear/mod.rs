@@ -347,3 +347,46 @@ pub(crate) fn pass(gpu: &Gpu, p: &LinearPass) -> Result<LinearPassResult> {
     let e = engine(gpu, p.hidden.reborrow(), p.weight.reborrow(), p.bias, grad)?;
     tiles::run(e, p, width(gpu, (n, d), v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernel::{Entry, Family};
+    use crate::{Backend, CrossEntropyOptions, Gpu, Targets};
+
+    /// On a CPU adapter, the vec4 product kernels are the ones a call with aligned operands
+    /// runs (the results are checked in tests/linear_ce.rs; this proves which kernels gave
+    /// them). With `SMOOTHMAX_REQUIRE_GPU=1` a missing adapter fails the test.
+    #[test]
+    fn aligned_operands_run_the_vec4_kernels() {
+        let gpu = match Gpu::new() {
+            Ok(g) => g,
+            Err(e) if std::env::var("SMOOTHMAX_REQUIRE_GPU").as_deref() == Ok("1") => {
+                panic!("SMOOTHMAX_REQUIRE_GPU=1 but no GPU: {e}")
+            }
+            Err(_) => return,
+        };
+        if gpu.kernel_layout() != "cpu" {
+            return; // the GPU layout has one product kernel
+        }
+        let h = ndarray::Array2::from_shape_fn((9, 64), |(i, k)| (i + k) as f32 / 64.0);
+        let w = ndarray::Array2::from_shape_fn((300, 64), |(j, k)| (j * k % 7) as f32 / 64.0);
+        let y = ndarray::Array1::from_shape_fn(9, |i| (i * 31 % 300) as i64);
+        let o = CrossEntropyOptions {
+            gradient: true,
+            ..Default::default()
+        };
+        gpu.linear_cross_entropy(
+            h.view().into(),
+            w.view().into(),
+            None,
+            Targets::classes(y.view()),
+            &o,
+        )
+        .expect("a call");
+        let ran = gpu.ctx.pipelines.entries_of(Family::Matmul);
+        for e in [Entry::MatmulDot, Entry::MatmulNn, Entry::MatmulTn] {
+            assert!(ran.contains(&e), "{e:?} did not run; ran {ran:?}");
+        }
+        assert!(!ran.contains(&Entry::MatmulLanes), "ran {ran:?}");
+    }
+}

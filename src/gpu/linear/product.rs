@@ -49,6 +49,12 @@ fn vec4_entry(p: &Product) -> Option<Entry> {
 /// `K` per staged step (`TK`): pieces along `K` are multiples of it.
 const STEP: usize = 16;
 
+/// The most `k` one dispatch runs (a multiple of [`STEP`]); longer products accumulate over
+/// several. lavapipe ends any shader loop after 65535 iterations (gallivm's loop limiter:
+/// measured, a `[2, 128256]·[128256, 3]` product lost every term past the 65535th), and the
+/// CPU-adapter kernels loop once per `k` (`matmul_lanes`, `matmul_tn`) or per 4.
+const MAX_K: usize = 16384;
+
 /// A matrix in a buffer: element `(r, c)` is element `start + r·rs + c·cs` of `buffer`, in
 /// `dtype`.
 #[derive(Copy, Clone, Debug)]
@@ -133,10 +139,13 @@ pub(crate) fn record_product(
     if m == 0 || n == 0 {
         return Ok(Vec::new());
     }
-    let cap = ctx.max_binding();
+    // A binding also covers its start's misalignment (under one offset alignment) and a
+    // vec4 binding up to 3 elements of rounding: each piece is sized against what is left.
+    let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
+    let cap = ctx.max_binding().saturating_sub(align + 16);
     let (tile_m, tile_n, entry) = layout(ctx, p);
     let vec4 = matches!(entry, Entry::MatmulDot | Entry::MatmulNn | Entry::MatmulTn);
-    let (mut mc, mut kc) = (m, k.max(1));
+    let (mut mc, mut kc) = (m, k.clamp(1, MAX_K));
     loop {
         let (a, c) = (p.a.bytes(mc, kc), p.c.bytes(mc, n));
         if (a > cap || c > cap) && halve(mc, tile_m).is_some() {
@@ -240,8 +249,10 @@ pub(crate) fn record_col_sums(
     if cols == 0 {
         return Ok(Vec::new());
     }
-    let cap = ctx.max_binding();
-    let mut mc = rows.max(1);
+    let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
+    let cap = ctx.max_binding().saturating_sub(align + 16);
+    // (Each invocation loops over the rows: at most MAX_K per dispatch, see there.)
+    let mut mc = rows.clamp(1, MAX_K);
     while a.bytes(mc, cols) > cap {
         mc = halve(mc, 1).ok_or(Error::ShapeTooLarge {
             rows,
