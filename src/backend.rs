@@ -9,7 +9,7 @@
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Loss, Targets};
 use crate::element::{DType, Element, MatrixView, Tensor, TensorView};
 use crate::error::{Error, Result};
-use crate::linear_ce::{LinearCrossEntropyOutput, LinearPass, LinearPassResult};
+use crate::linear_ce::pass::{LinearCrossEntropyOutput, LinearPass, LinearPassResult};
 use crate::rows::{RowOp, RowOutput};
 use crate::shard::pass::{ShardPass, ShardResult};
 use crate::surrogates::{
@@ -195,7 +195,10 @@ pub trait Backend {
         targets: Targets,
         options: &CrossEntropyOptions,
     ) -> Result<LinearCrossEntropyOutput> {
-        crate::linear_ce::linear_cross_entropy(self, hidden, weight, bias, targets, options, None)
+        let run = |p: &LinearPass<'_, '_>| self.linear_ce_pass(p);
+        crate::linear_ce::call::linear_cross_entropy(
+            &run, hidden, weight, bias, targets, options, None,
+        )
     }
 
     /// [`Backend::cross_entropy`] on logits of any shape `[d0, ..., C]` and element type: the

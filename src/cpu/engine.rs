@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
-use crate::linear_ce::{LinearPass, LinearPassResult};
+use crate::linear_ce::pass::{LinearPass, LinearPassResult};
 use crate::rows::RowOp;
 use crate::shard::pass::{ShardPass, ShardResult};
 use ndarray::{ArrayView2, ArrayViewMut2, Ix1};
@@ -176,6 +176,7 @@ impl Backend for Cpu {
     }
 
     fn linear_ce_pass(&self, pass: &LinearPass<'_, '_>) -> Result<LinearPassResult> {
+        self.isa()?;
         super::linear::pass(self, pass)
     }
 

@@ -8,14 +8,13 @@
 //! gradient (the same again, backward only), f16 / bf16 inputs widened (`H` once, `W` one
 //! tile at a time), and 48 bytes of statistics per row and tile.
 
-use super::engine::Cpu;
 use crate::backend::Backend;
 use crate::cross_entropy::RowPartial;
 use crate::element::MatrixView;
 use crate::error::{Error, Result};
+use crate::linear_ce::pass::{LinearGrads, LinearPass, LinearPassResult};
 use crate::linear_ce::product::gemm;
 use crate::linear_ce::tiles::{self, TileEngine};
-use crate::linear_ce::{LinearGrads, LinearPass, LinearPassResult};
 use crate::shard::pass::ShardPass;
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, CowArray, Ix2};
 use std::ops::Range;
@@ -26,7 +25,7 @@ use std::ops::Range;
 pub(crate) const TILE_LOGITS: usize = 1 << 20;
 
 struct CpuTiles<'a> {
-    cpu: &'a Cpu,
+    cpu: &'a dyn Backend,
     h: CowArray<'a, f32, Ix2>,
     w: MatrixView<'a>,
     bias: Option<ArrayView1<'a, f32>>,
@@ -137,8 +136,8 @@ impl TileEngine for CpuTiles<'_> {
 }
 
 /// Runs `p` on the CPU in tiles of about [`TILE_LOGITS`] logits.
-pub(crate) fn pass(cpu: &Cpu, p: &LinearPass) -> Result<LinearPassResult> {
-    cpu.isa()?;
+/// (`cpu`: the CPU backend, whose build the caller has checked.)
+pub(crate) fn pass(cpu: &dyn Backend, p: &LinearPass) -> Result<LinearPassResult> {
     let (n, d, v) = p.dims();
     let (h, w) = p.host()?;
     let grad = p.grad.is_some();

@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, Targets};
 use crate::element::{DType, MatrixView, Tensor};
 use crate::error::Result;
-use crate::linear_ce::{LinearPass, LinearPassResult};
+use crate::linear_ce::pass::{LinearPass, LinearPassResult};
 use crate::rows::RowOp;
 use crate::shard::pass::{ShardPass, ShardResult};
 use crate::surrogates::{Surrogate, SurrogateOutput};

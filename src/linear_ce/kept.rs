@@ -6,7 +6,7 @@
 //! row is 0. The mean's denominators are unchanged: they count only rows that are not
 //! ignored. Host hidden states only: device ones would need a gather on the device.
 
-use super::{LinearGrads, LinearPassResult};
+use super::pass::{LinearGrads, LinearPassResult};
 use crate::cross_entropy::{CrossEntropyOptions, RowPartial, Targets, Upstream};
 use crate::element::{with_dtype, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};

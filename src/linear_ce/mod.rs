@@ -41,14 +41,13 @@
 //! cross-entropy's own bounds on those logits, and the gradients add one more product of the
 //! same kind (`tests/common/linear.rs` states the bound each test applies).
 
+mod api;
 pub(crate) mod call;
 mod kept;
+pub(crate) mod pass;
 pub(crate) mod product;
 pub(crate) mod reference;
 pub(crate) mod tiles;
 
-pub(crate) use call::linear_cross_entropy;
-pub use call::{
-    linear_cross_entropy_rows, linear_cross_entropy_tiled, LinearCrossEntropyOutput, LinearGrads,
-    LinearPass, LinearPassResult,
-};
+pub use api::{linear_cross_entropy_rows, linear_cross_entropy_tiled};
+pub use pass::{LinearCrossEntropyOutput, LinearGrads, LinearPass, LinearPassResult};

@@ -3,9 +3,9 @@
 //! gradients' products in f64, rounded to f32 once at the end. It materializes the logits;
 //! it is the oracle, not a path to run large vocabularies on.
 
+use super::pass::{LinearGrads, LinearPass, LinearPassResult};
 use super::product::gemm;
 use super::tiles::{self, TileEngine};
-use super::{LinearGrads, LinearPass, LinearPassResult};
 use crate::cross_entropy::RowPartial;
 use crate::error::{Error, Result};
 use crate::shard::exact::run_f64;

@@ -2,12 +2,12 @@
 //! logits, runs the shard passes of `crate::shard` on them, and accumulates the gradients;
 //! this file decides the tiles and what each pass does with them.
 
-use super::{LinearGrads, LinearPass, LinearPassResult};
+use super::call::reborrow;
+use super::pass::{LinearGrads, LinearPass, LinearPassResult};
 use crate::cross_entropy::{merge_rows, RowPartial, Targets};
 use crate::element::DType;
 use crate::error::{Error, Result};
-use crate::shard::pass::{Setup, ShardPass};
-use crate::shard::VocabShard;
+use crate::shard::pass::{Setup, ShardPass, VocabShard};
 use ndarray::s;
 use std::ops::Range;
 
@@ -58,7 +58,7 @@ fn setup<'o>(p: &LinearPass<'_, 'o>, cols: &Range<usize>) -> Result<Setup<'o>> {
         Targets::Probabilities(q) => {
             Targets::Probabilities(q.slice(s![.., cols.clone()]).into_dyn())
         }
-        t => super::call::reborrow(t),
+        t => reborrow(t),
     };
     Setup::new(shard, (p.dims().0, cols.len()), &targets, &p.options)
 }

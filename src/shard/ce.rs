@@ -1,13 +1,11 @@
 //! The cross-entropy of a vocabulary shard: statistics, the loss from merged statistics, and
 //! the shard's slice of the gradient.
 
-use super::pass::{covers, has_target, Setup, ShardPass, VocabShard};
+use super::pass::{Setup, ShardPass, VocabShard};
 use crate::backend::Backend;
-use crate::cross_entropy::fast::{partial_loss, RowTarget};
-use crate::cross_entropy::{reduce, CrossEntropyOptions, CrossEntropyOutput, RowPartial, Targets};
+use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, RowPartial, Targets};
 use crate::element::{DType, MatrixView, Tensor};
 use crate::error::{Error, Result};
-use ndarray::Array1;
 
 /// A cross-entropy whose classes are split over shards (devices, processes): this shard's
 /// part of it. Every shard holds the same rows and its own columns `[offset, offset + C_k)`
@@ -99,41 +97,7 @@ impl<'t, 'o> ShardedCrossEntropy<'t, 'o> {
     /// whose merged statistics do not cover the vocabulary exactly once (a shard missing or
     /// merged twice) or miss its target.
     pub fn finish(&self, merged: &[RowPartial]) -> Result<CrossEntropyOutput<()>> {
-        let total = self.shard.total;
-        let rows = merged.len();
-        // The rows' targets and denominators resolved, the targets and options checked (as a
-        // shard of no columns, but for probability targets, which are this shard's own).
-        let width = match &self.targets {
-            Targets::Probabilities(q) => q.shape().get(1).copied().unwrap_or(0),
-            _ => 0,
-        };
-        let st = Setup::new(self.shard, (rows, width), &self.targets, &self.options)?;
-        let ls = self.options.label_smoothing as f64;
-        let mut ce = Vec::with_capacity(rows);
-        let mut lse = Vec::with_capacity(rows);
-        for (i, m) in merged.iter().enumerate() {
-            covers(i, m, total)?;
-            let target = match &st.global {
-                None => RowTarget::Probabilities,
-                Some(g) if g[i] < 0 => RowTarget::Ignored,
-                Some(g) => {
-                    has_target(i, m, g[i])?;
-                    RowTarget::Class {
-                        w_y: st.weight(g[i] as usize),
-                    }
-                }
-            };
-            let (l, s) = partial_loss(m, target, ls, total, st.p.w_total);
-            ce.push(l);
-            lse.push(s as f32);
-        }
-        let (loss, sums) = reduce(&st.p, &self.options, &ce, &lse);
-        Ok(CrossEntropyOutput {
-            loss,
-            grad: None,
-            lse: Array1::from_vec(lse),
-            sums,
-        })
+        super::pass::finish(self.shard, &self.targets, &self.options, merged)
     }
 
     /// This shard's `[B, C_k]` slice of the gradient (in `out`, by default the logits' type)

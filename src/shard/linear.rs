@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, CrossEntropyOutput, RowPartial, Targets};
 use crate::error::{Error, Result};
 use crate::gpu::Matrix;
-use crate::linear_ce::{LinearGrads, LinearPass};
+use crate::linear_ce::pass::{LinearGrads, LinearPass};
 use ndarray::ArrayView1;
 
 /// A vocabulary-sharded fused linear cross-entropy: this shard's part of it. Every shard

@@ -11,7 +11,7 @@ use crate::cross_entropy::{CrossEntropyOutput, LossSums};
 use crate::element::{MatrixView, Tensor};
 use crate::error::Result;
 use crate::gpu::Matrix;
-use crate::linear_ce::LinearGrads;
+use crate::linear_ce::pass::LinearGrads;
 use mpi::collective::{CommunicatorCollectives, SystemOperation, UserOperation};
 use mpi::datatype::{DynBuffer, DynBufferMut, Equivalence, UserDatatype};
 use mpi::topology::Communicator;

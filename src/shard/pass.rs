@@ -13,11 +13,16 @@
 //! shard holds no finite logit of while others do (`p_j = 0`: `g_j = −β·k̂_j − [j = y]·γ`;
 //! the kernel would see an all −inf row of its own).
 
-use crate::cross_entropy::fast::{fast_inputs_of, FastInputs, RowCoef, RowStats};
-use crate::cross_entropy::{prepare, CrossEntropyOptions, Prepared, RowPartial, Targets, Upstream};
+use crate::cross_entropy::fast::{
+    fast_inputs_of, partial_loss, FastInputs, RowCoef, RowStats, RowTarget,
+};
+use crate::cross_entropy::{
+    prepare, reduce, CrossEntropyOptions, CrossEntropyOutput, Prepared, RowPartial, Targets,
+    Upstream,
+};
 use crate::element::{DType, Element, Tensor};
 use crate::error::{Error, Result};
-use ndarray::{s, Array2, ArrayD, Axis};
+use ndarray::{s, Array1, Array2, ArrayD, Axis};
 
 /// A shard's place in the vocabulary: its columns start at `offset` of rows of `total`
 /// classes.
@@ -376,4 +381,49 @@ fn fill_row(g: &mut Tensor, i: usize, f: impl Fn(usize) -> f32) {
         Tensor::F16(a) => go(a, i, f),
         Tensor::BF16(a) => go(a, i, f),
     }
+}
+
+/// The loss, per-row lse and [`crate::LossSums`] of whole rows of `shard.total` classes from
+/// the merged statistics of every shard (see [`crate::shard::ShardedCrossEntropy::finish`]).
+pub(crate) fn finish(
+    shard: VocabShard,
+    targets: &Targets,
+    options: &CrossEntropyOptions,
+    merged: &[RowPartial],
+) -> Result<CrossEntropyOutput<()>> {
+    let total = shard.total;
+    let rows = merged.len();
+    // The rows' targets and denominators resolved, the targets and options checked (as a
+    // shard of no columns, but for probability targets, which are this shard's own).
+    let width = match targets {
+        Targets::Probabilities(q) => q.shape().get(1).copied().unwrap_or(0),
+        _ => 0,
+    };
+    let st = Setup::new(shard, (rows, width), targets, options)?;
+    let ls = options.label_smoothing as f64;
+    let mut ce = Vec::with_capacity(rows);
+    let mut lse = Vec::with_capacity(rows);
+    for (i, m) in merged.iter().enumerate() {
+        covers(i, m, total)?;
+        let target = match &st.global {
+            None => RowTarget::Probabilities,
+            Some(g) if g[i] < 0 => RowTarget::Ignored,
+            Some(g) => {
+                has_target(i, m, g[i])?;
+                RowTarget::Class {
+                    w_y: st.weight(g[i] as usize),
+                }
+            }
+        };
+        let (l, s) = partial_loss(m, target, ls, total, st.p.w_total);
+        ce.push(l);
+        lse.push(s as f32);
+    }
+    let (loss, sums) = reduce(&st.p, options, &ce, &lse);
+    Ok(CrossEntropyOutput {
+        loss,
+        grad: None,
+        lse: Array1::from_vec(lse),
+        sums,
+    })
 }
