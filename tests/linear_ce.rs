@@ -5,7 +5,7 @@
 mod common;
 
 use common::linear::{
-    assert_loss, assert_within, oracle, out_rounding, Oracle, OutRounding, F32_OUT,
+    assert_loss, assert_within, inputs, oracle, out_rounding, Oracle, OutRounding, F32_OUT,
 };
 use common::Rng;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
@@ -19,16 +19,6 @@ fn backends() -> Vec<&'static &'static dyn Backend> {
     let mut v = common::fast_backends();
     v.push(common::sized(&smoothmax::Reference));
     v
-}
-
-/// Hidden states `N(0, 1)`, weights `N(0, 4/D)` (logits of order 2), bias `N(0, 1/4)`.
-fn inputs(n: usize, d: usize, v: usize, seed: u64) -> (Array2<f32>, Array2<f32>, Array1<f32>) {
-    let mut r = Rng(seed);
-    let sw = 2.0 / (d.max(1) as f64).sqrt();
-    let h = Array2::from_shape_fn((n, d), |_| r.normal() as f32);
-    let w = Array2::from_shape_fn((v, d), |_| (r.normal() * sw) as f32);
-    let b = Array1::from_shape_fn(v, |_| (r.normal() * 0.5) as f32);
-    (h, w, b)
 }
 
 fn classes(n: usize, v: usize, seed: u64, ignore_every: usize) -> Array1<i64> {

@@ -2,50 +2,19 @@
 //! D = 256 (the logits alone would be N·V·4 = 2.10 GB) the CPU path's peak heap beyond its
 //! inputs and outputs, and the GPU path's largest buffer, stay far below that.
 //!
-//! The CPU is measured by a counting global allocator (every Rust allocation of this test
-//! binary, so the two tests take turns); the GPU by the engine's own largest-buffer counter.
+//! The CPU is measured by the bench's counting global allocator (every Rust allocation of
+//! this test binary, so the two tests take turns); the GPU by the engine's own largest-buffer
+//! counter.
 
 mod common;
 
 use ndarray::{Array1, Array2};
+use smoothmax::bench::{peak_heap, CountingAlloc};
 use smoothmax::{Backend, CrossEntropyOptions, Targets};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call forwards to the system allocator unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        grew(l.size());
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        grew(l.size());
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        grew(new);
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: CountingAlloc = CountingAlloc;
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -71,18 +40,17 @@ fn cpu_peak_heap_is_a_tile_not_the_logits() {
         gradient: true,
         ..Default::default()
     };
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let out = common::cpu()
-        .linear_cross_entropy(
+    let (out, peak) = peak_heap(|| {
+        common::cpu().linear_cross_entropy(
             h.view().into(),
             w.view().into(),
             None,
             Targets::classes(y.view()),
             &o,
         )
-        .unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    });
+    let out = out.unwrap();
+    let peak = peak.expect("the counting allocator is this binary's global allocator");
     // The outputs: grad_hidden [N, D], grad_weight [V, D], lse [N] (f32).
     let outputs = (N * D + V * D + N) * 4;
     let extra = peak.saturating_sub(outputs);

@@ -4,23 +4,13 @@
 
 mod common;
 
-use common::linear::{assert_loss, assert_within, oracle, F32_OUT};
+use common::linear::{assert_loss, assert_within, inputs, oracle, F32_OUT};
 use common::Rng;
 use ndarray::{s, Array1, Array2};
 use smoothmax::gpu::Matrix;
 use smoothmax::linear_ce::{linear_cross_entropy_rows, LinearGrads};
 use smoothmax::shard::{merge_rows, ShardedLinearCrossEntropy, VocabShard};
 use smoothmax::{Backend, CrossEntropyOptions, Loss, Reduction, Targets};
-
-fn inputs(n: usize, d: usize, v: usize, seed: u64) -> (Array2<f32>, Array2<f32>, Array1<f32>) {
-    let mut r = Rng(seed);
-    let sw = 2.0 / (d as f64).sqrt();
-    (
-        Array2::from_shape_fn((n, d), |_| r.normal() as f32),
-        Array2::from_shape_fn((v, d), |_| (r.normal() * sw) as f32),
-        Array1::from_shape_fn(v, |_| (r.normal() * 0.5) as f32),
-    )
-}
 
 /// Every backend under test, the reference included.
 fn backends() -> Vec<&'static dyn Backend> {

@@ -38,6 +38,17 @@ use super::tol;
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
+/// Hidden states `N(0, 1)` `[n, d]`, weights `N(0, 4/d)` `[v, d]` (logits of order 2), bias
+/// `N(0, 1/4)` `[v]`, from `seed`.
+pub fn inputs(n: usize, d: usize, v: usize, seed: u64) -> (Array2<f32>, Array2<f32>, Array1<f32>) {
+    let mut r = super::Rng(seed);
+    let sw = 2.0 / (d.max(1) as f64).sqrt();
+    let h = Array2::from_shape_fn((n, d), |_| r.normal() as f32);
+    let w = Array2::from_shape_fn((v, d), |_| (r.normal() * sw) as f32);
+    let b = Array1::from_shape_fn(v, |_| (r.normal() * 0.5) as f32);
+    (h, w, b)
+}
+
 fn gamma(n: usize) -> f64 {
     let nu = n as f64 * U;
     nu / (1.0 - nu)
