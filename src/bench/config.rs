@@ -144,13 +144,19 @@ impl Default for BenchConfig {
     }
 }
 
-fn summarize(seconds: &[f64]) -> (f64, f64, f64) {
+/// `(median, fastest, slowest)` of some timings, in milliseconds.
+pub(super) fn summarize(seconds: &[f64]) -> (f64, f64, f64) {
     let mut s = seconds.to_vec();
     s.sort_by(f64::total_cmp);
     (s[s.len() / 2] * 1e3, s[0] * 1e3, s[s.len() - 1] * 1e3)
 }
 
 #[allow(clippy::too_many_arguments)]
+/// A line's spread, `±` half the range over the median, for the tables.
+pub(super) fn spread(min_ms: f64, max_ms: f64, median_ms: f64) -> String {
+    format!("±{:.0}%", 50.0 * (max_ms - min_ms) / median_ms.max(1e-12))
+}
+
 pub(super) fn record(
     op: &str,
     (rows, cols, dtype): (usize, usize, DType),

@@ -8,7 +8,7 @@
 //! FLOP counts are the useful ones: `2NVD` forward, `6NVD` forward+backward (the fused
 //! backward recomputes the logits; that product is not counted).
 
-use super::config::timed;
+use super::config::{spread, summarize, timed};
 use super::memory::peak_heap;
 use crate::backend::Backend;
 use crate::cross_entropy::{CrossEntropyOptions, Targets};
@@ -135,18 +135,16 @@ struct Shape {
 
 impl Shape {
     fn record(&self, op: &str, device: &str, t: &[f64], flop: f64) -> LinearRecord {
-        let mut s = t.to_vec();
-        s.sort_by(f64::total_cmp);
-        let median = s[s.len() / 2];
+        let (median_ms, min_ms, max_ms) = summarize(t);
         LinearRecord {
             op: op.into(),
             shape: (self.n, self.d, self.v),
             dtype: self.dtype.name().into(),
             device: device.into(),
-            median_ms: median * 1e3,
-            min_ms: s[0] * 1e3,
-            max_ms: s[s.len() - 1] * 1e3,
-            gflops: flop / median / 1e9,
+            median_ms,
+            min_ms,
+            max_ms,
+            gflops: flop / (median_ms * 1e-3) / 1e9,
             frac_matmul: None,
             vs_materialized: None,
             extra_bytes: None,
@@ -319,10 +317,7 @@ pub fn linear_table(records: &[LinearRecord]) -> String {
             r.dtype,
             r.device,
             r.median_ms,
-            format!(
-                "±{:.0}%",
-                50.0 * (r.max_ms - r.min_ms) / r.median_ms.max(1e-12)
-            ),
+            spread(r.min_ms, r.max_ms, r.median_ms),
             r.gflops,
             opt(r.frac_matmul, 100.0, "%"),
             r.vs_materialized.map_or("-".into(), |x| format!("{x:.2}x")),

@@ -1,5 +1,6 @@
 //! The bench's table (stdout) and JSON records.
 
+use super::config::spread;
 use super::record::Record;
 use std::fmt::Write;
 
@@ -34,10 +35,7 @@ pub fn table(records: &[Record]) -> String {
             r.dtype,
             r.device,
             r.median_ms,
-            format!(
-                "±{:.0}%",
-                50.0 * (r.max_ms - r.min_ms) / r.median_ms.max(1e-12)
-            ),
+            spread(r.min_ms, r.max_ms, r.median_ms),
             r.gbps,
             opt(r.frac_copy.map(|v| v * 100.0), 0, "%"),
             opt(r.frac_exp_map.map(|v| v * 100.0), 0, "%"),

@@ -83,7 +83,9 @@ pub(crate) fn run<E: TileEngine>(
         n
     ];
     let mut tile_stats = Vec::new();
-    let keep = tiles.len() * n * std::mem::size_of::<RowPartial>() <= KEEP_STATS_BYTES;
+    // (Only for a gradient pass to come.)
+    let keep = p.options.gradient
+        && tiles.len() * n * std::mem::size_of::<RowPartial>() <= KEEP_STATS_BYTES;
     match p.grad {
         None => {
             for cols in &tiles {

@@ -70,6 +70,9 @@ struct GpuTiles<'a> {
     cols: Range<usize>,
     /// The tile buffer (`N × widest tile` f32) and the current tile in it, `[N, V_t]`.
     z_buf: Option<GpuMatrix>,
+    /// Buffers of one tile's `dW` rows and `db`, kept across tiles likewise.
+    dw_buf: Option<GpuMatrix>,
+    db_buf: Option<GpuMatrix>,
     z: Option<GpuMatrix>,
     dh: Option<GpuMatrix>,
     dw: Array2<f32>,
@@ -155,15 +158,7 @@ impl TileEngine for GpuTiles<'_> {
                 GpuMatrix::upload(ctx, a)
             })?);
         }
-        let width = self.z_buf.as_ref().map_or(0, |b| b.dim().1);
-        if width < cols.len() {
-            self.z_buf = Some(GpuMatrix::new_typed(ctx, n, cols.len(), DType::F32)?);
-        }
-        let buf = self
-            .z_buf
-            .as_ref()
-            .ok_or_else(|| Error::InvalidInput("internal: no tile buffer".into()))?;
-        let z = GpuMatrix::from_buffer(buf.buffer().clone(), 0, n, cols.len(), cols.len())?;
+        let z = kept_buffer(ctx, &mut self.z_buf, (n, cols.len()))?;
         let w = self.w_rows()?;
         let bias = self.bias.as_ref().map(|b| Operand {
             start: operand(b).start + cols.start as u64,
@@ -201,9 +196,9 @@ impl TileEngine for GpuTiles<'_> {
         let ctx = &self.gpu.ctx;
         let (n, d) = self.h.get().dim();
         let len = cols.len();
-        let dw_tile = GpuMatrix::new_typed(ctx, len, d, DType::F32)?;
+        let dw_tile = kept_buffer(ctx, &mut self.dw_buf, (len, d))?;
         let db_tile = match self.db {
-            Some(_) => Some(GpuMatrix::new_typed(ctx, 1, len, DType::F32)?),
+            Some(_) => Some(kept_buffer(ctx, &mut self.db_buf, (1, len))?),
             None => None,
         };
         let (z, w, h) = (operand(self.z()?), self.w_rows()?, operand(self.h.get()));
@@ -262,6 +257,23 @@ impl TileEngine for GpuTiles<'_> {
     }
 }
 
+/// A contiguous f32 `[rows, cols]` matrix in the buffer `slot` keeps across tiles, which is
+/// made (again) only when it is too small: no tile allocates after the widest.
+fn kept_buffer(
+    ctx: &super::context::Context,
+    slot: &mut Option<GpuMatrix>,
+    (rows, cols): (usize, usize),
+) -> Result<GpuMatrix> {
+    let held = slot.as_ref().map(|b| b.dim().0 * b.dim().1);
+    if held.is_none_or(|h| h < rows * cols) {
+        *slot = Some(GpuMatrix::new_typed(ctx, rows, cols, DType::F32)?);
+    }
+    let buf = slot
+        .as_ref()
+        .ok_or_else(|| Error::InvalidInput("internal: no tile buffer".into()))?;
+    GpuMatrix::from_buffer(buf.buffer().clone(), 0, rows, cols, cols)
+}
+
 /// The engine for hidden states `h` and weights `w` with gradient accumulators when `grad`.
 fn engine<'a>(
     gpu: &'a Gpu,
@@ -297,6 +309,8 @@ fn engine<'a>(
         bias: bias_m,
         cols: 0..0,
         z_buf: None,
+        dw_buf: None,
+        db_buf: None,
         z: None,
         dh,
         dw: Array2::zeros(if grad { (v, d) } else { (0, 0) }),
