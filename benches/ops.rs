@@ -11,7 +11,7 @@
 //! them, else wall clock around submit + wait), so the clock covers device work only.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use smoothmax::bench::{bench_ce_options, bench_inputs, parallel_copy, BenchOp};
+use smoothmax::bench::{bench_ce_options, bench_inputs, parallel_copy, parallel_row_sum, BenchOp};
 use smoothmax::gpu::KernelJob;
 use smoothmax::{Backend, Cpu, Gpu, RowOp, Targets};
 use std::time::Duration;
@@ -63,6 +63,17 @@ fn ops(c: &mut Criterion) {
                     b.iter_custom(|iters| gpu_kernel(g, &job, x.view(), iters))
                 });
             }
+        }
+        // The read-only yardstick: read B·C, write B.
+        group.throughput(Throughput::Bytes(4 * n + 4 * rows as u64));
+        let mut sums = vec![0.0f32; rows];
+        group.bench_function(BenchmarkId::new("row-sum", "cpu"), |b| {
+            b.iter(|| parallel_row_sum(src, cols, &mut sums))
+        });
+        if let Some(g) = &gpu {
+            group.bench_function(BenchmarkId::new("row-sum", "gpu-kernel"), |b| {
+                b.iter_custom(|iters| gpu_kernel(g, &KernelJob::RowSum, x.view(), iters))
+            });
         }
         for op in BenchOp::ALL {
             let (rd, wr) = op.bytes(rows, cols, 4);

@@ -23,3 +23,31 @@ fn exp_map(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         y[params.y_base / 4u + i] = exp4_of(x[params.x_base / 4u + i]);
     }
 }
+
+// `row_sum`: the read-only yardstick (read B*C, write B), against which the ops that only read
+// their rows (logsumexp, cross-entropy forward) are measured. One workgroup per row of
+// params.cols_v groups at x_base + row * x_stride (in elements): lane l adds groups l, l + WG,
+// ..., so neighbouring lanes read neighbouring groups, then the lanes' sums are added in a
+// tree through workgroup memory; the row's sum is stored as one group at y_base + 4 * row.
+@compute @workgroup_size(256)
+fn row_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * params.groups_x + wid.x;
+    if row >= params.rows {
+        return;
+    }
+    let base = (params.x_base + row * params.x_stride) / 4u;
+    var acc = vec4<f32>(0.0);
+    for (var k = lid; k < params.cols_v; k += WG) {
+        acc += sum4_of(x[base + k]);
+    }
+    sh_m[lid] = (acc.x + acc.y) + (acc.z + acc.w);
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        workgroupBarrier();
+        if lid < w {
+            sh_m[lid] += sh_m[lid + w];
+        }
+    }
+    if lid == 0u {
+        y[params.y_base / 4u + row] = sum_out(sh_m[0]);
+    }
+}

@@ -44,14 +44,17 @@ fn owned(want: &[(&str, &str, u64)]) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// The records of a CPU-only run: the memcpy yardstick and the op asked for, at the shape
-/// asked for, each with a positive time.
+/// The records of a CPU-only run: the memcpy and row-sum yardsticks and the op asked for, at
+/// the shape asked for, each with a positive time; softmax writes its rows, so it is not put
+/// against the read-only yardstick.
 fn check_document(text: &str) {
     let doc: serde_json::Value = serde_json::from_str(text).expect("stdout is one JSON document");
     assert!(doc["adapter"].is_null(), "{doc}");
     let records = doc["records"].as_array().expect("records array");
     let ops: Vec<&str> = records.iter().map(|r| r["op"].as_str().unwrap()).collect();
-    assert_eq!(ops, ["memcpy", "softmax"]);
+    assert_eq!(ops, ["memcpy", "row-sum", "softmax"]);
+    assert!(records[2]["frac_row_sum"].is_null(), "{doc}");
+    assert!(records[2]["frac_copy"].as_f64().unwrap() > 0.0, "{doc}");
     for r in records {
         assert_eq!(
             (r["rows"].as_u64(), r["cols"].as_u64()),
@@ -99,7 +102,8 @@ fn json_to_a_file_is_the_same_document() {
 
 /// `--dtype` (repeatable): every record carries its type, and the bytes counted are that
 /// type's (softmax of [8, 16] reads and writes 128 elements: 1024 bytes in f32, 512 in bf16
-/// and f16; the memcpy yardstick moves the same).
+/// and f16; the memcpy yardstick moves the same; the row-sum yardstick reads the 128
+/// elements and writes 8 f32 sums).
 #[test]
 fn dtype_runs_each_type_and_counts_its_bytes() {
     let args: Vec<&str> = bench_args()
@@ -109,10 +113,13 @@ fn dtype_runs_each_type_and_counts_its_bytes() {
     let seen = records(&args, "dtype", |_| {});
     let want = owned(&[
         ("memcpy", "f32", 1024),
+        ("row-sum", "f32", 512 + 32),
         ("softmax", "f32", 1024),
         ("memcpy", "bf16", 512),
+        ("row-sum", "bf16", 256 + 32),
         ("softmax", "bf16", 512),
         ("memcpy", "f16", 512),
+        ("row-sum", "f16", 256 + 32),
         ("softmax", "f16", 512),
     ]);
     assert_eq!(seen, want);
@@ -145,6 +152,7 @@ fn gpu_lines_in_bf16() {
     let want = owned(&[
         ("copy", "gpu-kernel", 512),
         ("exp-map", "gpu-kernel", 512),
+        ("row-sum", "gpu-kernel", 256 + 32),
         ("ce-fwd-bwd", "gpu-kernel", ce),
         ("ce-fwd-bwd", "gpu-e2e", ce),
     ]);
@@ -190,9 +198,11 @@ fn every_surrogate_op_with_its_bytes() {
         want.extend([
             ("copy", "gpu-kernel", 1024),
             ("exp-map", "gpu-kernel", 1024),
+            ("row-sum", "gpu-kernel", 512 + 32),
         ]);
     }
     want.push(("memcpy", "cpu", 1024));
+    want.push(("row-sum", "cpu", 512 + 32));
     for (op, bytes) in ops {
         for d in devices {
             want.push((op, d, bytes));
@@ -207,4 +217,44 @@ fn every_surrogate_op_with_its_bytes() {
         err.contains("unknown op \"power_max\"") && err.contains("power-max"),
         "{err}"
     );
+}
+
+/// The read-only ops (logsumexp, cross-entropy forward) are put against the row-sum
+/// yardstick of their own device, measured in the same run: `frac_row_sum` is their GB/s over
+/// the yardstick's; the ops that write rows are not.
+#[test]
+fn read_only_ops_are_put_against_the_row_sum() {
+    let mut args = vec!["bench", "--shape", "8x16", "--runs", "1", "--warmup", "0"];
+    for op in ["logsumexp", "ce-fwd", "ce-fwd-bwd"] {
+        args.extend(["--op", op]);
+    }
+    let out = bin().args(&args).args(["--json", "-"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = doc["records"].as_array().unwrap();
+    let stick = |device: &str| {
+        records
+            .iter()
+            .find(|r| r["op"] == "row-sum" && r["device"] == device)
+            .map(|r| r["gbps"].as_f64().unwrap())
+    };
+    let mut checked = 0;
+    for r in records {
+        let (op, device) = (r["op"].as_str().unwrap(), r["device"].as_str().unwrap());
+        let frac = r["frac_row_sum"].as_f64();
+        match (op, device) {
+            ("logsumexp" | "ce-fwd", "cpu" | "gpu-kernel") => {
+                let want = r["gbps"].as_f64().unwrap() / stick(device).expect("yardstick");
+                let got = frac.expect("read-only op against the row sum");
+                assert!((got - want).abs() <= 1e-12 * want, "{r}");
+                checked += 1;
+            }
+            _ => assert!(frac.is_none(), "{r}"),
+        }
+    }
+    assert_eq!(checked, if common::gpu().is_some() { 4 } else { 2 });
 }

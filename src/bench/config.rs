@@ -70,6 +70,12 @@ impl BenchOp {
         )
     }
 
+    /// Whether the op only reads its input matrix (writing per-row values): its floor is the
+    /// row-sum yardstick, not the copy.
+    pub fn reads_only(self) -> bool {
+        matches!(self, BenchOp::LogSumExp | BenchOp::CeForward)
+    }
+
     /// Compulsory bytes (read, written) for a `[rows, cols]` input of `elem`-byte elements
     /// (matrix outputs in the same type). Class targets are counted as 8-byte integers;
     /// cross-entropy writes an f32 loss and an f32 lse per row, logsumexp an f32 per row.
@@ -179,6 +185,7 @@ pub(super) fn record(
         gbps: bytes as f64 / (median_ms * 1e-3) / 1e9,
         frac_copy: None,
         frac_exp_map: None,
+        frac_row_sum: None,
         speedup_vs_cpu: None,
         clock: clock.into(),
     }
@@ -245,10 +252,90 @@ pub(super) fn timed(
         .collect()
 }
 
+/// The read-only CPU yardstick (read `B·C`, write `B`): each row of `src` (`cols` elements)
+/// summed into `out`, rows split over the threads as the row kernels split them (tasks of
+/// about 64 Ki elements). f32 rows are summed in sixteen f32 lanes; a half row's 16-bit
+/// patterns are summed as integers, which reads the same bytes without a conversion's cost
+/// (`half`'s scalar f16 widening would make the yardstick slower than the ops it measures).
+/// Sixteen independent lanes keep the adds far ahead of memory on any build: SSE2 adds 8
+/// floats a cycle, a core reads about 4 G floats a second.
+pub fn parallel_row_sum<E: crate::element::Element>(src: &[E], cols: usize, out: &mut [f32]) {
+    const L: usize = 16;
+    fn row_f32(r: &[f32]) -> f32 {
+        let mut acc = [0.0f32; L];
+        let mut c = r.chunks_exact(L);
+        for b in &mut c {
+            for l in 0..L {
+                acc[l] += b[l];
+            }
+        }
+        acc.iter().sum::<f32>() + c.remainder().iter().sum::<f32>()
+    }
+    fn row_u16(r: &[u16]) -> f32 {
+        let mut acc = [0u32; L];
+        let mut c = r.chunks_exact(L);
+        for b in &mut c {
+            for l in 0..L {
+                acc[l] = acc[l].wrapping_add(b[l] as u32);
+            }
+        }
+        let tail = c.remainder().iter().map(|&v| v as u32);
+        acc.into_iter().chain(tail).fold(0u32, u32::wrapping_add) as f32
+    }
+    if cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let per = (crate::cpu::ELEMS_PER_TASK / cols).max(1);
+    out.par_chunks_mut(per)
+        .zip(src.par_chunks(per * cols))
+        .for_each(|(o, x)| {
+            for (o, r) in o.iter_mut().zip(x.chunks_exact(cols)) {
+                *o = if std::mem::size_of::<E>() == 4 {
+                    row_f32(bytemuck::cast_slice(r))
+                } else {
+                    row_u16(bytemuck::cast_slice(r))
+                };
+            }
+        });
+}
+
 /// Multi-threaded memcpy of `src` into `dst` (the CPU yardstick), in 256 KiB chunks.
 pub fn parallel_copy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) {
     let chunk = (1 << 18) / std::mem::size_of::<T>().max(1);
     dst.par_chunks_mut(chunk)
         .zip(src.par_chunks(chunk))
         .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row-sum yardstick sums every element of every row (f32 values; a half row's bit
+    /// patterns), at widths around its lane count and the task split.
+    #[test]
+    fn row_sum_reads_every_element() {
+        for (rows, cols) in [(3, 1), (5, 15), (2, 16), (4, 33), (70, 1000), (1, 70_000)] {
+            let x: Vec<f32> = (0..rows * cols).map(|i| (i % 7) as f32).collect();
+            let mut out = vec![f32::NAN; rows];
+            parallel_row_sum(&x, cols, &mut out);
+            for (r, &o) in out.iter().enumerate() {
+                let want: f32 = x[r * cols..(r + 1) * cols].iter().sum();
+                assert_eq!(o, want, "[{rows}, {cols}] row {r}");
+            }
+            let h: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            parallel_row_sum(&h, cols, &mut out);
+            for (r, &o) in out.iter().enumerate() {
+                let want: u32 = h[r * cols..(r + 1) * cols]
+                    .iter()
+                    .map(|v| v.to_bits() as u32)
+                    .sum();
+                assert_eq!(o, want as f32, "bf16 [{rows}, {cols}] row {r}");
+            }
+        }
+        let mut none: Vec<f32> = vec![1.0; 2];
+        parallel_row_sum::<f32>(&[], 0, &mut none);
+        assert_eq!(none, [0.0, 0.0]);
+    }
 }

@@ -3,7 +3,7 @@
 /// One measured line.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Record {
-    /// Op name, or the yardstick's (`copy`, `exp-map`, `memcpy`).
+    /// Op name, or the yardstick's (`copy`, `exp-map`, `memcpy`, `row-sum`).
     pub op: String,
     /// Rows.
     pub rows: usize,
@@ -27,6 +27,10 @@ pub struct Record {
     pub frac_copy: Option<f64>,
     /// Throughput as a fraction of the exp-map yardstick's (GPU kernel only).
     pub frac_exp_map: Option<f64>,
+    /// Throughput as a fraction of the same device's row-sum yardstick's (read `B·C`, write
+    /// `B`): for the ops that only read their input (logsumexp, cross-entropy forward), whose
+    /// floor that is rather than the copy's.
+    pub frac_row_sum: Option<f64>,
     /// CPU median / this median (GPU lines).
     pub speedup_vs_cpu: Option<f64>,
     /// `timestamps` or `wall`.

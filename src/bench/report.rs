@@ -14,7 +14,7 @@ pub fn table(records: &[Record]) -> String {
     let w = records.iter().map(|r| r.op.len()).fold(12, usize::max);
     let _ = writeln!(
         s,
-        "{:<w$} {:>15} {:<5} {:<10} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8}",
+        "{:<w$} {:>15} {:<5} {:<10} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8}",
         "op",
         "shape",
         "type",
@@ -24,12 +24,13 @@ pub fn table(records: &[Record]) -> String {
         "GB/s",
         "/copy",
         "/exp-map",
+        "/row-sum",
         "vs cpu"
     );
     for r in records {
         let _ = writeln!(
             s,
-            "{:<w$} {:>15} {:<5} {:<10} {:>9.3} {:>9} {:>8.2} {:>7} {:>8} {:>8}",
+            "{:<w$} {:>15} {:<5} {:<10} {:>9.3} {:>9} {:>8.2} {:>7} {:>8} {:>8} {:>8}",
             r.op,
             format!("{}x{}", r.rows, r.cols),
             r.dtype,
@@ -39,6 +40,7 @@ pub fn table(records: &[Record]) -> String {
             r.gbps,
             opt(r.frac_copy.map(|v| v * 100.0), 0, "%"),
             opt(r.frac_exp_map.map(|v| v * 100.0), 0, "%"),
+            opt(r.frac_row_sum.map(|v| v * 100.0), 0, "%"),
             opt(r.speedup_vs_cpu, 2, "x"),
         );
     }
@@ -86,6 +88,7 @@ mod tests {
             gbps: f64::NAN,
             frac_copy: Some(0.5),
             frac_exp_map: None,
+            frac_row_sum: Some(0.25),
             speedup_vs_cpu: None,
             clock: "wall".into(),
         };
@@ -98,5 +101,6 @@ mod tests {
         assert_eq!(rec["median_ms"], 1.5);
         assert!(rec["gbps"].is_null() && rec["frac_exp_map"].is_null());
         assert_eq!(rec["frac_copy"], 0.5);
+        assert_eq!(rec["frac_row_sum"], 0.25);
     }
 }

@@ -3,7 +3,8 @@
 //! yardstick.
 
 use super::config::{
-    bench_ce_options, bench_inputs, parallel_copy, record, timed, BenchConfig, BenchOp,
+    bench_ce_options, bench_inputs, parallel_copy, parallel_row_sum, record, timed, BenchConfig,
+    BenchOp,
 };
 use super::record::Record;
 use super::surrogates::SurrogateInputs;
@@ -22,9 +23,11 @@ pub fn run(
     gpu: Option<&Gpu>,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<Vec<Record>> {
-    // Yardsticks are measured twice per shape and type, before and after its ops.
-    let devices = cfg.cpu as usize + 2 * gpu.is_some() as usize;
-    let per_shape = (cfg.ops.len() + 2) * devices * cfg.dtypes.len();
+    // Yardsticks are measured twice per shape and type, before and after its ops: two on the
+    // CPU, three on the GPU; each op once on the CPU, twice (kernel, end to end) on the GPU.
+    let ops = cfg.ops.len();
+    let per_type = cfg.cpu as usize * (ops + 4) + gpu.is_some() as usize * (2 * ops + 6);
+    let per_shape = per_type * cfg.dtypes.len();
     let total = per_shape * cfg.shapes.len();
     let mut done = 0;
     let mut out = Vec::new();
@@ -67,23 +70,29 @@ fn shape<E: Element>(
     // Yardsticks, same bytes as a read-B·C-write-B·C op of this type, measured before and
     // after the shape's ops and pooled: on a shared machine whose speed drifts during a run,
     // the yardstick then brackets the ops instead of describing only the start.
-    // (name, device, seconds, clock)
-    let mut sticks: Vec<(&str, &str, Vec<f64>, &str)> = Vec::new();
+    // The copies read and write B·C elements, the row sums read B·C and write B floats.
+    let (copied, summed) = ((2 * n * elem) as u64, (n * elem + 4 * rows) as u64);
+    // (name, device, seconds, clock, bytes)
+    let mut sticks: Vec<(&str, &str, Vec<f64>, &str, u64)> = Vec::new();
     let mut measure_sticks = |tick: &mut dyn FnMut(&str)| -> Result<()> {
         let mut k = 0;
-        let mut add = |name, device, t: Vec<f64>, clock| {
+        let mut add = |name, device, t: Vec<f64>, clock, bytes| {
             match sticks.get_mut(k) {
                 Some(s) => s.2.extend(t),
-                None => sticks.push((name, device, t, clock)),
+                None => sticks.push((name, device, t, clock, bytes)),
             }
             k += 1;
         };
         if let Some(g) = gpu {
-            for (job, name) in [(KernelJob::Copy, "copy"), (KernelJob::ExpMap, "exp-map")] {
+            for (job, name, bytes) in [
+                (KernelJob::Copy, "copy", copied),
+                (KernelJob::ExpMap, "exp-map", copied),
+                (KernelJob::RowSum, "row-sum", summed),
+            ] {
                 tick(&format!("gpu {name}"));
                 let t = g.kernel_times(&job, x.view().into(), cfg.warmup, cfg.runs)?;
                 let clock = if t.timestamps { "timestamps" } else { "wall" };
-                add(name, "gpu-kernel", t.seconds, clock);
+                add(name, "gpu-kernel", t.seconds, clock, bytes);
             }
         }
         if cfg.cpu {
@@ -96,13 +105,23 @@ fn shape<E: Element>(
                 parallel_copy(src, &mut dst);
                 Ok(())
             })?;
-            add("memcpy", "cpu", t, "wall");
+            add("memcpy", "cpu", t, "wall", copied);
+            tick("cpu row-sum");
+            let mut sums = vec![0.0f32; rows];
+            let t = timed(cfg.warmup, cfg.runs, || {
+                parallel_row_sum(src, cols, &mut sums);
+                std::hint::black_box(&sums);
+                Ok(())
+            })?;
+            add("row-sum", "cpu", t, "wall", summed);
         }
         Ok(())
     };
     measure_sticks(tick)?;
     let cpu = Cpu::new();
     let mut out = Vec::new();
+    // The op of each line in `out`.
+    let mut line_ops = Vec::new();
     for &op in &cfg.ops {
         let (rd, wr) = op.bytes(rows, cols, elem);
         let bytes = rd + wr;
@@ -164,6 +183,7 @@ fn shape<E: Element>(
             let r = record(op.name(), key, "cpu", &t, bytes, "wall");
             cpu_ms = Some(r.median_ms);
             out.push(r);
+            line_ops.push(op);
         }
         if let Some(g) = gpu {
             tick(&format!("gpu {} kernel", op.name()));
@@ -185,21 +205,31 @@ fn shape<E: Element>(
             let mut r = record(op.name(), key, "gpu-kernel", &t.seconds, bytes, clock);
             r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
             out.push(r);
+            line_ops.push(op);
             tick(&format!("gpu {} end to end", op.name()));
             let t = timed(cfg.warmup, cfg.runs, || run_on(g))?;
             let mut r = record(op.name(), key, "gpu-e2e", &t, bytes, "wall");
             r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
             out.push(r);
+            line_ops.push(op);
         }
     }
     measure_sticks(tick)?;
     let sticks: Vec<Record> = sticks
         .iter()
-        .map(|(name, device, t, clock)| record(name, key, device, t, (2 * n * elem) as u64, clock))
+        .map(|(name, device, t, clock, bytes)| record(name, key, device, t, *bytes, clock))
         .collect();
-    let gbps = |name: &str| sticks.iter().find(|s| s.op == name).map(|s| s.gbps);
-    let (copy, expmap, memcpy) = (gbps("copy"), gbps("exp-map"), gbps("memcpy"));
-    for r in &mut out {
+    let gbps = |name: &str, device: &str| {
+        sticks
+            .iter()
+            .find(|s| s.op == name && s.device == device)
+            .map(|s| s.gbps)
+    };
+    let (copy, expmap) = (gbps("copy", "gpu-kernel"), gbps("exp-map", "gpu-kernel"));
+    let memcpy = gbps("memcpy", "cpu");
+    for (r, op) in out.iter_mut().zip(&line_ops) {
+        let row_sum = gbps("row-sum", &r.device).filter(|_| op.reads_only());
+        r.frac_row_sum = row_sum.map(|s| r.gbps / s);
         match r.device.as_str() {
             "gpu-kernel" => {
                 r.frac_copy = copy.map(|c| r.gbps / c);

@@ -110,6 +110,17 @@ fn portable_exp_sum<A: Arith, E: Element>(
 /// output stays in cache for the caller.
 pub(crate) const STREAM_MIN_BYTES: usize = 16 << 20;
 
+/// Whether an f32 output row of `cols` elements goes through a row buffer so that it can be
+/// streamed (`batch::half_out`, `rows::softmax_row`): only in the build that streams, only
+/// for a streamed output, and only for rows of at least 4096 elements. A short row's edges
+/// share cache lines with its neighbours' streamed lines, and the buffer's extra pass and
+/// the fence per row cost more than the read-for-ownership they save (measured at
+/// `[65536, 1000]`: cross-entropy forward+backward 22 → 30-38 ms through the buffer).
+#[inline(always)]
+pub(crate) fn stream_f32_rows<A: Arith>(stream: bool, cols: usize) -> bool {
+    stream && A::AVX512 && cols >= 4096
+}
+
 /// [`Arith::max_and_abs_bits`] from an f32 loop, a block at a time.
 #[inline(always)]
 fn max_by_blocks<A: Arith, E: Element>(x: &[E], f: impl Fn(&[f32]) -> (f32, u32)) -> (f32, u32) {

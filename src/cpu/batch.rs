@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 /// Target number of elements per rayon task: large enough to amortize scheduling, small
 /// enough to balance short matrices over the cores.
-pub(super) const ELEMS_PER_TASK: usize = 1 << 16;
+pub(crate) const ELEMS_PER_TASK: usize = 1 << 16;
 
 /// The caller's output buffer as one slice, checked against the input's shape.
 pub(super) fn out_slice<'a, E: Element>(
@@ -122,13 +122,16 @@ pub(super) fn next_f32<E: Element>(x: &[E], i: usize, cols: usize) -> &[f32] {
 }
 
 /// Where a kernel forms an output row in f32: `out` itself when it is f32 (and no separate
-/// output), else `buf` (resized to the row) and `out` to narrow into.
+/// output), else `buf` (resized to the row) and `out` to write into. `via_buf` sends an f32
+/// output through `buf` too: a streamed output is then written once, past the cache, by the
+/// last pass, instead of being fetched (read-for-ownership), updated in cache and written back.
 #[inline(always)]
 pub(super) fn half_out<'a, O: Element>(
     out: &'a mut [O],
     buf: &'a mut Vec<f32>,
+    via_buf: bool,
 ) -> (&'a mut [f32], Option<&'a mut [O]>) {
-    if O::DTYPE == DType::F32 {
+    if O::DTYPE == DType::F32 && !via_buf {
         (bytemuck::cast_slice_mut(out), None)
     } else {
         buf.resize(out.len(), 0.0);
@@ -164,8 +167,7 @@ pub(super) fn put_row_bufs(b: RowBufs) {
 multiversion! {
     fn lse_rows<E: Element>(x: &[E], out: &mut [f32], cols: usize, t: f32, es: &ExpScale) {
         for (i, o) in out.iter_mut().enumerate() {
-            let next = next_f32(x, i, cols);
-            *o = row_stats::<A, E>(&x[i * cols..(i + 1) * cols], next, es).logsumexp(t);
+            *o = row_stats::<A, E>(&x[i * cols..(i + 1) * cols], es).logsumexp(t);
         }
     }
 }

@@ -13,12 +13,11 @@
 //!
 //! The loss is finished from the row's statistics in f64 by `cross_entropy::finish`.
 
-use super::arith::Arith;
+use super::arith::{stream_f32_rows, Arith};
 use super::batch::{half_out, next_f32, put_row_bufs, take_row_bufs};
+use super::ce_stats::{stats, stats_online, Cfg};
 use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
-use super::lanes::{lanes_sum, L, SUM_BLOCK};
-use super::rows::{exp_sum, row_max};
 use crate::cross_entropy::fast::{
     fast_inputs, flag, needs_linear, unnormalize, FastInputs, RowCoef, RowStats,
 };
@@ -27,161 +26,8 @@ use crate::cross_entropy::{
 };
 use crate::element::{with_dtype, DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
-use crate::scale::ExpScale;
 use ndarray::{ArrayD, ArrayView2, IxDyn};
 use rayon::prelude::*;
-
-/// Per-call constants.
-pub(crate) struct Cfg<'a> {
-    pub cols: usize,
-    /// Normalized class weights `ŵ`.
-    pub weight: Option<&'a [f32]>,
-    /// Smoothing or probability targets: the linear sum is needed.
-    pub lin: bool,
-    pub sigma: f32,
-    pub softcap: Option<f32>,
-    pub grad: bool,
-    /// The gradient is large enough to store past the cache (see `arith::STREAM_MIN_BYTES`).
-    pub stream: bool,
-}
-
-impl Cfg<'_> {
-    /// `k̂_j`: the row's normalized probability-target weight (`q` given), else the normalized
-    /// class weight (or 1).
-    #[inline(always)]
-    fn k(&self, j: usize, q: Option<&[f32]>) -> f32 {
-        match q {
-            Some(q) => q[j],
-            None => self.weight.map_or(1.0, |w| w[j]),
-        }
-    }
-
-    /// The −inf kind of class `j`, by the sign of `k̂_j` (kept non-zero where the exact one is).
-    fn neg_kind(&self, j: usize, q: Option<&[f32]>) -> u32 {
-        let k = self.k(j, q);
-        if k == 0.0 {
-            flag::NEG_ZERO
-        } else if k > 0.0 {
-            flag::NEG_POS
-        } else {
-            flag::NEG_NEG
-        }
-    }
-}
-
-/// Passes 1 and 2: the row's statistics (`xy` left to the caller); with `store`, each
-/// `e^{x' − m}` is written there. `x` is the row in the logits' own type (or the soft-capped
-/// row in f32).
-#[inline(always)]
-fn stats<A: Arith, E: Element>(
-    cfg: &Cfg,
-    x: &[E],
-    q: Option<&[f32]>,
-    store: Option<&mut [f32]>,
-    next: &[f32],
-) -> RowStats {
-    let (m, nan, pos_inf) = row_max::<A, E>(x);
-    let mut st = RowStats {
-        m,
-        flags: if nan {
-            flag::NAN
-        } else if pos_inf {
-            flag::POS_INF
-        } else {
-            0
-        },
-        ..RowStats::default()
-    };
-    if nan || pos_inf {
-        return st;
-    }
-    // T = 1: the exponent is `x − m` (an overflowing difference is correctly −inf).
-    st.s = exp_sum::<A, E>(x, &ExpScale::new(1.0, 1.0).row(m), store, next);
-    if !cfg.lin {
-        return st;
-    }
-    let (a, neg) = if A::AVX512 {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
-        // the weight and q rows are as long as x.
-        let r = unsafe {
-            super::avx512::linear_sums(x, cfg.sigma, -m * cfg.sigma, cfg.weight, q, |j| cfg.k(j, q))
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let r = unreachable!("AVX-512 arithmetic exists on x86-64 only");
-        r
-    } else {
-        let (mut a_total, mut neg) = (0.0f64, false);
-        A::f32_blocks(x, |j, b| {
-            let (a, n) = linear_sums::<A>(cfg, b, j, q, m);
-            a_total += a as f64;
-            neg |= n;
-        });
-        (a_total as f32, neg)
-    };
-    st.a = a;
-    if neg {
-        for (j, v) in x.iter().enumerate() {
-            if v.to_f32() == f32::NEG_INFINITY {
-                st.flags |= cfg.neg_kind(j, q);
-            }
-        }
-    }
-    st
-}
-
-/// The linear sum `Σ_finite k̂_j·σ(x_j − m)` over the columns `j0..` of a row held in `x`
-/// (f32), and whether any of them is −inf.
-#[inline(always)]
-fn linear_sums<A: Arith>(
-    cfg: &Cfg,
-    x: &[f32],
-    j0: usize,
-    q: Option<&[f32]>,
-    m: f32,
-) -> (f32, bool) {
-    let (sigma, msig) = (cfg.sigma, -m * cfg.sigma);
-    let cols = j0..j0 + x.len();
-    if A::SIMD {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: SIMD is true only for `Fused` and `Fused512`, used only where AVX2 + FMA
-        // were detected; the weight and q slices are as long as x.
-        return unsafe {
-            super::avx2::linear_sums(
-                x,
-                sigma,
-                msig,
-                cfg.weight.map(|w| &w[cols.clone()]),
-                q.map(|q| &q[cols.clone()]),
-                |j| cfg.k(j0 + j, q),
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("SIMD arithmetic exists on x86-64 only");
-    }
-    // Blocked like `exp_sum` (see `SUM_BLOCK`): f32 lanes per block, block sums in f64.
-    let mut a_total = 0.0f64;
-    for b0 in (0..x.len()).step_by(SUM_BLOCK) {
-        let b1 = (b0 + SUM_BLOCK).min(x.len());
-        let mut a = [0.0f32; L];
-        let mut c0 = b0;
-        while c0 < b1 {
-            let len = L.min(b1 - c0);
-            for l in 0..len {
-                // σ(x − m) as fma(x, σ, −σm): cannot overflow; −inf exactly at −inf logits.
-                let d = A::fma(x[c0 + l], sigma, msig);
-                a[l] += if d > f32::NEG_INFINITY {
-                    cfg.k(j0 + c0 + l, q) * d
-                } else {
-                    0.0
-                };
-            }
-            c0 += L;
-        }
-        a_total += lanes_sum(a) as f64;
-    }
-    (a_total as f32, x.contains(&f32::NEG_INFINITY))
-}
 
 /// One row: its statistics, and its gradient written into `g` when asked for. `t` holds
 /// `tanh(x/c)` under softcap (for the chain factor).
@@ -203,8 +49,13 @@ fn row<A: Arith, E: Element, O: Element>(
             A::narrow(g, o, cfg.stream);
         }
     };
-    let store = if cfg.grad { Some(&mut *g) } else { None };
-    let mut st = stats::<A, E>(cfg, x, q, store, next);
+    // Forward only: one read of the row (ce_stats.rs); with the gradient, the terms are
+    // stored against the row's max for the gradient pass.
+    let mut st = if cfg.grad {
+        stats::<A, E>(cfg, x, q, Some(&mut *g), next)
+    } else {
+        stats_online::<A, E>(cfg, x, q)
+    };
     let y = rc.class;
     if y >= 0 && q.is_none() {
         st.xy = x[y as usize].to_f32();
@@ -315,10 +166,10 @@ macro_rules! ce_block_body {
                 bf.capped.clear();
                 bf.capped.extend(bf.tanhs.iter().map(|&t| cap * t));
                 let (xr, tanhs) = (&bf.capped[..], &bf.tanhs[..]);
-                let (g, out) = half_out(g, &mut bf.out);
+                let (g, out) = half_out(g, &mut bf.out, stream_f32_rows::<$A>($cfg.stream, c));
                 row::<$A, f32, O>($cfg, xr, tanhs, next, qr, coef, g, out)
             } else {
-                let (g, out) = half_out(g, &mut bf.out);
+                let (g, out) = half_out(g, &mut bf.out, stream_f32_rows::<$A>($cfg.stream, c));
                 row::<$A, E, O>($cfg, xr, &[], next, qr, coef, g, out)
             };
         }

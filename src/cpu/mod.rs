@@ -13,6 +13,7 @@ mod avx2;
 mod avx512;
 mod batch;
 mod ce;
+mod ce_stats;
 mod engine;
 mod exp;
 mod isa;
@@ -22,6 +23,7 @@ mod pointwise;
 mod rows;
 pub(crate) mod surrogates;
 
+pub(crate) use batch::ELEMS_PER_TASK;
 pub use engine::Cpu;
 pub use exp::exp as fast_exp;
 pub use isa::{CpuIsa, ISA_ENV};

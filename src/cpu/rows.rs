@@ -12,12 +12,13 @@
 //! One exp per element (the online single-pass merge of Milakov & Gimelshein needs a second
 //! one for the output). Then `T·lse(x/T) = m + T·ln s`.
 
-use super::arith::Arith;
+use super::arith::{stream_f32_rows, Arith};
 use super::lanes::SUM_BLOCK;
 use crate::element::{DType, Element};
 use crate::scale::{ExpScale, RowScale};
 
-const INF_BITS: u32 = 0x7f80_0000;
+/// `|bits|` at or above this: a non-finite value.
+pub(crate) const INF_BITS: u32 = 0x7f80_0000;
 
 /// What decides a row's normalizer.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -78,16 +79,55 @@ pub(crate) fn exp_sum<A: Arith, E: Element>(
     A::exp_sum(x, sc, store, next)
 }
 
-/// Passes 1 and 2 (stats only).
+/// Elements per block of [`row_stats`]'s single read: 4 KB of f32, well inside L1, so the
+/// block's second look (its exp-sum after its max) hits L1.
+pub(crate) const ONLINE_BLOCK: usize = 1024;
+
+/// The row's statistics in one read of the row from memory, a block of [`ONLINE_BLOCK`]
+/// elements at a time: the block's max, then its exp-sum against the running max `m` while
+/// the block is in L1. Where a block raises the max, the sum so far is rescaled by
+/// `e^{κ(m_old − m_new)}` in f64 (Milakov & Gimelshein's online softmax, a block at a time
+/// rather than an element at a time, so one exp per element as in the two-pass form). The
+/// terms are the two-pass form's terms rounded against an earlier max and then scaled
+/// exactly in f64: the same error per term. A row with NaN or +inf is classified by
+/// [`row_max`] over the whole row (rare), whose answer does not depend on the sum.
+///
+/// The read-only ops (logsumexp, cross-entropy forward) need nothing else from the row;
+/// the two-pass form read it twice (the max from memory, the exp-sum from L2) and could not
+/// overlap the memory-bound pass with the exp-bound one.
 #[inline(always)]
-pub(crate) fn row_stats<A: Arith, E: Element>(x: &[E], next: &[f32], es: &ExpScale) -> RowStats {
-    let (m, nan, pos_inf) = row_max::<A, E>(x);
-    let s = if nan || pos_inf {
-        0.0
-    } else {
-        exp_sum::<A, E>(x, &es.row(m), None, next)
-    };
-    RowStats { m, s, nan, pos_inf }
+pub(crate) fn row_stats<A: Arith, E: Element>(x: &[E], es: &ExpScale) -> RowStats {
+    // κ as the terms are formed: `c·h` (the CPU callers fold no log₂e into `c`).
+    let kappa = es.c as f64 * es.h as f64;
+    let (mut m, mut s) = (f32::MIN, 0.0f64);
+    for b in x.chunks(ONLINE_BLOCK) {
+        let (bm, abits) = A::max_and_abs_bits(b);
+        if abits >= INF_BITS
+            && b.iter()
+                .any(|v| v.to_f32().is_nan() || v.to_f32() > f32::MAX)
+        {
+            let (m, nan, pos_inf) = row_max::<A, E>(x);
+            return RowStats {
+                m,
+                s: 0.0,
+                nan,
+                pos_inf,
+            };
+        }
+        if bm > m {
+            if s != 0.0 {
+                s *= ((m as f64 - bm as f64) * kappa).exp();
+            }
+            m = bm;
+        }
+        s += exp_sum::<A, E>(b, &es.row(m), None, &[]) as f64;
+    }
+    RowStats {
+        m,
+        s: s as f32,
+        nan: false,
+        pos_inf: false,
+    }
 }
 
 /// `out` as f32 when `O` is f32.
@@ -134,7 +174,10 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
             }
             A::narrow(&tmp[..b.len()], &mut out[j..j + b.len()], false);
         });
-    } else if let Some(o) = as_f32(out) {
+    } else if let Some(o) = as_f32(out).filter(|_| !stream_f32_rows::<A>(stream, x.len())) {
+        // In place: the terms, then their scaling, in the output row (in cache). A streamed
+        // output of long rows goes through `buf` instead (below), so that it is written once,
+        // past the cache, with no read-for-ownership of its lines.
         let s = exp_sum::<A, E>(x, &sc, Some(&mut *o), next);
         if s == 0.0 {
             o.fill(f32::NAN);

@@ -38,6 +38,9 @@ pub enum KernelJob<'a> {
     Copy,
     /// Yardstick: `y = exp(x)` per element (read, one exp, write).
     ExpMap,
+    /// Yardstick: each row's sum (read `B·C`, write `B`), the floor of the ops that only
+    /// read their rows.
+    RowSum,
     /// A surrogate call: its score matrices (not `kernel_times`' `x`) uploaded once, each
     /// run recorded with every output on the device (its host labels, targets and weights
     /// uploaded by the recorded call, as a device-resident call does).
@@ -53,8 +56,10 @@ pub struct KernelTimes {
     pub timestamps: bool,
 }
 
-/// The yardsticks as a [`Job`]: rows of four elements of the type, read and written once.
-struct Yardstick(Entry, DType);
+/// The yardsticks as a [`Job`]: `copy` and `exp_map` over rows of four elements of the type,
+/// read and written once (one invocation per row); `row_sum` over rows of `cols` elements (a
+/// multiple of four), one workgroup per row, one group of four written per row.
+struct Yardstick(Entry, DType, usize);
 
 impl Job for Yardstick {
     fn record(
@@ -64,12 +69,18 @@ impl Job for Yardstick {
         chunk: &Chunk,
     ) -> Result<Vec<PooledBuffer>> {
         let (x, y) = (chunk.inputs[0].slice, chunk.outputs[0].slice);
-        let params = Params::new(chunk.rows, 4, 1, 1, 1.0).placed(x.base, 4, y.base);
+        let cols = self.2;
+        let params = Params::new(chunk.rows, cols, 1, 1, 1.0).placed(x.base, cols, y.base);
+        let groups = if self.0 == Entry::RowSum {
+            chunk.rows
+        } else {
+            chunk.rows.div_ceil(WG)
+        };
         let pass = record_pass(
             ctx,
             encoder,
             Kernel::yardstick(self.0, self.1),
-            chunk.rows.div_ceil(WG),
+            groups,
             params,
             vec![(Slot::X, x.binding()), (Slot::Y, y.binding())],
         )?;
@@ -157,7 +168,15 @@ impl Gpu {
                 } else {
                     Entry::ExpMap
                 };
-                (Timed::Yardstick(Yardstick(entry, dtype)), m)
+                (Timed::Yardstick(Yardstick(entry, dtype, 4)), m)
+            }
+            KernelJob::RowSum => {
+                // Rows zero-padded to whole groups of four (sums unchanged).
+                let c4 = cols.div_ceil(4) * 4;
+                let mut padded = ndarray::Array2::<E>::default((rows, c4));
+                padded.slice_mut(ndarray::s![.., ..cols]).assign(&x);
+                let m = self.upload(padded.view())?;
+                (Timed::Yardstick(Yardstick(Entry::RowSum, dtype, c4)), m)
             }
             KernelJob::Row(op, t) => (
                 Timed::Rows(RowsJob {

@@ -218,6 +218,7 @@ pub(crate) enum Entry {
     CeGrad,
     Copy,
     ExpMap,
+    RowSum,
     Weighted,
     Margin,
     Power,
@@ -253,6 +254,7 @@ impl Entry {
             Entry::CeGrad => "ce_grad",
             Entry::Copy => "copy",
             Entry::ExpMap => "exp_map",
+            Entry::RowSum => "row_sum",
             Entry::Weighted => "weighted",
             Entry::Margin => "margin",
             Entry::Power => "power",
@@ -286,7 +288,7 @@ impl Entry {
             Family::CrossEntropy | Family::CrossEntropyInPlace => {
                 matches!(self, E::CeFused | E::CeStats | E::CeRows | E::CeGrad)
             }
-            Family::Yardstick => matches!(self, E::Copy | E::ExpMap),
+            Family::Yardstick => matches!(self, E::Copy | E::ExpMap | E::RowSum),
             Family::SurrogateRows => {
                 matches!(
                     self,
@@ -410,8 +412,8 @@ pub(crate) struct Kernel {
 }
 
 impl Kernel {
-    /// A yardstick (`copy` or `exp_map`, always vec4).
-    /// A yardstick over elements of type `dtype` (read and written in that type).
+    /// A yardstick (`copy`, `exp_map` or `row_sum`, always vec4) over elements of type `dtype`
+    /// (read and written in that type).
     pub fn yardstick(entry: Entry, dtype: DType) -> Self {
         Kernel {
             family: Family::Yardstick,

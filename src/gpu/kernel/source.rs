@@ -175,14 +175,27 @@ impl Kernel {
         if self.family == Family::Yardstick {
             // The exp-map yardstick in the element type: f32 (vec4 or scalar), or two words of
             // halves (the yardstick always runs vec4).
+            // The row-sum yardstick: a group widened to four f32 (`sum4_of`), and a row's sum
+            // stored as one group of the type (`sum_out`).
             header.push_str(match (x_half, sp.vec4) {
-                (false, true) => "fn exp4_of(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n",
-                (false, false) => "fn exp4_of(v: f32) -> f32 { return exp(v); }\n",
+                (false, true) => {
+                    "fn exp4_of(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n\
+                     fn sum4_of(v: vec4<f32>) -> vec4<f32> { return v; }\n\
+                     fn sum_out(s: f32) -> vec4<f32> { return vec4<f32>(s, 0.0, 0.0, 0.0); }\n"
+                }
+                (false, false) => {
+                    "fn exp4_of(v: f32) -> f32 { return exp(v); }\n\
+                     fn sum4_of(v: f32) -> vec4<f32> { return vec4<f32>(v, 0.0, 0.0, 0.0); }\n\
+                     fn sum_out(s: f32) -> f32 { return s; }\n"
+                }
                 (true, _) => {
                     "fn exp4_of(w: vec2<u32>) -> vec2<u32> {\n\
                      \x20   let a = exp(vec4<f32>(widen2_x(w.x), widen2_x(w.y)));\n\
                      \x20   return vec2<u32>(narrow1_y(a.x) | (narrow1_y(a.y) << 16u), \
-                     narrow1_y(a.z) | (narrow1_y(a.w) << 16u));\n}\n"
+                     narrow1_y(a.z) | (narrow1_y(a.w) << 16u));\n}\n\
+                     fn sum4_of(w: vec2<u32>) -> vec4<f32> { \
+                     return vec4<f32>(widen2_x(w.x), widen2_x(w.y)); }\n\
+                     fn sum_out(s: f32) -> vec2<u32> { return vec2<u32>(narrow1_y(s), 0u); }\n"
                 }
             });
         }

@@ -1,0 +1,254 @@
+//! A cross-entropy row's statistics on the CPU (see ce.rs for the passes): the per-call
+//! constants, the two-pass form that stores each term for the gradient, the one-read form
+//! for the forward-only call, and the linear sum that smoothing and probability targets need.
+
+use super::arith::Arith;
+use super::lanes::{lanes_sum, L, SUM_BLOCK};
+use super::rows::{exp_sum, row_max, INF_BITS, ONLINE_BLOCK};
+use crate::cross_entropy::fast::{flag, RowStats};
+use crate::element::Element;
+use crate::scale::ExpScale;
+
+/// Per-call constants.
+pub(crate) struct Cfg<'a> {
+    pub cols: usize,
+    /// Normalized class weights `ŵ`.
+    pub weight: Option<&'a [f32]>,
+    /// Smoothing or probability targets: the linear sum is needed.
+    pub lin: bool,
+    pub sigma: f32,
+    pub softcap: Option<f32>,
+    pub grad: bool,
+    /// The gradient is large enough to store past the cache (see `arith::STREAM_MIN_BYTES`).
+    pub stream: bool,
+}
+
+impl Cfg<'_> {
+    /// `k̂_j`: the row's normalized probability-target weight (`q` given), else the normalized
+    /// class weight (or 1).
+    #[inline(always)]
+    pub(super) fn k(&self, j: usize, q: Option<&[f32]>) -> f32 {
+        match q {
+            Some(q) => q[j],
+            None => self.weight.map_or(1.0, |w| w[j]),
+        }
+    }
+
+    /// The −inf kind of class `j`, by the sign of `k̂_j` (kept non-zero where the exact one is).
+    fn neg_kind(&self, j: usize, q: Option<&[f32]>) -> u32 {
+        let k = self.k(j, q);
+        if k == 0.0 {
+            flag::NEG_ZERO
+        } else if k > 0.0 {
+            flag::NEG_POS
+        } else {
+            flag::NEG_NEG
+        }
+    }
+}
+
+/// Passes 1 and 2: the row's statistics (`xy` left to the caller); with `store`, each
+/// `e^{x' − m}` is written there. `x` is the row in the logits' own type (or the soft-capped
+/// row in f32).
+#[inline(always)]
+pub(super) fn stats<A: Arith, E: Element>(
+    cfg: &Cfg,
+    x: &[E],
+    q: Option<&[f32]>,
+    store: Option<&mut [f32]>,
+    next: &[f32],
+) -> RowStats {
+    let (m, nan, pos_inf) = row_max::<A, E>(x);
+    let mut st = RowStats {
+        m,
+        flags: if nan {
+            flag::NAN
+        } else if pos_inf {
+            flag::POS_INF
+        } else {
+            0
+        },
+        ..RowStats::default()
+    };
+    if nan || pos_inf {
+        return st;
+    }
+    // T = 1: the exponent is `x − m` (an overflowing difference is correctly −inf).
+    st.s = exp_sum::<A, E>(x, &ExpScale::new(1.0, 1.0).row(m), store, next);
+    if !cfg.lin {
+        return st;
+    }
+    let (a, neg) = linear_block::<A, E>(cfg, x, 0, q, m);
+    st.a = a as f32;
+    if neg {
+        st.flags |= neg_kinds(cfg, x, 0, q);
+    }
+    st
+}
+
+/// The −inf kinds of the −inf entries of `x`, columns `j0..` of a row.
+fn neg_kinds<E: Element>(cfg: &Cfg, x: &[E], j0: usize, q: Option<&[f32]>) -> u32 {
+    let mut flags = 0;
+    for (j, v) in x.iter().enumerate() {
+        if v.to_f32() == f32::NEG_INFINITY {
+            flags |= cfg.neg_kind(j0 + j, q);
+        }
+    }
+    flags
+}
+
+/// The linear sum `Σ_finite k̂_j·σ(x_j − m)` over `x`, columns `j0..` of a row (`q`: the whole
+/// row's), and whether any of them is −inf: the AVX-512 loop in that build, else the
+/// build's loop over f32 blocks.
+#[inline(always)]
+fn linear_block<A: Arith, E: Element>(
+    cfg: &Cfg,
+    x: &[E],
+    j0: usize,
+    q: Option<&[f32]>,
+    m: f32,
+) -> (f64, bool) {
+    if A::AVX512 {
+        let cols = j0..j0 + x.len();
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
+        // the weight and q slices are as long as x.
+        let (a, neg) = unsafe {
+            super::avx512::linear_sums(
+                x,
+                cfg.sigma,
+                -m * cfg.sigma,
+                cfg.weight.map(|w| &w[cols.clone()]),
+                q.map(|q| &q[cols.clone()]),
+                |j| cfg.k(j0 + j, q),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (a, neg) = unreachable!("AVX-512 arithmetic exists on x86-64 only");
+        return (a as f64, neg);
+    }
+    let (mut a_total, mut neg) = (0.0f64, false);
+    A::f32_blocks(x, |j, b| {
+        let (a, n) = linear_sums::<A>(cfg, b, j0 + j, q, m);
+        a_total += a as f64;
+        neg |= n;
+    });
+    (a_total, neg)
+}
+
+/// `Σ_finite k̂_j` over `x`, columns `j0..` of a row without NaN or +inf: the weight the
+/// linear sum gives a shift of the max (`neg`: whether `x` holds a −inf, which adds nothing).
+fn finite_weight<E: Element>(cfg: &Cfg, x: &[E], j0: usize, q: Option<&[f32]>, neg: bool) -> f64 {
+    let cols = j0..j0 + x.len();
+    if neg {
+        let finite = |j: &usize| x[*j - j0].to_f32() > f32::NEG_INFINITY;
+        return cols.filter(finite).map(|j| cfg.k(j, q) as f64).sum();
+    }
+    match (q, cfg.weight) {
+        (Some(q), _) => q[cols].iter().map(|&v| v as f64).sum(),
+        (None, Some(w)) => w[cols].iter().map(|&v| v as f64).sum(),
+        (None, None) => x.len() as f64,
+    }
+}
+
+/// Passes 1 and 2 without a stored row (the forward-only call) in one read of the row, a
+/// block of `ONLINE_BLOCK` elements at a time, as `rows::row_stats` does it: where a block
+/// raises the max from `m₀` to `m`, the sum so far is scaled by `e^{m₀ − m}` and the linear
+/// sum shifted by `σ(m₀ − m)·Σ_finite k̂` (in f64: the shift is exact to f64's precision,
+/// far below the f32 terms' own rounding). A row with NaN or +inf goes through [`stats`].
+#[inline(always)]
+pub(super) fn stats_online<A: Arith, E: Element>(
+    cfg: &Cfg,
+    x: &[E],
+    q: Option<&[f32]>,
+) -> RowStats {
+    let (mut m, mut s, mut a, mut k_sum) = (f32::MIN, 0.0f64, 0.0f64, 0.0f64);
+    let mut flags = 0;
+    for (k, b) in x.chunks(ONLINE_BLOCK).enumerate() {
+        let j0 = k * ONLINE_BLOCK;
+        let (bm, abits) = A::max_and_abs_bits(b);
+        if abits >= INF_BITS
+            && b.iter()
+                .any(|v| v.to_f32().is_nan() || v.to_f32() > f32::MAX)
+        {
+            return stats::<A, E>(cfg, x, q, None, &[]);
+        }
+        if bm > m {
+            if s != 0.0 {
+                s *= (m as f64 - bm as f64).exp();
+            }
+            a += cfg.sigma as f64 * (m as f64 - bm as f64) * k_sum;
+            m = bm;
+        }
+        // T = 1: the exponent is `x − m`.
+        s += exp_sum::<A, E>(b, &ExpScale::new(1.0, 1.0).row(m), None, &[]) as f64;
+        if cfg.lin {
+            let (ab, neg) = linear_block::<A, E>(cfg, b, j0, q, m);
+            a += ab;
+            k_sum += finite_weight(cfg, b, j0, q, neg);
+            if neg {
+                flags |= neg_kinds(cfg, b, j0, q);
+            }
+        }
+    }
+    RowStats {
+        m,
+        s: s as f32,
+        a: a as f32,
+        flags,
+        ..RowStats::default()
+    }
+}
+
+/// The linear sum `Σ_finite k̂_j·σ(x_j − m)` over the columns `j0..` of a row held in `x`
+/// (f32), and whether any of them is −inf.
+#[inline(always)]
+fn linear_sums<A: Arith>(
+    cfg: &Cfg,
+    x: &[f32],
+    j0: usize,
+    q: Option<&[f32]>,
+    m: f32,
+) -> (f32, bool) {
+    let (sigma, msig) = (cfg.sigma, -m * cfg.sigma);
+    let cols = j0..j0 + x.len();
+    if A::SIMD {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SIMD is true only for `Fused` and `Fused512`, used only where AVX2 + FMA
+        // were detected; the weight and q slices are as long as x.
+        return unsafe {
+            super::avx2::linear_sums(
+                x,
+                sigma,
+                msig,
+                cfg.weight.map(|w| &w[cols.clone()]),
+                q.map(|q| &q[cols.clone()]),
+                |j| cfg.k(j0 + j, q),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("SIMD arithmetic exists on x86-64 only");
+    }
+    // Blocked like `exp_sum` (see `SUM_BLOCK`): f32 lanes per block, block sums in f64.
+    let mut a_total = 0.0f64;
+    for b0 in (0..x.len()).step_by(SUM_BLOCK) {
+        let b1 = (b0 + SUM_BLOCK).min(x.len());
+        let mut a = [0.0f32; L];
+        let mut c0 = b0;
+        while c0 < b1 {
+            let len = L.min(b1 - c0);
+            for l in 0..len {
+                // σ(x − m) as fma(x, σ, −σm): cannot overflow; −inf exactly at −inf logits.
+                let d = A::fma(x[c0 + l], sigma, msig);
+                a[l] += if d > f32::NEG_INFINITY {
+                    cfg.k(j0 + c0 + l, q) * d
+                } else {
+                    0.0
+                };
+            }
+            c0 += L;
+        }
+        a_total += lanes_sum(a) as f64;
+    }
+    (a_total as f32, x.contains(&f32::NEG_INFINITY))
+}
