@@ -7,7 +7,7 @@ use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::rows::{exp_sum, row_max, INF_BITS, ONLINE_BLOCK};
 use crate::cross_entropy::fast::{flag, RowStats};
 use crate::element::Element;
-use crate::scale::ExpScale;
+use crate::scale::{ExpScale, RowScale};
 
 /// Per-call constants.
 pub(crate) struct Cfg<'a> {
@@ -136,6 +136,35 @@ fn linear_block<A: Arith, E: Element>(
     (a_total, neg)
 }
 
+/// The exp-sum and the linear sum of `x`, columns `j0..` of a row (`q`: the whole row's), in
+/// one loop in the AVX-512 build (the block is read once, each element's `x − m` shared),
+/// else one after the other.
+#[inline(always)]
+fn exp_linear_block<A: Arith, E: Element>(
+    cfg: &Cfg,
+    x: &[E],
+    j0: usize,
+    q: Option<&[f32]>,
+    m: f32,
+    sc: &RowScale,
+) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if A::AVX512 && super::exp::base2_fits(sc) {
+        let cols = j0..j0 + x.len();
+        let lin = super::avx512::Linear {
+            sigma: cfg.sigma,
+            minus_m_sigma: -m * cfg.sigma,
+            k: q.or(cfg.weight).map(|k| &k[cols]),
+        };
+        // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
+        // `lin.k` is as long as x.
+        let (s, a) = unsafe { super::avx512::exp_linear_sums(x, sc, &lin) };
+        return (s as f64, a as f64);
+    }
+    let s = exp_sum::<A, E>(x, sc, None, &[]) as f64;
+    (s, linear_block::<A, E>(cfg, x, j0, q, m).0)
+}
+
 /// `Σ_finite k̂_j` over `x`, columns `j0..` of a row without NaN or +inf: the weight the
 /// linear sum gives a shift of the max (`neg`: whether `x` holds a −inf, which adds nothing).
 fn finite_weight<E: Element>(cfg: &Cfg, x: &[E], j0: usize, q: Option<&[f32]>, neg: bool) -> f64 {
@@ -181,14 +210,19 @@ pub(super) fn stats_online<A: Arith, E: Element>(
             m = bm;
         }
         // T = 1: the exponent is `x − m`.
-        s += exp_sum::<A, E>(b, &ExpScale::new(1.0, 1.0).row(m), None, &[]) as f64;
-        if cfg.lin {
-            let (ab, neg) = linear_block::<A, E>(cfg, b, j0, q, m);
-            a += ab;
-            k_sum += finite_weight(cfg, b, j0, q, neg);
-            if neg {
-                flags |= neg_kinds(cfg, b, j0, q);
-            }
+        let sc = ExpScale::new(1.0, 1.0).row(m);
+        if !cfg.lin {
+            s += exp_sum::<A, E>(b, &sc, None, &[]) as f64;
+            continue;
+        }
+        // NaN and +inf are ruled out above, so a non-finite pattern is a −inf.
+        let neg = abits >= INF_BITS;
+        let (sb, ab) = exp_linear_block::<A, E>(cfg, b, j0, q, m, &sc);
+        s += sb;
+        a += ab;
+        k_sum += finite_weight(cfg, b, j0, q, neg);
+        if neg {
+            flags |= neg_kinds(cfg, b, j0, q);
         }
     }
     RowStats {

@@ -36,6 +36,7 @@ use super::options::{CrossEntropyOptions, CrossEntropyOutput};
 use super::partial::RowPartial;
 use super::prepare::{reduce, Prepared};
 use ndarray::{Array1, Array2};
+use rayon::prelude::*;
 
 pub(crate) use super::partial::flag;
 
@@ -193,7 +194,10 @@ pub(crate) fn fast_inputs_of(p: &Prepared, o: &CrossEntropyOptions, total: usize
         ls,
         linear: needs_linear(p, o),
     };
+    // Per row and independent: in parallel (at [65536, 1000] these host loops took a third
+    // of a forward-only call's time on one thread while the other core waited).
     fi.coef = (0..rows)
+        .into_par_iter()
         .map(|i| {
             let class = p.class.as_ref().map_or(0, |c| c[i]);
             let [alpha, beta, gamma, zeta] = fi.coefficients(p, o, i, fi.k_all[i], total);
@@ -380,8 +384,10 @@ pub(crate) fn row_losses(
     fi: &FastInputs,
     stats: &[RowStats],
 ) -> (Vec<f64>, Vec<f32>) {
+    // Independent rows, in parallel; the order is kept (the reduction that follows is serial,
+    // so results do not depend on the thread count).
     stats
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(i, st)| {
             let (l, lse) = row_loss(p, fi, i, st);

@@ -11,9 +11,9 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::exp::{exp_with, EXP2_LO, EXP2_POLY};
+use super::exp::{EXP2_LO, EXP2_POLY};
 use super::lanes::SUM_BLOCK;
-use crate::element::{DType, Element};
+use crate::element::Element;
 use crate::scale::RowScale;
 use std::arch::x86_64::*;
 
@@ -27,89 +27,23 @@ use std::arch::x86_64::*;
 /// reduction: a relative error of about `|x|·ε/2` in the result, the same as the GPU
 /// kernels' `exp2` (see `crate::scale`), and well inside the contract's `32·ε` for the terms
 /// that matter to a sum or a softmax (a term `e^x` with `|x| ≥ 32` is below `e^{-32}` of the
-/// row's largest). It takes 11 vector instructions where the Cephes form takes 15: 6.3 G
-/// exps/s per core against 4.9 (measured as in the module docs).
+/// row's largest). It takes 10 vector instructions (round, subtract, six multiply-adds,
+/// compare, scale) where the Cephes form takes 15: 6.3 G exps/s per core against 4.9
+/// (measured as in the module docs, with the clamp this version drops).
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn exp2_16(z: __m512) -> __m512 {
     let lo = _mm512_set1_ps(EXP2_LO);
-    let zc = _mm512_max_ps(z, lo);
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(zc);
-    let f = _mm512_sub_ps(zc, n);
+    // No clamp of z first: the lanes a clamp would fix are the ones the mask zeroes (below
+    // −126, where `vscalefps` alone would give subnormals or 0, and −inf, where `f` is NaN).
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z);
+    let f = _mm512_sub_ps(z, n);
     let c = |i: usize| _mm512_set1_ps(EXP2_POLY[i]);
     let mut p = _mm512_fmadd_ps(c(6), f, c(5));
     for i in (0..5).rev() {
         p = _mm512_fmadd_ps(p, f, c(i));
     }
     _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(z, lo), p, n)
-}
-
-/// Sixteen elements from `p`, widened exactly to f32: f16 with `vcvtph2ps`, bf16 by a shift
-/// into the high half of each word.
-///
-/// # Safety
-/// AVX-512F; `p` is valid for sixteen reads.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn load16<E: Element>(p: *const E) -> __m512 {
-    // SAFETY (all arms): sixteen elements readable at `p` (caller), unaligned loads.
-    unsafe {
-        match E::DTYPE {
-            DType::F32 => _mm512_loadu_ps(p as *const f32),
-            DType::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)),
-            DType::BF16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
-                _mm256_loadu_si256(p as *const __m256i),
-            ))),
-        }
-    }
-}
-
-/// Thirty-two elements from `p`, widened exactly, in an order of its choosing: for a pass
-/// that only reduces them (a max, a sum). bf16 comes as one 64-byte load split into the
-/// even elements (shifted up) and the odd ones (high halves kept): two instructions for
-/// thirty-two elements where [`load16`] takes four.
-///
-/// # Safety
-/// AVX-512F; `p` is valid for thirty-two reads.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn load32_any_order<E: Element>(p: *const E) -> (__m512, __m512) {
-    // SAFETY (both arms): thirty-two elements readable at `p` (caller).
-    unsafe {
-        if E::DTYPE == DType::BF16 {
-            let v = _mm512_loadu_si512(p as *const __m512i);
-            (
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v)),
-                _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(-65536))),
-            )
-        } else {
-            (load16(p), load16(p.add(16)))
-        }
-    }
-}
-
-/// Sixteen f32 values narrowed to a half type `O` (the sixteen 16-bit patterns), rounded to
-/// nearest-even: f16 with `vcvtps2ph` (overflow to ±inf, NaN kept NaN), bf16 as
-/// [`crate::element::bf16_bits`] does it (add `0x7fff` plus the lowest kept bit; NaN keeps its
-/// high bits with the quiet bit set).
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn narrow16<O: Element>(v: __m512) -> __m256i {
-    match O::DTYPE {
-        DType::F16 => _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v),
-        _ => {
-            let b = _mm512_castps_si512(v);
-            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
-            let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(
-                b,
-                _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)),
-            ));
-            let abs = _mm512_and_si512(b, _mm512_set1_epi32(0x7fff_ffff));
-            let nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f80_0000));
-            let quiet = _mm512_or_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(0x40));
-            _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, nan, quiet))
-        }
-    }
 }
 
 /// Adds a block sum's sixteen f32 lanes into eight f64 lanes (see `SUM_BLOCK`).
@@ -152,8 +86,8 @@ pub(crate) unsafe fn max_and_abs_bits<E: Element>(x: &[E]) -> (f32, u32) {
 
 /// `Σ e^{fma(x, h, −m·h)·c}` over a row of any element type (see `crate::scale`; not for tiny
 /// temperatures, nor where `c·log₂e` overflows: `exp::base2_fits`), storing each term into
-/// `store` when given; blocked (`SUM_BLOCK` elements in
-/// two f32 vectors, the block sums in f64), with the next row prefetched as in avx2.rs.
+/// `store` when given; blocked (`SUM_BLOCK` elements in two f32 vectors, the block sums in
+/// f64), with the next row prefetched as in avx2.rs.
 ///
 /// # Safety
 /// The processor must have AVX-512F; `store`, when given, is as long as `x`.
@@ -165,6 +99,55 @@ pub(crate) unsafe fn exp_sum<E: Element>(
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> f32 {
+    // SAFETY: as the caller's.
+    unsafe { exp_sums::<E, false>(x, sc, store, next, None).0 }
+}
+
+/// A cross-entropy row's linear terms, summed beside its exp-sum by [`exp_linear_sums`]:
+/// `Σ_finite k̂_j·fma(x_j, σ, −σm)` (see avx2.rs's `linear_sums`).
+pub(crate) struct Linear<'a> {
+    pub sigma: f32,
+    pub minus_m_sigma: f32,
+    /// `k̂` over the same columns as `x` (absent: 1).
+    pub k: Option<&'a [f32]>,
+}
+
+/// [`exp_sum`] and the linear sum of `lin` in one read of `x` (the forward-only
+/// cross-entropy with smoothing or probability targets): `(Σ e, Σ_finite k̂·σ(x − m))`.
+/// Whether `x` holds a −inf is the caller's to know (its max pass saw it).
+///
+/// # Safety
+/// The processor must have AVX-512F; `lin.k`, when given, is as long as `x`.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn exp_linear_sums<E: Element>(
+    x: &[E],
+    sc: &RowScale,
+    lin: &Linear,
+) -> (f32, f32) {
+    if let Some(k) = lin.k {
+        assert_eq!(k.len(), x.len());
+    }
+    // SAFETY: as the caller's.
+    unsafe { exp_sums::<E, true>(x, sc, None, &[], Some(lin)) }
+}
+
+/// [`exp_sum`], plus the linear sum of `lin` where `LIN`. The last partial group of 32
+/// elements goes through the same vector code from a copy padded with −inf (whose terms are
+/// exactly 0 in both sums), not through a scalar exp per element: at 1000 columns that tail
+/// is 8 of every 1000 elements but, scalar, a sixth of the row's instructions.
+///
+/// # Safety
+/// As [`exp_sum`] and [`exp_linear_sums`].
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_sums<E: Element, const LIN: bool>(
+    x: &[E],
+    sc: &RowScale,
+    store: Option<&mut [f32]>,
+    next: &[f32],
+    lin: Option<&Linear>,
+) -> (f32, f32) {
     debug_assert!(!sc.tiny);
     // `next` is counted in f32 words; one prefetch per 64 bytes of this row's progress.
     let words_per_step = 32 * E::DTYPE.size() / 4;
@@ -178,8 +161,13 @@ pub(crate) unsafe fn exp_sum<E: Element>(
         _mm512_set1_ps(sc.mh),
         _mm512_set1_ps(c2),
     );
-    let mut total = _mm512_setzero_pd();
-    let n = x.len() / 32 * 32;
+    let (vs, vms) = lin.map_or((0.0, 0.0), |l| (l.sigma, l.minus_m_sigma));
+    let (vs, vms, ninf) = (
+        _mm512_set1_ps(vs),
+        _mm512_set1_ps(vms),
+        _mm512_set1_ps(f32::NEG_INFINITY),
+    );
+    let k = lin.and_then(|l| l.k);
     let mut out = store;
     if let Some(o) = &out {
         assert_eq!(o.len(), x.len());
@@ -188,11 +176,52 @@ pub(crate) unsafe fn exp_sum<E: Element>(
     let out_ptr = out
         .as_deref_mut()
         .map_or(std::ptr::null_mut(), |o| o.as_mut_ptr());
+    // Thirty-two elements at `p` (terms to `o`, `k̂` from `kp`, where not null): the terms'
+    // two vectors and the linear terms' two (finite lanes only).
+    // SAFETY (callers): 32 elements readable at `p`, writable at `o`, readable at `kp`.
+    let step = |p: *const E, o: *mut f32, kp: *const f32| unsafe {
+        // The terms' order matters only where they are stored or weighted.
+        let (v0, v1) = if o.is_null() && kp.is_null() {
+            load32_any_order(p)
+        } else {
+            (load16(p), load16(p.add(16)))
+        };
+        let e0 = exp2_16(_mm512_mul_ps(_mm512_fmadd_ps(v0, vh, vmh), vc));
+        let e1 = exp2_16(_mm512_mul_ps(_mm512_fmadd_ps(v1, vh, vmh), vc));
+        if !o.is_null() {
+            _mm512_storeu_ps(o, e0);
+            _mm512_storeu_ps(o.add(16), e1);
+        }
+        let (mut l0, mut l1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        if LIN {
+            // σ(x − m) as fma(x, σ, −σm): cannot overflow; −inf exactly at −inf logits.
+            let (d0, d1) = (_mm512_fmadd_ps(v0, vs, vms), _mm512_fmadd_ps(v1, vs, vms));
+            let (f0, f1) = (
+                _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d0, ninf),
+                _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d1, ninf),
+            );
+            let (d0, d1) = if kp.is_null() {
+                (d0, d1)
+            } else {
+                (
+                    _mm512_mul_ps(_mm512_loadu_ps(kp), d0),
+                    _mm512_mul_ps(_mm512_loadu_ps(kp.add(16)), d1),
+                )
+            };
+            l0 = _mm512_maskz_mov_ps(f0, d0);
+            l1 = _mm512_maskz_mov_ps(f1, d1);
+        }
+        (e0, e1, l0, l1)
+    };
+    let k_at = |i: usize| k.map_or(std::ptr::null(), |k| k[i..].as_ptr());
+    let (mut total, mut lin_total) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+    let n = x.len() / 32 * 32;
     for b0 in (0..n).step_by(SUM_BLOCK) {
         let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         for i in (b0..n.min(b0 + SUM_BLOCK)).step_by(32) {
-            // SAFETY: i + 32 ≤ n ≤ the length of x and of out (when given, asserted equal);
-            // prefetch never faults.
+            // SAFETY: i + 32 ≤ n ≤ the length of x, of out and of k (when given, asserted
+            // equal); prefetch never faults.
             unsafe {
                 let w = i / 32 * words_per_step;
                 if w < pf {
@@ -201,34 +230,58 @@ pub(crate) unsafe fn exp_sum<E: Element>(
                         _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(w + 16) as *const i8);
                     }
                 }
-                // The terms' order matters only where they are stored.
-                let (v0, v1) = if out_ptr.is_null() {
-                    load32_any_order(x.as_ptr().add(i))
+                let o = if out_ptr.is_null() {
+                    out_ptr
                 } else {
-                    (load16(x.as_ptr().add(i)), load16(x.as_ptr().add(i + 16)))
+                    out_ptr.add(i)
                 };
-                let z0 = _mm512_mul_ps(_mm512_fmadd_ps(v0, vh, vmh), vc);
-                let z1 = _mm512_mul_ps(_mm512_fmadd_ps(v1, vh, vmh), vc);
-                let (e0, e1) = (exp2_16(z0), exp2_16(z1));
-                if !out_ptr.is_null() {
-                    _mm512_storeu_ps(out_ptr.add(i), e0);
-                    _mm512_storeu_ps(out_ptr.add(i + 16), e1);
-                }
+                let (e0, e1, l0, l1) = step(x.as_ptr().add(i), o, k_at(i));
                 a0 = _mm512_add_ps(a0, e0);
                 a1 = _mm512_add_ps(a1, e1);
+                if LIN {
+                    s0 = _mm512_add_ps(s0, l0);
+                    s1 = _mm512_add_ps(s1, l1);
+                }
             }
         }
         fold_f64(_mm512_add_ps(a0, a1), &mut total);
-    }
-    let mut tail = 0.0f32;
-    for i in n..x.len() {
-        let e = exp_with::<super::exp::Fused>(x[i].to_f32().mul_add(sc.h, sc.mh) * sc.c);
-        if let Some(o) = out.as_deref_mut() {
-            o[i] = e;
+        if LIN {
+            fold_f64(_mm512_add_ps(s0, s1), &mut lin_total);
         }
-        tail += e;
     }
-    (_mm512_reduce_add_pd(total) + tail as f64) as f32
+    let r = x.len() - n;
+    if r > 0 {
+        let mut xt = [E::from_f32(f32::NEG_INFINITY); 32];
+        xt[..r].copy_from_slice(&x[n..]);
+        let mut kt = [0.0f32; 32];
+        if let Some(k) = k {
+            kt[..r].copy_from_slice(&k[n..]);
+        }
+        let mut ot = [0.0f32; 32];
+        let o = if out_ptr.is_null() {
+            out_ptr
+        } else {
+            ot.as_mut_ptr()
+        };
+        let kp = if k.is_some() {
+            kt.as_ptr()
+        } else {
+            std::ptr::null()
+        };
+        // SAFETY: the padded copies hold 32 elements each.
+        let (e0, e1, l0, l1) = step(xt.as_ptr(), o, kp);
+        fold_f64(_mm512_add_ps(e0, e1), &mut total);
+        if LIN {
+            fold_f64(_mm512_add_ps(l0, l1), &mut lin_total);
+        }
+        if let Some(out) = out {
+            out[n..].copy_from_slice(&ot[..r]);
+        }
+    }
+    (
+        _mm512_reduce_add_pd(total) as f32,
+        _mm512_reduce_add_pd(lin_total) as f32,
+    )
 }
 
 /// The cross-entropy linear sum over a row of any element type with finite max `m`:
@@ -286,96 +339,10 @@ pub(crate) unsafe fn linear_sums<E: Element>(
     )
 }
 
-/// `dst ← fma(x, a, b)·c + d`, read in `E`, narrowed to `O` (round-to-nearest-even): the
-/// softmax's last pass (`x·(1/s)`), the log-softmax's (`fma(x, h, −m·h)·κ − ln s`) and a plain
-/// conversion (`x`, with `b = d = −0`, which keeps every value and the sign of zeros), each
-/// with its conversion in one. With `stream`, the stores bypass the cache (non-temporal,
-/// whole 64-byte lines from the first aligned one): an output written once and not read back
-/// soon then costs no read-for-ownership of its lines, as in a large memcpy.
-///
-/// # Safety
-/// The processor must have AVX-512F; `dst` is as long as `x`.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn affine_into<E: Element, O: Element>(
-    x: &[E],
-    [a, b, c, d]: [f32; 4],
-    dst: &mut [O],
-    stream: bool,
-) {
-    assert_eq!(x.len(), dst.len());
-    let (va, vb, vc, vd) = (
-        _mm512_set1_ps(a),
-        _mm512_set1_ps(b),
-        _mm512_set1_ps(c),
-        _mm512_set1_ps(d),
-    );
-    // SAFETY (callers of f): sixteen elements readable at `p`.
-    let f = |p: *const E| unsafe { _mm512_fmadd_ps(_mm512_fmadd_ps(load16(p), va, vb), vc, vd) };
-    let scalar = |v: &E| O::from_f32(v.to_f32().mul_add(a, b).mul_add(c, d));
-    // Elements per 64-byte line.
-    let line = 64 / O::DTYPE.size();
-    let head = if stream {
-        dst.as_ptr().align_offset(64).min(dst.len())
-    } else {
-        0
-    };
-    for (o, v) in dst[..head].iter_mut().zip(&x[..head]) {
-        *o = scalar(v);
-    }
-    let n = head + (dst.len() - head) / line * line;
-    for i in (head..n).step_by(line) {
-        // SAFETY: i + line ≤ n ≤ both lengths; with `stream`, dst + i is 64-byte aligned.
-        unsafe {
-            let p = dst.as_mut_ptr().add(i);
-            let v0 = f(x.as_ptr().add(i));
-            if O::DTYPE == DType::F32 {
-                if stream {
-                    _mm512_stream_ps(p as *mut f32, v0);
-                } else {
-                    _mm512_storeu_ps(p as *mut f32, v0);
-                }
-                continue;
-            }
-            let v1 = f(x.as_ptr().add(i + 16));
-            let h = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(narrow16::<O>(v0)),
-                narrow16::<O>(v1),
-            );
-            if stream {
-                _mm512_stream_si512(p as *mut __m512i, h);
-            } else {
-                _mm512_storeu_si512(p as *mut __m512i, h);
-            }
-        }
-    }
-    for (o, v) in dst[n..].iter_mut().zip(&x[n..]) {
-        *o = scalar(v);
-    }
-    if stream {
-        // Non-temporal stores are weakly ordered: make them visible before the row is handed
-        // on (to another thread, or back to the caller).
-        _mm_sfence();
-    }
-}
+mod elements;
 
-/// `dst ← src` widened exactly to f32.
-///
-/// # Safety
-/// The processor must have AVX-512F; `dst` is as long as `src`.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn widen<E: Element>(src: &[E], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
-    let n = src.len() / 16 * 16;
-    for i in (0..n).step_by(16) {
-        // SAFETY: i + 16 ≤ n ≤ both lengths.
-        unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(i), load16(src.as_ptr().add(i))) };
-    }
-    for (d, s) in dst[n..].iter_mut().zip(&src[n..]) {
-        *d = s.to_f32();
-    }
-}
+pub(crate) use elements::{affine_into, widen};
+use elements::{load16, load32_any_order};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,195 @@
+//! The CPU's forward-only passes read each row once, 1024 elements at a time, raising the
+//! running max block by block and rescaling the sum so far (src/cpu/rows.rs `row_stats`,
+//! src/cpu/ce_stats.rs `stats_online`). Rows here are built so that the max rises in every
+//! block, by small steps and by steps that underflow the rescaling, falls, or sits in the
+//! last block; −inf fills whole blocks; NaN and +inf sit in different blocks; rows span more
+//! than `f32::MAX`; widths leave a partial last block and a tail shorter than a vector.
+//! Every fast backend (the CPU build under test) against the f64 reference, logsumexp and
+//! the forward-only cross-entropy with every option that adds a linear sum.
+
+mod common;
+
+use common::{assert_ce_close, assert_lse_close, fast_backends, Rng};
+use ndarray::{Array1, Array2};
+use smoothmax::{Backend, CrossEntropyOptions, Reduction, Reference, Targets};
+
+const NEG: f32 = f32::NEG_INFINITY;
+
+/// The widths: around one block, a partial last block, several blocks with a tail of 7.
+const WIDTHS: [usize; 6] = [1023, 1024, 1025, 2047, 3000, 5127];
+
+/// Rows whose max moves between blocks, all finite except whole −inf blocks.
+fn finite_rows(cols: usize) -> Array2<f32> {
+    let mut rng = Rng(cols as u64);
+    let rows: Vec<Vec<f32>> = vec![
+        // Rising by a little in every element, so in every block.
+        (0..cols).map(|j| j as f32 * 0.01).collect(),
+        // Falling: the first block holds the max.
+        (0..cols).map(|j| -(j as f32) * 0.01).collect(),
+        // Rising by 50 per block: each rescaling is e^{-50}.
+        (0..cols)
+            .map(|j| (j / 1024) as f32 * 50.0 + rng.unit() as f32)
+            .collect(),
+        // Rising by 800 per block: the earlier sum underflows to 0 in the rescaling.
+        (0..cols).map(|j| (j / 1024) as f32 * 800.0).collect(),
+        // The max alone in the last element.
+        (0..cols)
+            .map(|j| {
+                if j + 1 == cols {
+                    30.0
+                } else {
+                    rng.normal() as f32
+                }
+            })
+            .collect(),
+        // A first block of −inf, then values.
+        (0..cols)
+            .map(|j| if j < 1024 { NEG } else { rng.normal() as f32 })
+            .collect(),
+        // −inf everywhere but the last element.
+        (0..cols)
+            .map(|j| if j + 1 == cols { -5.0 } else { NEG })
+            .collect(),
+        // Spanning 2·f32::MAX: −3e38 in the first block, +3e38 in the last.
+        (0..cols)
+            .map(|j| {
+                if j < 1024 {
+                    -3e38
+                } else {
+                    3e38 - j as f32 * 1e31
+                }
+            })
+            .collect(),
+    ];
+    Array2::from_shape_fn((rows.len(), cols), |(i, j)| rows[i][j])
+}
+
+#[test]
+fn logsumexp_of_rows_whose_max_moves_between_blocks() {
+    for cols in WIDTHS {
+        let x = finite_rows(cols);
+        for t in [1.0f32, 0.25, 3.0, 1e38] {
+            let want = Reference.logsumexp_f64(x.view(), t).unwrap();
+            for b in fast_backends() {
+                let got = b.logsumexp(x.view(), t).unwrap();
+                let what = format!("{} [{cols}] T = {t}", b.name());
+                assert_lse_close(got.view(), want.view(), cols, t, &what);
+            }
+        }
+    }
+}
+
+/// NaN and +inf in blocks other than the first: the row is NaN whichever block holds the
+/// NaN, +inf where there is no NaN, whatever finite or −inf values come before.
+#[test]
+fn nan_and_infinity_in_later_blocks_decide_the_row() {
+    let nan = f32::NAN;
+    let cols = 3000;
+    let row = |special: &[(usize, f32)]| {
+        let mut r: Vec<f32> = (0..cols).map(|j| (j % 13) as f32 * 0.5).collect();
+        for &(p, v) in special {
+            r[p] = v;
+        }
+        r
+    };
+    let cases: Vec<(Vec<f32>, f32)> = vec![
+        (row(&[(5, f32::INFINITY), (2500, nan)]), nan),
+        (row(&[(5, nan), (2500, f32::INFINITY)]), nan),
+        (row(&[(2999, f32::INFINITY)]), f32::INFINITY),
+        (row(&[(2048, nan)]), nan),
+        (
+            row(&[(0, NEG), (1500, f32::INFINITY), (2999, NEG)]),
+            f32::INFINITY,
+        ),
+    ];
+    for (r, want) in cases {
+        let x = Array2::from_shape_vec((1, cols), r).unwrap();
+        for b in fast_backends() {
+            let got = b.logsumexp(x.view(), 1.0).unwrap()[0];
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{}: {got}, want {want}",
+                b.name()
+            );
+            let y = Array1::from_elem(1, 3i64);
+            let o = CrossEntropyOptions {
+                label_smoothing: 0.1,
+                reduction: Reduction::None,
+                ..Default::default()
+            };
+            let out = b
+                .cross_entropy(x.view(), Targets::classes(y.view()), &o)
+                .unwrap();
+            let refr = Reference
+                .cross_entropy_f64(x.view(), Targets::classes(y.view()), &o)
+                .unwrap();
+            assert_ce_close(&out, &refr, cols, 1.0, &format!("{} ce", b.name()));
+        }
+    }
+}
+
+/// The forward-only cross-entropy (one read per row) against the reference, with the options
+/// that add a linear sum (smoothing, with and without class weights; probability targets)
+/// and without; and the same call with the gradient (two passes, terms stored), so both
+/// forms are held to the same reference.
+#[test]
+fn cross_entropy_forward_on_rows_whose_max_moves_between_blocks() {
+    for cols in WIDTHS {
+        let x = finite_rows(cols);
+        let rows = x.nrows();
+        let mut rng = Rng(7 + cols as u64);
+        let y = Array1::from_shape_fn(rows, |i| (i * 997 % cols) as i64);
+        let w = Array1::from_shape_fn(cols, |_| (0.25 + rng.unit()) as f32);
+        let q = {
+            let mut q = Array2::from_shape_fn((rows, cols), |_| rng.unit() as f32);
+            for mut r in q.rows_mut() {
+                let s: f32 = r.sum();
+                r.mapv_inplace(|v| v / s);
+            }
+            q
+        };
+        for gradient in [false, true] {
+            let base = CrossEntropyOptions {
+                reduction: Reduction::None,
+                gradient,
+                ..Default::default()
+            };
+            let options = [
+                ("plain", base.clone(), false),
+                (
+                    "smoothing",
+                    CrossEntropyOptions {
+                        label_smoothing: 0.1,
+                        ..base.clone()
+                    },
+                    false,
+                ),
+                (
+                    "smoothing + weights",
+                    CrossEntropyOptions {
+                        label_smoothing: 0.2,
+                        weight: Some(w.view()),
+                        ..base.clone()
+                    },
+                    false,
+                ),
+                ("probabilities", base.clone(), true),
+            ];
+            for (name, o, probs) in options {
+                let t = if probs {
+                    Targets::probabilities(q.view())
+                } else {
+                    Targets::classes(y.view())
+                };
+                let want = Reference
+                    .cross_entropy_f64(x.view(), t.clone(), &o)
+                    .unwrap();
+                for b in fast_backends() {
+                    let got = b.cross_entropy(x.view(), t.clone(), &o).unwrap();
+                    let what = format!("{} [{cols}] {name} gradient {gradient}", b.name());
+                    assert_ce_close(&got, &want, cols, 1.0, &what);
+                }
+            }
+        }
+    }
+}
