@@ -24,11 +24,15 @@ fn exp_map(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
 }
 
-// `row_sum`: the read-only yardstick (read B*C, write B), against which the ops that only read
-// their rows (logsumexp, cross-entropy forward) are measured. One workgroup per row of
-// params.cols_v groups at x_base + row * x_stride (in elements): lane l adds groups l, l + WG,
-// ..., so neighbouring lanes read neighbouring groups, then the lanes' sums are added in a
-// tree through workgroup memory; the row's sum is stored as one group at y_base + 4 * row.
+// `row_sum` and `row_sum_serial`: the read-only yardstick (read B*C, write B), against which
+// the ops that only read their rows (logsumexp, cross-entropy forward) are measured, laid out
+// per adapter class as the row kernels are (src/gpu/split.rs). Rows of params.cols_v groups
+// at x_base + row * x_stride (in elements); each row's sum is stored as one group at
+// y_base + 4 * row.
+//
+// `row_sum` (a real GPU): one workgroup per row, lane l adds groups l, l + WG, ..., so
+// neighbouring lanes read neighbouring groups, then the lanes' sums are added in a tree
+// through workgroup memory.
 @compute @workgroup_size(256)
 fn row_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.y * params.groups_x + wid.x;
@@ -50,4 +54,35 @@ fn row_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if lid == 0u {
         y[params.y_base / 4u + row] = sum_out(sh_m[0]);
     }
+}
+
+// `row_sum_serial` (a CPU adapter, where a barrier costs as much as a row: measured on
+// lavapipe at [65536, 1000], `row_sum` took 567 ms where a copy took 72): one invocation per
+// row, a serial loop over it four groups a step. lavapipe ends a loop after 65535 iterations
+// (nested loops too: blocks of 32 in an outer loop lost a fifth of a 300000-element row), so
+// a row has at most 4 * 65535 groups here; the host picks `row_sum` past that
+// (`ROW_SUM_SERIAL_MAX_GROUPS` in src/gpu/timing.rs).
+@compute @workgroup_size(256)
+fn row_sum_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * params.groups_x + wid.x) * WG + lid;
+    if row >= params.rows {
+        return;
+    }
+    let base = (params.x_base + row * params.x_stride) / 4u;
+    var acc = vec4<f32>(0.0);
+    let whole = params.cols_v / 4u * 4u;
+    for (var k = 0u; k < whole; k += 4u) {
+        acc += (sum4_of(x[base + k]) + sum4_of(x[base + k + 1u]))
+            + (sum4_of(x[base + k + 2u]) + sum4_of(x[base + k + 3u]));
+    }
+    if whole < params.cols_v {
+        acc += sum4_of(x[base + whole]);
+    }
+    if whole + 1u < params.cols_v {
+        acc += sum4_of(x[base + whole + 1u]);
+    }
+    if whole + 2u < params.cols_v {
+        acc += sum4_of(x[base + whole + 2u]);
+    }
+    y[params.y_base / 4u + row] = sum_out((acc.x + acc.y) + (acc.z + acc.w));
 }

@@ -12,14 +12,16 @@ use std::arch::x86_64::*;
 
 /// Eight `2^z` at once: the base-2 form of avx512.rs's `exp2_16` (same polynomial, same
 /// flush below `EXP2_LO`, same error bound) with `2^n` built from its exponent bits, which
-/// `n ≥ −126` keeps normal. 15 vector instructions where the Cephes form (exp.rs) takes 20.
+/// `n ≥ −126` keeps normal (the lanes below are masked to 0 at the end). 14 vector
+/// instructions where the Cephes form (exp.rs) takes 20.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp2_8(z: __m256) -> __m256 {
     let lo = _mm256_set1_ps(EXP2_LO);
-    let zc = _mm256_max_ps(z, lo);
-    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(zc);
-    let f = _mm256_sub_ps(zc, n);
+    // No clamp of z first: the lanes whose exponent bits it would keep in range are the ones
+    // the final mask zeroes (below −126, and −inf, whose `f` is NaN).
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z);
+    let f = _mm256_sub_ps(z, n);
     let c = |i: usize| _mm256_set1_ps(EXP2_POLY[i]);
     let mut p = _mm256_fmadd_ps(c(6), f, c(5));
     for i in (0..5).rev() {

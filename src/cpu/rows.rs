@@ -10,7 +10,32 @@
 //! 3. softmax: `out ← out · (1/s)`; log-softmax: `out = (x − m)/T − ln s` (no exp).
 //!
 //! One exp per element (the online single-pass merge of Milakov & Gimelshein needs a second
-//! one for the output). Then `T·lse(x/T) = m + T·ln s`.
+//! one for the output). Then `T·lse(x/T) = m + T·ln s`. The ops that only read the row
+//! (logsumexp, and cross-entropy forward in ce_stats.rs) do passes 1 and 2 a 1024-element
+//! block at a time instead ([`row_stats`]), so the row comes from memory once.
+//!
+//! # Budget per element (AVX-512 build, f32, measured on this project's machine kind: two
+//! Zen 4 cores at 2.6 GHz, no hardware counters in the VM, so counts are from the loops'
+//! instructions and rates from `smoothmax bench`)
+//!
+//! Vector instructions per 16 elements, each a 512-bit op (Zen 4 runs it as two 256-bit
+//! halves on its four FP pipes):
+//!
+//! | pass | loads | arithmetic | stores |
+//! |---|---|---|---|
+//! | max and `\|bits\|` | 1 | max, and, unsigned max: 3 | 0 |
+//! | exp-sum | 1 | `x − m` (fma), `·c·log₂e`, exp2 (round, subtract, 6 fma, compare, scale: 10), add: 13 | 0 (softmax: 1) |
+//! | cross-entropy linear sum, fused into the exp-sum | 0 | fma, compare, masked move, add: 4 | 0 |
+//! | softmax / log-softmax write | 1 (L2) | 1-2 | 1 (streamed) |
+//!
+//! Against the floors, at `[4096, 32000]`: the row-sum yardstick reads 524 MB in 15.5-16 ms
+//! (33 GB/s, 4.1 G floats/s per core), and one core sums `e^x` over an L1-resident row at
+//! 6.3 G/s. So the exp pass alone runs at 1.5× memory speed and a logsumexp reaches the
+//! memory floor only where its arithmetic overlaps the row's arrival: read once, 16.4-18.9 ms
+//! (the two-pass form, max from memory then exp-sum from L2, took 21.7-23 ms). The
+//! cross-entropy forward adds the linear sum (21 instructions per 16 elements in all):
+//! 20.8-22 ms, bound by arithmetic. Softmax and log-softmax read the row three times (once
+//! from memory) and write it once: 33-39 ms against the memcpy yardstick's 31-32.
 
 use super::arith::{stream_f32_rows, Arith};
 use super::lanes::SUM_BLOCK;

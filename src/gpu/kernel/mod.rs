@@ -219,6 +219,7 @@ pub(crate) enum Entry {
     Copy,
     ExpMap,
     RowSum,
+    RowSumSerial,
     Weighted,
     Margin,
     Power,
@@ -255,6 +256,7 @@ impl Entry {
             Entry::Copy => "copy",
             Entry::ExpMap => "exp_map",
             Entry::RowSum => "row_sum",
+            Entry::RowSumSerial => "row_sum_serial",
             Entry::Weighted => "weighted",
             Entry::Margin => "margin",
             Entry::Power => "power",
@@ -288,7 +290,9 @@ impl Entry {
             Family::CrossEntropy | Family::CrossEntropyInPlace => {
                 matches!(self, E::CeFused | E::CeStats | E::CeRows | E::CeGrad)
             }
-            Family::Yardstick => matches!(self, E::Copy | E::ExpMap | E::RowSum),
+            Family::Yardstick => {
+                matches!(self, E::Copy | E::ExpMap | E::RowSum | E::RowSumSerial)
+            }
             Family::SurrogateRows => {
                 matches!(
                     self,
@@ -412,7 +416,8 @@ pub(crate) struct Kernel {
 }
 
 impl Kernel {
-    /// A yardstick (`copy`, `exp_map` or `row_sum`, always vec4) over elements of type `dtype`
+    /// A yardstick (`copy`, `exp_map`, `row_sum` or `row_sum_serial`, always vec4) over
+    /// elements of type `dtype`
     /// (read and written in that type).
     pub fn yardstick(entry: Entry, dtype: DType) -> Self {
         Kernel {

@@ -12,7 +12,7 @@ use naga::{AddressSpace, ScalarKind, StorageAccess, TypeInner};
 
 const EXP_FORMS: [ExpForm; 3] = [ExpForm::Unit, ExpForm::Half, ExpForm::Tiny];
 const ROW_THREADS: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
-const ENTRIES: [Entry; 30] = [
+const ENTRIES: [Entry; 31] = [
     Entry::Stats,
     Entry::StatsPartial,
     Entry::MergeRows,
@@ -26,6 +26,7 @@ const ENTRIES: [Entry; 30] = [
     Entry::Copy,
     Entry::ExpMap,
     Entry::RowSum,
+    Entry::RowSumSerial,
     Entry::Weighted,
     Entry::Margin,
     Entry::Power,
