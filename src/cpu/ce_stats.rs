@@ -4,7 +4,7 @@
 
 use super::arith::Arith;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
-use super::rows::{exp_sum, row_max, INF_BITS, ONLINE_BLOCK};
+use super::rows::{exp_sum, row_max_flags, INF_BITS, ONLINE_BLOCK};
 use crate::cross_entropy::fast::{flag, RowStats};
 use crate::element::Element;
 use crate::scale::{ExpScale, RowScale};
@@ -58,7 +58,7 @@ pub(super) fn stats<A: Arith, E: Element>(
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> RowStats {
-    let (m, nan, pos_inf) = row_max::<A, E>(x);
+    let (m, nan, pos_inf, nonfinite) = row_max_flags::<A, E>(x);
     let mut st = RowStats {
         m,
         flags: if nan {
@@ -74,13 +74,15 @@ pub(super) fn stats<A: Arith, E: Element>(
         return st;
     }
     // T = 1: the exponent is `x − m` (an overflowing difference is correctly −inf).
-    st.s = exp_sum::<A, E>(x, &ExpScale::new(1.0, 1.0).row(m), store, next);
+    let sc = ExpScale::new(1.0, 1.0).row(m);
     if !cfg.lin {
+        st.s = exp_sum::<A, E>(x, &sc, store, next);
         return st;
     }
-    let (a, neg) = linear_block::<A, E>(cfg, x, 0, q, m);
-    st.a = a as f32;
-    if neg {
+    let (s, a) = exp_linear_block::<A, E>(cfg, x, 0, q, &sc, store, next);
+    (st.s, st.a) = (s as f32, a as f32);
+    // Neither NaN nor +inf: a non-finite value is a −inf.
+    if nonfinite {
         st.flags |= neg_kinds(cfg, x, 0, q);
     }
     st
@@ -136,18 +138,20 @@ fn linear_block<A: Arith, E: Element>(
     (a_total, neg)
 }
 
-/// The exp-sum and the linear sum of `x`, columns `j0..` of a row (`q`: the whole row's), in
-/// one loop in the AVX-512 build (the block is read once, each element's `x − m` shared),
-/// else one after the other.
+/// The exp-sum (each term stored into `store` when given; `next`: see `rows::exp_sum`) and
+/// the linear sum of `x`, columns `j0..` of a row (`q`: the whole row's), in one loop in the
+/// AVX-512 build (`x` is read once), else one after the other.
 #[inline(always)]
 fn exp_linear_block<A: Arith, E: Element>(
     cfg: &Cfg,
     x: &[E],
     j0: usize,
     q: Option<&[f32]>,
-    m: f32,
     sc: &RowScale,
+    store: Option<&mut [f32]>,
+    next: &[f32],
 ) -> (f64, f64) {
+    let m = sc.m;
     #[cfg(target_arch = "x86_64")]
     if A::AVX512 && super::exp::base2_fits(sc) {
         let cols = j0..j0 + x.len();
@@ -158,10 +162,10 @@ fn exp_linear_block<A: Arith, E: Element>(
         };
         // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
         // `lin.k` is as long as x.
-        let (s, a) = unsafe { super::avx512::exp_linear_sums(x, sc, &lin) };
+        let (s, a) = unsafe { super::avx512::exp_linear_sums(x, sc, &lin, store, next) };
         return (s as f64, a as f64);
     }
-    let s = exp_sum::<A, E>(x, sc, None, &[]) as f64;
+    let s = exp_sum::<A, E>(x, sc, store, next) as f64;
     (s, linear_block::<A, E>(cfg, x, j0, q, m).0)
 }
 
@@ -217,7 +221,7 @@ pub(super) fn stats_online<A: Arith, E: Element>(
         }
         // NaN and +inf are ruled out above, so a non-finite pattern is a −inf.
         let neg = abits >= INF_BITS;
-        let (sb, ab) = exp_linear_block::<A, E>(cfg, b, j0, q, m, &sc);
+        let (sb, ab) = exp_linear_block::<A, E>(cfg, b, j0, q, &sc, None, &[]);
         s += sb;
         a += ab;
         k_sum += finite_weight(cfg, b, j0, q, neg);

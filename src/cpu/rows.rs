@@ -76,9 +76,10 @@ impl RowStats {
     }
 }
 
-/// Pass 1: the max of the values (NaN and −inf never win a `>`), plus NaN / +inf flags.
+/// Pass 1: the max of the values (NaN and −inf never win a `>`), plus NaN / +inf flags and
+/// whether the row holds a non-finite value at all (with neither flag set: a −inf).
 #[inline(always)]
-pub(crate) fn row_max<A: Arith, E: Element>(x: &[E]) -> (f32, bool, bool) {
+pub(crate) fn row_max_flags<A: Arith, E: Element>(x: &[E]) -> (f32, bool, bool, bool) {
     let (mut m, abits) = A::max_and_abs_bits(x);
     let (mut nan, mut pos_inf) = (false, false);
     if abits >= INF_BITS {
@@ -89,6 +90,13 @@ pub(crate) fn row_max<A: Arith, E: Element>(x: &[E]) -> (f32, bool, bool) {
     if m == f32::INFINITY {
         m = f32::MIN; // only reachable with pos_inf set; keep m finite
     }
+    (m, nan, pos_inf, abits >= INF_BITS)
+}
+
+/// [`row_max_flags`] without the last flag.
+#[inline(always)]
+pub(crate) fn row_max<A: Arith, E: Element>(x: &[E]) -> (f32, bool, bool) {
+    let (m, nan, pos_inf, _) = row_max_flags::<A, E>(x);
     (m, nan, pos_inf)
 }
 

@@ -112,24 +112,27 @@ pub(crate) struct Linear<'a> {
     pub k: Option<&'a [f32]>,
 }
 
-/// [`exp_sum`] and the linear sum of `lin` in one read of `x` (the forward-only
-/// cross-entropy with smoothing or probability targets): `(Σ e, Σ_finite k̂·σ(x − m))`.
-/// Whether `x` holds a −inf is the caller's to know (its max pass saw it).
+/// [`exp_sum`] (each term stored into `store` when given, the next row prefetched) and the
+/// linear sum of `lin` in one read of `x` (cross-entropy with smoothing or probability
+/// targets): `(Σ e, Σ_finite k̂·σ(x − m))`. Whether `x` holds a −inf is the caller's to know
+/// (its max pass saw it).
 ///
 /// # Safety
-/// The processor must have AVX-512F; `lin.k`, when given, is as long as `x`.
+/// The processor must have AVX-512F; `lin.k` and `store`, when given, are as long as `x`.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn exp_linear_sums<E: Element>(
     x: &[E],
     sc: &RowScale,
     lin: &Linear,
+    store: Option<&mut [f32]>,
+    next: &[f32],
 ) -> (f32, f32) {
     if let Some(k) = lin.k {
         assert_eq!(k.len(), x.len());
     }
     // SAFETY: as the caller's.
-    unsafe { exp_sums::<E, true>(x, sc, None, &[], Some(lin)) }
+    unsafe { exp_sums::<E, true>(x, sc, store, next, Some(lin)) }
 }
 
 /// [`exp_sum`], plus the linear sum of `lin` where `LIN`. The last partial group of 32
