@@ -7,10 +7,11 @@ use plotters::prelude::*;
 use std::path::Path;
 
 /// Every line's name, fixing its color.
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 9] = [
     "copy",
     "exp-map",
     "memcpy",
+    "row-sum",
     "logsumexp",
     "softmax",
     "log-softmax",
@@ -18,10 +19,11 @@ const NAMES: [&str; 8] = [
     "ce-fwd-bwd",
 ];
 
-const COLORS: [RGBColor; 8] = [
+const COLORS: [RGBColor; 9] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
+    RGBColor(188, 189, 34),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
@@ -156,10 +158,11 @@ pub fn write_svg(path: &Path, adapter: Option<&str>, records: &[Record]) -> Resu
         &left,
         "GPU kernel time",
         "gpu-kernel",
-        &["copy", "exp-map"],
+        &["copy", "exp-map", "row-sum"],
         records,
         &shapes,
     )?;
-    panel(&right, "CPU", "cpu", &["memcpy"], records, &shapes)?;
+    let cpu_yard = ["memcpy", "row-sum"];
+    panel(&right, "CPU", "cpu", &cpu_yard, records, &shapes)?;
     root.present().map_err(|e| e.to_string())
 }

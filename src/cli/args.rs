@@ -33,7 +33,7 @@ pub enum Command {
         op: EvalOp,
     },
     /// Benchmark every op on the GPU (kernel and end to end) and the CPU, beside copy / exp-map
-    /// / memcpy yardsticks measured in the same run.
+    /// / memcpy / row-sum yardsticks measured in the same run.
     Bench(BenchArgs),
 }
 

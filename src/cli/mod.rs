@@ -223,7 +223,9 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
     writeln!(
         human,
         "GB/s counts bytes read + written; /copy and /exp-map: fraction of the yardstick kernels' \
-         GB/s on this adapter (cpu: of the multi-threaded memcpy); vs cpu: CPU median / this median.\n\
+         GB/s on this adapter (cpu: of the multi-threaded memcpy); /row-sum: the ops that only \
+         read their rows (logsumexp, ce-fwd) as a fraction of the row-sum yardstick's GB/s \
+         (read B*C, write B) on the same device; vs cpu: CPU median / this median.\n\
          gpu-kernel: device time, data already on the device; gpu-e2e: the whole call (upload, \
          compute, readback); cpu: the fast CPU path writing into a reused output buffer (the \
          surrogates, value and gradient, allocate theirs per call)."

@@ -79,7 +79,7 @@ pub(super) fn stats<A: Arith, E: Element>(
         st.s = exp_sum::<A, E>(x, &sc, store, next);
         return st;
     }
-    let (s, a) = exp_linear_block::<A, E>(cfg, x, 0, q, &sc, store, next);
+    let (s, a) = exp_linear_block::<A, E>(cfg, x, 0, q, &sc, (store, next), !nonfinite);
     (st.s, st.a) = (s as f32, a as f32);
     // Neither NaN nor +inf: a non-finite value is a −inf.
     if nonfinite {
@@ -140,7 +140,8 @@ fn linear_block<A: Arith, E: Element>(
 
 /// The exp-sum (each term stored into `store` when given; `next`: see `rows::exp_sum`) and
 /// the linear sum of `x`, columns `j0..` of a row (`q`: the whole row's), in one loop in the
-/// AVX-512 build (`x` is read once), else one after the other.
+/// AVX-512 build (`x` is read once), else one after the other; `all_finite`: `x` holds no
+/// −inf (nor NaN or +inf), which spares the AVX-512 loop its finite test.
 #[inline(always)]
 fn exp_linear_block<A: Arith, E: Element>(
     cfg: &Cfg,
@@ -148,8 +149,8 @@ fn exp_linear_block<A: Arith, E: Element>(
     j0: usize,
     q: Option<&[f32]>,
     sc: &RowScale,
-    store: Option<&mut [f32]>,
-    next: &[f32],
+    (store, next): (Option<&mut [f32]>, &[f32]),
+    all_finite: bool,
 ) -> (f64, f64) {
     let m = sc.m;
     #[cfg(target_arch = "x86_64")]
@@ -159,6 +160,7 @@ fn exp_linear_block<A: Arith, E: Element>(
             sigma: cfg.sigma,
             minus_m_sigma: -m * cfg.sigma,
             k: q.or(cfg.weight).map(|k| &k[cols]),
+            all_finite,
         };
         // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
         // `lin.k` is as long as x.
@@ -221,7 +223,7 @@ pub(super) fn stats_online<A: Arith, E: Element>(
         }
         // NaN and +inf are ruled out above, so a non-finite pattern is a −inf.
         let neg = abits >= INF_BITS;
-        let (sb, ab) = exp_linear_block::<A, E>(cfg, b, j0, q, &sc, None, &[]);
+        let (sb, ab) = exp_linear_block::<A, E>(cfg, b, j0, q, &sc, (None, &[]), !neg);
         s += sb;
         a += ab;
         k_sum += finite_weight(cfg, b, j0, q, neg);
