@@ -26,22 +26,25 @@ fn exp_map(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 
 // `row_sum` and `row_sum_serial`: the read-only yardstick (read B*C, write B), against which
 // the ops that only read their rows (logsumexp, cross-entropy forward) are measured, laid out
-// per adapter class as the row kernels are (src/gpu/split.rs). Rows of params.cols_v groups
-// at x_base + row * x_stride (in elements); each row's sum is stored as one group at
-// y_base + 4 * row.
+// per adapter class as the row kernels are (src/gpu/yardstick.rs). Rows of params.cols_v
+// groups at x_base + row * x_stride (in elements), each cut into params.segs segments of
+// params.seg_len groups; item = row * segs + seg stores its segment's sum as one group at
+// y_base + 4 * item.
 //
-// `row_sum` (a real GPU): one workgroup per row, lane l adds groups l, l + WG, ..., so
-// neighbouring lanes read neighbouring groups, then the lanes' sums are added in a tree
-// through workgroup memory.
+// `row_sum` (a real GPU): one workgroup per item, lane l adds groups l, l + WG, ... of the
+// segment, so neighbouring lanes read neighbouring groups, then the lanes' sums are added in a
+// tree through workgroup memory.
 @compute @workgroup_size(256)
 fn row_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = wid.y * params.groups_x + wid.x;
-    if row >= params.rows {
+    let item = wid.y * params.groups_x + wid.x;
+    if item >= params.rows * params.segs {
         return;
     }
-    let base = (params.x_base + row * params.x_stride) / 4u;
+    let base = (params.x_base + (item / params.segs) * params.x_stride) / 4u;
+    let k0 = (item % params.segs) * params.seg_len;
+    let k1 = min(k0 + params.seg_len, params.cols_v);
     var acc = vec4<f32>(0.0);
-    for (var k = lid; k < params.cols_v; k += WG) {
+    for (var k = k0 + lid; k < k1; k += WG) {
         acc += sum4_of(x[base + k]);
     }
     sh_m[lid] = (acc.x + acc.y) + (acc.z + acc.w);
@@ -52,37 +55,37 @@ fn row_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         }
     }
     if lid == 0u {
-        y[params.y_base / 4u + row] = sum_out(sh_m[0]);
+        y[params.y_base / 4u + item] = sum_out(sh_m[0]);
     }
 }
 
-// `row_sum_serial` (a CPU adapter, where a barrier costs as much as a row: measured on
-// lavapipe at [65536, 1000], `row_sum` took 567 ms where a copy took 72): one invocation per
-// row, a serial loop over it four groups a step. lavapipe ends a loop after 65535 iterations
-// (nested loops too: blocks of 32 in an outer loop lost a fifth of a 300000-element row), so
-// a row has at most 4 * 65535 groups here; the host picks `row_sum` past that
-// (`ROW_SUM_SERIAL_MAX_GROUPS` in src/gpu/timing.rs).
+// `row_sum_serial` (a CPU adapter, where a barrier costs as much as a row): one invocation per
+// item, a serial loop four groups a step. lavapipe ends a loop after 65535 iterations (nested
+// loops too: blocks of 32 in an outer loop lost a fifth of a 300000-element row), so a
+// segment has at most 4 * 65535 groups (`SERIAL_MAX_GROUPS` in src/gpu/yardstick.rs).
 @compute @workgroup_size(256)
 fn row_sum_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * params.groups_x + wid.x) * WG + lid;
-    if row >= params.rows {
+    let item = (wid.y * params.groups_x + wid.x) * WG + lid;
+    if item >= params.rows * params.segs {
         return;
     }
-    let base = (params.x_base + row * params.x_stride) / 4u;
+    let base = (params.x_base + (item / params.segs) * params.x_stride) / 4u;
+    let k0 = (item % params.segs) * params.seg_len;
+    let k1 = min(k0 + params.seg_len, params.cols_v);
     var acc = vec4<f32>(0.0);
-    let whole = params.cols_v / 4u * 4u;
-    for (var k = 0u; k < whole; k += 4u) {
+    let whole = k0 + (k1 - k0) / 4u * 4u;
+    for (var k = k0; k < whole; k += 4u) {
         acc += (sum4_of(x[base + k]) + sum4_of(x[base + k + 1u]))
             + (sum4_of(x[base + k + 2u]) + sum4_of(x[base + k + 3u]));
     }
-    if whole < params.cols_v {
+    if whole < k1 {
         acc += sum4_of(x[base + whole]);
     }
-    if whole + 1u < params.cols_v {
+    if whole + 1u < k1 {
         acc += sum4_of(x[base + whole + 1u]);
     }
-    if whole + 2u < params.cols_v {
+    if whole + 2u < k1 {
         acc += sum4_of(x[base + whole + 2u]);
     }
-    y[params.y_base / 4u + row] = sum_out((acc.x + acc.y) + (acc.z + acc.w));
+    y[params.y_base / 4u + item] = sum_out((acc.x + acc.y) + (acc.z + acc.w));
 }

@@ -31,6 +31,7 @@ mod scopes;
 mod split;
 mod surrogates;
 mod timing;
+mod yardstick;
 
 pub use adapter::{list_adapters, AdapterSummary, GpuOptions};
 pub use call::{

@@ -19,9 +19,9 @@ pub(crate) enum Policy {
 
 /// Below this many (row, segment) items a dispatch leaves a large GPU idle: long rows are then
 /// split into segments, one workgroup each, merged afterwards.
-const TARGET_ITEMS_GPU: usize = 512;
+pub(crate) const TARGET_ITEMS_GPU: usize = 512;
 const MAX_STEPS_CPU: usize = 2048;
-const MIN_WORKGROUPS_CPU: usize = 16;
+pub(crate) const MIN_WORKGROUPS_CPU: usize = 16;
 /// Shortest segment worth a workgroup, in vec4 units (8192 floats).
 const MIN_SEG_V: usize = 2048;
 /// Vec4 steps each invocation should get before more invocations are added to a row.

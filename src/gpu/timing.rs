@@ -7,19 +7,18 @@
 
 use super::ce::{CeJob, ROW_STATS_BYTES};
 use super::context::Context;
-use super::encode::{record_pass, Params};
-use super::kernel::{Entry, Kernel, Slot};
-use super::launch::{launch, Chunk, Extent, Input, Job, Layout, Mode, Output, Sink, Source};
+use super::kernel::Entry;
+use super::launch::{launch, Extent, Input, Layout, Mode, Output, Sink, Source};
 use super::matrix::GpuMatrix;
 use super::pool::PooledBuffer;
 use super::readback::read_f32;
 use super::rows::RowsJob;
 use super::scopes::Scopes;
-use super::split::{Policy, WG};
+use super::yardstick::Yardstick;
 use super::Gpu;
 use crate::cross_entropy::fast::{fast_inputs, FastInputs};
 use crate::cross_entropy::{prepare, CrossEntropyOptions, Targets};
-use crate::element::{with_dtype, DType, Element, MatrixView};
+use crate::element::{with_dtype, Element, MatrixView};
 use crate::error::{Error, Result};
 use crate::rows::RowOp;
 use ndarray::ArrayView2;
@@ -55,44 +54,6 @@ pub struct KernelTimes {
     /// Whether they come from timestamp queries (else from the wall clock).
     pub timestamps: bool,
 }
-
-/// The yardsticks as a [`Job`]: `copy` and `exp_map` over rows of four elements of the type,
-/// read and written once (one invocation per row); `row_sum` (one workgroup per row) and
-/// `row_sum_serial` (one invocation per row) over rows of `cols` elements (a multiple of
-/// four), one group of four written per row.
-struct Yardstick(Entry, DType, usize);
-
-impl Job for Yardstick {
-    fn record(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        chunk: &Chunk,
-    ) -> Result<Vec<PooledBuffer>> {
-        let (x, y) = (chunk.inputs[0].slice, chunk.outputs[0].slice);
-        let cols = self.2;
-        let params = Params::new(chunk.rows, cols, 1, 1, 1.0).placed(x.base, cols, y.base);
-        // `row_sum`: a workgroup per row; the others: an invocation per row.
-        let groups = if self.0 == Entry::RowSum {
-            chunk.rows
-        } else {
-            chunk.rows.div_ceil(WG)
-        };
-        let pass = record_pass(
-            ctx,
-            encoder,
-            Kernel::yardstick(self.0, self.1),
-            groups,
-            params,
-            vec![(Slot::X, x.binding()), (Slot::Y, y.binding())],
-        )?;
-        Ok(vec![pass])
-    }
-}
-
-/// The longest row (in groups of four) `row_sum_serial` sums whole: its loop takes four
-/// groups a step, and lavapipe ends a loop after 65535 steps (shaders/yardstick.wgsl).
-const ROW_SUM_SERIAL_MAX_GROUPS: usize = 4 * 65535;
 
 /// One timed op: its job and what it binds.
 enum Timed {
@@ -174,20 +135,20 @@ impl Gpu {
                 } else {
                     Entry::ExpMap
                 };
-                (Timed::Yardstick(Yardstick(entry, dtype, 4)), m)
+                (Timed::Yardstick(Yardstick::elementwise(entry, dtype)), m)
             }
             KernelJob::RowSum => {
-                // Rows zero-padded to whole groups of four (sums unchanged).
+                // Rows zero-padded to whole groups of four (sums unchanged) where they are not.
                 let c4 = cols.div_ceil(4) * 4;
-                let mut padded = ndarray::Array2::<E>::default((rows, c4));
-                padded.slice_mut(ndarray::s![.., ..cols]).assign(&x);
-                let m = self.upload(padded.view())?;
-                // Laid out for the adapter class, as the row kernels are.
-                let entry = match ctx.policy() {
-                    Policy::Cpu if c4 / 4 <= ROW_SUM_SERIAL_MAX_GROUPS => Entry::RowSumSerial,
-                    _ => Entry::RowSum,
+                let m = if c4 == cols {
+                    self.upload(x)?
+                } else {
+                    let mut padded = ndarray::Array2::<E>::default((rows, c4));
+                    padded.slice_mut(ndarray::s![.., ..cols]).assign(&x);
+                    self.upload(padded.view())?
                 };
-                (Timed::Yardstick(Yardstick(entry, dtype, c4)), m)
+                let job = Yardstick::row_sum(dtype, rows, c4, ctx.policy());
+                (Timed::Yardstick(job), m)
             }
             KernelJob::Row(op, t) => (
                 Timed::Rows(RowsJob {
@@ -345,7 +306,7 @@ fn record_timed(
                     layout: Layout::Based,
                 }];
                 let mut outputs = [Output {
-                    sink: scratch(4, elem),
+                    sink: scratch(job.out_per_row(), elem),
                     layout: Layout::Based,
                 }];
                 launch(
@@ -363,77 +324,4 @@ fn record_timed(
     };
     // Recording never waits on the device: the future completes at its first poll.
     pollster::block_on(fut)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gpu::launch::{Output, Sink};
-    use crate::gpu::readback::Wait;
-
-    /// Both row-sum yardsticks read every element of every row (else they would be a false
-    /// floor): sums of small integers, exact in f32 in any order, at widths (multiples of
-    /// four, as the bench pads its rows) with every tail of the serial loop and up to its
-    /// longest row (`ROW_SUM_SERIAL_MAX_GROUPS`; lavapipe ends loops after 65535 steps), in
-    /// f32 and bf16 (the sum rounded once).
-    /// With `SMOOTHMAX_REQUIRE_GPU=1` a missing adapter fails the test.
-    #[test]
-    fn row_sum_yardsticks_sum_every_element() {
-        let gpu = match Gpu::new() {
-            Ok(g) => g,
-            Err(e) if std::env::var("SMOOTHMAX_REQUIRE_GPU").as_deref() == Ok("1") => {
-                panic!("SMOOTHMAX_REQUIRE_GPU=1 but no GPU: {e}")
-            }
-            Err(_) => return,
-        };
-        for entry in [Entry::RowSum, Entry::RowSumSerial] {
-            for (rows, cols) in [
-                (5, 1000),
-                (3, 4),
-                (2, 12),
-                (2, 20),
-                (2, 32),
-                (1, 300_000),
-                (1, 1_048_000),
-            ] {
-                let x =
-                    ndarray::Array2::from_shape_fn((rows, cols), |(i, j)| ((i * 7 + j) % 5) as f32);
-                let xb = x.mapv(half::bf16::from_f32);
-                let m32 = gpu.upload(x.view()).unwrap();
-                let m16 = gpu.upload(xb.view()).unwrap();
-                for (m, dtype) in [(&m32, DType::F32), (&m16, DType::BF16)] {
-                    let elem = dtype.size();
-                    let mut data = vec![0u8; rows * 4 * elem];
-                    let inputs = [Input {
-                        source: Source::Device(m),
-                        layout: Layout::Based,
-                    }];
-                    let mut outputs = [Output {
-                        sink: Sink::Host {
-                            row_bytes: 4 * elem,
-                            data: &mut data,
-                            elem,
-                        },
-                        layout: Layout::Based,
-                    }];
-                    let job = Yardstick(entry, dtype, cols);
-                    let mode = Mode::Stream(Wait::Inline);
-                    let run = launch(&gpu.ctx, &job, rows, cols, &inputs, &mut outputs, mode);
-                    pollster::block_on(run).unwrap();
-                    for r in 0..rows {
-                        let want = x.row(r).sum();
-                        let got = match dtype {
-                            DType::F32 => bytemuck::cast_slice::<u8, f32>(&data)[4 * r],
-                            _ => half::bf16::from_bits(bytemuck::cast_slice(&data)[4 * r]).to_f32(),
-                        };
-                        let want = match dtype {
-                            DType::F32 => want,
-                            _ => half::bf16::from_f32(want).to_f32(),
-                        };
-                        assert_eq!(got, want, "{entry:?} {dtype:?} [{rows}, {cols}] row {r}");
-                    }
-                }
-            }
-        }
-    }
 }
