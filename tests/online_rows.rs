@@ -233,3 +233,67 @@ fn bf16_cross_entropy_on_rows_whose_max_moves_between_blocks() {
         }
     }
 }
+
+/// Every exponent form (`crate::scale`: `T < 1` halves, `T > 1`, subnormal temperatures and
+/// the window where `c·log₂e` overflows f32) across blocks: rows that rise by `T` per block,
+/// so every block rescales the sum by `e^{−1}` (a wrong `κ` in the rescaling shows), and rows
+/// whose max sits in the first block.
+#[test]
+fn logsumexp_across_blocks_at_every_temperature_form() {
+    let cols = 5127;
+    for t in [1e-40f32, 3e-39, 0.25, 3.0, 1e30] {
+        let rising = (0..cols).map(|j| ((j / 1024) as f32 + (j % 3) as f32 * 0.25) * t);
+        let falling = (0..cols).map(|j| -(((j / 1024) as f32 + (j % 5) as f32 * 0.125) * t));
+        let data: Vec<f32> = rising.chain(falling).collect();
+        let x = Array2::from_shape_vec((2, cols), data).unwrap();
+        let want = Reference.logsumexp_f64(x.view(), t).unwrap();
+        for b in fast_backends() {
+            let got = b.logsumexp(x.view(), t).unwrap();
+            let what = format!("{} T = {t:e}", b.name());
+            assert_lse_close(got.view(), want.view(), cols, t, &what);
+        }
+    }
+}
+
+/// A −inf logit in a later block with a probability target of each sign there (the −inf
+/// kinds of `ce_stats::neg_kinds`, their columns offset by the block): as in PyTorch, a zero
+/// target gives `0·(−inf)` = NaN, a positive one +inf, a negative one −inf.
+#[test]
+fn negative_infinity_kinds_in_later_blocks() {
+    let cols = 3000;
+    let mut x = Array2::from_shape_fn((4, cols), |(i, j)| ((i * 13 + j * 7) % 11) as f32 * 0.5);
+    let mut q = Array2::from_elem((4, cols), 1.0 / cols as f32);
+    for (i, j, qv) in [
+        (0, 1500, 0.0f32),
+        (1, 1500, 0.01),
+        (2, 1500, -0.01),
+        (3, 2500, 0.02),
+    ] {
+        x[[i, j]] = NEG;
+        q[[i, j]] = qv;
+    }
+    for gradient in [false, true] {
+        let o = CrossEntropyOptions {
+            reduction: Reduction::None,
+            gradient,
+            ..Default::default()
+        };
+        let t = Targets::probabilities(q.view());
+        let want = Reference
+            .cross_entropy_f64(x.view(), t.clone(), &o)
+            .unwrap();
+        // The cases are the ones meant: the reference gives each its kind.
+        let kinds: Vec<f64> = want.per_row.iter().map(|v| v.signum()).collect();
+        assert!(
+            kinds[0].is_nan() && kinds[1..] == [1.0, -1.0, 1.0],
+            "{:?}",
+            want.per_row
+        );
+        assert!(want.per_row.iter().skip(1).all(|v| v.is_infinite()));
+        for b in fast_backends() {
+            let got = b.cross_entropy(x.view(), t.clone(), &o).unwrap();
+            let what = format!("{} gradient {gradient}", b.name());
+            assert_ce_close(&got, &want, cols, 1.0, &what);
+        }
+    }
+}

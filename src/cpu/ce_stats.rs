@@ -100,8 +100,9 @@ fn neg_kinds<E: Element>(cfg: &Cfg, x: &[E], j0: usize, q: Option<&[f32]>) -> u3
 }
 
 /// The linear sum `Σ_finite k̂_j·σ(x_j − m)` over `x`, columns `j0..` of a row (`q`: the whole
-/// row's), and whether any of them is −inf: the AVX-512 loop in that build, else the
-/// build's loop over f32 blocks.
+/// row's), and whether any of them is −inf, by the build's loop over f32 blocks: where the
+/// exp-sum cannot take it in its own loop (`exp_linear_block`: the baseline and AVX2 builds,
+/// and the AVX-512 build's portable exponent path, which cross-entropy's `T = 1` never takes).
 #[inline(always)]
 fn linear_block<A: Arith, E: Element>(
     cfg: &Cfg,
@@ -110,25 +111,6 @@ fn linear_block<A: Arith, E: Element>(
     q: Option<&[f32]>,
     m: f32,
 ) -> (f64, bool) {
-    if A::AVX512 {
-        let cols = j0..j0 + x.len();
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
-        // the weight and q slices are as long as x.
-        let (a, neg) = unsafe {
-            super::avx512::linear_sums(
-                x,
-                cfg.sigma,
-                -m * cfg.sigma,
-                cfg.weight.map(|w| &w[cols.clone()]),
-                q.map(|q| &q[cols.clone()]),
-                |j| cfg.k(j0 + j, q),
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let (a, neg) = unreachable!("AVX-512 arithmetic exists on x86-64 only");
-        return (a as f64, neg);
-    }
     let (mut a_total, mut neg) = (0.0f64, false);
     A::f32_blocks(x, |j, b| {
         let (a, n) = linear_sums::<A>(cfg, b, j0 + j, q, m);

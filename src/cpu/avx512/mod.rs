@@ -106,12 +106,14 @@ pub(crate) unsafe fn exp_sum<E: Element>(
 /// A cross-entropy row's linear terms, summed beside its exp-sum by [`exp_linear_sums`]:
 /// `Σ_finite k̂_j·fma(x_j, σ, −σm)` (see avx2.rs's `linear_sums`).
 pub(crate) struct Linear<'a> {
+    /// `σ`, the row's scale of the linear terms (`cross_entropy::fast`).
     pub sigma: f32,
+    /// `−σm`, `m` the row's max.
     pub minus_m_sigma: f32,
     /// `k̂` over the same columns as `x` (absent: 1).
     pub k: Option<&'a [f32]>,
     /// `x` holds no −inf (the max pass says so): every linear term is finite (`σ ≤ 1/4`,
-    /// `k̂ ≤ 1`), so the loop skips the finite test and its mask, two of its four
+    /// `|k̂| ≤ 1`), so the loop skips the finite test and its mask, two of its four
     /// instructions per sixteen elements.
     pub all_finite: bool,
 }
@@ -146,10 +148,10 @@ pub(crate) unsafe fn exp_linear_sums<E: Element>(
 }
 
 /// [`exp_sum`], plus the linear sum of `lin` where `LIN`, its terms tested finite where
-/// `MASK`. The last partial group of 32
-/// elements goes through the same vector code from a copy padded with −inf (whose terms are
-/// exactly 0 in both sums), not through a scalar exp per element: at 1000 columns that tail
-/// is 8 of every 1000 elements but, scalar, a sixth of the row's instructions.
+/// `MASK`. The last partial group of 32 elements goes through the same vector code from a
+/// copy padded with −inf (whose exp terms are exactly 0, and whose linear terms are dropped
+/// by value), not through a scalar exp per element: at 1000 columns that tail is 8 of every
+/// 1000 elements but, scalar, a sixth of the row's instructions.
 ///
 /// # Safety
 /// As [`exp_sum`] and [`exp_linear_sums`].
@@ -297,61 +299,6 @@ unsafe fn exp_sums<E: Element, const LIN: bool, const MASK: bool>(
     (
         _mm512_reduce_add_pd(total) as f32,
         _mm512_reduce_add_pd(lin_total) as f32,
-    )
-}
-
-/// The cross-entropy linear sum over a row of any element type with finite max `m`:
-/// `Σ_finite k̂_j·fma(x_j, σ, −σm)` and whether any `x_j` is −inf, as avx2.rs's
-/// `linear_sums` (`k̂` from `q`, else `w`, else 1; `k_scalar(j)` for the tail). Blocked like
-/// [`exp_sum`].
-///
-/// # Safety
-/// The processor must have AVX-512F; `w` and `q`, when given, are as long as `x`.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn linear_sums<E: Element>(
-    x: &[E],
-    sigma: f32,
-    minus_m_sigma: f32,
-    w: Option<&[f32]>,
-    q: Option<&[f32]>,
-    k_scalar: impl Fn(usize) -> f32,
-) -> (f32, bool) {
-    let (vs, vms) = (_mm512_set1_ps(sigma), _mm512_set1_ps(minus_m_sigma));
-    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let kv = q.or(w);
-    let mut neg: __mmask16 = 0;
-    let mut total = _mm512_setzero_pd();
-    let n = x.len() / 16 * 16;
-    for b0 in (0..n).step_by(SUM_BLOCK) {
-        let mut a = _mm512_setzero_ps();
-        for j in (b0..n.min(b0 + SUM_BLOCK)).step_by(16) {
-            // SAFETY: j + 16 ≤ n ≤ every slice's length.
-            unsafe {
-                let d = _mm512_fmadd_ps(load16(x.as_ptr().add(j)), vs, vms);
-                let fin = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, ninf);
-                let kd = match kv {
-                    Some(k) => _mm512_mul_ps(_mm512_loadu_ps(k.as_ptr().add(j)), d),
-                    None => d,
-                };
-                a = _mm512_mask_add_ps(a, fin, a, kd);
-                neg |= !fin;
-            }
-        }
-        fold_f64(a, &mut total);
-    }
-    let (mut at, mut nt) = (0.0f32, false);
-    for (j, v) in x.iter().enumerate().skip(n) {
-        let d = v.to_f32().mul_add(sigma, minus_m_sigma);
-        if d > f32::NEG_INFINITY {
-            at += k_scalar(j) * d;
-        } else {
-            nt = true;
-        }
-    }
-    (
-        (_mm512_reduce_add_pd(total) + at as f64) as f32,
-        nt || neg != 0,
     )
 }
 

@@ -417,8 +417,7 @@ pub(crate) struct Kernel {
 
 impl Kernel {
     /// A yardstick (`copy`, `exp_map`, `row_sum` or `row_sum_serial`, always vec4) over
-    /// elements of type `dtype`
-    /// (read and written in that type).
+    /// elements of type `dtype` (read and written in that type).
     pub fn yardstick(entry: Entry, dtype: DType) -> Self {
         Kernel {
             family: Family::Yardstick,
