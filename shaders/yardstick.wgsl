@@ -31,6 +31,16 @@ fn exp_map(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 // params.seg_len groups; item = row * segs + seg stores its segment's sum as one group at
 // y_base + 4 * item.
 //
+// Item `item`'s row start in groups, and its segment's first and end group.
+fn row_sum_span(item: u32) -> vec3<u32> {
+    let k0 = (item % params.segs) * params.seg_len;
+    return vec3<u32>(
+        (params.x_base + (item / params.segs) * params.x_stride) / 4u,
+        k0,
+        min(k0 + params.seg_len, params.cols_v),
+    );
+}
+
 // `row_sum` (a real GPU): one workgroup per item, lane l adds groups l, l + WG, ... of the
 // segment, so neighbouring lanes read neighbouring groups, then the lanes' sums are added in a
 // tree through workgroup memory.
@@ -40,12 +50,10 @@ fn row_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if item >= params.rows * params.segs {
         return;
     }
-    let base = (params.x_base + (item / params.segs) * params.x_stride) / 4u;
-    let k0 = (item % params.segs) * params.seg_len;
-    let k1 = min(k0 + params.seg_len, params.cols_v);
+    let span = row_sum_span(item);
     var acc = vec4<f32>(0.0);
-    for (var k = k0 + lid; k < k1; k += WG) {
-        acc += sum4_of(x[base + k]);
+    for (var k = span.y + lid; k < span.z; k += WG) {
+        acc += sum4_of(x[span.x + k]);
     }
     sh_m[lid] = (acc.x + acc.y) + (acc.z + acc.w);
     for (var w = WG / 2u; w > 0u; w >>= 1u) {
@@ -69,9 +77,10 @@ fn row_sum_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     if item >= params.rows * params.segs {
         return;
     }
-    let base = (params.x_base + (item / params.segs) * params.x_stride) / 4u;
-    let k0 = (item % params.segs) * params.seg_len;
-    let k1 = min(k0 + params.seg_len, params.cols_v);
+    let span = row_sum_span(item);
+    let base = span.x;
+    let k0 = span.y;
+    let k1 = span.z;
     var acc = vec4<f32>(0.0);
     let whole = k0 + (k1 - k0) / 4u * 4u;
     for (var k = k0; k < whole; k += 4u) {

@@ -4,7 +4,7 @@
 
 use super::arith::Arith;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
-use super::rows::{exp_sum, row_max_flags, INF_BITS, ONLINE_BLOCK};
+use super::rows::{exp_sum, online, row_max_flags, OnlineBlock, INF_BITS};
 use crate::cross_entropy::fast::{flag, RowStats};
 use crate::element::Element;
 use crate::scale::{ExpScale, RowScale};
@@ -168,57 +168,45 @@ fn finite_weight<E: Element>(cfg: &Cfg, x: &[E], j0: usize, q: Option<&[f32]>, n
     }
 }
 
-/// Passes 1 and 2 without a stored row (the forward-only call) in one read of the row, a
-/// block of `ONLINE_BLOCK` elements at a time, as `rows::row_stats` does it: where a block
-/// raises the max from `m₀` to `m`, the sum so far is scaled by `e^{m₀ − m}` and the linear
-/// sum shifted by `σ(m₀ − m)·Σ_finite k̂` (in f64: the shift is exact to f64's precision,
-/// far below the f32 terms' own rounding). A row with NaN or +inf goes through [`stats`].
+/// Passes 1 and 2 without a stored row (the forward-only call) in one read of the row
+/// (`rows::online`): where a block raises the max from `m₀` to `m`, the linear sum is shifted
+/// by `σ(m₀ − m)·Σ_finite k̂` (in f64: the shift is exact to f64's precision, far below the
+/// f32 terms' own rounding). A row with NaN or +inf goes through [`stats`].
 #[inline(always)]
 pub(super) fn stats_online<A: Arith, E: Element>(
     cfg: &Cfg,
     x: &[E],
     q: Option<&[f32]>,
 ) -> RowStats {
-    let (mut m, mut s, mut a, mut k_sum) = (f32::MIN, 0.0f64, 0.0f64, 0.0f64);
-    let mut flags = 0;
-    for (k, b) in x.chunks(ONLINE_BLOCK).enumerate() {
-        let j0 = k * ONLINE_BLOCK;
-        let (bm, abits) = A::max_and_abs_bits(b);
-        if abits >= INF_BITS
-            && b.iter()
-                .any(|v| v.to_f32().is_nan() || v.to_f32() > f32::MAX)
-        {
-            return stats::<A, E>(cfg, x, q, None, &[]);
-        }
-        if bm > m {
-            if s != 0.0 {
-                s *= (m as f64 - bm as f64).exp();
-            }
-            a += cfg.sigma as f64 * (m as f64 - bm as f64) * k_sum;
-            m = bm;
+    let (mut a, mut k_sum, mut flags) = (0.0f64, 0.0f64, 0);
+    let block = |b: OnlineBlock<'_, E>| {
+        if b.m > b.m_prev {
+            a += cfg.sigma as f64 * (b.m_prev as f64 - b.m as f64) * k_sum;
         }
         // T = 1: the exponent is `x − m`.
-        let sc = ExpScale::new(1.0, 1.0).row(m);
+        let sc = ExpScale::new(1.0, 1.0).row(b.m);
         if !cfg.lin {
-            s += exp_sum::<A, E>(b, &sc, None, &[]) as f64;
-            continue;
+            return exp_sum::<A, E>(b.x, &sc, None, &[]) as f64;
         }
-        // NaN and +inf are ruled out above, so a non-finite pattern is a −inf.
-        let neg = abits >= INF_BITS;
-        let (sb, ab) = exp_linear_block::<A, E>(cfg, b, j0, q, &sc, (None, &[]), !neg);
-        s += sb;
+        // NaN and +inf are ruled out (`online`), so a non-finite pattern is a −inf.
+        let neg = b.abits >= INF_BITS;
+        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (None, &[]), !neg);
         a += ab;
-        k_sum += finite_weight(cfg, b, j0, q, neg);
+        k_sum += finite_weight(cfg, b.x, b.j0, q, neg);
         if neg {
-            flags |= neg_kinds(cfg, b, j0, q);
+            flags |= neg_kinds(cfg, b.x, b.j0, q);
         }
-    }
-    RowStats {
-        m,
-        s: s as f32,
-        a: a as f32,
-        flags,
-        ..RowStats::default()
+        sb
+    };
+    match online::<A, E>(x, 1.0, block) {
+        Some((m, s)) => RowStats {
+            m,
+            s: s as f32,
+            a: a as f32,
+            flags,
+            ..RowStats::default()
+        },
+        None => stats::<A, E>(cfg, x, q, None, &[]),
     }
 }
 

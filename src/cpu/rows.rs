@@ -118,50 +118,86 @@ pub(crate) fn exp_sum<A: Arith, E: Element>(
 /// block's second look (its exp-sum after its max) hits L1.
 pub(crate) const ONLINE_BLOCK: usize = 1024;
 
-/// The row's statistics in one read of the row from memory, a block of [`ONLINE_BLOCK`]
-/// elements at a time: the block's max, then its exp-sum against the running max `m` while
-/// the block is in L1. Where a block raises the max, the sum so far is rescaled by
-/// `e^{κ(m_old − m_new)}` in f64 (Milakov & Gimelshein's online softmax, a block at a time
-/// rather than an element at a time, so one exp per element as in the two-pass form). The
-/// terms are the two-pass form's terms rounded against an earlier max and then scaled
-/// exactly in f64: the same error per term. A row with NaN or +inf is classified by
-/// [`row_max`] over the whole row (rare), whose answer does not depend on the sum.
+/// One block of a one-read pass ([`online`]): its elements, its first column, the running
+/// max before it and with it, and its max pass's largest `|bits|` (a non-finite pattern is a
+/// −inf, NaN and +inf having been ruled out).
+pub(crate) struct OnlineBlock<'a, E> {
+    pub x: &'a [E],
+    pub j0: usize,
+    pub m_prev: f32,
+    pub m: f32,
+    pub abits: u32,
+}
+
+/// The one-read skeleton of the read-only passes: a block of [`ONLINE_BLOCK`] elements at a
+/// time, the block's max, then `block` (its exp-sum against the running max `m`, and whatever
+/// else the caller sums) while the block is in L1. Where a block raises the max, the sum so
+/// far is rescaled by `e^{κ(m_old − m_new)}` in f64 (Milakov & Gimelshein's online softmax, a
+/// block at a time rather than an element at a time, so one exp per element as in the
+/// two-pass form). The terms are the two-pass form's terms rounded against an earlier max
+/// and then scaled exactly in f64: the same error per term. `None` when a block holds NaN or
+/// +inf: the caller classifies the row over its whole length (rare), an answer that does not
+/// depend on the sum.
 ///
 /// The read-only ops (logsumexp, cross-entropy forward) need nothing else from the row;
 /// the two-pass form read it twice (the max from memory, the exp-sum from L2) and could not
 /// overlap the memory-bound pass with the exp-bound one.
 #[inline(always)]
-pub(crate) fn row_stats<A: Arith, E: Element>(x: &[E], es: &ExpScale) -> RowStats {
-    // κ as the terms are formed: `c·h` (the CPU callers fold no log₂e into `c`).
-    let kappa = es.c as f64 * es.h as f64;
+pub(crate) fn online<A: Arith, E: Element>(
+    x: &[E],
+    kappa: f64,
+    mut block: impl FnMut(OnlineBlock<'_, E>) -> f64,
+) -> Option<(f32, f64)> {
     let (mut m, mut s) = (f32::MIN, 0.0f64);
-    for b in x.chunks(ONLINE_BLOCK) {
+    for (k, b) in x.chunks(ONLINE_BLOCK).enumerate() {
         let (bm, abits) = A::max_and_abs_bits(b);
         if abits >= INF_BITS
             && b.iter()
                 .any(|v| v.to_f32().is_nan() || v.to_f32() > f32::MAX)
         {
-            let (m, nan, pos_inf) = row_max::<A, E>(x);
-            return RowStats {
-                m,
-                s: 0.0,
-                nan,
-                pos_inf,
-            };
+            return None;
         }
+        let m_prev = m;
         if bm > m {
             if s != 0.0 {
                 s *= ((m as f64 - bm as f64) * kappa).exp();
             }
             m = bm;
         }
-        s += exp_sum::<A, E>(b, &es.row(m), None, &[]) as f64;
+        s += block(OnlineBlock {
+            x: b,
+            j0: k * ONLINE_BLOCK,
+            m_prev,
+            m,
+            abits,
+        });
     }
-    RowStats {
-        m,
-        s: s as f32,
-        nan: false,
-        pos_inf: false,
+    Some((m, s))
+}
+
+/// The row's statistics in one read of the row from memory ([`online`]); a row with NaN or
+/// +inf is classified by [`row_max`].
+#[inline(always)]
+pub(crate) fn row_stats<A: Arith, E: Element>(x: &[E], es: &ExpScale) -> RowStats {
+    // κ as the terms are formed: `c·h` (the CPU callers fold no log₂e into `c`).
+    let kappa = es.c as f64 * es.h as f64;
+    let sum = |b: OnlineBlock<'_, E>| exp_sum::<A, E>(b.x, &es.row(b.m), None, &[]) as f64;
+    match online::<A, E>(x, kappa, sum) {
+        Some((m, s)) => RowStats {
+            m,
+            s: s as f32,
+            nan: false,
+            pos_inf: false,
+        },
+        None => {
+            let (m, nan, pos_inf) = row_max::<A, E>(x);
+            RowStats {
+                m,
+                s: 0.0,
+                nan,
+                pos_inf,
+            }
+        }
     }
 }
 
