@@ -129,8 +129,9 @@ fn nan_and_infinity_in_later_blocks_decide_the_row() {
 }
 
 /// The forward-only cross-entropy (one read per row) against the reference, with the options
-/// that add a linear sum (smoothing, with and without class weights; probability targets)
-/// and without; and the same call with the gradient (two passes, terms stored), so both
+/// that add a linear sum (smoothing, with and without class weights; probability targets,
+/// and signed ones: a weight below 0 is what turns a padded lane's −inf term into +inf, which
+/// the vector tail must drop by its weight, not its sign) and without; and the same call with the gradient (two passes, terms stored), so both
 /// forms are held to the same reference.
 #[test]
 fn cross_entropy_forward_on_rows_whose_max_moves_between_blocks() {
@@ -148,6 +149,7 @@ fn cross_entropy_forward_on_rows_whose_max_moves_between_blocks() {
             }
             q
         };
+        let q_signed = Array2::from_shape_fn((rows, cols), |_| (rng.unit() - 0.4) as f32);
         for gradient in [false, true] {
             let base = CrossEntropyOptions {
                 reduction: Reduction::None,
@@ -155,14 +157,14 @@ fn cross_entropy_forward_on_rows_whose_max_moves_between_blocks() {
                 ..Default::default()
             };
             let options = [
-                ("plain", base.clone(), false),
+                ("plain", base.clone(), None),
                 (
                     "smoothing",
                     CrossEntropyOptions {
                         label_smoothing: 0.1,
                         ..base.clone()
                     },
-                    false,
+                    None,
                 ),
                 (
                     "smoothing + weights",
@@ -171,15 +173,15 @@ fn cross_entropy_forward_on_rows_whose_max_moves_between_blocks() {
                         weight: Some(w.view()),
                         ..base.clone()
                     },
-                    false,
+                    None,
                 ),
-                ("probabilities", base.clone(), true),
+                ("probabilities", base.clone(), Some(&q)),
+                ("signed probabilities", base.clone(), Some(&q_signed)),
             ];
             for (name, o, probs) in options {
-                let t = if probs {
-                    Targets::probabilities(q.view())
-                } else {
-                    Targets::classes(y.view())
+                let t = match probs {
+                    Some(q) => Targets::probabilities(q.view()),
+                    None => Targets::classes(y.view()),
                 };
                 let want = Reference
                     .cross_entropy_f64(x.view(), t.clone(), &o)

@@ -19,10 +19,10 @@ use super::ce_stats::{stats, stats_online, Cfg};
 use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
 use crate::cross_entropy::fast::{
-    fast_inputs, flag, needs_linear, unnormalize, FastInputs, RowCoef, RowStats,
+    fast_inputs, flag, needs_linear, row_loss, unnormalize, FastInputs, RowCoef, RowStats,
 };
 use crate::cross_entropy::{
-    finish, prepare, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
+    finish_losses, prepare, CrossEntropyOptions, CrossEntropyOutput, Prepared, Targets,
 };
 use crate::element::{with_dtype, DType, Element, MatrixView, Tensor};
 use crate::error::{Error, Result};
@@ -139,11 +139,50 @@ fn row<A: Arith, E: Element, O: Element>(
     st
 }
 
+/// Where a block leaves its rows: their statistics (a vocabulary shard's call, merged later),
+/// or their finished losses and lse, formed while the statistics are still in registers (a
+/// whole call: no per-row vector of statistics, no second pass over the rows).
+enum RowsOut<'a> {
+    Stats(&'a mut [RowStats]),
+    Losses {
+        /// The block's first row.
+        r0: usize,
+        ce: &'a mut [f64],
+        lse: &'a mut [f32],
+    },
+}
+
+impl RowsOut<'_> {
+    /// Row `i` of the block.
+    #[inline(always)]
+    fn put(&mut self, i: usize, st: RowStats, p: &Prepared, fi: &FastInputs) {
+        match self {
+            RowsOut::Stats(s) => s[i] = st,
+            RowsOut::Losses { r0, ce, lse } => {
+                let (l, e) = row_loss(p, fi, *r0 + i, &st);
+                (ce[i], lse[i]) = (l, e as f32);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            RowsOut::Stats(s) => s.len(),
+            RowsOut::Losses { ce, .. } => ce.len(),
+        }
+    }
+}
+
 struct Block<'a, E, O> {
+    p: &'a Prepared,
+    fi: &'a FastInputs,
     x: &'a [E],
     q: Option<&'a [f32]>,
+    /// The rows' classes (class targets), read where `coef` is empty (a call without the
+    /// gradient need not form the coefficients).
+    class: Option<&'a [i32]>,
     coef: &'a [RowCoef],
-    stats: &'a mut [RowStats],
+    rows: RowsOut<'a>,
     g: &'a mut [O],
 }
 
@@ -152,13 +191,16 @@ macro_rules! ce_block_body {
         let c = $cfg.cols;
         // The soft-capped row and its tanh, the f32 gradient row.
         let mut bf = take_row_bufs();
-        for i in 0..$b.stats.len() {
+        for i in 0..$b.rows.len() {
             let next = next_f32($b.x, i, c);
             let xr = &$b.x[i * c..(i + 1) * c];
             let qr = $b.q.map(|q| &q[i * c..(i + 1) * c]);
-            let coef = &$b.coef[i];
+            let coef = &$b.coef.get(i).copied().unwrap_or(RowCoef {
+                class: $b.class.map_or(0, |c| c[i]),
+                ..RowCoef::default()
+            });
             let g = &mut $b.g[if $cfg.grad { i * c..(i + 1) * c } else { 0..0 }];
-            $b.stats[i] = if let Some(cap) = $cfg.softcap {
+            let st = if let Some(cap) = $cfg.softcap {
                 // tanh(±inf) = ±1: soft-capped logits are finite unless NaN.
                 bf.tanhs.clear();
                 bf.tanhs
@@ -172,20 +214,21 @@ macro_rules! ce_block_body {
                 let (g, out) = half_out(g, &mut bf.out, stream_f32_rows::<$A>($cfg.stream, c));
                 row::<$A, E, O>($cfg, xr, &[], next, qr, coef, g, out)
             };
+            $b.rows.put(i, st, $b.p, $b.fi);
         }
         put_row_bufs(bf);
     }};
 }
 
-fn ce_block<E: Element, O: Element>(isa: CpuIsa, cfg: &Cfg, b: Block<E, O>) {
+fn ce_block<E: Element, O: Element>(isa: CpuIsa, cfg: &Cfg, mut b: Block<E, O>) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn wide512<E: Element, O: Element>(cfg: &Cfg, b: Block<E, O>) {
+        unsafe fn wide512<E: Element, O: Element>(cfg: &Cfg, mut b: Block<E, O>) {
             ce_block_body!(Fused512, cfg, b)
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn wide<E: Element, O: Element>(cfg: &Cfg, b: Block<E, O>) {
+        unsafe fn wide<E: Element, O: Element>(cfg: &Cfg, mut b: Block<E, O>) {
             ce_block_body!(Fused, cfg, b)
         }
         match isa {
@@ -209,10 +252,38 @@ pub(crate) fn cross_entropy(
     o: &CrossEntropyOptions,
     out: DType,
 ) -> Result<CrossEntropyOutput<Tensor>> {
-    let p = prepare(logits.dim(), targets, o)?;
-    let fi = fast_inputs(&p, o);
-    let (stats, grad) = planned(isa, logits, &p, &fi, o, out)?;
-    Ok(finish(&p, &fi, o, &stats, grad))
+    with_dtype!(MatrixView, logits, |a: E| match out {
+        DType::F32 => whole::<E, f32>(isa, a, targets, o),
+        DType::F16 => whole::<E, half::f16>(isa, a, targets, o),
+        DType::BF16 => whole::<E, half::bf16>(isa, a, targets, o),
+    })
+}
+
+/// [`cross_entropy`] in the output type `O`.
+fn whole<E: Element, O: Element>(
+    isa: CpuIsa,
+    logits: ArrayView2<E>,
+    targets: &Targets,
+    o: &CrossEntropyOptions,
+) -> Result<CrossEntropyOutput<Tensor>> {
+    let mut grad = if o.gradient {
+        super::alloc::output_vec::<O>(logits.len())
+    } else {
+        Vec::new()
+    };
+    let r = cross_entropy_into(isa, logits, targets, o, &mut grad)?;
+    let (rows, cols) = logits.dim();
+    let grad = o
+        .gradient
+        .then(|| ArrayD::from_shape_vec(IxDyn(&[rows, cols]), grad).map(O::tag))
+        .transpose()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    Ok(CrossEntropyOutput {
+        loss: r.loss,
+        grad,
+        lse: r.lse,
+        sums: r.sums,
+    })
 }
 
 /// A prepared call (its checked inputs `p` and kernel inputs `fi`; a whole call's or a
@@ -245,7 +316,9 @@ fn typed<E: Element, O: Element>(
     } else {
         Vec::new()
     };
-    let stats = run(isa, logits, p, fi, o, &mut grad)?;
+    // Zeroed by calloc, so each block first-touches its own rows' pages.
+    let mut stats = super::alloc::output_vec::<RowStats>(p.rows);
+    run(isa, logits, p, fi, o, &mut grad, Rows::Stats(&mut stats))?;
     let grad = o
         .gradient
         .then(|| ArrayD::from_shape_vec(IxDyn(&[p.rows, p.cols]), grad).map(O::tag))
@@ -264,13 +337,29 @@ pub(crate) fn cross_entropy_into<E: Element, O: Element>(
     grad: &mut [O],
 ) -> Result<CrossEntropyOutput<()>> {
     let p = prepare(logits.dim(), targets, o)?;
-    let fi = fast_inputs(&p, o);
-    let stats = run(isa, logits, &p, &fi, o, grad)?;
-    Ok(finish(&p, &fi, o, &stats, None))
+    let fi = fast_inputs(&p, o, o.gradient);
+    let mut ce = super::alloc::output_vec::<f64>(p.rows);
+    let mut lse = super::alloc::output_vec::<f32>(p.rows);
+    run(
+        isa,
+        logits,
+        &p,
+        &fi,
+        o,
+        grad,
+        Rows::Losses(&mut ce, &mut lse),
+    )?;
+    Ok(finish_losses(&p, o, &ce, lse, None))
 }
 
-/// Runs the row passes over every row in parallel blocks: the rows' statistics, and the
-/// gradient into `grad` when `o.gradient`.
+/// Where [`run`] leaves every row: see [`RowsOut`].
+enum Rows<'a> {
+    Stats(&'a mut [RowStats]),
+    Losses(&'a mut [f64], &'a mut [f32]),
+}
+
+/// Runs the row passes over every row in parallel blocks: the rows' statistics or losses into
+/// `rows`, and the gradient into `grad` when `o.gradient`.
 fn run<E: Element, O: Element>(
     isa: CpuIsa,
     logits: ArrayView2<E>,
@@ -278,7 +367,8 @@ fn run<E: Element, O: Element>(
     fi: &FastInputs,
     o: &CrossEntropyOptions,
     grad: &mut [O],
-) -> Result<Vec<RowStats>> {
+    rows_out: Rows<'_>,
+) -> Result<()> {
     let (rows, cols) = (p.rows, p.cols);
     let x = logits.as_standard_layout();
     let xs = x
@@ -293,7 +383,6 @@ fn run<E: Element, O: Element>(
         grad: o.gradient,
         stream: std::mem::size_of_val(grad) >= super::arith::STREAM_MIN_BYTES,
     };
-    let mut stats = vec![RowStats::default(); rows];
     if let Some(per) = super::batch::ELEMS_PER_TASK.checked_div(cols) {
         let per = per.max(1);
         let qs = fi.probs_slice()?;
@@ -303,25 +392,40 @@ fn run<E: Element, O: Element>(
         } else {
             (0..rows.div_ceil(per)).map(|_| &mut [][..]).collect()
         };
-        stats
-            .par_chunks_mut(per)
+        let outs: Vec<RowsOut> = match rows_out {
+            Rows::Stats(s) => s.chunks_mut(per).map(RowsOut::Stats).collect(),
+            Rows::Losses(ce, lse) => ce
+                .chunks_mut(per)
+                .zip(lse.chunks_mut(per))
+                .enumerate()
+                .map(|(k, (ce, lse))| RowsOut::Losses {
+                    r0: k * per,
+                    ce,
+                    lse,
+                })
+                .collect(),
+        };
+        outs.into_par_iter()
             .zip(gparts.par_iter_mut())
             .enumerate()
-            .for_each(|(k, (st, g))| {
+            .for_each(|(k, (rows_k, g))| {
                 let r0 = k * per;
-                let n = st.len();
+                let n = rows_k.len();
                 ce_block(
                     isa,
                     &cfg,
                     Block {
+                        p,
+                        fi,
                         x: &xs[r0 * cols..(r0 + n) * cols],
                         q: qs.map(|q| &q[r0 * cols..(r0 + n) * cols]),
-                        coef: &fi.coef[r0..r0 + n],
-                        stats: st,
+                        class: p.class.as_ref().map(|c| &c[r0..r0 + n]),
+                        coef: fi.coef.get(r0..r0 + n).unwrap_or(&[]),
+                        rows: rows_k,
                         g,
                     },
                 );
             });
     }
-    Ok(stats)
+    Ok(())
 }

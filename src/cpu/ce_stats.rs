@@ -58,7 +58,7 @@ pub(super) fn stats<A: Arith, E: Element>(
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> RowStats {
-    let (m, nan, pos_inf, nonfinite) = row_max_flags::<A, E>(x);
+    let (m, nan, pos_inf, abits) = row_max_flags::<A, E>(x);
     let mut st = RowStats {
         m,
         flags: if nan {
@@ -79,10 +79,10 @@ pub(super) fn stats<A: Arith, E: Element>(
         st.s = exp_sum::<A, E>(x, &sc, store, next);
         return st;
     }
-    let (s, a) = exp_linear_block::<A, E>(cfg, x, 0, q, &sc, (store, next), !nonfinite);
+    let (s, a) = exp_linear_block::<A, E>(cfg, x, 0, q, &sc, (store, next), abits);
     (st.s, st.a) = (s as f32, a as f32);
     // Neither NaN nor +inf: a non-finite value is a −inf.
-    if nonfinite {
+    if abits >= INF_BITS {
         st.flags |= neg_kinds(cfg, x, 0, q);
     }
     st
@@ -122,8 +122,8 @@ fn linear_block<A: Arith, E: Element>(
 
 /// The exp-sum (each term stored into `store` when given; `next`: see `rows::exp_sum`) and
 /// the linear sum of `x`, columns `j0..` of a row (`q`: the whole row's), in one loop in the
-/// AVX-512 build (`x` is read once), else one after the other; `all_finite`: `x` holds no
-/// −inf (nor NaN or +inf), which spares the AVX-512 loop its finite test.
+/// AVX-512 build where `x` is in its domain (`avx512::Linear::fits`, given `abits`, the
+/// largest `|x|`'s bits), else one after the other.
 #[inline(always)]
 fn exp_linear_block<A: Arith, E: Element>(
     cfg: &Cfg,
@@ -132,20 +132,18 @@ fn exp_linear_block<A: Arith, E: Element>(
     q: Option<&[f32]>,
     sc: &RowScale,
     (store, next): (Option<&mut [f32]>, &[f32]),
-    all_finite: bool,
+    abits: u32,
 ) -> (f64, f64) {
     let m = sc.m;
     #[cfg(target_arch = "x86_64")]
-    if A::AVX512 && super::exp::base2_fits(sc) {
+    if A::AVX512 && super::exp::base2_fits(sc) && super::avx512::Linear::fits(abits, m, sc.h) {
         let cols = j0..j0 + x.len();
         let lin = super::avx512::Linear {
             sigma: cfg.sigma,
-            minus_m_sigma: -m * cfg.sigma,
             k: q.or(cfg.weight).map(|k| &k[cols]),
-            all_finite,
         };
         // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
-        // `lin.k` is as long as x.
+        // `lin.k` is as long as x, which `fits` the loop.
         let (s, a) = unsafe { super::avx512::exp_linear_sums(x, sc, &lin, store, next) };
         return (s as f64, a as f64);
     }
@@ -190,7 +188,7 @@ pub(super) fn stats_online<A: Arith, E: Element>(
         }
         // NaN and +inf are ruled out (`online`), so a non-finite pattern is a −inf.
         let neg = b.abits >= INF_BITS;
-        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (None, &[]), !neg);
+        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (None, &[]), b.abits);
         a += ab;
         k_sum += finite_weight(cfg, b.x, b.j0, q, neg);
         if neg {

@@ -79,9 +79,10 @@ impl RowStats {
 }
 
 /// Pass 1: the max of the values (NaN and −inf never win a `>`), plus NaN / +inf flags and
-/// whether the row holds a non-finite value at all (with neither flag set: a −inf).
+/// the largest `|x|`'s bits (at or above [`INF_BITS`] where the row holds a non-finite value
+/// at all: with neither flag set, a −inf).
 #[inline(always)]
-pub(crate) fn row_max_flags<A: Arith, E: Element>(x: &[E]) -> (f32, bool, bool, bool) {
+pub(crate) fn row_max_flags<A: Arith, E: Element>(x: &[E]) -> (f32, bool, bool, u32) {
     let (mut m, abits) = A::max_and_abs_bits(x);
     let (mut nan, mut pos_inf) = (false, false);
     if abits >= INF_BITS {
@@ -92,7 +93,7 @@ pub(crate) fn row_max_flags<A: Arith, E: Element>(x: &[E]) -> (f32, bool, bool, 
     if m == f32::INFINITY {
         m = f32::MIN; // only reachable with pos_inf set; keep m finite
     }
-    (m, nan, pos_inf, abits >= INF_BITS)
+    (m, nan, pos_inf, abits)
 }
 
 /// [`row_max_flags`] without the last flag.

@@ -79,17 +79,20 @@ pub(crate) struct FastInputs {
     pub probs: Option<Array2<f32>>,
     /// `σ = 2^{−(p+2)}`, `2^p ≥ C`.
     pub sigma: f32,
-    /// Per row (every row, ignored ones included).
+    /// Per row (every row, ignored ones included); empty where the call left them out
+    /// ([`fast_inputs`]).
     pub coef: Vec<RowCoef>,
     /// `max w` (1 unweighted).
     pub w_max: f64,
     /// `Σ_j w_j` over these columns (`C` unweighted).
     pub w_sum: f64,
-    /// Per row, `max_j |w_j q'_ij|` and `K_i = Σ_j w_j q'_ij` (probability targets).
+    /// Per row, `max_j |w_j q'_ij|` and `K_i = Σ_j w_j q'_ij` (probability targets; empty for
+    /// class targets).
     pub k_max: Vec<f64>,
     pub k_all: Vec<f64>,
-    /// Per row, the target's weight (class targets; 0 for ignored rows).
-    pub w_y: Vec<f64>,
+    /// Per row, the target's weight (class targets; 0 for ignored rows), where the call is
+    /// weighted or a shard sets them; read through [`FastInputs::w_y`].
+    pub w_y: Option<Vec<f64>>,
     /// Label smoothing.
     pub ls: f64,
     /// Smoothing or probability targets: the statistics carry the linear sum.
@@ -135,14 +138,21 @@ fn sigma(cols: usize) -> f32 {
     2f32.powi(-(p + 2))
 }
 
-/// The kernels' inputs and per-row coefficients for a prepared call.
-pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions) -> FastInputs {
-    fast_inputs_of(p, o, p.cols)
+/// The kernels' inputs for a prepared call, with the per-row coefficients when `coef` (the
+/// GPU kernel reads each row's class from them; the CPU reads them only for the gradient).
+pub(crate) fn fast_inputs(p: &Prepared, o: &CrossEntropyOptions, coef: bool) -> FastInputs {
+    fast_inputs_of(p, o, p.cols, coef)
 }
 
 /// [`fast_inputs`] for `p.cols` columns of rows of `total` classes (a vocabulary shard; the
-/// weights in `o` are the shard's): smoothing spreads `ls/total` over every class.
-pub(crate) fn fast_inputs_of(p: &Prepared, o: &CrossEntropyOptions, total: usize) -> FastInputs {
+/// weights in `o` are the shard's): smoothing spreads `ls/total` over every class. The
+/// coefficients are left out (`coef` empty) unless `coef`.
+pub(crate) fn fast_inputs_of(
+    p: &Prepared,
+    o: &CrossEntropyOptions,
+    total: usize,
+    coef: bool,
+) -> FastInputs {
     let (rows, cols) = (p.rows, p.cols);
     let ls = o.label_smoothing as f64;
     let w = |j: usize| o.weight.as_ref().map_or(1.0, |w| w[j] as f64);
@@ -152,9 +162,10 @@ pub(crate) fn fast_inputs_of(p: &Prepared, o: &CrossEntropyOptions, total: usize
         .weight
         .as_ref()
         .map(|wv| wv.iter().map(|&v| normalized(v as f64 / w_max)).collect());
-    let (mut k_max, mut k_all) = (vec![1.0; rows], vec![0.0; rows]);
+    let (mut k_max, mut k_all) = (Vec::new(), Vec::new());
     let probs = match &p.probs {
         Some(q) => {
+            (k_max, k_all) = (vec![1.0; rows], vec![0.0; rows]);
             let mut kn = Array2::<f32>::zeros((rows, cols));
             for (i, (qr, mut out)) in q.outer_iter().zip(kn.outer_iter_mut()).enumerate() {
                 let ks: Vec<f64> = qr
@@ -173,15 +184,18 @@ pub(crate) fn fast_inputs_of(p: &Prepared, o: &CrossEntropyOptions, total: usize
         }
         None => None,
     };
-    let w_y: Vec<f64> = (0..rows)
-        .map(|i| match &p.class {
-            // (A shard's class targets lying elsewhere are 0, its width perhaps 0 too: the
-            // shard sets their weights itself.)
-            Some(c) if c[i] >= 0 && (c[i] as usize) < cols => w(c[i] as usize),
-            _ => 0.0,
-        })
-        .collect();
-    let mut fi = FastInputs {
+    // (A shard's class targets lying elsewhere are 0, its width perhaps 0 too: the shard sets
+    // their weights itself.) Unweighted, [`FastInputs::w_y`] forms them.
+    let w_y = o.weight.as_ref().map(|_| {
+        (0..rows)
+            .into_par_iter()
+            .map(|i| match &p.class {
+                Some(c) if c[i] >= 0 && (c[i] as usize) < cols => w(c[i] as usize),
+                _ => 0.0,
+            })
+            .collect()
+    });
+    let fi = FastInputs {
         weight,
         probs,
         sigma: sigma(cols),
@@ -194,17 +208,14 @@ pub(crate) fn fast_inputs_of(p: &Prepared, o: &CrossEntropyOptions, total: usize
         ls,
         linear: needs_linear(p, o),
     };
-    // Per row and independent: in parallel (at [65536, 1000] these host loops took a third
-    // of a forward-only call's time on one thread while the other core waited).
-    fi.coef = (0..rows)
-        .into_par_iter()
-        .map(|i| {
-            let class = p.class.as_ref().map_or(0, |c| c[i]);
-            let [alpha, beta, gamma, zeta] = fi.coefficients(p, o, i, fi.k_all[i], total);
-            RowCoef::new(class, alpha, beta, gamma, zeta)
-        })
-        .collect();
-    fi
+    if coef {
+        FastInputs {
+            coef: fi.coefs(p, o, total),
+            ..fi
+        }
+    } else {
+        fi
+    }
 }
 
 impl RowCoef {
@@ -232,6 +243,32 @@ impl RowCoef {
 }
 
 impl FastInputs {
+    /// Row `i`'s target weight (class targets): from `w_y` where the call has one, else 1 for
+    /// a class among these columns and 0 for an ignored row or one whose class lies elsewhere.
+    #[inline]
+    pub fn w_y(&self, p: &Prepared, i: usize) -> f64 {
+        match (&self.w_y, &p.class) {
+            (Some(w), _) => w[i],
+            (None, Some(c)) if c[i] >= 0 && (c[i] as usize) < p.cols => 1.0,
+            _ => 0.0,
+        }
+    }
+
+    /// Every row's [`RowCoef`], for rows of `total` classes. Per row and independent: in
+    /// parallel (at [65536, 1000] this loop took a third of a forward-only call's time on one
+    /// thread while the other core waited).
+    fn coefs(&self, p: &Prepared, o: &CrossEntropyOptions, total: usize) -> Vec<RowCoef> {
+        (0..p.rows)
+            .into_par_iter()
+            .map(|i| {
+                let class = p.class.as_ref().map_or(0, |c| c[i]);
+                let k_all = self.k_all.get(i).copied().unwrap_or(0.0);
+                let [alpha, beta, gamma, zeta] = self.coefficients(p, o, i, k_all, total);
+                RowCoef::new(class, alpha, beta, gamma, zeta)
+            })
+            .collect()
+    }
+
     /// Row `i`'s gradient coefficients `[α, β, γ, ζ]` in f64 (module docs), for rows of
     /// `total` classes whose `K_i = Σ_j w_j q'_ij` is `k_all` (probability targets).
     pub fn coefficients(
@@ -243,14 +280,14 @@ impl FastInputs {
         total: usize,
     ) -> [f64; 4] {
         let (scale_ce, scale_z) = p.scales(o.reduction);
-        let u = p.upstream[i] as f64;
+        let u = p.upstream.at(i) as f64;
         let (s_ce, s_z) = (u * scale_ce, u * scale_z);
         let ls = self.ls;
         let zeta = s_z * 2.0 * o.z_loss as f64;
         match &p.class {
             Some(c) if c[i] < 0 => [0.0; 4],
             Some(_) => {
-                let gamma = s_ce * (1.0 - ls) * self.w_y[i];
+                let gamma = s_ce * (1.0 - ls) * self.w_y(p, i);
                 let smooth = s_ce * ls / total as f64;
                 [gamma + smooth * p.w_total, smooth * self.w_max, gamma, zeta]
             }
@@ -333,7 +370,8 @@ pub(crate) fn partial_loss(
     cols: usize,
     w_total: f64,
 ) -> (f64, f64) {
-    let lse = st.lse();
+    let ln_s = st.s.ln();
+    let lse = st.lse_given(ln_s);
     if cols == 0 || matches!(target, RowTarget::Ignored) {
         // No classes: an empty sum (lse −inf); ignored rows: 0.
         return (0.0, if cols == 0 { f64::NEG_INFINITY } else { lse });
@@ -341,7 +379,6 @@ pub(crate) fn partial_loss(
     if !lse.is_finite() {
         return (f64::NAN, lse);
     }
-    let ln_s = st.s.ln();
     // Σ_finite k_j (m − x'_j) ≥ 0, with k_j = w_j (smoothing) or w_j q'_j.
     let lin = -st.lin;
     let loss = match target {
@@ -373,7 +410,7 @@ pub(crate) fn row_loss(p: &Prepared, fi: &FastInputs, i: usize, st: &RowStats) -
     let target = match &p.class {
         None => RowTarget::Probabilities,
         Some(c) if c[i] < 0 => RowTarget::Ignored,
-        Some(_) => RowTarget::Class { w_y: fi.w_y[i] },
+        Some(_) => RowTarget::Class { w_y: fi.w_y(p, i) },
     };
     partial_loss(&fi.partial(p, i, st), target, fi.ls, p.cols, p.w_total)
 }
@@ -411,18 +448,17 @@ pub(crate) fn unnormalize(g: f32, n: i32) -> f32 {
     }
 }
 
-/// Assembles a fast backend's result from its per-row statistics: the losses (finished in
-/// f64, see the module docs), the reduced loss, the per-row lse, and the gradient (`[B, C]`,
-/// assembled by the caller in its element type) when it was asked for.
-pub(crate) fn finish<G>(
+/// Assembles a fast backend's result from every row's loss (without z-loss, [`row_loss`])
+/// and lse: the reduced loss, the per-row lse, and the gradient (`[B, C]`, assembled by the
+/// caller in its element type) when it was asked for.
+pub(crate) fn finish_losses<G>(
     p: &Prepared,
-    fi: &FastInputs,
     o: &CrossEntropyOptions,
-    stats: &[RowStats],
+    ce: &[f64],
+    lse: Vec<f32>,
     grad: Option<G>,
 ) -> CrossEntropyOutput<G> {
-    let (ce, lse) = row_losses(p, fi, stats);
-    let (loss, sums) = reduce(p, o, &ce, &lse);
+    let (loss, sums) = reduce(p, o, ce, &lse);
     CrossEntropyOutput {
         loss,
         grad,

@@ -22,7 +22,7 @@ mod partial;
 mod prepare;
 pub mod reference;
 
-pub(crate) use fast::finish;
+pub(crate) use fast::finish_losses;
 pub use options::{
     CrossEntropyOptions, CrossEntropyOutput, Loss, LossSums, Reduction, Targets, Upstream,
 };

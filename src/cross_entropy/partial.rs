@@ -129,12 +129,18 @@ impl RowPartial {
     /// The logsumexp of the covered logits (PyTorch's non-finite rules: NaN if any is NaN,
     /// else +inf if any is +inf, −inf when none is finite).
     pub fn lse(&self) -> f64 {
+        self.lse_given(self.s.ln())
+    }
+
+    /// [`RowPartial::lse`] given `ln_s = ln(self.s)` (a caller that needs `ln s` too takes
+    /// one logarithm, not two).
+    pub fn lse_given(&self, ln_s: f64) -> f64 {
         if self.flags & Self::NAN != 0 {
             f64::NAN
         } else if self.flags & Self::POS_INF != 0 {
             f64::INFINITY
         } else if self.s > 0.0 {
-            self.m + self.s.ln()
+            self.m + ln_s
         } else {
             f64::NEG_INFINITY
         }

@@ -16,14 +16,33 @@ pub(crate) struct Prepared {
     pub class: Option<Vec<i32>>,
     /// Probability targets, contiguous `[B, C]`.
     pub probs: Option<Array2<f32>>,
-    /// Per-row upstream gradient.
-    pub upstream: Vec<f32>,
+    /// The upstream gradient of each row.
+    pub upstream: RowUpstream,
     /// Σ_c w[c] (C when unweighted).
     pub w_total: f64,
     /// Mean denominators: D = Σ w[y] over non-ignored rows (B for probabilities),
     /// N = non-ignored rows (B for probabilities). Unused unless reduction is mean.
     pub denom_ce: f64,
     pub denom_z: f64,
+}
+
+/// The upstream gradient of each row: one value for all (no per-row vector: at `B = 65536`
+/// filling one took longer than the call's other per-row bookkeeping), or one per row.
+#[derive(Clone, Debug)]
+pub(crate) enum RowUpstream {
+    All(f32),
+    Each(Vec<f32>),
+}
+
+impl RowUpstream {
+    /// Row `i`'s upstream gradient.
+    #[inline]
+    pub fn at(&self, i: usize) -> f32 {
+        match self {
+            RowUpstream::All(u) => *u,
+            RowUpstream::Each(v) => v[i],
+        }
+    }
 }
 
 impl Prepared {
@@ -102,11 +121,11 @@ pub(crate) fn prepare(
         w_total = w.iter().map(|&v| v as f64).sum();
     }
     let upstream = match &o.upstream {
-        Upstream::One => vec![1.0; rows],
+        Upstream::One => RowUpstream::All(1.0),
         Upstream::Scalar(u) if !u.is_finite() => {
             return bad(format!("the upstream gradient must be finite, got {u}"));
         }
-        Upstream::Scalar(u) => vec![*u; rows],
+        Upstream::Scalar(u) => RowUpstream::All(*u),
         Upstream::PerRow(v) => {
             if o.reduction != Reduction::None {
                 return bad("a per-row upstream gradient needs reduction none".into());
@@ -120,7 +139,7 @@ pub(crate) fn prepare(
             if let Some((i, u)) = v.iter().enumerate().find(|(_, u)| !u.is_finite()) {
                 return bad(format!("upstream gradient[{i}] = {u}: must be finite"));
             }
-            v.to_vec()
+            RowUpstream::Each(v.to_vec())
         }
     };
     let mut p = Prepared {
@@ -154,41 +173,65 @@ pub(crate) fn prepare(
             }
             p.probs = Some(q.as_standard_layout().into_owned());
         }
-        Targets::Classes(_) | Targets::ClassesI32(_) | Targets::ClassesU32(_) => {
-            let t: Vec<i64> = match targets {
-                Targets::Classes(t) => t.iter().copied().collect(),
-                Targets::ClassesI32(t) => t.iter().map(|&v| v as i64).collect(),
-                Targets::ClassesU32(t) => t.iter().map(|&v| v as i64).collect(),
-                Targets::Probabilities(_) => unreachable!(),
-            };
-            if targets.shape() != [rows] {
-                return bad(format!(
-                    "targets have shape {:?}, expected [{rows}]",
-                    targets.shape()
-                ));
-            }
-            let ignore = o.effective_ignore_index();
-            let mut class = Vec::with_capacity(rows);
-            let (mut d, mut n) = (0.0f64, 0usize);
-            for (i, &v) in t.iter().enumerate() {
-                if v == ignore {
-                    class.push(-1);
-                } else if v < 0 || v >= cols as i64 {
-                    return bad(format!(
-                        "target[{i}] = {v} is outside [0, {cols}) and is not ignore_index ({ignore})"
-                    ));
-                } else {
-                    class.push(v as i32);
-                    d += Prepared::weight_of(o.weight.as_ref(), v as usize) as f64;
-                    n += 1;
-                }
-            }
-            p.class = Some(class);
-            p.denom_ce = d;
-            p.denom_z = n as f64;
-        }
+        Targets::Classes(t) => classes_of(&mut p, t, o)?,
+        Targets::ClassesI32(t) => classes_of(&mut p, t, o)?,
+        Targets::ClassesU32(t) => classes_of(&mut p, t, o)?,
     }
     Ok(p)
+}
+
+/// [`resolve_classes`] of class targets of any index type, read as a slice where they are
+/// contiguous (an n-dimensional view's own iterator costs several times the check itself).
+fn classes_of<T: Copy + Into<i64>>(
+    p: &mut Prepared,
+    t: &ndarray::ArrayViewD<T>,
+    o: &CrossEntropyOptions,
+) -> Result<()> {
+    match t.as_slice() {
+        Some(s) => resolve_classes(p, t.shape(), s.iter().map(|&v| v.into()), o),
+        None => resolve_classes(p, t.shape(), t.iter().map(|&v| v.into()), o),
+    }
+}
+
+/// Class targets (of shape `shape`) as the kernels read them (−1 for an ignored row), checked,
+/// with the mean denominators `D = Σ w[y]` and `N` over the rows not ignored. One pass over
+/// the targets in their own type: no widened copy (at `B = 65536` each extra per-row vector
+/// costs more in first-touch page faults than the pass itself).
+fn resolve_classes(
+    p: &mut Prepared,
+    shape: &[usize],
+    t: impl Iterator<Item = i64>,
+    o: &CrossEntropyOptions,
+) -> Result<()> {
+    let (rows, cols) = (p.rows, p.cols);
+    if shape != [rows] {
+        return Err(Error::InvalidInput(format!(
+            "targets have shape {shape:?}, expected [{rows}]"
+        )));
+    }
+    let ignore = o.effective_ignore_index();
+    let mut class = Vec::with_capacity(rows);
+    for (i, v) in t.enumerate() {
+        if v == ignore {
+            class.push(-1);
+        } else if v < 0 || v >= cols as i64 {
+            return Err(Error::InvalidInput(format!(
+                "target[{i}] = {v} is outside [0, {cols}) and is not ignore_index ({ignore})"
+            )));
+        } else {
+            class.push(v as i32);
+        }
+    }
+    let counted = || class.iter().filter(|&&c| c >= 0);
+    let n = counted().count();
+    // Unweighted, D = N (no serial chain of f64 additions).
+    p.denom_ce = match &o.weight {
+        Some(w) => counted().map(|&c| w[c as usize] as f64).sum(),
+        None => n as f64,
+    };
+    p.denom_z = n as f64;
+    p.class = Some(class);
+    Ok(())
 }
 
 /// Combines per-row CE losses (z-loss not included, f64) and per-row lse into the loss

@@ -111,7 +111,7 @@ pub fn cross_entropy_f64_logits(
         per_row[i] = ce + if z != 0.0 { z * l * l } else { 0.0 };
 
         if let Some(g) = grad.as_mut() {
-            let u = p.upstream[i] as f64;
+            let u = p.upstream.at(i) as f64;
             let (s_ce, s_z) = (u * scale_ce, u * scale_z);
             let mut gi = g.row_mut(i);
             let qs = |k: usize| {

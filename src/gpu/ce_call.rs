@@ -65,7 +65,7 @@ pub(crate) async fn stage(
     keep: &mut Vec<PooledBuffer>,
 ) -> Result<CeStaged> {
     let p = prepare(logits.dim(), targets, o)?;
-    let fi = fast_inputs(&p, o);
+    let fi = fast_inputs(&p, o, true);
     stage_planned(ctx, logits, p, fi, o, (place, in_place, out), mode, keep).await
 }
 

@@ -162,7 +162,7 @@ impl Gpu {
             ),
             KernelJob::CrossEntropy(y, o) => {
                 let p = prepare((rows, cols), &Targets::classes(*y), o)?;
-                let fi = fast_inputs(&p, o);
+                let fi = fast_inputs(&p, o, true);
                 let job = CeJob::new(ctx, &p, &fi, o, false, (dtype, dtype))?;
                 (
                     Timed::CrossEntropy(Box::new((job, fi, o.gradient))),

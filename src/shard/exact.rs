@@ -87,7 +87,7 @@ pub(crate) fn run_f64(
             gi.fill(f64::NAN);
             continue;
         }
-        let u = p.upstream[i] as f64;
+        let u = p.upstream.at(i) as f64;
         let (s_ce, s_z) = (u * scale_ce, u * scale_z);
         for j in 0..cols {
             let pj = (xs[j] - lse).exp();

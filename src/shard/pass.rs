@@ -213,16 +213,17 @@ impl<'a> ShardPass<'a> {
     ) -> Result<Self> {
         setup.o.gradient = grad.is_some();
         let (p, o, total) = (&setup.p, &setup.o, setup.shard.total);
-        let mut fast = fast_inputs_of(p, o, total);
+        let mut fast = fast_inputs_of(p, o, total, true);
         if let Some(g) = &setup.global {
             // The target's weight in the whole vocabulary, wherever the target lies.
-            for (i, &y) in g.iter().enumerate() {
-                fast.w_y[i] = if y >= 0 {
+            let w_y = g.iter().map(|&y| {
+                if y >= 0 {
                     setup.weight(y as usize)
                 } else {
                     0.0
-                };
-            }
+                }
+            });
+            fast.w_y = Some(w_y.collect());
         }
         let mut fixes = vec![Fix::None; p.rows];
         let mut merged = None;
@@ -315,7 +316,7 @@ impl<'a> ShardPass<'a> {
         let st = &self.setup;
         let (p, o) = (&st.p, &st.o);
         let (scale_ce, _) = p.scales(o.reduction);
-        let s_ce = p.upstream[i] as f64 * scale_ce;
+        let s_ce = p.upstream.at(i) as f64 * scale_ce;
         let ls = o.label_smoothing as f64;
         match &st.global {
             None => -s_ce * st.k(i, j),

@@ -100,31 +100,44 @@ pub(crate) unsafe fn exp_sum<E: Element>(
     next: &[f32],
 ) -> f32 {
     // SAFETY: as the caller's.
-    unsafe { exp_sums::<E, false, false>(x, sc, store, next, None).0 }
+    unsafe { exp_sums::<E, false>(x, sc, store, next, None).0 }
 }
 
 /// A cross-entropy row's linear terms, summed beside its exp-sum by [`exp_linear_sums`]:
-/// `Σ_finite k̂_j·fma(x_j, σ, −σm)` (see avx2.rs's `linear_sums`).
+/// `σ·Σ k̂_j·t_j` with `t = fma(x, h, −m·h)` the exponent's own first step, for `h = 1`:
+/// `t = x − m` rounded once. As `σ` is a power of two, `σ·round(k̂·t) = round(k̂·σ(x − m))`:
+/// each term is `k̂·fma(x, σ, −σm)` (the form of avx2.rs's `linear_sums`) divided by `σ`
+/// exactly, and the scaling commutes with every f32 and f64 addition, so the sum is the one
+/// those terms would give in the same order, bit for bit, wherever neither form meets a
+/// subnormal (where this one is the more exact). It costs one addition per vector (a
+/// multiply and an addition with `k̂`) instead of one more multiply-add. [`Linear::fits`]
+/// bounds the domain where `t` and the lanes' partial sums stay finite.
 pub(crate) struct Linear<'a> {
     /// `σ`, the row's scale of the linear terms (`cross_entropy::fast`).
     pub sigma: f32,
-    /// `−σm`, `m` the row's max.
-    pub minus_m_sigma: f32,
     /// `k̂` over the same columns as `x` (absent: 1).
     pub k: Option<&'a [f32]>,
-    /// `x` holds no −inf (the max pass says so): every linear term is finite (`σ ≤ 1/4`,
-    /// `|k̂| ≤ 1`), so the loop skips the finite test and its mask, two of its four
-    /// instructions per sixteen elements.
-    pub all_finite: bool,
+}
+
+impl Linear<'_> {
+    /// Whether [`exp_linear_sums`] takes a block against the max `m` with the exponent scale
+    /// `h`, given the largest `|x|`'s bits `abits` (at or above `INF_BITS` where a value is not
+    /// finite): every value finite, `h = 1`, and `|x| + |m| ≤ 2^120`, so that `|t| ≤ 2^120`
+    /// and a lane's partial sum of 32 terms (`|k̂| ≤ 1`) stays below `2^126`. Other blocks (a
+    /// −inf, logits beyond `2^119`) take the separate loops.
+    pub fn fits(abits: u32, m: f32, h: f32) -> bool {
+        let finite = abits < f32::INFINITY.to_bits();
+        finite && h == 1.0 && f32::from_bits(abits) as f64 + (m as f64).abs() <= 2f64.powi(120)
+    }
 }
 
 /// [`exp_sum`] (each term stored into `store` when given, the next row prefetched) and the
 /// linear sum of `lin` in one read of `x` (cross-entropy with smoothing or probability
-/// targets): `(Σ e, Σ_finite k̂·σ(x − m))`. Whether `x` holds a −inf is the caller's to know
-/// (its max pass saw it).
+/// targets): `(Σ e, σ·Σ k̂·(x − m))`.
 ///
 /// # Safety
-/// The processor must have AVX-512F; `lin.k` and `store`, when given, are as long as `x`.
+/// The processor must have AVX-512F; `lin.k` and `store`, when given, are as long as `x`;
+/// `x` and `sc` are in [`Linear::fits`]'s domain (checked in debug builds).
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn exp_linear_sums<E: Element>(
@@ -137,27 +150,25 @@ pub(crate) unsafe fn exp_linear_sums<E: Element>(
     if let Some(k) = lin.k {
         assert_eq!(k.len(), x.len());
     }
+    debug_assert!(sc.h == 1.0 && x.iter().all(|v| v.to_f32().is_finite()));
     // SAFETY: as the caller's.
-    unsafe {
-        if lin.all_finite {
-            exp_sums::<E, true, false>(x, sc, store, next, Some(lin))
-        } else {
-            exp_sums::<E, true, true>(x, sc, store, next, Some(lin))
-        }
-    }
+    unsafe { exp_sums::<E, true>(x, sc, store, next, Some(lin)) }
 }
 
-/// [`exp_sum`], plus the linear sum of `lin` where `LIN`, its terms tested finite where
-/// `MASK`. The last partial group of 32 elements goes through the same vector code from a
-/// copy padded with −inf (whose exp terms are exactly 0, and whose linear terms are dropped
-/// by value), not through a scalar exp per element: at 1000 columns that tail is 8 of every
-/// 1000 elements but, scalar, a sixth of the row's instructions.
+/// [`exp_sum`], plus the linear sum of `lin` where `LIN`.
+///
+/// The last `r < 32` elements go through the same vector code, as lanes `32 − r..` of a group
+/// whose other lanes are −inf (exp terms exactly 0) with `k̂` 0 (linear terms −inf or NaN,
+/// dropped by value). Where the row holds 32 elements that group is the row's last 32, loaded
+/// in place and masked; a shorter row is copied into a padded buffer. (Padding every row's
+/// tail that way, read back as vectors at once, stalled on store forwarding: a 40-column
+/// logsumexp took 0.48-0.51 ms per 8192 rows on one core, 0.34 in place.)
 ///
 /// # Safety
 /// As [`exp_sum`] and [`exp_linear_sums`].
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn exp_sums<E: Element, const LIN: bool, const MASK: bool>(
+unsafe fn exp_sums<E: Element, const LIN: bool>(
     x: &[E],
     sc: &RowScale,
     store: Option<&mut [f32]>,
@@ -177,62 +188,33 @@ unsafe fn exp_sums<E: Element, const LIN: bool, const MASK: bool>(
         _mm512_set1_ps(sc.mh),
         _mm512_set1_ps(c2),
     );
-    let (vs, vms) = lin.map_or((0.0, 0.0), |l| (l.sigma, l.minus_m_sigma));
-    let (vs, vms, ninf) = (
-        _mm512_set1_ps(vs),
-        _mm512_set1_ps(vms),
-        _mm512_set1_ps(f32::NEG_INFINITY),
-    );
+    let (ninf, zero) = (_mm512_set1_ps(f32::NEG_INFINITY), _mm512_setzero_ps());
     let k = lin.and_then(|l| l.k);
-    let mut out = store;
-    if let Some(o) = &out {
+    // From the mutable borrow (see avx2.rs), which ends here.
+    let out_ptr = store.map_or(std::ptr::null_mut(), |o| {
         assert_eq!(o.len(), x.len());
-    }
-    // From the mutable borrow (see avx2.rs); not used after the loop.
-    let out_ptr = out
-        .as_deref_mut()
-        .map_or(std::ptr::null_mut(), |o| o.as_mut_ptr());
-    // Thirty-two elements at `p` (terms to `o`, `k̂` from `kp`, where not null): the terms'
-    // two vectors and the linear terms' two (finite lanes only).
-    // SAFETY (callers): 32 elements readable at `p`, writable at `o`, readable at `kp`.
-    let step = |p: *const E, o: *mut f32, kp: *const f32| unsafe {
-        // The terms' order matters only where they are stored or weighted.
-        let (v0, v1) = if o.is_null() && kp.is_null() {
-            load32_any_order(p)
-        } else {
-            (load16(p), load16(p.add(16)))
+        o.as_mut_ptr()
+    });
+    // The terms of thirty-two elements `v0, v1` (`k̂` in `k0, k1`, when given): the exp
+    // terms' two vectors and the (unscaled) linear terms' two.
+    let terms = |v0: __m512, v1: __m512, k0: __m512, k1: __m512| {
+        let (t0, t1) = (_mm512_fmadd_ps(v0, vh, vmh), _mm512_fmadd_ps(v1, vh, vmh));
+        let (e0, e1) = (
+            exp2_16(_mm512_mul_ps(t0, vc)),
+            exp2_16(_mm512_mul_ps(t1, vc)),
+        );
+        let (l0, l1) = match (LIN, k) {
+            (false, _) => (zero, zero),
+            (true, None) => (t0, t1),
+            (true, Some(_)) => (_mm512_mul_ps(k0, t0), _mm512_mul_ps(k1, t1)),
         };
-        let e0 = exp2_16(_mm512_mul_ps(_mm512_fmadd_ps(v0, vh, vmh), vc));
-        let e1 = exp2_16(_mm512_mul_ps(_mm512_fmadd_ps(v1, vh, vmh), vc));
-        if !o.is_null() {
-            _mm512_storeu_ps(o, e0);
-            _mm512_storeu_ps(o.add(16), e1);
-        }
-        let (mut l0, mut l1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        if LIN {
-            // σ(x − m) as fma(x, σ, −σm): cannot overflow; −inf exactly at −inf logits.
-            let (d0, d1) = (_mm512_fmadd_ps(v0, vs, vms), _mm512_fmadd_ps(v1, vs, vms));
-            (l0, l1) = if kp.is_null() {
-                (d0, d1)
-            } else {
-                (
-                    _mm512_mul_ps(_mm512_loadu_ps(kp), d0),
-                    _mm512_mul_ps(_mm512_loadu_ps(kp.add(16)), d1),
-                )
-            };
-            if MASK {
-                l0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(d0, ninf), l0);
-                l1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(d1, ninf), l1);
-            }
-        }
         (e0, e1, l0, l1)
     };
-    let k_at = |i: usize| k.map_or(std::ptr::null(), |k| k[i..].as_ptr());
     let (mut total, mut lin_total) = (_mm512_setzero_pd(), _mm512_setzero_pd());
     let n = x.len() / 32 * 32;
     for b0 in (0..n).step_by(SUM_BLOCK) {
-        let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let (mut a0, mut a1) = (zero, zero);
+        let (mut s0, mut s1) = (zero, zero);
         for i in (b0..n.min(b0 + SUM_BLOCK)).step_by(32) {
             // SAFETY: i + 32 ≤ n ≤ the length of x, of out and of k (when given, asserted
             // equal); prefetch never faults.
@@ -244,12 +226,25 @@ unsafe fn exp_sums<E: Element, const LIN: bool, const MASK: bool>(
                         _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(w + 16) as *const i8);
                     }
                 }
-                let o = if out_ptr.is_null() {
-                    out_ptr
+                let p = x.as_ptr().add(i);
+                // The terms' order matters only where they are stored or weighted.
+                let (v0, v1) = if out_ptr.is_null() && k.is_none() {
+                    load32_any_order(p)
                 } else {
-                    out_ptr.add(i)
+                    (load16(p), load16(p.add(16)))
                 };
-                let (e0, e1, l0, l1) = step(x.as_ptr().add(i), o, k_at(i));
+                let (k0, k1) = match k {
+                    Some(k) if LIN => (
+                        _mm512_loadu_ps(k.as_ptr().add(i)),
+                        _mm512_loadu_ps(k.as_ptr().add(i + 16)),
+                    ),
+                    _ => (zero, zero),
+                };
+                let (e0, e1, l0, l1) = terms(v0, v1, k0, k1);
+                if !out_ptr.is_null() {
+                    _mm512_storeu_ps(out_ptr.add(i), e0);
+                    _mm512_storeu_ps(out_ptr.add(i + 16), e1);
+                }
                 a0 = _mm512_add_ps(a0, e0);
                 a1 = _mm512_add_ps(a1, e1);
                 if LIN {
@@ -265,40 +260,68 @@ unsafe fn exp_sums<E: Element, const LIN: bool, const MASK: bool>(
     }
     let r = x.len() - n;
     if r > 0 {
-        let mut xt = [E::from_f32(f32::NEG_INFINITY); 32];
-        xt[..r].copy_from_slice(&x[n..]);
-        let mut kt = [0.0f32; 32];
-        if let Some(k) = k {
-            kt[..r].copy_from_slice(&k[n..]);
-        }
-        let mut ot = [0.0f32; 32];
-        let o = if out_ptr.is_null() {
-            out_ptr
+        // Lanes `32 − r..` are the row's last r elements.
+        let keep = u32::MAX << (32 - r);
+        let (m0, m1) = (keep as u16, (keep >> 16) as u16);
+        let (v0, v1, k0, k1) = if x.len() >= 32 {
+            let base = x.len() - 32;
+            // SAFETY: 32 elements of x (and of k, as long) from `base`.
+            unsafe {
+                let p = x.as_ptr().add(base);
+                let (k0, k1) = match k {
+                    Some(k) if LIN => (
+                        _mm512_maskz_loadu_ps(m0, k.as_ptr().add(base)),
+                        _mm512_maskz_loadu_ps(m1, k.as_ptr().add(base + 16)),
+                    ),
+                    _ => (zero, zero),
+                };
+                (
+                    _mm512_mask_mov_ps(ninf, m0, load16(p)),
+                    _mm512_mask_mov_ps(ninf, m1, load16(p.add(16))),
+                    k0,
+                    k1,
+                )
+            }
         } else {
-            ot.as_mut_ptr()
+            let mut xt = [E::from_f32(f32::NEG_INFINITY); 32];
+            xt[32 - r..].copy_from_slice(&x[n..]);
+            let mut kt = [0.0f32; 32];
+            if let Some(k) = k {
+                kt[32 - r..].copy_from_slice(&k[n..]);
+            }
+            // SAFETY: the padded copies hold 32 elements each.
+            unsafe {
+                (
+                    load16(xt.as_ptr()),
+                    load16(xt.as_ptr().add(16)),
+                    _mm512_loadu_ps(kt.as_ptr()),
+                    _mm512_loadu_ps(kt.as_ptr().add(16)),
+                )
+            }
         };
-        let kp = if k.is_some() {
-            kt.as_ptr()
-        } else {
-            std::ptr::null()
-        };
-        // SAFETY: the padded copies hold 32 elements each.
-        let (e0, e1, l0, l1) = step(xt.as_ptr(), o, kp);
+        let (e0, e1, l0, l1) = terms(v0, v1, k0, k1);
         fold_f64(_mm512_add_ps(e0, e1), &mut total);
         if LIN {
-            // The padding's linear terms are −inf (or NaN: 0·−inf) where `MASK` does not
-            // test them, and the row's own are finite or already 0: keep the finite ones (by
-            // value, since a half row's lanes come in an order of the load's choosing).
+            // The padding's linear terms are −inf (or NaN: 0·−inf), the row's finite.
             let finite = |l| _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(l, ninf), l);
             fold_f64(_mm512_add_ps(finite(l0), finite(l1)), &mut lin_total);
         }
-        if let Some(out) = out {
-            out[n..].copy_from_slice(&ot[..r]);
+        if !out_ptr.is_null() {
+            // SAFETY: `out` is as long as x: lanes `32 − r..` land on its last r elements,
+            // and masked stores touch only those lanes (the group starts before `out` does
+            // when the row is shorter than 32: wrapping arithmetic for its address).
+            unsafe {
+                let o = out_ptr.wrapping_add(x.len()).wrapping_sub(32);
+                _mm512_mask_storeu_ps(o, m0, e0);
+                _mm512_mask_storeu_ps(o.wrapping_add(16), m1, e1);
+            }
         }
     }
+    // σ is a power of two: the scaling is exact (see `Linear`).
+    let sigma = lin.map_or(0.0, |l| l.sigma as f64);
     (
         _mm512_reduce_add_pd(total) as f32,
-        _mm512_reduce_add_pd(lin_total) as f32,
+        (_mm512_reduce_add_pd(lin_total) * sigma) as f32,
     )
 }
 
