@@ -9,6 +9,7 @@
 
 use super::exp::{Fma, Fused, Fused512, Separate};
 use super::lanes::{self, SUM_BLOCK};
+use super::lin_terms::Linear;
 use crate::element::{DType, Element};
 use crate::scale::RowScale;
 
@@ -23,6 +24,21 @@ pub(crate) trait Arith: Fma {
     fn max_and_abs_bits<E: Element>(x: &[E]) -> (f32, u32);
     /// Pass 2: `Σ e^{κ(x − m)}`, storing each term into `store` when given.
     fn exp_sum<E: Element>(x: &[E], sc: &RowScale, store: Option<&mut [f32]>, next: &[f32]) -> f32;
+    /// Pass 2 with the cross-entropy linear sum of `lin` in the same loop (`lin_terms`):
+    /// `(Σ e, σ·Σ k̂·(x − m))`, or `None` where the build has no such loop. The caller checks
+    /// [`Linear::fits`] (`x` finite and in range, `h = 1`) and that the exponent fits the
+    /// base-2 loops (`exp::base2_fits`); `lin.k` is as long as `x`.
+    #[inline(always)]
+    fn exp_linear_sums<E: Element>(
+        x: &[E],
+        sc: &RowScale,
+        lin: &Linear,
+        store: Option<&mut [f32]>,
+        next: &[f32],
+    ) -> Option<(f64, f64)> {
+        let _ = (x, sc, lin, store, next);
+        None
+    }
     /// `dst ← fma(x, a, b)·c + d` (`[a, b, c, d] = k`) in `O` (round-to-nearest-even), each
     /// product-sum fused where the build has FMA. `stream`: the output is large and not read
     /// back soon, so a build that can may store it past the cache (see
@@ -184,6 +200,42 @@ impl Arith for Fused {
         let _ = next;
         portable_exp_sum::<Self, E>(x, sc, store)
     }
+
+    #[inline(always)]
+    fn exp_linear_sums<E: Element>(
+        x: &[E],
+        sc: &RowScale,
+        lin: &Linear,
+        mut store: Option<&mut [f32]>,
+        next: &[f32],
+    ) -> Option<(f64, f64)> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // A block at a time (block sums added in f64), as `exp_sum_by_blocks` does.
+            let (mut s, mut a) = (0.0f64, 0.0f64);
+            Self::f32_blocks(x, |j, b| {
+                let out = store.as_deref_mut().map(|o| &mut o[j..j + b.len()]);
+                let w = (j * E::DTYPE.size() / 4).min(next.len());
+                let end = (w + b.len() * E::DTYPE.size() / 4).min(next.len());
+                let bl = Linear {
+                    sigma: lin.sigma,
+                    k: lin.k.map(|k| &k[j..j + b.len()]),
+                };
+                // SAFETY: as above; the caller checked the domain, and the block's `k` and
+                // output are as long as the block.
+                let (bs, ba) =
+                    unsafe { super::avx2::exp_linear_sums(b, sc, &bl, out, &next[w..end]) };
+                s += bs as f64;
+                a += ba as f64;
+            });
+            Some((s, a))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (x, sc, lin, store, next);
+            None
+        }
+    }
 }
 
 impl Arith for Fused512 {
@@ -209,6 +261,27 @@ impl Arith for Fused512 {
         }
         let _ = next;
         portable_exp_sum::<Self, E>(x, sc, store)
+    }
+
+    #[inline(always)]
+    fn exp_linear_sums<E: Element>(
+        x: &[E],
+        sc: &RowScale,
+        lin: &Linear,
+        store: Option<&mut [f32]>,
+        next: &[f32],
+    ) -> Option<(f64, f64)> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: as above; the caller checked the domain and `lin.k`'s length.
+            let (s, a) = unsafe { super::avx512::exp_linear_sums(x, sc, lin, store, next) };
+            Some((s as f64, a as f64))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (x, sc, lin, store, next);
+            None
+        }
     }
 
     #[inline(always)]

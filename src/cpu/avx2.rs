@@ -7,13 +7,16 @@
 
 use super::exp::{EXP2_LO, EXP2_POLY};
 use super::lanes::SUM_BLOCK;
+use super::lin_terms::Linear;
 use crate::scale::RowScale;
 use std::arch::x86_64::*;
 
 /// Eight `2^z` at once: the base-2 form of avx512.rs's `exp2_16` (same polynomial, same
-/// flush below `EXP2_LO`, same error bound) with `2^n` built from its exponent bits, which
-/// `n ≥ −126` keeps normal (the lanes below are masked to 0 at the end). 14 vector
-/// instructions where the Cephes form (exp.rs) takes 20.
+/// flush below `EXP2_LO`, same error bound), with `p·2^n` formed by adding `n` to the exponent
+/// field of `p = 2^f`: exact wherever the result is normal, which the lanes kept are
+/// (`z ≥ −126` gives `n ≥ −126`, and `n = −126` only with `f ≥ 0`, so `p ≥ 1`); the lanes
+/// below are masked to 0 at the end. 13 vector instructions where the Cephes form (exp.rs)
+/// takes 20.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp2_8(z: __m256) -> __m256 {
@@ -27,11 +30,8 @@ fn exp2_8(z: __m256) -> __m256 {
     for i in (0..5).rev() {
         p = _mm256_fmadd_ps(p, f, c(i));
     }
-    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-        _mm256_cvtps_epi32(n),
-        _mm256_set1_epi32(127),
-    ));
-    let y = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    let shift = _mm256_slli_epi32::<23>(_mm256_cvtps_epi32(n));
+    let y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), shift));
     _mm256_and_ps(y, _mm256_cmp_ps::<_CMP_GE_OQ>(z, lo))
 }
 
@@ -114,6 +114,50 @@ pub(crate) unsafe fn exp_sum(
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> f32 {
+    // SAFETY: as the caller's.
+    unsafe { exp_sums::<false>(x, sc, store, next, None).0 }
+}
+
+/// [`exp_sum`] and the linear sum of `lin` in one read of `x` (cross-entropy with smoothing
+/// or probability targets): `(Σ e, σ·Σ k̂·(x − m))`, as `lin_terms` describes.
+///
+/// # Safety
+/// AVX2 + FMA; `lin.k` and `store`, when given, are as long as `x`; `x` and `sc` are in
+/// [`Linear::fits`]'s domain (checked in debug builds).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn exp_linear_sums(
+    x: &[f32],
+    sc: &RowScale,
+    lin: &Linear,
+    store: Option<&mut [f32]>,
+    next: &[f32],
+) -> (f32, f32) {
+    if let Some(k) = lin.k {
+        assert_eq!(k.len(), x.len());
+    }
+    debug_assert!(sc.h == 1.0 && x.iter().all(|v| v.is_finite()));
+    // SAFETY: as the caller's.
+    unsafe { exp_sums::<true>(x, sc, store, next, Some(lin)) }
+}
+
+/// [`exp_sum`], plus the linear sum of `lin` where `LIN`. The last `r < 16` elements go
+/// through the same vector code as lanes `16 − r..` of the row's last 16, loaded in place,
+/// the other lanes −inf (exp terms exactly 0) with `k̂` 0 (linear terms −inf or NaN, dropped
+/// by value); a row shorter than 16 takes scalar exps (scalar, the tail of a 1000-column row
+/// was 8 exps a row).
+///
+/// # Safety
+/// As [`exp_sum`] and [`exp_linear_sums`].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_sums<const LIN: bool>(
+    x: &[f32],
+    sc: &RowScale,
+    store: Option<&mut [f32]>,
+    next: &[f32],
+    lin: Option<&Linear>,
+) -> (f32, f32) {
     debug_assert!(super::exp::base2_fits(sc));
     let pf = next.len().min(x.len()) / 16 * 16;
     // The exponent in base 2, as in avx512.rs.
@@ -123,55 +167,133 @@ pub(crate) unsafe fn exp_sum(
         _mm256_set1_ps(sc.mh),
         _mm256_set1_ps(c2),
     );
+    let (ninf, zero) = (_mm256_set1_ps(f32::NEG_INFINITY), _mm256_setzero_ps());
+    let k = lin.and_then(|l| l.k);
     let mut total = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut lin_total = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let n = x.len() / 16 * 16;
     // Where each term goes, when wanted: one loop for both cases (the test is loop-invariant
-    // and always predicted; the exps dominate).
+    // and always predicted; the exps dominate). From the mutable borrow (writing through a
+    // pointer taken from a shared one is UB); `out` is used again for the tail.
     let mut out = store;
     if let Some(o) = &out {
         assert_eq!(o.len(), x.len());
     }
-    // From the mutable borrow (writing through a pointer taken from a shared one is UB); not
-    // used after the loop, where `out` is used again.
     let out_ptr = out
         .as_deref_mut()
         .map_or(std::ptr::null_mut(), |o| o.as_mut_ptr());
+    // Sixteen elements' exp terms, and the sum of their (unscaled) linear terms `k̂·t`.
+    let terms = |v0: __m256, v1: __m256, k0: __m256, k1: __m256| {
+        let t0 = _mm256_fmadd_ps(v0, vh, vmh);
+        let t1 = _mm256_fmadd_ps(v1, vh, vmh);
+        let (e0, e1) = (exp2_8(_mm256_mul_ps(t0, vc)), exp2_8(_mm256_mul_ps(t1, vc)));
+        let l = match (LIN, k) {
+            (false, _) => zero,
+            (true, None) => _mm256_add_ps(t0, t1),
+            (true, Some(_)) => _mm256_add_ps(_mm256_mul_ps(k0, t0), _mm256_mul_ps(k1, t1)),
+        };
+        (e0, e1, l)
+    };
     for b0 in (0..n).step_by(SUM_BLOCK) {
-        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut a0, mut a1, mut s) = (zero, zero, zero);
         for i in (b0..n.min(b0 + SUM_BLOCK)).step_by(16) {
-            // SAFETY: i + 16 ≤ n ≤ the length of x and of out (when given, asserted equal);
-            // prefetch never faults.
+            // SAFETY: i + 16 ≤ n ≤ the length of x, of out and of k (when given, asserted
+            // equal); prefetch never faults.
             unsafe {
                 if i < pf {
                     _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i) as *const i8);
                 }
-                let e0 = exp2_8(_mm256_mul_ps(
-                    _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vh, vmh),
-                    vc,
-                ));
-                let e1 = exp2_8(_mm256_mul_ps(
-                    _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vh, vmh),
-                    vc,
-                ));
+                let p = x.as_ptr().add(i);
+                let (k0, k1) = match k {
+                    Some(k) if LIN => (
+                        _mm256_loadu_ps(k.as_ptr().add(i)),
+                        _mm256_loadu_ps(k.as_ptr().add(i + 8)),
+                    ),
+                    _ => (zero, zero),
+                };
+                let (e0, e1, l) = terms(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), k0, k1);
                 if !out_ptr.is_null() {
                     _mm256_storeu_ps(out_ptr.add(i), e0);
                     _mm256_storeu_ps(out_ptr.add(i + 8), e1);
                 }
                 a0 = _mm256_add_ps(a0, e0);
                 a1 = _mm256_add_ps(a1, e1);
+                if LIN {
+                    s = _mm256_add_ps(s, l);
+                }
             }
         }
         fold_f64(_mm256_add_ps(a0, a1), &mut total);
-    }
-    let mut tail = 0.0f32;
-    for i in n..x.len() {
-        let e = super::exp::exp_with::<super::exp::Fused>(x[i].mul_add(sc.h, sc.mh) * sc.c);
-        if let Some(o) = out.as_deref_mut() {
-            o[i] = e;
+        if LIN {
+            fold_f64(s, &mut lin_total);
         }
-        tail += e;
     }
-    (hsum_f64(total) + tail as f64) as f32
+    let r = x.len() - n;
+    let mut tail = (0.0f32, 0.0f32);
+    if r > 0 && x.len() >= 16 {
+        let base = x.len() - 16;
+        // Lanes `16 − r..` are the row's last r elements.
+        let iota = |a: i32| _mm256_setr_epi32(a, a + 1, a + 2, a + 3, a + 4, a + 5, a + 6, a + 7);
+        let first = _mm256_set1_epi32(15 - r as i32);
+        let keep0 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota(0), first));
+        let keep1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota(8), first));
+        // SAFETY: 16 elements of x (and of k, as long) from `base`.
+        let (v0, v1, k0, k1) = unsafe {
+            let p = x.as_ptr().add(base);
+            let (k0, k1) = match k {
+                Some(k) if LIN => (
+                    _mm256_and_ps(keep0, _mm256_loadu_ps(k.as_ptr().add(base))),
+                    _mm256_and_ps(keep1, _mm256_loadu_ps(k.as_ptr().add(base + 8))),
+                ),
+                _ => (zero, zero),
+            };
+            (
+                _mm256_blendv_ps(ninf, _mm256_loadu_ps(p), keep0),
+                _mm256_blendv_ps(ninf, _mm256_loadu_ps(p.add(8)), keep1),
+                k0,
+                k1,
+            )
+        };
+        let (e0, e1, _) = terms(v0, v1, k0, k1);
+        fold_f64(_mm256_add_ps(e0, e1), &mut total);
+        if LIN {
+            // Each lane's linear term alone, so the padding's (−inf or NaN) drop by value.
+            let (t0, t1) = (_mm256_fmadd_ps(v0, vh, vmh), _mm256_fmadd_ps(v1, vh, vmh));
+            let (l0, l1) = match k {
+                Some(_) => (_mm256_mul_ps(k0, t0), _mm256_mul_ps(k1, t1)),
+                None => (t0, t1),
+            };
+            let finite = |l| _mm256_and_ps(l, _mm256_cmp_ps::<_CMP_GT_OQ>(l, ninf));
+            fold_f64(_mm256_add_ps(finite(l0), finite(l1)), &mut lin_total);
+        }
+        if let Some(o) = out.as_deref_mut() {
+            let mut ob = [0.0f32; 16];
+            // SAFETY: two 8-lane stores into a 16-element array.
+            unsafe {
+                _mm256_storeu_ps(ob.as_mut_ptr(), e0);
+                _mm256_storeu_ps(ob.as_mut_ptr().add(8), e1);
+            }
+            o[n..].copy_from_slice(&ob[16 - r..]);
+        }
+    } else {
+        for i in n..x.len() {
+            let t = x[i].mul_add(sc.h, sc.mh);
+            let e = super::exp::exp_with::<super::exp::Fused>(t * sc.c);
+            if let Some(o) = out.as_deref_mut() {
+                o[i] = e;
+            }
+            tail.0 += e;
+            if LIN {
+                tail.1 += k.map_or(1.0, |k| k[i]) * t;
+            }
+        }
+    }
+    // σ is a power of two: the scaling is exact (see `lin_terms`).
+    let sigma = lin.map_or(0.0, |l| l.sigma as f64);
+    (
+        (hsum_f64(total) + tail.0 as f64) as f32,
+        ((hsum_f64(lin_total) + tail.1 as f64) * sigma) as f32,
+    )
 }
 
 /// `k̂_j` for eight classes from `j` (the normalized inputs of `cross_entropy::fast`): the

@@ -4,6 +4,7 @@
 
 use super::arith::Arith;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
+use super::lin_terms::Linear;
 use super::rows::{exp_sum, online, row_max_flags, OnlineBlock, INF_BITS};
 use crate::cross_entropy::fast::{flag, RowStats};
 use crate::element::Element;
@@ -101,8 +102,8 @@ fn neg_kinds<E: Element>(cfg: &Cfg, x: &[E], j0: usize, q: Option<&[f32]>) -> u3
 
 /// The linear sum `Σ_finite k̂_j·σ(x_j − m)` over `x`, columns `j0..` of a row (`q`: the whole
 /// row's), and whether any of them is −inf, by the build's loop over f32 blocks: where the
-/// exp-sum cannot take it in its own loop (`exp_linear_block`: the baseline and AVX2 builds,
-/// and the AVX-512 build's portable exponent path, which cross-entropy's `T = 1` never takes).
+/// exp-sum cannot take it in its own loop (`exp_linear_block`: the baseline build, and blocks
+/// outside the fused loops' domain: a −inf, logits beyond `2^119`).
 #[inline(always)]
 fn linear_block<A: Arith, E: Element>(
     cfg: &Cfg,
@@ -121,8 +122,8 @@ fn linear_block<A: Arith, E: Element>(
 }
 
 /// The exp-sum (each term stored into `store` when given; `next`: see `rows::exp_sum`) and
-/// the linear sum of `x`, columns `j0..` of a row (`q`: the whole row's), in one loop in the
-/// AVX-512 build where `x` is in its domain (`avx512::Linear::fits`, given `abits`, the
+/// the linear sum of `x`, columns `j0..` of a row (`q`: the whole row's): in one loop where
+/// the build has one and `x` is in its domain (`lin_terms::Linear::fits`, given `abits`, the
 /// largest `|x|`'s bits), else one after the other.
 #[inline(always)]
 fn exp_linear_block<A: Arith, E: Element>(
@@ -131,21 +132,18 @@ fn exp_linear_block<A: Arith, E: Element>(
     j0: usize,
     q: Option<&[f32]>,
     sc: &RowScale,
-    (store, next): (Option<&mut [f32]>, &[f32]),
+    (mut store, next): (Option<&mut [f32]>, &[f32]),
     abits: u32,
 ) -> (f64, f64) {
     let m = sc.m;
-    #[cfg(target_arch = "x86_64")]
-    if A::AVX512 && super::exp::base2_fits(sc) && super::avx512::Linear::fits(abits, m, sc.h) {
-        let cols = j0..j0 + x.len();
-        let lin = super::avx512::Linear {
+    if super::exp::base2_fits(sc) && Linear::fits(abits, m, sc.h) {
+        let lin = Linear {
             sigma: cfg.sigma,
-            k: q.or(cfg.weight).map(|k| &k[cols]),
+            k: q.or(cfg.weight).map(|k| &k[j0..j0 + x.len()]),
         };
-        // SAFETY: AVX512 is true only for `Fused512`, used only where AVX-512F was detected;
-        // `lin.k` is as long as x, which `fits` the loop.
-        let (s, a) = unsafe { super::avx512::exp_linear_sums(x, sc, &lin, store, next) };
-        return (s as f64, a as f64);
+        if let Some(sums) = A::exp_linear_sums(x, sc, &lin, store.as_deref_mut(), next) {
+            return sums;
+        }
     }
     let s = exp_sum::<A, E>(x, sc, store, next) as f64;
     (s, linear_block::<A, E>(cfg, x, j0, q, m).0)

@@ -18,6 +18,7 @@ mod engine;
 mod exp;
 mod isa;
 mod lanes;
+mod lin_terms;
 mod linear;
 mod pointwise;
 mod rows;

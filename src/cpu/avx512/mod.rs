@@ -13,6 +13,7 @@
 
 use super::exp::{EXP2_LO, EXP2_POLY};
 use super::lanes::SUM_BLOCK;
+use super::lin_terms::Linear;
 use crate::element::Element;
 use crate::scale::RowScale;
 use std::arch::x86_64::*;
@@ -101,34 +102,6 @@ pub(crate) unsafe fn exp_sum<E: Element>(
 ) -> f32 {
     // SAFETY: as the caller's.
     unsafe { exp_sums::<E, false>(x, sc, store, next, None).0 }
-}
-
-/// A cross-entropy row's linear terms, summed beside its exp-sum by [`exp_linear_sums`]:
-/// `σ·Σ k̂_j·t_j` with `t = fma(x, h, −m·h)` the exponent's own first step, for `h = 1`:
-/// `t = x − m` rounded once. As `σ` is a power of two, `σ·round(k̂·t) = round(k̂·σ(x − m))`:
-/// each term is `k̂·fma(x, σ, −σm)` (the form of avx2.rs's `linear_sums`) divided by `σ`
-/// exactly, and the scaling commutes with every f32 and f64 addition, so the sum is the one
-/// those terms would give in the same order, bit for bit, wherever neither form meets a
-/// subnormal (where this one is the more exact). It costs one addition per vector (a
-/// multiply and an addition with `k̂`) instead of one more multiply-add. [`Linear::fits`]
-/// bounds the domain where `t` and the lanes' partial sums stay finite.
-pub(crate) struct Linear<'a> {
-    /// `σ`, the row's scale of the linear terms (`cross_entropy::fast`).
-    pub sigma: f32,
-    /// `k̂` over the same columns as `x` (absent: 1).
-    pub k: Option<&'a [f32]>,
-}
-
-impl Linear<'_> {
-    /// Whether [`exp_linear_sums`] takes a block against the max `m` with the exponent scale
-    /// `h`, given the largest `|x|`'s bits `abits` (at or above `INF_BITS` where a value is not
-    /// finite): every value finite, `h = 1`, and `|x| + |m| ≤ 2^120`, so that `|t| ≤ 2^120`
-    /// and a lane's partial sum of 32 terms (`|k̂| ≤ 1`) stays below `2^126`. Other blocks (a
-    /// −inf, logits beyond `2^119`) take the separate loops.
-    pub fn fits(abits: u32, m: f32, h: f32) -> bool {
-        let finite = abits < f32::INFINITY.to_bits();
-        finite && h == 1.0 && f32::from_bits(abits) as f64 + (m as f64).abs() <= 2f64.powi(120)
-    }
 }
 
 /// [`exp_sum`] (each term stored into `store` when given, the next row prefetched) and the
