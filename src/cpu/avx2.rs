@@ -55,7 +55,8 @@ fn hsum_f64(d: (__m256d, __m256d)) -> f64 {
 }
 
 /// Max of the values (NaN and −inf never win: `max_ps` returns its second operand on NaN) and
-/// the max of `|bits|`.
+/// the max of `|bits|`. A row of at least 16 ends with its last 16, overlapping the groups
+/// before (both maxima are idempotent): no scalar tail.
 ///
 /// # Safety
 /// The processor must have AVX2 and FMA.
@@ -65,9 +66,8 @@ pub(crate) unsafe fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
     let abs = _mm256_set1_epi32(0x7fff_ffff);
     let (mut m0, mut m1) = (_mm256_set1_ps(f32::MIN), _mm256_set1_ps(f32::MIN));
     let (mut b0, mut b1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-    let mut c = x.chunks_exact(16);
-    for blk in &mut c {
-        // SAFETY: blk has 16 floats; unaligned loads.
+    let mut step = |blk: &[f32]| {
+        // SAFETY: blk has 16 floats (both callers); unaligned loads.
         let (v0, v1) = unsafe {
             (
                 _mm256_loadu_ps(blk.as_ptr()),
@@ -78,6 +78,15 @@ pub(crate) unsafe fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
         m1 = _mm256_max_ps(v1, m1);
         b0 = _mm256_max_epu32(b0, _mm256_and_si256(_mm256_castps_si256(v0), abs));
         b1 = _mm256_max_epu32(b1, _mm256_and_si256(_mm256_castps_si256(v1), abs));
+    };
+    let c = x.chunks_exact(16);
+    let mut rest = c.remainder();
+    for blk in c {
+        step(blk);
+    }
+    if !rest.is_empty() && x.len() >= 16 {
+        step(&x[x.len() - 16..]);
+        rest = &[];
     }
     let mut mx = [0.0f32; 8];
     let mut mb = [0u32; 8];
@@ -91,7 +100,7 @@ pub(crate) unsafe fn max_and_abs_bits(x: &[f32]) -> (f32, u32) {
         m = if mx[l] > m { mx[l] } else { m };
         bits = bits.max(mb[l]);
     }
-    for &v in c.remainder() {
+    for &v in rest {
         m = if v > m { v } else { m };
         bits = bits.max(v.to_bits() & 0x7fff_ffff);
     }

@@ -11,7 +11,11 @@
 //!    (Liger-Kernel's note on cancellation), times the chain factor `1 − tanh²(x/c)` under
 //!    softcap and the row's `2^n`.
 //!
-//! The loss is finished from the row's statistics in f64 by `cross_entropy::finish`.
+//! Each row's loss is finished from its statistics in f64 (`cross_entropy::fast::row_loss`)
+//! inside the row's block, while they are in registers: a whole call keeps no per-row vector
+//! of statistics and makes no second pass (at `[65536, 1000]` the separate pass, its vectors
+//! and the per-row vectors of coefficients, weights and upstream gradients the forward call
+//! does not need took about 2 ms of its 13-16, measured by timing each stage). A vocabulary shard's call returns the statistics.
 
 use super::arith::{stream_f32_rows, Arith};
 use super::batch::{half_out, next_f32, put_row_bufs, take_row_bufs};

@@ -7,9 +7,10 @@
 //! `linear_sums`) divided by `σ` exactly, and the scaling commutes with every f32 and f64
 //! addition, so the sum is the one those terms would give in the same order, bit for bit,
 //! wherever neither form meets a subnormal (where this one is the more exact). It costs one
-//! addition per vector (a multiply and an addition with `k̂`) instead of a multiply-add, a
-//! finite test and an addition in a second pass. [`Linear::fits`] bounds the domain where `t`
-//! and the lanes' partial sums stay finite; other blocks take the separate loops.
+//! addition per vector (a multiply and an addition with `k̂`) instead of a multiply-add and an
+//! addition (and, in the AVX2 build, a second pass over the row with a finite test).
+//! [`Linear::fits`] bounds the domain where `t` and the lanes' partial sums stay finite; other
+//! blocks take the separate loops.
 
 /// A row's linear terms for the fused loops.
 pub(crate) struct Linear<'a> {

@@ -25,7 +25,7 @@
 //! |---|---|---|---|
 //! | max and `\|bits\|` | 1 | max, and, unsigned max: 3 | 0 |
 //! | exp-sum | 1 | `x − m` (fma), `·c·log₂e`, exp2 (round, subtract, 6 fma, compare, scale: 10), add: 13 | 0 (softmax: 1) |
-//! | cross-entropy linear sum, fused into the exp-sum | 0 | fma, add: 2 (a row with −inf: and compare, masked move: 4) | 0 |
+//! | cross-entropy linear sum, fused into the exp-sum | 0 (`k̂`: 1) | add of the exponent's own `x − m`: 1 (`k̂`: multiply, add: 2); a block with −inf takes the separate loop | 0 |
 //! | softmax / log-softmax write | 1 (L2) | 1-2 | 1 (streamed) |
 //!
 //! Against the floors, at `[4096, 32000]`: the row-sum yardstick reads 524 MB in 15.5-16 ms
@@ -33,8 +33,8 @@
 //! 6.3 G/s. So the exp pass alone runs at 1.5× memory speed and a logsumexp reaches the
 //! memory floor only where its arithmetic overlaps the row's arrival: read once, 16.4-16.6 ms
 //! (the two-pass form, max from memory then exp-sum from L2, took 21.7-23 ms). The
-//! cross-entropy forward adds the linear sum (20 instructions per 16 elements in all):
-//! 17.9-18.7 ms. Softmax and log-softmax read the row three times (once from memory) and
+//! cross-entropy forward adds the linear sum (18 instructions per 16 elements in all) and its
+//! per-row work (the row's loss in f64, a logarithm): 17.6-18.5 ms. Softmax and log-softmax read the row three times (once from memory) and
 //! write it once: 35.9-38.3 ms against the memcpy yardstick's 30.8-31.6. When the machine's
 //! memory runs faster (it does, at times, at 50 GB/s) every op here is bound by arithmetic;
 //! the figures and the other builds: docs/bench-history.md.

@@ -57,7 +57,9 @@ fn fold_f64(v: __m512, d: &mut __m512d) {
 }
 
 /// Max of the values (NaN and −inf never win: `vmaxps` returns its second operand on NaN) and
-/// the max of `|bits|`, reading any element type (widened in registers).
+/// the max of `|bits|`, reading any element type (widened in registers). A row of at least 32
+/// elements ends with its last 32, overlapping the groups before (both maxima are idempotent):
+/// no scalar tail.
 ///
 /// # Safety
 /// The processor must have AVX-512F.
@@ -67,14 +69,21 @@ pub(crate) unsafe fn max_and_abs_bits<E: Element>(x: &[E]) -> (f32, u32) {
     let abs = _mm512_set1_epi32(0x7fff_ffff);
     let (mut m0, mut m1) = (_mm512_set1_ps(f32::MIN), _mm512_set1_ps(f32::MIN));
     let (mut b0, mut b1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-    let n = x.len() / 32 * 32;
-    for i in (0..n).step_by(32) {
-        // SAFETY: i + 32 ≤ n ≤ x.len().
+    let mut step = |i: usize| {
+        // SAFETY: i + 32 ≤ x.len() (both callers).
         let (v0, v1) = unsafe { load32_any_order(x.as_ptr().add(i)) };
         m0 = _mm512_max_ps(v0, m0);
         m1 = _mm512_max_ps(v1, m1);
         b0 = _mm512_max_epu32(b0, _mm512_and_si512(_mm512_castps_si512(v0), abs));
         b1 = _mm512_max_epu32(b1, _mm512_and_si512(_mm512_castps_si512(v1), abs));
+    };
+    let mut n = x.len() / 32 * 32;
+    for i in (0..n).step_by(32) {
+        step(i);
+    }
+    if n < x.len() && x.len() >= 32 {
+        step(x.len() - 32);
+        n = x.len();
     }
     let mut m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
     let mut bits = _mm512_reduce_max_epu32(_mm512_max_epu32(b0, b1));
