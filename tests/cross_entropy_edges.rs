@@ -78,6 +78,46 @@ fn empty_and_all_ignored_batches() {
     }
 }
 
+/// Zero classes: every row is an empty sum, lse −inf, on every backend as in the reference
+/// (class targets, all ignored, and probability targets of shape `[B, 0]`; with z-loss, whose
+/// part is then infinite in the reference too).
+#[test]
+fn zero_classes_give_empty_rows() {
+    let x = Array2::<f32>::zeros((3, 0));
+    let y = ndarray::array![-100i64, -100, -100];
+    let q = Array2::<f32>::zeros((3, 0));
+    for z_loss in [0.0, 1e-3] {
+        let o = CrossEntropyOptions {
+            reduction: Reduction::None,
+            z_loss,
+            gradient: true,
+            ..Default::default()
+        };
+        for t in [Targets::classes(y.view()), Targets::probabilities(q.view())] {
+            let want = Reference
+                .cross_entropy_f64(x.view(), t.clone(), &o)
+                .unwrap();
+            for b in all_backends() {
+                let got = b.cross_entropy(x.view(), t.clone(), &o).unwrap();
+                let what = format!("{} z {z_loss} {t:?}", b.name());
+                assert!(want.lse.iter().all(|&v| v == f64::NEG_INFINITY), "{what}");
+                assert!(
+                    got.lse.iter().all(|&v| v == f32::NEG_INFINITY),
+                    "{what}: {:?}",
+                    got.lse
+                );
+                let Loss::PerRow(gl) = &got.loss else {
+                    panic!("{what}: reduction none gives per-row losses");
+                };
+                for (g, w) in gl.iter().zip(&want.per_row) {
+                    let w = *w as f32;
+                    assert!(*g == w || (g.is_nan() && w.is_nan()), "{what}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn ignore_index_may_be_a_valid_class() {
     let x = logits(6, 4, 1.0, 0.0, false, 2);

@@ -18,6 +18,11 @@ const NEG: f32 = f32::NEG_INFINITY;
 /// The widths: around one block, a partial last block, several blocks with a tail of 7.
 const WIDTHS: [usize; 6] = [1023, 1024, 1025, 2047, 3000, 5127];
 
+/// Rows shorter than a block, around the SIMD loops' groups (16 in the AVX2 build, 32 in the
+/// AVX-512 one): shorter than a group (a padded copy), and longer with every kind of tail (the
+/// row's last group read in place, overlapping), for the cross-entropy test.
+const SHORT: [usize; 9] = [1, 5, 15, 16, 17, 31, 33, 40, 100];
+
 /// Rows whose max moves between blocks, all finite except whole −inf blocks.
 fn finite_rows(cols: usize) -> Array2<f32> {
     let mut rng = Rng(cols as u64);
@@ -49,6 +54,28 @@ fn finite_rows(cols: usize) -> Array2<f32> {
         // −inf everywhere but the last element.
         (0..cols)
             .map(|j| if j + 1 == cols { -5.0 } else { NEG })
+            .collect(),
+        // At the fused linear loops' bound (`lin_terms::Linear::fits`: |x| + |m| ≤ 2^120): the
+        // max 2^119 first, then −2^119, so t = x − m = −2^120 and a lane's partial sum of
+        // these terms reaches −2^126.
+        (0..cols)
+            .map(|j| {
+                if j == 0 {
+                    2f32.powi(119)
+                } else {
+                    -(2f32.powi(119))
+                }
+            })
+            .collect(),
+        // Just past it: |x| + |m| = 1.5·2^120, the separate loops.
+        (0..cols)
+            .map(|j| {
+                if j == 0 {
+                    1.5 * 2f32.powi(119)
+                } else {
+                    -1.5 * 2f32.powi(119)
+                }
+            })
             .collect(),
         // Spanning 2·f32::MAX: −3e38 in the first block, +3e38 in the last.
         (0..cols)
@@ -130,12 +157,13 @@ fn nan_and_infinity_in_later_blocks_decide_the_row() {
 
 /// The forward-only cross-entropy (one read per row) against the reference, with the options
 /// that add a linear sum (smoothing, with and without class weights; probability targets,
-/// and signed ones: a weight below 0 is what turns a padded lane's −inf term into +inf, which
-/// the vector tail must drop by its weight, not its sign) and without; and the same call with the gradient (two passes, terms stored), so both
-/// forms are held to the same reference.
+/// and signed ones: a weight below 0 would turn a padded lane's −inf term into +inf, which
+/// the vector tail's `k̂ = 0` there turns into NaN, dropped by value) and without; and the
+/// same call with the gradient (two passes, terms stored), so both forms are held to the same
+/// reference.
 #[test]
 fn cross_entropy_forward_on_rows_whose_max_moves_between_blocks() {
-    for cols in WIDTHS {
+    for cols in WIDTHS.into_iter().chain(SHORT) {
         let x = finite_rows(cols);
         let rows = x.nrows();
         let mut rng = Rng(7 + cols as u64);

@@ -211,7 +211,14 @@ impl Arith for Fused {
     ) -> Option<(f64, f64)> {
         #[cfg(target_arch = "x86_64")]
         {
-            // A block at a time (block sums added in f64), as `exp_sum_by_blocks` does.
+            if E::DTYPE == DType::F32 {
+                // SAFETY: as above; the caller checked the domain and `lin.k`'s length.
+                let (s, a) = unsafe {
+                    super::avx2::exp_linear_sums(bytemuck::cast_slice(x), sc, lin, store, next)
+                };
+                return Some((s as f64, a as f64));
+            }
+            // Halves a block at a time (block sums added in f64), as `exp_sum_by_blocks` does.
             let (mut s, mut a) = (0.0f64, 0.0f64);
             Self::f32_blocks(x, |j, b| {
                 let out = store.as_deref_mut().map(|o| &mut o[j..j + b.len()]);

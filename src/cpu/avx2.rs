@@ -321,8 +321,7 @@ unsafe fn k8(j: usize, w: Option<&[f32]>, q: Option<&[f32]>) -> __m256 {
 }
 
 /// The cross-entropy linear sum over a row with finite max `m`:
-/// `a = Σ_finite k̂_j·fma(x_j, σ, −σm)` (no overflow however the row spans), and whether any
-/// `x_j` is −inf. `k̂` as in [`k8`]; `k_scalar(j)` for the tail. Blocked like [`exp_sum`] (64
+/// `a = Σ_finite k̂_j·fma(x_j, σ, −σm)` (no overflow however the row spans). `k̂` as in [`k8`]; `k_scalar(j)` for the tail. Blocked like [`exp_sum`] (64
 /// additions per f32 lane at most).
 ///
 /// # Safety
@@ -336,10 +335,9 @@ pub(crate) unsafe fn linear_sums(
     w: Option<&[f32]>,
     q: Option<&[f32]>,
     k_scalar: impl Fn(usize) -> f32,
-) -> (f32, bool) {
+) -> f32 {
     let (vs, vms) = (_mm256_set1_ps(sigma), _mm256_set1_ps(minus_m_sigma));
     let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
-    let mut neg = _mm256_setzero_ps();
     let mut a_total = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let n = x.len() / 8 * 8;
     for b0 in (0..n).step_by(SUM_BLOCK) {
@@ -351,27 +349,18 @@ pub(crate) unsafe fn linear_sums(
                 let k = k8(j, w, q);
                 let fin = _mm256_cmp_ps::<_CMP_GT_OQ>(d, ninf);
                 a = _mm256_add_ps(a, _mm256_and_ps(_mm256_mul_ps(k, d), fin));
-                neg = _mm256_or_ps(
-                    neg,
-                    _mm256_andnot_ps(fin, _mm256_castsi256_ps(_mm256_set1_epi32(-1))),
-                );
             }
         }
         fold_f64(a, &mut a_total);
     }
-    let (mut at, mut nt) = (0.0f32, false);
+    let mut at = 0.0f32;
     for (j, &v) in x.iter().enumerate().skip(n) {
         let d = v.mul_add(sigma, minus_m_sigma);
         if d > f32::NEG_INFINITY {
             at += k_scalar(j) * d;
-        } else {
-            nt = true;
         }
     }
-    (
-        (hsum_f64(a_total) + at as f64) as f32,
-        nt || _mm256_movemask_ps(neg) != 0,
-    )
+    (hsum_f64(a_total) + at as f64) as f32
 }
 
 /// The gradient from stored `e`: `g_j ← g_j·scale − coef·k̂_j`.

@@ -15,7 +15,8 @@
 //! inside the row's block, while they are in registers: a whole call keeps no per-row vector
 //! of statistics and makes no second pass (at `[65536, 1000]` the separate pass, its vectors
 //! and the per-row vectors of coefficients, weights and upstream gradients the forward call
-//! does not need took about 2 ms of its 13-16, measured by timing each stage). A vocabulary shard's call returns the statistics.
+//! does not need took about 2 ms of its 13-16, measured by timing each stage). A vocabulary
+//! shard's call ([`planned`]) returns the statistics.
 
 use super::arith::{stream_f32_rows, Arith};
 use super::batch::{half_out, next_f32, put_row_bufs, take_row_bufs};
@@ -156,7 +157,15 @@ enum RowsOut<'a> {
     },
 }
 
-impl RowsOut<'_> {
+impl<'a> RowsOut<'a> {
+    /// A block's outputs, its first row `r0`.
+    fn from_rows(rows: Rows<'a>, r0: usize) -> Self {
+        match rows {
+            Rows::Stats(s) => RowsOut::Stats(s),
+            Rows::Losses(ce, lse) => RowsOut::Losses { r0, ce, lse },
+        }
+    }
+
     /// Row `i` of the block.
     #[inline(always)]
     fn put(&mut self, i: usize, st: RowStats, p: &Prepared, fi: &FastInputs) {
@@ -270,18 +279,9 @@ fn whole<E: Element, O: Element>(
     targets: &Targets,
     o: &CrossEntropyOptions,
 ) -> Result<CrossEntropyOutput<Tensor>> {
-    let mut grad = if o.gradient {
-        super::alloc::output_vec::<O>(logits.len())
-    } else {
-        Vec::new()
-    };
-    let r = cross_entropy_into(isa, logits, targets, o, &mut grad)?;
-    let (rows, cols) = logits.dim();
-    let grad = o
-        .gradient
-        .then(|| ArrayD::from_shape_vec(IxDyn(&[rows, cols]), grad).map(O::tag))
-        .transpose()
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let (r, grad) = with_grad::<O, _>(logits.dim(), o.gradient, |g| {
+        cross_entropy_into(isa, logits, targets, o, g)
+    })?;
     Ok(CrossEntropyOutput {
         loss: r.loss,
         grad,
@@ -290,9 +290,9 @@ fn whole<E: Element, O: Element>(
     })
 }
 
-/// A prepared call (its checked inputs `p` and kernel inputs `fi`; a whole call's or a
-/// vocabulary shard's, see `crate::shard`) on logits of any element type: every row's
-/// statistics, and the gradient in `out` when `o.gradient`.
+/// A vocabulary shard's prepared call (its checked inputs `p` and kernel inputs `fi`, see
+/// `crate::shard`) on logits of any element type: every row's statistics (merged with the
+/// other shards' before the loss is formed), and the gradient in `out` when `o.gradient`.
 pub(crate) fn planned(
     isa: CpuIsa,
     logits: MatrixView<'_>,
@@ -315,20 +315,32 @@ fn typed<E: Element, O: Element>(
     fi: &FastInputs,
     o: &CrossEntropyOptions,
 ) -> Result<(Vec<RowStats>, Option<Tensor>)> {
-    let mut grad = if o.gradient {
-        super::alloc::output_vec::<O>(logits.len())
+    with_grad::<O, _>(logits.dim(), o.gradient, |g| {
+        // Zeroed by calloc, so each block first-touches its own rows' pages.
+        let mut stats = super::alloc::output_vec::<RowStats>(p.rows);
+        run(isa, logits, p, fi, o, g, Rows::Stats(&mut stats))?;
+        Ok(stats)
+    })
+}
+
+/// `f` with a fresh `[rows, cols]` gradient in `O` to write when `gradient` (else an empty
+/// one), and that gradient as a tensor.
+fn with_grad<O: Element, T>(
+    (rows, cols): (usize, usize),
+    gradient: bool,
+    f: impl FnOnce(&mut [O]) -> Result<T>,
+) -> Result<(T, Option<Tensor>)> {
+    let mut grad = if gradient {
+        super::alloc::output_vec::<O>(rows * cols)
     } else {
         Vec::new()
     };
-    // Zeroed by calloc, so each block first-touches its own rows' pages.
-    let mut stats = super::alloc::output_vec::<RowStats>(p.rows);
-    run(isa, logits, p, fi, o, &mut grad, Rows::Stats(&mut stats))?;
-    let grad = o
-        .gradient
-        .then(|| ArrayD::from_shape_vec(IxDyn(&[p.rows, p.cols]), grad).map(O::tag))
+    let r = f(&mut grad)?;
+    let grad = gradient
+        .then(|| ArrayD::from_shape_vec(IxDyn(&[rows, cols]), grad).map(O::tag))
         .transpose()
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    Ok((stats, grad))
+    Ok((r, grad))
 }
 
 /// The CPU cross-entropy with the gradient (when `o.gradient`) written into `grad` (`B·C`
@@ -387,49 +399,51 @@ fn run<E: Element, O: Element>(
         grad: o.gradient,
         stream: std::mem::size_of_val(grad) >= super::arith::STREAM_MIN_BYTES,
     };
-    if let Some(per) = super::batch::ELEMS_PER_TASK.checked_div(cols) {
-        let per = per.max(1);
-        let qs = fi.probs_slice()?;
-        let gchunk = if o.gradient { per * cols } else { 0 };
-        let mut gparts: Vec<&mut [O]> = if o.gradient {
-            grad.chunks_mut(gchunk).collect()
-        } else {
-            (0..rows.div_ceil(per)).map(|_| &mut [][..]).collect()
-        };
-        let outs: Vec<RowsOut> = match rows_out {
-            Rows::Stats(s) => s.chunks_mut(per).map(RowsOut::Stats).collect(),
-            Rows::Losses(ce, lse) => ce
-                .chunks_mut(per)
-                .zip(lse.chunks_mut(per))
-                .enumerate()
-                .map(|(k, (ce, lse))| RowsOut::Losses {
-                    r0: k * per,
-                    ce,
-                    lse,
-                })
-                .collect(),
-        };
-        outs.into_par_iter()
-            .zip(gparts.par_iter_mut())
+    let Some(per) = super::batch::ELEMS_PER_TASK.checked_div(cols) else {
+        // No columns: every row's statistics are those of an empty row (lse −inf).
+        let mut put = RowsOut::from_rows(rows_out, 0);
+        for i in 0..rows {
+            put.put(i, RowStats::default(), p, fi);
+        }
+        return Ok(());
+    };
+    let per = per.max(1);
+    let qs = fi.probs_slice()?;
+    let gchunk = if o.gradient { per * cols } else { 0 };
+    let mut gparts: Vec<&mut [O]> = if o.gradient {
+        grad.chunks_mut(gchunk).collect()
+    } else {
+        (0..rows.div_ceil(per)).map(|_| &mut [][..]).collect()
+    };
+    let outs: Vec<RowsOut> = match rows_out {
+        Rows::Stats(s) => s.chunks_mut(per).map(RowsOut::Stats).collect(),
+        Rows::Losses(ce, lse) => ce
+            .chunks_mut(per)
+            .zip(lse.chunks_mut(per))
             .enumerate()
-            .for_each(|(k, (rows_k, g))| {
-                let r0 = k * per;
-                let n = rows_k.len();
-                ce_block(
-                    isa,
-                    &cfg,
-                    Block {
-                        p,
-                        fi,
-                        x: &xs[r0 * cols..(r0 + n) * cols],
-                        q: qs.map(|q| &q[r0 * cols..(r0 + n) * cols]),
-                        class: p.class.as_ref().map(|c| &c[r0..r0 + n]),
-                        coef: fi.coef.get(r0..r0 + n).unwrap_or(&[]),
-                        rows: rows_k,
-                        g,
-                    },
-                );
-            });
-    }
+            .map(|(k, (ce, lse))| RowsOut::from_rows(Rows::Losses(ce, lse), k * per))
+            .collect(),
+    };
+    outs.into_par_iter()
+        .zip(gparts.par_iter_mut())
+        .enumerate()
+        .for_each(|(k, (rows_k, g))| {
+            let r0 = k * per;
+            let n = rows_k.len();
+            ce_block(
+                isa,
+                &cfg,
+                Block {
+                    p,
+                    fi,
+                    x: &xs[r0 * cols..(r0 + n) * cols],
+                    q: qs.map(|q| &q[r0 * cols..(r0 + n) * cols]),
+                    class: p.class.as_ref().map(|c| &c[r0..r0 + n]),
+                    coef: fi.coef.get(r0..r0 + n).unwrap_or(&[]),
+                    rows: rows_k,
+                    g,
+                },
+            );
+        });
     Ok(())
 }

@@ -101,7 +101,7 @@ fn neg_kinds<E: Element>(cfg: &Cfg, x: &[E], j0: usize, q: Option<&[f32]>) -> u3
 }
 
 /// The linear sum `Σ_finite k̂_j·σ(x_j − m)` over `x`, columns `j0..` of a row (`q`: the whole
-/// row's), and whether any of them is −inf, by the build's loop over f32 blocks: where the
+/// row's), by the build's loop over f32 blocks: where the
 /// exp-sum cannot take it in its own loop (`exp_linear_block`: the baseline build, and blocks
 /// outside the fused loops' domain: a −inf, logits beyond `2^119`).
 #[inline(always)]
@@ -111,14 +111,12 @@ fn linear_block<A: Arith, E: Element>(
     j0: usize,
     q: Option<&[f32]>,
     m: f32,
-) -> (f64, bool) {
-    let (mut a_total, mut neg) = (0.0f64, false);
+) -> f64 {
+    let mut a_total = 0.0f64;
     A::f32_blocks(x, |j, b| {
-        let (a, n) = linear_sums::<A>(cfg, b, j0 + j, q, m);
-        a_total += a as f64;
-        neg |= n;
+        a_total += linear_sums::<A>(cfg, b, j0 + j, q, m) as f64
     });
-    (a_total, neg)
+    a_total
 }
 
 /// The exp-sum (each term stored into `store` when given; `next`: see `rows::exp_sum`) and
@@ -146,7 +144,7 @@ fn exp_linear_block<A: Arith, E: Element>(
         }
     }
     let s = exp_sum::<A, E>(x, sc, store, next) as f64;
-    (s, linear_block::<A, E>(cfg, x, j0, q, m).0)
+    (s, linear_block::<A, E>(cfg, x, j0, q, m))
 }
 
 /// `Σ_finite k̂_j` over `x`, columns `j0..` of a row without NaN or +inf: the weight the
@@ -207,15 +205,9 @@ pub(super) fn stats_online<A: Arith, E: Element>(
 }
 
 /// The linear sum `Σ_finite k̂_j·σ(x_j − m)` over the columns `j0..` of a row held in `x`
-/// (f32), and whether any of them is −inf.
+/// (f32).
 #[inline(always)]
-fn linear_sums<A: Arith>(
-    cfg: &Cfg,
-    x: &[f32],
-    j0: usize,
-    q: Option<&[f32]>,
-    m: f32,
-) -> (f32, bool) {
+fn linear_sums<A: Arith>(cfg: &Cfg, x: &[f32], j0: usize, q: Option<&[f32]>, m: f32) -> f32 {
     let (sigma, msig) = (cfg.sigma, -m * cfg.sigma);
     let cols = j0..j0 + x.len();
     if A::SIMD {
@@ -256,5 +248,5 @@ fn linear_sums<A: Arith>(
         }
         a_total += lanes_sum(a) as f64;
     }
-    (a_total as f32, x.contains(&f32::NEG_INFINITY))
+    a_total as f32
 }

@@ -24,10 +24,32 @@ impl Linear<'_> {
     /// Whether the fused loops take a block against the max `m` with the exponent scale `h`,
     /// given the largest `|x|`'s bits `abits` (at or above `INF_BITS` where a value is not
     /// finite): every value finite, `h = 1`, and `|x| + |m| ≤ 2^120`, so that `|t| ≤ 2^120`
-    /// and a lane's partial sum of at most 64 terms (`|k̂| ≤ 1`) stays below `2^126`. Other
+    /// and a lane's partial sum of at most 64 terms (`|k̂| ≤ 1`) stays at most `2^126`. Other
     /// blocks (a −inf, logits beyond `2^119`) take the separate loops.
     pub fn fits(abits: u32, m: f32, h: f32) -> bool {
         let finite = abits < f32::INFINITY.to_bits();
         finite && h == 1.0 && f32::from_bits(abits) as f64 + (m as f64).abs() <= 2f64.powi(120)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Linear;
+
+    /// The domain's edges: `|x| + |m| = 2^120` fits, the next value up does not; a
+    /// non-finite block (its bits at `INF_BITS` or above) and `h ≠ 1` never do.
+    #[test]
+    fn fits_exactly_its_domain() {
+        let p119 = 2f32.powi(119);
+        let bits = |v: f32| v.to_bits() & 0x7fff_ffff;
+        assert!(Linear::fits(bits(p119), p119, 1.0));
+        assert!(Linear::fits(bits(p119), -p119, 1.0));
+        let up = f32::from_bits(p119.to_bits() + 1);
+        assert!(!Linear::fits(bits(up), p119, 1.0));
+        assert!(!Linear::fits(bits(p119), up, 1.0));
+        assert!(!Linear::fits(f32::INFINITY.to_bits(), 0.0, 1.0));
+        assert!(!Linear::fits(bits(f32::NAN), 0.0, 1.0));
+        assert!(!Linear::fits(bits(1.0), 0.0, 0.5));
+        assert!(Linear::fits(bits(1.0), 0.0, 1.0));
     }
 }

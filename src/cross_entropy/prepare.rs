@@ -226,7 +226,8 @@ fn resolve_classes(
     let n = counted().count();
     // Unweighted, D = N (no serial chain of f64 additions).
     p.denom_ce = match &o.weight {
-        Some(w) => counted().map(|&c| w[c as usize] as f64).sum(),
+        // (Folded from +0: an empty f64 `sum` is −0.)
+        Some(w) => counted().fold(0.0, |d, &c| d + w[c as usize] as f64),
         None => n as f64,
     };
     p.denom_z = n as f64;

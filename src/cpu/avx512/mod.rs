@@ -139,12 +139,13 @@ pub(crate) unsafe fn exp_linear_sums<E: Element>(
 
 /// [`exp_sum`], plus the linear sum of `lin` where `LIN`.
 ///
-/// The last `r < 32` elements go through the same vector code, as lanes `32 − r..` of a group
-/// whose other lanes are −inf (exp terms exactly 0) with `k̂` 0 (linear terms −inf or NaN,
-/// dropped by value). Where the row holds 32 elements that group is the row's last 32, loaded
-/// in place and masked; a shorter row is copied into a padded buffer. (Padding every row's
-/// tail that way, read back as vectors at once, stalled on store forwarding: a 40-column
-/// logsumexp took 0.48-0.51 ms per 8192 rows on one core, 0.34 in place.)
+/// The last `r < 32` elements go through the same vector code, in a group of 32 whose other
+/// lanes are −inf (exp terms exactly 0) with `k̂` 0 (linear terms −inf or NaN, dropped by
+/// value). Where the row holds 32 elements that group is the row's last 32, loaded in place
+/// and masked (the new elements in lanes `32 − r..`); a shorter row is copied into a padded
+/// buffer (lanes `..r`). (Padding every row's tail that way, read back as vectors at once,
+/// stalled on store forwarding: a 40-column logsumexp took 0.48-0.51 ms per 8192 rows on one
+/// core, 0.34 in place.)
 ///
 /// # Safety
 /// As [`exp_sum`] and [`exp_linear_sums`].
@@ -242,11 +243,16 @@ unsafe fn exp_sums<E: Element, const LIN: bool>(
     }
     let r = x.len() - n;
     if r > 0 {
-        // Lanes `32 − r..` are the row's last r elements.
-        let keep = u32::MAX << (32 - r);
+        // The group starts at `base`: the row's last 32 elements, of which lanes `32 − r..`
+        // are new, or a short row's copy, its elements in lanes `..r`.
+        let base = x.len().saturating_sub(32);
+        let keep = if x.len() >= 32 {
+            u32::MAX << (32 - r)
+        } else {
+            u32::MAX >> (32 - r)
+        };
         let (m0, m1) = (keep as u16, (keep >> 16) as u16);
         let (v0, v1, k0, k1) = if x.len() >= 32 {
-            let base = x.len() - 32;
             // SAFETY: 32 elements of x (and of k, as long) from `base`.
             unsafe {
                 let p = x.as_ptr().add(base);
@@ -266,10 +272,10 @@ unsafe fn exp_sums<E: Element, const LIN: bool>(
             }
         } else {
             let mut xt = [E::from_f32(f32::NEG_INFINITY); 32];
-            xt[32 - r..].copy_from_slice(&x[n..]);
+            xt[..r].copy_from_slice(x);
             let mut kt = [0.0f32; 32];
             if let Some(k) = k {
-                kt[32 - r..].copy_from_slice(&k[n..]);
+                kt[..r].copy_from_slice(k);
             }
             // SAFETY: the padded copies hold 32 elements each.
             unsafe {
@@ -289,11 +295,10 @@ unsafe fn exp_sums<E: Element, const LIN: bool>(
             fold_f64(_mm512_add_ps(finite(l0), finite(l1)), &mut lin_total);
         }
         if !out_ptr.is_null() {
-            // SAFETY: `out` is as long as x: lanes `32 − r..` land on its last r elements,
-            // and masked stores touch only those lanes (the group starts before `out` does
-            // when the row is shorter than 32: wrapping arithmetic for its address).
+            // SAFETY: `out` is as long as x, so the group's kept lanes land inside it from
+            // `base` (masked stores write only those lanes and never fault on the others).
             unsafe {
-                let o = out_ptr.wrapping_add(x.len()).wrapping_sub(32);
+                let o = out_ptr.add(base);
                 _mm512_mask_storeu_ps(o, m0, e0);
                 _mm512_mask_storeu_ps(o.wrapping_add(16), m1, e1);
             }
