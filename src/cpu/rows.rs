@@ -34,7 +34,8 @@
 //! memory floor only where its arithmetic overlaps the row's arrival: read once, 16.4-16.6 ms
 //! (the two-pass form, max from memory then exp-sum from L2, took 21.7-23 ms). The
 //! cross-entropy forward adds the linear sum (19 instructions per 16 elements in all) and its
-//! per-row work (the row's loss in f64, a logarithm): 17.6-18.5 ms. Softmax and log-softmax
+//! per-row work (the row's loss in f64, a logarithm): 1.15-1.25× logsumexp's time on one core
+//! with the rows in cache (1000 columns; docs/bench-history.md). Softmax and log-softmax
 //! read the row three times (once from memory) and write it once: 35.9-38.3 ms against the memcpy yardstick's 30.8-31.6. When the machine's
 //! memory runs faster (it does, at times, at 50 GB/s) every op here is bound by arithmetic;
 //! the figures and the other builds: docs/bench-history.md.
