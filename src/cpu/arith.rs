@@ -116,7 +116,10 @@ fn portable_exp_sum<A: Arith, E: Element>(
     sc: &RowScale,
     store: Option<&mut [f32]>,
 ) -> f32 {
-    exp_sum_by_blocks::<A, E>(x, store, |_, b, o| lanes::exp_sum_portable::<A>(b, sc, o))
+    let sums = sums_by_blocks::<A, E>(x, store, &[], |_, b, o, _| {
+        (lanes::exp_sum_portable::<A>(b, sc, o), 0.0)
+    });
+    sums.0 as f32
 }
 
 /// Outputs of at least this many bytes are stored past the cache by the builds that can
@@ -152,23 +155,31 @@ fn max_by_blocks<A: Arith, E: Element>(x: &[E], f: impl Fn(&[f32]) -> (f32, u32)
     (m, bits)
 }
 
-/// [`Arith::exp_sum`] from an f32 loop, a block at a time (block sums added in f64, as the
-/// loops add theirs).
+/// [`Arith::exp_sum`] (and [`Arith::exp_linear_sums`]) from an f32 loop `f` returning one
+/// or two sums: in one call on an f32 row, else a block at a time (block sums added in f64,
+/// as the loops add theirs), each block with its first index and its parts of `store` and of
+/// `next` (the part of the next row, in f32 words, that lies as far in as the block: a half
+/// block spans half as many words as it has elements).
 #[inline(always)]
-fn exp_sum_by_blocks<A: Arith, E: Element>(
+fn sums_by_blocks<A: Arith, E: Element>(
     x: &[E],
     mut store: Option<&mut [f32]>,
-    f: impl Fn(usize, &[f32], Option<&mut [f32]>) -> f32,
-) -> f32 {
+    next: &[f32],
+    mut f: impl FnMut(usize, &[f32], Option<&mut [f32]>, &[f32]) -> (f32, f32),
+) -> (f64, f64) {
     if E::DTYPE == DType::F32 {
-        return f(0, bytemuck::cast_slice(x), store);
+        let (s, a) = f(0, bytemuck::cast_slice(x), store, next);
+        return (s as f64, a as f64);
     }
-    let mut total = 0.0f64;
+    let mut total = (0.0f64, 0.0f64);
     A::f32_blocks(x, |j, b| {
         let out = store.as_deref_mut().map(|o| &mut o[j..j + b.len()]);
-        total += f(j, b, out) as f64;
+        let w = (j * E::DTYPE.size() / 4).min(next.len());
+        let end = (w + b.len() * E::DTYPE.size() / 4).min(next.len());
+        let (s, a) = f(j, b, out, &next[w..end]);
+        total = (total.0 + s as f64, total.1 + a as f64);
     });
-    total as f32
+    total
 }
 
 impl Arith for Fused {
@@ -188,14 +199,11 @@ impl Arith for Fused {
     fn exp_sum<E: Element>(x: &[E], sc: &RowScale, store: Option<&mut [f32]>, next: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if super::exp::base2_fits(sc) {
-            // SAFETY: as above.
-            return exp_sum_by_blocks::<Self, E>(x, store, |j, b, o| {
-                // The part of the next row (f32 words) that lies as far in as this block.
-                // (A half block spans half as many words as it has elements.)
-                let w = (j * E::DTYPE.size() / 4).min(next.len());
-                let end = (w + b.len() * E::DTYPE.size() / 4).min(next.len());
-                unsafe { super::avx2::exp_sum(b, sc, o, &next[w..end]) }
+            let sums = sums_by_blocks::<Self, E>(x, store, next, |_, b, o, nb| {
+                // SAFETY: as above.
+                (unsafe { super::avx2::exp_sum(b, sc, o, nb) }, 0.0)
             });
+            return sums.0 as f32;
         }
         let _ = next;
         portable_exp_sum::<Self, E>(x, sc, store)
@@ -206,36 +214,21 @@ impl Arith for Fused {
         x: &[E],
         sc: &RowScale,
         lin: &Linear,
-        mut store: Option<&mut [f32]>,
+        store: Option<&mut [f32]>,
         next: &[f32],
     ) -> Option<(f64, f64)> {
         #[cfg(target_arch = "x86_64")]
         {
-            if E::DTYPE == DType::F32 {
-                // SAFETY: as above; the caller checked the domain and `lin.k`'s length.
-                let (s, a) = unsafe {
-                    super::avx2::exp_linear_sums(bytemuck::cast_slice(x), sc, lin, store, next)
-                };
-                return Some((s as f64, a as f64));
-            }
-            // Halves a block at a time (block sums added in f64), as `exp_sum_by_blocks` does.
-            let (mut s, mut a) = (0.0f64, 0.0f64);
-            Self::f32_blocks(x, |j, b| {
-                let out = store.as_deref_mut().map(|o| &mut o[j..j + b.len()]);
-                let w = (j * E::DTYPE.size() / 4).min(next.len());
-                let end = (w + b.len() * E::DTYPE.size() / 4).min(next.len());
+            let sums = sums_by_blocks::<Self, E>(x, store, next, |j, b, o, nb| {
                 let bl = Linear {
                     sigma: lin.sigma,
                     k: lin.k.map(|k| &k[j..j + b.len()]),
                 };
                 // SAFETY: as above; the caller checked the domain, and the block's `k` and
                 // output are as long as the block.
-                let (bs, ba) =
-                    unsafe { super::avx2::exp_linear_sums(b, sc, &bl, out, &next[w..end]) };
-                s += bs as f64;
-                a += ba as f64;
+                unsafe { super::avx2::exp_linear_sums(b, sc, &bl, o, nb) }
             });
-            Some((s, a))
+            Some(sums)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {

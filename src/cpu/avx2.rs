@@ -142,10 +142,7 @@ pub(crate) unsafe fn exp_linear_sums(
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> (f32, f32) {
-    if let Some(k) = lin.k {
-        assert_eq!(k.len(), x.len());
-    }
-    debug_assert!(sc.h == 1.0 && x.iter().all(|v| v.is_finite()));
+    lin.check(x, sc.h);
     // SAFETY: as the caller's.
     unsafe { exp_sums::<true>(x, sc, store, next, Some(lin)) }
 }
@@ -191,17 +188,17 @@ unsafe fn exp_sums<const LIN: bool>(
     let out_ptr = out
         .as_deref_mut()
         .map_or(std::ptr::null_mut(), |o| o.as_mut_ptr());
-    // Sixteen elements' exp terms, and the sum of their (unscaled) linear terms `k̂·t`.
+    // Sixteen elements' exp terms and their (unscaled) linear terms `k̂·t`, two vectors each.
     let terms = |v0: __m256, v1: __m256, k0: __m256, k1: __m256| {
         let t0 = _mm256_fmadd_ps(v0, vh, vmh);
         let t1 = _mm256_fmadd_ps(v1, vh, vmh);
         let (e0, e1) = (exp2_8(_mm256_mul_ps(t0, vc)), exp2_8(_mm256_mul_ps(t1, vc)));
-        let l = match (LIN, k) {
-            (false, _) => zero,
-            (true, None) => _mm256_add_ps(t0, t1),
-            (true, Some(_)) => _mm256_add_ps(_mm256_mul_ps(k0, t0), _mm256_mul_ps(k1, t1)),
+        let (l0, l1) = match (LIN, k) {
+            (false, _) => (zero, zero),
+            (true, None) => (t0, t1),
+            (true, Some(_)) => (_mm256_mul_ps(k0, t0), _mm256_mul_ps(k1, t1)),
         };
-        (e0, e1, l)
+        (e0, e1, l0, l1)
     };
     for b0 in (0..n).step_by(SUM_BLOCK) {
         let (mut a0, mut a1, mut s) = (zero, zero, zero);
@@ -220,7 +217,7 @@ unsafe fn exp_sums<const LIN: bool>(
                     ),
                     _ => (zero, zero),
                 };
-                let (e0, e1, l) = terms(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), k0, k1);
+                let (e0, e1, l0, l1) = terms(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), k0, k1);
                 if !out_ptr.is_null() {
                     _mm256_storeu_ps(out_ptr.add(i), e0);
                     _mm256_storeu_ps(out_ptr.add(i + 8), e1);
@@ -228,7 +225,7 @@ unsafe fn exp_sums<const LIN: bool>(
                 a0 = _mm256_add_ps(a0, e0);
                 a1 = _mm256_add_ps(a1, e1);
                 if LIN {
-                    s = _mm256_add_ps(s, l);
+                    s = _mm256_add_ps(s, _mm256_add_ps(l0, l1));
                 }
             }
         }
@@ -263,15 +260,10 @@ unsafe fn exp_sums<const LIN: bool>(
                 k1,
             )
         };
-        let (e0, e1, _) = terms(v0, v1, k0, k1);
+        let (e0, e1, l0, l1) = terms(v0, v1, k0, k1);
         fold_f64(_mm256_add_ps(e0, e1), &mut total);
         if LIN {
             // Each lane's linear term alone, so the padding's (−inf or NaN) drop by value.
-            let (t0, t1) = (_mm256_fmadd_ps(v0, vh, vmh), _mm256_fmadd_ps(v1, vh, vmh));
-            let (l0, l1) = match k {
-                Some(_) => (_mm256_mul_ps(k0, t0), _mm256_mul_ps(k1, t1)),
-                None => (t0, t1),
-            };
             let finite = |l| _mm256_and_ps(l, _mm256_cmp_ps::<_CMP_GT_OQ>(l, ninf));
             fold_f64(_mm256_add_ps(finite(l0), finite(l1)), &mut lin_total);
         }

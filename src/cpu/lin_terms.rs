@@ -12,6 +12,8 @@
 //! [`Linear::fits`] bounds the domain where `t` and the lanes' partial sums stay finite; other
 //! blocks take the separate loops.
 
+use crate::element::Element;
+
 /// A row's linear terms for the fused loops.
 pub(crate) struct Linear<'a> {
     /// `σ`, the row's scale of the linear terms (`cross_entropy::fast`).
@@ -29,6 +31,16 @@ impl Linear<'_> {
     pub fn fits(abits: u32, m: f32, h: f32) -> bool {
         let finite = abits < f32::INFINITY.to_bits();
         finite && h == 1.0 && f32::from_bits(abits) as f64 + (m as f64).abs() <= 2f64.powi(120)
+    }
+
+    /// The fused loops' preconditions on a block `x` with the exponent scale `h`: `k̂` as long
+    /// as `x` (asserted: the loops read it unchecked), and the rest of [`Linear::fits`]'s
+    /// domain (checked in debug builds).
+    pub fn check<E: Element>(&self, x: &[E], h: f32) {
+        if let Some(k) = self.k {
+            assert_eq!(k.len(), x.len());
+        }
+        debug_assert!(h == 1.0 && x.iter().all(|v| v.to_f32().is_finite()));
     }
 }
 

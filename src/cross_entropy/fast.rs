@@ -121,6 +121,15 @@ impl FastInputs {
     }
 }
 
+/// Row `i`'s class where it is one of these columns (class targets; not an ignored row, nor,
+/// in a vocabulary shard, a class that lies in another shard).
+fn local_class(p: &Prepared, i: usize) -> Option<usize> {
+    match &p.class {
+        Some(c) if c[i] >= 0 && (c[i] as usize) < p.cols => Some(c[i] as usize),
+        _ => None,
+    }
+}
+
 /// `v` as f32 for a normalized `|v| ≤ 1`, a non-zero value kept non-zero (its sign decides a
 /// −inf logit's kind): the smallest subnormal of its sign where it would round to 0.
 fn normalized(v: f64) -> f32 {
@@ -189,10 +198,7 @@ pub(crate) fn fast_inputs_of(
     let w_y = o.weight.as_ref().map(|_| {
         (0..rows)
             .into_par_iter()
-            .map(|i| match &p.class {
-                Some(c) if c[i] >= 0 && (c[i] as usize) < cols => w(c[i] as usize),
-                _ => 0.0,
-            })
+            .map(|i| local_class(p, i).map_or(0.0, w))
             .collect()
     });
     let fi = FastInputs {
@@ -247,10 +253,9 @@ impl FastInputs {
     /// a class among these columns and 0 for an ignored row or one whose class lies elsewhere.
     #[inline]
     pub fn w_y(&self, p: &Prepared, i: usize) -> f64 {
-        match (&self.w_y, &p.class) {
-            (Some(w), _) => w[i],
-            (None, Some(c)) if c[i] >= 0 && (c[i] as usize) < p.cols => 1.0,
-            _ => 0.0,
+        match &self.w_y {
+            Some(w) => w[i],
+            None => local_class(p, i).map_or(0.0, |_| 1.0),
         }
     }
 

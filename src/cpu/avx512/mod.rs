@@ -129,10 +129,7 @@ pub(crate) unsafe fn exp_linear_sums<E: Element>(
     store: Option<&mut [f32]>,
     next: &[f32],
 ) -> (f32, f32) {
-    if let Some(k) = lin.k {
-        assert_eq!(k.len(), x.len());
-    }
-    debug_assert!(sc.h == 1.0 && x.iter().all(|v| v.to_f32().is_finite()));
+    lin.check(x, sc.h);
     // SAFETY: as the caller's.
     unsafe { exp_sums::<E, true>(x, sc, store, next, Some(lin)) }
 }
