@@ -48,6 +48,27 @@ pub(crate) trait Arith: Fma {
         let _ = stream;
         affine_by_blocks::<Self, E, O>(x, k, dst)
     }
+    /// [`Arith::affine_into`] with `v` at `j` in place of its result (`patch = (j, v)`,
+    /// `j` inside `dst`), placed as the row is written: a plain store into a line just
+    /// streamed, after the fact, waits for the line to reach memory and reads it back
+    /// (measured: cross-entropy forward+backward at `[4096, 32000]` through the row buffer,
+    /// its target's gradient stored after the row, 52.4 ms against 47.4 in place).
+    #[inline(always)]
+    fn affine_patched_into<E: Element, O: Element>(
+        x: &[E],
+        k: [f32; 4],
+        dst: &mut [O],
+        stream: bool,
+        (j, v): (usize, f32),
+    ) {
+        Self::affine_into(x, k, dst, stream);
+        dst[j] = O::from_f32(v);
+    }
+    /// Makes the rows this thread streamed (`stream` above) visible to other threads: once
+    /// per block of rows, at its end (a fence per row cost more than the streaming saved on
+    /// short rows: log-softmax of `[262144, 100]` took 35 ms against a memcpy's 8).
+    #[inline(always)]
+    fn fence_streams() {}
     /// `dst ← src · s` in `O` (round-to-nearest-even).
     #[inline(always)]
     fn scale_into<O: Element>(src: &[f32], s: f32, dst: &mut [O], stream: bool) {
@@ -129,15 +150,21 @@ fn portable_exp_sum<A: Arith, E: Element>(
 /// output stays in cache for the caller.
 pub(crate) const STREAM_MIN_BYTES: usize = 16 << 20;
 
+/// The shortest f32 output row streamed through the row buffer ([`stream_f32_rows`]). Shorter
+/// rows are formed in the output itself (in cache, its lines read for ownership): the
+/// buffer's extra pass costs more than the read it saves there. Measured (AVX-512, two
+/// threads, fenced once per block of rows: `Arith::fence_streams`), in place against through
+/// the buffer: `[131072, 256]` softmax 12.9 / 11.6 ms, cross-entropy forward+backward 17.0 /
+/// 18.7; `[65536, 512]` 13.7 / 10.8 and 15.5 / 14.2; `[65536, 1000]` 24.9 / 19.0 and
+/// 27.8 / 23.6 (a memcpy of the same bytes: 10.1, 10.2-10.7 and 20.1 ms).
+pub(crate) const STREAM_ROW_MIN: usize = 512;
+
 /// Whether an f32 output row of `cols` elements goes through a row buffer so that it can be
 /// streamed (`batch::half_out`, `rows::softmax_row`): only in the build that streams, only
-/// for a streamed output, and only for rows of at least 4096 elements. A short row's edges
-/// share cache lines with its neighbours' streamed lines, and the buffer's extra pass and
-/// the fence per row cost more than the read-for-ownership they save (measured at
-/// `[65536, 1000]`: cross-entropy forward+backward 22 → 30-38 ms through the buffer).
+/// for a streamed output, and only for rows of at least [`STREAM_ROW_MIN`] elements.
 #[inline(always)]
 pub(crate) fn stream_f32_rows<A: Arith>(stream: bool, cols: usize) -> bool {
-    stream && A::AVX512 && cols >= 4096
+    stream && A::AVX512 && cols >= STREAM_ROW_MIN
 }
 
 /// [`Arith::max_and_abs_bits`] from an f32 loop, a block at a time.
@@ -289,12 +316,39 @@ impl Arith for Fused512 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above; `dst` is as long as `x` (asserted there).
         unsafe {
-            super::avx512::affine_into(x, k, dst, stream)
+            super::avx512::affine_into(x, k, dst, stream, None)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = stream;
             affine_by_blocks::<Self, E, O>(x, k, dst)
+        }
+    }
+
+    #[inline(always)]
+    fn fence_streams() {
+        #[cfg(target_arch = "x86_64")]
+        super::avx512::fence_streams()
+    }
+
+    #[inline(always)]
+    fn affine_patched_into<E: Element, O: Element>(
+        x: &[E],
+        k: [f32; 4],
+        dst: &mut [O],
+        stream: bool,
+        patch: (usize, f32),
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            super::avx512::affine_into(x, k, dst, stream, Some(patch))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = stream;
+            affine_by_blocks::<Self, E, O>(x, k, dst);
+            dst[patch.0] = O::from_f32(patch.1);
         }
     }
 

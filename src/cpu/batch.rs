@@ -2,7 +2,7 @@
 //! kernels of the build that runs (`multiversion!`).
 
 use super::alloc;
-use super::arith::STREAM_MIN_BYTES;
+use super::arith::{Arith, STREAM_MIN_BYTES};
 use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
 use super::rows::{row_stats, softmax_row};
@@ -107,18 +107,21 @@ macro_rules! multiversion {
     };
 }
 
-/// The next row of `x` for prefetching: only its addresses are used, so a half row is passed
-/// as the f32 words its bytes span (whole words only; `&[]` where the row does not start on
-/// a word, which only skips the prefetch).
+/// The rows of `x` after row `i`, for prefetching: only their addresses are used, so half
+/// rows are passed as the f32 words their bytes span ([`words`]). A pass prefetches as far
+/// into them as it has come through its own row (the one-read passes, a few blocks further:
+/// `rows::online`).
 #[inline(always)]
-pub(super) fn next_f32<E: Element>(x: &[E], i: usize, cols: usize) -> &[f32] {
-    match x.get((i + 1) * cols..(i + 2) * cols) {
-        Some(r) => {
-            let bytes: &[u8] = bytemuck::cast_slice(r);
-            bytemuck::try_cast_slice(&bytes[..bytes.len() / 4 * 4]).unwrap_or(&[])
-        }
-        None => &[],
-    }
+pub(super) fn after_f32<E: Element>(x: &[E], i: usize, cols: usize) -> &[f32] {
+    x.get((i + 1) * cols..).map_or(&[], words)
+}
+
+/// The whole f32 words that `r`'s bytes span, or `&[]` where `r` does not start on a word
+/// (which only skips a prefetch).
+#[inline(always)]
+pub(super) fn words<E: Element>(r: &[E]) -> &[f32] {
+    let bytes: &[u8] = bytemuck::cast_slice(r);
+    bytemuck::try_cast_slice(&bytes[..bytes.len() / 4 * 4]).unwrap_or(&[])
 }
 
 /// Where a kernel forms an output row in f32: `out` itself when it is f32 (and no separate
@@ -167,7 +170,8 @@ pub(super) fn put_row_bufs(b: RowBufs) {
 multiversion! {
     fn lse_rows<E: Element>(x: &[E], out: &mut [f32], cols: usize, t: f32, es: &ExpScale) {
         for (i, o) in out.iter_mut().enumerate() {
-            *o = row_stats::<A, E>(&x[i * cols..(i + 1) * cols], es).logsumexp(t);
+            let row = &x[i * cols..(i + 1) * cols];
+            *o = row_stats::<A, E>(row, after_f32(x, i, cols), es).logsumexp(t);
         }
     }
 }
@@ -176,9 +180,12 @@ multiversion! {
     fn softmax_rows<E: Element, O: Element>(x: &[E], out: &mut [O], cols: usize, es: &ExpScale, log: bool, stream: bool) {
         let mut bufs = take_row_bufs();
         for (i, o) in out.chunks_exact_mut(cols).enumerate() {
-            let next = next_f32(x, i, cols);
+            let next = after_f32(x, i, cols);
             let row = &x[i * cols..(i + 1) * cols];
             softmax_row::<A, E, O>(row, next, o, &mut bufs.out, es, log, stream);
+        }
+        if stream {
+            A::fence_streams();
         }
         put_row_bufs(bufs);
     }

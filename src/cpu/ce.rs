@@ -19,7 +19,7 @@
 //! shard's call ([`planned`]) returns the statistics.
 
 use super::arith::{stream_f32_rows, Arith};
-use super::batch::{half_out, next_f32, put_row_bufs, take_row_bufs};
+use super::batch::{after_f32, half_out, put_row_bufs, take_row_bufs};
 use super::ce_stats::{stats, stats_online, Cfg};
 use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
@@ -59,7 +59,7 @@ fn row<A: Arith, E: Element, O: Element>(
     let mut st = if cfg.grad {
         stats::<A, E>(cfg, x, q, Some(&mut *g), next)
     } else {
-        stats_online::<A, E>(cfg, x, q)
+        stats_online::<A, E>(cfg, x, q, next)
     };
     let y = rc.class;
     if y >= 0 && q.is_none() {
@@ -98,9 +98,11 @@ fn row<A: Arith, E: Element, O: Element>(
             // k̂ enters only through β: with β = 0 or k̂ ≡ 1, and nothing after the update,
             // g_j·(α/s) − β goes straight into the output in its type, one pass instead of an
             // update and a conversion.
-            A::affine_into(g, [inv_s * alpha, -beta, 1.0, -0.0], o, cfg.stream);
+            let k = [inv_s * alpha, -beta, 1.0, -0.0];
             if yk != usize::MAX {
-                o[yk] = O::from_f32(target(beta));
+                A::affine_patched_into(g, k, o, cfg.stream, (yk, target(beta)));
+            } else {
+                A::affine_into(g, k, o, cfg.stream);
             }
             return st;
         }
@@ -205,7 +207,7 @@ macro_rules! ce_block_body {
         // The soft-capped row and its tanh, the f32 gradient row.
         let mut bf = take_row_bufs();
         for i in 0..$b.rows.len() {
-            let next = next_f32($b.x, i, c);
+            let next = after_f32($b.x, i, c);
             let xr = &$b.x[i * c..(i + 1) * c];
             let qr = $b.q.map(|q| &q[i * c..(i + 1) * c]);
             let coef = &$b.coef.get(i).copied().unwrap_or(RowCoef {
@@ -228,6 +230,9 @@ macro_rules! ce_block_body {
                 row::<$A, E, O>($cfg, xr, &[], next, qr, coef, g, out)
             };
             $b.rows.put(i, st, $b.p, $b.fi);
+        }
+        if $cfg.stream {
+            <$A>::fence_streams();
         }
         put_row_bufs(bf);
     }};

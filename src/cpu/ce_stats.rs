@@ -171,6 +171,7 @@ pub(super) fn stats_online<A: Arith, E: Element>(
     cfg: &Cfg,
     x: &[E],
     q: Option<&[f32]>,
+    after: &[f32],
 ) -> RowStats {
     let (mut a, mut k_sum, mut flags) = (0.0f64, 0.0f64, 0);
     let block = |b: OnlineBlock<'_, E>| {
@@ -180,11 +181,11 @@ pub(super) fn stats_online<A: Arith, E: Element>(
         // T = 1: the exponent is `x − m`.
         let sc = ExpScale::new(1.0, 1.0).row(b.m);
         if !cfg.lin {
-            return exp_sum::<A, E>(b.x, &sc, None, &[]) as f64;
+            return exp_sum::<A, E>(b.x, &sc, None, b.ahead) as f64;
         }
         // NaN and +inf are ruled out (`online`), so a non-finite pattern is a −inf.
         let neg = b.abits >= INF_BITS;
-        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (None, &[]), b.abits);
+        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (None, b.ahead), b.abits);
         a += ab;
         k_sum += finite_weight(cfg, b.x, b.j0, q, neg);
         if neg {
@@ -192,7 +193,7 @@ pub(super) fn stats_online<A: Arith, E: Element>(
         }
         sb
     };
-    match online::<A, E>(x, 1.0, block) {
+    match online::<A, E>(x, after, 1.0, block) {
         Some((m, s)) => RowStats {
             m,
             s: s as f32,

@@ -129,6 +129,30 @@ pub(crate) struct OnlineBlock<'a, E> {
     pub m_prev: f32,
     pub m: f32,
     pub abits: u32,
+    /// The f32 words [`PREFETCH_BLOCKS`] blocks further on, to prefetch while this block is
+    /// summed (`&[]` past the rows the caller passed).
+    pub ahead: &'a [f32],
+}
+
+/// How far ahead of the block being summed a one-read pass prefetches, in blocks. The max
+/// pass reads its block from memory and the exp-sum then computes on it from L1; without a
+/// prefetch the memory sits idle during that arithmetic, where with one the next blocks
+/// arrive meanwhile. Measured (AVX-512, two threads, three runs each): logsumexp at
+/// `[4096, 32000]` 32.8 → 28.8 ms one block ahead, 26.7 two ahead, 26.9 four ahead.
+pub(crate) const PREFETCH_BLOCKS: usize = 2;
+
+/// The f32 words of the `len` elements `at` elements from the start of row `x`, which
+/// `after` (the words of the rows after it) continues.
+#[inline(always)]
+fn ahead_words<'a, E: Element>(x: &'a [E], after: &'a [f32], at: usize, len: usize) -> &'a [f32] {
+    if let Some(r) = x.get(at..) {
+        return super::batch::words(&r[..r.len().min(len)]);
+    }
+    let per_word = 4 / E::DTYPE.size();
+    let from = (at - x.len()) / per_word;
+    after
+        .get(from..)
+        .map_or(&[], |a| &a[..a.len().min(len / per_word)])
 }
 
 /// The one-read skeleton of the read-only passes: a block of [`ONLINE_BLOCK`] elements at a
@@ -147,6 +171,7 @@ pub(crate) struct OnlineBlock<'a, E> {
 #[inline(always)]
 pub(crate) fn online<A: Arith, E: Element>(
     x: &[E],
+    after: &[f32],
     kappa: f64,
     mut block: impl FnMut(OnlineBlock<'_, E>) -> f64,
 ) -> Option<(f32, f64)> {
@@ -166,7 +191,9 @@ pub(crate) fn online<A: Arith, E: Element>(
             }
             m = bm;
         }
+        let at = (k + PREFETCH_BLOCKS) * ONLINE_BLOCK;
         s += block(OnlineBlock {
+            ahead: ahead_words(x, after, at, b.len()),
             x: b,
             j0: k * ONLINE_BLOCK,
             m_prev,
@@ -180,11 +207,11 @@ pub(crate) fn online<A: Arith, E: Element>(
 /// The row's statistics in one read of the row from memory ([`online`]); a row with NaN or
 /// +inf is classified by [`row_max`].
 #[inline(always)]
-pub(crate) fn row_stats<A: Arith, E: Element>(x: &[E], es: &ExpScale) -> RowStats {
+pub(crate) fn row_stats<A: Arith, E: Element>(x: &[E], after: &[f32], es: &ExpScale) -> RowStats {
     // κ as the terms are formed: `c·h` (the CPU callers fold no log₂e into `c`).
     let kappa = es.c as f64 * es.h as f64;
-    let sum = |b: OnlineBlock<'_, E>| exp_sum::<A, E>(b.x, &es.row(b.m), None, &[]) as f64;
-    match online::<A, E>(x, kappa, sum) {
+    let sum = |b: OnlineBlock<'_, E>| exp_sum::<A, E>(b.x, &es.row(b.m), None, b.ahead) as f64;
+    match online::<A, E>(x, after, kappa, sum) {
         Some((m, s)) => RowStats {
             m,
             s: s as f32,

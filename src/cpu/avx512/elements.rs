@@ -80,7 +80,9 @@ fn narrow16<O: Element>(v: __m512) -> __m256i {
 /// conversion (`x`, with `b = d = −0`, which keeps every value and the sign of zeros), each
 /// with its conversion in one. With `stream`, the stores bypass the cache (non-temporal,
 /// whole 64-byte lines from the first aligned one): an output written once and not read back
-/// soon then costs no read-for-ownership of its lines, as in a large memcpy.
+/// soon then costs no read-for-ownership of its lines, as in a large memcpy. The caller
+/// fences them ([`fence_streams`]) before another thread may read them. `patch =
+/// Some((j, v))` writes `v` at `j` instead, in the same store (see `Arith::affine_patched_into`).
 ///
 /// # Safety
 /// The processor must have AVX-512F; `dst` is as long as `x`.
@@ -91,6 +93,7 @@ pub(crate) unsafe fn affine_into<E: Element, O: Element>(
     [a, b, c, d]: [f32; 4],
     dst: &mut [O],
     stream: bool,
+    patch: Option<(usize, f32)>,
 ) {
     assert_eq!(x.len(), dst.len());
     let (va, vb, vc, vd) = (
@@ -100,7 +103,16 @@ pub(crate) unsafe fn affine_into<E: Element, O: Element>(
         _mm512_set1_ps(d),
     );
     // SAFETY (callers of f): sixteen elements readable at `p`.
-    let f = |p: *const E| unsafe { _mm512_fmadd_ps(_mm512_fmadd_ps(load16(p), va, vb), vc, vd) };
+    let (pj, pv) = patch.unwrap_or((usize::MAX, 0.0));
+    // The sixteen results from column `i` (`p` = x + i), the patched one replaced.
+    let f = |i: usize, p: *const E| {
+        // SAFETY: as the callers'.
+        let v = unsafe { _mm512_fmadd_ps(_mm512_fmadd_ps(load16(p), va, vb), vc, vd) };
+        match pj.wrapping_sub(i) {
+            k @ 0..16 => _mm512_mask_mov_ps(v, 1 << k, _mm512_set1_ps(pv)),
+            _ => v,
+        }
+    };
     let scalar = |v: &E| O::from_f32(v.to_f32().mul_add(a, b).mul_add(c, d));
     // Elements per 64-byte line.
     let line = 64 / O::DTYPE.size();
@@ -117,7 +129,7 @@ pub(crate) unsafe fn affine_into<E: Element, O: Element>(
         // SAFETY: i + line ≤ n ≤ both lengths; with `stream`, dst + i is 64-byte aligned.
         unsafe {
             let p = dst.as_mut_ptr().add(i);
-            let v0 = f(x.as_ptr().add(i));
+            let v0 = f(i, x.as_ptr().add(i));
             if O::DTYPE == DType::F32 {
                 if stream {
                     _mm512_stream_ps(p as *mut f32, v0);
@@ -126,7 +138,7 @@ pub(crate) unsafe fn affine_into<E: Element, O: Element>(
                 }
                 continue;
             }
-            let v1 = f(x.as_ptr().add(i + 16));
+            let v1 = f(i + 16, x.as_ptr().add(i + 16));
             let h = _mm512_inserti64x4::<1>(
                 _mm512_castsi256_si512(narrow16::<O>(v0)),
                 narrow16::<O>(v1),
@@ -141,11 +153,18 @@ pub(crate) unsafe fn affine_into<E: Element, O: Element>(
     for (o, v) in dst[n..].iter_mut().zip(&x[n..]) {
         *o = scalar(v);
     }
-    if stream {
-        // Non-temporal stores are weakly ordered: make them visible before the row is handed
-        // on (to another thread, or back to the caller).
-        _mm_sfence();
+    // A patch in the head or the tail (plain stores, not streamed) goes in after them.
+    if let Some(o) = dst.get_mut(pj).filter(|_| pj < head || pj >= n) {
+        *o = O::from_f32(pv);
     }
+}
+
+/// Makes this thread's streamed stores visible to the others (non-temporal stores are weakly
+/// ordered): once per block of rows, before the block is handed back.
+#[inline]
+pub(crate) fn fence_streams() {
+    // SAFETY: SSE is part of x86_64.
+    unsafe { _mm_sfence() }
 }
 
 /// `dst ← src` widened exactly to f32.

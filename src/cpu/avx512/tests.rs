@@ -74,8 +74,8 @@ fn store16_rounds_as_the_scalar_conversions() {
     let mut h = vec![f16::ZERO; xs.len()];
     // SAFETY: AVX-512F checked; equal lengths.
     unsafe {
-        affine_into(&xs, [1.0, -0.0, 1.0, -0.0], &mut b, false);
-        affine_into(&xs, [1.0, -0.0, 1.0, -0.0], &mut h, true);
+        affine_into(&xs, [1.0, -0.0, 1.0, -0.0], &mut b, false, None);
+        affine_into(&xs, [1.0, -0.0, 1.0, -0.0], &mut h, true, None);
     }
     for (i, &x) in xs.iter().enumerate() {
         assert_eq!(
