@@ -108,20 +108,12 @@ macro_rules! multiversion {
 }
 
 /// The rows of `x` after row `i`, for prefetching: only their addresses are used, so half
-/// rows are passed as the f32 words their bytes span ([`words`]). A pass prefetches as far
+/// rows are passed as the f32 words their bytes span (`rows::words`). A pass prefetches as far
 /// into them as it has come through its own row (the one-read passes, a few blocks further:
 /// `rows::online`).
 #[inline(always)]
 pub(super) fn after_f32<E: Element>(x: &[E], i: usize, cols: usize) -> &[f32] {
-    x.get((i + 1) * cols..).map_or(&[], words)
-}
-
-/// The whole f32 words that `r`'s bytes span, or `&[]` where `r` does not start on a word
-/// (which only skips a prefetch).
-#[inline(always)]
-pub(super) fn words<E: Element>(r: &[E]) -> &[f32] {
-    let bytes: &[u8] = bytemuck::cast_slice(r);
-    bytemuck::try_cast_slice(&bytes[..bytes.len() / 4 * 4]).unwrap_or(&[])
+    x.get((i + 1) * cols..).map_or(&[], super::rows::words)
 }
 
 /// Where a kernel forms an output row in f32: `out` itself when it is f32 (and no separate
@@ -149,6 +141,8 @@ pub(super) fn half_out<'a, O: Element>(
 #[derive(Default)]
 pub(super) struct RowBufs {
     pub out: Vec<f32>,
+    /// A softmax row's runs of blocks summed against one max (`rows::softmax_row`).
+    pub runs: Vec<(usize, f32)>,
     pub capped: Vec<f32>,
     pub tanhs: Vec<f32>,
 }
@@ -182,7 +176,7 @@ multiversion! {
         for (i, o) in out.chunks_exact_mut(cols).enumerate() {
             let next = after_f32(x, i, cols);
             let row = &x[i * cols..(i + 1) * cols];
-            softmax_row::<A, E, O>(row, next, o, &mut bufs.out, es, log, stream);
+            softmax_row::<A, E, O>(row, next, o, (&mut bufs.out, &mut bufs.runs), es, log, stream);
         }
         if stream {
             A::fence_streams();

@@ -5,14 +5,18 @@
 //!    `(x − m)/T`, and `x − m` is exact for nearby values where `x/T` in f32 would lose
 //!    `ε·|x/T|` (formed as `crate::scale` says, so no accepted `T` and no finite row
 //!    overflows where the exact value does not);
-//! 2. `s = Σ e^{(x − m)/T}` in `L` independent lanes (so it vectorizes), storing each `e` into
-//!    the output when softmax is wanted;
-//! 3. softmax: `out ← out · (1/s)`; log-softmax: `out = (x − m)/T − ln s` (no exp).
+//! 2. `s = Σ e^{(x − m)/T}` in `L` independent lanes (so it vectorizes), storing each `e` when
+//!    softmax is wanted;
+//! 3. softmax: `out ← e · (1/s)`; log-softmax: `out = (x − m)/T − ln s` (no exp).
 //!
-//! One exp per element (the online single-pass merge of Milakov & Gimelshein needs a second
-//! one for the output). Then `T·lse(x/T) = m + T·ln s`. The ops that only read the row
-//! (logsumexp, and cross-entropy forward in ce_stats.rs) do passes 1 and 2 a 1024-element
-//! block at a time instead ([`row_stats`]), so the row comes from memory once.
+//! Passes 1 and 2 go a 1024-element block at a time ([`online`]): the block's max, then its
+//! exp-sum while it is in L1, so the row comes from memory once, with the blocks two ahead
+//! prefetched meanwhile. One exp per element: where a block raises the max, the sum so far
+//! is rescaled once, and a softmax's stored terms are scaled per run of blocks at the end
+//! (the element-wise online softmax of Milakov & Gimelshein needs a second exp for the
+//! output). Then `T·lse(x/T) = m + T·ln s`. Cross-entropy forward (ce_stats.rs) reads its
+//! rows the same way; with the gradient it still reads the max first (pass 1 from memory,
+//! pass 2 from L2).
 //!
 //! # Budget per element (AVX-512 build, f32, measured on this project's machine kind: two
 //! Zen 4 cores at 2.6 GHz, no hardware counters in the VM, so counts are from the loops'
@@ -28,15 +32,17 @@
 //! | cross-entropy linear sum, fused into the exp-sum | 0 (`k̂`: 1) | add of the exponent's own `x − m`: 1 (`k̂`: multiply, add: 2); a block with −inf takes the separate loop | 0 |
 //! | softmax / log-softmax write | 1 (L2) | 1-2 | 1 (streamed) |
 //!
-//! Against the floors, at `[4096, 32000]`: the row-sum yardstick reads 524 MB in 15.5-16 ms
-//! (33 GB/s, 4.1 G floats/s per core), and one core sums `e^x` over an L1-resident row at
-//! 6.3 G/s. So the exp pass alone runs at 1.5× memory speed and a logsumexp reaches the
-//! memory floor only where its arithmetic overlaps the row's arrival: read once, 16.4-16.6 ms
-//! (the two-pass form, max from memory then exp-sum from L2, took 21.7-23 ms). The
-//! cross-entropy forward adds the linear sum (19 instructions per 16 elements in all) and its
-//! per-row work (the row's loss in f64, a logarithm): 1.15-1.25× logsumexp's time on one core
-//! with the rows in cache (1000 columns; docs/bench-history.md). Softmax and log-softmax
-//! read the row three times (once from memory) and write it once: 35.9-38.3 ms against the memcpy yardstick's 30.8-31.6. When the machine's
+//! Against the floors, at `[4096, 32000]` (Zen 4): the row-sum yardstick reads 524 MB in
+//! 15.5-16 ms (33 GB/s, 4.1 G floats/s per core), and one core sums `e^x` over an
+//! L1-resident row at 6.3 G/s. So the exp pass alone runs at 1.5× memory speed and a
+//! logsumexp reaches the memory floor only where its arithmetic overlaps the row's arrival:
+//! read once, 16.4-16.6 ms (the two-pass form, max from memory then exp-sum from L2, took
+//! 21.7-23 ms). The cross-entropy forward adds the linear sum (19 instructions per 16
+//! elements in all) and its per-row work (the row's loss in f64, a logarithm): 1.15-1.25×
+//! logsumexp's time on one core with the rows in cache (1000 columns). On an Intel host of
+//! the same kind (two Sapphire-Rapids-class vCPUs, 26 GB/s memcpy) the overlap needed the
+//! prefetch ([`PREFETCH_BLOCKS`]), and softmax / log-softmax gained the most from the one
+//! read: at `[512, 128256]` 26-29 ms to 20.6-22 against a memcpy's 20. When the machine's
 //! memory runs faster (it does, at times, at 50 GB/s) every op here is bound by arithmetic;
 //! the figures and the other builds: docs/bench-history.md.
 
@@ -141,12 +147,21 @@ pub(crate) struct OnlineBlock<'a, E> {
 /// `[4096, 32000]` 32.8 → 28.8 ms one block ahead, 26.7 two ahead, 26.9 four ahead.
 pub(crate) const PREFETCH_BLOCKS: usize = 2;
 
+/// The whole f32 words that `r`'s bytes span, or `&[]` where `r` does not start on a word
+/// (which only skips a prefetch): prefetches take addresses only, so half rows are passed
+/// this way.
+#[inline(always)]
+pub(crate) fn words<E: Element>(r: &[E]) -> &[f32] {
+    let bytes: &[u8] = bytemuck::cast_slice(r);
+    bytemuck::try_cast_slice(&bytes[..bytes.len() / 4 * 4]).unwrap_or(&[])
+}
+
 /// The f32 words of the `len` elements `at` elements from the start of row `x`, which
 /// `after` (the words of the rows after it) continues.
 #[inline(always)]
 fn ahead_words<'a, E: Element>(x: &'a [E], after: &'a [f32], at: usize, len: usize) -> &'a [f32] {
     if let Some(r) = x.get(at..) {
-        return super::batch::words(&r[..r.len().min(len)]);
+        return words(&r[..r.len().min(len)]);
     }
     let per_word = 4 / E::DTYPE.size();
     let from = (at - x.len()) / per_word;
@@ -155,7 +170,7 @@ fn ahead_words<'a, E: Element>(x: &'a [E], after: &'a [f32], at: usize, len: usi
         .map_or(&[], |a| &a[..a.len().min(len / per_word)])
 }
 
-/// The one-read skeleton of the read-only passes: a block of [`ONLINE_BLOCK`] elements at a
+/// The one-read skeleton of the statistics passes: a block of [`ONLINE_BLOCK`] elements at a
 /// time, the block's max, then `block` (its exp-sum against the running max `m`, and whatever
 /// else the caller sums) while the block is in L1. Where a block raises the max, the sum so
 /// far is rescaled by `e^{κ(m_old − m_new)}` in f64 (Milakov & Gimelshein's online softmax, a
@@ -166,8 +181,10 @@ fn ahead_words<'a, E: Element>(x: &'a [E], after: &'a [f32], at: usize, len: usi
 /// depend on the sum.
 ///
 /// The read-only ops (logsumexp, cross-entropy forward) need nothing else from the row;
-/// the two-pass form read it twice (the max from memory, the exp-sum from L2) and could not
-/// overlap the memory-bound pass with the exp-bound one.
+/// softmax and log-softmax read it once more, from cache, for their output. The two-pass
+/// form read it twice before that (the max from memory, the exp-sum from L2) and could not
+/// overlap the memory-bound pass with the exp-bound one. `after` is the rows after this one
+/// (f32 words, for the prefetch, or `&[]`).
 #[inline(always)]
 pub(crate) fn online<A: Arith, E: Element>(
     x: &[E],
@@ -237,26 +254,27 @@ fn as_f32<O: Element>(out: &mut [O]) -> Option<&mut [f32]> {
 }
 
 /// Softmax (or log-softmax) of one row at the temperature `es` was made for, into `out`;
-/// `buf` holds the row's f32 terms when `out` is not f32; `stream`: see
-/// `Arith::affine_into`.
+/// `buf` holds the row's f32 terms when `out` is not f32 or is streamed through it
+/// (`stream_f32_rows`), `runs` the softmax's runs of blocks; `next`: the rows after this one
+/// (prefetched); `stream`: see `Arith::affine_into`.
 #[inline(always)]
 pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
     x: &[E],
     next: &[f32],
     out: &mut [O],
-    buf: &mut Vec<f32>,
+    (buf, runs): (&mut Vec<f32>, &mut Vec<(usize, f32)>),
     es: &ExpScale,
     log: bool,
     stream: bool,
 ) {
-    let (m, nan, pos_inf) = row_max::<A, E>(x);
-    if nan || pos_inf {
-        out.fill(O::from_f32(f32::NAN));
-        return;
-    }
-    let sc = es.row(m);
     if log {
-        let s = exp_sum::<A, E>(x, &sc, None, next);
+        let st = row_stats::<A, E>(x, next, es);
+        if st.nan || st.pos_inf {
+            out.fill(O::from_f32(f32::NAN));
+            return;
+        }
+        let (m, s) = (st.m, st.s);
+        let sc = es.row(m);
         if s == 0.0 {
             out.fill(O::from_f32(f32::NAN)); // no finite value
             return;
@@ -274,26 +292,48 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
             }
             A::narrow(&tmp[..b.len()], &mut out[j..j + b.len()], false);
         });
-    } else if let Some(o) = as_f32(out).filter(|_| !stream_f32_rows::<A>(stream, x.len())) {
-        // In place: the terms, then their scaling, in the output row (in cache). A streamed
-        // output of long rows goes through `buf` instead (below), so that it is written once,
-        // past the cache, with no read-for-ownership of its lines.
-        let s = exp_sum::<A, E>(x, &sc, Some(&mut *o), next);
-        if s == 0.0 {
-            o.fill(f32::NAN);
-            return;
+        return;
+    }
+    // Softmax: the terms stored (into the output row itself, in cache, or into `buf` for a
+    // streamed or half output) in the same one read, each block's against the running max
+    // it was summed at; then each run of blocks sharing a max is scaled by
+    // `e^{κ(m_k − m)}/s` into the output. A term `e^{κ(x − m_k)}` is at most 1 (`m_k ≥ x`)
+    // and is rounded once, as the two-pass form's; the factor is formed in f64 and rounded
+    // once, as `1/s` was. `runs` holds each run's first column and max.
+    let in_place = as_f32(out).filter(|_| !stream_f32_rows::<A>(stream, x.len()));
+    let via_buf = in_place.is_none();
+    let kappa = es.c as f64 * es.h as f64;
+    runs.clear();
+    let stats = {
+        let terms: &mut [f32] = match in_place {
+            Some(o) => o,
+            None => {
+                buf.resize(x.len(), 0.0);
+                buf
+            }
+        };
+        online::<A, E>(x, next, kappa, |b| {
+            if runs.last().is_none_or(|r| r.1 != b.m) {
+                runs.push((b.j0, b.m));
+            }
+            let t = &mut terms[b.j0..b.j0 + b.x.len()];
+            exp_sum::<A, E>(b.x, &es.row(b.m), Some(t), b.ahead) as f64
+        })
+    };
+    let (m, s) = match stats {
+        Some((m, s)) if s != 0.0 => (m, s),
+        // NaN or +inf in the row, or no finite value.
+        _ => return out.fill(O::from_f32(f32::NAN)),
+    };
+    for (k, &(j0, mk)) in runs.iter().enumerate() {
+        let j1 = runs.get(k + 1).map_or(x.len(), |r| r.0);
+        let f = ((((mk as f64 - m as f64) * kappa).exp()) / s) as f32;
+        if via_buf {
+            A::scale_into(&buf[j0..j1], f, &mut out[j0..j1], stream);
+        } else if let Some(o) = as_f32(out) {
+            for v in &mut o[j0..j1] {
+                *v *= f;
+            }
         }
-        let inv_s = 1.0 / s;
-        for v in o.iter_mut() {
-            *v *= inv_s;
-        }
-    } else {
-        buf.resize(x.len(), 0.0);
-        let s = exp_sum::<A, E>(x, &sc, Some(buf), next);
-        if s == 0.0 {
-            out.fill(O::from_f32(f32::NAN));
-            return;
-        }
-        A::scale_into(buf, 1.0 / s, out, stream);
     }
 }
