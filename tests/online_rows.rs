@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::{assert_ce_close, assert_close_1d, assert_lse_close, fast_backends, Rng};
+use common::{
+    assert_ce_close, assert_close_1d, assert_lse_close, check_row_ops, fast_backends, Rng,
+};
 use ndarray::{Array1, Array2};
 use smoothmax::{Backend, CrossEntropyOptions, Reduction, Reference, Targets};
 
@@ -91,16 +93,16 @@ fn finite_rows(cols: usize) -> Array2<f32> {
     Array2::from_shape_fn((rows.len(), cols), |(i, j)| rows[i][j])
 }
 
+/// Logsumexp, and softmax and log-softmax, whose statistics come from the same one read
+/// (softmax scaling each run of blocks summed against one max by its own factor).
 #[test]
-fn logsumexp_of_rows_whose_max_moves_between_blocks() {
+fn row_ops_of_rows_whose_max_moves_between_blocks() {
     for cols in WIDTHS {
         let x = finite_rows(cols);
         for t in [1.0f32, 0.25, 3.0, 1e38] {
-            let want = Reference.logsumexp_f64(x.view(), t).unwrap();
             for b in fast_backends() {
-                let got = b.logsumexp(x.view(), t).unwrap();
                 let what = format!("{} [{cols}] T = {t}", b.name());
-                assert_lse_close(got.view(), want.view(), cols, t, &what);
+                check_row_ops(*b, x.view(), t, &what);
             }
         }
     }
@@ -138,6 +140,8 @@ fn nan_and_infinity_in_later_blocks_decide_the_row() {
                 "{}: {got}, want {want}",
                 b.name()
             );
+            // Softmax and log-softmax: the row's every element NaN, as the reference.
+            check_row_ops(*b, x.view(), 1.0, &format!("{} special", b.name()));
             let y = Array1::from_elem(1, 3i64);
             let o = CrossEntropyOptions {
                 label_smoothing: 0.1,
