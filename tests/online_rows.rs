@@ -162,9 +162,10 @@ fn nan_and_infinity_in_later_blocks_decide_the_row() {
 /// The forward-only cross-entropy (one read per row) against the reference, with the options
 /// that add a linear sum (smoothing, with and without class weights; probability targets,
 /// and signed ones: a weight below 0 would turn a padded lane's −inf term into +inf, which
-/// the vector tail's `k̂ = 0` there turns into NaN, dropped by value) and without; and the
-/// same call with the gradient (two passes, terms stored), so both forms are held to the same
-/// reference.
+/// the vector tail's `k̂ = 0` there turns into NaN, dropped by value) and without, and with
+/// softcap and z-loss; and the same call with the gradient (terms stored, each run of blocks'
+/// against its own max, scaled by its own factor; two passes for rows of one block), so both
+/// forms are held to the same reference.
 #[test]
 fn cross_entropy_forward_on_rows_whose_max_moves_between_blocks() {
     for cols in WIDTHS.into_iter().chain(SHORT) {
@@ -209,6 +210,16 @@ fn cross_entropy_forward_on_rows_whose_max_moves_between_blocks() {
                 ),
                 ("probabilities", base.clone(), Some(&q)),
                 ("signed probabilities", base.clone(), Some(&q_signed)),
+                (
+                    "softcap + z-loss",
+                    CrossEntropyOptions {
+                        softcap: Some(40.0),
+                        z_loss: 1e-3,
+                        label_smoothing: 0.1,
+                        ..base.clone()
+                    },
+                    None,
+                ),
             ];
             for (name, o, probs) in options {
                 let t = match probs {

@@ -17,8 +17,9 @@ use crate::scale::RowScale;
 pub(crate) trait Arith: Fma {
     /// Whether the AVX2 + FMA intrinsic loops may be used.
     const SIMD: bool;
-    /// Whether the AVX-512 intrinsic loops may be used.
-    const AVX512: bool = false;
+    /// Whether the build stores streamed outputs past the cache (`affine_into`'s `stream`):
+    /// the AVX-512 build in every element type, the AVX2 build f32 rows into f32.
+    const STREAMS: bool = false;
 
     /// Pass 1: the max of the values and the max of their `|bits|` (as f32).
     fn max_and_abs_bits<E: Element>(x: &[E]) -> (f32, u32);
@@ -68,7 +69,13 @@ pub(crate) trait Arith: Fma {
     /// per block of rows, at its end (a fence per row cost more than the streaming saved on
     /// short rows: log-softmax of `[262144, 100]` took 35 ms against a memcpy's 8).
     #[inline(always)]
-    fn fence_streams() {}
+    fn fence_streams() {
+        #[cfg(target_arch = "x86_64")]
+        if Self::STREAMS {
+            // SAFETY: SSE is part of x86_64.
+            unsafe { std::arch::x86_64::_mm_sfence() }
+        }
+    }
     /// `dst ← src · s` in `O` (round-to-nearest-even).
     #[inline(always)]
     fn scale_into<O: Element>(src: &[f32], s: f32, dst: &mut [O], stream: bool) {
@@ -129,6 +136,32 @@ fn affine_by_blocks<A: Arith, E: Element, O: Element>(x: &[E], k: [f32; 4], dst:
     });
 }
 
+impl Fused {
+    /// The AVX2 build's affine write: f32 rows into f32 through its own loop (streamed when
+    /// asked), the rest as the portable builds write them.
+    #[inline(always)]
+    fn affine_patched<E: Element, O: Element>(
+        x: &[E],
+        k: [f32; 4],
+        dst: &mut [O],
+        stream: bool,
+        patch: Option<(usize, f32)>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if E::DTYPE == DType::F32 && O::DTYPE == DType::F32 {
+            let (x, d) = (bytemuck::cast_slice(x), bytemuck::cast_slice_mut(dst));
+            // SAFETY: `Fused` runs only where AVX2 + FMA were detected; equal lengths
+            // (asserted there).
+            return unsafe { super::avx2::affine_f32(x, k, d, stream, patch) };
+        }
+        let _ = stream;
+        affine_by_blocks::<Self, E, O>(x, k, dst);
+        if let Some((j, v)) = patch {
+            dst[j] = O::from_f32(v);
+        }
+    }
+}
+
 /// The portable pass 2 (every build's path where the base-2 loops do not apply, the baseline
 /// build's always), a block at a time.
 #[inline(always)]
@@ -160,11 +193,11 @@ pub(crate) const STREAM_MIN_BYTES: usize = 16 << 20;
 pub(crate) const STREAM_ROW_MIN: usize = 512;
 
 /// Whether an f32 output row of `cols` elements goes through a row buffer so that it can be
-/// streamed (`batch::half_out`, `rows::softmax_row`): only in the build that streams, only
+/// streamed (`batch::half_out`, `rows::softmax_row`): only in the builds that stream, only
 /// for a streamed output, and only for rows of at least [`STREAM_ROW_MIN`] elements.
 #[inline(always)]
 pub(crate) fn stream_f32_rows<A: Arith>(stream: bool, cols: usize) -> bool {
-    stream && A::AVX512 && cols >= STREAM_ROW_MIN
+    stream && A::STREAMS && cols >= STREAM_ROW_MIN
 }
 
 /// [`Arith::max_and_abs_bits`] from an f32 loop, a block at a time.
@@ -211,6 +244,23 @@ fn sums_by_blocks<A: Arith, E: Element>(
 
 impl Arith for Fused {
     const SIMD: bool = cfg!(target_arch = "x86_64");
+    const STREAMS: bool = cfg!(target_arch = "x86_64");
+
+    #[inline(always)]
+    fn affine_into<E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O], stream: bool) {
+        Self::affine_patched(x, k, dst, stream, None)
+    }
+
+    #[inline(always)]
+    fn affine_patched_into<E: Element, O: Element>(
+        x: &[E],
+        k: [f32; 4],
+        dst: &mut [O],
+        stream: bool,
+        patch: (usize, f32),
+    ) {
+        Self::affine_patched(x, k, dst, stream, Some(patch))
+    }
 
     #[inline(always)]
     fn max_and_abs_bits<E: Element>(x: &[E]) -> (f32, u32) {
@@ -267,7 +317,7 @@ impl Arith for Fused {
 
 impl Arith for Fused512 {
     const SIMD: bool = cfg!(target_arch = "x86_64");
-    const AVX512: bool = cfg!(target_arch = "x86_64");
+    const STREAMS: bool = cfg!(target_arch = "x86_64");
 
     #[inline(always)]
     fn max_and_abs_bits<E: Element>(x: &[E]) -> (f32, u32) {
@@ -323,12 +373,6 @@ impl Arith for Fused512 {
             let _ = stream;
             affine_by_blocks::<Self, E, O>(x, k, dst)
         }
-    }
-
-    #[inline(always)]
-    fn fence_streams() {
-        #[cfg(target_arch = "x86_64")]
-        super::avx512::fence_streams()
     }
 
     #[inline(always)]

@@ -389,6 +389,74 @@ pub(crate) unsafe fn grad_update(
     }
 }
 
+/// `dst ← fma(fma(x, a, b), c, d)` on f32 rows (`[a, b, c, d] = k`), sixteen at a time, each
+/// value as `Arith::affine_into` forms it; `patch = Some((j, v))` writes `v` at `j` in the
+/// same store. With `stream`, the whole 64-byte lines of `dst` from its first aligned one
+/// are stored past the cache (non-temporal: the caller fences, `Arith::fence_streams`), the
+/// head and tail with plain stores.
+///
+/// # Safety
+/// AVX2 + FMA; `dst` is as long as `x` (asserted).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn affine_f32(
+    x: &[f32],
+    [a, b, c, d]: [f32; 4],
+    dst: &mut [f32],
+    stream: bool,
+    patch: Option<(usize, f32)>,
+) {
+    assert_eq!(x.len(), dst.len());
+    let (va, vb, vc, vd) = (
+        _mm256_set1_ps(a),
+        _mm256_set1_ps(b),
+        _mm256_set1_ps(c),
+        _mm256_set1_ps(d),
+    );
+    let (pj, pv) = patch.unwrap_or((usize::MAX, 0.0));
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // The eight results from column `i`, the patched one replaced.
+    let f = |i: usize| {
+        // SAFETY: i + 8 ≤ x.len() (the loop below).
+        let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
+        let v = _mm256_fmadd_ps(_mm256_fmadd_ps(v, va, vb), vc, vd);
+        match pj.wrapping_sub(i) {
+            k @ 0..8 => {
+                let at = _mm256_cmpeq_epi32(lanes, _mm256_set1_epi32(k as i32));
+                _mm256_blendv_ps(v, _mm256_set1_ps(pv), _mm256_castsi256_ps(at))
+            }
+            _ => v,
+        }
+    };
+    let head = if stream {
+        dst.as_ptr().align_offset(64).min(dst.len())
+    } else {
+        0
+    };
+    let n = head + (dst.len() - head) / 16 * 16;
+    for i in (0..head).chain(n..dst.len()) {
+        dst[i] = x[i].mul_add(a, b).mul_add(c, d);
+    }
+    for i in (head..n).step_by(16) {
+        let (v0, v1) = (f(i), f(i + 8));
+        // SAFETY: i + 16 ≤ n ≤ dst.len(); with `stream`, dst + i is 64-byte aligned.
+        unsafe {
+            let p = dst.as_mut_ptr().add(i);
+            if stream {
+                _mm256_stream_ps(p, v0);
+                _mm256_stream_ps(p.add(8), v1);
+            } else {
+                _mm256_storeu_ps(p, v0);
+                _mm256_storeu_ps(p.add(8), v1);
+            }
+        }
+    }
+    // A patch in the head or the tail (plain stores) goes in after them.
+    if let Some(o) = dst.get_mut(pj).filter(|_| pj < head || pj >= n) {
+        *o = pv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! A cross-entropy row's statistics on the CPU (see ce.rs for the passes): the per-call
-//! constants, the two-pass form that stores each term for the gradient, the one-read form
-//! for the forward-only call, and the linear sum that smoothing and probability targets need.
+//! constants, the two-pass form (the gradient's, for rows of one block) and the one-read form
+//! (the forward-only call's, and the gradient's for longer rows), each storing the terms for
+//! the gradient when asked, and the linear sum that smoothing and probability targets need.
 
 use super::arith::Arith;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
@@ -162,30 +163,47 @@ fn finite_weight<E: Element>(cfg: &Cfg, x: &[E], j0: usize, q: Option<&[f32]>, n
     }
 }
 
-/// Passes 1 and 2 without a stored row (the forward-only call) in one read of the row
-/// (`rows::online`): where a block raises the max from `m₀` to `m`, the linear sum is shifted
-/// by `σ(m₀ − m)·Σ_finite k̂` (in f64: the shift is exact to f64's precision, far below the
-/// f32 terms' own rounding). A row with NaN or +inf goes through [`stats`].
+/// Where [`stats_online`] stores the row's terms for the gradient: `g`, as long as the row,
+/// each block's against the running max it was summed at, and `runs`, each run of blocks
+/// sharing one max as its first column and that max.
+pub(super) type Stored<'a> = (&'a mut [f32], &'a mut Vec<(usize, f32)>);
+
+/// Passes 1 and 2 in one read of the row (`rows::online`; `after`: the rows after it, for
+/// the prefetch), each term stored into `store` when given (the gradient's call): where a
+/// block raises the max from `m₀` to `m`, the linear sum is shifted by `σ(m₀ − m)·Σ_finite k̂`
+/// (in f64: the shift is exact to f64's precision, far below the f32 terms' own rounding).
+/// A row with NaN or +inf goes through [`stats`], which stores nothing then (its gradient is
+/// NaN).
 #[inline(always)]
 pub(super) fn stats_online<A: Arith, E: Element>(
     cfg: &Cfg,
     x: &[E],
     q: Option<&[f32]>,
     after: &[f32],
+    mut store: Option<Stored<'_>>,
 ) -> RowStats {
+    if let Some((_, runs)) = store.as_mut() {
+        runs.clear();
+    }
     let (mut a, mut k_sum, mut flags) = (0.0f64, 0.0f64, 0);
     let block = |b: OnlineBlock<'_, E>| {
+        let t = store.as_mut().map(|(g, runs)| {
+            if runs.last().is_none_or(|r| r.1 != b.m) {
+                runs.push((b.j0, b.m));
+            }
+            &mut g[b.j0..b.j0 + b.x.len()]
+        });
         if b.m > b.m_prev {
             a += cfg.sigma as f64 * (b.m_prev as f64 - b.m as f64) * k_sum;
         }
         // T = 1: the exponent is `x − m`.
         let sc = ExpScale::new(1.0, 1.0).row(b.m);
         if !cfg.lin {
-            return exp_sum::<A, E>(b.x, &sc, None, b.ahead) as f64;
+            return exp_sum::<A, E>(b.x, &sc, t, b.ahead) as f64;
         }
         // NaN and +inf are ruled out (`online`), so a non-finite pattern is a −inf.
         let neg = b.abits >= INF_BITS;
-        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (None, b.ahead), b.abits);
+        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (t, b.ahead), b.abits);
         a += ab;
         k_sum += finite_weight(cfg, b.x, b.j0, q, neg);
         if neg {

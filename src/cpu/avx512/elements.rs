@@ -81,7 +81,7 @@ fn narrow16<O: Element>(v: __m512) -> __m256i {
 /// with its conversion in one. With `stream`, the stores bypass the cache (non-temporal,
 /// whole 64-byte lines from the first aligned one): an output written once and not read back
 /// soon then costs no read-for-ownership of its lines, as in a large memcpy. The caller
-/// fences them ([`fence_streams`]) before another thread may read them. `patch =
+/// fences them (`Arith::fence_streams`) before another thread may read them. `patch =
 /// Some((j, v))` writes `v` at `j` instead, in the same store (see `Arith::affine_patched_into`).
 ///
 /// # Safety
@@ -157,14 +157,6 @@ pub(crate) unsafe fn affine_into<E: Element, O: Element>(
     if let Some(o) = dst.get_mut(pj).filter(|_| pj < head || pj >= n) {
         *o = O::from_f32(pv);
     }
-}
-
-/// Makes this thread's streamed stores visible to the others (non-temporal stores are weakly
-/// ordered): once per block of rows, before the block is handed back.
-#[inline]
-pub(crate) fn fence_streams() {
-    // SAFETY: SSE is part of x86_64.
-    unsafe { _mm_sfence() }
 }
 
 /// `dst ← src` widened exactly to f32.

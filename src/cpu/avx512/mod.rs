@@ -311,7 +311,7 @@ unsafe fn exp_sums<E: Element, const LIN: bool>(
 
 mod elements;
 
-pub(crate) use elements::{affine_into, fence_streams, widen};
+pub(crate) use elements::{affine_into, widen};
 use elements::{load16, load32_any_order};
 
 #[cfg(test)]
