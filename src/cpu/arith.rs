@@ -46,24 +46,24 @@ pub(crate) trait Arith: Fma {
     /// [`STREAM_MIN_BYTES`]).
     #[inline(always)]
     fn affine_into<E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O], stream: bool) {
-        let _ = stream;
-        affine_by_blocks::<Self, E, O>(x, k, dst)
+        Self::affine_patched_into(x, k, dst, stream, None)
     }
-    /// [`Arith::affine_into`] with `v` at `j` in place of its result (`patch = (j, v)`,
+    /// [`Arith::affine_into`] with `v` at `j` in place of its result (`patch = Some((j, v))`,
     /// `j` inside `dst`), placed as the row is written: a plain store into a line just
     /// streamed, after the fact, waits for the line to reach memory and reads it back
     /// (measured: cross-entropy forward+backward at `[4096, 32000]` through the row buffer,
-    /// its target's gradient stored after the row, 52.4 ms against 47.4 in place).
+    /// its target's gradient stored after the row, 52.4 ms against 47.4 in place). The
+    /// builds' own loops are here; `affine_into` calls this one.
     #[inline(always)]
     fn affine_patched_into<E: Element, O: Element>(
         x: &[E],
         k: [f32; 4],
         dst: &mut [O],
         stream: bool,
-        (j, v): (usize, f32),
+        patch: Option<(usize, f32)>,
     ) {
-        Self::affine_into(x, k, dst, stream);
-        dst[j] = O::from_f32(v);
+        let _ = stream;
+        affine_by_blocks::<Self, E, O>(x, k, dst, patch)
     }
     /// Makes the rows this thread streamed (`stream` above) visible to other threads: once
     /// per block of rows, at its end (a fence per row cost more than the streaming saved on
@@ -111,10 +111,16 @@ pub(crate) trait Arith: Fma {
     }
 }
 
-/// [`Arith::affine_into`] in any build: a block of `x` at a time as f32 (`f32_blocks`), written
-/// straight into an f32 output, through a stack buffer and `O::narrow` into a half one.
+/// [`Arith::affine_patched_into`] in any build that does not stream: a block of `x` at a time
+/// as f32 (`f32_blocks`), written straight into an f32 output, through a stack buffer and
+/// `O::narrow` into a half one; the patch stored after (the lines are in cache).
 #[inline(always)]
-fn affine_by_blocks<A: Arith, E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O]) {
+fn affine_by_blocks<A: Arith, E: Element, O: Element>(
+    x: &[E],
+    k: [f32; 4],
+    dst: &mut [O],
+    patch: Option<(usize, f32)>,
+) {
     let [a, b, c, d] = k;
     let f = |v: f32| A::fma(A::fma(v, a, b), c, d);
     if O::DTYPE == DType::F32 {
@@ -125,40 +131,17 @@ fn affine_by_blocks<A: Arith, E: Element, O: Element>(x: &[E], k: [f32; 4], dst:
                 *o = f(v);
             }
         });
-        return;
+    } else {
+        let mut tmp = [0.0f32; SUM_BLOCK];
+        A::f32_blocks(x, |j, xb| {
+            for (t, &v) in tmp.iter_mut().zip(xb) {
+                *t = f(v);
+            }
+            O::narrow(&tmp[..xb.len()], &mut dst[j..j + xb.len()]);
+        });
     }
-    let mut tmp = [0.0f32; SUM_BLOCK];
-    A::f32_blocks(x, |j, xb| {
-        for (t, &v) in tmp.iter_mut().zip(xb) {
-            *t = f(v);
-        }
-        O::narrow(&tmp[..xb.len()], &mut dst[j..j + xb.len()]);
-    });
-}
-
-impl Fused {
-    /// The AVX2 build's affine write: f32 rows into f32 through its own loop (streamed when
-    /// asked), the rest as the portable builds write them.
-    #[inline(always)]
-    fn affine_patched<E: Element, O: Element>(
-        x: &[E],
-        k: [f32; 4],
-        dst: &mut [O],
-        stream: bool,
-        patch: Option<(usize, f32)>,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if E::DTYPE == DType::F32 && O::DTYPE == DType::F32 {
-            let (x, d) = (bytemuck::cast_slice(x), bytemuck::cast_slice_mut(dst));
-            // SAFETY: `Fused` runs only where AVX2 + FMA were detected; equal lengths
-            // (asserted there).
-            return unsafe { super::avx2::affine_f32(x, k, d, stream, patch) };
-        }
-        let _ = stream;
-        affine_by_blocks::<Self, E, O>(x, k, dst);
-        if let Some((j, v)) = patch {
-            dst[j] = O::from_f32(v);
-        }
+    if let Some((j, v)) = patch {
+        dst[j] = O::from_f32(v);
     }
 }
 
@@ -246,20 +229,25 @@ impl Arith for Fused {
     const SIMD: bool = cfg!(target_arch = "x86_64");
     const STREAMS: bool = cfg!(target_arch = "x86_64");
 
-    #[inline(always)]
-    fn affine_into<E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O], stream: bool) {
-        Self::affine_patched(x, k, dst, stream, None)
-    }
-
+    /// f32 rows into f32 through the build's own loop (streamed when asked), the rest as the
+    /// portable builds write them.
     #[inline(always)]
     fn affine_patched_into<E: Element, O: Element>(
         x: &[E],
         k: [f32; 4],
         dst: &mut [O],
         stream: bool,
-        patch: (usize, f32),
+        patch: Option<(usize, f32)>,
     ) {
-        Self::affine_patched(x, k, dst, stream, Some(patch))
+        #[cfg(target_arch = "x86_64")]
+        if E::DTYPE == DType::F32 && O::DTYPE == DType::F32 {
+            let (x, d) = (bytemuck::cast_slice(x), bytemuck::cast_slice_mut(dst));
+            // SAFETY: `Fused` runs only where AVX2 + FMA were detected; equal lengths
+            // (asserted there).
+            return unsafe { super::avx2::affine_f32(x, k, d, stream, patch) };
+        }
+        let _ = stream;
+        affine_by_blocks::<Self, E, O>(x, k, dst, patch)
     }
 
     #[inline(always)]
@@ -362,37 +350,22 @@ impl Arith for Fused512 {
     }
 
     #[inline(always)]
-    fn affine_into<E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O], stream: bool) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above; `dst` is as long as `x` (asserted there).
-        unsafe {
-            super::avx512::affine_into(x, k, dst, stream, None)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = stream;
-            affine_by_blocks::<Self, E, O>(x, k, dst)
-        }
-    }
-
-    #[inline(always)]
     fn affine_patched_into<E: Element, O: Element>(
         x: &[E],
         k: [f32; 4],
         dst: &mut [O],
         stream: bool,
-        patch: (usize, f32),
+        patch: Option<(usize, f32)>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
+        // SAFETY: as above; `dst` is as long as `x` (asserted there).
         unsafe {
-            super::avx512::affine_into(x, k, dst, stream, Some(patch))
+            super::avx512::affine_into(x, k, dst, stream, patch)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = stream;
-            affine_by_blocks::<Self, E, O>(x, k, dst);
-            dst[patch.0] = O::from_f32(patch.1);
+            affine_by_blocks::<Self, E, O>(x, k, dst, patch)
         }
     }
 

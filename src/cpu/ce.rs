@@ -130,11 +130,8 @@ fn row<A: Arith, E: Element, O: Element>(
                 let j1 = run_end(k);
                 let (g, o) = (&g[j0..j1], &mut o[j0..j1]);
                 let c = [factor(mk) * alpha, -beta, 1.0, -0.0];
-                if (j0..j1).contains(&yk) {
-                    A::affine_patched_into(g, c, o, cfg.stream, (yk - j0, target(beta)));
-                } else {
-                    A::affine_into(g, c, o, cfg.stream);
-                }
+                let patch = (j0..j1).contains(&yk).then(|| (yk - j0, target(beta)));
+                A::affine_patched_into(g, c, o, cfg.stream, patch);
             }
             return st;
         }

@@ -14,9 +14,8 @@
 //! prefetched meanwhile. One exp per element: where a block raises the max, the sum so far
 //! is rescaled once, and a softmax's stored terms are scaled per run of blocks at the end
 //! (the element-wise online softmax of Milakov & Gimelshein needs a second exp for the
-//! output). Then `T·lse(x/T) = m + T·ln s`. Cross-entropy forward (ce_stats.rs) reads its
-//! rows the same way; with the gradient it still reads the max first (pass 1 from memory,
-//! pass 2 from L2).
+//! output). Then `T·lse(x/T) = m + T·ln s`. Cross-entropy (ce_stats.rs) reads its rows the
+//! same way, its gradient rows of one block excepted.
 //!
 //! # Budget per element (AVX-512 build, f32, measured on this project's machine kind: two
 //! Zen 4 cores at 2.6 GHz, no hardware counters in the VM, so counts are from the loops'
