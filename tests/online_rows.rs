@@ -1,11 +1,13 @@
-//! The CPU's forward-only passes read each row once, 1024 elements at a time, raising the
-//! running max block by block and rescaling the sum so far (src/cpu/rows.rs `row_stats`,
-//! src/cpu/ce_stats.rs `stats_online`). Rows here are built so that the max rises in every
+//! The CPU's passes take each row's statistics in one read, 1024 elements at a time, raising
+//! the running max block by block and rescaling the sum so far (src/cpu/rows.rs `online`,
+//! `row_stats`, `softmax_row`; src/cpu/ce_stats.rs `stats_online`), softmax and the
+//! cross-entropy gradient storing each run of blocks' terms against its own max. Rows here are built so that the max rises in every
 //! block, by small steps and by steps that underflow the rescaling, falls, or sits in the
 //! last block; −inf fills whole blocks; NaN and +inf sit in different blocks; rows span more
 //! than `f32::MAX`; widths leave a partial last block and a tail shorter than a vector.
-//! Every fast backend (the CPU build under test) against the f64 reference, logsumexp and
-//! the forward-only cross-entropy with every option that adds a linear sum.
+//! Every fast backend (the CPU build under test) against the f64 reference: logsumexp,
+//! softmax, log-softmax, and the cross-entropy with every option that adds a linear sum,
+//! with and without the gradient.
 
 mod common;
 

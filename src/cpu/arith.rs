@@ -43,7 +43,8 @@ pub(crate) trait Arith: Fma {
     /// `dst ← fma(x, a, b)·c + d` (`[a, b, c, d] = k`) in `O` (round-to-nearest-even), each
     /// product-sum fused where the build has FMA. `stream`: the output is large and not read
     /// back soon, so a build that can may store it past the cache (see
-    /// [`STREAM_MIN_BYTES`]).
+    /// [`STREAM_MIN_BYTES`]); the caller then calls [`Arith::fence_streams`] before another
+    /// thread may read it (as `scale_into` and `narrow`, which come here).
     #[inline(always)]
     fn affine_into<E: Element, O: Element>(x: &[E], k: [f32; 4], dst: &mut [O], stream: bool) {
         Self::affine_patched_into(x, k, dst, stream, None)
@@ -51,9 +52,9 @@ pub(crate) trait Arith: Fma {
     /// [`Arith::affine_into`] with `v` at `j` in place of its result (`patch = Some((j, v))`,
     /// `j` inside `dst`), placed as the row is written: a plain store into a line just
     /// streamed, after the fact, waits for the line to reach memory and reads it back
-    /// (measured: cross-entropy forward+backward at `[4096, 32000]` through the row buffer,
-    /// its target's gradient stored after the row, 52.4 ms against 47.4 in place). The
-    /// builds' own loops are here; `affine_into` calls this one.
+    /// (measured: cross-entropy forward+backward at `[65536, 1000]` through the row buffer,
+    /// two threads, 29.8-30.5 ms with the target's gradient stored after the row, 25.2-25.5
+    /// placed in the store). The builds' own loops are here; `affine_into` calls this one.
     #[inline(always)]
     fn affine_patched_into<E: Element, O: Element>(
         x: &[E],
@@ -160,19 +161,20 @@ fn portable_exp_sum<A: Arith, E: Element>(
 }
 
 /// Outputs of at least this many bytes are stored past the cache by the builds that can
-/// (non-temporal stores, AVX-512 build): a matrix that large leaves the caches before anyone
+/// (non-temporal stores: [`Arith::STREAMS`]): a matrix that large leaves the caches before anyone
 /// reads it, so fetching its lines first (the read-for-ownership a plain store does) only
 /// costs bandwidth; measured on a `[4096, 32000]` bf16 softmax, 34 → 31 ms. Below it, the
 /// output stays in cache for the caller.
 pub(crate) const STREAM_MIN_BYTES: usize = 16 << 20;
 
 /// The shortest f32 output row streamed through the row buffer ([`stream_f32_rows`]). Shorter
-/// rows are formed in the output itself (in cache, its lines read for ownership): the
-/// buffer's extra pass costs more than the read it saves there. Measured (AVX-512, two
-/// threads, fenced once per block of rows: `Arith::fence_streams`), in place against through
-/// the buffer: `[131072, 256]` softmax 12.9 / 11.6 ms, cross-entropy forward+backward 17.0 /
-/// 18.7; `[65536, 512]` 13.7 / 10.8 and 15.5 / 14.2; `[65536, 1000]` 24.9 / 19.0 and
-/// 27.8 / 23.6 (a memcpy of the same bytes: 10.1, 10.2-10.7 and 20.1 ms).
+/// rows are formed in the output itself (in cache, its lines read for ownership). Measured
+/// (AVX-512, two threads, fenced once per block of rows: `Arith::fence_streams`), in place
+/// against through the buffer: `[131072, 256]` softmax 12.9 / 11.6 ms but cross-entropy
+/// forward+backward 17.0 / 18.7 (its buffer holds the gradient through two more passes);
+/// `[65536, 512]` 13.7 / 10.8 and 15.5 / 14.2; `[65536, 1000]` 24.9 / 19.0 and 27.8 / 23.6 (a
+/// memcpy of the same bytes: 10.1, 10.2-10.7 and 20.1 ms): 512 is where both gain. The AVX2
+/// build takes the same threshold, not measured on its own.
 pub(crate) const STREAM_ROW_MIN: usize = 512;
 
 /// Whether an f32 output row of `cols` elements goes through a row buffer so that it can be

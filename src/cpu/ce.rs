@@ -29,7 +29,7 @@ use super::batch::{after_f32, half_out, put_row_bufs, take_row_bufs};
 use super::ce_stats::{stats, stats_online, Cfg};
 use super::exp::{Fused, Fused512, Separate};
 use super::isa::CpuIsa;
-use super::rows::ONLINE_BLOCK;
+use super::rows::{run_factor, ONLINE_BLOCK};
 use crate::cross_entropy::fast::{
     fast_inputs, flag, needs_linear, row_loss, unnormalize, FastInputs, RowCoef, RowStats,
 };
@@ -98,15 +98,9 @@ fn row<A: Arith, E: Element, O: Element>(
     let (beta, gamma) = (if cfg.lin { rc.beta } else { 0.0 }, rc.gamma);
     let yk = if q.is_none() { y as usize } else { usize::MAX };
     // g holds e_j = e^{x'_j − m_k} from pass 2, m_k the max its run of blocks was summed
-    // against; p_j = e_j·f_k with f_k = e^{m_k − m}/s, formed in f64 and rounded once (`1/s`
-    // itself for the last run, m_k = m). Run k spans columns runs[k].0..runs[k + 1].0.
-    let factor = |mk: f32| {
-        if mk == st.m {
-            1.0 / st.s
-        } else {
-            ((mk as f64 - st.m as f64).exp() / st.s as f64) as f32
-        }
-    };
+    // against; p_j = e_j·f_k (`rows::run_factor`, T = 1). Run k spans columns
+    // runs[k].0..runs[k + 1].0.
+    let factor = |mk: f32| run_factor(mk, st.m, 1.0, st.s as f64);
     let cols = g.len();
     let run_end = |k: usize| runs.get(k + 1).map_or(cols, |r| r.0);
     let p_y = if yk != usize::MAX {
@@ -258,6 +252,8 @@ macro_rules! ce_block_body {
                 bf.capped.clear();
                 bf.capped.extend(bf.tanhs.iter().map(|&t| cap * t));
                 let (xr, tanhs) = (&bf.capped[..], &bf.tanhs[..]);
+                // `next` still points into the logits (for the next row's tanh loop); counted
+                // in f32 against an f16 / bf16 `next`, the prefetch runs twice as far ahead.
                 let (g, out) = half_out(g, &mut bf.out, stream_f32_rows::<$A>($cfg.stream, c));
                 row::<$A, f32, O>($cfg, xr, tanhs, next, qr, coef, (g, &mut bf.runs), out)
             } else {

@@ -6,7 +6,7 @@
 use super::arith::Arith;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::lin_terms::Linear;
-use super::rows::{exp_sum, online, row_max_flags, OnlineBlock, INF_BITS};
+use super::rows::{exp_sum, mark_run, online, row_max_flags, OnlineBlock, INF_BITS};
 use crate::cross_entropy::fast::{flag, RowStats};
 use crate::element::Element;
 use crate::scale::{ExpScale, RowScale};
@@ -188,9 +188,7 @@ pub(super) fn stats_online<A: Arith, E: Element>(
     let (mut a, mut k_sum, mut flags) = (0.0f64, 0.0f64, 0);
     let block = |b: OnlineBlock<'_, E>| {
         let t = store.as_mut().map(|(g, runs)| {
-            if runs.last().is_none_or(|r| r.1 != b.m) {
-                runs.push((b.j0, b.m));
-            }
+            mark_run(runs, b.j0, b.m);
             &mut g[b.j0..b.j0 + b.x.len()]
         });
         if b.m > b.m_prev {

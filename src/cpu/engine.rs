@@ -36,10 +36,11 @@ impl Default for Cpu {
 
 impl Cpu {
     /// Matrix outputs of at least this many bytes (log-softmax; softmax and the cross-entropy
-    /// gradient in f16 / bf16, whose f32 terms are kept in a row buffer first) are written by
-    /// the AVX-512 build with non-temporal stores, past the caches: a
-    /// matrix that large leaves them before anyone reads it, and a plain store would first
-    /// read each line it writes. Smaller outputs stay in cache for the caller.
+    /// gradient in f16 / bf16, and in f32 for rows of 512 columns or more, whose terms are
+    /// kept in a row buffer first) are written with non-temporal stores, past the caches, by
+    /// the AVX-512 build (every type) and the AVX2 build (f32 rows into f32): a matrix that
+    /// large leaves them before anyone reads it, and a plain store would first read each line
+    /// it writes. Smaller outputs stay in cache for the caller.
     pub const STREAM_MIN_BYTES: usize = super::arith::STREAM_MIN_BYTES;
 
     /// A CPU backend on rayon's global thread pool (`RAYON_NUM_THREADS` sets its size), running

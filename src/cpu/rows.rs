@@ -41,7 +41,8 @@
 //! logsumexp's time on one core with the rows in cache (1000 columns). On an Intel host of
 //! the same kind (two Sapphire-Rapids-class vCPUs, 26 GB/s memcpy) the overlap needed the
 //! prefetch ([`PREFETCH_BLOCKS`]), and softmax / log-softmax gained the most from the one
-//! read: at `[512, 128256]` 26-29 ms to 20.6-22 against a memcpy's 20. When the machine's
+//! read: at `[512, 128256]` softmax 26.6-28.9 ms to 21.5-22.1, log-softmax 25.6-26.5 to
+//! 19.6-20.8, against a memcpy's 19.5-20.2. When the machine's
 //! memory runs faster (it does, at times, at 50 GB/s) every op here is bound by arithmetic;
 //! the figures and the other builds: docs/bench-history.md.
 
@@ -156,17 +157,36 @@ pub(crate) fn words<E: Element>(r: &[E]) -> &[f32] {
 }
 
 /// The f32 words of the `len` elements `at` elements from the start of row `x`, which
-/// `after` (the words of the rows after it) continues.
+/// `after` (the words of the rows after it, in `E`'s units) continues. A window that crosses
+/// the row's end is taken from the start of the rows after instead: the rest of this row lies
+/// in pages the hardware's streamer is already reading in order, the next row's start in one
+/// it has not reached.
 #[inline(always)]
 fn ahead_words<'a, E: Element>(x: &'a [E], after: &'a [f32], at: usize, len: usize) -> &'a [f32] {
-    if let Some(r) = x.get(at..) {
-        return words(&r[..r.len().min(len)]);
+    if let Some(r) = x.get(at..at + len) {
+        return words(r);
     }
     let per_word = 4 / E::DTYPE.size();
-    let from = (at - x.len()) / per_word;
+    let from = at.saturating_sub(x.len()) / per_word;
     after
         .get(from..)
         .map_or(&[], |a| &a[..a.len().min(len / per_word)])
+}
+
+/// Starts a new run of blocks where a block is summed against a new running max `m` (its
+/// first column `j0`): the runs a stored row's terms are scaled by ([`run_factor`]).
+#[inline(always)]
+pub(crate) fn mark_run(runs: &mut Vec<(usize, f32)>, j0: usize, m: f32) {
+    if runs.last().is_none_or(|r| r.1 != m) {
+        runs.push((j0, m));
+    }
+}
+
+/// The factor that takes a run's stored terms `e^{κ(x − m_k)}` to `e^{κ(x − m)}/s`:
+/// `e^{κ(m_k − m)}/s`, formed in f64 and rounded once (`1/s` for the last run, `m_k = m`).
+#[inline(always)]
+pub(crate) fn run_factor(mk: f32, m: f32, kappa: f64, s: f64) -> f32 {
+    (((mk as f64 - m as f64) * kappa).exp() / s) as f32
 }
 
 /// The one-read skeleton of the statistics passes: a block of [`ONLINE_BLOCK`] elements at a
@@ -312,9 +332,7 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
             }
         };
         online::<A, E>(x, next, kappa, |b| {
-            if runs.last().is_none_or(|r| r.1 != b.m) {
-                runs.push((b.j0, b.m));
-            }
+            mark_run(runs, b.j0, b.m);
             let t = &mut terms[b.j0..b.j0 + b.x.len()];
             exp_sum::<A, E>(b.x, &es.row(b.m), Some(t), b.ahead) as f64
         })
@@ -326,7 +344,7 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
     };
     for (k, &(j0, mk)) in runs.iter().enumerate() {
         let j1 = runs.get(k + 1).map_or(x.len(), |r| r.0);
-        let f = ((((mk as f64 - m as f64) * kappa).exp()) / s) as f32;
+        let f = run_factor(mk, m, kappa, s);
         if via_buf {
             A::scale_into(&buf[j0..j1], f, &mut out[j0..j1], stream);
         } else if let Some(o) = as_f32(out) {

@@ -102,9 +102,9 @@ pub(crate) unsafe fn affine_into<E: Element, O: Element>(
         _mm512_set1_ps(c),
         _mm512_set1_ps(d),
     );
-    // SAFETY (callers of f): sixteen elements readable at `p`.
     let (pj, pv) = patch.unwrap_or((usize::MAX, 0.0));
     // The sixteen results from column `i` (`p` = x + i), the patched one replaced.
+    // SAFETY (callers of f): sixteen elements readable at `p`.
     let f = |i: usize, p: *const E| {
         // SAFETY: as the callers'.
         let v = unsafe { _mm512_fmadd_ps(_mm512_fmadd_ps(load16(p), va, vb), vc, vd) };
