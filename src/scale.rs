@@ -60,6 +60,9 @@ pub(crate) struct RowScale {
     pub c_log: f32,
     pub form: ExpForm,
     pub tiny: bool,
+    /// No exponent of the row falls below `2^−126` (the CPU's `exp::bounded_row` shows it
+    /// from the row's largest `|x|`), so the base-2 loops need not flush such lanes to 0.
+    pub no_flush: bool,
 }
 
 impl ExpScale {
@@ -98,6 +101,7 @@ impl ExpScale {
             c_log: self.c_log,
             form: self.form,
             tiny: self.tiny,
+            no_flush: false,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What each CPU build runs for the row kernels' hot loops: the AVX-512 intrinsic loops
-//! (avx512.rs) in the AVX-512 build (`Fused512`), the AVX2 + FMA ones (avx2.rs) in the AVX2
+//! (avx512/) in the AVX-512 build (`Fused512`), the AVX2 + FMA ones (avx2/) in the AVX2
 //! build (`Fused`), the portable lane loops (lanes.rs) in the baseline build (`Separate`).
 //! Generic kernels take `A: Arith` and get both the multiply-add and the loops.
 //!

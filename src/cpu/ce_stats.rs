@@ -4,6 +4,7 @@
 //! the gradient when asked, and the linear sum that smoothing and probability targets need.
 
 use super::arith::Arith;
+use super::exp::bounded_row;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::lin_terms::Linear;
 use super::rows::{exp_sum, mark_run, online, row_max_flags, OnlineBlock, INF_BITS};
@@ -76,7 +77,7 @@ pub(super) fn stats<A: Arith, E: Element>(
         return st;
     }
     // T = 1: the exponent is `x − m` (an overflowing difference is correctly −inf).
-    let sc = ExpScale::new(1.0, 1.0).row(m);
+    let sc = bounded_row(&ExpScale::new(1.0, 1.0), m, abits);
     if !cfg.lin {
         st.s = exp_sum::<A, E>(x, &sc, store, next);
         return st;
@@ -195,7 +196,7 @@ pub(super) fn stats_online<A: Arith, E: Element>(
             a += cfg.sigma as f64 * (b.m_prev as f64 - b.m as f64) * k_sum;
         }
         // T = 1: the exponent is `x − m`.
-        let sc = ExpScale::new(1.0, 1.0).row(b.m);
+        let sc = bounded_row(&ExpScale::new(1.0, 1.0), b.m, b.abits);
         if !cfg.lin {
             return exp_sum::<A, E>(b.x, &sc, t, b.ahead) as f64;
         }

@@ -8,6 +8,8 @@
 //! (so `exp(−inf) = 0`, as the masked softmax needs); above `HI` it is `+inf`. NaN in gives an
 //! unspecified value: callers flag NaN rows before they get here.
 
+use crate::scale::{ExpScale, RowScale};
+
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split: `C1` = 355/512 has few mantissa bits so `n·C1` is exact for |n| < 2^9.
 pub(crate) const C1: f32 = 355.0 / 512.0;
@@ -44,12 +46,37 @@ pub(crate) const EXP2_POLY: [f32; 7] = [
 /// flushes below `e^LO` (the crate's accuracy contract allows either).
 pub(crate) const EXP2_LO: f32 = -126.0;
 
-/// Whether the base-2 loops (avx512.rs, avx2.rs) take this row scale: not the tiny form
+/// Whether the base-2 loops (avx512/, avx2/) take this row scale: not the tiny form
 /// (this file's `exp` handles it), and `c·log₂e` finite (it is not for temperatures between
 /// 2.9e-39 and 4.2e-39, where `c` alone is).
 #[inline(always)]
-pub(crate) fn base2_fits(sc: &crate::scale::RowScale) -> bool {
-    !sc.tiny && ((sc.c as f64 * std::f64::consts::LOG2_E) as f32).is_finite()
+pub(crate) fn base2_fits(sc: &RowScale) -> bool {
+    !sc.tiny && base2_c(sc).is_finite()
+}
+
+/// The base-2 loops' exponent factor: their exponent is `fma(x, h, −m·h)·c₂` with
+/// `c₂ = c·log₂e`, formed in f64 and rounded once.
+#[inline(always)]
+pub(crate) fn base2_c(sc: &RowScale) -> f32 {
+    (sc.c as f64 * std::f64::consts::LOG2_E) as f32
+}
+
+/// The scale of a row (or a block of one) whose running max is `m` (at least every value in
+/// it) and whose largest `|x|` has the bits `abits`, marked [`RowScale::no_flush`] where no
+/// exponent can fall below [`EXP2_LO`]: then the base-2 loops skip the mask that flushes such
+/// lanes to 0 (one vector instruction of about fifteen per sixteen elements in the AVX-512
+/// loop, two in the AVX2 one). The exponent `fma(x, h, −m·h)·c₂`, each step rounded once,
+/// is non-decreasing in `x` (`h, c₂ > 0`), and every value is at least `−|x|max`, so the
+/// exponent of `−|x|max`, formed with the same roundings, is a lower bound that is exact.
+/// Not for a row holding a non-finite value (`abits` at or above the infinity's bits).
+#[inline(always)]
+pub(crate) fn bounded_row(es: &ExpScale, m: f32, abits: u32) -> RowScale {
+    let mut sc = es.row(m);
+    sc.no_flush = !sc.tiny && abits < f32::INFINITY.to_bits() && {
+        let least = (-f32::from_bits(abits)).mul_add(sc.h, sc.mh);
+        least * base2_c(&sc) >= EXP2_LO
+    };
+    sc
 }
 
 /// How `a·b + c` is formed: one fused instruction where the processor has FMA, else a multiply
@@ -185,6 +212,131 @@ mod tests {
             worst < 2.0 * f32::EPSILON as f64,
             "worst relative error {worst:e}"
         );
+    }
+
+    /// [`bounded_row`] marks a row only where every exponent the base-2 loops form
+    /// (`fma(x, h, −m·h)·c₂`, each step rounded) is at least [`EXP2_LO`], and the mark is
+    /// tight: at each temperature form and max, over rows reaching down past the bound, a
+    /// marked row's values all give exponents at or above it, and a row whose least value is
+    /// the largest `|x|` that still does is marked.
+    #[test]
+    fn bounded_rows_have_no_exponent_below_the_flush() {
+        let z = |sc: &RowScale, x: f32| x.mul_add(sc.h, sc.mh) * base2_c(sc);
+        let bits = |v: f32| v.to_bits() & 0x7fff_ffff;
+        let mut tight = 0;
+        for kappa in [1.0f64, 4.0, 0.25, 1e-3, 1e30] {
+            let es = ExpScale::new(kappa, 1.0);
+            for m in [0.0f32, 30.0, -20.0, 1e4] {
+                for span in [1.0f32, 60.0, 87.0, 87.5, 88.0, 100.0, 500.0, 1e5, 1e9] {
+                    // Values from m down to m − span (at least −|x|max, as every row's are).
+                    let x: Vec<f32> = (0..=64).map(|k| m - span * k as f32 / 64.0).collect();
+                    let a = x.iter().map(|&v| bits(v)).max().unwrap_or(0);
+                    let sc = bounded_row(&es, m, a);
+                    if sc.no_flush {
+                        for &v in &x {
+                            assert!(z(&sc, v) >= EXP2_LO, "κ {kappa} m {m} x {v}");
+                        }
+                        assert!(z(&sc, -f32::from_bits(a)) >= EXP2_LO);
+                    }
+                }
+                // Tight: the largest |x| (at least |m|) whose exponent is still at or above
+                // the bound, found by walking down from the first one below it (none where
+                // even |m| is below it: the mark is not for rows whose max is that large).
+                let sc = es.row(m);
+                let mut a = m.abs().max(1.0);
+                if es.tiny || !base2_fits(&sc) || z(&sc, -a) < EXP2_LO {
+                    continue;
+                }
+                while z(&sc, -a) >= EXP2_LO {
+                    a *= 2.0;
+                }
+                while z(&sc, -a) < EXP2_LO {
+                    a = f32::from_bits(a.to_bits() - 1);
+                }
+                assert!(
+                    bounded_row(&es, m, bits(a)).no_flush,
+                    "κ {kappa} m {m} |x| {a}"
+                );
+                tight += 1;
+                let past = f32::from_bits(a.to_bits() + 1);
+                assert!(!bounded_row(&es, m, bits(past)).no_flush);
+            }
+            // Non-finite rows are never marked.
+            for a in [f32::INFINITY.to_bits(), f32::NAN.to_bits()] {
+                assert!(!bounded_row(&es, 0.0, a).no_flush);
+            }
+        }
+        assert!(tight >= 10, "the tight bound was checked {tight} times");
+    }
+
+    /// Where a row is marked, the AVX2 and AVX-512 loops without the flush give the sum and
+    /// the stored terms of the loops with it, bit for bit (the flush changes no lane there),
+    /// with and without the linear sum, over rows with every kind of tail.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn unflushed_loops_match_the_flushed_ones_on_marked_rows() {
+        use crate::cpu::lin_terms::Linear;
+        use crate::cpu::CpuIsa;
+        let mut state = 7u32;
+        let mut next = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1 << 24) as f32
+        };
+        for cols in [3usize, 16, 31, 32, 40, 1000, 1031] {
+            let x: Vec<f32> = (0..cols).map(|_| next() * 80.0 - 70.0).collect();
+            let m = x.iter().copied().fold(f32::MIN, f32::max);
+            let a = x
+                .iter()
+                .map(|v| v.to_bits() & 0x7fff_ffff)
+                .max()
+                .unwrap_or(0);
+            let marked = bounded_row(&ExpScale::new(1.0, 1.0), m, a);
+            assert!(marked.no_flush, "{cols}");
+            let flushed = RowScale {
+                no_flush: false,
+                ..marked
+            };
+            let lin = Linear {
+                sigma: 0.5,
+                k: None,
+            };
+            type Loop = fn(&[f32], &RowScale, &Linear, &mut [f32]) -> (f32, f32);
+            let mut loops: Vec<(&str, Loop)> = Vec::new();
+            if CpuIsa::Avx2.is_supported() {
+                // SAFETY: AVX2 + FMA detected; `out` as long as `x`, which is finite (h = 1).
+                loops.push(("avx2", |x, sc, lin, out| unsafe {
+                    let s = crate::cpu::avx2::exp_sum(x, sc, Some(&mut *out), &[]);
+                    (
+                        s,
+                        crate::cpu::avx2::exp_linear_sums(x, sc, lin, None, &[]).1,
+                    )
+                }));
+            }
+            if CpuIsa::Avx512.is_supported() {
+                // SAFETY: AVX-512F detected; as above.
+                loops.push(("avx512", |x, sc, lin, out| unsafe {
+                    let s = crate::cpu::avx512::exp_sum(x, sc, Some(&mut *out), &[]);
+                    (
+                        s,
+                        crate::cpu::avx512::exp_linear_sums(x, sc, lin, None, &[]).1,
+                    )
+                }));
+            }
+            for (name, f) in loops {
+                let (mut o1, mut o2) = (vec![0.0f32; cols], vec![0.0f32; cols]);
+                let (s1, l1) = f(&x, &marked, &lin, &mut o1);
+                let (s2, l2) = f(&x, &flushed, &lin, &mut o2);
+                assert_eq!(
+                    (s1.to_bits(), l1.to_bits()),
+                    (s2.to_bits(), l2.to_bits()),
+                    "{name} {cols}"
+                );
+                assert!(
+                    o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{name} {cols}"
+                );
+            }
+        }
     }
 
     #[test]

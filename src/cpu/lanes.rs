@@ -1,11 +1,11 @@
 //! The portable row loops: `L` independent lanes that LLVM vectorizes on any target, and the
 //! blocked sums every long CPU sum uses. The AVX2 build runs its intrinsic loops instead
-//! (avx2.rs) where it can; `cpu::arith::Arith` picks.
+//! (avx2/) where it can; `cpu::arith::Arith` picks.
 
 use super::exp::{exp_with, Fma};
 use crate::scale::{ExpForm, RowScale};
 
-/// Lanes per block of the portable code (the AVX2 build uses intrinsics, see avx2.rs).
+/// Lanes per block of the portable code (the AVX2 build uses intrinsics, see avx2/).
 pub(crate) const L: usize = 16;
 
 const ABS_MASK: u32 = 0x7fff_ffff;

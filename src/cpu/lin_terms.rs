@@ -1,9 +1,9 @@
-//! The cross-entropy linear sum as the SIMD exp-sum loops (avx512/, avx2.rs) form it beside
+//! The cross-entropy linear sum as the SIMD exp-sum loops (avx512/, avx2/) form it beside
 //! the exp-sum, in one read of the row.
 //!
 //! The terms are `σ·k̂_j·t_j` with `t = fma(x, h, −m·h)` the exponent's own first step, for
 //! `h = 1`: `t = x − m` rounded once. As `σ` is a power of two, `σ·round(k̂·t) =
-//! round(k̂·σ(x − m))`: each term is `k̂·fma(x, σ, −σm)` (the separate loops' form, avx2.rs's
+//! round(k̂·σ(x − m))`: each term is `k̂·fma(x, σ, −σm)` (the separate loops' form, avx2/'s
 //! `linear_sums`) divided by `σ` exactly, and the scaling commutes with every f32 and f64
 //! addition, so the sum is the one those terms would give in the same order, bit for bit,
 //! wherever neither form meets a subnormal (where this one is the more exact). It costs one

@@ -27,7 +27,7 @@
 //! | pass | loads | arithmetic | stores |
 //! |---|---|---|---|
 //! | max and `\|bits\|` | 1 | max, and, unsigned max: 3 | 0 |
-//! | exp-sum | 1 | `x − m` (fma), `·c·log₂e`, exp2 (round, subtract, 6 fma, compare, scale: 10), add: 13 | 0 (softmax: 1) |
+//! | exp-sum | 1 | `x − m` (fma), `·c·log₂e`, exp2 (round, subtract, 6 fma, scale: 9, and a compare where the block's exponents may fall below −126: `exp::bounded_row`), add: 12-13 | 0 (softmax: 1) |
 //! | cross-entropy linear sum, fused into the exp-sum | 0 (`k̂`: 1) | add of the exponent's own `x − m`: 1 (`k̂`: multiply, add: 2); a block with −inf takes the separate loop | 0 |
 //! | softmax / log-softmax write | 1 (L2) | 1-2 | 1 (streamed) |
 //!
@@ -47,6 +47,7 @@
 //! the figures and the other builds: docs/bench-history.md.
 
 use super::arith::{stream_f32_rows, Arith};
+use super::exp::bounded_row;
 use super::lanes::SUM_BLOCK;
 use crate::element::{DType, Element};
 use crate::scale::{ExpScale, RowScale};
@@ -246,7 +247,9 @@ pub(crate) fn online<A: Arith, E: Element>(
 pub(crate) fn row_stats<A: Arith, E: Element>(x: &[E], after: &[f32], es: &ExpScale) -> RowStats {
     // κ as the terms are formed: `c·h` (the CPU callers fold no log₂e into `c`).
     let kappa = es.c as f64 * es.h as f64;
-    let sum = |b: OnlineBlock<'_, E>| exp_sum::<A, E>(b.x, &es.row(b.m), None, b.ahead) as f64;
+    let sum = |b: OnlineBlock<'_, E>| {
+        exp_sum::<A, E>(b.x, &bounded_row(es, b.m, b.abits), None, b.ahead) as f64
+    };
     match online::<A, E>(x, after, kappa, sum) {
         Some((m, s)) => RowStats {
             m,
@@ -334,7 +337,7 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
         online::<A, E>(x, next, kappa, |b| {
             mark_run(runs, b.j0, b.m);
             let t = &mut terms[b.j0..b.j0 + b.x.len()];
-            exp_sum::<A, E>(b.x, &es.row(b.m), Some(t), b.ahead) as f64
+            exp_sum::<A, E>(b.x, &bounded_row(es, b.m, b.abits), Some(t), b.ahead) as f64
         })
     };
     let (m, s) = match stats {

@@ -1,5 +1,5 @@
 //! The row kernels' hot loops with AVX-512F intrinsics, for the AVX-512 build: the loops of
-//! avx2.rs sixteen lanes at a time, with the exponential in base 2 (as the GPU kernels
+//! avx2/ sixteen lanes at a time, with the exponential in base 2 (as the GPU kernels
 //! evaluate it) and `2^n` applied with `vscalefps`; f16 / bf16 rows widened as they are
 //! loaded, outputs narrowed as they are stored.
 //!
@@ -20,7 +20,8 @@ use std::arch::x86_64::*;
 
 /// Sixteen `2^z` at once: `n = round(z)`, `f = z − n` (exact), `2^f` by [`EXP2_POLY`], times
 /// `2^n` by `vscalefps`; worst relative error 0.64 ε over `[−126, 0]` (measured: the test
-/// below). Lanes below [`EXP2_LO`] (−inf included) give exactly 0. Callers' arguments are
+/// below). With `flush`, lanes below [`EXP2_LO`] (−inf included) give exactly 0; without,
+/// the caller has shown there are none (the compare is one instruction of ten). Callers' arguments are
 /// `≤ 0` (up to rounding), so there is no overflow clamp (`vscalefps` would give +inf past
 /// the range anyway); NaN rows are flagged before they get here.
 ///
@@ -33,10 +34,11 @@ use std::arch::x86_64::*;
 /// (measured as in the module docs, with the clamp this version drops).
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn exp2_16(z: __m512) -> __m512 {
+fn exp2_16(z: __m512, flush: bool) -> __m512 {
     let lo = _mm512_set1_ps(EXP2_LO);
     // No clamp of z first: the lanes a clamp would fix are the ones the mask zeroes (below
     // −126, where `vscalefps` alone would give subnormals or 0, and −inf, where `f` is NaN).
+    // Without `flush` the caller has shown there are none (`exp::bounded_row`).
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z);
     let f = _mm512_sub_ps(z, n);
     let c = |i: usize| _mm512_set1_ps(EXP2_POLY[i]);
@@ -44,7 +46,11 @@ fn exp2_16(z: __m512) -> __m512 {
     for i in (0..5).rev() {
         p = _mm512_fmadd_ps(p, f, c(i));
     }
-    _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(z, lo), p, n)
+    if flush {
+        _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(z, lo), p, n)
+    } else {
+        _mm512_scalef_ps(p, n)
+    }
 }
 
 /// Adds a block sum's sixteen f32 lanes into eight f64 lanes (see `SUM_BLOCK`).
@@ -97,7 +103,7 @@ pub(crate) unsafe fn max_and_abs_bits<E: Element>(x: &[E]) -> (f32, u32) {
 /// `Σ e^{fma(x, h, −m·h)·c}` over a row of any element type (see `crate::scale`; not for tiny
 /// temperatures, nor where `c·log₂e` overflows: `exp::base2_fits`), storing each term into
 /// `store` when given; blocked (`SUM_BLOCK` elements in two f32 vectors, the block sums in
-/// f64), with the next row prefetched as in avx2.rs.
+/// f64), with the next row prefetched as in avx2/.
 ///
 /// # Safety
 /// The processor must have AVX-512F; `store`, when given, is as long as `x`.
@@ -110,7 +116,13 @@ pub(crate) unsafe fn exp_sum<E: Element>(
     next: &[f32],
 ) -> f32 {
     // SAFETY: as the caller's.
-    unsafe { exp_sums::<E, false>(x, sc, store, next, None).0 }
+    unsafe {
+        if sc.no_flush {
+            exp_sums::<E, false, false>(x, sc, store, next, None).0
+        } else {
+            exp_sums::<E, false, true>(x, sc, store, next, None).0
+        }
+    }
 }
 
 /// [`exp_sum`] (each term stored into `store` when given, the next row prefetched) and the
@@ -131,7 +143,13 @@ pub(crate) unsafe fn exp_linear_sums<E: Element>(
 ) -> (f32, f32) {
     lin.check(x, sc.h);
     // SAFETY: as the caller's.
-    unsafe { exp_sums::<E, true>(x, sc, store, next, Some(lin)) }
+    unsafe {
+        if sc.no_flush {
+            exp_sums::<E, true, false>(x, sc, store, next, Some(lin))
+        } else {
+            exp_sums::<E, true, true>(x, sc, store, next, Some(lin))
+        }
+    }
 }
 
 /// [`exp_sum`], plus the linear sum of `lin` where `LIN`.
@@ -148,7 +166,7 @@ pub(crate) unsafe fn exp_linear_sums<E: Element>(
 /// As [`exp_sum`] and [`exp_linear_sums`].
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn exp_sums<E: Element, const LIN: bool>(
+unsafe fn exp_sums<E: Element, const LIN: bool, const FLUSH: bool>(
     x: &[E],
     sc: &RowScale,
     store: Option<&mut [f32]>,
@@ -161,7 +179,7 @@ unsafe fn exp_sums<E: Element, const LIN: bool>(
     let pf = next.len();
     // The exponent in base 2: `fma(x, h, −m·h)·c·log₂e`, with `c·log₂e` formed once (in
     // f64, rounded once). Callers take the portable loop where it overflows f32.
-    let c2 = (sc.c as f64 * std::f64::consts::LOG2_E) as f32;
+    let c2 = super::exp::base2_c(sc);
     debug_assert!(c2.is_finite());
     let (vh, vmh, vc) = (
         _mm512_set1_ps(sc.h),
@@ -170,18 +188,19 @@ unsafe fn exp_sums<E: Element, const LIN: bool>(
     );
     let (ninf, zero) = (_mm512_set1_ps(f32::NEG_INFINITY), _mm512_setzero_ps());
     let k = lin.and_then(|l| l.k);
-    // From the mutable borrow (see avx2.rs), which ends here.
+    // From the mutable borrow (see avx2/), which ends here.
     let out_ptr = store.map_or(std::ptr::null_mut(), |o| {
         assert_eq!(o.len(), x.len());
         o.as_mut_ptr()
     });
     // The terms of thirty-two elements `v0, v1` (`k̂` in `k0, k1`, when given): the exp
-    // terms' two vectors and the (unscaled) linear terms' two.
-    let terms = |v0: __m512, v1: __m512, k0: __m512, k1: __m512| {
+    // terms' two vectors and the (unscaled) linear terms' two. The last group's padding is
+    // −inf, always flushed.
+    let terms = |v0: __m512, v1: __m512, k0: __m512, k1: __m512, flush: bool| {
         let (t0, t1) = (_mm512_fmadd_ps(v0, vh, vmh), _mm512_fmadd_ps(v1, vh, vmh));
         let (e0, e1) = (
-            exp2_16(_mm512_mul_ps(t0, vc)),
-            exp2_16(_mm512_mul_ps(t1, vc)),
+            exp2_16(_mm512_mul_ps(t0, vc), flush),
+            exp2_16(_mm512_mul_ps(t1, vc), flush),
         );
         let (l0, l1) = match (LIN, k) {
             (false, _) => (zero, zero),
@@ -220,7 +239,7 @@ unsafe fn exp_sums<E: Element, const LIN: bool>(
                     ),
                     _ => (zero, zero),
                 };
-                let (e0, e1, l0, l1) = terms(v0, v1, k0, k1);
+                let (e0, e1, l0, l1) = terms(v0, v1, k0, k1, FLUSH);
                 if !out_ptr.is_null() {
                     _mm512_storeu_ps(out_ptr.add(i), e0);
                     _mm512_storeu_ps(out_ptr.add(i + 16), e1);
@@ -284,7 +303,7 @@ unsafe fn exp_sums<E: Element, const LIN: bool>(
                 )
             }
         };
-        let (e0, e1, l0, l1) = terms(v0, v1, k0, k1);
+        let (e0, e1, l0, l1) = terms(v0, v1, k0, k1, true);
         fold_f64(_mm512_add_ps(e0, e1), &mut total);
         if LIN {
             // The padding's linear terms are −inf (or NaN: 0·−inf), the row's finite.

@@ -15,11 +15,12 @@ use std::arch::x86_64::*;
 /// flush below `EXP2_LO`, same error bound), with `p·2^n` formed by adding `n` to the exponent
 /// field of `p = 2^f`: exact wherever the result is normal, which the lanes kept are
 /// (`z ≥ −126` gives `n ≥ −126`, and `n = −126` only with `f ≥ 0`, so `p ≥ 1`); the lanes
-/// below are masked to 0 at the end. 13 vector instructions where the Cephes form (exp.rs)
-/// takes 20.
+/// below are masked to 0 at the end with `flush` (callers that have shown there are none pass
+/// `false`, and save that compare and mask). 13 vector instructions where the Cephes form
+/// (exp.rs) takes 20.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp2_8(z: __m256) -> __m256 {
+fn exp2_8(z: __m256, flush: bool) -> __m256 {
     let lo = _mm256_set1_ps(EXP2_LO);
     // No clamp of z first: the lanes whose exponent bits it would keep in range are the ones
     // the final mask zeroes (below −126, and −inf, whose `f` is NaN).
@@ -32,7 +33,12 @@ fn exp2_8(z: __m256) -> __m256 {
     }
     let shift = _mm256_slli_epi32::<23>(_mm256_cvtps_epi32(n));
     let y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), shift));
-    _mm256_and_ps(y, _mm256_cmp_ps::<_CMP_GE_OQ>(z, lo))
+    if flush {
+        _mm256_and_ps(y, _mm256_cmp_ps::<_CMP_GE_OQ>(z, lo))
+    } else {
+        // The caller has shown no lane is below −126 (`exp::bounded_row`).
+        y
+    }
 }
 
 /// Adds the eight f32 lanes of a block sum into two four-lane f64 accumulators (see
@@ -124,7 +130,13 @@ pub(crate) unsafe fn exp_sum(
     next: &[f32],
 ) -> f32 {
     // SAFETY: as the caller's.
-    unsafe { exp_sums::<false>(x, sc, store, next, None).0 }
+    unsafe {
+        if sc.no_flush {
+            exp_sums::<false, false>(x, sc, store, next, None).0
+        } else {
+            exp_sums::<false, true>(x, sc, store, next, None).0
+        }
+    }
 }
 
 /// [`exp_sum`] and the linear sum of `lin` in one read of `x` (cross-entropy with smoothing
@@ -144,7 +156,13 @@ pub(crate) unsafe fn exp_linear_sums(
 ) -> (f32, f32) {
     lin.check(x, sc.h);
     // SAFETY: as the caller's.
-    unsafe { exp_sums::<true>(x, sc, store, next, Some(lin)) }
+    unsafe {
+        if sc.no_flush {
+            exp_sums::<true, false>(x, sc, store, next, Some(lin))
+        } else {
+            exp_sums::<true, true>(x, sc, store, next, Some(lin))
+        }
+    }
 }
 
 /// [`exp_sum`], plus the linear sum of `lin` where `LIN`. The last `r < 16` elements go
@@ -157,7 +175,7 @@ pub(crate) unsafe fn exp_linear_sums(
 /// As [`exp_sum`] and [`exp_linear_sums`].
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn exp_sums<const LIN: bool>(
+unsafe fn exp_sums<const LIN: bool, const FLUSH: bool>(
     x: &[f32],
     sc: &RowScale,
     store: Option<&mut [f32]>,
@@ -167,7 +185,7 @@ unsafe fn exp_sums<const LIN: bool>(
     debug_assert!(super::exp::base2_fits(sc));
     let pf = next.len().min(x.len()) / 16 * 16;
     // The exponent in base 2, as in avx512.rs.
-    let c2 = (sc.c as f64 * std::f64::consts::LOG2_E) as f32;
+    let c2 = super::exp::base2_c(sc);
     let (vh, vmh, vc) = (
         _mm256_set1_ps(sc.h),
         _mm256_set1_ps(sc.mh),
@@ -189,10 +207,14 @@ unsafe fn exp_sums<const LIN: bool>(
         .as_deref_mut()
         .map_or(std::ptr::null_mut(), |o| o.as_mut_ptr());
     // Sixteen elements' exp terms and their (unscaled) linear terms `k̂·t`, two vectors each.
-    let terms = |v0: __m256, v1: __m256, k0: __m256, k1: __m256| {
+    // The tail's padding is −inf, always flushed.
+    let terms = |v0: __m256, v1: __m256, k0: __m256, k1: __m256, flush: bool| {
         let t0 = _mm256_fmadd_ps(v0, vh, vmh);
         let t1 = _mm256_fmadd_ps(v1, vh, vmh);
-        let (e0, e1) = (exp2_8(_mm256_mul_ps(t0, vc)), exp2_8(_mm256_mul_ps(t1, vc)));
+        let (e0, e1) = (
+            exp2_8(_mm256_mul_ps(t0, vc), flush),
+            exp2_8(_mm256_mul_ps(t1, vc), flush),
+        );
         let (l0, l1) = match (LIN, k) {
             (false, _) => (zero, zero),
             (true, None) => (t0, t1),
@@ -217,7 +239,8 @@ unsafe fn exp_sums<const LIN: bool>(
                     ),
                     _ => (zero, zero),
                 };
-                let (e0, e1, l0, l1) = terms(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), k0, k1);
+                let (v0, v1) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+                let (e0, e1, l0, l1) = terms(v0, v1, k0, k1, FLUSH);
                 if !out_ptr.is_null() {
                     _mm256_storeu_ps(out_ptr.add(i), e0);
                     _mm256_storeu_ps(out_ptr.add(i + 8), e1);
@@ -260,7 +283,7 @@ unsafe fn exp_sums<const LIN: bool>(
                 k1,
             )
         };
-        let (e0, e1, l0, l1) = terms(v0, v1, k0, k1);
+        let (e0, e1, l0, l1) = terms(v0, v1, k0, k1, true);
         fold_f64(_mm256_add_ps(e0, e1), &mut total);
         if LIN {
             // Each lane's linear term alone, so the padding's (−inf or NaN) drop by value.
@@ -458,23 +481,4 @@ pub(crate) unsafe fn affine_f32(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `exp2_8` against f64 (`exp::assert_exp2_within_one_ulp`).
-    #[test]
-    fn exp2_8_matches_f64_to_one_ulp() {
-        if !crate::cpu::CpuIsa::Avx2.is_supported() {
-            eprintln!("no AVX2 here: nothing to test");
-            return;
-        }
-        crate::cpu::exp::assert_exp2_within_one_ulp(|zs| {
-            let mut out = vec![0.0f32; zs.len()];
-            for (o, z) in out.chunks_exact_mut(8).zip(zs.chunks_exact(8)) {
-                // SAFETY: AVX2 checked above; eight-element chunks.
-                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), exp2_8(_mm256_loadu_ps(z.as_ptr()))) };
-            }
-            out
-        });
-    }
-}
+mod tests;
