@@ -65,7 +65,8 @@ pub(crate) fn base2_c(sc: &RowScale) -> f32 {
 /// it) and whose largest `|x|` has the bits `abits`, marked [`RowScale::no_flush`] where no
 /// exponent can fall below [`EXP2_LO`]: then the base-2 loops skip the mask that flushes such
 /// lanes to 0 (one vector instruction of about fifteen per sixteen elements in the AVX-512
-/// loop, two in the AVX2 one). The exponent `fma(x, h, −m·h)·c₂`, each step rounded once,
+/// loops, two in the AVX2 exp-sum; the AVX2 loop with the linear sum keeps them, avx2/ says
+/// why). The exponent `fma(x, h, −m·h)·c₂`, each step rounded once,
 /// is non-decreasing in `x` (`h, c₂ > 0`), and every value is at least `−|x|max`, so the
 /// exponent of `−|x|max`, formed with the same roundings, is a lower bound that is exact.
 /// Not for a row holding a non-finite value (`abits` at or above the infinity's bits).
