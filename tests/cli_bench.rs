@@ -258,3 +258,32 @@ fn read_only_ops_are_put_against_the_row_sum() {
     }
     assert_eq!(checked, if common::gpu().is_some() { 4 } else { 2 });
 }
+
+/// The report names the CPU kernel build its CPU lines ran: the one `SMOOTHMAX_CPU_ISA`
+/// picks, else the widest this processor runs.
+#[test]
+fn report_names_the_cpu_build() {
+    let header = |isa: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(bench_args()).args(["--warmup", "0"]);
+        cmd.env_remove("SMOOTHMAX_CPU_ISA");
+        if let Some(isa) = isa {
+            cmd.env("SMOOTHMAX_CPU_ISA", isa);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text.lines().find(|l| l.starts_with("cpu threads:"));
+        line.expect("a cpu threads line").to_string()
+    };
+    assert!(header(Some("baseline")).ends_with("cpu build: baseline"));
+    let widest = smoothmax::CpuIsa::supported()[0].name();
+    assert!(
+        header(None).ends_with(&format!("cpu build: {widest}")),
+        "{widest}"
+    );
+}

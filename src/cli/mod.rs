@@ -147,7 +147,14 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         adapter.as_deref().unwrap_or("none (CPU only)")
     )
     .map_err(out)?;
-    writeln!(human, "cpu threads: {}", rayon::current_num_threads()).map_err(out)?;
+    // The kernel build the CPU lines ran (`SMOOTHMAX_CPU_ISA`), so a report says which.
+    let build = CpuIsa::from_env().map_or_else(|e| e.to_string(), |i| i.name().into());
+    writeln!(
+        human,
+        "cpu threads: {}, cpu build: {build}",
+        rayon::current_num_threads()
+    )
+    .map_err(out)?;
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let mut progress = |done: usize, total: usize, what: &str| {
