@@ -60,8 +60,9 @@ pub(crate) struct RowScale {
     pub c_log: f32,
     pub form: ExpForm,
     pub tiny: bool,
-    /// No exponent of the row falls below `2^−126` (the CPU's `exp::bounded_row` shows it
-    /// from the row's largest `|x|`), so the base-2 loops need not flush such lanes to 0.
+    /// No base-2 exponent of the row (or block) falls below −126 (the CPU's
+    /// `exp::bounded_row` shows it from the block's largest `|x|`), so the base-2 loops need
+    /// not flush lanes below it to 0. False unless set there.
     pub no_flush: bool,
 }
 

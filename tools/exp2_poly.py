@@ -1,4 +1,5 @@
-"""Coefficients of the degree-6 polynomial for 2^f on [-1/2, 1/2] used by src/cpu/avx512.rs.
+"""Coefficients of the degree-6 polynomial for 2^f on [-1/2, 1/2] in src/cpu/exp.rs (`EXP2_POLY`,
+used by the AVX-512 and AVX2 loops).
 
 A relative-error-weighted least-squares fit on 2000 Chebyshev nodes (near-minimax), in
 float64, then rounded to f32. Prints the coefficients and the fit's worst relative error on a

@@ -147,8 +147,10 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         adapter.as_deref().unwrap_or("none (CPU only)")
     )
     .map_err(out)?;
-    // The kernel build the CPU lines ran (`SMOOTHMAX_CPU_ISA`), so a report says which.
-    let build = CpuIsa::from_env().map_or_else(|e| e.to_string(), |i| i.name().into());
+    // The CPU kernel build (`SMOOTHMAX_CPU_ISA`, else the widest), which the CPU lines and
+    // yardsticks run, so a report says which. An invalid choice fails the CPU calls themselves
+    // with its own error; the header only says there is none.
+    let build = CpuIsa::from_env().map_or("none (SMOOTHMAX_CPU_ISA invalid)", CpuIsa::name);
     writeln!(
         human,
         "cpu threads: {}, cpu build: {build}",

@@ -61,15 +61,17 @@ pub(crate) fn base2_c(sc: &RowScale) -> f32 {
     (sc.c as f64 * std::f64::consts::LOG2_E) as f32
 }
 
-/// The scale of a row (or a block of one) whose running max is `m` (at least every value in
-/// it) and whose largest `|x|` has the bits `abits`, marked [`RowScale::no_flush`] where no
-/// exponent can fall below [`EXP2_LO`]: then the base-2 loops skip the mask that flushes such
-/// lanes to 0 (one vector instruction of about fifteen per sixteen elements in the AVX-512
-/// loops, two in the AVX2 exp-sum; the AVX2 loop with the linear sum keeps them, avx2/ says
-/// why). The exponent `fma(x, h, −m·h)·c₂`, each step rounded once,
-/// is non-decreasing in `x` (`h, c₂ > 0`), and every value is at least `−|x|max`, so the
-/// exponent of `−|x|max`, formed with the same roundings, is a lower bound that is exact.
-/// Not for a row holding a non-finite value (`abits` at or above the infinity's bits).
+/// The scale of a row (or a block of one) whose running max is `m` and whose largest `|x|`
+/// has the bits `abits`, marked [`RowScale::no_flush`] where no exponent can fall below
+/// [`EXP2_LO`]: then the base-2 loops skip the mask that flushes such lanes to 0 (the
+/// AVX-512 exp-sum's compare, one of its 12-13 arithmetic instructions per sixteen elements
+/// (rows.rs's table), and the AVX2 exp-sum's compare and mask, two per eight; the AVX2 loop
+/// with the linear sum keeps them, avx2/ says why). The exponent `fma(x, h, −m·h)·c₂`, each
+/// step rounded once, is non-decreasing in `x` (`h, c₂ > 0`), and every value is at least
+/// `−|x|max`, so the exponent of `−|x|max`, formed with the loops' own roundings, is a safe
+/// lower bound (not the least exponent itself unless `−|x|max` is a value of the block: at
+/// `T = 1` a block whose max is above 43.7 is never marked, `|x|max ≥ m`). Never marks a
+/// block holding a non-finite value (`abits` at or above the infinity's bits).
 #[inline(always)]
 pub(crate) fn bounded_row(es: &ExpScale, m: f32, abits: u32) -> RowScale {
     let mut sc = es.row(m);
@@ -215,14 +217,35 @@ mod tests {
         );
     }
 
-    /// [`bounded_row`] marks a row only where every exponent the base-2 loops form
+    /// The loops' exponent of `x` (as `bounded_row` forms its bound).
+    fn z(sc: &RowScale, x: f32) -> f32 {
+        x.mul_add(sc.h, sc.mh) * base2_c(sc)
+    }
+
+    /// The largest `a ≥ max(|m|, 1)` whose exponent `z(−a)` is at least [`EXP2_LO`] (by
+    /// bisection on the bits: `z(−a)` does not increase with `a`), or `None` where even the
+    /// first is below it.
+    fn tightest(es: &ExpScale, m: f32) -> Option<f32> {
+        let sc = es.row(m);
+        let (mut lo, mut hi) = (m.abs().max(1.0).to_bits(), f32::MAX.to_bits());
+        let ok = |b: u32| z(&sc, -f32::from_bits(b)) >= EXP2_LO;
+        if es.tiny || !base2_fits(&sc) || !ok(lo) {
+            return None;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            (lo, hi) = if ok(mid) { (mid, hi) } else { (lo, mid) };
+        }
+        Some(f32::from_bits(lo))
+    }
+
+    /// [`bounded_row`] marks a block only where every exponent the base-2 loops form
     /// (`fma(x, h, −m·h)·c₂`, each step rounded) is at least [`EXP2_LO`], and the mark is
-    /// tight: at each temperature form and max, over rows reaching down past the bound, a
-    /// marked row's values all give exponents at or above it, and a row whose least value is
-    /// the largest `|x|` that still does is marked.
+    /// tight: at each temperature form and max, over rows reaching down past the bound, every
+    /// value of a marked row gives an exponent at or above it; the largest `|x|` that still
+    /// does is marked and the next float is not. Non-finite blocks are never marked.
     #[test]
     fn bounded_rows_have_no_exponent_below_the_flush() {
-        let z = |sc: &RowScale, x: f32| x.mul_add(sc.h, sc.mh) * base2_c(sc);
         let bits = |v: f32| v.to_bits() & 0x7fff_ffff;
         let mut tight = 0;
         for kappa in [1.0f64, 4.0, 0.25, 1e-3, 1e30] {
@@ -237,32 +260,15 @@ mod tests {
                         for &v in &x {
                             assert!(z(&sc, v) >= EXP2_LO, "κ {kappa} m {m} x {v}");
                         }
-                        assert!(z(&sc, -f32::from_bits(a)) >= EXP2_LO);
                     }
                 }
-                // Tight: the largest |x| (at least |m|) whose exponent is still at or above
-                // the bound, found by walking down from the first one below it (none where
-                // even |m| is below it: the mark is not for rows whose max is that large).
-                let sc = es.row(m);
-                let mut a = m.abs().max(1.0);
-                if es.tiny || !base2_fits(&sc) || z(&sc, -a) < EXP2_LO {
-                    continue;
+                if let Some(a) = tightest(&es, m) {
+                    assert!(bounded_row(&es, m, bits(a)).no_flush, "κ {kappa} m {m} {a}");
+                    let past = f32::from_bits(a.to_bits() + 1);
+                    assert!(!bounded_row(&es, m, bits(past)).no_flush);
+                    tight += 1;
                 }
-                while z(&sc, -a) >= EXP2_LO {
-                    a *= 2.0;
-                }
-                while z(&sc, -a) < EXP2_LO {
-                    a = f32::from_bits(a.to_bits() - 1);
-                }
-                assert!(
-                    bounded_row(&es, m, bits(a)).no_flush,
-                    "κ {kappa} m {m} |x| {a}"
-                );
-                tight += 1;
-                let past = f32::from_bits(a.to_bits() + 1);
-                assert!(!bounded_row(&es, m, bits(past)).no_flush);
             }
-            // Non-finite rows are never marked.
             for a in [f32::INFINITY.to_bits(), f32::NAN.to_bits()] {
                 assert!(!bounded_row(&es, 0.0, a).no_flush);
             }
@@ -270,73 +276,88 @@ mod tests {
         assert!(tight >= 10, "the tight bound was checked {tight} times");
     }
 
-    /// Where a row is marked, the AVX2 and AVX-512 loops without the flush give the sum and
-    /// the stored terms of the loops with it, bit for bit (the flush changes no lane there),
-    /// with and without the linear sum, over rows with every kind of tail.
+    /// The SIMD loops on rows reaching down to the tightest marked value (exponents in
+    /// `[−126, −125]`, where `2^n` is at its smallest normal): without the flush they give
+    /// the sums (exp and linear) and stored terms of the loops with it, bit for bit, over rows
+    /// with every kind of tail. And a row forged as marked while holding an exponent of −137
+    /// gets a term the flushed loop zeroes (AVX-512: a subnormal; AVX2: a wrong value), so
+    /// the mark does select the unflushed loop.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn unflushed_loops_match_the_flushed_ones_on_marked_rows() {
         use crate::cpu::lin_terms::Linear;
         use crate::cpu::CpuIsa;
+        type Loop = fn(&[f32], &RowScale, &mut [f32]) -> (f32, f32, f32);
+        const LIN: Linear = Linear {
+            sigma: 0.5,
+            k: None,
+        };
+        let mut loops: Vec<(&str, Loop)> = Vec::new();
+        if CpuIsa::Avx2.is_supported() {
+            // SAFETY: AVX2 + FMA detected; `out` as long as `x`, which is finite (h = 1).
+            loops.push(("avx2", |x, sc, out| unsafe {
+                let s = crate::cpu::avx2::exp_sum(x, sc, Some(&mut *out), &[]);
+                let (e, l) = crate::cpu::avx2::exp_linear_sums(x, sc, &LIN, None, &[]);
+                (s, e, l)
+            }));
+        }
+        if CpuIsa::Avx512.is_supported() {
+            // SAFETY: AVX-512F detected; as above.
+            loops.push(("avx512", |x, sc, out| unsafe {
+                let s = crate::cpu::avx512::exp_sum(x, sc, Some(&mut *out), &[]);
+                let (e, l) = crate::cpu::avx512::exp_linear_sums(x, sc, &LIN, None, &[]);
+                (s, e, l)
+            }));
+        }
+        if loops.is_empty() {
+            eprintln!("no AVX2 here: nothing to test");
+            return;
+        }
+        let es = ExpScale::new(1.0, 1.0);
+        let edge = tightest(&es, 0.0).unwrap_or(0.0);
+        assert!(z(&es.row(0.0), -edge) < -125.0, "{edge}");
         let mut state = 7u32;
         let mut next = || {
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (state >> 8) as f32 / (1 << 24) as f32
         };
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         for cols in [3usize, 16, 31, 32, 40, 1000, 1031] {
-            let x: Vec<f32> = (0..cols).map(|_| next() * 80.0 - 70.0).collect();
-            let m = x.iter().copied().fold(f32::MIN, f32::max);
-            let a = x
-                .iter()
-                .map(|v| v.to_bits() & 0x7fff_ffff)
-                .max()
-                .unwrap_or(0);
-            let marked = bounded_row(&ExpScale::new(1.0, 1.0), m, a);
+            // The max 0 first; −edge first in the loop, in the middle and last (in the tail).
+            let mut x: Vec<f32> = (0..cols).map(|_| -next() * edge).collect();
+            x[0] = 0.0;
+            for j in [1, cols / 2, cols - 1] {
+                x[j.min(cols - 1)] = -edge;
+            }
+            let marked = bounded_row(&es, 0.0, edge.to_bits());
             assert!(marked.no_flush, "{cols}");
             let flushed = RowScale {
                 no_flush: false,
                 ..marked
             };
-            let lin = Linear {
-                sigma: 0.5,
-                k: None,
-            };
-            type Loop = fn(&[f32], &RowScale, &Linear, &mut [f32]) -> (f32, f32);
-            let mut loops: Vec<(&str, Loop)> = Vec::new();
-            if CpuIsa::Avx2.is_supported() {
-                // SAFETY: AVX2 + FMA detected; `out` as long as `x`, which is finite (h = 1).
-                loops.push(("avx2", |x, sc, lin, out| unsafe {
-                    let s = crate::cpu::avx2::exp_sum(x, sc, Some(&mut *out), &[]);
-                    (
-                        s,
-                        crate::cpu::avx2::exp_linear_sums(x, sc, lin, None, &[]).1,
-                    )
-                }));
-            }
-            if CpuIsa::Avx512.is_supported() {
-                // SAFETY: AVX-512F detected; as above.
-                loops.push(("avx512", |x, sc, lin, out| unsafe {
-                    let s = crate::cpu::avx512::exp_sum(x, sc, Some(&mut *out), &[]);
-                    (
-                        s,
-                        crate::cpu::avx512::exp_linear_sums(x, sc, lin, None, &[]).1,
-                    )
-                }));
-            }
-            for (name, f) in loops {
+            for (name, f) in &loops {
                 let (mut o1, mut o2) = (vec![0.0f32; cols], vec![0.0f32; cols]);
-                let (s1, l1) = f(&x, &marked, &lin, &mut o1);
-                let (s2, l2) = f(&x, &flushed, &lin, &mut o2);
-                assert_eq!(
-                    (s1.to_bits(), l1.to_bits()),
-                    (s2.to_bits(), l2.to_bits()),
-                    "{name} {cols}"
-                );
-                assert!(
-                    o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{name} {cols}"
-                );
+                let (s1, e1, l1) = f(&x, &marked, &mut o1);
+                let (s2, e2, l2) = f(&x, &flushed, &mut o2);
+                assert_eq!(bits(&[s1, e1, l1]), bits(&[s2, e2, l2]), "{name} {cols}");
+                assert_eq!(bits(&o1), bits(&o2), "{name} {cols}");
             }
+        }
+        let mut x = vec![-1.0f32; 64];
+        (x[0], x[1]) = (0.0, -95.0);
+        let forged = RowScale {
+            no_flush: true,
+            ..es.row(0.0)
+        };
+        for (name, f) in &loops {
+            let (mut o1, mut o2) = (vec![0.0f32; 64], vec![0.0f32; 64]);
+            f(&x, &forged, &mut o1);
+            f(&x, &es.row(0.0), &mut o2);
+            assert_eq!(o2[1], 0.0, "{name}");
+            assert_ne!(
+                o1[1], 0.0,
+                "{name}: the mark did not select the unflushed loop"
+            );
         }
     }
 

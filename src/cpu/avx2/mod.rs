@@ -11,7 +11,7 @@ use super::lin_terms::Linear;
 use crate::scale::RowScale;
 use std::arch::x86_64::*;
 
-/// Eight `2^z` at once: the base-2 form of avx512.rs's `exp2_16` (same polynomial, same
+/// Eight `2^z` at once: the base-2 form of avx512/'s `exp2_16` (same polynomial, same
 /// flush below `EXP2_LO`, same error bound), with `p·2^n` formed by adding `n` to the exponent
 /// field of `p = 2^f`: exact wherever the result is normal, which the lanes kept are
 /// (`z ≥ −126` gives `n ≥ −126`, and `n = −126` only with `f ≥ 0`, so `p ≥ 1`); the lanes
@@ -155,10 +155,10 @@ pub(crate) unsafe fn exp_linear_sums(
     next: &[f32],
 ) -> (f32, f32) {
     lin.check(x, sc.h);
-    // SAFETY: as the caller's.
     // Always flushed: without it this loop ran faster in cache but slower from memory (at
     // [65536, 1000], two threads, 1.31 to 1.44 times the row-sum yardstick's time, with its
     // prefetches stalling more often), where the plain exp-sum gained (1.24 to 1.21).
+    // SAFETY: as the caller's.
     unsafe { exp_sums::<true, true>(x, sc, store, next, Some(lin)) }
 }
 
@@ -181,7 +181,7 @@ unsafe fn exp_sums<const LIN: bool, const FLUSH: bool>(
 ) -> (f32, f32) {
     debug_assert!(super::exp::base2_fits(sc));
     let pf = next.len().min(x.len()) / 16 * 16;
-    // The exponent in base 2, as in avx512.rs.
+    // The exponent in base 2, as in avx512/.
     let c2 = super::exp::base2_c(sc);
     let (vh, vmh, vc) = (
         _mm256_set1_ps(sc.h),
