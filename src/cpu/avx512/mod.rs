@@ -22,8 +22,8 @@ use std::arch::x86_64::*;
 /// `2^n` by `vscalefps`; worst relative error 0.64 ε over `[−126, 0]` (measured: the test
 /// below). With `flush`, lanes below [`EXP2_LO`] (−inf included) give exactly 0; without,
 /// the caller has shown there are none (the compare is one instruction of ten). Callers'
-/// arguments are `≤ 0` (up to rounding), so there is no overflow clamp (`vscalefps` would give +inf past
-/// the range anyway); NaN rows are flagged before they get here.
+/// arguments are `≤ 0` (up to rounding), so there is no overflow clamp (`vscalefps` would
+/// give +inf past the range anyway); NaN rows are flagged before they get here.
 ///
 /// Against `e^x` through `z = x·log₂e` this costs one more rounding than exp.rs's Cody–Waite
 /// reduction: a relative error of about `|x|·ε/2` in the result, the same as the GPU
