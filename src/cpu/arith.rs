@@ -40,6 +40,31 @@ pub(crate) trait Arith: Fma {
         let _ = (x, sc, lin, store, next);
         None
     }
+    /// Whether the build sums blocks whose max it has not read
+    /// ([`Arith::exp_sums_unchecked`], for `rows::online`'s guessed blocks): the AVX-512
+    /// build, whose exp keeps NaN and overflows to +inf. The AVX2 exp does neither (it builds
+    /// `2^n` in the exponent bits, and its callers' arguments are at most 0), nor does the
+    /// portable one.
+    const UNCHECKED: bool = false;
+
+    /// Pass 2 over a block whose values were not read before: `(Σ e, σ·Σ k̂·(x − m))` against
+    /// `sc`'s reference `m`, which may lie below some of them (the linear sum 0 without
+    /// `lin`), in a form from which the caller tells whether they hold (avx512/'s
+    /// `exp_sums_unchecked` says how: a NaN, +inf or overflowing value gives a non-finite or
+    /// huge exp sum, a −inf a non-finite linear sum). NaN, which every caller rejects, where
+    /// the scale is not for the base-2 loops, where `lin` is given with `h ≠ 1`, and in the
+    /// builds without [`Arith::UNCHECKED`] (which never call it).
+    #[inline(always)]
+    fn exp_sums_unchecked<E: Element>(
+        x: &[E],
+        sc: &RowScale,
+        lin: Option<&Linear>,
+        next: &[f32],
+    ) -> (f64, f64) {
+        let _ = (x, sc, lin, next);
+        (f64::NAN, f64::NAN)
+    }
+
     /// `dst ← fma(x, a, b)·c + d` (`[a, b, c, d] = k`) in `O` (round-to-nearest-even), each
     /// product-sum fused where the build has FMA. `stream`: the output is large and not read
     /// back soon, so a build that can may store it past the cache (see
@@ -308,6 +333,24 @@ impl Arith for Fused {
 impl Arith for Fused512 {
     const SIMD: bool = cfg!(target_arch = "x86_64");
     const STREAMS: bool = cfg!(target_arch = "x86_64");
+    const UNCHECKED: bool = cfg!(target_arch = "x86_64");
+
+    #[inline(always)]
+    fn exp_sums_unchecked<E: Element>(
+        x: &[E],
+        sc: &RowScale,
+        lin: Option<&Linear>,
+        next: &[f32],
+    ) -> (f64, f64) {
+        #[cfg(target_arch = "x86_64")]
+        if super::exp::base2_fits(sc) && (lin.is_none() || sc.h == 1.0) {
+            // SAFETY: as above; `lin.k`'s length is asserted there.
+            let (s, a) = unsafe { super::avx512::exp_sums_unchecked(x, sc, lin, next) };
+            return (s as f64, a as f64);
+        }
+        let _ = (x, sc, lin, next);
+        (f64::NAN, f64::NAN)
+    }
 
     #[inline(always)]
     fn max_and_abs_bits<E: Element>(x: &[E]) -> (f32, u32) {

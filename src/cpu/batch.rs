@@ -165,7 +165,7 @@ multiversion! {
     fn lse_rows<E: Element>(x: &[E], out: &mut [f32], cols: usize, t: f32, es: &ExpScale) {
         for (i, o) in out.iter_mut().enumerate() {
             let row = &x[i * cols..(i + 1) * cols];
-            *o = row_stats::<A, E>(row, after_f32(x, i, cols), es).logsumexp(t);
+            *o = row_stats::<A, E>(row, after_f32(x, i, cols), es, true).logsumexp(t);
         }
     }
 }

@@ -433,6 +433,7 @@ fn run<E: Element, O: Element>(
         sigma: fi.sigma,
         softcap: o.softcap,
         grad: o.gradient,
+        guess: !o.gradient && matches!(rows_out, Rows::Losses(..)),
         stream: std::mem::size_of_val(grad) >= super::arith::STREAM_MIN_BYTES,
     };
     let Some(per) = super::batch::ELEMS_PER_TASK.checked_div(cols) else {

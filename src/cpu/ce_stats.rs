@@ -7,7 +7,7 @@ use super::arith::Arith;
 use super::exp::bounded_row;
 use super::lanes::{lanes_sum, L, SUM_BLOCK};
 use super::lin_terms::Linear;
-use super::rows::{exp_sum, mark_run, online, row_max_flags, OnlineBlock, INF_BITS};
+use super::rows::{exp_sum, kept, mark_run, online, row_max_flags, OnlineBlock, INF_BITS};
 use crate::cross_entropy::fast::{flag, RowStats};
 use crate::element::Element;
 use crate::scale::{ExpScale, RowScale};
@@ -22,6 +22,9 @@ pub(crate) struct Cfg<'a> {
     pub sigma: f32,
     pub softcap: Option<f32>,
     pub grad: bool,
+    /// The rows' losses are all that is wanted (no gradient, no statistics for a shard's
+    /// merge, which take `m` as the max): the one-read pass may guess (`rows::online`).
+    pub guess: bool,
     /// The gradient is large enough to store past the cache (see `arith::STREAM_MIN_BYTES`).
     pub stream: bool,
 }
@@ -187,7 +190,24 @@ pub(super) fn stats_online<A: Arith, E: Element>(
         runs.clear();
     }
     let (mut a, mut k_sum, mut flags) = (0.0f64, 0.0f64, 0);
+    let guess = cfg.guess && store.is_none();
     let block = |b: OnlineBlock<'_, E>| {
+        let Some(abits) = b.abits else {
+            // A guessed block (never with `store`): against the reference `b.m`, no shift.
+            let lin = cfg.lin.then(|| Linear {
+                sigma: cfg.sigma,
+                k: q.or(cfg.weight).map(|k| &k[b.j0..b.j0 + b.x.len()]),
+            });
+            let sc = ExpScale::new(1.0, 1.0).row(b.m);
+            let (sb, ab) = A::exp_sums_unchecked(b.x, &sc, lin.as_ref(), b.ahead);
+            if !(kept(sb) && ab.is_finite()) {
+                return f64::NAN;
+            }
+            // No −inf (its linear term is not finite), so every `k̂` counts.
+            a += ab;
+            k_sum += finite_weight(cfg, b.x, b.j0, q, false);
+            return sb;
+        };
         let t = store.as_mut().map(|(g, runs)| {
             mark_run(runs, b.j0, b.m);
             &mut g[b.j0..b.j0 + b.x.len()]
@@ -196,13 +216,13 @@ pub(super) fn stats_online<A: Arith, E: Element>(
             a += cfg.sigma as f64 * (b.m_prev as f64 - b.m as f64) * k_sum;
         }
         // T = 1: the exponent is `x − m`.
-        let sc = bounded_row(&ExpScale::new(1.0, 1.0), b.m, b.abits);
+        let sc = bounded_row(&ExpScale::new(1.0, 1.0), b.m, abits);
         if !cfg.lin {
             return exp_sum::<A, E>(b.x, &sc, t, b.ahead) as f64;
         }
         // NaN and +inf are ruled out (`online`), so a non-finite pattern is a −inf.
-        let neg = b.abits >= INF_BITS;
-        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (t, b.ahead), b.abits);
+        let neg = abits >= INF_BITS;
+        let (sb, ab) = exp_linear_block::<A, E>(cfg, b.x, b.j0, q, &sc, (t, b.ahead), abits);
         a += ab;
         k_sum += finite_weight(cfg, b.x, b.j0, q, neg);
         if neg {
@@ -210,7 +230,7 @@ pub(super) fn stats_online<A: Arith, E: Element>(
         }
         sb
     };
-    match online::<A, E>(x, after, 1.0, block) {
+    match online::<A, E>(x, after, 1.0, guess, block) {
         Some((m, s)) => RowStats {
             m,
             s: s as f32,

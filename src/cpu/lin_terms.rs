@@ -33,13 +33,18 @@ impl Linear<'_> {
         finite && h == 1.0 && f32::from_bits(abits) as f64 + (m as f64).abs() <= 2f64.powi(120)
     }
 
+    /// `k̂` as long as the block (`n` values), when given: the loops read it unchecked.
+    pub fn check_len(&self, n: usize) {
+        if let Some(k) = self.k {
+            assert_eq!(k.len(), n);
+        }
+    }
+
     /// The fused loops' preconditions on a block `x` with the exponent scale `h`: `k̂` as long
     /// as `x` (asserted: the loops read it unchecked), and the rest of [`Linear::fits`]'s
     /// domain (checked in debug builds).
     pub fn check<E: Element>(&self, x: &[E], h: f32) {
-        if let Some(k) = self.k {
-            assert_eq!(k.len(), x.len());
-        }
+        self.check_len(x.len());
         debug_assert!(h == 1.0 && x.iter().all(|v| v.to_f32().is_finite()));
     }
 }

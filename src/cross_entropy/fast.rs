@@ -44,11 +44,14 @@ pub(crate) use super::partial::flag;
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct RowStats {
-    /// Max of the finite (soft-capped) logits; meaningless when `s = 0`.
+    /// Max of the finite (soft-capped) logits, or in a loss-only CPU call a reference at
+    /// most that max (`cpu::rows::online`'s guess; `s` and `a` are taken against it);
+    /// meaningless when `s = 0`.
     pub m: f32,
     /// `Σ e^{x' − m}`: 0 when the row has no finite logit.
     pub s: f32,
-    /// `σ·Σ_finite k̂_j (x'_j − m)` (≤ 0), when smoothing or probability targets need it.
+    /// `σ·Σ_finite k̂_j (x'_j − m)` (≤ 0 against the max), when smoothing or probability
+    /// targets need it.
     pub a: f32,
     /// The target's (soft-capped) logit, class targets only.
     pub xy: f32,
