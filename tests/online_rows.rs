@@ -5,6 +5,11 @@
 //! block, by small steps and by steps that underflow the rescaling, falls, or sits in the
 //! last block; −inf fills whole blocks; NaN and +inf sit in different blocks; rows span more
 //! than `f32::MAX`; widths leave a partial last block and a tail shorter than a vector.
+//! The loss-only passes of the AVX-512 build first sum a block against the running max
+//! without reading its max (`rows::online`'s guess) and keep that sum where it shows the
+//! guess held: rows here keep it with terms up to `2^30` above the reference, send it back
+//! (a block risen past the bound, NaN, +inf, a −inf under a linear sum) in the first block and
+//! in later ones (src/cpu/guess_tests.rs counts which blocks do which on such rows).
 //! Every fast backend (the CPU build under test) against the f64 reference: logsumexp,
 //! softmax, log-softmax, and the cross-entropy with every option that adds a linear sum,
 //! with and without the gradient.
@@ -48,6 +53,21 @@ fn finite_rows(cols: usize) -> Array2<f32> {
                     30.0
                 } else {
                     rng.normal() as f32
+                }
+            })
+            .collect(),
+        // Guessed and kept: values in [−4, 4), the first 32's max 3.912, block 1 risen by
+        // 14 (terms up to 2^20.3 against the guess), and one value 21 above the first 32's
+        // max in the first block (a term of 2^30.3).
+        (0..cols)
+            .map(|j| {
+                let v = ((j * 7919 + 500) % 1000) as f32 / 125.0 - 4.0;
+                if j == 500 {
+                    3.912 + 21.0
+                } else if (1024..2048).contains(&j) {
+                    v + 14.0
+                } else {
+                    v
                 }
             })
             .collect(),
@@ -128,6 +148,9 @@ fn nan_and_infinity_in_later_blocks_decide_the_row() {
         (row(&[(5, nan), (2500, f32::INFINITY)]), nan),
         (row(&[(2999, f32::INFINITY)]), f32::INFINITY),
         (row(&[(2048, nan)]), nan),
+        // In the first block, past its first 32 values (from which the guess is taken).
+        (row(&[(100, nan)]), nan),
+        (row(&[(700, f32::INFINITY)]), f32::INFINITY),
         (
             row(&[(0, NEG), (1500, f32::INFINITY), (2999, NEG)]),
             f32::INFINITY,
@@ -308,13 +331,15 @@ fn logsumexp_across_blocks_at_every_temperature_form() {
 #[test]
 fn negative_infinity_kinds_in_later_blocks() {
     let cols = 3000;
-    let mut x = Array2::from_shape_fn((4, cols), |(i, j)| ((i * 13 + j * 7) % 11) as f32 * 0.5);
-    let mut q = Array2::from_elem((4, cols), 1.0 / cols as f32);
+    let mut x = Array2::from_shape_fn((5, cols), |(i, j)| ((i * 13 + j * 7) % 11) as f32 * 0.5);
+    let mut q = Array2::from_elem((5, cols), 1.0 / cols as f32);
     for (i, j, qv) in [
         (0, 1500, 0.0f32),
         (1, 1500, 0.01),
         (2, 1500, -0.01),
         (3, 2500, 0.02),
+        // In the first block, past the 32 values the guess is taken from.
+        (4, 200, 0.01),
     ] {
         x[[i, j]] = NEG;
         q[[i, j]] = qv;
@@ -332,7 +357,7 @@ fn negative_infinity_kinds_in_later_blocks() {
         // The cases are the ones meant: the reference gives each its kind.
         let kinds: Vec<f64> = want.per_row.iter().map(|v| v.signum()).collect();
         assert!(
-            kinds[0].is_nan() && kinds[1..] == [1.0, -1.0, 1.0],
+            kinds[0].is_nan() && kinds[1..] == [1.0, -1.0, 1.0, 1.0],
             "{:?}",
             want.per_row
         );

@@ -16,6 +16,8 @@ mod ce;
 mod ce_stats;
 mod engine;
 mod exp;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod guess_tests;
 mod isa;
 mod lanes;
 mod lin_terms;

@@ -22,8 +22,9 @@ use std::arch::x86_64::*;
 /// `2^n` by `vscalefps`; worst relative error 0.64 ε over `[−126, 0]` (measured: the test
 /// below), the same above 0 (`vscalefps` scales exactly, and gives +inf past f32's range). With
 /// `flush`, lanes below [`EXP2_LO`] (−inf included) give exactly 0, and a NaN lane stays NaN
-/// (the compare is unordered-true; +inf gives NaN, as `f = inf − inf`), so a sum over a block
-/// whose values were never read before (`exp_sums_unchecked`) shows a NaN or +inf among them;
+/// (the compare is unordered-true; +inf gives +inf, measured: the test below), so a sum over a
+/// block whose values were never read before (`exp_sums_unchecked`) shows a NaN or +inf among
+/// them;
 /// without `flush`, the caller has shown there are none below (the compare is one
 /// instruction of ten).
 ///
@@ -157,7 +158,7 @@ pub(crate) unsafe fn exp_linear_sums<E: Element>(
 /// [`exp_sum`] and, with `lin`, the linear sum over a block whose values were not read
 /// before (`rows::online`'s guessed blocks): `sc`'s reference `m` may lie below some of them,
 /// and any value may be non-finite. The terms are formed as [`exp_sum`] forms them (above 1 as
-/// accurately as below); a NaN or +inf value makes the exp sum NaN, a value whose term
+/// accurately as below); a NaN value makes the exp sum NaN, a +inf value or one whose term
 /// overflows makes it +inf, and a −inf value makes the linear sum non-finite (its term is
 /// −inf, or NaN where `k̂ = 0`), so the caller tells from the sums alone whether the block
 /// needs its checked pass.

@@ -28,6 +28,49 @@ fn exp2_16_matches_f64_to_one_ulp() {
     });
 }
 
+/// `exp2_16` over what a guessed block (`rows::online`) can give it: above 0 within one ε of
+/// f64 (exponents up to 32 are kept, up to 128 finite), +inf past f32's range and at +inf,
+/// and with `flush` NaN for a NaN exponent (which the guess must see), 0 for −inf.
+#[test]
+fn exp2_16_above_zero_and_at_non_finite_exponents() {
+    if !have() {
+        return;
+    }
+    let eval = |zs: &[f32]| {
+        let mut out = vec![0.0f32; zs.len()];
+        for (o, z) in out.chunks_exact_mut(16).zip(zs.chunks_exact(16)) {
+            // SAFETY: AVX-512F checked above; 16-element chunks.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), exp2_16(_mm512_loadu_ps(z.as_ptr()), true)) };
+        }
+        out
+    };
+    let mut zs: Vec<f32> = (1..=128_000).map(|i| i as f32 * 0.001).collect();
+    zs.resize(zs.len().div_ceil(16) * 16, 1.0);
+    let got = eval(&zs);
+    let mut worst = 0.0f64;
+    for (&z, &g) in zs.iter().zip(&got) {
+        let want = (z as f64).exp2();
+        if want < f32::MAX as f64 {
+            worst = worst.max(((g as f64 - want) / want).abs());
+        } else {
+            assert_eq!(g, f32::INFINITY, "2^{z}");
+        }
+    }
+    assert!(worst < f32::EPSILON as f64, "worst relative error {worst:e}");
+    let mut special = vec![
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        128.5,
+        1e30,
+        f32::MAX,
+    ];
+    special.resize(16, 0.0);
+    let got = eval(&special);
+    assert!(got[0].is_nan(), "2^NaN = {}", got[0]);
+    assert_eq!(got[1..6], [f32::INFINITY, 0.0, f32::INFINITY, f32::INFINITY, f32::INFINITY]);
+}
+
 /// f32 bit patterns: a stride through all of them, and every pattern within 2 of each
 /// rounding boundary of the half types near 1 and near their largest finite values.
 fn patterns() -> Vec<f32> {

@@ -1,0 +1,156 @@
+//! Which blocks `rows::online` guesses on (sums without their max pass) and which of those it
+//! keeps, through the real callers (`rows::row_stats`, `ce_stats::stats_online`) in the
+//! AVX-512 build, counted by `rows::counts`: rows like these in tests/online_rows.rs are held
+//! to the f64 reference, and these counts show that they take the guess, that it is kept
+//! where it holds and sent back to the checked pass where it does not.
+
+use super::ce_stats::{stats_online, Cfg};
+use super::exp::Fused512;
+use super::rows::{counts, row_stats};
+use crate::cross_entropy::fast::flag;
+use crate::scale::ExpScale;
+use half::bf16;
+
+fn have() -> bool {
+    let ok = super::CpuIsa::Avx512.is_supported();
+    if !ok {
+        eprintln!("no AVX-512F here: the build that guesses does not run");
+    }
+    ok
+}
+
+const COLS: usize = 3000;
+
+/// Values in `[−4, 4)`, the first 32 reaching 3.912 and the row 3.992 (so the first
+/// block's guess is close).
+fn smooth(cols: usize) -> Vec<f32> {
+    (0..cols)
+        .map(|j| ((j * 7919 + 500) % 1000) as f32 / 125.0 - 4.0)
+        .collect()
+}
+
+/// `smooth` with `v` added to every value of block `k`.
+fn risen(k: usize, v: f32) -> Vec<f32> {
+    let mut x = smooth(COLS);
+    for e in &mut x[k * 1024..((k + 1) * 1024).min(COLS)] {
+        *e += v;
+    }
+    x
+}
+
+/// `smooth` with `v` at `j`.
+fn with(j: usize, v: f32) -> Vec<f32> {
+    let mut x = smooth(COLS);
+    x[j] = v;
+    x
+}
+
+/// Logsumexp's statistics of `x` at temperature `t`: `(guessed, kept)` blocks, whether the
+/// row came out NaN / +inf, and its logsumexp.
+fn lse(x: &[f32], t: f32) -> ((usize, usize), bool, bool, f32) {
+    counts::take();
+    let es = ExpScale::temperature(t, 1.0);
+    let st = row_stats::<Fused512, f32>(x, &[], &es, true);
+    (counts::take(), st.nan, st.pos_inf, st.logsumexp(t))
+}
+
+#[test]
+fn logsumexp_guesses_where_its_sums_show_the_guess_held() {
+    if !have() {
+        return;
+    }
+    let first32 = smooth(32).into_iter().fold(f32::MIN, f32::max);
+    let cases: Vec<(&str, Vec<f32>, (usize, usize))> = vec![
+        ("smooth", smooth(COLS), (3, 3)),
+        // Terms up to 2^20.3 (17.992 − 3.912 nats above the reference): the block sum
+        // stays below 2^32.
+        ("block 1 risen by 14", risen(1, 14.0), (3, 3)),
+        // Terms up to 2^43.4: block 1 is summed again against its max; block 2 is guessed
+        // against that max and kept.
+        ("block 1 risen by 30", risen(1, 30.0), (3, 2)),
+        // One term of 2^30.3 in the first block.
+        ("21 above the first 32", with(500, first32 + 21.0), (3, 3)),
+        // One term of 2^33.2: past the bound.
+        ("23 above the first 32", with(500, first32 + 23.0), (3, 2)),
+        // A −inf's term is 0: nothing to reject.
+        ("-inf in block 1", with(1500, f32::NEG_INFINITY), (3, 3)),
+        // NaN and +inf make the guessed sum NaN: the checked pass classifies the row.
+        ("NaN in block 0", with(100, f32::NAN), (1, 0)),
+        ("+inf in block 2", with(2500, f32::INFINITY), (3, 2)),
+        // Among the first 32: no guess for the first block, which classifies the row.
+        ("NaN among the first 32", with(5, f32::NAN), (0, 0)),
+        ("63 columns", smooth(63), (0, 0)),
+        ("64 columns", smooth(64), (1, 1)),
+    ];
+    for (name, x, want) in cases {
+        let (got, nan, pos_inf, v) = lse(&x, 1.0);
+        assert_eq!(got, want, "{name}: (guessed, kept) blocks");
+        let special = x.iter().any(|v| v.is_nan() || *v == f32::INFINITY);
+        assert_eq!(nan || pos_inf, special, "{name}: classified");
+        assert_eq!(v.is_finite(), !special, "{name}: {v}");
+    }
+    // The reference the comments above count from.
+    assert!((first32 - 3.912).abs() < 1e-6, "{first32}");
+    // At T = 1/4 each exponent is four times as large: block 1 risen by 7 gives terms up to
+    // 2^40 and goes back; at a temperature whose exponent is not for the base-2 loops (the
+    // tiny form) every guess goes back.
+    assert_eq!(lse(&risen(1, 7.0), 0.25).0, (3, 2));
+    assert_eq!(lse(&smooth(COLS), 0.25).0, (3, 3));
+    assert_eq!(lse(&smooth(COLS), 1e-40).0, (3, 0));
+}
+
+#[test]
+fn half_rows_guess_as_f32_rows_do() {
+    if !have() {
+        return;
+    }
+    let es = ExpScale::new(1.0, 1.0);
+    for (x, want) in [(smooth(COLS), (3, 3)), (risen(1, 30.0), (3, 2))] {
+        let h: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+        counts::take();
+        row_stats::<Fused512, bf16>(&h, &[], &es, true);
+        assert_eq!(counts::take(), want);
+    }
+}
+
+/// The cross-entropy's loss-only pass: with a linear sum, a −inf in a guessed block makes
+/// that sum non-finite, so the block goes back and the checked pass records the −inf's kind;
+/// with the gradient, or where the caller needs `m` as the max, no block is guessed.
+#[test]
+fn cross_entropy_guesses_only_where_the_loss_is_all_that_is_wanted() {
+    if !have() {
+        return;
+    }
+    let cfg = |lin: bool, guess: bool| Cfg {
+        cols: COLS,
+        weight: None,
+        lin,
+        sigma: 1.0,
+        softcap: None,
+        grad: false,
+        guess,
+        stream: false,
+    };
+    let run = |cfg: &Cfg, x: &[f32]| {
+        counts::take();
+        let st = stats_online::<Fused512, f32>(cfg, x, None, &[], None);
+        (counts::take(), st.flags)
+    };
+    let neg = with(1500, f32::NEG_INFINITY);
+    assert_eq!(run(&cfg(true, true), &smooth(COLS)), ((3, 3), 0));
+    assert_eq!(run(&cfg(true, true), &neg), ((3, 2), flag::NEG_POS));
+    assert_eq!(run(&cfg(false, true), &neg), ((3, 3), 0));
+    assert_eq!(run(&cfg(true, true), &risen(1, 30.0)).0, (3, 2));
+    assert_eq!(run(&cfg(true, false), &smooth(COLS)).0, (0, 0));
+    // With a store for the gradient's terms.
+    let (mut g, mut runs) = (vec![0.0f32; COLS], Vec::new());
+    counts::take();
+    stats_online::<Fused512, f32>(
+        &cfg(true, true),
+        &smooth(COLS),
+        None,
+        &[],
+        Some((&mut g, &mut runs)),
+    );
+    assert_eq!(counts::take(), (0, 0));
+}
