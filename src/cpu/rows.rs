@@ -170,29 +170,6 @@ pub(crate) fn kept(s: f64) -> bool {
     s <= GUESSED_SUM_MAX
 }
 
-/// How many blocks [`online`] guessed on this thread, and how many of them it kept (for the
-/// tests that show which rows take the guess).
-#[cfg(test)]
-pub(crate) mod counts {
-    use std::cell::Cell;
-
-    thread_local! {
-        static GUESSED_KEPT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
-    }
-
-    pub(super) fn add(kept: bool) {
-        GUESSED_KEPT.with(|c| {
-            let (g, k) = c.get();
-            c.set((g + 1, k + kept as usize));
-        });
-    }
-
-    /// `(guessed, kept)` since the last call, which resets them.
-    pub(crate) fn take() -> (usize, usize) {
-        GUESSED_KEPT.with(|c| c.replace((0, 0)))
-    }
-}
-
 /// The shortest row [`online`] guesses on: below it the max pass is a small part of a row's
 /// work.
 const GUESS_MIN: usize = 64;
@@ -457,5 +434,28 @@ pub(crate) fn softmax_row<A: Arith, E: Element, O: Element>(
                 *v *= f;
             }
         }
+    }
+}
+
+/// How many blocks [`online`] guessed on this thread, and how many of them it kept (for the
+/// tests that show which rows take the guess).
+#[cfg(test)]
+pub(crate) mod counts {
+    use std::cell::Cell;
+
+    thread_local! {
+        static GUESSED_KEPT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    }
+
+    pub(super) fn add(kept: bool) {
+        GUESSED_KEPT.with(|c| {
+            let (g, k) = c.get();
+            c.set((g + 1, k + kept as usize));
+        });
+    }
+
+    /// `(guessed, kept)` since the last call, which resets them.
+    pub(crate) fn take() -> (usize, usize) {
+        GUESSED_KEPT.with(|c| c.replace((0, 0)))
     }
 }

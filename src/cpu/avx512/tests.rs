@@ -56,7 +56,10 @@ fn exp2_16_above_zero_and_at_non_finite_exponents() {
             assert_eq!(g, f32::INFINITY, "2^{z}");
         }
     }
-    assert!(worst < f32::EPSILON as f64, "worst relative error {worst:e}");
+    assert!(
+        worst < f32::EPSILON as f64,
+        "worst relative error {worst:e}"
+    );
     let mut special = vec![
         f32::NAN,
         f32::INFINITY,
@@ -68,7 +71,16 @@ fn exp2_16_above_zero_and_at_non_finite_exponents() {
     special.resize(16, 0.0);
     let got = eval(&special);
     assert!(got[0].is_nan(), "2^NaN = {}", got[0]);
-    assert_eq!(got[1..6], [f32::INFINITY, 0.0, f32::INFINITY, f32::INFINITY, f32::INFINITY]);
+    assert_eq!(
+        got[1..6],
+        [
+            f32::INFINITY,
+            0.0,
+            f32::INFINITY,
+            f32::INFINITY,
+            f32::INFINITY
+        ]
+    );
 }
 
 /// f32 bit patterns: a stride through all of them, and every pattern within 2 of each
