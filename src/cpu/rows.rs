@@ -26,7 +26,7 @@
 //!
 //! | pass | loads | arithmetic | stores |
 //! |---|---|---|---|
-//! | max and `\|bits\|` | 1 | max, and, unsigned max: 3 | 0 |
+//! | max and `\|bits\|` (skipped where the loss-only ops' guess holds: [`online`]) | 1 | max, and, unsigned max: 3 | 0 |
 //! | exp-sum | 1 | `x − m` (fma), `·c·log₂e`, exp2 (round, subtract, 6 fma, scale: 9, and a compare where the block's exponents may fall below −126: `exp::bounded_row`), add: 12-13 | 0 (softmax: 1) |
 //! | cross-entropy linear sum, fused into the exp-sum | 0 (`k̂`: 1) | add of the exponent's own `x − m`: 1 (`k̂`: multiply, add: 2); a block with −inf takes the separate loop | 0 |
 //! | softmax / log-softmax write | 1 (L2) | 1-2 | 1 (streamed) |
