@@ -7,7 +7,7 @@
 //! than `f32::MAX`; widths leave a partial last block and a tail shorter than a vector.
 //! The loss-only passes of the AVX-512 build first sum a block against the running max
 //! without reading its max (`rows::online`'s guess) and keep that sum where it shows the
-//! guess held: rows here keep it with terms up to `2^30` above the reference, send it back
+//! guess held: rows here keep it with terms up to `2^16` above the reference, send it back
 //! (a block risen past the bound, NaN, +inf, a −inf under a linear sum) in the first block and
 //! in later ones (src/cpu/guess_tests.rs counts which blocks do which on such rows).
 //! Every fast backend (the CPU build under test) against the f64 reference: logsumexp,
@@ -56,16 +56,16 @@ fn finite_rows(cols: usize) -> Array2<f32> {
                 }
             })
             .collect(),
-        // Guessed and kept: values in [−4, 4), the first 32's max 3.912, block 1 risen by
-        // 14 (terms up to 2^20.3 against the guess), and one value 21 above the first 32's
-        // max in the first block (a term of 2^30.3).
+        // Guessed and kept: values in [−4, 4), the first 32's max 3.912, block 1 risen by 6
+        // (terms up to 2^8.8 against the guess, the block's sum 2^15.8), and one value 11
+        // above the first 32's max in the first block (a term of 2^15.9).
         (0..cols)
             .map(|j| {
                 let v = ((j * 7919 + 500) % 1000) as f32 / 125.0 - 4.0;
                 if j == 500 {
-                    3.912 + 21.0
+                    3.912 + 11.0
                 } else if (1024..2048).contains(&j) {
-                    v + 14.0
+                    v + 6.0
                 } else {
                     v
                 }
@@ -187,7 +187,8 @@ fn nan_and_infinity_in_later_blocks_decide_the_row() {
 /// The forward-only cross-entropy (one read per row) against the reference, with the options
 /// that add a linear sum (smoothing, with and without class weights; probability targets,
 /// and signed ones: a weight below 0 would turn a padded lane's −inf term into +inf, which
-/// the vector tail's `k̂ = 0` there turns into NaN, dropped by value) and without, and with
+/// the vector tail's `k̂ = 0` there turns into NaN, dropped by value in the AVX2 build and by
+/// position in the AVX-512 one) and without, and with
 /// softcap and z-loss; and the same call with the gradient (terms stored, each run of blocks'
 /// against its own max, scaled by its own factor; two passes for rows of one block), so both
 /// forms are held to the same reference.
@@ -366,6 +367,47 @@ fn negative_infinity_kinds_in_later_blocks() {
             let got = b.cross_entropy(x.view(), t.clone(), &o).unwrap();
             let what = format!("{} gradient {gradient}", b.name());
             assert_ce_close(&got, &want, cols, 1.0, &what);
+        }
+    }
+}
+
+/// The guess at its accuracy edge (src/cpu/guess_tests.rs shows these rows keep it): the first
+/// 32 values at −11 (the first block's reference), one 0 (a term of `e^11`, just below the
+/// kept sums' bound `2^16`), the rest at −60, so that the logsumexp is near 0 and its
+/// tolerance near its least; at `T = 1` and, with every value times 3, `T = 3`. The
+/// cross-entropy with smoothing, the target the 0 (a loss near 0) and one at −11.
+#[test]
+fn guessed_rows_at_the_accuracy_edge() {
+    for cols in [64, 3000] {
+        for t in [1.0f32, 3.0] {
+            let row: Vec<f32> = (0..cols)
+                .map(|j| match j {
+                    0..32 => -11.0 * t,
+                    40 => 0.0,
+                    _ => -60.0 * t,
+                })
+                .collect();
+            let x = Array2::from_shape_vec((2, cols), [row.clone(), row].concat()).unwrap();
+            let want = Reference.logsumexp_f64(x.view(), t).unwrap();
+            let y = Array1::from_vec(vec![40i64, 5]);
+            let o = CrossEntropyOptions {
+                label_smoothing: 0.1,
+                reduction: Reduction::None,
+                ..Default::default()
+            };
+            let xt = x.mapv(|v| v / t);
+            let ce_want = Reference
+                .cross_entropy_f64(xt.view(), Targets::classes(y.view()), &o)
+                .unwrap();
+            for b in fast_backends() {
+                let what = format!("{} [{cols}] T = {t}", b.name());
+                let got = b.logsumexp(x.view(), t).unwrap();
+                assert_lse_close(got.view(), want.view(), cols, t, &what);
+                let got = b
+                    .cross_entropy(xt.view(), Targets::classes(y.view()), &o)
+                    .unwrap();
+                assert_ce_close(&got, &ce_want, cols, 1.0, &format!("{what} ce"));
+            }
         }
     }
 }

@@ -177,7 +177,8 @@ pub(super) type Stored<'a> = (&'a mut [f32], &'a mut Vec<(usize, f32)>);
 /// block raises the max from `m₀` to `m`, the linear sum is shifted by `σ(m₀ − m)·Σ_finite k̂`
 /// (in f64: the shift is exact to f64's precision, far below the f32 terms' own rounding).
 /// A row with NaN or +inf goes through [`stats`], which stores nothing then (its gradient is
-/// NaN).
+/// NaN). With `cfg.guess` and no `store`, blocks are guessed (`rows::online`): the sums, and
+/// the row's `m`, are then against a reference at most the max.
 #[inline(always)]
 pub(super) fn stats_online<A: Arith, E: Element>(
     cfg: &Cfg,
@@ -203,9 +204,11 @@ pub(super) fn stats_online<A: Arith, E: Element>(
             if !(kept(sb) && ab.is_finite()) {
                 return f64::NAN;
             }
-            // No −inf (its linear term is not finite), so every `k̂` counts.
-            a += ab;
-            k_sum += finite_weight(cfg, b.x, b.j0, q, false);
+            if cfg.lin {
+                // No −inf (its linear term is not finite), so every `k̂` counts.
+                a += ab;
+                k_sum += finite_weight(cfg, b.x, b.j0, q, false);
+            }
             return sb;
         };
         let t = store.as_mut().map(|(g, runs)| {

@@ -9,7 +9,9 @@ use super::exp::Fused512;
 use super::rows::{counts, row_stats};
 use crate::cross_entropy::fast::flag;
 use crate::scale::ExpScale;
+use crate::{Backend, CrossEntropyOptions, Targets};
 use half::bf16;
+use ndarray::{Array1, Array2};
 
 fn have() -> bool {
     let ok = super::CpuIsa::Avx512.is_supported();
@@ -45,6 +47,18 @@ fn with(j: usize, v: f32) -> Vec<f32> {
     x
 }
 
+/// tests/online_rows.rs's row at the accuracy edge, its values times `t`: the first 32 at
+/// −11, one 0 at column 40, the rest −60.
+fn edge(cols: usize, t: f32) -> Vec<f32> {
+    (0..cols)
+        .map(|j| match j {
+            0..32 => -11.0 * t,
+            40 => 0.0,
+            _ => -60.0 * t,
+        })
+        .collect()
+}
+
 /// Logsumexp's statistics of `x` at temperature `t`: `(guessed, kept)` blocks, whether the
 /// row came out NaN / +inf, and its logsumexp.
 fn lse(x: &[f32], t: f32) -> ((usize, usize), bool, bool, f32) {
@@ -62,25 +76,37 @@ fn logsumexp_guesses_where_its_sums_show_the_guess_held() {
     let first32 = smooth(32).into_iter().fold(f32::MIN, f32::max);
     let cases: Vec<(&str, Vec<f32>, (usize, usize))> = vec![
         ("smooth", smooth(COLS), (3, 3)),
-        // Terms up to 2^20.3 (17.992 − 3.912 nats above the reference): the block sum
-        // stays below 2^32.
-        ("block 1 risen by 14", risen(1, 14.0), (3, 3)),
+        // Terms up to 2^8.8 (9.992 − 3.912 nats above the reference), the block's sum 2^15.8:
+        // just below the bound.
+        ("block 1 risen by 6", risen(1, 6.0), (3, 3)),
         // Terms up to 2^43.4: block 1 is summed again against its max; block 2 is guessed
         // against that max and kept.
         ("block 1 risen by 30", risen(1, 30.0), (3, 2)),
-        // One term of 2^30.3 in the first block.
-        ("21 above the first 32", with(500, first32 + 21.0), (3, 3)),
-        // One term of 2^33.2: past the bound.
-        ("23 above the first 32", with(500, first32 + 23.0), (3, 2)),
+        // One term of e^11 = 2^15.9 in the first block (its sum 2^15.9); e^11.2 passes 2^16.
+        ("11 above the first 32", with(500, first32 + 11.0), (3, 3)),
+        ("11.2 above the first 32", with(500, first32 + 11.2), (3, 2)),
         // A −inf's term is 0: nothing to reject.
         ("-inf in block 1", with(1500, f32::NEG_INFINITY), (3, 3)),
-        // NaN and +inf make the guessed sum NaN: the checked pass classifies the row.
+        // NaN and +inf make the guessed sum NaN or +inf: the checked pass classifies the row.
         ("NaN in block 0", with(100, f32::NAN), (1, 0)),
         ("+inf in block 2", with(2500, f32::INFINITY), (3, 2)),
         // Among the first 32: no guess for the first block, which classifies the row.
         ("NaN among the first 32", with(5, f32::NAN), (0, 0)),
         ("63 columns", smooth(63), (0, 0)),
         ("64 columns", smooth(64), (1, 1)),
+        // Rising by 30 per block: blocks 1 and 2 are sent back, and blocks 3 and 4 are no
+        // longer guessed (`GUESS_MISSES`).
+        (
+            "rising by 30 per block",
+            (0..5000)
+                .map(|j| (j / 1024) as f32 * 30.0 + smooth(1)[0])
+                .collect(),
+            (3, 1),
+        ),
+        // The accuracy edge (tests/online_rows.rs holds it to the reference): the first 32
+        // at −11, one 0, the rest −60; the reference −11 is 11 below the max.
+        ("edge, 64 columns", edge(64, 1.0), (1, 1)),
+        ("edge, 3000 columns", edge(COLS, 1.0), (3, 3)),
     ];
     for (name, x, want) in cases {
         let (got, nan, pos_inf, v) = lse(&x, 1.0);
@@ -96,7 +122,9 @@ fn logsumexp_guesses_where_its_sums_show_the_guess_held() {
     // tiny form) every guess goes back.
     assert_eq!(lse(&risen(1, 7.0), 0.25).0, (3, 2));
     assert_eq!(lse(&smooth(COLS), 0.25).0, (3, 3));
-    assert_eq!(lse(&smooth(COLS), 1e-40).0, (3, 0));
+    // Two blocks sent back, and the third not guessed.
+    assert_eq!(lse(&smooth(COLS), 1e-40).0, (2, 0));
+    assert_eq!(lse(&edge(COLS, 3.0), 3.0).0, (3, 3));
 }
 
 #[test]
@@ -153,4 +181,64 @@ fn cross_entropy_guesses_only_where_the_loss_is_all_that_is_wanted() {
         Some((&mut g, &mut runs)),
     );
     assert_eq!(counts::take(), (0, 0));
+}
+
+/// The public calls, counted on a one-thread pool (whose worker runs the call and keeps the
+/// counts): logsumexp and the loss-only cross-entropy guess, with and without a linear sum;
+/// softmax, log-softmax, the gradient and a vocabulary shard's statistics do not.
+#[test]
+fn public_calls_guess_only_where_they_may() {
+    if !have() {
+        return;
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    let guessed = |f: &(dyn Fn() + Sync)| {
+        pool.install(|| {
+            counts::take();
+            f();
+            counts::take().0
+        })
+    };
+    let cpu = super::Cpu::with_isa(super::CpuIsa::Avx512).expect("AVX-512 detected");
+    let x = Array2::from_shape_vec((2, COLS), [smooth(COLS), risen(1, 6.0)].concat())
+        .expect("two rows");
+    let y = Array1::from_vec(vec![3i64, 1500]);
+    let w = Array1::from_elem(COLS, 0.5f32);
+    let ce = |o: &CrossEntropyOptions| {
+        cpu.cross_entropy(x.view(), Targets::classes(y.view()), o)
+            .expect("cross-entropy");
+    };
+    let plain = CrossEntropyOptions::default();
+    let smoothing = CrossEntropyOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let weighted = CrossEntropyOptions {
+        weight: Some(w.view()),
+        ..Default::default()
+    };
+    let gradient = CrossEntropyOptions {
+        gradient: true,
+        ..smoothing.clone()
+    };
+    assert_eq!(guessed(&|| drop(cpu.logsumexp(x.view(), 1.0))), 6);
+    assert_eq!(guessed(&|| ce(&plain)), 6);
+    assert_eq!(guessed(&|| ce(&smoothing)), 6);
+    assert_eq!(guessed(&|| ce(&weighted)), 6);
+    assert_eq!(guessed(&|| ce(&gradient)), 0);
+    assert_eq!(guessed(&|| drop(cpu.softmax(x.view(), 1.0))), 0);
+    assert_eq!(guessed(&|| drop(cpu.log_softmax(x.view(), 1.0))), 0);
+    let shard = crate::shard::ShardedCrossEntropy::new(
+        crate::shard::VocabShard {
+            offset: 0,
+            total: COLS,
+        },
+        Targets::classes(y.view()),
+        &smoothing,
+    );
+    let stats = || drop(shard.statistics(&cpu, x.view().into()));
+    assert_eq!(guessed(&stats), 0);
 }

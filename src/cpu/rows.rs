@@ -15,7 +15,10 @@
 //! is rescaled once, and a softmax's stored terms are scaled per run of blocks at the end
 //! (the element-wise online softmax of Milakov & Gimelshein needs a second exp for the
 //! output). Then `T·lse(x/T) = m + T·ln s`. Cross-entropy (ce_stats.rs) reads its rows the
-//! same way, its gradient rows of one block excepted.
+//! same way, its gradient rows of one block excepted. The read-only ops (logsumexp, the
+//! loss-only cross-entropy) skip pass 1 where they can: a block is summed against the
+//! running max without its own max, and kept where its sum shows that held ([`online`]'s
+//! guess); `m` is then a reference at most the max.
 //!
 //! # Budget per element (AVX-512 build, f32, measured on this project's machine kind: two
 //! Zen 4 cores at 2.6 GHz, no hardware counters in the VM, so counts are from the loops'
@@ -26,7 +29,7 @@
 //!
 //! | pass | loads | arithmetic | stores |
 //! |---|---|---|---|
-//! | max and `\|bits\|` (skipped where the loss-only ops' guess holds: [`online`]) | 1 | max, and, unsigned max: 3 | 0 |
+//! | max and `\|bits\|` (skipped where the read-only ops' guess holds: [`online`]) | 1 | max, and, unsigned max: 3 | 0 |
 //! | exp-sum | 1 | `x − m` (fma), `·c·log₂e`, exp2 (round, subtract, 6 fma, scale: 9, and a compare where the block's exponents may fall below −126: `exp::bounded_row`), add: 12-13 | 0 (softmax: 1) |
 //! | cross-entropy linear sum, fused into the exp-sum | 0 (`k̂`: 1) | add of the exponent's own `x − m`: 1 (`k̂`: multiply, add: 2); a block with −inf takes the separate loop | 0 |
 //! | softmax / log-softmax write | 1 (L2) | 1-2 | 1 (streamed) |
@@ -58,7 +61,8 @@ pub(crate) const INF_BITS: u32 = 0x7f80_0000;
 /// What decides a row's normalizer.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub(crate) struct RowStats {
-    /// Max of the finite values (`f32::MIN` when there is none).
+    /// Max of the finite values (`f32::MIN` when there is none), or, where [`online`]
+    /// guessed, a reference at most that max (`s` is against it).
     pub m: f32,
     /// `Σ e^{(x − m)/T}` (0 when no finite value).
     pub s: f32,
@@ -154,14 +158,18 @@ pub(crate) struct OnlineBlock<'a, E> {
 /// `[4096, 32000]` 32.8 → 28.8 ms one block ahead, 26.7 two ahead, 26.9 four ahead.
 pub(crate) const PREFETCH_BLOCKS: usize = 2;
 
-/// The largest exp sum of a guessed block that [`online`] keeps: each term is then at most
-/// `2^32` (the exponent at most 32), so no lane's sum overflows, and a term's relative error,
-/// which grows as `|exponent|·ε/2` (`crate::scale`), stays as small as the checked form's over
-/// the terms that matter to the sum (exponents within 46, `e^{32}`, of the largest): the
-/// largest exponent lies in `[0, 32]` (the first block's sum is at least 1, its reference
-/// being one of its values, and later blocks add to that), so every such term's is at most
-/// 46, as it is against the true max.
-pub(crate) const GUESSED_SUM_MAX: f64 = 4_294_967_296.0;
+/// The largest exp sum of a guessed block that [`online`] keeps: `2^16`. Each of its terms
+/// is then at most `2^16`, so the row's max lies at most `16/(κ·log₂e)` (11.1 at `T = 1`)
+/// above the reference. What that costs in accuracy: a term's exponent is formed with two
+/// roundings (`x − m`, then `·c·log₂e`), each relative to the exponent's size, so against a
+/// reference that far below the max the largest terms' relative error grows by about
+/// `11.1·ε` (`ε/2` from each), and the sum's with them; and `ln s`, rounded to f32, is then
+/// at most `11.1 + ln C` instead of `ln C`, half an ulp of it at most `8·ε` while below 32.
+/// About `20·ε` in all, inside the contract's `32·ε` for the exponential and the logarithm
+/// (lib.rs, "Accuracy"), where the checked form's largest terms are exact to the
+/// polynomial's `0.64·ε` and its `ln s` to half an ulp of `ln C`. (A cap of `2^32` measured
+/// the same speed on the bench's rows but would allow about `40·ε`.)
+pub(crate) const GUESSED_SUM_MAX: f64 = 65_536.0;
 
 /// Whether [`online`] keeps a guessed block with the exp sum `s`: at most
 /// [`GUESSED_SUM_MAX`] (so not NaN, not +inf).
@@ -173,6 +181,11 @@ pub(crate) fn kept(s: f64) -> bool {
 /// The shortest row [`online`] guesses on: below it the max pass is a small part of a row's
 /// work.
 const GUESS_MIN: usize = 64;
+
+/// After this many guessed blocks of a row are sent back, [`online`] stops guessing in that
+/// row: a row whose max rises past the bound in every block (ascending values, a small `T`)
+/// would otherwise sum every block twice.
+const GUESS_MISSES: usize = 2;
 
 /// The whole f32 words that `r`'s bytes span, or `&[]` where `r` does not start on a word
 /// (which only skips a prefetch): prefetches take addresses only, so half rows are passed
@@ -238,10 +251,13 @@ pub(crate) fn run_factor(mk: f32, m: f32, kappa: f64, s: f64) -> f32 {
 /// running max, the first block against the max of the row's first 32 values: the max pass
 /// is a load and three instructions of the block's 16-17 per sixteen values, and its reads
 /// are the ones the exp pass waits for. The block is kept where [`kept`] accepts its sum,
-/// and summed again, checked, where not: where the sum passes `2^32` (a value more than
-/// `32/(κ·log₂e)` above the reference, 22 at `T = 1`, or many values nearly that far) or is
-/// NaN or +inf (a NaN or +inf among the values: the checked pass then classifies the row).
-/// `m` is then the last reference, at most the row's max. Measured (AVX-512, two threads,
+/// and summed again, checked, where not: where the sum passes `2^16` (a value more than
+/// `16/(κ·log₂e)` above the reference, 11.1 at `T = 1`, or many values a little less far)
+/// or is NaN or +inf (a NaN or +inf among the values: the checked pass then classifies the
+/// row). After [`GUESS_MISSES`] such blocks the row's other blocks are checked. `m` is then
+/// the last reference, at most the row's max. The worst case, a row sent back twice, sums
+/// two blocks twice; a row whose first 32 values lie far below the values after them (a
+/// vocabulary's rare tokens first) sends its first block back once. Measured (AVX-512, two threads,
 /// interleaved rounds, time over the row-sum yardstick's, before → after), logsumexp: 1.20 →
 /// 0.98 at `[512, 128256]`, 1.16 → 1.00 at `[4096, 32000]`, 1.15 → 1.06 at `[65536, 1000]`;
 /// the cross-entropy forward without a linear sum 1.21 → 1.00, 1.17 → 1.00, 1.24 → 1.15; with
@@ -255,8 +271,8 @@ pub(crate) fn online<A: Arith, E: Element>(
     guess: bool,
     mut block: impl FnMut(OnlineBlock<'_, E>) -> f64,
 ) -> Option<(f32, f64)> {
-    let guess = guess && A::UNCHECKED;
-    let (mut m, mut s) = (f32::MIN, 0.0f64);
+    let mut guess = guess && A::UNCHECKED;
+    let (mut m, mut s, mut misses) = (f32::MIN, 0.0f64, 0);
     if guess && x.len() >= GUESS_MIN {
         let (g, bits) = A::max_and_abs_bits(&x[..32]);
         if bits < INF_BITS {
@@ -282,6 +298,8 @@ pub(crate) fn online<A: Arith, E: Element>(
                 s += sb;
                 continue;
             }
+            misses += 1;
+            guess = misses < GUESS_MISSES;
         }
         let (bm, abits) = A::max_and_abs_bits(b);
         if abits >= INF_BITS

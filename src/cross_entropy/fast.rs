@@ -305,7 +305,10 @@ impl FastInputs {
 
     /// Row `i`'s statistics in f64, as [`RowPartial`]s carry them: the linear sum with its
     /// normalization taken back off (`a·norm/σ`), `k_sum` the `Σ k_j` of these columns, and
-    /// [`RowPartial::HAS_TARGET`] for a counted row of class targets.
+    /// [`RowPartial::HAS_TARGET`] for a counted row of class targets. From a loss-only CPU
+    /// call `st.m` may be a reference below the max (`RowStats::m`); the row's loss
+    /// ([`partial_loss`]) takes `m` only through `m + ln s`, `m − x_y` and the linear sum
+    /// against the same `m`, so it is the same function of the row either way.
     pub fn partial(&self, p: &Prepared, i: usize, st: &RowStats) -> RowPartial {
         let class = p.class.as_ref().map(|c| c[i]);
         let (lin, k_sum) = match (self.linear, class) {

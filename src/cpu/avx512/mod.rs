@@ -200,7 +200,7 @@ pub(crate) unsafe fn exp_sums_unchecked<E: Element>(
 ///
 /// The last `r < 32` elements go through the same vector code, in a group of 32 whose other
 /// lanes are −inf (exp terms exactly 0) with `k̂` 0 (linear terms −inf or NaN, dropped by
-/// value). Where the row holds 32 elements that group is the row's last 32, loaded in place
+/// position). Where the row holds 32 elements that group is the row's last 32, loaded in place
 /// and masked (the new elements in lanes `32 − r..`); a shorter row is copied into a padded
 /// buffer (lanes `..r`). (Padding every row's tail that way, read back as vectors at once,
 /// stalled on store forwarding: a 40-column logsumexp took 0.48-0.51 ms per 8192 rows on one
