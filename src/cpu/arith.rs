@@ -42,9 +42,9 @@ pub(crate) trait Arith: Fma {
     }
     /// Whether the build sums blocks whose max it has not read
     /// ([`Arith::exp_sums_unchecked`], for `rows::online`'s guessed blocks): the AVX-512
-    /// build, whose exp keeps NaN and overflows to +inf. The AVX2 exp does neither (it builds
-    /// `2^n` in the exponent bits, and its callers' arguments are at most 0), nor does the
-    /// portable one.
+    /// build, whose exp keeps NaN and overflows to +inf, and the AVX2 one, whose exp keeps
+    /// NaN and in this form clamps its exponent first (it builds `2^n` in the exponent bits).
+    /// The portable exp's NaN is unspecified: the baseline build does not guess.
     const UNCHECKED: bool = false;
 
     /// Pass 2 over a block whose values were not read before: `(Σ e, σ·Σ k̂·(x − m))` against
@@ -255,6 +255,29 @@ fn sums_by_blocks<A: Arith, E: Element>(
 impl Arith for Fused {
     const SIMD: bool = cfg!(target_arch = "x86_64");
     const STREAMS: bool = cfg!(target_arch = "x86_64");
+    const UNCHECKED: bool = cfg!(target_arch = "x86_64");
+
+    #[inline(always)]
+    fn exp_sums_unchecked<E: Element>(
+        x: &[E],
+        sc: &RowScale,
+        lin: Option<&Linear>,
+        next: &[f32],
+    ) -> (f64, f64) {
+        #[cfg(target_arch = "x86_64")]
+        if super::exp::base2_fits(sc) && (lin.is_none() || sc.h == 1.0) {
+            return sums_by_blocks::<Self, E>(x, None, next, |j, b, _, nb| {
+                let bl = lin.map(|l| Linear {
+                    sigma: l.sigma,
+                    k: l.k.map(|k| &k[j..j + b.len()]),
+                });
+                // SAFETY: as below; the block's `k` is as long as the block.
+                unsafe { super::avx2::exp_sums_unchecked(b, sc, bl.as_ref(), nb) }
+            });
+        }
+        let _ = (x, sc, lin, next);
+        (f64::NAN, f64::NAN)
+    }
 
     /// f32 rows into f32 through the build's own loop (streamed when asked), the rest as the
     /// portable builds write them.

@@ -1,24 +1,39 @@
 //! Which blocks `rows::online` guesses on (sums without their max pass) and which of those it
-//! keeps, through the real callers (`rows::row_stats`, `ce_stats::stats_online`) in the
-//! AVX-512 build, counted by `rows::counts`: rows like these in tests/online_rows.rs are held
-//! to the f64 reference, and these counts show that they take the guess, that it is kept
-//! where it holds and sent back to the checked pass where it does not.
+//! keeps, through the real callers (`rows::row_stats`, `ce_stats::stats_online`, and the
+//! public calls) in the builds that guess (AVX-512, AVX2), counted by `rows::counts`: rows
+//! like these in tests/online_rows.rs are held to the f64 reference, and these counts show
+//! that they take the guess, that it is kept where it holds and sent back to the checked pass
+//! where it does not.
 
+use super::arith::Arith;
 use super::ce_stats::{stats_online, Cfg};
-use super::exp::Fused512;
+use super::exp::{Fused, Fused512};
 use super::rows::{counts, row_stats};
+use super::CpuIsa;
 use crate::cross_entropy::fast::flag;
 use crate::scale::ExpScale;
 use crate::{Backend, CrossEntropyOptions, Targets};
 use half::bf16;
 use ndarray::{Array1, Array2};
 
-fn have() -> bool {
-    let ok = super::CpuIsa::Avx512.is_supported();
-    if !ok {
-        eprintln!("no AVX-512F here: the build that guesses does not run");
-    }
-    ok
+/// Runs `$f::<A>()` (or `$f(isa)`) for each build that guesses and this processor has.
+macro_rules! each_build {
+    ($f:ident) => {{
+        each_build!(@ $f::<Fused512>(), $f::<Fused>())
+    }};
+    (isa $f:ident) => {{
+        each_build!(@ $f(CpuIsa::Avx512), $f(CpuIsa::Avx2))
+    }};
+    (@ $wide:expr, $avx2:expr) => {{
+        if CpuIsa::Avx512.is_supported() {
+            $wide;
+        }
+        if CpuIsa::Avx2.is_supported() {
+            $avx2;
+        } else {
+            eprintln!("no AVX2 here: no build that guesses runs");
+        }
+    }};
 }
 
 const COLS: usize = 3000;
@@ -61,18 +76,19 @@ fn edge(cols: usize, t: f32) -> Vec<f32> {
 
 /// Logsumexp's statistics of `x` at temperature `t`: `(guessed, kept)` blocks, whether the
 /// row came out NaN / +inf, and its logsumexp.
-fn lse(x: &[f32], t: f32) -> ((usize, usize), bool, bool, f32) {
+fn lse<A: Arith>(x: &[f32], t: f32) -> ((usize, usize), bool, bool, f32) {
     counts::take();
     let es = ExpScale::temperature(t, 1.0);
-    let st = row_stats::<Fused512, f32>(x, &[], &es, true);
+    let st = row_stats::<A, f32>(x, &[], &es, true);
     (counts::take(), st.nan, st.pos_inf, st.logsumexp(t))
 }
 
 #[test]
 fn logsumexp_guesses_where_its_sums_show_the_guess_held() {
-    if !have() {
-        return;
-    }
+    each_build!(logsumexp_guesses);
+}
+
+fn logsumexp_guesses<A: Arith>() {
     let first32 = smooth(32).into_iter().fold(f32::MIN, f32::max);
     let cases: Vec<(&str, Vec<f32>, (usize, usize))> = vec![
         ("smooth", smooth(COLS), (3, 3)),
@@ -85,6 +101,9 @@ fn logsumexp_guesses_where_its_sums_show_the_guess_held() {
         // One term of e^11 = 2^15.9 in the first block (its sum 2^15.9); e^11.2 passes 2^16.
         ("11 above the first 32", with(500, first32 + 11.0), (3, 3)),
         ("11.2 above the first 32", with(500, first32 + 11.2), (3, 2)),
+        // An exponent of 144, past the AVX2 exp's exponent field: clamped to 2^64 there,
+        // +inf in the AVX-512 one; either way sent back.
+        ("100 above the first 32", with(500, first32 + 100.0), (3, 2)),
         // A −inf's term is 0: nothing to reject.
         ("-inf in block 1", with(1500, f32::NEG_INFINITY), (3, 3)),
         // NaN and +inf make the guessed sum NaN or +inf: the checked pass classifies the row.
@@ -109,7 +128,7 @@ fn logsumexp_guesses_where_its_sums_show_the_guess_held() {
         ("edge, 3000 columns", edge(COLS, 1.0), (3, 3)),
     ];
     for (name, x, want) in cases {
-        let (got, nan, pos_inf, v) = lse(&x, 1.0);
+        let (got, nan, pos_inf, v) = lse::<A>(&x, 1.0);
         assert_eq!(got, want, "{name}: (guessed, kept) blocks");
         let special = x.iter().any(|v| v.is_nan() || *v == f32::INFINITY);
         assert_eq!(nan || pos_inf, special, "{name}: classified");
@@ -120,23 +139,24 @@ fn logsumexp_guesses_where_its_sums_show_the_guess_held() {
     // At T = 1/4 each exponent is four times as large: block 1 risen by 7 gives terms up to
     // 2^40 and goes back; at a temperature whose exponent is not for the base-2 loops (the
     // tiny form) every guess goes back.
-    assert_eq!(lse(&risen(1, 7.0), 0.25).0, (3, 2));
-    assert_eq!(lse(&smooth(COLS), 0.25).0, (3, 3));
+    assert_eq!(lse::<A>(&risen(1, 7.0), 0.25).0, (3, 2));
+    assert_eq!(lse::<A>(&smooth(COLS), 0.25).0, (3, 3));
     // Two blocks sent back, and the third not guessed.
-    assert_eq!(lse(&smooth(COLS), 1e-40).0, (2, 0));
-    assert_eq!(lse(&edge(COLS, 3.0), 3.0).0, (3, 3));
+    assert_eq!(lse::<A>(&smooth(COLS), 1e-40).0, (2, 0));
+    assert_eq!(lse::<A>(&edge(COLS, 3.0), 3.0).0, (3, 3));
 }
 
 #[test]
 fn half_rows_guess_as_f32_rows_do() {
-    if !have() {
-        return;
-    }
+    each_build!(half_rows_guess);
+}
+
+fn half_rows_guess<A: Arith>() {
     let es = ExpScale::new(1.0, 1.0);
     for (x, want) in [(smooth(COLS), (3, 3)), (risen(1, 30.0), (3, 2))] {
         let h: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
         counts::take();
-        row_stats::<Fused512, bf16>(&h, &[], &es, true);
+        row_stats::<A, bf16>(&h, &[], &es, true);
         assert_eq!(counts::take(), want);
     }
 }
@@ -146,9 +166,10 @@ fn half_rows_guess_as_f32_rows_do() {
 /// with the gradient, or where the caller needs `m` as the max, no block is guessed.
 #[test]
 fn cross_entropy_guesses_only_where_the_loss_is_all_that_is_wanted() {
-    if !have() {
-        return;
-    }
+    each_build!(cross_entropy_guesses);
+}
+
+fn cross_entropy_guesses<A: Arith>() {
     let cfg = |lin: bool, guess: bool| Cfg {
         cols: COLS,
         weight: None,
@@ -161,7 +182,7 @@ fn cross_entropy_guesses_only_where_the_loss_is_all_that_is_wanted() {
     };
     let run = |cfg: &Cfg, x: &[f32]| {
         counts::take();
-        let st = stats_online::<Fused512, f32>(cfg, x, None, &[], None);
+        let st = stats_online::<A, f32>(cfg, x, None, &[], None);
         (counts::take(), st.flags)
     };
     let neg = with(1500, f32::NEG_INFINITY);
@@ -173,7 +194,7 @@ fn cross_entropy_guesses_only_where_the_loss_is_all_that_is_wanted() {
     // With a store for the gradient's terms.
     let (mut g, mut runs) = (vec![0.0f32; COLS], Vec::new());
     counts::take();
-    stats_online::<Fused512, f32>(
+    stats_online::<A, f32>(
         &cfg(true, true),
         &smooth(COLS),
         None,
@@ -188,9 +209,10 @@ fn cross_entropy_guesses_only_where_the_loss_is_all_that_is_wanted() {
 /// softmax, log-softmax, the gradient and a vocabulary shard's statistics do not.
 #[test]
 fn public_calls_guess_only_where_they_may() {
-    if !have() {
-        return;
-    }
+    each_build!(isa public_calls_guess);
+}
+
+fn public_calls_guess(isa: CpuIsa) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -202,7 +224,7 @@ fn public_calls_guess_only_where_they_may() {
             counts::take().0
         })
     };
-    let cpu = super::Cpu::with_isa(super::CpuIsa::Avx512).expect("AVX-512 detected");
+    let cpu = super::Cpu::with_isa(isa).expect("the build detected");
     let x = Array2::from_shape_vec((2, COLS), [smooth(COLS), risen(1, 6.0)].concat())
         .expect("two rows");
     let y = Array1::from_vec(vec![3i64, 1500]);

@@ -11,19 +11,32 @@ use super::lin_terms::Linear;
 use crate::scale::RowScale;
 use std::arch::x86_64::*;
 
+/// The largest exponent [`exp2_8`] takes with `clamp`: `2^64` is past any guessed block's
+/// kept sum (`rows::GUESSED_SUM_MAX`), and `p·2^64` is normal.
+const UNCHECKED_Z_MAX: f32 = 64.0;
+
 /// Eight `2^z` at once: the base-2 form of avx512/'s `exp2_16` (same polynomial, same
 /// flush below `EXP2_LO`, same error bound), with `p·2^n` formed by adding `n` to the exponent
 /// field of `p = 2^f`: exact wherever the result is normal, which the lanes kept are
 /// (`z ≥ −126` gives `n ≥ −126`, and `n = −126` only with `f ≥ 0`, so `p ≥ 1`); the lanes
 /// below are masked to 0 at the end with `flush` (callers that have shown there are none pass
-/// `false`, and save that compare and mask). 13 vector instructions where the Cephes form
-/// (exp.rs) takes 20.
+/// `false`, and save that compare and mask), a NaN lane kept NaN (the compare is
+/// unordered-true). 13 vector instructions where the Cephes form (exp.rs) takes 20. With
+/// `clamp` (a block whose values were not read before: `exp_sums_unchecked`), `z` is first
+/// lowered to at most [`UNCHECKED_Z_MAX`] (NaN kept), so that `n` fits the exponent field
+/// and a lane past it gives `2^64`, which the caller's bound on the sum rejects.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp2_8(z: __m256, flush: bool) -> __m256 {
+fn exp2_8(z: __m256, flush: bool, clamp: bool) -> __m256 {
     let lo = _mm256_set1_ps(EXP2_LO);
-    // No clamp of z first: the lanes whose exponent bits it would keep in range are the ones
-    // the final mask zeroes (below −126, and −inf, whose `f` is NaN).
+    // No clamp of z from below: the lanes whose exponent bits it would keep in range are the
+    // ones the final mask zeroes (below −126, and −inf, whose `f` is NaN). `min_ps` returns
+    // its second operand where either is NaN.
+    let z = if clamp {
+        _mm256_min_ps(_mm256_set1_ps(UNCHECKED_Z_MAX), z)
+    } else {
+        z
+    };
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z);
     let f = _mm256_sub_ps(z, n);
     let c = |i: usize| _mm256_set1_ps(EXP2_POLY[i]);
@@ -34,7 +47,7 @@ fn exp2_8(z: __m256, flush: bool) -> __m256 {
     let shift = _mm256_slli_epi32::<23>(_mm256_cvtps_epi32(n));
     let y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), shift));
     if flush {
-        _mm256_and_ps(y, _mm256_cmp_ps::<_CMP_GE_OQ>(z, lo))
+        _mm256_and_ps(y, _mm256_cmp_ps::<_CMP_NLT_UQ>(z, lo))
     } else {
         // The caller has shown no lane is below −126 (`exp::bounded_row`).
         y
@@ -132,9 +145,9 @@ pub(crate) unsafe fn exp_sum(
     // SAFETY: as the caller's.
     unsafe {
         if sc.no_flush {
-            exp_sums::<false, false>(x, sc, store, next, None).0
+            exp_sums::<false, false, false>(x, sc, store, next, None).0
         } else {
-            exp_sums::<false, true>(x, sc, store, next, None).0
+            exp_sums::<false, true, false>(x, sc, store, next, None).0
         }
     }
 }
@@ -159,20 +172,56 @@ pub(crate) unsafe fn exp_linear_sums(
     // [65536, 1000], two threads, 1.31 to 1.44 times the row-sum yardstick's time, with its
     // prefetches stalling more often), where the plain exp-sum gained (1.24 to 1.21).
     // SAFETY: as the caller's.
-    unsafe { exp_sums::<true, true>(x, sc, store, next, Some(lin)) }
+    unsafe { exp_sums::<true, true, false>(x, sc, store, next, Some(lin)) }
+}
+
+/// [`exp_sum`] and, with `lin`, the linear sum over a block whose values were not read
+/// before, as avx512/'s `exp_sums_unchecked` (the same use, the same signs of trouble: a NaN
+/// value gives a NaN exp sum, a +inf one or one whose exponent passes 64 a term of `2^64`,
+/// a −inf a non-finite linear sum), its exponent clamped first ([`exp2_8`]).
+///
+/// # Safety
+/// AVX2 + FMA; `lin.k`, when given, is as long as `x`; `sc` is for the base-2 loops, with
+/// `h = 1` when `lin` is given.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn exp_sums_unchecked(
+    x: &[f32],
+    sc: &RowScale,
+    lin: Option<&Linear>,
+    next: &[f32],
+) -> (f32, f32) {
+    if let Some(l) = lin {
+        l.check_len(x.len());
+    }
+    // The block's lines into L1 first, as avx512/ does. Measured (two threads, interleaved
+    // rounds, time over the row-sum yardstick's) without and with it: logsumexp 1.16 / 1.12
+    // at `[512, 128256]`, 1.24 / 1.16 at `[65536, 1000]`; ce-fwd 1.17 / 1.11, 1.35 / 1.26.
+    for i in (0..x.len()).step_by(16) {
+        // SAFETY: inside `x`; a prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().add(i) as *const i8) };
+    }
+    // SAFETY: as the caller's, `k`'s length asserted.
+    unsafe {
+        match lin {
+            Some(l) => exp_sums::<true, true, true>(x, sc, None, next, Some(l)),
+            None => exp_sums::<false, true, true>(x, sc, None, next, None),
+        }
+    }
 }
 
 /// [`exp_sum`], plus the linear sum of `lin` where `LIN`. The last `r < 16` elements go
 /// through the same vector code as lanes `16 − r..` of the row's last 16, loaded in place,
 /// the other lanes −inf (exp terms exactly 0) with `k̂` 0 (linear terms −inf or NaN, dropped
-/// by value); a row shorter than 16 takes scalar exps (scalar, the tail of a 1000-column row
-/// was 8 exps a row).
+/// by position); a row shorter than 16 takes scalar exps (scalar, the tail of a 1000-column
+/// row was 8 exps a row), except with `CLAMP` (the portable exp's NaN is unspecified): then
+/// the sums are NaN, and the caller sums the block checked.
 ///
 /// # Safety
 /// As [`exp_sum`] and [`exp_linear_sums`].
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn exp_sums<const LIN: bool, const FLUSH: bool>(
+unsafe fn exp_sums<const LIN: bool, const FLUSH: bool, const CLAMP: bool>(
     x: &[f32],
     sc: &RowScale,
     store: Option<&mut [f32]>,
@@ -180,6 +229,9 @@ unsafe fn exp_sums<const LIN: bool, const FLUSH: bool>(
     lin: Option<&Linear>,
 ) -> (f32, f32) {
     debug_assert!(super::exp::base2_fits(sc));
+    if CLAMP && x.len() < 16 {
+        return (f32::NAN, f32::NAN);
+    }
     let pf = next.len().min(x.len()) / 16 * 16;
     // The exponent in base 2, as in avx512/.
     let c2 = super::exp::base2_c(sc);
@@ -209,8 +261,8 @@ unsafe fn exp_sums<const LIN: bool, const FLUSH: bool>(
         let t0 = _mm256_fmadd_ps(v0, vh, vmh);
         let t1 = _mm256_fmadd_ps(v1, vh, vmh);
         let (e0, e1) = (
-            exp2_8(_mm256_mul_ps(t0, vc), flush),
-            exp2_8(_mm256_mul_ps(t1, vc), flush),
+            exp2_8(_mm256_mul_ps(t0, vc), flush, CLAMP),
+            exp2_8(_mm256_mul_ps(t1, vc), flush, CLAMP),
         );
         let (l0, l1) = match (LIN, k) {
             (false, _) => (zero, zero),
@@ -283,9 +335,10 @@ unsafe fn exp_sums<const LIN: bool, const FLUSH: bool>(
         let (e0, e1, l0, l1) = terms(v0, v1, k0, k1, true);
         fold_f64(_mm256_add_ps(e0, e1), &mut total);
         if LIN {
-            // Each lane's linear term alone, so the padding's (−inf or NaN) drop by value.
-            let finite = |l| _mm256_and_ps(l, _mm256_cmp_ps::<_CMP_GT_OQ>(l, ninf));
-            fold_f64(_mm256_add_ps(finite(l0), finite(l1)), &mut lin_total);
+            // The padding's linear terms (−inf, or NaN: 0·−inf) dropped by position, so that
+            // a −inf of the row's own shows in an unchecked sum.
+            let (kl0, kl1) = (_mm256_and_ps(l0, keep0), _mm256_and_ps(l1, keep1));
+            fold_f64(_mm256_add_ps(kl0, kl1), &mut lin_total);
         }
         if let Some(o) = out.as_deref_mut() {
             let mut ob = [0.0f32; 16];
