@@ -158,18 +158,19 @@ pub(crate) struct OnlineBlock<'a, E> {
 /// `[4096, 32000]` 32.8 → 28.8 ms one block ahead, 26.7 two ahead, 26.9 four ahead.
 pub(crate) const PREFETCH_BLOCKS: usize = 2;
 
-/// The largest exp sum of a guessed block that [`online`] keeps: `2^16`. Each of its terms
-/// is then at most `2^16`, so the row's max lies at most `16/(κ·log₂e)` (11.1 at `T = 1`)
-/// above the reference. What that costs in accuracy: a term's exponent is formed with two
-/// roundings (`x − m`, then `·c·log₂e`), each relative to the exponent's size, so against a
-/// reference that far below the max the largest terms' relative error grows by about
-/// `11.1·ε` (`ε/2` from each), and the sum's with them; and `ln s`, rounded to f32, is then
-/// at most `11.1 + ln C` instead of `ln C`, half an ulp of it at most `8·ε` while below 32.
-/// About `20·ε` in all, inside the contract's `32·ε` for the exponential and the logarithm
-/// (lib.rs, "Accuracy"), where the checked form's largest terms are exact to the
-/// polynomial's `0.64·ε` and its `ln s` to half an ulp of `ln C`. (A cap of `2^32` measured
-/// the same speed on the bench's rows but would allow about `40·ε`.)
-pub(crate) const GUESSED_SUM_MAX: f64 = 65_536.0;
+/// The largest exp sum of a guessed block that [`online`] keeps: `2^12`. Each of its terms
+/// is then at most `2^12`, so the row's max lies at most `12/(κ·log₂e)` (8.3 at `T = 1`)
+/// above the reference. What that costs in accuracy, against the checked form, whose largest
+/// terms have exponents near 0: a term's exponent `(x − m)·κ` carries relative errors from
+/// its forming (`x − m`, then `·c·log₂e`, rounded `ε/2` each, and `c·log₂e` itself rounded
+/// from `κ`, up to `ε` where `1/T` is not exact), so the largest terms' relative error grows by
+/// up to `2·ε` for each nat the reference lies below them, about `17·ε` (`9·ε` at `T = 1`);
+/// and `ln s` grows by up to 8.3, so its f32 rounding and the product `T·ln s` add about
+/// `8·ε·T`. About `25·ε` in all, inside the contract's `32·ε` for the exponential, the
+/// logarithm and the final rounding (lib.rs, "Accuracy"); the sum's own rounding, relative,
+/// does not change. `2^16`, measured as fast on the bench's rows, would allow about `36·ε`;
+/// below `2^10` a block of values all equal to the reference (its sum 1024) would not pass.
+pub(crate) const GUESSED_SUM_MAX: f64 = 4096.0;
 
 /// Whether [`online`] keeps a guessed block with the exp sum `s`: at most
 /// [`GUESSED_SUM_MAX`] (so not NaN, not +inf).
@@ -251,8 +252,8 @@ pub(crate) fn run_factor(mk: f32, m: f32, kappa: f64, s: f64) -> f32 {
 /// running max, the first block against the max of the row's first 32 values: the max pass
 /// is a load and three instructions of the block's 16-17 per sixteen values, and its reads
 /// are the ones the exp pass waits for. The block is kept where [`kept`] accepts its sum,
-/// and summed again, checked, where not: where the sum passes `2^16` (a value more than
-/// `16/(κ·log₂e)` above the reference, 11.1 at `T = 1`, or many values a little less far)
+/// and summed again, checked, where not: where the sum passes `2^12` (a value more than
+/// `12/(κ·log₂e)` above the reference, 8.3 at `T = 1`, or many values a little less far)
 /// or is NaN or +inf (a NaN or +inf among the values: the checked pass then classifies the
 /// row). After [`GUESS_MISSES`] such blocks the row's other blocks are checked. `m` is then
 /// the last reference, at most the row's max. The worst case, a row sent back twice, sums
