@@ -1,7 +1,7 @@
 //! The cross-entropy's own AVX2 loops besides the exp-sums (mod.rs): the linear sum where the
 //! fused loop does not take a block, and the gradient's update from the stored terms.
 
-use super::{fold_f64, hsum_f64};
+use super::sums::{fold_f64, hsum_f64};
 use crate::cpu::lanes::SUM_BLOCK;
 use std::arch::x86_64::*;
 

@@ -10,6 +10,7 @@ use super::lanes::SUM_BLOCK;
 use super::lin_terms::Linear;
 use crate::scale::RowScale;
 use std::arch::x86_64::*;
+use sums::{fold_f64, hsum_f64};
 
 /// The largest exponent [`exp2_8`] takes with `clamp`: `2^64` is past any guessed block's
 /// kept sum (`rows::GUESSED_SUM_MAX`), and `p·2^64` is normal.
@@ -52,25 +53,6 @@ fn exp2_8(z: __m256, flush: bool, clamp: bool) -> __m256 {
         // The caller has shown no lane is below −126 (`exp::bounded_row`).
         y
     }
-}
-
-/// Adds the eight f32 lanes of a block sum into two four-lane f64 accumulators (see
-/// `SUM_BLOCK` in rows.rs: each f32 lane then takes at most one block's additions).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn fold_f64(v: __m256, d: &mut (__m256d, __m256d)) {
-    d.0 = _mm256_add_pd(d.0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-    d.1 = _mm256_add_pd(d.1, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)));
-}
-
-/// The sum of [`fold_f64`]'s accumulators.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn hsum_f64(d: (__m256d, __m256d)) -> f64 {
-    let mut v = [0.0f64; 4];
-    // SAFETY: a 4-lane store into a 4-element array.
-    unsafe { _mm256_storeu_pd(v.as_mut_ptr(), _mm256_add_pd(d.0, d.1)) };
-    (v[0] + v[1]) + (v[2] + v[3])
 }
 
 /// Max of the values (NaN and −inf never win: `max_ps` returns its second operand on NaN) and
@@ -439,6 +421,7 @@ pub(crate) unsafe fn affine_f32(
 }
 
 mod ce_loops;
+mod sums;
 #[cfg(test)]
 mod tests;
 
