@@ -168,7 +168,7 @@ pub(crate) const PREFETCH_BLOCKS: usize = 2;
 /// and `ln s` grows by up to 8.3, so its f32 rounding and the product `T·ln s` add about
 /// `8·ε·T`. About `25·ε` in all, inside the contract's `32·ε` for the exponential, the
 /// logarithm and the final rounding (lib.rs, "Accuracy"); the sum's own rounding, relative,
-/// does not change. `2^16`, measured as fast on the bench's rows, would allow about `36·ε`;
+/// does not change. `2^16`, measured as fast on the bench's rows, would allow about `35·ε`;
 /// below `2^10` a block of values all equal to the reference (its sum 1024) would not pass.
 pub(crate) const GUESSED_SUM_MAX: f64 = 4096.0;
 
