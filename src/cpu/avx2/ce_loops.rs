@@ -21,8 +21,9 @@ unsafe fn k8(j: usize, w: Option<&[f32]>, q: Option<&[f32]>) -> __m256 {
 }
 
 /// The cross-entropy linear sum over a row with finite max `m`:
-/// `a = Σ_finite k̂_j·fma(x_j, σ, −σm)` (no overflow however the row spans). `k̂` as in [`k8`]; `k_scalar(j)` for the tail. Blocked like [`exp_sum`] (64
-/// additions per f32 lane at most).
+/// `a = Σ_finite k̂_j·fma(x_j, σ, −σm)` (no overflow however the row spans). `k̂` as in
+/// [`k8`]; `k_scalar(j)` for the tail. Blocked like mod.rs's `exp_sum` (64 additions per f32
+/// lane at most).
 ///
 /// # Safety
 /// AVX2 + FMA; `w` and `q`, when given, are as long as `x`.
