@@ -20,13 +20,12 @@ use std::arch::x86_64::*;
 
 /// Sixteen `2^z` at once: `n = round(z)`, `f = z − n` (exact), `2^f` by [`EXP2_POLY`], times
 /// `2^n` by `vscalefps`; worst relative error 0.64 ε over `[−126, 0]` (measured: the test
-/// below), the same above 0 (`vscalefps` scales exactly, and gives +inf past f32's range). With
-/// `flush`, lanes below [`EXP2_LO`] (−inf included) give exactly 0, and a NaN lane stays NaN
-/// (the compare is unordered-true; +inf gives +inf, measured: the test below), so a sum over a
-/// block whose values were never read before (`exp_sums_unchecked`) shows a NaN or +inf among
-/// them;
-/// without `flush`, the caller has shown there are none below (the compare is one
-/// instruction of ten).
+/// below), the same above 0 (`vscalefps` scales exactly, and gives +inf past f32's range).
+/// With `flush`, lanes below [`EXP2_LO`] (−inf included) give exactly 0, and a NaN lane stays
+/// NaN (the compare is unordered-true; +inf gives +inf, measured: the test below), so a sum
+/// over a block whose values were never read before (`exp_sums_unchecked`) shows a NaN or
+/// +inf among them; without `flush`, the caller has shown there are none below (the compare
+/// is one instruction of ten).
 ///
 /// Against `e^x` through `z = x·log₂e` this costs one more rounding than exp.rs's Cody–Waite
 /// reduction: a relative error of about `|x|·ε/2` in the result, the same as the GPU
