@@ -265,7 +265,7 @@ impl Arith for Fused {
         next: &[f32],
     ) -> (f64, f64) {
         #[cfg(target_arch = "x86_64")]
-        if super::exp::base2_fits(sc) && (lin.is_none() || sc.h == 1.0) {
+        if super::exp::unchecked_fits(sc, lin.is_some()) {
             return sums_by_blocks::<Self, E>(x, None, next, |j, b, _, nb| {
                 let bl = lin.map(|l| Linear {
                     sigma: l.sigma,
@@ -366,7 +366,7 @@ impl Arith for Fused512 {
         next: &[f32],
     ) -> (f64, f64) {
         #[cfg(target_arch = "x86_64")]
-        if super::exp::base2_fits(sc) && (lin.is_none() || sc.h == 1.0) {
+        if super::exp::unchecked_fits(sc, lin.is_some()) {
             // SAFETY: as above; `lin.k`'s length is asserted there.
             let (s, a) = unsafe { super::avx512::exp_sums_unchecked(x, sc, lin, next) };
             return (s as f64, a as f64);

@@ -54,6 +54,14 @@ pub(crate) fn base2_fits(sc: &RowScale) -> bool {
     !sc.tiny && base2_c(sc).is_finite()
 }
 
+/// Whether the builds' `Arith::exp_sums_unchecked` takes this scale: the base-2 loops'
+/// ([`base2_fits`]), and `h = 1` where a linear sum (`with_linear`) is wanted, as the fused
+/// loops' domain asks (`lin_terms::Linear::fits`).
+#[inline(always)]
+pub(crate) fn unchecked_fits(sc: &RowScale, with_linear: bool) -> bool {
+    base2_fits(sc) && (!with_linear || sc.h == 1.0)
+}
+
 /// The base-2 loops' exponent factor: their exponent is `fma(x, h, −m·h)·c₂` with
 /// `c₂ = c·log₂e`, formed in f64 and rounded once.
 #[inline(always)]

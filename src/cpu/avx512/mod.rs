@@ -176,16 +176,7 @@ pub(crate) unsafe fn exp_sums_unchecked<E: Element>(
     if let Some(l) = lin {
         l.check_len(x.len());
     }
-    // The block's lines into L1 first, each a prefetch that does not wait (the lines are
-    // in L2 or on their way, prefetched two blocks back): the checked form's max pass did
-    // that, with loads. Measured (two threads, interleaved rounds, time over the row-sum
-    // yardstick's), logsumexp without and with it: 1.04 / 0.98 at `[512, 128256]`, 1.07 /
-    // 1.00 at `[4096, 32000]`, 1.13 / 1.06 at `[65536, 1000]`.
-    let bytes = std::mem::size_of_val(x);
-    for off in (0..bytes).step_by(64) {
-        // SAFETY: inside `x`; a prefetch never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((x.as_ptr() as *const i8).add(off)) };
-    }
+    super::avx2::prefetch_l1(x);
     // SAFETY: as the caller's, `k`'s length asserted.
     unsafe {
         match lin {
